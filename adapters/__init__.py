@@ -1,0 +1,1 @@
+"""Implementations of the ports, chosen at start-up: MongoDB store, compute backends, fault points."""

@@ -1,0 +1,1 @@
+"""Pure reaction logic: each handler consumes its events, writes the store through ports, publishes facts."""

@@ -1,0 +1,1 @@
+"""What handlers need from the outside world, as protocols; adapters implement them."""

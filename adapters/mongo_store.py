@@ -1,0 +1,115 @@
+"""The state store on MongoDB (any MongoDB-wire server) through PyMongo's native async client."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import structlog
+from pymongo import ASCENDING, AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from ports.store import Outcome, TransitionResult
+from schemas.documents import HistoryEntry, StatefulDocument, utcnow
+from schemas.registry import DOCUMENT_KINDS
+
+D = TypeVar("D", bound=StatefulDocument)
+log = structlog.get_logger("gxwf.store")
+
+# A concurrent writer can move the document between our read and our compare-and-set; re-read and decide
+# again a few times rather than fail the handler.
+_CAS_ATTEMPTS = 8
+
+
+class MongoStateStore:
+    def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
+        self.client = client
+        self.db: AsyncDatabase[dict[str, Any]] = client[database]
+
+    @classmethod
+    def connect(cls, url: str, database: str) -> MongoStateStore:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            url, tz_aware=True, serverSelectionTimeoutMS=10_000, appname="gxwf"
+        )
+        return cls(client, database)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def ping(self) -> None:
+        await self.db.command("ping")
+
+    async def ensure_indexes(self) -> None:
+        for kind in DOCUMENT_KINDS:
+            coll = self.db[kind.collection]
+            await coll.create_index([("state", ASCENDING)], name="state")
+            await coll.create_index([("history.event_id", ASCENDING)], name="history_event_id")
+            for key in ("consumer_id", "transfer_process_id"):
+                if key in kind.model_fields:
+                    await coll.create_index([(key, ASCENDING), ("state", ASCENDING)], name=f"{key}_state")
+
+    async def create(self, doc: StatefulDocument, *, event_id: str) -> bool:
+        type(doc).machine.check(None, doc.state)
+        now = utcnow()
+        entry = HistoryEntry(from_=None, to=doc.state, at=now, event_id=event_id)
+        stored = doc.model_copy(update={"history": [entry], "created_at": now, "updated_at": now})
+        try:
+            await self.db[doc.collection].insert_one(stored.to_store())
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def get(self, kind: type[D], doc_id: str) -> D | None:
+        raw = await self.db[kind.collection].find_one({"_id": doc_id})
+        return kind.model_validate(raw) if raw is not None else None
+
+    async def find(
+        self, kind: type[D], *, states: list[str] | None = None, limit: int = 1000, **equals: Any
+    ) -> list[D]:
+        query: dict[str, Any] = dict(equals)
+        if states is not None:
+            query["state"] = {"$in": states}
+        cursor = self.db[kind.collection].find(query).limit(limit)
+        return [kind.model_validate(raw) async for raw in cursor]
+
+    async def transition(
+        self,
+        kind: type[StatefulDocument],
+        doc_id: str,
+        to: str,
+        *,
+        event_id: str,
+        reason: str | None = None,
+        fields: Mapping[str, Any] | None = None,
+    ) -> TransitionResult:
+        coll = self.db[kind.collection]
+        for _ in range(_CAS_ATTEMPTS):
+            current = await coll.find_one({"_id": doc_id}, {"state": 1, "history.event_id": 1, "history.to": 1})
+            if current is None:
+                return TransitionResult(Outcome.MISSING, None)
+            state = str(current["state"])
+            if any(h.get("event_id") == event_id and h.get("to") == to for h in current.get("history", ())):
+                return TransitionResult(Outcome.ALREADY_APPLIED, state)
+            if not kind.machine.allows(state, to):
+                log.warning(
+                    "transition rejected",
+                    kind=kind.collection,
+                    id=doc_id,
+                    state=state,
+                    to=to,
+                    event_id=event_id,
+                )
+                return TransitionResult(Outcome.REJECTED, state)
+            now = utcnow()
+            entry = HistoryEntry(from_=state, to=to, at=now, event_id=event_id, reason=reason)
+            result = await coll.update_one(
+                {"_id": doc_id, "state": state, "history.event_id": {"$ne": event_id}},
+                {
+                    "$set": {**(fields or {}), "state": to, "updated_at": now},
+                    "$push": {"history": entry.model_dump(by_alias=True)},
+                },
+            )
+            if result.modified_count == 1:
+                return TransitionResult(Outcome.APPLIED, to)
+        raise RuntimeError(f"{kind.collection}/{doc_id}: state kept changing under {_CAS_ATTEMPTS} attempts")

@@ -1,0 +1,336 @@
+"""Every event of the flow: subject, payload model, what it means, and a valid example.
+
+The AsyncAPI document is generated from this table (through the FastStream app), so a subject that is not
+here does not exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from events import subjects as s
+from events.payloads.access import AccessGranted, AccessRevoked
+from events.payloads.asset import AssetRegistered, AssetRegistrationFailed
+from events.payloads.common import Payload
+from events.payloads.consumer import ConsumerDeprovisioned, ConsumerProvisioningFailed
+from events.payloads.dead_letter import DeadLetter, HandlerError
+from events.payloads.deployment import DeploymentDeleted, DeploymentFailed, DeploymentReady, DeploymentRequested
+from events.payloads.edc import (
+    ContractAgreement,
+    EdcCallbackReceived,
+    EdcDeprovisionRequested,
+    EdcNegotiationFinalized,
+    EdcNegotiationTerminated,
+    EdcProvisionRequested,
+    EdcTransferEvent,
+)
+from events.payloads.result import ResultFile, ResultPublished, ResultPublishFailed
+from events.payloads.run import (
+    RunFailed,
+    RunPending,
+    RunQueued,
+    RunRequested,
+    RunRunning,
+    RunSpec,
+    RunStopped,
+    RunStopRequested,
+    RunSucceeded,
+    RunTimedOut,
+)
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    subject: str
+    payload: type[Payload]
+    summary: str
+    example: Payload
+    command: bool = False
+
+
+_TP = "b5c7d1e2-8f7a-4c1d-9e2b-3a4f5c6d7e8f"
+_CONSUMER = "did:web:consumer.example.org"
+_RUN = "run-01J9Z6Q0AB"
+_DEPLOYMENT = "dep-b5c7d1e2"
+_ASSET = "carla-minimal"
+_API = "http://workflow-api.gxwf-c-7f3a.svc:8080"
+_CALLBACK = "http://provider-connector:8181/api/management/callback"
+_AT = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
+
+CATALOGUE: tuple[EventSpec, ...] = (
+    EventSpec(
+        s.EDC_PROVISION_REQUESTED,
+        EdcProvisionRequested,
+        "A connector asks to provision a consumer's WorkflowApi (any EDC generation, normalised).",
+        EdcProvisionRequested(
+            connector="default",
+            generation="control-plane-http",
+            transfer_process_id=_TP,
+            asset_id=_ASSET,
+            callback_address=_CALLBACK,
+            resource_definition_id="rd-1",
+        ),
+        command=True,
+    ),
+    EventSpec(
+        s.EDC_DEPROVISION_REQUESTED,
+        EdcDeprovisionRequested,
+        "A connector asks to tear down what a transfer was given.",
+        EdcDeprovisionRequested(
+            connector="default", generation="control-plane-http", transfer_process_id=_TP, callback_address=_CALLBACK
+        ),
+        command=True,
+    ),
+    EventSpec(
+        s.EDC_CALLBACK_RECEIVED,
+        EdcCallbackReceived,
+        "A connector event callback exactly as received (audit, dashboard).",
+        EdcCallbackReceived(
+            connector="default",
+            edc_event_id="0f6c4e2a-1111-4c1d-9e2b-3a4f5c6d7e8f",
+            edc_type="TransferProcessStarted",
+            at=_AT,
+            body={"type": "TransferProcessStarted", "payload": {"transferProcessId": _TP}},
+        ),
+    ),
+    EventSpec(
+        s.EDC_NEGOTIATION_FINALIZED,
+        EdcNegotiationFinalized,
+        "A contract for a WorkflowAsset was agreed: the consumer may be provisioned.",
+        EdcNegotiationFinalized(
+            connector="default",
+            edc_event_id="0f6c4e2a-2222-4c1d-9e2b-3a4f5c6d7e8f",
+            contract_negotiation_id="cn-1",
+            counterparty_id=_CONSUMER,
+            agreement=ContractAgreement(
+                id="agreement-1", asset_id=_ASSET, consumer_id=_CONSUMER, provider_id="did:web:provider", signed_at=_AT
+            ),
+        ),
+    ),
+    EventSpec(
+        s.EDC_NEGOTIATION_TERMINATED,
+        EdcNegotiationTerminated,
+        "A contract negotiation ended without agreement.",
+        EdcNegotiationTerminated(
+            connector="default",
+            edc_event_id="0f6c4e2a-3333-4c1d-9e2b-3a4f5c6d7e8f",
+            contract_negotiation_id="cn-2",
+            reason="policy not satisfied",
+        ),
+    ),
+    *(
+        EventSpec(
+            subject,
+            EdcTransferEvent,
+            summary,
+            EdcTransferEvent(
+                connector="default",
+                edc_event_id=f"0f6c4e2a-44{i}4-4c1d-9e2b-3a4f5c6d7e8f",
+                edc_type=edc_type,
+                transfer_process_id=_TP,
+                asset_id=_ASSET,
+                side="PROVIDER",
+            ),
+        )
+        for i, (subject, edc_type, summary) in enumerate(
+            (
+                (s.EDC_TRANSFER_STARTED, "TransferProcessStarted", "A transfer process started."),
+                (s.EDC_TRANSFER_COMPLETED, "TransferProcessCompleted", "A transfer process completed."),
+                (
+                    s.EDC_TRANSFER_TERMINATED,
+                    "TransferProcessTerminated",
+                    "A transfer process was terminated: deprovision even without a deprovision request.",
+                ),
+            )
+        )
+    ),
+    EventSpec(
+        s.DEPLOYMENT_REQUESTED,
+        DeploymentRequested,
+        "Deploy a WorkflowApi for a consumer.",
+        DeploymentRequested(deployment_id=_DEPLOYMENT, transfer_process_id=_TP, consumer_id=_CONSUMER, asset_id=_ASSET),
+        command=True,
+    ),
+    EventSpec(
+        s.DEPLOYMENT_READY,
+        DeploymentReady,
+        "The consumer's WorkflowApi answers.",
+        DeploymentReady(
+            deployment_id=_DEPLOYMENT,
+            transfer_process_id=_TP,
+            consumer_id=_CONSUMER,
+            asset_id=_ASSET,
+            site="gpu-hpc",
+            backend="kubernetes",
+            workflow_api_url=_API,
+        ),
+    ),
+    EventSpec(
+        s.DEPLOYMENT_FAILED,
+        DeploymentFailed,
+        "The WorkflowApi could not be deployed.",
+        DeploymentFailed(
+            deployment_id=_DEPLOYMENT,
+            transfer_process_id=_TP,
+            consumer_id=_CONSUMER,
+            reason="exceeded quota: requests.nvidia.com/gpu",
+        ),
+    ),
+    EventSpec(
+        s.DEPLOYMENT_DELETED,
+        DeploymentDeleted,
+        "A consumer's WorkflowApi and everything around it is gone.",
+        DeploymentDeleted(deployment_id=_DEPLOYMENT, transfer_process_id=_TP, consumer_id=_CONSUMER),
+    ),
+    EventSpec(
+        s.ASSET_REGISTERED,
+        AssetRegistered,
+        "The requested WorkflowAsset is available in the consumer's WorkflowApi.",
+        AssetRegistered(
+            transfer_process_id=_TP, consumer_id=_CONSUMER, deployment_id=_DEPLOYMENT, asset_id=_ASSET, asset_version=3
+        ),
+    ),
+    EventSpec(
+        s.ASSET_REGISTRATION_FAILED,
+        AssetRegistrationFailed,
+        "The requested WorkflowAsset could not be registered.",
+        AssetRegistrationFailed(
+            transfer_process_id=_TP, consumer_id=_CONSUMER, asset_id=_ASSET, reason="unknown asset"
+        ),
+    ),
+    EventSpec(
+        s.ACCESS_GRANTED,
+        AccessGranted,
+        "Access information was sent to the connector; the consumer can use its WorkflowApi.",
+        AccessGranted(
+            transfer_process_id=_TP, consumer_id=_CONSUMER, workflow_api_url=_API, token_fingerprint="3f9a1c0e"
+        ),
+    ),
+    EventSpec(
+        s.ACCESS_REVOKED,
+        AccessRevoked,
+        "A consumer's token no longer opens its WorkflowApi.",
+        AccessRevoked(transfer_process_id=_TP, consumer_id=_CONSUMER, reason="transfer terminated"),
+    ),
+    EventSpec(
+        s.RUN_REQUESTED,
+        RunRequested,
+        "Start a run of a WorkflowAsset (published by the WorkflowApi).",
+        RunRequested(
+            run_id=_RUN,
+            consumer_id=_CONSUMER,
+            asset_id=_ASSET,
+            asset_version=3,
+            parameters={"EPISODES": 10},
+            inputs=["in-7d2c"],
+            spec=RunSpec(image="ghcr.io/example/carla-minimal:1.2", command=["python", "train.py"], env={}),
+        ),
+        command=True,
+    ),
+    EventSpec(
+        s.RUN_STOP_REQUESTED,
+        RunStopRequested,
+        "Stop a run (published by the WorkflowApi).",
+        RunStopRequested(run_id=_RUN, consumer_id=_CONSUMER, reason="cancelled by consumer"),
+        command=True,
+    ),
+    EventSpec(
+        s.RUN_QUEUED,
+        RunQueued,
+        "A run waits for a free slot of its consumer or site.",
+        RunQueued(run_id=_RUN, consumer_id=_CONSUMER, position=2),
+    ),
+    EventSpec(
+        s.RUN_PENDING,
+        RunPending,
+        "A run was handed to a compute backend.",
+        RunPending(run_id=_RUN, consumer_id=_CONSUMER, backend="local", site="local"),
+    ),
+    EventSpec(
+        s.RUN_RUNNING,
+        RunRunning,
+        "A run's workload is executing.",
+        RunRunning(run_id=_RUN, consumer_id=_CONSUMER, backend="local", handle="pid:4242"),
+    ),
+    EventSpec(
+        s.RUN_SUCCEEDED,
+        RunSucceeded,
+        "A run's workload exited with status 0.",
+        RunSucceeded(run_id=_RUN, consumer_id=_CONSUMER, duration_seconds=12.5),
+    ),
+    EventSpec(
+        s.RUN_FAILED,
+        RunFailed,
+        "A run's workload failed, or its process or pod vanished.",
+        RunFailed(run_id=_RUN, consumer_id=_CONSUMER, exit_code=1, reason="exit status 1", duration_seconds=3.0),
+    ),
+    EventSpec(
+        s.RUN_STOPPED,
+        RunStopped,
+        "A run was stopped and its workload is verified gone.",
+        RunStopped(run_id=_RUN, consumer_id=_CONSUMER, reason="cancelled by consumer"),
+    ),
+    EventSpec(
+        s.RUN_TIMED_OUT,
+        RunTimedOut,
+        "A run exceeded its pending or running time limit and was killed.",
+        RunTimedOut(run_id=_RUN, consumer_id=_CONSUMER, phase="running", limit_seconds=3600),
+    ),
+    EventSpec(
+        s.RESULT_PUBLISHED,
+        ResultPublished,
+        "A run's outputs and log are in the object store, listed in a manifest.",
+        ResultPublished(
+            run_id=_RUN,
+            consumer_id=_CONSUMER,
+            files=[ResultFile(name="model.onnx", size=1048576, sha256="0" * 64)],
+            manifest_key=f"results/{_RUN}/manifest.json",
+            log_key=f"results/{_RUN}/log.txt",
+        ),
+    ),
+    EventSpec(
+        s.RESULT_PUBLISH_FAILED,
+        ResultPublishFailed,
+        "A run's outputs could not be published.",
+        ResultPublishFailed(run_id=_RUN, consumer_id=_CONSUMER, reason="object store unavailable"),
+    ),
+    EventSpec(
+        s.CONSUMER_PROVISIONING_FAILED,
+        ConsumerProvisioningFailed,
+        "Provisioning a consumer ended in failure; the connector was told.",
+        ConsumerProvisioningFailed(
+            transfer_process_id=_TP, consumer_id=_CONSUMER, step="deployment", reason="no site has a GPU"
+        ),
+    ),
+    EventSpec(
+        s.CONSUMER_DEPROVISIONED,
+        ConsumerDeprovisioned,
+        "Everything a transfer gave the consumer is torn down.",
+        ConsumerDeprovisioned(transfer_process_id=_TP, consumer_id=_CONSUMER, reason="transfer completed"),
+    ),
+)
+
+DEAD_LETTER = EventSpec(
+    s.dead_letter_subject("{subject}"),
+    DeadLetter,
+    "An event a handler gave up on, with the handler, the error and the delivery count.",
+    DeadLetter(
+        original_subject=s.RUN_REQUESTED,
+        original={"id": "e1", "type": s.RUN_REQUESTED, "data": {}},
+        handler="jobs-run-requested",
+        error=HandlerError(type="ValidationError", message="data.spec: Field required"),
+        delivery_count=1,
+        stream_sequence=42,
+        failed_at=_AT,
+    ),
+)
+
+BY_SUBJECT: dict[str, EventSpec] = {spec.subject: spec for spec in CATALOGUE}
+
+
+def spec_for(subject: str) -> EventSpec:
+    try:
+        return BY_SUBJECT[subject]
+    except KeyError:
+        raise KeyError(f"unknown subject {subject!r}: add it to events/catalogue.py") from None

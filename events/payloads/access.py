@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from events.payloads.common import Id, Payload, Reason, Url
+
+
+class AccessGranted(Payload):
+    """The consumer's access was handed to EDC; the token itself never travels on the bus."""
+
+    transfer_process_id: Id
+    consumer_id: Id
+    workflow_api_url: Url
+    token_fingerprint: str = Field(max_length=64, description="First characters of the token's sha256")
+
+
+class AccessRevoked(Payload):
+    transfer_process_id: Id
+    consumer_id: Id
+    reason: Reason

@@ -1,0 +1,83 @@
+"""What the EDC side tells us: provisioner requests (normalised) and connector event callbacks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from events.payloads.common import Id, Payload, Reason, Url
+
+ProvisionerGeneration = Literal["control-plane-http", "data-plane-provision-http", "dps", "nats"]
+
+
+class EdcProvisionRequested(Payload):
+    """A connector asks for a consumer's WorkflowApi, whatever EDC generation sent it."""
+
+    connector: Id = Field(description="Name of the configured connector that called")
+    generation: ProvisionerGeneration
+    transfer_process_id: Id
+    asset_id: Id | None = Field(default=None, description="Absent in data-plane requests: read from the agreement")
+    callback_address: Url
+    resource_definition_id: Id | None = None
+    provision_resource_id: Id | None = None
+    flow_id: Id | None = None
+    policy: dict[str, Any] | None = None
+
+
+class EdcDeprovisionRequested(Payload):
+    connector: Id
+    generation: ProvisionerGeneration
+    transfer_process_id: Id
+    callback_address: Url | None = None
+    resource_definition_id: Id | None = None
+    provision_resource_id: Id | None = None
+    flow_id: Id | None = None
+    reason: Reason | None = None
+
+
+class EdcCallbackReceived(Payload):
+    """A connector event callback exactly as received, kept for audit and the dashboard."""
+
+    connector: Id
+    edc_event_id: Id
+    edc_type: str = Field(max_length=200, description="e.g. ContractNegotiationFinalized")
+    at: datetime
+    body: dict[str, Any]
+
+
+class ContractAgreement(Payload):
+    id: Id
+    asset_id: Id
+    consumer_id: Id
+    provider_id: Id
+    signed_at: datetime | None = None
+
+
+class EdcNegotiationFinalized(Payload):
+    connector: Id
+    edc_event_id: Id
+    contract_negotiation_id: Id
+    counterparty_id: Id | None = None
+    agreement: ContractAgreement
+
+
+class EdcNegotiationTerminated(Payload):
+    connector: Id
+    edc_event_id: Id
+    contract_negotiation_id: Id
+    reason: Reason | None = None
+
+
+class EdcTransferEvent(Payload):
+    """transfer.process.* callbacks that matter to the flow (started, completed, terminated, ...)."""
+
+    connector: Id
+    edc_event_id: Id
+    edc_type: str = Field(max_length=200)
+    transfer_process_id: Id
+    asset_id: Id | None = None
+    contract_id: Id | None = None
+    side: Literal["CONSUMER", "PROVIDER"] | None = None
+    reason: Reason | None = None

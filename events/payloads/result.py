@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from events.payloads.common import Id, Payload, Reason
+
+
+class ResultFile(Payload):
+    name: str = Field(max_length=1024)
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class ResultPublished(Payload):
+    run_id: Id
+    consumer_id: Id
+    files: list[ResultFile] = Field(max_length=100_000)
+    manifest_key: str = Field(max_length=1024)
+    log_key: str | None = Field(default=None, max_length=1024)
+
+
+class ResultPublishFailed(Payload):
+    run_id: Id
+    consumer_id: Id
+    reason: Reason

@@ -1,0 +1,76 @@
+"""A run of a WorkflowAsset: commands from the WorkflowApi and facts from the compute backends."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from events.payloads.common import Id, Payload, Reason
+
+ParamValue = str | int | float | bool
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+
+
+class RunSpec(Payload):
+    """What to execute, resolved from the asset version when the run was requested."""
+
+    image: str | None = Field(default=None, max_length=512)
+    command: list[Annotated[str, StringConstraints(max_length=8192)]] = Field(min_length=1, max_length=256)
+    env: dict[EnvName, Annotated[str, StringConstraints(max_length=8192)]] = Field(default_factory=dict)
+    timeout_seconds: float = Field(default=3600, gt=0, le=7 * 24 * 3600)
+
+
+class RunRequested(Payload):
+    run_id: Id
+    consumer_id: Id
+    asset_id: Id
+    asset_version: int = Field(default=1, ge=1)
+    parameters: dict[EnvName, ParamValue] = Field(default_factory=dict)
+    inputs: list[Id] = Field(default_factory=list, max_length=1000)
+    spec: RunSpec
+
+
+class RunStopRequested(Payload):
+    run_id: Id
+    consumer_id: Id
+    reason: Reason | None = None
+
+
+class RunFact(Payload):
+    run_id: Id
+    consumer_id: Id
+
+
+class RunQueued(RunFact):
+    position: int = Field(ge=0)
+
+
+class RunPending(RunFact):
+    backend: str = Field(max_length=64)
+    site: Id
+
+
+class RunRunning(RunFact):
+    backend: str = Field(max_length=64)
+    handle: str = Field(max_length=256, description="Backend's name for the job (pid, Job name)")
+
+
+class RunSucceeded(RunFact):
+    exit_code: Literal[0] = 0
+    duration_seconds: float = Field(ge=0)
+
+
+class RunFailed(RunFact):
+    exit_code: int | None = None
+    reason: Reason
+    duration_seconds: float | None = Field(default=None, ge=0)
+
+
+class RunStopped(RunFact):
+    reason: Reason | None = None
+
+
+class RunTimedOut(RunFact):
+    phase: Literal["pending", "running"]
+    limit_seconds: float = Field(gt=0)

@@ -1,0 +1,57 @@
+"""The JetStream streams: all events in WF (with a de-duplication window), dead letters in WF_DLQ."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from events.subjects import DLQ_PREFIX, DLQ_STREAM, STREAM, STREAM_SUBJECTS
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    duplicate_window_seconds: float = 600.0
+    max_age_days: float = 30.0
+    dlq_max_age_days: float = 90.0
+    replicas: int = 1
+
+
+def stream_configs(settings: StreamSettings) -> list[StreamConfig]:
+    day = 24 * 3600.0
+    return [
+        StreamConfig(
+            name=STREAM,
+            description="gaiax-workflows events: EDC facts and commands, workflow facts and commands",
+            subjects=list(STREAM_SUBJECTS),
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            max_age=settings.max_age_days * day,
+            duplicate_window=settings.duplicate_window_seconds,
+            num_replicas=settings.replicas,
+        ),
+        StreamConfig(
+            name=DLQ_STREAM,
+            description="Events a handler gave up on, with the error",
+            subjects=[f"{DLQ_PREFIX}.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=settings.dlq_max_age_days * day,
+            duplicate_window=settings.duplicate_window_seconds,
+            num_replicas=settings.replicas,
+        ),
+    ]
+
+
+async def ensure_streams(js: JetStreamContext, settings: StreamSettings | None = None) -> None:
+    """Create the streams, or bring an existing one to this configuration (idempotent, at every start)."""
+    for config in stream_configs(settings or StreamSettings()):
+        try:
+            await js.stream_info(config.name or "")
+        except NotFoundError:
+            await js.add_stream(config)
+        else:
+            await js.update_stream(config)

@@ -1,0 +1,300 @@
+"""`gxwf`: start the system, run single components, tail events, generate the AsyncAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from devstack import EmbeddedStack, StackError
+from gxwf.errors import UserError
+from gxwf.logging_setup import configure_logging
+from gxwf.settings import Settings
+from handlers.subscriptions import GROUPS
+
+app = typer.Typer(
+    name="gxwf",
+    help="gaiax-workflows: sell compute workflows through an Eclipse Dataspace Connector.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+stack_app = typer.Typer(help="The embedded servers (NATS JetStream, MongoDB-wire, S3).", no_args_is_help=True)
+events_app = typer.Typer(help="Events on the bus.", no_args_is_help=True)
+handlers_app = typer.Typer(help="The event handlers.", no_args_is_help=True)
+runs_app = typer.Typer(help="Workflow runs (operator commands).", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks that print figures.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+app.add_typer(events_app, name="events")
+app.add_typer(handlers_app, name="handlers")
+app.add_typer(runs_app, name="runs")
+app.add_typer(bench_app, name="bench")
+
+console = Console(stderr=True)
+StateDir = Annotated[
+    Path | None, typer.Option("--state-dir", help="Where servers keep data and endpoints.json (default .gxwf).")
+]
+
+
+def _settings(state_dir: Path | None = None) -> Settings:
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = "GXWF_" + "_".join(str(p) for p in first["loc"]).upper()
+        raise UserError(f"{name}: {first['msg']}") from None
+    if state_dir is not None:
+        settings = settings.model_copy(update={"state_dir": state_dir})
+    configure_logging(settings.log_format, settings.log_level)
+    return settings
+
+
+def _stack(settings: Settings, *, embedded_state: bool = True) -> EmbeddedStack:
+    return EmbeddedStack(
+        settings.state_dir if embedded_state else None,
+        nats_url=settings.nats_url,
+        mongo_url=settings.mongo_url,
+        s3_endpoint=settings.s3_endpoint,
+        s3_bucket=settings.s3_bucket,
+    )
+
+
+@app.command()
+def up(
+    state_dir: StateDir = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Send one demo run through the backbone.")] = False,
+) -> None:
+    """Start the stack (what is not configured externally), every handler, and the HTTP services."""
+    settings = _settings(state_dir)
+    asyncio.run(_up(settings, demo))
+
+
+async def _up(settings: Settings, demo: bool) -> None:
+    from gxwf.demo import run_demo
+    from gxwf.runtime import Endpoints, HandlerService, write_endpoints
+
+    stack = _stack(settings)
+    eps = await stack.start()
+    service: HandlerService | None = None
+    try:
+        endpoints: dict[str, str | None] = {
+            "nats": eps.nats,
+            "mongo": eps.mongo,
+            "s3": eps.s3,
+            "edc_ingress": None,
+            "workflow_api": None,
+            "dashboard": None,
+        }
+        path = write_endpoints(settings.state_dir, endpoints)
+        service = HandlerService(settings, Endpoints(eps.nats, eps.mongo, eps.s3))
+        await service.start()
+        table = Table(title="gaiax-workflows is up", show_header=False)
+        for key, value in endpoints.items():
+            table.add_row(key, value or "[dim]not in this version[/dim]")
+        table.add_row("endpoints file", str(path))
+        table.add_row("handlers", ", ".join(GROUPS))
+        console.print(table)
+        if demo and service.bus is not None:
+            await run_demo(console, eps.nats, service.bus, service.store)
+        console.print("Running. Ctrl-C stops everything. In another terminal: [bold]gxwf events tail[/bold]")
+        await stack.wait_until_signalled()
+    finally:
+        if service is not None:
+            await service.stop()
+        await stack.stop()
+
+
+@stack_app.command("up")
+def stack_up(state_dir: StateDir = None) -> None:
+    """Start only the servers; their URLs go to STATE_DIR/endpoints.json."""
+    settings = _settings(state_dir)
+
+    async def main() -> None:
+        from gxwf.runtime import write_endpoints
+
+        stack = _stack(settings)
+        eps = await stack.start()
+        try:
+            values: dict[str, str | None] = {"nats": eps.nats, "mongo": eps.mongo, "s3": eps.s3}
+            write_endpoints(settings.state_dir, values)
+            console.print_json(json.dumps({**values, "pids": eps.pids}))
+            await stack.wait_until_signalled()
+        finally:
+            await stack.stop()
+
+    asyncio.run(main())
+
+
+@handlers_app.command("run")
+def handlers_run(
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help=f"Handler group to run (repeatable): {', '.join(GROUPS)}.")
+    ] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Run handlers as durable subscribers until SIGTERM or Ctrl-C (servers from settings or endpoints.json)."""
+    unknown = sorted(set(only or ()) - set(GROUPS))
+    if unknown:
+        raise UserError(f"--only {unknown[0]}: unknown handler group; choose from {', '.join(GROUPS)}")
+    settings = _settings(state_dir)
+    asyncio.run(_handlers(settings, only))
+
+
+async def _handlers(settings: Settings, only: list[str] | None) -> None:
+    import signal
+
+    from gxwf.runtime import Endpoints, HandlerService
+
+    try:
+        endpoints = Endpoints.resolve(settings)
+    except LookupError as error:
+        raise UserError(str(error)) from None
+    service = HandlerService(settings, endpoints, only)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await service.start()
+    print("handlers ready", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await service.stop()
+
+
+@events_app.command("tail")
+def events_tail(
+    subject: Annotated[
+        list[str] | None, typer.Option("--subject", "-s", help="Subject filter, NATS wildcards allowed (repeatable).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line on stdout.")] = False,
+    replay: Annotated[bool, typer.Option("--replay", help="Start from the oldest stored event.")] = False,
+    count: Annotated[int | None, typer.Option("--count", min=1, help="Exit after this many events.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", min=0.1, help="Exit after this many seconds without an event.")
+    ] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Print events live."""
+    from gxwf.runtime import Endpoints
+    from gxwf.tail import json_emitter, rich_emitter, tail
+
+    subjects = subject or ["edc.>", "wf.>", "dlq.>"]
+    for item in subjects:
+        if not item or " " in item or not all(item.split(".")) or (">" in item and not item.endswith(">")):
+            raise UserError(f"--subject {item!r}: not a NATS subject (tokens separated by '.', '>' only last)")
+    settings = _settings(state_dir)
+    try:
+        nats_url = settings.nats_url or Endpoints.resolve(settings).nats
+    except LookupError as error:
+        raise UserError(str(error)) from None
+    emit = json_emitter() if as_json else rich_emitter(Console())
+    asyncio.run(tail(nats_url, subjects, replay=replay, emit=emit, count=count, timeout=timeout))
+
+
+@runs_app.command("submit")
+def runs_submit(
+    command: Annotated[list[str], typer.Argument(help="The command to run, after --")],
+    consumer: Annotated[str, typer.Option("--consumer", help="Consumer id the run belongs to.")] = "operator",
+    asset: Annotated[str, typer.Option("--asset", help="Asset id recorded with the run.")] = "adhoc",
+    run_id: Annotated[str | None, typer.Option("--run-id", help="Run id (default: a new one).")] = None,
+    timeout_seconds: Annotated[float, typer.Option("--timeout", min=1, help="Running time limit.")] = 3600,
+    state_dir: StateDir = None,
+) -> None:
+    """Publish wf.run.requested for a local command and print the run id."""
+    from events import subjects as s
+    from events.bus import Bus
+    from events.envelope import new_event
+    from events.payloads.run import RunRequested, RunSpec
+    from gxwf.runtime import Endpoints
+
+    settings = _settings(state_dir)
+    try:
+        request = RunRequested(
+            run_id=run_id or f"run-{uuid.uuid4().hex[:12]}",
+            consumer_id=consumer,
+            asset_id=asset,
+            spec=RunSpec(command=command, timeout_seconds=timeout_seconds),
+        )
+        endpoints = Endpoints.resolve(settings)
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise UserError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+    except LookupError as error:
+        raise UserError(str(error)) from None
+
+    async def main() -> None:
+        bus = Bus(endpoints.nats)
+        await bus.broker.connect()
+        try:
+            await bus.publish(new_event(s.RUN_REQUESTED, request, subject=request.run_id, correlationid=request.run_id))
+        finally:
+            await bus.broker.stop()
+
+    asyncio.run(main())
+    print(request.run_id)
+
+
+@app.command()
+def asyncapi(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Exit 1 if OUTPUT differs from the code.")] = False,
+) -> None:
+    """Generate the AsyncAPI 3.0 document of every subject from the FastStream app."""
+    from gxwf.asyncapi_doc import render_yaml
+
+    text = render_yaml()
+    if check:
+        if output is None:
+            raise UserError("--check needs --output FILE to compare with")
+        if not output.exists() or output.read_text() != text:
+            console.print(f"{output} is out of date: run `gxwf asyncapi -o {output}`")
+            raise typer.Exit(1)
+        return
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+
+
+@bench_app.command("backbone")
+def bench_backbone(
+    events: Annotated[int, typer.Option("--events", min=10, max=1_000_000, help="Events per measurement.")] = 2000,
+) -> None:
+    """Events/s and publish-to-handled latency through the pipeline, beside raw nats-py on the same servers."""
+    from gxwf.bench_backbone import run_benchmark
+
+    settings = _settings(None)
+    asyncio.run(run_benchmark(settings, events, console=Console()))
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point: usage errors and bad input as one line on stderr with exit status 2, never a traceback."""
+    try:
+        return app(args=argv, standalone_mode=False)
+    except click.exceptions.UsageError as error:
+        hint = f" (see `{error.ctx.command_path} --help`)" if error.ctx is not None else ""
+        print(f"gxwf: error: {error.format_message()}{hint}", file=sys.stderr)
+        sys.exit(2)
+    except UserError as error:
+        print(f"gxwf: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except StackError as error:
+        print(f"gxwf: the embedded stack failed: {error}", file=sys.stderr)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        print("gxwf: aborted", file=sys.stderr)
+        sys.exit(130)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,142 @@
+"""The composition root: adapters are chosen here and injected into the handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import nats
+import structlog
+
+from adapters.faults import ConfiguredFaults
+from adapters.local_compute import LocalProcessBackend
+from adapters.mongo_store import MongoStateStore
+from events.bus import Bus
+from events.delivery import DeliveryPolicy
+from events.envelope import Envelope
+from events.streams import StreamSettings, ensure_streams
+from gxwf.settings import Settings
+from handlers.context import HandlerContext
+from handlers.jobs.watch import reconcile_once
+from handlers.subscriptions import for_groups
+
+log = structlog.get_logger("gxwf.runtime")
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    nats: str
+    mongo: str
+    s3: str
+
+    @classmethod
+    def resolve(cls, settings: Settings) -> Endpoints:
+        """Settings first; otherwise what `gxwf up` or `gxwf stack up` wrote into the state directory."""
+        written: dict[str, Any] = {}
+        path = settings.state_dir / "endpoints.json"
+        if path.exists():
+            written = json.loads(path.read_text())
+        values = {
+            "nats": settings.nats_url or written.get("nats"),
+            "mongo": settings.mongo_url or written.get("mongo"),
+            "s3": settings.s3_endpoint or written.get("s3"),
+        }
+        missing = [k for k, v in values.items() if not v]
+        if missing:
+            names = ", ".join(f"GXWF_{k.upper()}_{'ENDPOINT' if k == 's3' else 'URL'}" for k in missing)
+            raise LookupError(f"no {', '.join(missing)} server known: start `gxwf up` or `gxwf stack up`, or set {names}")
+        return cls(**{k: str(v) for k, v in values.items()})
+
+
+def delivery_policy(settings: Settings) -> DeliveryPolicy:
+    return DeliveryPolicy(
+        max_attempts=settings.max_attempts,
+        backoff=tuple(settings.backoff_seconds),
+        ack_wait=settings.ack_wait_seconds,
+        concurrency=settings.handler_concurrency,
+    )
+
+
+async def _unwired(event: Envelope[Any]) -> None:
+    raise RuntimeError("handler not wired: this bus was built for documentation only")
+
+
+def wire(bus: Bus, groups: set[str] | None, ctx: HandlerContext | None) -> Bus:
+    """Declare a durable subscriber per subscription row of the chosen handler groups."""
+    for sub in for_groups(groups):
+        handler = partial(sub.handle, ctx=ctx) if ctx is not None else _unwired
+        bus.subscribe(subject=sub.subject, durable=sub.durable, payload=sub.payload, handler=handler)
+    return bus
+
+
+async def prepare_streams(nats_url: str, settings: Settings) -> None:
+    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=3)
+    try:
+        await ensure_streams(nc.jetstream(), StreamSettings(duplicate_window_seconds=settings.duplicate_window_seconds))
+    finally:
+        await nc.close()
+
+
+class HandlerService:
+    """Handlers of the chosen groups as durable subscribers in this process, plus the jobs watcher."""
+
+    def __init__(self, settings: Settings, endpoints: Endpoints, groups: Iterable[str] | None = None) -> None:
+        self.settings = settings
+        self.endpoints = endpoints
+        self.groups = set(groups) if groups else None
+        self.store = MongoStateStore.connect(endpoints.mongo, settings.mongo_database)
+        self.compute = LocalProcessBackend(settings.state_dir / "runs")
+        self.bus: Bus | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()
+
+    async def start(self) -> None:
+        await self.store.ensure_indexes()
+        await prepare_streams(self.endpoints.nats, self.settings)
+        bus = Bus(self.endpoints.nats, delivery_policy(self.settings))
+        ctx = HandlerContext(
+            store=self.store,
+            events=bus,
+            compute=self.compute,
+            faults=ConfiguredFaults(self.settings.fault_points),
+        )
+        wire(bus, self.groups, ctx)
+        await bus.broker.start()
+        self.bus = bus
+        if self.groups is None or "jobs" in self.groups:
+            self._watcher = asyncio.create_task(self._watch(ctx), name="jobs-watcher")
+        self.ready.set()
+        log.info("handlers started", groups=sorted(self.groups) if self.groups else "all")
+
+    async def _watch(self, ctx: HandlerContext) -> None:
+        while True:
+            try:
+                await reconcile_once(ctx)
+            except Exception as error:  # a transient store or bus error must not end the watcher
+                log.warning("watch pass failed", error=repr(error))
+            await asyncio.sleep(self.settings.watch_interval_seconds)
+
+    async def stop(self) -> None:
+        self.ready.clear()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        if self.bus is not None:
+            await self.bus.broker.stop()
+        await self.store.close()
+
+
+def write_endpoints(state_dir: Path, values: dict[str, str | None]) -> Path:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / "endpoints.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(values, indent=2) + "\n")
+    tmp.replace(path)
+    return path

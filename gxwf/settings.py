@@ -1,0 +1,39 @@
+"""Every setting, from GXWF_* environment variables (or a .env file); nothing is hard-coded elsewhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GXWF_", env_file=".env", extra="ignore")
+
+    # Unset: the embedded stack starts that server. Set: that server is used and none is started.
+    nats_url: str | None = None
+    mongo_url: str | None = None
+    s3_endpoint: str | None = None
+
+    mongo_database: str = Field(default="gxwf", pattern=r"^[A-Za-z0-9_-]{1,63}$")
+    s3_bucket: str = Field(default="gxwf", min_length=3, max_length=63)
+    s3_access_key: str = "gxwf"
+    s3_secret_key: SecretStr = SecretStr("gxwf-secret")
+    s3_region: str = "us-east-1"
+
+    state_dir: Path = Path(".gxwf")
+
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    backoff_seconds: list[float] = Field(default=[0.5, 2.0, 5.0, 15.0, 30.0])
+    ack_wait_seconds: float = Field(default=30.0, gt=0)
+    handler_concurrency: int = Field(default=8, ge=1, le=1024)
+    duplicate_window_seconds: float = Field(default=600.0, gt=0)
+    watch_interval_seconds: float = Field(default=1.0, gt=0)
+
+    # Comma separated NAME=sleep:SECONDS or NAME=raise; empty in production.
+    fault_points: str = ""
+
+    log_format: Literal["console", "json"] = "console"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"

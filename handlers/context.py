@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ports.compute import ComputeBackend
+from ports.events import EventSink
+from ports.faults import FaultPoints, NoFaults
+from ports.store import StateStore
+
+
+@dataclass(frozen=True)
+class HandlerContext:
+    """The ports a handler may use; adapters are chosen at start-up and injected here."""
+
+    store: StateStore
+    events: EventSink
+    compute: ComputeBackend | None = None
+    faults: FaultPoints = field(default_factory=NoFaults)
+
+    def require_compute(self) -> ComputeBackend:
+        if self.compute is None:
+            raise RuntimeError("this handler needs a compute backend and none was configured")
+        return self.compute

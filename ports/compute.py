@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from events.payloads.run import RunSpec
+
+
+class WorkloadPhase(StrEnum):
+    RUNNING = "running"
+    EXITED = "exited"
+    # The backend has no trace of it (pod deleted, process and its record gone).
+    MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class WorkloadStatus:
+    phase: WorkloadPhase
+    exit_code: int | None = None
+    detail: str | None = None
+
+
+class ComputeBackend(Protocol):
+    name: str
+    site: str
+
+    async def start(self, run_id: str, spec: RunSpec, parameters: dict[str, str]) -> str:
+        """Start the run's workload and return its handle; starting a started run returns the same handle."""
+        ...
+
+    async def status(self, run_id: str) -> WorkloadStatus: ...
+
+    async def stop(self, run_id: str) -> None: ...

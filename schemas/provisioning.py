@@ -1,0 +1,153 @@
+"""What one transfer process was given: provision, deployment, access grant, and the asset catalogue."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from schemas.documents import StatefulDocument, utcnow
+from schemas.state_machine import machine
+
+
+class ProvisionState(StrEnum):
+    REQUESTED = "requested"
+    DEPLOYING = "deploying"
+    REGISTERING = "registering"
+    GRANTING = "granting"
+    GRANTED = "granted"
+    FAILED = "failed"
+    DEPROVISIONING = "deprovisioning"
+    DEPROVISIONED = "deprovisioned"
+
+
+P = ProvisionState
+PROVISION_MACHINE = machine(
+    "provision",
+    {P.REQUESTED},
+    {
+        P.REQUESTED: {P.DEPLOYING, P.FAILED, P.DEPROVISIONING},
+        P.DEPLOYING: {P.REGISTERING, P.FAILED, P.DEPROVISIONING},
+        P.REGISTERING: {P.GRANTING, P.FAILED, P.DEPROVISIONING},
+        P.GRANTING: {P.GRANTED, P.FAILED, P.DEPROVISIONING},
+        P.GRANTED: {P.DEPROVISIONING},
+        P.FAILED: {P.DEPROVISIONING},
+        P.DEPROVISIONING: {P.DEPROVISIONED},
+        P.DEPROVISIONED: set(),
+    },
+)
+
+
+class ProvisionDocument(StatefulDocument):
+    """Keyed by the transfer process id: the unit EDC provisions and deprovisions."""
+
+    collection = "provisions"
+    machine = PROVISION_MACHINE
+
+    connector: str
+    consumer_id: str | None = None
+    asset_id: str | None = None
+    callback_address: str | None = None
+    deprovision_requested: bool = False
+    reason: str | None = None
+
+
+class DeploymentState(StrEnum):
+    REQUESTED = "requested"
+    DEPLOYING = "deploying"
+    READY = "ready"
+    FAILED = "failed"
+    DELETING = "deleting"
+    DELETED = "deleted"
+
+
+D = DeploymentState
+DEPLOYMENT_MACHINE = machine(
+    "deployment",
+    {D.REQUESTED},
+    {
+        D.REQUESTED: {D.DEPLOYING, D.FAILED, D.DELETING},
+        D.DEPLOYING: {D.READY, D.FAILED, D.DELETING},
+        D.READY: {D.DELETING},
+        D.FAILED: {D.DELETING},
+        D.DELETING: {D.DELETED},
+        D.DELETED: set(),
+    },
+)
+
+
+class DeploymentDocument(StatefulDocument):
+    collection = "deployments"
+    machine = DEPLOYMENT_MACHINE
+
+    transfer_process_id: str
+    consumer_id: str
+    site: str | None = None
+    backend: str | None = None
+    workflow_api_url: str | None = None
+    reason: str | None = None
+
+
+class AccessState(StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"
+
+
+ACCESS_MACHINE = machine(
+    "access", {AccessState.ACTIVE}, {AccessState.ACTIVE: {AccessState.REVOKED}, AccessState.REVOKED: set()}
+)
+
+
+class AccessGrantDocument(StatefulDocument):
+    """The consumer's token, stored only as its sha256: the plain token leaves once, via EDC."""
+
+    collection = "access_grants"
+    machine = ACCESS_MACHINE
+
+    transfer_process_id: str
+    consumer_id: str
+    token_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    workflow_api_url: str
+    asset_ids: list[str] = Field(default_factory=list)
+
+
+class ResultState(StrEnum):
+    COLLECTING = "collecting"
+    PUBLISHED = "published"
+    FAILED = "failed"
+
+
+RESULT_MACHINE = machine(
+    "result",
+    {ResultState.COLLECTING},
+    {
+        ResultState.COLLECTING: {ResultState.PUBLISHED, ResultState.FAILED},
+        ResultState.FAILED: {ResultState.COLLECTING},
+        ResultState.PUBLISHED: set(),
+    },
+)
+
+
+class ResultDocument(StatefulDocument):
+    collection = "results"
+    machine = RESULT_MACHINE
+
+    consumer_id: str
+    manifest_key: str | None = None
+    files: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class WorkflowAssetVersion(BaseModel):
+    """One immutable version of a WorkflowAsset definition; a change makes a new version."""
+
+    asset_id: str
+    version: int = Field(ge=1)
+    title: str
+    description: str = ""
+    edc_asset_ids: list[str] = Field(default_factory=list)
+    image: str | None = None
+    command: list[str] = Field(min_length=1)
+    created_at: Any = Field(default_factory=utcnow)
+
+

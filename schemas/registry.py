@@ -1,0 +1,15 @@
+"""The stored document kinds, for index creation and the dashboard."""
+
+from __future__ import annotations
+
+from schemas.documents import StatefulDocument
+from schemas.provisioning import AccessGrantDocument, DeploymentDocument, ProvisionDocument, ResultDocument
+from schemas.run import RunDocument
+
+DOCUMENT_KINDS: tuple[type[StatefulDocument], ...] = (
+    RunDocument,
+    ProvisionDocument,
+    DeploymentDocument,
+    AccessGrantDocument,
+    ResultDocument,
+)

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field
+
+from schemas.documents import StatefulDocument
+from schemas.state_machine import machine
+
+
+class RunState(StrEnum):
+    REQUESTED = "requested"
+    QUEUED = "queued"
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    STOPPED = "stopped"
+    TIMED_OUT = "timed_out"
+
+
+R = RunState
+RUN_MACHINE = machine(
+    "run",
+    {R.REQUESTED, R.PENDING},
+    {
+        R.REQUESTED: {R.QUEUED, R.PENDING, R.FAILED, R.STOPPED},
+        R.QUEUED: {R.PENDING, R.FAILED, R.STOPPED},
+        # A workload that exits before anyone saw it running still passes through RUNNING (the watcher
+        # reports both), so "succeeded while pending" is always out of order.
+        R.PENDING: {R.RUNNING, R.FAILED, R.STOPPED, R.TIMED_OUT},
+        R.RUNNING: {R.SUCCEEDED, R.FAILED, R.STOPPED, R.TIMED_OUT},
+        R.SUCCEEDED: set(),
+        R.FAILED: set(),
+        R.STOPPED: set(),
+        R.TIMED_OUT: set(),
+    },
+)
+
+
+class RunDocument(StatefulDocument):
+    collection = "runs"
+    machine = RUN_MACHINE
+
+    consumer_id: str
+    asset_id: str
+    asset_version: int = 1
+    backend: str | None = None
+    site: str | None = None
+    handle: str | None = None
+    spec: dict[str, Any] = Field(default_factory=dict)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    exit_code: int | None = None
+    reason: str | None = None
