@@ -1,0 +1,3 @@
+from gxwf.cli import main
+
+main()

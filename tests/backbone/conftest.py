@@ -1,0 +1,116 @@
+"""Fixtures for the backbone: fresh streams and a fresh database per test, on the session's real servers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from adapters.mongo_store import MongoStateStore
+from events.streams import StreamSettings, ensure_streams
+from events.subjects import DLQ_STREAM, STREAM
+from gxwf.runtime import Endpoints, HandlerService
+from gxwf.settings import Settings
+
+if TYPE_CHECKING:
+    from devstack import StackEndpoints
+
+
+@pytest.fixture
+def settings(stack: StackEndpoints, tmp_path: Path) -> Settings:
+    return Settings(
+        nats_url=stack.nats,
+        mongo_url=stack.mongo,
+        s3_endpoint=stack.s3,
+        mongo_database=f"t_{uuid.uuid4().hex[:12]}",
+        state_dir=tmp_path / "state",
+        max_attempts=3,
+        backoff_seconds=[0.1, 0.2],
+        ack_wait_seconds=2.0,
+        watch_interval_seconds=0.1,
+        duplicate_window_seconds=120.0,
+    )
+
+
+@pytest.fixture
+def endpoints(stack: StackEndpoints) -> Endpoints:
+    return Endpoints(stack.nats, stack.mongo, stack.s3)
+
+
+@pytest.fixture
+async def nc(stack: StackEndpoints) -> AsyncIterator[Client]:
+    client = await nats.connect(stack.nats)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def js(nc: Client, settings: Settings) -> JetStreamContext:
+    """JetStream with both streams recreated empty: no consumer or message leaks between tests."""
+    context = nc.jetstream()
+    for name in (STREAM, DLQ_STREAM):
+        try:
+            await context.delete_stream(name)
+        except NotFoundError:
+            pass
+    await ensure_streams(context, StreamSettings(duplicate_window_seconds=settings.duplicate_window_seconds))
+    return context
+
+
+@pytest.fixture
+async def store(settings: Settings, stack: StackEndpoints) -> AsyncIterator[MongoStateStore]:
+    mongo = MongoStateStore.connect(stack.mongo, settings.mongo_database)
+    await mongo.ensure_indexes()
+    yield mongo
+    await mongo.client.drop_database(settings.mongo_database)
+    await mongo.close()
+
+
+@pytest.fixture
+async def service(
+    settings: Settings, endpoints: Endpoints, js: JetStreamContext, store: MongoStateStore
+) -> AsyncIterator[HandlerService]:
+    svc = HandlerService(settings, endpoints)
+    await svc.start()
+    yield svc
+    await svc.stop()
+
+
+async def stream_events(js: JetStreamContext, subject: str, *, settle: float = 0.3) -> list[dict[str, Any]]:
+    """Every stored message on `subject` (wildcards allowed), oldest first, decoded."""
+    sub = await js.subscribe(subject, ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
+    found: list[dict[str, Any]] = []
+    try:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=settle)
+            except (TimeoutError, nats.errors.TimeoutError):
+                break
+            found.append(json.loads(msg.data))
+    finally:
+        await sub.unsubscribe()
+    return found
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 20.0, interval: float = 0.1) -> Any:
+    """Poll until `check` returns something truthy; fail with its last value otherwise."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last: Any = None
+    while asyncio.get_running_loop().time() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s; last value: {last!r}")

@@ -1,0 +1,110 @@
+"""The thin slice: wf.run.requested -> local process -> pending -> running -> succeeded|failed, as events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nats.js import JetStreamContext
+
+from adapters.mongo_store import MongoStateStore
+from events import subjects as s
+from events.envelope import new_event
+from events.payloads.run import RunRequested, RunSpec
+from gxwf.runtime import HandlerService
+from schemas.run import RunDocument, RunState
+from tests.backbone.conftest import eventually, stream_events
+
+
+def request(run_id: str, command: list[str], **spec: float) -> RunRequested:
+    return RunRequested(
+        run_id=run_id, consumer_id="c-1", asset_id="shell", spec=RunSpec(command=command, **spec)
+    )
+
+
+async def finished(store: MongoStateStore, run_id: str) -> RunDocument | None:
+    doc = await store.get(RunDocument, run_id)
+    return doc if doc is not None and doc.state in RunDocument.machine.terminal else None
+
+
+async def test_a_successful_run_walks_pending_running_succeeded_and_says_so(
+    service: HandlerService, store: MongoStateStore, js: JetStreamContext, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    assert service.bus is not None
+    await service.bus.publish(
+        new_event(s.RUN_REQUESTED, request("r-ok", ["/bin/sh", "-c", f"echo hello >> {marker}; echo to-log"]))
+    )
+    doc = await eventually(lambda: finished(store, "r-ok"))
+
+    assert doc.state == RunState.SUCCEEDED
+    assert [(h.from_, h.to) for h in doc.history] == [
+        (None, "pending"),
+        ("pending", "running"),
+        ("running", "succeeded"),
+    ]
+    assert doc.exit_code == 0
+    assert marker.read_text() == "hello\n"
+    assert "to-log" in service.compute.log_path("r-ok").read_text()
+    types = [e["type"] for e in await stream_events(js, "wf.run.>")]
+    assert types == [s.RUN_REQUESTED, s.RUN_PENDING, s.RUN_RUNNING, s.RUN_SUCCEEDED]
+    # Each stored transition names the event that caused it, so a timeline needs no replay.
+    facts = {e["type"]: e["id"] for e in await stream_events(js, "wf.run.>")}
+    assert doc.history[1].event_id == facts[s.RUN_RUNNING]
+    assert doc.history[2].event_id == facts[s.RUN_SUCCEEDED]
+
+
+async def test_a_failing_command_ends_failed_with_its_exit_status(
+    service: HandlerService, store: MongoStateStore, js: JetStreamContext
+) -> None:
+    assert service.bus is not None
+    await service.bus.publish(new_event(s.RUN_REQUESTED, request("r-bad", ["/bin/sh", "-c", "exit 7"])))
+    doc = await eventually(lambda: finished(store, "r-bad"))
+
+    assert doc.state == RunState.FAILED
+    assert doc.exit_code == 7
+    assert doc.reason == "exit status 7"
+    failed = [e for e in await stream_events(js, s.RUN_FAILED)]
+    assert [e["data"]["exit_code"] for e in failed] == [7]
+
+
+async def test_a_run_over_its_time_limit_is_killed_and_timed_out(
+    service: HandlerService, store: MongoStateStore, tmp_path: Path
+) -> None:
+    marker = tmp_path / "after-sleep"
+    assert service.bus is not None
+    await service.bus.publish(
+        new_event(
+            s.RUN_REQUESTED,
+            request("r-slow", ["/bin/sh", "-c", f"sleep 30; touch {marker}"], timeout_seconds=1.0),
+        )
+    )
+    doc = await eventually(lambda: finished(store, "r-slow"))
+
+    assert doc.state == RunState.TIMED_OUT
+    status = await service.compute.status("r-slow")
+    assert status.phase != "running"
+    assert not marker.exists()
+
+
+async def test_a_workload_that_vanishes_is_failed_not_left_running(
+    service: HandlerService, store: MongoStateStore
+) -> None:
+    assert service.bus is not None
+    await service.bus.publish(new_event(s.RUN_REQUESTED, request("r-lost", ["/bin/sh", "-c", "sleep 30"])))
+    await eventually(lambda: _state_is(store, "r-lost", RunState.RUNNING))
+    run_dir = service.compute.run_dir("r-lost")
+    # Kill the workload behind the backend's back: no exit status is ever written.
+    import os
+    import signal
+
+    pgid = int((run_dir / "pgid").read_text())
+    os.killpg(pgid, signal.SIGKILL)
+    doc = await eventually(lambda: finished(store, "r-lost"))
+
+    assert doc.state == RunState.FAILED
+    assert doc.reason is not None and "gone" in doc.reason
+
+
+async def _state_is(store: MongoStateStore, run_id: str, state: RunState) -> bool:
+    doc = await store.get(RunDocument, run_id)
+    return doc is not None and doc.state == state
