@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote
 
 import yaml
 from faststream.specification import AsyncAPI
@@ -52,7 +53,7 @@ def _add_examples(document: dict[str, Any]) -> None:
         if spec is None:
             continue
         for ref in channel.get("messages", {}).values():
-            name = ref.get("$ref", "").rsplit("/", 1)[-1]
+            name = unquote(ref.get("$ref", "").rsplit("/", 1)[-1])
             message = messages.get(name)
             if message is None:
                 continue

@@ -7,7 +7,7 @@ import json
 import sys
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import click
 import typer
@@ -15,11 +15,13 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from devstack import EmbeddedStack, StackError
 from gxwf.errors import UserError
 from gxwf.logging_setup import configure_logging
 from gxwf.settings import Settings
 from handlers.subscriptions import GROUPS
+
+if TYPE_CHECKING:
+    from devstack import EmbeddedStack
 
 app = typer.Typer(
     name="gxwf",
@@ -59,6 +61,8 @@ def _settings(state_dir: Path | None = None) -> Settings:
 
 
 def _stack(settings: Settings, *, embedded_state: bool = True) -> EmbeddedStack:
+    from devstack import EmbeddedStack
+
     return EmbeddedStack(
         settings.state_dir if embedded_state else None,
         nats_url=settings.nats_url,
@@ -288,9 +292,6 @@ def main(argv: list[str] | None = None) -> Any:
     except UserError as error:
         print(f"gxwf: error: {error}", file=sys.stderr)
         sys.exit(2)
-    except StackError as error:
-        print(f"gxwf: the embedded stack failed: {error}", file=sys.stderr)
-        sys.exit(1)
     except click.exceptions.Abort:
         print("gxwf: aborted", file=sys.stderr)
         sys.exit(130)
@@ -298,3 +299,10 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(done.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as error:
+        from devstack import StackError
+
+        if not isinstance(error, StackError):
+            raise
+        print(f"gxwf: the embedded stack failed: {error}", file=sys.stderr)
+        sys.exit(1)

@@ -12,7 +12,8 @@ S = TypeVar("S", bound=StrEnum)
 
 class TransitionRejected(Exception):
     def __init__(self, machine: str, current: str | None, target: str) -> None:
-        super().__init__(f"{machine}: no transition from {current!r} to {target!r}")
+        current = None if current is None else str(current)
+        super().__init__(f"{machine}: no transition from {current!r} to {str(target)!r}")
         self.machine = machine
         self.current = current
         self.target = target
