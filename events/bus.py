@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -15,7 +17,7 @@ from faststream.nats.annotations import NatsMessage as NatsMessageParam
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import DeliverPolicy
 
-from events.catalogue import CATALOGUE, DEAD_LETTER, EventSpec
+from events.catalogue import BY_SUBJECT, CATALOGUE, DEAD_LETTER, EventSpec
 from events.delivery import DeadLetterMiddleware, DeliveryPolicy
 from events.envelope import Envelope
 from events.payloads.common import Payload
@@ -43,7 +45,8 @@ class Bus:
             ack_policy=AckPolicy.NACK_ON_ERROR,
             description="gaiax-workflows event bus",
             graceful_timeout=15.0,
-            log_level=30,
+            # FastStream logs every message received/processed at this level: keep that out of INFO.
+            log_level=logging.DEBUG,
         )
 
     async def publish(self, event: Envelope[Any]) -> None:
@@ -102,6 +105,7 @@ class Bus:
                 deliver_policy=DeliverPolicy.ALL,
                 filter_subject=subject,
             ),
+            decoder=_decode_json,
             title=f"{durable}:{subject}",
             description=description or _summary(subject),
         )(consume)
@@ -118,9 +122,12 @@ class Bus:
             )
 
 
-def _summary(subject: str) -> str:
-    from events.catalogue import BY_SUBJECT
+async def _decode_json(message: NatsMessage) -> Any:
+    """Structured CloudEvents arrive as application/cloudevents+json, which FastStream does not decode."""
+    return json.loads(message.body)
 
+
+def _summary(subject: str) -> str:
     spec: EventSpec | None = BY_SUBJECT.get(subject)
     return spec.summary if spec else subject
 

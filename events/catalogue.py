@@ -15,7 +15,12 @@ from events.payloads.asset import AssetRegistered, AssetRegistrationFailed
 from events.payloads.common import Payload
 from events.payloads.consumer import ConsumerDeprovisioned, ConsumerProvisioningFailed
 from events.payloads.dead_letter import DeadLetter, HandlerError
-from events.payloads.deployment import DeploymentDeleted, DeploymentFailed, DeploymentReady, DeploymentRequested
+from events.payloads.deployment import (
+    DeploymentDeleted,
+    DeploymentFailed,
+    DeploymentReady,
+    DeploymentRequested,
+)
 from events.payloads.edc import (
     ContractAgreement,
     EdcCallbackReceived,
@@ -78,7 +83,10 @@ CATALOGUE: tuple[EventSpec, ...] = (
         EdcDeprovisionRequested,
         "A connector asks to tear down what a transfer was given.",
         EdcDeprovisionRequested(
-            connector="default", generation="control-plane-http", transfer_process_id=_TP, callback_address=_CALLBACK
+            connector="default",
+            generation="control-plane-http",
+            transfer_process_id=_TP,
+            callback_address=_CALLBACK,
         ),
         command=True,
     ),
@@ -104,7 +112,11 @@ CATALOGUE: tuple[EventSpec, ...] = (
             contract_negotiation_id="cn-1",
             counterparty_id=_CONSUMER,
             agreement=ContractAgreement(
-                id="agreement-1", asset_id=_ASSET, consumer_id=_CONSUMER, provider_id="did:web:provider", signed_at=_AT
+                id="agreement-1",
+                asset_id=_ASSET,
+                consumer_id=_CONSUMER,
+                provider_id="did:web:provider",
+                signed_at=_AT,
             ),
         ),
     ),
@@ -188,7 +200,11 @@ CATALOGUE: tuple[EventSpec, ...] = (
         AssetRegistered,
         "The requested WorkflowAsset is available in the consumer's WorkflowApi.",
         AssetRegistered(
-            transfer_process_id=_TP, consumer_id=_CONSUMER, deployment_id=_DEPLOYMENT, asset_id=_ASSET, asset_version=3
+            transfer_process_id=_TP,
+            consumer_id=_CONSUMER,
+            deployment_id=_DEPLOYMENT,
+            asset_id=_ASSET,
+            asset_version=3,
         ),
     ),
     EventSpec(
@@ -204,7 +220,10 @@ CATALOGUE: tuple[EventSpec, ...] = (
         AccessGranted,
         "Access information was sent to the connector; the consumer can use its WorkflowApi.",
         AccessGranted(
-            transfer_process_id=_TP, consumer_id=_CONSUMER, workflow_api_url=_API, token_fingerprint="3f9a1c0e"
+            transfer_process_id=_TP,
+            consumer_id=_CONSUMER,
+            workflow_api_url=_API,
+            token_fingerprint="3f9a1c0e",  # noqa: S106 - a fingerprint, not a secret,
         ),
     ),
     EventSpec(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -44,7 +44,7 @@ class Envelope(BaseModel, Generic[P]):
     data: P
 
 
-class RawEnvelope(Envelope[Any]):  # type: ignore[type-var]
+class RawEnvelope(Envelope[Any]):
     """An envelope whose payload is not interpreted (tail, dead letters, replay)."""
 
     data: Any = None
@@ -60,7 +60,8 @@ def new_event(
     causationid: str | None = None,
     source: str = SOURCE,
 ) -> Envelope[P]:
-    return Envelope[type(data)](  # type: ignore[misc]
+    model = cast("type[Envelope[P]]", Envelope.__class_getitem__(type(data)))
+    return model(
         id=id_ or str(uuid.uuid4()),
         type=type_,
         subject=subject,

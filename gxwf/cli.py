@@ -43,7 +43,8 @@ app.add_typer(bench_app, name="bench")
 
 console = Console(stderr=True)
 StateDir = Annotated[
-    Path | None, typer.Option("--state-dir", help="Where servers keep data and endpoints.json (default .gxwf).")
+    Path | None,
+    typer.Option("--state-dir", help="Where servers keep data and endpoints.json (default .gxwf)."),
 ]
 
 
@@ -141,7 +142,12 @@ def stack_up(state_dir: StateDir = None) -> None:
 @handlers_app.command("run")
 def handlers_run(
     only: Annotated[
-        list[str] | None, typer.Option("--only", help=f"Handler group to run (repeatable): {', '.join(GROUPS)}.")
+        list[str] | None,
+        typer.Option("--only", help=f"Handler group to run (repeatable): {', '.join(GROUPS)}."),
+    ] = None,
+    health_port: Annotated[
+        int | None,
+        typer.Option("--health-port", min=1, max=65535, help="Serve /healthz, /readyz and /metrics on this port."),
     ] = None,
     state_dir: StateDir = None,
 ) -> None:
@@ -150,10 +156,10 @@ def handlers_run(
     if unknown:
         raise UserError(f"--only {unknown[0]}: unknown handler group; choose from {', '.join(GROUPS)}")
     settings = _settings(state_dir)
-    asyncio.run(_handlers(settings, only))
+    asyncio.run(_handlers(settings, only, health_port))
 
 
-async def _handlers(settings: Settings, only: list[str] | None) -> None:
+async def _handlers(settings: Settings, only: list[str] | None, health_port: int | None) -> None:
     import signal
 
     from gxwf.runtime import Endpoints, HandlerService
@@ -167,24 +173,39 @@ async def _handlers(settings: Settings, only: list[str] | None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    health = None
+    if health_port is not None:
+        from gxwf.health import health_app, serve
+
+        try:
+            health = await serve(health_app(service.readiness), settings.health_host, health_port)
+        except (OSError, SystemExit):
+            raise UserError(
+                f"--health-port {health_port}: cannot listen on {settings.health_host}:{health_port}"
+            ) from None
     await service.start()
     print("handlers ready", flush=True)
     try:
         await stop.wait()
     finally:
         await service.stop()
+        if health is not None:
+            health[0].should_exit = True
+            await health[1]
 
 
 @events_app.command("tail")
 def events_tail(
     subject: Annotated[
-        list[str] | None, typer.Option("--subject", "-s", help="Subject filter, NATS wildcards allowed (repeatable).")
+        list[str] | None,
+        typer.Option("--subject", "-s", help="Subject filter, NATS wildcards allowed (repeatable)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line on stdout.")] = False,
     replay: Annotated[bool, typer.Option("--replay", help="Start from the oldest stored event.")] = False,
     count: Annotated[int | None, typer.Option("--count", min=1, help="Exit after this many events.")] = None,
     timeout: Annotated[
-        float | None, typer.Option("--timeout", min=0.1, help="Exit after this many seconds without an event.")
+        float | None,
+        typer.Option("--timeout", min=0.1, help="Exit after this many seconds without an event."),
     ] = None,
     state_dir: StateDir = None,
 ) -> None:

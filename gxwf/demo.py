@@ -16,7 +16,11 @@ from gxwf.tail import rich_emitter, tail
 from ports.store import StateStore
 from schemas.run import RUN_MACHINE, RunDocument
 
-DEMO_COMMAND = ["/bin/sh", "-c", 'for step in 1 2 3; do echo "demo step $step of 3"; sleep 1; done; echo done']
+DEMO_COMMAND = [
+    "/bin/sh",
+    "-c",
+    'for step in 1 2 3; do echo "demo step $step of 3"; sleep 1; done; echo done',
+]
 
 
 async def run_demo(console: Console, nats_url: str, bus: Bus, store: StateStore) -> RunDocument | None:
@@ -28,9 +32,7 @@ async def run_demo(console: Console, nats_url: str, bus: Bus, store: StateStore)
         spec=RunSpec(command=DEMO_COMMAND, timeout_seconds=60),
     )
     console.rule(f"[bold]demo: run {run_id}")
-    watcher = asyncio.create_task(
-        tail(nats_url, ["wf.run.>"], replay=False, emit=rich_emitter(console), timeout=15.0)
-    )
+    watcher = asyncio.create_task(tail(nats_url, ["wf.run.>"], replay=False, emit=rich_emitter(console), timeout=15.0))
     await asyncio.sleep(0.3)
     await bus.publish(new_event(s.RUN_REQUESTED, request, subject=run_id, correlationid=run_id))
     doc: RunDocument | None = None

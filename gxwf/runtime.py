@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from events.streams import StreamSettings, ensure_streams
 from gxwf.settings import Settings
 from handlers.context import HandlerContext
 from handlers.jobs.watch import reconcile_once
-from handlers.subscriptions import for_groups
+from handlers.subscriptions import HandlerFn, for_groups
 
 log = structlog.get_logger("gxwf.runtime")
 
@@ -50,7 +49,9 @@ class Endpoints:
         missing = [k for k, v in values.items() if not v]
         if missing:
             names = ", ".join(f"GXWF_{k.upper()}_{'ENDPOINT' if k == 's3' else 'URL'}" for k in missing)
-            raise LookupError(f"no {', '.join(missing)} server known: start `gxwf up` or `gxwf stack up`, or set {names}")
+            raise LookupError(
+                f"no {', '.join(missing)} server known: start `gxwf up` or `gxwf stack up`, or set {names}"
+            )
         return cls(**{k: str(v) for k, v in values.items()})
 
 
@@ -67,10 +68,17 @@ async def _unwired(event: Envelope[Any]) -> None:
     raise RuntimeError("handler not wired: this bus was built for documentation only")
 
 
+def _bind(handle: HandlerFn, ctx: HandlerContext) -> Callable[[Envelope[Any]], Awaitable[None]]:
+    async def bound(event: Envelope[Any]) -> None:
+        await handle(event, ctx)
+
+    return bound
+
+
 def wire(bus: Bus, groups: set[str] | None, ctx: HandlerContext | None) -> Bus:
     """Declare a durable subscriber per subscription row of the chosen handler groups."""
     for sub in for_groups(groups):
-        handler = partial(sub.handle, ctx=ctx) if ctx is not None else _unwired
+        handler = _bind(sub.handle, ctx) if ctx is not None else _unwired
         bus.subscribe(subject=sub.subject, durable=sub.durable, payload=sub.payload, handler=handler)
     return bus
 
@@ -113,6 +121,19 @@ class HandlerService:
             self._watcher = asyncio.create_task(self._watch(ctx), name="jobs-watcher")
         self.ready.set()
         log.info("handlers started", groups=sorted(self.groups) if self.groups else "all")
+
+    async def readiness(self) -> dict[str, str]:
+        """What /readyz reports: subscribers started, NATS connected, MongoDB answering."""
+        checks = {"handlers": "ok" if self.ready.is_set() else "starting"}
+        connection = self.bus.broker.config.connection_state.connection if self.bus else None
+        checks["nats"] = "ok" if connection is not None and connection.is_connected else "disconnected"
+        try:
+            async with asyncio.timeout(2):
+                await self.store.ping()
+            checks["mongo"] = "ok"
+        except Exception as error:
+            checks["mongo"] = f"error: {type(error).__name__}"
+        return checks
 
     async def _watch(self, ctx: HandlerContext) -> None:
         while True:

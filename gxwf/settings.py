@@ -35,5 +35,8 @@ class Settings(BaseSettings):
     # Comma separated NAME=sleep:SECONDS or NAME=raise; empty in production.
     fault_points: str = ""
 
+    # Where `handlers run --health-port` listens: loopback unless a platform's probes need more.
+    health_host: str = "127.0.0.1"
+
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -14,7 +14,15 @@ from rich.console import Console
 from rich.text import Text
 
 _STYLE = {"succeeded": "green", "failed": "red", "timed_out": "red", "stopped": "yellow", "requested": "cyan"}
-_KEY_FIELDS = ("run_id", "transfer_process_id", "consumer_id", "deployment_id", "asset_id", "exit_code", "reason")
+_KEY_FIELDS = (
+    "run_id",
+    "transfer_process_id",
+    "consumer_id",
+    "deployment_id",
+    "asset_id",
+    "exit_code",
+    "reason",
+)
 
 
 def describe(event: dict[str, Any]) -> Text:

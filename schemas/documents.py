@@ -30,7 +30,7 @@ class StatefulDocument(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="allow")
 
     collection: ClassVar[str]
-    machine: ClassVar[StateMachine]  # type: ignore[type-arg]
+    machine: ClassVar[StateMachine]
 
     id: str = Field(alias="_id")
     state: str

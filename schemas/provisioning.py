@@ -149,5 +149,3 @@ class WorkflowAssetVersion(BaseModel):
     image: str | None = None
     command: list[str] = Field(min_length=1)
     created_at: Any = Field(default_factory=utcnow)
-
-

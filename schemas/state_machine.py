@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Generic, TypeVar
-
-S = TypeVar("S", bound=StrEnum)
 
 
 class TransitionRejected(Exception):
@@ -20,17 +16,18 @@ class TransitionRejected(Exception):
 
 
 @dataclass(frozen=True)
-class StateMachine(Generic[S]):
+class StateMachine:
+    """States are plain strings as stored; the StrEnum members that declare them compare equal to them."""
+
     name: str
-    initial: frozenset[S]
-    transitions: Mapping[S, frozenset[S]]
-    terminal: frozenset[S] = field(init=False)
+    initial: frozenset[str]
+    transitions: Mapping[str, frozenset[str]]
+    terminal: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
         states = set(self.transitions) | {t for targets in self.transitions.values() for t in targets}
         object.__setattr__(self, "terminal", frozenset(s for s in states if not self.transitions.get(s)))
 
-    # States arrive as plain strings from the store; a StrEnum member hashes and compares as its value.
     def allows(self, current: str | None, target: str) -> bool:
         if current is None:
             return target in self.initial
@@ -40,9 +37,9 @@ class StateMachine(Generic[S]):
         if not self.allows(current, target):
             raise TransitionRejected(self.name, current, target)
 
-    def sources(self, target: str) -> frozenset[S]:
+    def sources(self, target: str) -> frozenset[str]:
         return frozenset(s for s, targets in self.transitions.items() if target in targets)
 
 
-def machine(name: str, initial: set[S], edges: Mapping[S, set[S]]) -> StateMachine[S]:
+def machine(name: str, initial: set[str], edges: Mapping[str, set[str]]) -> StateMachine:
     return StateMachine(name, frozenset(initial), {k: frozenset(v) for k, v in edges.items()})

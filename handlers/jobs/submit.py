@@ -19,8 +19,7 @@ SOURCE = "urn:gaiax-workflows:jobs"
 async def on_run_requested(event: Envelope[Any], ctx: HandlerContext) -> None:
     request: RunRequested = event.data
     compute = ctx.require_compute()
-    run = RunDocument(
-        _id=request.run_id,
+    run = RunDocument(id=request.run_id,
         state=RunState.PENDING,
         consumer_id=request.consumer_id,
         asset_id=request.asset_id,
@@ -43,7 +42,12 @@ async def on_run_requested(event: Envelope[Any], ctx: HandlerContext) -> None:
     await ctx.events.publish(
         new_event(
             s.RUN_PENDING,
-            RunPending(run_id=request.run_id, consumer_id=request.consumer_id, backend=compute.name, site=compute.site),
+            RunPending(
+                run_id=request.run_id,
+                consumer_id=request.consumer_id,
+                backend=compute.name,
+                site=compute.site,
+            ),
             id_=derived_id(request.run_id, s.RUN_PENDING),
             subject=request.run_id,
             correlationid=request.run_id,

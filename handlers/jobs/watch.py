@@ -42,29 +42,39 @@ async def reconcile_once(ctx: HandlerContext, *, limit: int = 500) -> int:
         subject: str
         fact: Payload
         if status.phase is WorkloadPhase.EXITED and status.exit_code == 0:
-            subject, fact = s.RUN_SUCCEEDED, RunSucceeded(run_id=run.id, consumer_id=run.consumer_id, duration_seconds=elapsed)
+            subject, fact = (
+                s.RUN_SUCCEEDED,
+                RunSucceeded(run_id=run.id, consumer_id=run.consumer_id, duration_seconds=elapsed),
+            )
         elif status.phase is WorkloadPhase.EXITED:
-            subject, fact = s.RUN_FAILED, RunFailed(
-                run_id=run.id,
-                consumer_id=run.consumer_id,
-                exit_code=status.exit_code,
-                reason=status.detail or f"exit status {status.exit_code}",
-                duration_seconds=elapsed,
+            subject, fact = (
+                s.RUN_FAILED,
+                RunFailed(
+                    run_id=run.id,
+                    consumer_id=run.consumer_id,
+                    exit_code=status.exit_code,
+                    reason=status.detail or f"exit status {status.exit_code}",
+                    duration_seconds=elapsed,
+                ),
             )
         elif status.phase is WorkloadPhase.MISSING:
-            subject, fact = s.RUN_FAILED, RunFailed(
-                run_id=run.id,
-                consumer_id=run.consumer_id,
-                reason=status.detail or "workload vanished without an exit status",
-                duration_seconds=elapsed,
+            subject, fact = (
+                s.RUN_FAILED,
+                RunFailed(
+                    run_id=run.id,
+                    consumer_id=run.consumer_id,
+                    reason=status.detail or "workload vanished without an exit status",
+                    duration_seconds=elapsed,
+                ),
             )
         else:
             limit_seconds = float(run.spec.get("timeout_seconds", 0) or 0)
             if not limit_seconds or elapsed <= limit_seconds:
                 continue
             await compute.stop(run.id)
-            subject, fact = s.RUN_TIMED_OUT, RunTimedOut(
-                run_id=run.id, consumer_id=run.consumer_id, phase="running", limit_seconds=limit_seconds
+            subject, fact = (
+                s.RUN_TIMED_OUT,
+                RunTimedOut(run_id=run.id, consumer_id=run.consumer_id, phase="running", limit_seconds=limit_seconds),
             )
         await ctx.events.publish(
             new_event(

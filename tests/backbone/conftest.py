@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nats
 import pytest
@@ -61,10 +60,8 @@ async def js(nc: Client, settings: Settings) -> JetStreamContext:
     """JetStream with both streams recreated empty: no consumer or message leaks between tests."""
     context = nc.jetstream()
     for name in (STREAM, DLQ_STREAM):
-        try:
+        with contextlib.suppress(NotFoundError):
             await context.delete_stream(name)
-        except NotFoundError:
-            pass
     await ensure_streams(context, StreamSettings(duplicate_window_seconds=settings.duplicate_window_seconds))
     return context
 

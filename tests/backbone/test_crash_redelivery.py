@@ -83,6 +83,7 @@ async def test_sigkill_mid_handling_redelivers_and_applies_once(
 
     second = await start_handlers(settings)
     try:
+
         async def succeeded() -> RunDocument | None:
             doc = await store.get(RunDocument, "crash-1")
             return doc if doc is not None and doc.state == RunState.SUCCEEDED else None
@@ -94,7 +95,11 @@ async def test_sigkill_mid_handling_redelivers_and_applies_once(
     assert second.returncode == 0
 
     assert marker.read_text() == "once\n"
-    assert [(h.from_, h.to) for h in doc.history] == [(None, "pending"), ("pending", "running"), ("running", "succeeded")]
+    assert [(h.from_, h.to) for h in doc.history] == [
+        (None, "pending"),
+        ("pending", "running"),
+        ("running", "succeeded"),
+    ]
     events = [e["type"] for e in await stream_events(js, "wf.run.>")]
     assert events == [s.RUN_REQUESTED, s.RUN_PENDING, s.RUN_RUNNING, s.RUN_SUCCEEDED]
     # The first process never got past the fault point, so `running` proves the redelivery was handled.

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import collections
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from nats.js import JetStreamContext
@@ -29,7 +27,9 @@ class Job(Payload):
 
 
 @pytest.fixture
-async def flaky(stack: StackEndpoints, js: JetStreamContext) -> AsyncIterator[tuple[Bus, collections.Counter[int], list[int]]]:
+async def flaky(
+    stack: StackEndpoints, js: JetStreamContext
+) -> AsyncIterator[tuple[Bus, collections.Counter[int], list[int]]]:
     attempts: collections.Counter[int] = collections.Counter()
     handled: list[int] = []
 
@@ -86,7 +86,9 @@ async def test_malformed_events_are_dead_lettered_at_once_with_the_reason(
     assert by_type == ["JSONDecodeError", "ValidationError", "ValidationError"]
     assert all(letter["delivery_count"] == 1 for letter in letters)
     assert letters[0]["original_text"] == "{not json"
-    assert "data" in next(x for x in letters if x.get("original", {}) and x["original"]["id"] == "x1")["error"]["message"]
+    assert (
+        "data" in next(x for x in letters if x.get("original", {}) and x["original"]["id"] == "x1")["error"]["message"]
+    )
     assert handled == [] and not attempts
 
     await bus.publish(new_event(SUBJECT, Job(n=9)))

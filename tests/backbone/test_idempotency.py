@@ -79,7 +79,7 @@ async def test_a_request_reusing_another_runs_id_is_ignored(
 async def test_an_out_of_order_fact_is_rejected_acked_and_changes_nothing(
     service: HandlerService, store: MongoStateStore, js: JetStreamContext
 ) -> None:
-    pending = RunDocument(_id="ooo-1", state=RunState.PENDING, consumer_id="c-1", asset_id="shell")
+    pending = RunDocument(id="ooo-1", state=RunState.PENDING, consumer_id="c-1", asset_id="shell")
     assert await store.create(pending, event_id="seed")
     before = await store.get(RunDocument, "ooo-1")
     assert service.bus is not None

@@ -16,9 +16,7 @@ from tests.backbone.conftest import eventually, stream_events
 
 
 def request(run_id: str, command: list[str], **spec: float) -> RunRequested:
-    return RunRequested(
-        run_id=run_id, consumer_id="c-1", asset_id="shell", spec=RunSpec(command=command, **spec)
-    )
+    return RunRequested(run_id=run_id, consumer_id="c-1", asset_id="shell", spec=RunSpec(command=command, **spec))
 
 
 async def finished(store: MongoStateStore, run_id: str) -> RunDocument | None:

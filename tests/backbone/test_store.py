@@ -10,7 +10,7 @@ from schemas.run import RunDocument, RunState
 
 
 def run_doc(run_id: str, state: RunState = RunState.PENDING) -> RunDocument:
-    return RunDocument(_id=run_id, state=state, consumer_id="c", asset_id="a")
+    return RunDocument(id=run_id, state=state, consumer_id="c", asset_id="a")
 
 
 async def test_create_is_once_per_id(store: MongoStateStore) -> None:
@@ -27,7 +27,10 @@ async def test_transition_applies_once_and_records_history(store: MongoStateStor
     assert (first.outcome, again.outcome) == (Outcome.APPLIED, Outcome.ALREADY_APPLIED)
     doc = await store.get(RunDocument, "s-2")
     assert doc is not None and doc.state == "running" and doc.handle == "h"
-    assert [(h.from_, h.to, h.event_id) for h in doc.history] == [(None, "pending", "e1"), ("pending", "running", "e2")]
+    assert [(h.from_, h.to, h.event_id) for h in doc.history] == [
+        (None, "pending", "e1"),
+        ("pending", "running", "e2"),
+    ]
     assert doc.history[1].at >= doc.history[0].at
 
 

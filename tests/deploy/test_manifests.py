@@ -38,7 +38,14 @@ HEALTH_PORT = 9090
 HTTP_PORT = 8080
 # Handlers that talk to the Kubernetes API, with their ServiceAccount; every other pod has no token.
 API_USERS = {"gxwf-handler-deployment": "gxwf-deployment", "gxwf-handler-jobs": "gxwf-jobs"}
-CONFIG_KEYS = {"GXWF_NATS_URL", "GXWF_MONGO_URL", "GXWF_S3_ENDPOINT", "GXWF_S3_BUCKET", "GXWF_LOG_FORMAT"}
+CONFIG_KEYS = {
+    "GXWF_NATS_URL",
+    "GXWF_MONGO_URL",
+    "GXWF_S3_ENDPOINT",
+    "GXWF_S3_BUCKET",
+    "GXWF_LOG_FORMAT",
+    "GXWF_HEALTH_HOST",
+}
 SECRET_KEYS = {"GXWF_EDC_API_KEY", "GXWF_S3_ACCESS_KEY", "GXWF_S3_SECRET_KEY"}
 CONSUMER_LABEL = "gaiax-workflows.io/consumer"
 
@@ -196,9 +203,7 @@ def test_versions_from_1_30_to_the_newest_bundled() -> None:
 @pytest.mark.usefixtures("schema_cache")
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 @pytest.mark.parametrize("which", ["base", "overlay"])
-def test_every_object_is_valid_in_strict_mode(
-    request: pytest.FixtureRequest, which: str, version: str
-) -> None:
+def test_every_object_is_valid_in_strict_mode(request: pytest.FixtureRequest, which: str, version: str) -> None:
     objects: list[Manifest] = request.getfixturevalue(which)
     assert len(objects) > 20
     errors = validation_errors(objects, version)
@@ -243,9 +248,7 @@ def test_every_object_is_part_of_gaiax_workflows(rendered: list[Manifest]) -> No
     key, value = PART_OF
     missing = [_ident(obj) for obj in rendered if obj["metadata"].get("labels", {}).get(key) != value]
     missing += [
-        f"{_ident(d)} pod template"
-        for d in _of_kind(rendered, "Deployment")
-        if _template_labels(d).get(key) != value
+        f"{_ident(d)} pod template" for d in _of_kind(rendered, "Deployment") if _template_labels(d).get(key) != value
     ]
     assert not missing
 
@@ -283,9 +286,7 @@ def test_containers_are_hardened(rendered: list[Manifest]) -> None:
                     problems.append(f"{where}: no cpu+memory {kind}")
             if not container["image"].startswith(f"{IMAGE}:"):
                 problems.append(f"{where}: image {container['image']}")
-            if not any(
-                m["mountPath"] == "/tmp" and m["name"] in tmp_volumes for m in container["volumeMounts"]
-            ):
+            if not any(m["mountPath"] == "/tmp" and m["name"] in tmp_volumes for m in container["volumeMounts"]):
                 problems.append(f"{where}: no emptyDir at /tmp")
     assert not problems, "\n".join(problems)
 
@@ -297,9 +298,7 @@ def test_deployment_selectors_match_their_own_pods_only(rendered: list[Manifest]
         selector = deployment["spec"]["selector"]
         assert selector.get("matchLabels"), _ident(deployment)
         assert _selects(selector, _template_labels(deployment)), _ident(deployment)
-        others = [
-            _ident(d) for d in deployments if d is not deployment and _selects(selector, _template_labels(d))
-        ]
+        others = [_ident(d) for d in deployments if d is not deployment and _selects(selector, _template_labels(d))]
         assert not others, f"{_ident(deployment)} also selects the pods of {others}"
 
 
@@ -309,9 +308,7 @@ def test_services_select_one_deployment_and_a_declared_port(rendered: list[Manif
     assert {s["metadata"]["name"] for s in services} == {f"gxwf-{c}" for c in HTTP_COMPONENTS}
     for service in services:
         selected = [
-            d
-            for d in deployments
-            if _selects({"matchLabels": service["spec"]["selector"]}, _template_labels(d))
+            d for d in deployments if _selects({"matchLabels": service["spec"]["selector"]}, _template_labels(d))
         ]
         assert len(selected) == 1, f"{_ident(service)} selects {[_ident(d) for d in selected]}"
         ports = [p for c in _containers(selected[0]) for p in c.get("ports", [])]
@@ -335,9 +332,7 @@ def _probe_path_and_port(container: dict[str, Any], probe: str) -> tuple[str, in
 
 
 def test_one_deployment_per_handler(rendered: list[Manifest]) -> None:
-    handlers = {
-        name: d for name, d in _by_name(rendered, "Deployment").items() if name.startswith("gxwf-handler-")
-    }
+    handlers = {name: d for name, d in _by_name(rendered, "Deployment").items() if name.startswith("gxwf-handler-")}
     assert set(handlers) == {f"gxwf-handler-{h}" for h in HANDLERS}
     for handler in HANDLERS:
         deployment = handlers[f"gxwf-handler-{handler}"]
@@ -392,6 +387,8 @@ def test_env_from_config_and_secret(overlay: list[Manifest]) -> None:
     assert set(config["data"]) == CONFIG_KEYS
     assert config["data"]["GXWF_NATS_URL"] == "nats://nats.nats.svc:4222"
     assert config["data"]["GXWF_LOG_FORMAT"] == "json"
+    # The handlers' probe and metrics port must be reachable from the kubelet, not only from loopback.
+    assert config["data"]["GXWF_HEALTH_HOST"] == "0.0.0.0"
     assert not any(".invalid" in value for value in config["data"].values()), "the overlay sets every URL"
     assert set(secret["data"]) == SECRET_KEYS
     for deployment in _of_kind(overlay, "Deployment"):
@@ -403,9 +400,7 @@ def test_env_from_config_and_secret(overlay: list[Manifest]) -> None:
 
 def test_overlay_namespace_and_image(overlay: list[Manifest]) -> None:
     kinds = {obj["kind"] for obj in overlay}
-    assert kinds <= CLUSTER_SCOPED | NAMESPACED, (
-        f"decide whether {kinds - CLUSTER_SCOPED - NAMESPACED} is namespaced"
-    )
+    assert kinds <= CLUSTER_SCOPED | NAMESPACED, f"decide whether {kinds - CLUSTER_SCOPED - NAMESPACED} is namespaced"
     for obj in overlay:
         namespace = obj["metadata"].get("namespace")
         if obj["kind"] in KUSTOMIZE_6051:
@@ -426,9 +421,7 @@ def test_overlay_namespace_and_image(overlay: list[Manifest]) -> None:
     for deployment in _of_kind(overlay, "Deployment"):
         for container in _containers(deployment):
             tag = container["image"].removeprefix(f"{IMAGE}:")
-            assert re.fullmatch(r"\d+\.\d+\.\d+.*", tag), (
-                f"{_ident(deployment)}: pin a release tag, not {tag!r}"
-            )
+            assert re.fullmatch(r"\d+\.\d+\.\d+.*", tag), f"{_ident(deployment)}: pin a release tag, not {tag!r}"
 
 
 # ---------------------------------------------------------------------------------------------- RBAC
@@ -477,9 +470,7 @@ def test_only_the_api_users_have_rights(rendered: list[Manifest]) -> None:
     for names in bound.values():
         assert names <= set(roles)
     for binding in _of_kind(rendered, "ClusterRoleBinding"):
-        assert binding["roleRef"]["name"] != "gxwf-consumer-workflow-api", (
-            "bind it per consumer namespace only"
-        )
+        assert binding["roleRef"]["name"] != "gxwf-consumer-workflow-api", "bind it per consumer namespace only"
 
 
 def test_deployment_handler_rights(rendered: list[Manifest]) -> None:
@@ -555,9 +546,7 @@ def test_admission_policy_guards_every_handler_write(rendered: list[Manifest]) -
                         if "/" in resource:
                             continue
                         assert (group, resource) in guarded, f"{account} writes {resource} unguarded"
-        conditions = " ".join(
-            c["expression"] for p in policies.values() for c in p["spec"]["matchConditions"]
-        )
+        conditions = " ".join(c["expression"] for p in policies.values() for c in p["spec"]["matchConditions"])
         assert f"':{account}'" in conditions, f"no policy matches {account}"
 
 
@@ -583,9 +572,7 @@ def _allowed_ports(policies: list[Manifest], labels: dict[str, str]) -> tuple[bo
 
 def test_network_policies(rendered: list[Manifest]) -> None:
     policies = _of_kind(rendered, "NetworkPolicy")
-    assert any(p["spec"]["podSelector"] == {} and not p["spec"].get("ingress") for p in policies), (
-        "default deny"
-    )
+    assert any(p["spec"]["podSelector"] == {} and not p["spec"].get("ingress") for p in policies), "default deny"
     for name, deployment in _by_name(rendered, "Deployment").items():
         selected, ports, peers = _allowed_ports(policies, _template_labels(deployment))
         assert selected, name
@@ -612,7 +599,7 @@ def test_manifest_command_lines_parse_with_the_gxwf_cli(base: list[Manifest]) ->
 
     from gxwf.cli import app
 
-    pending = {"edc-ingress", "workflow-api", "dashboard", "--health-port"}
+    pending = {"edc-ingress", "workflow-api", "dashboard"}
     root = typer.main.get_command(app)
     # Only a parent for the sub-command's context; resilient, as `gxwf` alone would print its help.
     parent = root.make_context("gxwf", [], resilient_parsing=True)
@@ -638,9 +625,7 @@ def test_manifest_command_lines_parse_with_the_gxwf_cli(base: list[Manifest]) ->
             known = {opt for param in command.params for opt in [*param.opts, *param.secondary_opts]}
             unknown = {a for a in args if a.startswith("--") and a not in known}
             waiting |= unknown & pending
-            problems += [
-                f"{_ident(deployment)}: `{' '.join(path)}` has no option {a}" for a in unknown - pending
-            ]
+            problems += [f"{_ident(deployment)}: `{' '.join(path)}` has no option {a}" for a in unknown - pending]
             if unknown:
                 continue
             try:

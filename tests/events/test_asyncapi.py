@@ -32,7 +32,15 @@ def test_it_is_asyncapi_3_and_lists_every_catalogue_subject() -> None:
     addresses = {channel["address"] for channel in doc["channels"].values()}
     assert {spec.subject for spec in CATALOGUE} | {DEAD_LETTER.subject} <= addresses
     prefixes = {spec.subject.split(".")[0] + "." + spec.subject.split(".")[1] for spec in CATALOGUE}
-    for family in ("edc.provision", "wf.deployment", "wf.asset", "wf.access", "wf.run", "wf.result", "wf.consumer"):
+    for family in (
+        "edc.provision",
+        "wf.deployment",
+        "wf.asset",
+        "wf.access",
+        "wf.run",
+        "wf.result",
+        "wf.consumer",
+    ):
         assert family in prefixes
 
 

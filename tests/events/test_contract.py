@@ -44,7 +44,13 @@ def test_unknown_fields_are_kept_for_newer_producers() -> None:
         "id": "1",
         "type": "wf.run.requested",
         "traceparent": "00-abc",
-        "data": {"run_id": "r", "consumer_id": "c", "asset_id": "a", "spec": {"command": ["x"]}, "priority": 3},
+        "data": {
+            "run_id": "r",
+            "consumer_id": "c",
+            "asset_id": "a",
+            "spec": {"command": ["x"]},
+            "priority": 3,
+        },
     }
     event = Envelope[RunRequested].model_validate(wire)
     assert event.model_dump()["traceparent"] == "00-abc"
@@ -58,9 +64,34 @@ def test_unknown_fields_are_kept_for_newer_producers() -> None:
         ({"run_id": "r" * 300, "consumer_id": "c", "asset_id": "a", "spec": {"command": ["x"]}}, "run_id"),
         ({"run_id": "has space", "consumer_id": "c", "asset_id": "a", "spec": {"command": ["x"]}}, "run_id"),
         ({"run_id": "r", "consumer_id": "c", "asset_id": "a", "spec": {"command": []}}, "command"),
-        ({"run_id": "r", "consumer_id": "c", "asset_id": "a", "spec": {"command": ["x"], "timeout_seconds": -1}}, "timeout"),
-        ({"run_id": "r", "consumer_id": "c", "asset_id": "a", "spec": {"command": ["x"], "env": {"1BAD": "v"}}}, "env"),
-        ({"run_id": "r", "consumer_id": "c", "asset_id": "a", "parameters": {"P": [1]}, "spec": {"command": ["x"]}}, "parameters"),
+        (
+            {
+                "run_id": "r",
+                "consumer_id": "c",
+                "asset_id": "a",
+                "spec": {"command": ["x"], "timeout_seconds": -1},
+            },
+            "timeout",
+        ),
+        (
+            {
+                "run_id": "r",
+                "consumer_id": "c",
+                "asset_id": "a",
+                "spec": {"command": ["x"], "env": {"1BAD": "v"}},
+            },
+            "env",
+        ),
+        (
+            {
+                "run_id": "r",
+                "consumer_id": "c",
+                "asset_id": "a",
+                "parameters": {"P": [1]},
+                "spec": {"command": ["x"]},
+            },
+            "parameters",
+        ),
     ],
 )
 def test_bad_payloads_are_rejected_naming_the_field(data: dict[str, object], field: str) -> None:

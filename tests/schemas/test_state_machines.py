@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from schemas.provisioning import DEPLOYMENT_MACHINE, PROVISION_MACHINE
@@ -11,7 +13,7 @@ from schemas.state_machine import TransitionRejected
 def test_run_lifecycle_allows_the_happy_path_and_nothing_out_of_order() -> None:
     path = [RunState.PENDING, RunState.RUNNING, RunState.SUCCEEDED]
     assert RUN_MACHINE.allows(None, path[0])
-    for current, nxt in zip(path, path[1:], strict=False):
+    for current, nxt in itertools.pairwise(path):
         assert RUN_MACHINE.allows(current, nxt)
     assert not RUN_MACHINE.allows(RunState.PENDING, RunState.SUCCEEDED)
     assert not RUN_MACHINE.allows(RunState.SUCCEEDED, RunState.RUNNING)
