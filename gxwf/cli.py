@@ -9,11 +9,11 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from typer.exceptions import TyperException
 
 from gxwf.errors import UserError
 from gxwf.logging_setup import configure_logging
@@ -306,20 +306,21 @@ def main(argv: list[str] | None = None) -> Any:
     """Entry point: usage errors and bad input as one line on stderr with exit status 2, never a traceback."""
     try:
         return app(args=argv, standalone_mode=False)
-    except click.exceptions.UsageError as error:
-        hint = f" (see `{error.ctx.command_path} --help`)" if error.ctx is not None else ""
-        print(f"gxwf: error: {error.format_message()}{hint}", file=sys.stderr)
-        sys.exit(2)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        print("gxwf: aborted", file=sys.stderr)
+        sys.exit(130)
     except UserError as error:
         print(f"gxwf: error: {error}", file=sys.stderr)
         sys.exit(2)
-    except click.exceptions.Abort:
-        print("gxwf: aborted", file=sys.stderr)
-        sys.exit(130)
-    except click.exceptions.Exit as done:
-        sys.exit(done.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except TyperException as error:
+        # Typer's own copy of Click's usage errors: missing or malformed arguments and options.
+        message = error.format_message() if hasattr(error, "format_message") else str(error)
+        ctx = getattr(error, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        print(f"gxwf: error: {' '.join(message.split())}{hint}", file=sys.stderr)
+        sys.exit(2)
     except Exception as error:
         from devstack import StackError
 
