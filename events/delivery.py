@@ -8,6 +8,7 @@ tries remain and into a dead letter (then an ACK) on the last try, so no event i
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ import structlog
 from faststream import BaseMiddleware
 from faststream.exceptions import NackMessage
 from faststream.message import StreamMessage
+from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
 from events.envelope import utcnow
@@ -23,6 +25,13 @@ from events.payloads.dead_letter import DeadLetter, HandlerError
 from events.subjects import dead_letter_subject
 
 log = structlog.get_logger("gxwf.delivery")
+
+EVENTS_HANDLED = Counter(
+    "gxwf_events_handled_total",
+    "Events a handler finished with, by outcome (ok, retry, dead_letter)",
+    ["handler", "outcome"],
+)
+HANDLER_SECONDS = Histogram("gxwf_handler_seconds", "Time a handler spent on one event", ["handler"])
 
 
 @dataclass(frozen=True)
@@ -100,13 +109,14 @@ class _DeadLetterScope(BaseMiddleware):
         self.owner = owner
 
     async def consume_scope(self, call_next: Callable[[Any], Awaitable[Any]], msg: StreamMessage[Any]) -> Any:
+        attempt, _, consumer = _delivery_facts(msg)
+        started = time.perf_counter()
         try:
-            return await call_next(msg)
+            result = await call_next(msg)
         except NackMessage:
             raise
         except Exception as error:
             policy = self.owner.policy
-            attempt, _, consumer = _delivery_facts(msg)
             permanent = isinstance(error, policy.permanent_errors)
             if not permanent and attempt < policy.max_attempts:
                 delay = policy.delay_after(attempt)
@@ -118,6 +128,7 @@ class _DeadLetterScope(BaseMiddleware):
                     retry_in=delay,
                     error=repr(error),
                 )
+                EVENTS_HANDLED.labels(consumer, "retry").inc()
                 raise NackMessage(delay=delay) from error
             letter = dead_letter_for(msg, error, consumer, attempt)
             await self.owner.sink(dead_letter_subject(letter.original_subject), letter)
@@ -129,4 +140,9 @@ class _DeadLetterScope(BaseMiddleware):
                 permanent=permanent,
                 error=repr(error),
             )
+            EVENTS_HANDLED.labels(consumer, "dead_letter").inc()
             return None
+        finally:
+            HANDLER_SECONDS.labels(consumer).observe(time.perf_counter() - started)
+        EVENTS_HANDLED.labels(consumer, "ok").inc()
+        return result

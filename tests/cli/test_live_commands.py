@@ -1,0 +1,107 @@
+"""CLI commands against the real servers: events tail for scripts and people, the worker health endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import nats
+
+from events import subjects as s
+from events.envelope import new_event
+from events.payloads.run import RunRequested, RunSpec
+from events.streams import ensure_streams
+
+if TYPE_CHECKING:
+    from devstack import StackEndpoints
+
+
+def env_for(stack: StackEndpoints, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")}
+    env.update(
+        GXWF_NATS_URL=stack.nats,
+        GXWF_MONGO_URL=stack.mongo,
+        GXWF_S3_ENDPOINT=stack.s3,
+        GXWF_STATE_DIR=str(tmp_path / "state"),
+        GXWF_MONGO_DATABASE=f"cli_{os.getpid()}_{tmp_path.name[-8:]}".replace("-", "_"),
+    )
+    return env
+
+
+async def test_events_tail_json_prints_one_parseable_line_per_event(stack: StackEndpoints, tmp_path: Path) -> None:
+    nc = await nats.connect(stack.nats)
+    js = nc.jetstream()
+    await ensure_streams(js)
+    run_ids = [f"tail-{tmp_path.name[-6:]}-{i}" for i in range(3)]
+    for run_id in run_ids:
+        event = new_event(
+            s.RUN_REQUESTED,
+            RunRequested(run_id=run_id, consumer_id="c", asset_id="a", spec=RunSpec(command=["true"])),
+        )
+        await js.publish(s.RUN_REQUESTED, event.model_dump_json().encode(), headers={"Nats-Msg-Id": event.id})
+    await nc.close()
+
+    args = ["events", "tail", "--replay", "--json", "--subject", "wf.run.requested", "--timeout", "2"]
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "gxwf", *args],
+        env=env_for(stack, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    seen = [line["event"]["data"]["run_id"] for line in lines if line["subject"] == s.RUN_REQUESTED]
+    assert seen[-3:] == run_ids
+
+    human = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "gxwf", "events", "tail", "--replay", "-s", "wf.run.requested", "--timeout", "2"],
+        env={**env_for(stack, tmp_path), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert human.returncode == 0
+    assert "wf.run.requested" in human.stdout and f"run_id={run_ids[-1]}" in human.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_handlers_serve_health_readiness_and_metrics(stack: StackEndpoints, tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gxwf", "handlers", "run", "--only", "jobs", "--health-port", str(port)],
+        env=env_for(stack, tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout=30)
+        assert line.strip() == b"handlers ready"
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            assert (await client.get("/healthz")).status_code == 200
+            ready = await client.get("/readyz")
+            assert ready.status_code == 200
+            assert ready.json() == {"ready": True, "checks": {"handlers": "ok", "nats": "ok", "mongo": "ok"}}
+            metrics = await client.get("/metrics")
+            assert metrics.status_code == 200
+            assert "gxwf_events_handled_total" in metrics.text and "gxwf_handler_seconds" in metrics.text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(proc.wait, 30)
+    assert proc.returncode == 0
