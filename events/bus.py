@@ -20,6 +20,7 @@ from nats.js.api import DeliverPolicy
 from events.catalogue import BY_SUBJECT, CATALOGUE, DEAD_LETTER, EventSpec
 from events.delivery import DeadLetterMiddleware, DeliveryPolicy
 from events.envelope import Envelope
+from events.exhausted import forward_exhausted_deliveries
 from events.payloads.common import Payload
 from events.payloads.dead_letter import DeadLetter
 from events.subjects import DLQ_STREAM, STREAM
@@ -57,6 +58,13 @@ class Bus:
             headers={"Nats-Msg-Id": event.id, "content-type": "application/cloudevents+json"},
             stream=STREAM,
         )
+
+    async def forward_exhausted_deliveries(self) -> None:
+        """Dead-letter events that JetStream gave up on because no worker ever answered (call after start)."""
+        nc = self.broker.config.connection_state.connection
+        if nc is None:
+            raise RuntimeError("start or connect the broker first")
+        await forward_exhausted_deliveries(nc, self._publish_dead_letter)
 
     async def _publish_dead_letter(self, subject: str, letter: DeadLetter) -> None:
         seq = letter.stream_sequence

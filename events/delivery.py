@@ -70,8 +70,9 @@ def _delivery_facts(msg: StreamMessage[Any]) -> tuple[int, int | None, str]:
     return int(meta.num_delivered), int(meta.sequence.stream), str(meta.consumer)
 
 
-def dead_letter_for(msg: StreamMessage[Any], error: BaseException, handler: str, attempt: int) -> DeadLetter:
-    body: bytes = msg.body
+def build_dead_letter(
+    subject: str, body: bytes, handler: str, error: HandlerError, attempt: int, stream_sequence: int | None
+) -> DeadLetter:
     original: dict[str, Any] | None = None
     text: str | None = None
     try:
@@ -79,17 +80,22 @@ def dead_letter_for(msg: StreamMessage[Any], error: BaseException, handler: str,
         original = decoded if isinstance(decoded, dict) else {"value": decoded}
     except (ValueError, UnicodeDecodeError):
         text = body[:65536].decode("utf-8", errors="replace")
-    _, seq, _ = _delivery_facts(msg)
     return DeadLetter(
-        original_subject=str(msg.raw_message.subject),
+        original_subject=subject,
         original=original,
         original_text=text,
         handler=handler,
-        error=HandlerError(type=type(error).__name__, message=str(error)[:8000]),
-        delivery_count=attempt,
-        stream_sequence=seq,
+        error=error,
+        delivery_count=max(attempt, 1),
+        stream_sequence=stream_sequence,
         failed_at=utcnow(),
     )
+
+
+def dead_letter_for(msg: StreamMessage[Any], error: BaseException, handler: str, attempt: int) -> DeadLetter:
+    _, seq, _ = _delivery_facts(msg)
+    reason = HandlerError(type=type(error).__name__, message=str(error)[:8000])
+    return build_dead_letter(str(msg.raw_message.subject), msg.body, handler, reason, attempt, seq)
 
 
 class DeadLetterMiddleware:

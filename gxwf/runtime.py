@@ -116,6 +116,7 @@ class HandlerService:
         )
         wire(bus, self.groups, ctx)
         await bus.broker.start()
+        await bus.forward_exhausted_deliveries()
         self.bus = bus
         if self.groups is None or "jobs" in self.groups:
             self._watcher = asyncio.create_task(self._watch(ctx), name="jobs-watcher")

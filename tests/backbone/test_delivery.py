@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+import nats
 import pytest
+from nats.js.api import ConsumerConfig
 from nats.js import JetStreamContext
 
 from events.bus import Bus
@@ -102,3 +105,29 @@ async def _contains(items: list[int], value: int) -> bool:
 async def _at_least(js: JetStreamContext, count: int) -> list[dict[str, Any]] | None:
     letters = await stream_events(js, "dlq.>", settle=0.2)
     return letters if len(letters) >= count else None
+
+
+async def test_an_event_no_worker_ever_acknowledged_is_dead_lettered(
+    flaky: tuple[Bus, collections.Counter[int], list[int]], js: JetStreamContext
+) -> None:
+    """A worker that dies on every delivery never raises; JetStream's max-deliveries advisory catches it."""
+    bus, _, _ = flaky
+    await bus.forward_exhausted_deliveries()
+    subject = "wf.test.crashing"
+    crashing = await js.pull_subscribe(
+        subject, durable="test-crashing", config=ConsumerConfig(max_deliver=2, ack_wait=0.5)
+    )
+    poison = new_event(subject, Job(n=1))
+    await bus.publish(poison)
+
+    async def exhausted() -> list[dict[str, Any]] | None:
+        with contextlib.suppress(TimeoutError, nats.errors.TimeoutError):
+            await crashing.fetch(1, timeout=0.6)  # take it and "crash": never ack
+        return await _at_least(js, 1)
+
+    (letter,) = await eventually(exhausted)
+    assert letter["original_subject"] == subject
+    assert letter["original"]["id"] == poison.id
+    assert letter["handler"] == "test-crashing"
+    assert letter["error"]["type"] == "MaxDeliveriesExceeded"
+    assert letter["delivery_count"] == 2

@@ -1,0 +1,88 @@
+"""`gxwf up`: the whole system on the embedded stack, its endpoints file, clean stop, no orphans."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+from pymongo import AsyncMongoClient
+
+KEYS = {"nats", "mongo", "s3", "edc_ingress", "workflow_api", "dashboard"}
+
+
+def start_up(state_dir: Path, *extra: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")}
+    env["COLUMNS"] = "160"
+    return subprocess.Popen(
+        [sys.executable, "-m", "gxwf", "up", "--state-dir", str(state_dir), *extra],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def wait_for_line(proc: subprocess.Popen[str], marker: str, timeout: float = 120) -> list[str]:
+    assert proc.stderr is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = await asyncio.to_thread(proc.stderr.readline)
+        if not line and proc.poll() is not None:
+            break
+        seen.append(line)
+        if marker in line:
+            return seen
+    raise AssertionError(f"{marker!r} not printed; output:\n{''.join(seen)}")
+
+
+def gone(pids: list[int], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        time.sleep(0.1)
+    return alive
+
+
+async def test_up_demo_endpoints_restart_and_no_orphans(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    proc = start_up(state, "--demo")
+    try:
+        output = "".join(await wait_for_line(proc, "Running."))
+        endpoints = json.loads((state / "endpoints.json").read_text())
+        assert set(endpoints) == KEYS
+        assert endpoints["edc_ingress"] is None and endpoints["workflow_api"] is None and endpoints["dashboard"] is None
+        assert endpoints["nats"].startswith("nats://127.0.0.1:")
+        assert "127.0.0.1" in endpoints["mongo"] and endpoints["s3"].startswith("http://127.0.0.1:")
+        assert "succeeded" in output, output
+        servers = [child.pid for child in psutil.Process(proc.pid).children(recursive=True)]
+        assert len(servers) >= 3
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(proc.wait, 60)
+    assert proc.returncode == 0
+    assert gone(servers, 5) == []
+
+    # Same state directory: the servers come back with their data (the demo run is still stored).
+    again = start_up(state)
+    try:
+        await wait_for_line(again, "Running.")
+        endpoints = json.loads((state / "endpoints.json").read_text())
+        client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(endpoints["mongo"])
+        runs = await client["gxwf"]["runs"].find({}).to_list()
+        await client.close()
+        assert [run["state"] for run in runs] == ["succeeded"]
+        servers = [child.pid for child in psutil.Process(again.pid).children(recursive=True)]
+    finally:
+        again.send_signal(signal.SIGKILL)
+        await asyncio.to_thread(again.wait, 30)
+    # Killed without a chance to clean up: the servers must still not outlive it.
+    assert gone(servers, 15) == []
