@@ -39,11 +39,11 @@ async def forward_exhausted_deliveries(nc: Client, sink: DeadLetterSink) -> Subs
         except (ValueError, KeyError, TypeError) as error:
             log.warning("unreadable max-deliveries advisory", error=repr(error))
             return
-        error = HandlerError(
+        reason = HandlerError(
             type="MaxDeliveriesExceeded",
             message=f"not acknowledged after {deliveries} deliveries: the handler crashed or hung each time",
         )
-        letter = build_dead_letter(str(stored.subject), stored.data or b"", consumer, error, deliveries, seq)
+        letter = build_dead_letter(str(stored.subject), stored.data or b"", consumer, reason, deliveries, seq)
         await sink(dead_letter_subject(letter.original_subject), letter)
         log.error("event dead-lettered after exhausted deliveries", handler=consumer, stream_sequence=seq)
 

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import nats
 import pytest
-from nats.js.api import ConsumerConfig
 from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig
 
 from events.bus import Bus
 from events.delivery import DeliveryPolicy
