@@ -1,0 +1,1 @@
+"""A stand-in EDC connector: management API, callback recorder, and provisioning requests of each generation."""
