@@ -10,6 +10,13 @@ from pydantic import Field
 from events.payloads.common import Id, Payload, Reason, Url
 
 ProvisionerGeneration = Literal["control-plane-http", "data-plane-provision-http", "dps", "nats"]
+RequestType = Literal["provision", "deprovision"]
+
+_DECLARED = (
+    "The request's `type` as sent. Absent from EDC before 0.11, whose deprovision requests look like provision "
+    "requests: the ingress then classifies by the transfer's provisioning state."
+)
+_UNMAPPED = "Request fields with no field of their own here, kept as the connector sent them"
 
 
 class EdcProvisionRequested(Payload):
@@ -24,6 +31,8 @@ class EdcProvisionRequested(Payload):
     provision_resource_id: Id | None = None
     flow_id: Id | None = None
     policy: dict[str, Any] | None = None
+    declared_type: RequestType | None = Field(default=None, description=_DECLARED)
+    unmapped: dict[str, Any] = Field(default_factory=dict, description=_UNMAPPED)
 
 
 class EdcDeprovisionRequested(Payload):
@@ -35,6 +44,9 @@ class EdcDeprovisionRequested(Payload):
     provision_resource_id: Id | None = None
     flow_id: Id | None = None
     reason: Reason | None = None
+    asset_id: Id | None = None
+    declared_type: RequestType | None = Field(default=None, description=_DECLARED)
+    unmapped: dict[str, Any] = Field(default_factory=dict, description=_UNMAPPED)
 
 
 class EdcCallbackReceived(Payload):

@@ -1,0 +1,214 @@
+"""The HTTP routes EDC connectors call. Each answers once its events are acked by JetStream; handlers do the work."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from edc_ingress import normalise
+from edc_ingress.auth import Authenticator
+from edc_ingress.body import parse_object, read_limited, require_json
+from edc_ingress.problems import Problem, invalid
+from edc_ingress.wire import ControlPlaneProvisionRequest, DataPlaneProvisionRequest, EventCallback
+from events.envelope import Envelope
+from events.payloads.edc import RequestType
+from ports.events import EventSink
+from ports.store import StateStore
+from schemas.connectors import ConnectorRegistry, EdcConnector
+from schemas.provisioning import ProvisionDocument, ProvisionState
+
+log = structlog.get_logger("gxwf.edc_ingress")
+
+ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
+W = TypeVar("W", bound=BaseModel)
+
+# Provisioning has ended one way or the other: an untyped (pre-0.11) request for this transfer now can only
+# be its deprovisioning. Before that, an untyped request is the connector re-sending its provision request.
+_SETTLED = {
+    ProvisionState.GRANTED,
+    ProvisionState.FAILED,
+    ProvisionState.DEPROVISIONING,
+    ProvisionState.DEPROVISIONED,
+}
+
+
+@dataclass(frozen=True)
+class IngressLimits:
+    body_bytes: int = 256 * 1024
+    publish_timeout: float = 5.0
+    # The bus's message size limit (NATS max_payload); a larger event is refused with 413 before publishing.
+    event_bytes: int = 1024 * 1024
+
+
+class Ingress:
+    def __init__(
+        self,
+        registry: ConnectorRegistry,
+        sink: EventSink,
+        store: StateStore,
+        readiness: ReadinessCheck,
+        limits: IngressLimits,
+    ) -> None:
+        self.auth = Authenticator(registry)
+        self.sink = sink
+        self.store = store
+        self.readiness = readiness
+        self.limits = limits
+
+    async def accept(self, request: Request, model: type[W]) -> tuple[EdcConnector, W, dict[str, Any]]:
+        """Authenticated, JSON, within the size limit, and valid, in that order; a Problem otherwise."""
+        connector = self.auth.identify(request.headers, request.query_params)
+        if connector is None:
+            names = " or ".join(self.auth.header_names)
+            raise Problem(
+                401,
+                "unauthorized",
+                "Unauthorized",
+                f"missing or wrong API key: send the connector's secret in the {names} header",
+                errors=[{"field": names, "message": "missing or wrong"}],
+                headers={"WWW-Authenticate": f'ApiKey realm="edc-ingress", header="{self.auth.header_names[0]}"'},
+            )
+        require_json(request)
+        data = parse_object(await read_limited(request, self.limits.body_bytes))
+        try:
+            return connector, model.model_validate(data), data
+        except ValidationError as error:
+            raise invalid(error) from None
+
+    async def publish(self, events: Sequence[Envelope[Any]]) -> None:
+        encoded = [len(json.dumps(e.model_dump(mode="json", by_alias=True)).encode()) for e in events]
+        if max(encoded) > self.limits.event_bytes:
+            raise Problem(
+                413,
+                "payload-too-large",
+                "Payload too large",
+                f"body: as an event it would be {max(encoded)} bytes, over the bus's {self.limits.event_bytes}",
+                errors=[{"field": "body", "message": "too large for the event bus"}],
+            )
+        try:
+            async with asyncio.timeout(self.limits.publish_timeout):
+                await asyncio.gather(*(self.sink.publish(e) for e in events))
+        except Exception as error:
+            log.warning("publish failed", error=repr(error), events=[e.id for e in events])
+            raise Problem(
+                503,
+                "bus-unavailable",
+                "Event bus unavailable",
+                "the request could not be stored durably; retry later",
+                headers={"Retry-After": "2"},
+            ) from None
+
+    async def classify_untyped(self, transfer_process_id: str) -> RequestType:
+        try:
+            async with asyncio.timeout(self.limits.publish_timeout):
+                doc = await self.store.get(ProvisionDocument, transfer_process_id)
+        except Exception as error:
+            log.warning("store unavailable", error=repr(error))
+            raise Problem(
+                503, "store-unavailable", "State store unavailable", "retry later", headers={"Retry-After": "2"}
+            ) from None
+        return "deprovision" if doc is not None and doc.state in _SETTLED else "provision"
+
+
+def _accepted(events: Sequence[Envelope[Any]], warnings: Sequence[str] = ()) -> dict[str, Any]:
+    body: dict[str, Any] = {"accepted": [{"id": e.id, "type": e.type} for e in events]}
+    if warnings:
+        body["warnings"] = list(warnings)
+    return body
+
+
+def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema(by_alias=True)
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def create_app(ingress: Ingress) -> FastAPI:
+    app = FastAPI(
+        title="gaiax-workflows EDC ingress",
+        description="Provisioner requests and event callbacks from Eclipse Dataspace Connectors. See docs/edc.md.",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+    )
+
+    @app.exception_handler(Problem)
+    async def problem(request: Request, exc: Problem) -> JSONResponse:
+        return exc.response(request.url.path)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+        headers = dict(exc.headers) if exc.headers else None
+        slug = title.lower().replace(" ", "-")
+        return Problem(exc.status_code, slug, title, str(exc.detail), headers=headers).response(request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": str(e["msg"])} for e in exc.errors()]
+        detail = f"{errors[0]['field']}: {errors[0]['message']}" if errors else "invalid request"
+        return Problem(422, "invalid-request", "Invalid request", detail, errors=errors).response(request.url.path)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error", path=request.url.path)
+        return Problem(500, "internal-error", "Internal error", "see the ingress log").response(request.url.path)
+
+    @app.post(
+        "/edc/provisioner",
+        summary="Control-plane HTTP provisioner (EDC up to 0.15)",
+        openapi_extra=_body_schema(ControlPlaneProvisionRequest),
+    )
+    async def control_plane_provisioner(request: Request) -> dict[str, Any]:
+        connector, body, _ = await ingress.accept(request, ControlPlaneProvisionRequest)
+        kind = body.type or await ingress.classify_untyped(body.transfer_process_id)
+        event = normalise.control_plane(connector.name, body, kind)
+        await ingress.publish([event])
+        log.debug("provisioner request", connector=connector.name, kind=kind, transfer=body.transfer_process_id)
+        return _accepted([event])
+
+    @app.post(
+        "/edc/dataplane/provision",
+        summary="Data-plane ProvisionHttp provisioner (EDC 0.14 to 0.18)",
+        openapi_extra=_body_schema(DataPlaneProvisionRequest),
+    )
+    async def data_plane_provisioner(request: Request) -> dict[str, Any]:
+        connector, body, _ = await ingress.accept(request, DataPlaneProvisionRequest)
+        event = normalise.data_plane(connector.name, body)
+        await ingress.publish([event])
+        log.debug("data-plane request", connector=connector.name, kind=body.type, flow=body.flow_id)
+        return _accepted([event])
+
+    @app.post(
+        "/edc/events",
+        summary="Event callbacks: contract.negotiation.* and transfer.process.* (EDC 0.1 to today)",
+        openapi_extra=_body_schema(EventCallback),
+    )
+    async def events(request: Request) -> dict[str, Any]:
+        connector, body, raw = await ingress.accept(request, EventCallback)
+        result = normalise.callback(connector.name, body, raw)
+        await ingress.publish(result.events)
+        for warning in result.warnings:
+            log.warning("callback kept raw only", connector=connector.name, warning=warning)
+        return _accepted(result.events, result.warnings)
+
+    @app.get("/healthz", summary="The process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/readyz", summary="NATS and MongoDB answer")
+    async def readyz() -> JSONResponse:
+        checks = await ingress.readiness()
+        ready = all(value == "ok" for value in checks.values())
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    return app

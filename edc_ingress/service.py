@@ -1,0 +1,108 @@
+"""The ingress as a running service: NATS and MongoDB connections, the HTTP server, readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+import uvicorn
+
+from adapters.mongo_store import MongoStateStore
+from edc_ingress.app import Ingress, IngressLimits, create_app
+from edc_ingress.settings import ConfigError, EdcSettings
+from events.bus import Bus
+from schemas.connectors import ConnectorRegistry
+
+log = structlog.get_logger("gxwf.edc_ingress")
+
+# Envelope attributes and field names around the largest body an event can carry.
+_ENVELOPE_OVERHEAD = 16 * 1024
+
+
+class IngressService:
+    def __init__(
+        self,
+        settings: EdcSettings,
+        registry: ConnectorRegistry,
+        *,
+        nats_url: str,
+        mongo_url: str,
+        mongo_database: str,
+        host: str | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.host = host if host is not None else settings.edc_ingress_host
+        self.port = port if port is not None else settings.edc_ingress_port
+        self.bus = Bus(nats_url, name="gxwf-edc-ingress")
+        self.store = MongoStateStore.connect(mongo_url, mongo_database)
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.url: str | None = None
+
+    async def readiness(self) -> dict[str, str]:
+        connection = self.bus.broker.config.connection_state.connection
+        checks = {"nats": "ok" if connection is not None and connection.is_connected else "disconnected"}
+        try:
+            async with asyncio.timeout(2):
+                await self.store.ping()
+            checks["mongo"] = "ok"
+        except Exception as error:
+            checks["mongo"] = f"error: {type(error).__name__}"
+        return checks
+
+    async def start(self) -> str:
+        await self.bus.broker.connect()
+        connection = self.bus.broker.config.connection_state.connection
+        max_payload = int(getattr(connection, "max_payload", 1024 * 1024))
+        if self.settings.edc_body_limit_bytes + _ENVELOPE_OVERHEAD > max_payload:
+            await self.bus.broker.stop()
+            raise ConfigError(
+                f"GXWF_EDC_BODY_LIMIT_BYTES: {self.settings.edc_body_limit_bytes} leaves no room for the envelope "
+                f"in NATS's max_payload of {max_payload} bytes; lower it or raise max_payload"
+            )
+        ingress = Ingress(
+            self.registry,
+            self.bus,
+            self.store,
+            self.readiness,
+            IngressLimits(
+                body_bytes=self.settings.edc_body_limit_bytes,
+                publish_timeout=self.settings.edc_publish_timeout_seconds,
+                event_bytes=max_payload,
+            ),
+        )
+        config = uvicorn.Config(
+            create_app(ingress),
+            host=self.host,
+            port=self.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+        )
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve(), name="edc-ingress")
+        while not server.started:
+            if task.done():
+                await self.bus.broker.stop()
+                # uvicorn exits (SystemExit) when it cannot bind
+                with contextlib.suppress(SystemExit):
+                    task.result()
+                raise ConfigError(f"cannot listen on {self.host}:{self.port}")
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        self._server, self._task = server, task
+        self.url = f"http://{self.host}:{port}"
+        log.info("edc ingress listening", url=self.url, connectors=self.registry.names)
+        return self.url
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError, SystemExit):
+                await self._task
+        await self.bus.broker.stop()
+        await self.store.close()

@@ -1,0 +1,120 @@
+"""EDC-facing settings (GXWF_EDC_*), and the connector registry built from them and an optional file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.connectors import ConnectorRegistry, EdcConnector, HeaderName, HttpUrl, ManagementApiVersion
+
+# NATS refuses messages over its max_payload (1 MiB by default), and an event carries the body plus its
+# envelope: keep the default body limit well below it so a valid request never fails at publish time.
+DEFAULT_BODY_LIMIT = 256 * 1024
+
+
+class ConfigError(ValueError):
+    """The EDC configuration cannot be used; the message names the setting or file entry to fix."""
+
+
+class EdcSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GXWF_", env_file=".env", extra="ignore")
+
+    # The default connector. No built-in secret: `gxwf up` generates one when this is unset.
+    edc_api_key: SecretStr | None = None
+    edc_api_key_header: HeaderName = "x-api-key"
+    edc_connector_name: str = "default"
+    # More connectors (YAML or JSON), see docs/edc.md and deploy/edc/connectors.yaml.
+    edc_connectors_file: Path | None = None
+
+    edc_management_url: HttpUrl | None = None
+    edc_management_api_version: ManagementApiVersion = "v3"
+    edc_management_api_key: SecretStr | None = None
+    edc_management_api_key_header: HeaderName = "x-api-key"
+
+    edc_ingress_host: str = "127.0.0.1"
+    edc_ingress_port: int = Field(default=8480, ge=0, le=65535)
+    edc_body_limit_bytes: int = Field(default=DEFAULT_BODY_LIMIT, ge=1024, le=16 * 1024 * 1024)
+    # Longer than this without JetStream's ack: answer 503, which EDC retries.
+    edc_publish_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+    edc_client_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    edc_client_attempts: int = Field(default=5, ge=1, le=20)
+    edc_client_backoff_seconds: list[float] = Field(default=[0.2, 0.5, 1.0, 2.0, 5.0], min_length=1)
+
+
+def connector_registry(settings: EdcSettings) -> ConnectorRegistry:
+    """The default connector from GXWF_EDC_* plus the connectors file; at least one must be configured."""
+    connectors: list[EdcConnector] = []
+    if settings.edc_api_key is not None:
+        try:
+            connectors.append(
+                EdcConnector(
+                    name=settings.edc_connector_name,
+                    api_key_header=settings.edc_api_key_header,
+                    api_key=settings.edc_api_key,
+                    management_url=settings.edc_management_url,
+                    management_api_version=settings.edc_management_api_version,
+                    management_api_key_header=settings.edc_management_api_key_header,
+                    management_api_key=settings.edc_management_api_key,
+                )
+            )
+        except ValidationError as error:
+            first = error.errors()[0]
+            field = str(first["loc"][0]) if first["loc"] else "api_key"
+            name = "GXWF_EDC_" + {"api_key": "API_KEY", "name": "CONNECTOR_NAME"}.get(field, field.upper())
+            raise ConfigError(f"{name}: {first['msg']}") from None
+    if settings.edc_connectors_file is not None:
+        connectors.extend(_from_file(settings.edc_connectors_file))
+    if not connectors:
+        raise ConfigError("no EDC connector configured: set GXWF_EDC_API_KEY or GXWF_EDC_CONNECTORS_FILE")
+    try:
+        return ConnectorRegistry(connectors=tuple(connectors))
+    except ValidationError as error:
+        raise ConfigError(error.errors()[0]["msg"].removeprefix("Value error, ")) from None
+
+
+def _from_file(path: Path) -> list[EdcConnector]:
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"GXWF_EDC_CONNECTORS_FILE {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not YAML or JSON ({error})") from None
+    entries = loaded.get("connectors") if isinstance(loaded, dict) else None
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: expected a mapping with a list `connectors`")
+    result = []
+    for index, entry in enumerate(entries):
+        where = f"{path}: connectors[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a mapping")
+        try:
+            result.append(EdcConnector.model_validate(_resolve_env(entry, where)))
+        except ValidationError as error:
+            first = error.errors()[0]
+            field = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"{where}.{field}: {first['msg']}") from None
+    return result
+
+
+def _resolve_env(entry: dict[str, Any], where: str) -> dict[str, Any]:
+    """`api_key_env: NAME` reads the secret from the environment, so the file itself holds no secret."""
+    resolved = {k: v for k, v in entry.items() if not k.endswith("_env")}
+    for key, value in entry.items():
+        if not key.endswith("_env"):
+            continue
+        target = key.removesuffix("_env")
+        if target not in ("api_key", "management_api_key"):
+            raise ConfigError(
+                f"{where}.{key}: only api_key_env and management_api_key_env are read from the environment"
+            )
+        secret = os.environ.get(str(value))
+        if secret is None:
+            raise ConfigError(f"{where}.{key}: environment variable {value} is not set")
+        resolved[target] = secret
+    return resolved

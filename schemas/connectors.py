@@ -1,0 +1,79 @@
+"""The EDC connectors a deployment serves: how each proves who it is, and how we reach its management API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator, model_validator
+
+ConnectorName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+# RFC 9110 token characters: what an HTTP header name may hold.
+HeaderName = Annotated[str, StringConstraints(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")]
+# Management API path segment: v3 (EDC 0.10-0.16), v4alpha (0.13-0.16), v4 (0.17+), v5beta ...
+ManagementApiVersion = Annotated[str, StringConstraints(pattern=r"^v[0-9]+(alpha|beta)?$")]
+HttpUrl = Annotated[str, StringConstraints(min_length=8, max_length=2048, pattern=r"^https?://[^\s/?#]+[^\s]*$")]
+
+# A guessable secret ("password" in the poster's provisioner) is refused rather than accepted quietly.
+MIN_SECRET_LENGTH = 16
+
+
+class EdcConnector(BaseModel):
+    """One connector that may call the ingress, and that the EDC client calls back."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: ConnectorName
+    api_key_header: HeaderName = Field(
+        default="x-api-key",
+        description="Header (or, for stock provisioners that cannot send headers, query parameter) with the secret",
+    )
+    api_key: SecretStr = Field(description="Secret the connector presents to the ingress")
+    management_url: HttpUrl | None = Field(
+        default=None, description="Management API base, e.g. http://provider:8181/api/management"
+    )
+    management_api_version: ManagementApiVersion = "v3"
+    management_api_key_header: HeaderName = "x-api-key"
+    management_api_key: SecretStr | None = Field(
+        default=None, description="Secret for the management API and the control-plane provisioner callback"
+    )
+
+    @field_validator("api_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
+        return value
+
+    @field_validator("management_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+
+class ConnectorRegistry(BaseModel):
+    """Every configured connector; names and credentials are unique so a caller maps to exactly one."""
+
+    model_config = ConfigDict(frozen=True)
+
+    connectors: tuple[EdcConnector, ...]
+
+    @model_validator(mode="after")
+    def _unique(self) -> ConnectorRegistry:
+        names = [c.name for c in self.connectors]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"connector names must be unique: {', '.join(duplicated)}")
+        credentials = [(c.api_key_header.lower(), c.api_key.get_secret_value()) for c in self.connectors]
+        if len(set(credentials)) != len(credentials):
+            raise ValueError("two connectors share a header and secret: each needs its own")
+        return self
+
+    def get(self, name: str) -> EdcConnector:
+        for connector in self.connectors:
+            if connector.name == name:
+                return connector
+        raise KeyError(f"no EDC connector named {name!r} is configured")
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.connectors]
