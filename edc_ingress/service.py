@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 
 import structlog
 import uvicorn
@@ -18,6 +19,21 @@ log = structlog.get_logger("gxwf.edc_ingress")
 
 # Envelope attributes and field names around the largest body an event can carry.
 _ENVELOPE_OVERHEAD = 16 * 1024
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bound here rather than by uvicorn, so a taken port is an error we can word (and port 0 works)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(2048)
+    except OSError:
+        listener.close()
+        raise
+    listener.set_inheritable(True)
+    return listener
 
 
 class IngressService:
@@ -83,17 +99,20 @@ class IngressService:
             lifespan="off",
             server_header=False,
         )
+        try:
+            listener = _listen(self.host, self.port)
+        except OSError as error:
+            await self.bus.broker.stop()
+            raise ConfigError(f"cannot listen on {self.host}:{self.port}: {error.strerror}") from None
         server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve(), name="edc-ingress")
+        task = asyncio.create_task(server.serve(sockets=[listener]), name="edc-ingress")
         while not server.started:
             if task.done():
                 await self.bus.broker.stop()
-                # uvicorn exits (SystemExit) when it cannot bind
-                with contextlib.suppress(SystemExit):
-                    task.result()
-                raise ConfigError(f"cannot listen on {self.host}:{self.port}")
+                task.result()
+                raise ConfigError(f"the ingress on {self.host}:{self.port} stopped while starting")
             await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
+        port = listener.getsockname()[1]
         self._server, self._task = server, task
         self.url = f"http://{self.host}:{port}"
         log.info("edc ingress listening", url=self.url, connectors=self.registry.names)

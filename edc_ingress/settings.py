@@ -84,7 +84,11 @@ def _from_file(path: Path) -> list[EdcConnector]:
     except OSError as error:
         raise ConfigError(f"GXWF_EDC_CONNECTORS_FILE {path}: {error.strerror}") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not YAML or JSON ({error})") from None
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(
+            f"{path}: not YAML or JSON ({getattr(error, 'problem', None) or 'unreadable'}{where})"
+        ) from None
     entries = loaded.get("connectors") if isinstance(loaded, dict) else None
     if not isinstance(entries, list):
         raise ConfigError(f"{path}: expected a mapping with a list `connectors`")

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.exceptions import TyperException
 
+from gxwf.edc_commands import edc_app, edc_ingress_command
 from gxwf.errors import UserError
 from gxwf.logging_setup import configure_logging
 from gxwf.settings import Settings
@@ -40,6 +41,8 @@ app.add_typer(events_app, name="events")
 app.add_typer(handlers_app, name="handlers")
 app.add_typer(runs_app, name="runs")
 app.add_typer(bench_app, name="bench")
+app.add_typer(edc_app, name="edc")
+app.command("edc-ingress")(edc_ingress_command)
 
 console = Console(stderr=True)
 StateDir = Annotated[
@@ -84,12 +87,15 @@ def up(
 
 
 async def _up(settings: Settings, demo: bool) -> None:
+    from edc_ingress.service import IngressService
     from gxwf.demo import run_demo
+    from gxwf.edc_commands import start_for_up
     from gxwf.runtime import Endpoints, HandlerService, write_endpoints
 
     stack = _stack(settings)
     eps = await stack.start()
     service: HandlerService | None = None
+    ingress: IngressService | None = None
     try:
         endpoints: dict[str, str | None] = {
             "nats": eps.nats,
@@ -99,20 +105,27 @@ async def _up(settings: Settings, demo: bool) -> None:
             "workflow_api": None,
             "dashboard": None,
         }
-        path = write_endpoints(settings.state_dir, endpoints)
         service = HandlerService(settings, Endpoints(eps.nats, eps.mongo, eps.s3))
         await service.start()
+        ingress, generated_key = await start_for_up(settings, Endpoints(eps.nats, eps.mongo, eps.s3))
+        endpoints["edc_ingress"] = ingress.url
+        path = write_endpoints(settings.state_dir, endpoints)
         table = Table(title="gaiax-workflows is up", show_header=False)
         for key, value in endpoints.items():
             table.add_row(key, value or "[dim]not in this version[/dim]")
         table.add_row("endpoints file", str(path))
         table.add_row("handlers", ", ".join(GROUPS))
+        if generated_key is not None:
+            header = ingress.registry.connectors[0].api_key_header
+            table.add_row("edc api key", f"{header}: {generated_key} (generated; set GXWF_EDC_API_KEY to choose)")
         console.print(table)
         if demo and service.bus is not None:
             await run_demo(console, eps.nats, service.bus, service.store)
         console.print("Running. Ctrl-C stops everything. In another terminal: [bold]gxwf events tail[/bold]")
         await stack.wait_until_signalled()
     finally:
+        if ingress is not None:
+            await ingress.stop()
         if service is not None:
             await service.stop()
         await stack.stop()

@@ -1,0 +1,168 @@
+"""`gxwf edc-ingress`, `gxwf edc ...`, and the ingress inside `gxwf up`: settings, API key, start and stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from pydantic import SecretStr, ValidationError
+
+from gxwf.errors import UserError
+from gxwf.settings import Settings
+
+if TYPE_CHECKING:
+    from edc_ingress.service import IngressService
+    from edc_ingress.settings import EdcSettings
+    from gxwf.runtime import Endpoints
+
+edc_app = typer.Typer(help="EDC connectors: the ingress they call, and a connector simulator.", no_args_is_help=True)
+
+KEY_FILE = "edc-api-key"
+
+
+def load_edc_settings() -> EdcSettings:
+    from edc_ingress.settings import EdcSettings
+
+    try:
+        return EdcSettings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise UserError(f"GXWF_{'_'.join(str(p) for p in first['loc']).upper()}: {first['msg']}") from None
+
+
+def stored_api_key(state_dir: Path) -> str | None:
+    path = state_dir / KEY_FILE
+    if not path.exists():
+        return None
+    return path.read_text().strip() or None
+
+
+def generated_api_key(state_dir: Path) -> str:
+    """The key `gxwf up` uses when GXWF_EDC_API_KEY is unset: kept in the state directory (mode 0600), so a
+    connector configured with it keeps working across restarts."""
+    existing = stored_api_key(state_dir)
+    if existing:
+        return existing
+    state_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    path = state_dir / KEY_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key
+
+
+def build_ingress(
+    settings: Settings, edc: EdcSettings, endpoints: Endpoints, *, host: str | None, port: int | None
+) -> IngressService:
+    from edc_ingress.service import IngressService
+    from edc_ingress.settings import ConfigError, connector_registry
+
+    try:
+        registry = connector_registry(edc)
+    except ConfigError as error:
+        raise UserError(str(error)) from None
+    return IngressService(
+        edc,
+        registry,
+        nats_url=endpoints.nats,
+        mongo_url=endpoints.mongo,
+        mongo_database=settings.mongo_database,
+        host=host,
+        port=port,
+    )
+
+
+async def start_ingress(service: IngressService) -> str:
+    from edc_ingress.settings import ConfigError
+
+    try:
+        return await service.start()
+    except ConfigError as error:
+        await service.stop()
+        raise UserError(str(error)) from None
+
+
+async def start_for_up(settings: Settings, endpoints: Endpoints) -> tuple[IngressService, str | None]:
+    """The ingress inside `gxwf up`; returns the service and the API key when it was generated here.
+
+    Its port is GXWF_EDC_INGRESS_PORT when set, else 8480 when free, else any free port (endpoints.json says
+    which): a second `gxwf up` on one machine must not fail for a port clash.
+    """
+    edc = load_edc_settings()
+    generated: str | None = None
+    if edc.edc_api_key is None and edc.edc_connectors_file is None:
+        generated = generated_api_key(settings.state_dir)
+        edc = edc.model_copy(update={"edc_api_key": SecretStr(generated)})
+    port = None
+    if "edc_ingress_port" not in edc.model_fields_set and not _free(edc.edc_ingress_host, edc.edc_ingress_port):
+        port = 0
+    service = build_ingress(settings, edc, endpoints, host=None, port=port)
+    await start_ingress(service)
+    return service, generated
+
+
+def _free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def edc_ingress_command(
+    host: Annotated[str | None, typer.Option("--host", help="Listen address (default GXWF_EDC_INGRESS_HOST).")] = None,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", min=0, max=65535, help="Listen port (default GXWF_EDC_INGRESS_PORT, 8480)."),
+    ] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="Where endpoints.json is (default .gxwf).")
+    ] = None,
+) -> None:
+    """Serve the EDC ingress alone (servers from settings or endpoints.json) until SIGTERM or Ctrl-C."""
+    from gxwf.cli import _settings
+
+    settings = _settings(state_dir)
+    edc = load_edc_settings()
+    asyncio.run(_serve_ingress(settings, edc, host, port))
+
+
+def _bus_and_store(settings: Settings) -> Endpoints:
+    """NATS and MongoDB from settings or endpoints.json; the ingress needs no object store."""
+    from gxwf.runtime import Endpoints
+
+    path = settings.state_dir / "endpoints.json"
+    written = json.loads(path.read_text()) if path.exists() else {}
+    nats, mongo = settings.nats_url or written.get("nats"), settings.mongo_url or written.get("mongo")
+    missing = [name for name, value in (("GXWF_NATS_URL", nats), ("GXWF_MONGO_URL", mongo)) if not value]
+    if missing:
+        raise UserError(f"no server known: start `gxwf up` or `gxwf stack up`, or set {' and '.join(missing)}")
+    return Endpoints(str(nats), str(mongo), str(settings.s3_endpoint or written.get("s3") or ""))
+
+
+async def _serve_ingress(settings: Settings, edc: EdcSettings, host: str | None, port: int | None) -> None:
+    from gxwf.runtime import prepare_streams
+
+    endpoints = _bus_and_store(settings)
+    service = build_ingress(settings, edc, endpoints, host=host, port=port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await prepare_streams(endpoints.nats, settings)
+    url = await start_ingress(service)
+    print(f"edc ingress listening on {url}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await service.stop()
