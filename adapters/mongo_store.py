@@ -17,10 +17,6 @@ from schemas.registry import DOCUMENT_KINDS
 D = TypeVar("D", bound=StatefulDocument)
 log = structlog.get_logger("gxwf.store")
 
-# A concurrent writer can move the document between our read and our compare-and-set; re-read and decide
-# again a few times rather than fail the handler.
-_CAS_ATTEMPTS = 8
-
 
 class MongoStateStore:
     def __init__(self, client: AsyncMongoClient[dict[str, Any]], database: str) -> None:
@@ -84,32 +80,37 @@ class MongoStateStore:
         fields: Mapping[str, Any] | None = None,
     ) -> TransitionResult:
         coll = self.db[kind.collection]
-        for _ in range(_CAS_ATTEMPTS):
-            current = await coll.find_one({"_id": doc_id}, {"state": 1, "history.event_id": 1, "history.to": 1})
-            if current is None:
-                return TransitionResult(Outcome.MISSING, None)
-            state = str(current["state"])
-            if any(h.get("event_id") == event_id and h.get("to") == to for h in current.get("history", ())):
-                return TransitionResult(Outcome.ALREADY_APPLIED, state)
-            if not kind.machine.allows(state, to):
-                log.warning(
-                    "transition rejected",
-                    kind=kind.collection,
-                    id=doc_id,
-                    state=state,
-                    to=to,
-                    event_id=event_id,
-                )
-                return TransitionResult(Outcome.REJECTED, state)
-            now = utcnow()
-            entry = HistoryEntry(from_=state, to=to, at=now, event_id=event_id, reason=reason)
-            result = await coll.update_one(
-                {"_id": doc_id, "state": state, "history.event_id": {"$ne": event_id}},
+        sources = sorted(kind.machine.sources(to))
+        now = utcnow()
+        entry = {"to": to, "at": now, "event_id": event_id, "reason": reason}
+        # One round trip: the filter is the compare (an allowed source state, this event not yet applied)
+        # and the pipeline update records the state it replaced. $literal keeps values such as "$x" from
+        # being read as field paths.
+        result = await coll.update_one(
+            {"_id": doc_id, "state": {"$in": sources}, "history.event_id": {"$ne": event_id}},
+            [
                 {
-                    "$set": {**(fields or {}), "state": to, "updated_at": now},
-                    "$push": {"history": entry.model_dump(by_alias=True)},
-                },
-            )
-            if result.modified_count == 1:
-                return TransitionResult(Outcome.APPLIED, to)
-        raise RuntimeError(f"{kind.collection}/{doc_id}: state kept changing under {_CAS_ATTEMPTS} attempts")
+                    "$set": {
+                        **{key: {"$literal": value} for key, value in (fields or {}).items()},
+                        "history": {
+                            "$concatArrays": [
+                                "$history",
+                                [{"from": "$state", **{k: {"$literal": v} for k, v in entry.items()}}],
+                            ]
+                        },
+                        "state": {"$literal": to},
+                        "updated_at": {"$literal": now},
+                    }
+                }
+            ],
+        )
+        if result.modified_count == 1:
+            return TransitionResult(Outcome.APPLIED, to)
+        current = await coll.find_one({"_id": doc_id}, {"state": 1, "history.event_id": 1, "history.to": 1})
+        if current is None:
+            return TransitionResult(Outcome.MISSING, None)
+        state = str(current["state"])
+        if any(h.get("event_id") == event_id and h.get("to") == to for h in current.get("history", ())):
+            return TransitionResult(Outcome.ALREADY_APPLIED, state)
+        log.warning("transition rejected", kind=kind.collection, id=doc_id, state=state, to=to, event_id=event_id)
+        return TransitionResult(Outcome.REJECTED, state)

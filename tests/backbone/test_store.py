@@ -61,3 +61,13 @@ async def test_racing_writers_apply_exactly_one_terminal_transition(store: Mongo
 async def test_indexes_exist_after_start(store: MongoStateStore) -> None:
     names = {index["name"] async for index in await store.db["runs"].list_indexes()}
     assert {"state", "history_event_id", "consumer_id_state"} <= names
+
+
+async def test_values_that_look_like_field_paths_are_stored_as_given(store: MongoStateStore) -> None:
+    await store.create(run_doc("s-5"), event_id="e1")
+    result = await store.transition(
+        RunDocument, "s-5", RunState.RUNNING, event_id="e2", reason="$state", fields={"handle": "$history"}
+    )
+    assert result.outcome is Outcome.APPLIED
+    doc = await store.get(RunDocument, "s-5")
+    assert doc is not None and doc.handle == "$history" and doc.history[-1].reason == "$state"
