@@ -1,0 +1,267 @@
+"""The EDC client over HTTP (httpx): management API v3/v4 reads, provisioner callbacks of both generations.
+
+5xx answers and network errors are retried with backoff; a 4xx is not (the request itself is wrong, and EDC
+would answer the same again). Every attempt is recorded in the call log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import httpx
+import structlog
+
+from ports.edc import (
+    AccessAddress,
+    AgreementInfo,
+    EdcCallLog,
+    EdcError,
+    EdcNotFound,
+    ProvisionTarget,
+    TransferProcessInfo,
+)
+from schemas.connectors import ConnectorRegistry, EdcConnector
+from schemas.edc_calls import CallOutcome, EdcCall
+
+log = structlog.get_logger("gxwf.edc_client")
+
+EDC_NAMESPACE = "https://w3id.org/edc/v0.0.1/ns/"
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class HttpEdcClient:
+    def __init__(
+        self,
+        registry: ConnectorRegistry,
+        calls: EdcCallLog,
+        *,
+        timeout: float = 10.0,
+        attempts: int = 5,
+        backoff: Sequence[float] = (0.2, 0.5, 1.0, 2.0, 5.0),
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.registry = registry
+        self.calls = calls
+        self.attempts = attempts
+        self.backoff = tuple(backoff) or (0.0,)
+        self._sleep = sleep
+        self._http = httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    # -- management API ------------------------------------------------------------------------------------
+
+    async def transfer_process(self, connector: str, transfer_process_id: str) -> TransferProcessInfo:
+        body = await self._management(connector, "transferprocesses", transfer_process_id, "transfer_process")
+        return TransferProcessInfo(
+            id=str(_prop(body, "@id") or transfer_process_id),
+            state=_text(_prop(body, "state")),
+            asset_id=_text(_prop(body, "assetId")),
+            contract_id=_text(_prop(body, "contractId")),
+            type=_text(_prop(body, "type")),
+            correlation_id=_text(_prop(body, "correlationId")),
+        )
+
+    async def contract_agreement(self, connector: str, agreement_id: str) -> AgreementInfo:
+        body = await self._management(connector, "contractagreements", agreement_id, "contract_agreement")
+        signed = _prop(body, "contractSigningDate")
+        return AgreementInfo(
+            id=str(_prop(body, "@id") or agreement_id),
+            asset_id=_text(_prop(body, "assetId")),
+            consumer_id=_text(_prop(body, "consumerId")),
+            provider_id=_text(_prop(body, "providerId")),
+            signed_at=_epoch_seconds(signed),
+        )
+
+    async def _management(self, name: str, collection: str, item: str, operation: str) -> dict[str, Any]:
+        connector = self._connector(name)
+        if connector.management_url is None:
+            raise EdcError(operation, f"connector {name!r} has no management_url configured")
+        url = f"{connector.management_url}/{connector.management_api_version}/{collection}/{quote(item, safe='')}"
+        response = await self._call(connector, operation, "GET", url, headers=_management_auth(connector), tp=item)
+        try:
+            body = response.json()
+        except ValueError:
+            raise EdcError(operation, f"{url}: answer is not JSON", status=response.status_code) from None
+        if not isinstance(body, dict):
+            raise EdcError(operation, f"{url}: answer is not a JSON object", status=response.status_code)
+        return body
+
+    # -- provisioner callbacks -----------------------------------------------------------------------------
+
+    async def provisioned(self, target: ProvisionTarget, access: AccessAddress, *, resource_name: str) -> None:
+        connector = self._connector(target.connector)
+        base = target.callback_address.rstrip("/")
+        tp = target.transfer_process_id
+        if target.generation == "data-plane-provision-http":
+            # The data plane's provision API has no auth filter; its path names the flow and the resource.
+            url = f"{base}/{quote(target.flow_id or tp, safe='')}/{quote(_resource(target), safe='')}/provision"
+            body: dict[str, Any] = {"dataAddress": {"properties": access.properties()}}
+            await self._call(connector, "provisioned", "POST", url, json=body, tp=tp)
+            return
+        url = f"{base}/{quote(tp, safe='')}/provision"
+        body = {
+            "edctype": "dataspaceconnector:provisioner-callback-request",
+            "resourceDefinitionId": target.resource_definition_id,
+            "assetId": target.asset_id,
+            "resourceName": resource_name,
+            "contentDataAddress": {"properties": access.properties()},
+            "apiKeyJwt": "unused",
+            "hasToken": False,
+        }
+        # The control-plane callback lives in the management API context and needs its key.
+        await self._call(connector, "provisioned", "POST", url, json=body, headers=_management_auth(connector), tp=tp)
+
+    async def deprovisioned(
+        self, target: ProvisionTarget, *, provisioned_resource_id: str | None = None, error: str | None = None
+    ) -> None:
+        connector = self._connector(target.connector)
+        base = target.callback_address.rstrip("/")
+        tp = target.transfer_process_id
+        if target.generation == "data-plane-provision-http":
+            url = f"{base}/{quote(target.flow_id or tp, safe='')}/{quote(_resource(target), safe='')}/deprovision"
+            await self._call(connector, "deprovisioned", "POST", url, tp=tp)
+            return
+        url = f"{base}/{quote(tp, safe='')}/deprovision"
+        body = {
+            "provisionedResourceId": provisioned_resource_id or target.resource_definition_id or tp,
+            "inProcess": False,
+            "error": error is not None,
+            "errorMessage": error,
+        }
+        await self._call(connector, "deprovisioned", "POST", url, json=body, headers=_management_auth(connector), tp=tp)
+
+    # -- the one place that talks HTTP ---------------------------------------------------------------------
+
+    def _connector(self, name: str) -> EdcConnector:
+        try:
+            return self.registry.get(name)
+        except KeyError as error:
+            raise EdcError("connector", str(error.args[0])) from None
+
+    async def _call(
+        self,
+        connector: EdcConnector,
+        operation: str,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        tp: str | None = None,
+    ) -> httpx.Response:
+        for attempt in range(1, self.attempts + 1):
+            last = attempt == self.attempts
+            started = time.perf_counter()
+            status: int | None = None
+            error: str | None = None
+            response: httpx.Response | None = None
+            try:
+                response = await self._http.request(method, url, json=json, headers=headers)
+                status = response.status_code
+                outcome: CallOutcome = "ok" if status < 300 else "client_error" if status < 500 else "server_error"
+                if outcome != "ok":
+                    error = response.text[:500]
+            except httpx.TransportError as failure:
+                outcome, error = "network_error", f"{type(failure).__name__}: {failure}"[:500]
+            retry = outcome in ("server_error", "network_error") and not last
+            await self._record(
+                connector, operation, method, url, tp, attempt, not retry, outcome, status, error, started
+            )
+            if outcome == "ok" and response is not None:
+                return response
+            if not retry:
+                kind = EdcNotFound if status == 404 else EdcError
+                retryable = outcome in ("server_error", "network_error")
+                raise kind(operation, f"{method} {_public(url)}: {status or error}", status=status, retryable=retryable)
+            await self._sleep(self.backoff[min(attempt, len(self.backoff)) - 1])
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _record(
+        self,
+        connector: EdcConnector,
+        operation: str,
+        method: str,
+        url: str,
+        tp: str | None,
+        attempt: int,
+        final: bool,
+        outcome: CallOutcome,
+        status: int | None,
+        error: str | None,
+        started: float,
+    ) -> None:
+        call = EdcCall(
+            id=str(uuid.uuid4()),
+            connector=connector.name,
+            operation=operation,
+            method=method,
+            url=_public(url),
+            transfer_process_id=tp,
+            attempt=attempt,
+            final=final,
+            outcome=outcome,
+            status=status,
+            error=error,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+        try:
+            await self.calls.record(call)
+        except Exception as failure:  # an unrecorded call must not turn into a failed provisioning
+            log.warning("edc call not recorded", error=repr(failure), call=call.model_dump(mode="json"))
+
+
+def _management_auth(connector: EdcConnector) -> dict[str, str]:
+    if connector.management_api_key is None:
+        return {}
+    return {connector.management_api_key_header: connector.management_api_key.get_secret_value()}
+
+
+def _resource(target: ProvisionTarget) -> str:
+    return target.provision_resource_id or target.resource_definition_id or target.transfer_process_id
+
+
+def _public(url: str) -> str:
+    """Without query string or user info: an endpoint URL may carry a credential there."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _prop(body: dict[str, Any], name: str) -> Any:
+    """A property of a compacted JSON-LD answer, whichever way this EDC version spelled it."""
+    for key in (name, f"edc:{name}", f"{EDC_NAMESPACE}{name}"):
+        if key in body:
+            value = body[key]
+            if isinstance(value, list) and len(value) == 1:
+                value = value[0]
+            if isinstance(value, dict) and "@value" in value:
+                value = value["@value"]
+            if isinstance(value, dict) and "@id" in value and len(value) == 1:
+                value = value["@id"]
+            return value
+    return None
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, dict | list):
+        return None
+    return str(value)
+
+
+def _epoch_seconds(value: Any) -> datetime | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None

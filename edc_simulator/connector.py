@@ -1,0 +1,172 @@
+"""A simulated provider connector: serves its HTTP side and calls an ingress the way a stock EDC does."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import uvicorn
+
+from edc_simulator import shapes
+from edc_simulator.ledger import Callback, Ledger, Transfer
+from edc_simulator.server import DATA_PLANE_PROVISIONING, MANAGEMENT, create_app
+from edc_simulator.versions import EdcVersion
+
+
+@dataclass
+class Sent:
+    what: str
+    path: str
+    status: int
+    answer: Any
+
+
+@dataclass
+class StoryReport:
+    version: str
+    transfer: Transfer
+    sent: list[Sent] = field(default_factory=list)
+    provisioned: Callback | None = None
+    deprovisioned: Callback | None = None
+
+
+class SimulatedConnector:
+    def __init__(
+        self,
+        version: EdcVersion,
+        *,
+        ingress_url: str,
+        api_key: str,
+        api_key_header: str = "x-api-key",
+        management_key: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.version = version
+        self.ingress_url = ingress_url.rstrip("/")
+        self.api_key = api_key
+        self.api_key_header = api_key_header
+        self.management_key = management_key or secrets.token_urlsafe(24)
+        self.host, self.port = host, port
+        self.ledger = Ledger()
+        self.url: str | None = None
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._http = httpx.AsyncClient(timeout=30)
+
+    # -- its own server ------------------------------------------------------------------------------------
+
+    async def start(self) -> str:
+        app = create_app(self.ledger, self.version, management_key=self.management_key)
+        listener = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.host, self.port))
+        listener.listen(256)
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", server_header=False)
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self._server.serve(sockets=[listener]), name="edc-simulator")
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.01)
+        self.url = f"http://{self.host}:{listener.getsockname()[1]}"
+        return self.url
+
+    async def stop(self) -> None:
+        await self._http.aclose()
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    @property
+    def management_url(self) -> str:
+        return f"{self._url()}{MANAGEMENT}"
+
+    @property
+    def callback_address(self) -> str:
+        """What this connector puts in its provision requests, per generation."""
+        if self.version.provisioner == "data-plane":
+            return f"{self._url()}{DATA_PLANE_PROVISIONING}"
+        return f"{self._url()}{MANAGEMENT}/callback"
+
+    def _url(self) -> str:
+        if self.url is None:
+            raise RuntimeError("start the simulator first")
+        return self.url
+
+    # -- what it sends -------------------------------------------------------------------------------------
+
+    async def send_event(self, body: dict[str, Any], sent: list[Sent] | None = None) -> httpx.Response:
+        """Event callbacks carry the key in a header (`edc.callback.<name>.auth-key` / `auth-code-id`)."""
+        response = await self._http.post(
+            f"{self.ingress_url}/edc/events", json=body, headers={self.api_key_header: self.api_key}
+        )
+        if sent is not None:
+            sent.append(Sent(body["type"], "/edc/events", response.status_code, _answer(response)))
+        return response
+
+    async def send_provisioner_request(
+        self, transfer: Transfer, action: str = "provision", sent: list[Sent] | None = None
+    ) -> httpx.Response:
+        """Stock provisioners send no headers: the key rides in the configured endpoint URL's query."""
+        body = shapes.provision_request(self.version, transfer, self.callback_address, action)
+        path = "/edc/dataplane/provision" if self.version.provisioner == "data-plane" else "/edc/provisioner"
+        response = await self._http.post(
+            f"{self.ingress_url}{path}", json=body, params={self.api_key_header: self.api_key}
+        )
+        if sent is not None:
+            what = f"{action} request" + ("" if self.version.typed_requests else " (untyped)")
+            sent.append(Sent(what, path, response.status_code, _answer(response)))
+        return response
+
+    async def story(
+        self,
+        *,
+        asset_id: str,
+        consumer_id: str,
+        resend: int = 1,
+        callback_timeout: float = 30.0,
+        terminate: bool = False,
+    ) -> StoryReport:
+        """One transfer as a provider connector lives it: agreement, provisioning (re-sent while waiting),
+        start, then completion or termination and deprovisioning."""
+        transfer = self.ledger.new_transfer(asset_id, consumer_id)
+        report = StoryReport(self.version.name, transfer)
+        await self.send_event(shapes.negotiation_event(self.version, transfer.agreement), report.sent)
+        transfer.state = "PROVISIONING"
+        await self.send_event(shapes.transfer_event(self.version, transfer, "TransferProcessInitiated"), report.sent)
+        await self.send_event(
+            shapes.transfer_event(self.version, transfer, "TransferProcessProvisioningRequested"), report.sent
+        )
+        for _ in range(1 + resend):
+            await self.send_provisioner_request(transfer, "provision", report.sent)
+        report.provisioned = await self.ledger.wait_for(transfer.id, "provision", callback_timeout)
+        if report.provisioned is None:
+            return report
+        await self.send_event(shapes.transfer_event(self.version, transfer, "TransferProcessProvisioned"), report.sent)
+        transfer.state = "STARTED"
+        await self.send_event(shapes.transfer_event(self.version, transfer, "TransferProcessStarted"), report.sent)
+        if terminate:
+            transfer.state = "TERMINATED"
+            event = shapes.transfer_event(self.version, transfer, "TransferProcessTerminated", reason="simulated")
+        else:
+            transfer.state = "COMPLETED"
+            event = shapes.transfer_event(self.version, transfer, "TransferProcessCompleted")
+        await self.send_event(event, report.sent)
+        transfer.state = "DEPROVISIONING"
+        await self.send_provisioner_request(transfer, "deprovision", report.sent)
+        report.deprovisioned = await self.ledger.wait_for(transfer.id, "deprovision", callback_timeout)
+        return report
+
+
+def _answer(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text

@@ -1,0 +1,89 @@
+"""The simulated connector's own data: agreements, transfer processes, and every callback it received."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+PROVIDER_ID = "did:web:provider.example"
+
+
+@dataclass
+class Agreement:
+    id: str
+    asset_id: str
+    consumer_id: str
+    provider_id: str = PROVIDER_ID
+    signed_at: int = field(default_factory=lambda: int(time.time()))
+
+
+@dataclass
+class Transfer:
+    id: str
+    asset_id: str
+    agreement: Agreement
+    state: str = "INITIAL"
+    type: str = "PROVIDER"
+    resource_definition_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    provision_resource_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    state_timestamp: int = field(default_factory=lambda: int(time.time() * 1000))
+
+
+@dataclass
+class Callback:
+    """A provisioner callback as it arrived: which generation's path, for which transfer, with what body."""
+
+    provisioner: str
+    action: str
+    transfer_process_id: str
+    resource_id: str | None
+    body: Any
+    authorized: bool
+    at: float = field(default_factory=time.time)
+
+
+class Ledger:
+    def __init__(self) -> None:
+        self.agreements: dict[str, Agreement] = {}
+        self.transfers: dict[str, Transfer] = {}
+        self.callbacks: list[Callback] = []
+        self._arrived = asyncio.Condition()
+
+    def new_transfer(self, asset_id: str, consumer_id: str) -> Transfer:
+        agreement = Agreement(id=f"agreement-{uuid.uuid4()}", asset_id=asset_id, consumer_id=consumer_id)
+        transfer = Transfer(id=str(uuid.uuid4()), asset_id=asset_id, agreement=agreement)
+        self.agreements[agreement.id] = agreement
+        self.transfers[transfer.id] = transfer
+        return transfer
+
+    async def record(self, callback: Callback) -> None:
+        async with self._arrived:
+            self.callbacks.append(callback)
+            transfer = self.transfers.get(callback.transfer_process_id)
+            if transfer is not None and callback.authorized:
+                transfer.state = "PROVISIONED" if callback.action == "provision" else "DEPROVISIONED"
+            self._arrived.notify_all()
+
+    async def wait_for(self, transfer_process_id: str, action: str, timeout: float) -> Callback | None:
+        """The first authorized callback of this kind for the transfer, waiting up to `timeout` seconds."""
+
+        def found() -> Callback | None:
+            return next(
+                (
+                    c
+                    for c in self.callbacks
+                    if c.transfer_process_id == transfer_process_id and c.action == action and c.authorized
+                ),
+                None,
+            )
+
+        async with self._arrived:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._arrived.wait_for(lambda: found() is not None)
+            except TimeoutError:
+                return None
+            return found()

@@ -1,0 +1,90 @@
+"""The simulated connector's HTTP side: its management API (from the ledger) and its provisioner callbacks."""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from edc_simulator import shapes
+from edc_simulator.ledger import Callback, Ledger
+from edc_simulator.versions import EdcVersion
+
+MANAGEMENT = "/api/management"
+DATA_PLANE_PROVISIONING = "/provisioning"
+
+
+def _edc_error(status: int, message: str) -> JSONResponse:
+    # EDC's error body: a list of {message, type, path, invalidValue}
+    return JSONResponse([{"message": message, "type": "ObjectNotFound" if status == 404 else "NotAuthorized"}], status)
+
+
+def create_app(ledger: Ledger, version: EdcVersion, *, management_key: str, key_header: str = "x-api-key") -> FastAPI:
+    app = FastAPI(title=f"EDC {version.name} simulator", docs_url=None, redoc_url=None)
+
+    def authorized(request: Request) -> bool:
+        presented = request.headers.get(key_header, "")
+        return hmac.compare_digest(presented.encode(), management_key.encode())
+
+    @app.get(f"{MANAGEMENT}/{version.management_path}/transferprocesses/{{tp}}")
+    async def transfer_process(tp: str, request: Request) -> Response:
+        if not authorized(request):
+            return _edc_error(401, "Request could not be authenticated")
+        transfer = ledger.transfers.get(tp)
+        if transfer is None:
+            return _edc_error(404, f"Object of type TransferProcess with ID={tp} was not found")
+        return JSONResponse(shapes.management_transfer(version, transfer))
+
+    @app.get(f"{MANAGEMENT}/{version.management_path}/contractagreements/{{agreement_id}}")
+    async def contract_agreement(agreement_id: str, request: Request) -> Response:
+        if not authorized(request):
+            return _edc_error(401, "Request could not be authenticated")
+        agreement = ledger.agreements.get(agreement_id)
+        if agreement is None:
+            return _edc_error(404, f"Object of type ContractAgreement with ID={agreement_id} was not found")
+        return JSONResponse(shapes.management_agreement(version, agreement))
+
+    @app.post(MANAGEMENT + "/callback/{tp}/{action}")
+    async def control_plane_callback(tp: str, action: str, request: Request) -> Response:
+        body = await _json(request)
+        ok = authorized(request)
+        known = tp in ledger.transfers and action in ("provision", "deprovision")
+        resource = body.get("resourceDefinitionId") if isinstance(body, dict) else None
+        await ledger.record(Callback("control-plane", action, tp, resource, body, ok and known))
+        if not ok:
+            return _edc_error(401, "Request could not be authenticated")
+        if not known:
+            return _edc_error(404, f"Object of type TransferProcess with ID={tp} was not found")
+        return Response(status_code=204)
+
+    @app.post(DATA_PLANE_PROVISIONING + "/{flow}/{resource}/{action}")
+    async def data_plane_callback(flow: str, resource: str, action: str, request: Request) -> Response:
+        body = await _json(request)
+        known = flow in ledger.transfers and action in ("provision", "deprovision")
+        await ledger.record(Callback("data-plane", action, flow, resource, body, known))
+        if not known:
+            return _edc_error(404, f"Object of type DataFlow with ID={flow} was not found")
+        return Response(status_code=204)
+
+    @app.get("/sim/callbacks")
+    async def callbacks() -> list[dict[str, Any]]:
+        return [dataclasses.asdict(c) for c in ledger.callbacks]
+
+    @app.get("/sim/transfers")
+    async def transfers() -> list[dict[str, Any]]:
+        return [dataclasses.asdict(t) for t in ledger.transfers.values()]
+
+    return app
+
+
+async def _json(request: Request) -> Any:
+    raw = await request.body()
+    if not raw:
+        return None
+    try:
+        return await request.json()
+    except ValueError:
+        return raw.decode("utf-8", "replace")
