@@ -1,0 +1,71 @@
+"""Readiness checks. Each returns None when the server does its job, otherwise why not yet.
+
+The drivers are imported inside the checks so that importing devstack stays cheap for the CLI.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import httpx
+
+_TIMEOUT = 2.0
+_S3_PROBE_KEY = ".devstack-ready"
+
+
+async def http_ok(url: str) -> str | None:
+    import httpx
+
+    # trust_env=False: an HTTP(S)_PROXY in the environment must not route loopback checks elsewhere.
+    async with httpx.AsyncClient(timeout=_TIMEOUT, trust_env=False) as client:
+        try:
+            response = await client.get(url)
+        except httpx.HTTPError as error:
+            return f"GET {url}: {error!r}"
+    return None if response.status_code == 200 else f"GET {url}: HTTP {response.status_code}"
+
+
+async def mongo_ping(url: str) -> str | None:
+    from pymongo import AsyncMongoClient
+    from pymongo.errors import PyMongoError
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        url, serverSelectionTimeoutMS=int(_TIMEOUT * 1000), connectTimeoutMS=int(_TIMEOUT * 1000)
+    )
+    try:
+        await client.admin.command("ping")
+    except PyMongoError as error:
+        return f"ping: {error}"
+    finally:
+        await client.close()
+    return None
+
+
+async def s3_bucket_writable(endpoint: str, bucket: str) -> str | None:
+    """Creates `bucket` if missing, then writes and deletes an object in it.
+
+    Answering S3 requests is not enough: SeaweedFS lists buckets before its volume server has joined the
+    master, and until then every upload fails. Unsigned requests suffice because no identities are set up.
+    """
+    import httpx
+
+    async with httpx.AsyncClient(base_url=endpoint, timeout=_TIMEOUT, trust_env=False) as client:
+        try:
+            created = await client.put(f"/{bucket}")
+            # 409: the bucket exists already (BucketAlreadyOwnedByYou), as after every restart.
+            if created.status_code not in (200, 409):
+                return f"create bucket {bucket}: {_s3_failure(created)}"
+            written = await client.put(f"/{bucket}/{_S3_PROBE_KEY}", content=b"ready")
+            if written.status_code != 200:
+                return f"write to bucket {bucket}: {_s3_failure(written)}"
+            await client.delete(f"/{bucket}/{_S3_PROBE_KEY}")
+        except httpx.HTTPError as error:
+            return f"{endpoint}: {error!r}"
+    return None
+
+
+def _s3_failure(response: httpx.Response) -> str:
+    code = re.search(r"<Code>([^<]+)</Code>", response.text)
+    return f"HTTP {response.status_code}" + (f" {code.group(1)}" if code else "")

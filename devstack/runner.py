@@ -1,0 +1,93 @@
+"""run_stack: the foreground life of a stack, for `python -m devstack` and `gxwf stack up`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from devstack.endpoints import StackEndpoints
+from devstack.errors import StackError
+from devstack.signals import StopSignals
+from devstack.stack import EmbeddedStack
+
+STACK_FILE = "stack.json"
+
+
+async def run_stack(state_dir: Path, **kwargs: Any) -> int:
+    """Start, write STATE_DIR/stack.json, run until SIGINT/SIGTERM, stop. Returns the exit status.
+
+    0 after a stop on request; 1 when a server fails to start or dies; 128 + the signal number when
+    stopped before everything was ready. stack.json is removed on a clean stop, so its presence means
+    running (or killed without a chance to clean up: check the pids).
+    """
+    stack = EmbeddedStack(state_dir, **kwargs)
+    signals = StopSignals()
+    signals.install()
+    stack._signals = signals
+    try:
+        starting = asyncio.ensure_future(stack.start())
+        # During start-up a signal abandons the start; start() then stops what it had started.
+        signals.on_signal(starting.cancel)
+        try:
+            endpoints = await starting
+        except asyncio.CancelledError:
+            if signals.signum is None:
+                raise
+            _say("stopped before the stack was ready")
+            return 128 + signals.signum
+        except StackError as error:
+            _say(f"error: {error}")
+            return 1
+        signals.clear_callbacks()
+        stack_file = _write_stack_file(state_dir, endpoints)
+        try:
+            _report(stack, endpoints, stack_file)
+            await stack.wait_until_signalled()
+            status = 0
+        except StackError as error:
+            _say(f"error: {error}")
+            status = 1
+        finally:
+            await stack.stop()
+            _remove(stack_file)
+        _say("stopped")
+        return status
+    finally:
+        signals.remove()
+
+
+def _write_stack_file(state_dir: Path, endpoints: StackEndpoints) -> Path:
+    path = Path(state_dir).absolute() / STACK_FILE
+    # Readers poll for this file: it must never be seen half written.
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(json.dumps(endpoints.to_json(), indent=2) + "\n")
+    partial.replace(path)
+    return path
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def _report(stack: EmbeddedStack, endpoints: StackEndpoints, stack_file: Path) -> None:
+    _say(f"stack ready in {stack.startup_seconds or 0.0:.1f}s")
+    rows = [
+        ("nats", endpoints.nats, f"monitor {endpoints.nats_monitor}" if endpoints.nats_monitor else ""),
+        ("mongo", endpoints.mongo, ""),
+        ("s3", endpoints.s3, f"bucket {endpoints.s3_bucket}"),
+    ]
+    for role, url, extra in rows:
+        pid = endpoints.pids.get(role)
+        origin = f"pid {pid}" if pid is not None else "external"
+        _say(f"  {role:<5} {url}  {extra}  ({origin})".replace("    ", "  "))
+    _say(f"endpoints in {stack_file}; Ctrl-C or SIGTERM stops the stack")
+
+
+def _say(message: str) -> None:
+    print(f"devstack: {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,192 @@
+"""The three servers: how each is configured, started, checked and cleaned up after."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+from devstack import probes
+from devstack.netports import LOOPBACK
+
+
+class ServerSpec(ABC):
+    """One kind of server. `home` is STATE_DIR/<name>: its data, config and working directory."""
+
+    name: ClassVar[str]  # data directory, log file and messages
+    role: ClassVar[str]  # what it is to callers: the key in StackEndpoints.pids
+    program: ClassVar[str]
+    port_count: ClassVar[int]
+    stop_grace: ClassVar[float] = 10.0
+    death_signal: ClassVar[signal.Signals] = signal.SIGTERM
+
+    def prepare(self, home: Path, ports: Sequence[int]) -> None:
+        home.mkdir(parents=True, exist_ok=True)
+
+    @abstractmethod
+    def argv(self, executable: str, home: Path, ports: Sequence[int]) -> list[str]: ...
+
+    @abstractmethod
+    def url(self, ports: Sequence[int]) -> str: ...
+
+    @abstractmethod
+    async def probe(self, ports: Sequence[int]) -> str | None: ...
+
+    def cleanup(self, ports: Sequence[int]) -> None:  # noqa: B027 - a hook most servers need not fill
+        """Called once the process is gone, whether it stopped or crashed."""
+
+
+class NatsServer(ServerSpec):
+    name = "nats"
+    role = "nats"
+    program = "nats-server"
+    port_count = 2  # clients, monitoring
+
+    def argv(self, executable: str, home: Path, ports: Sequence[int]) -> list[str]:
+        # The monitoring port listens on the -a address too; nats-server has no flag for it.
+        client, monitor = ports
+        return [executable, "-js", "-a", LOOPBACK, "-p", str(client), "-m", str(monitor), "-sd", str(home)]
+
+    def url(self, ports: Sequence[int]) -> str:
+        return f"nats://{LOOPBACK}:{ports[0]}"
+
+    def monitor_url(self, ports: Sequence[int]) -> str:
+        return f"http://{LOOPBACK}:{ports[1]}"
+
+    async def probe(self, ports: Sequence[int]) -> str | None:
+        # /healthz answers 200 only once JetStream is up, not merely the client port.
+        return await probes.http_ok(f"{self.monitor_url(ports)}/healthz")
+
+
+class SecantusServer(ServerSpec):
+    """SecantusDB, a MongoDB-wire server. GPL-2.0: it is only ever run as a program, never imported.
+
+    Left at its default it advertises itself as the primary of a one-node replica set named `secantus`,
+    which is what lets PyMongo use change streams and transactions. `--standalone` would break both.
+    """
+
+    name = "secantusd"
+    role = "mongo"
+    program = "secantusd-py"
+    port_count = 1
+    # A stop sends SIGTERM first, and it must: killed, secantusd loses acknowledged writes still in its
+    # log buffer (up to 18 of 100 inserts in our runs). But its shutdown runs inside the signal handler
+    # and once, after its parent was killed, it deadlocked there for good. A server that outlives a
+    # killed parent holds the state directory forever; a parent killed with SIGKILL crashed anyway.
+    death_signal = signal.SIGKILL
+
+    def prepare(self, home: Path, ports: Sequence[int]) -> None:
+        super().prepare(home, ports)
+        config = home / "secantusd.toml"
+        if not config.exists():
+            config.write_text(
+                "# Passed with --config so that a secantusd.toml in the working directory, ~/.secantus or\n"
+                "# /etc/secantus is not picked up. Settings added here are kept across restarts.\n"
+            )
+
+    def argv(self, executable: str, home: Path, ports: Sequence[int]) -> list[str]:
+        return [
+            executable,
+            *("--config", str(home / "secantusd.toml")),
+            *("--host", LOOPBACK, "--port", str(ports[0])),
+            *("--storage-path", str(home / "data")),
+        ]
+
+    def url(self, ports: Sequence[int]) -> str:
+        # directConnection: talk to this one server, whatever host list its replica-set reply names.
+        return f"mongodb://{LOOPBACK}:{ports[0]}/?directConnection=true"
+
+    async def probe(self, ports: Sequence[int]) -> str | None:
+        return await probes.mongo_ping(self.url(ports))
+
+
+# One volume per new bucket instead of seven: SeaweedFS makes every bucket a collection with its own
+# volumes, and with seven each the volume slots run out after a handful of buckets.
+_SEAWEEDFS_MASTER_TOML = """\
+# Written by devstack at every start; edits are overwritten.
+[master.volume_growth]
+copy_1 = 1
+"""
+_MASTER_DIR = re.compile(r"m\d+")
+
+
+class SeaweedServer(ServerSpec):
+    """SeaweedFS: master, volume server, filer and S3 gateway in one `weed server` process."""
+
+    name = "seaweedfs"
+    role = "s3"
+    program = "weed"
+    port_count = 8  # http and gRPC of master, volume, filer, S3
+    # On SIGTERM the filer waits 15 s for its own metadata subscriptions to end and then fails to flush
+    # because the volume server is already down: a graceful stop takes 15-20 s and achieves nothing a
+    # kill does not. Its writes are on disk once acknowledged (leveldb journal, volume files), so a short
+    # grace lets requests in flight finish, and the death signal is SIGKILL for the same reason.
+    stop_grace = 2.0
+    death_signal = signal.SIGKILL
+
+    def __init__(self, bucket: str) -> None:
+        self.bucket = bucket
+
+    def prepare(self, home: Path, ports: Sequence[int]) -> None:
+        data = home / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        (home / "master.toml").write_text(_SEAWEEDFS_MASTER_TOML)
+        # The master keeps its raft state in data/m<port>; a new port means a new directory and the old
+        # one is never read again, so drop those left by earlier runs instead of piling them up.
+        for stale in data.iterdir():
+            if stale.is_dir() and _MASTER_DIR.fullmatch(stale.name) and stale.name != f"m{ports[0]}":
+                shutil.rmtree(stale, ignore_errors=True)
+
+    def argv(self, executable: str, home: Path, ports: Sequence[int]) -> list[str]:
+        master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = ports
+        return [
+            executable,
+            # glog writes log files to /tmp unless told to use stderr, which goes to our log.
+            "-logtostderr",
+            # master.toml from here, before ~/.seaweedfs and /etc/seaweedfs.
+            f"-config_dir={home}",
+            "server",
+            f"-dir={home / 'data'}",
+            f"-ip={LOOPBACK}",
+            f"-ip.bind={LOOPBACK}",
+            f"-master.port={master}",
+            f"-master.port.grpc={master_grpc}",
+            f"-volume.port={volume}",
+            f"-volume.port.grpc={volume_grpc}",
+            "-filer",
+            f"-filer.port={filer}",
+            f"-filer.port.grpc={filer_grpc}",
+            "-s3",
+            f"-s3.port={s3}",
+            f"-s3.port.grpc={s3_grpc}",
+            # Otherwise fixed ports 8181 and 9101, on which two stacks on one machine collide.
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            # The default election timeout (10 s) is waited out in full on every restart of the single
+            # master; 1 s takes a restart from ~17 s to ~3.5 s.
+            "-master.electionTimeout=1s",
+            # Volumes of 30 GiB by default, and slots counted from free disk: 1 GiB and a fixed count
+            # keep buckets writable on a small disk. Volume files grow as written, none is preallocated.
+            "-master.volumeSizeLimitMB=1024",
+            "-volume.max=100",
+            "-volume.preStopSeconds=0",
+            # No usage reports to the internet from a developer's machine or CI.
+            "-master.telemetry=false",
+        ]
+
+    def url(self, ports: Sequence[int]) -> str:
+        return f"http://{LOOPBACK}:{ports[6]}"
+
+    async def probe(self, ports: Sequence[int]) -> str | None:
+        return await probes.s3_bucket_writable(self.url(ports), self.bucket)
+
+    def cleanup(self, ports: Sequence[int]) -> None:
+        # weed puts a Unix socket per port in /tmp, whatever TMPDIR says (seaweedfs-filer-8888.sock,
+        # ...), and a killed weed leaves them behind; they are ours because the ports were.
+        for port in ports:
+            for socket_file in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):  # noqa: S108 - weed's choice
+                socket_file.unlink(missing_ok=True)

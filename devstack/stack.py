@@ -1,0 +1,230 @@
+"""EmbeddedStack: NATS JetStream, a MongoDB-wire server and S3, as local processes for development and tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO
+
+from devstack.binaries import find_binary
+from devstack.endpoints import StackEndpoints
+from devstack.errors import StackError
+from devstack.launcher import RunningServer, launch
+from devstack.process import describe_exit
+from devstack.servers import NatsServer, SeaweedServer, SecantusServer, ServerSpec
+from devstack.signals import StopSignals
+
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+class EmbeddedStack:
+    """The servers this project needs, started in parallel, each on free loopback ports.
+
+    `state_dir` keeps each server's data (STATE_DIR/<server>/) and log (STATE_DIR/logs/<server>.log)
+    across restarts; None means a temporary directory removed on stop. A given URL means that server is
+    used as it is and not started. `ports` and `binaries`, keyed by role ("nats", "mongo", "s3"), pin a
+    server's main port or program, for users who want fixed URLs and for tests.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path | None,
+        *,
+        nats_url: str | None = None,
+        mongo_url: str | None = None,
+        s3_endpoint: str | None = None,
+        s3_bucket: str = "gxwf",
+        ready_timeout: float = 60.0,
+        ports: Mapping[str, int] | None = None,
+        binaries: Mapping[str, str | Path] | None = None,
+    ) -> None:
+        if not _BUCKET_NAME.fullmatch(s3_bucket):
+            raise StackError(
+                f"invalid S3 bucket name {s3_bucket!r}: 3 to 63 lower-case letters, digits, dots and hyphens"
+            )
+        self._state_dir = state_dir
+        self._nats_url = nats_url
+        self._mongo_url = mongo_url
+        self._s3_endpoint = s3_endpoint
+        self._s3_bucket = s3_bucket
+        self._ready_timeout = ready_timeout
+        self._ports = dict(ports or {})
+        self._binaries = {role: str(path) for role, path in (binaries or {}).items()}
+        self._servers: list[RunningServer] = []
+        self._endpoints: StackEndpoints | None = None
+        self._active_dir: Path | None = None
+        self._lock: IO[str] | None = None
+        # Set by run_stack so that signals during start-up and stop are handled too.
+        self._signals: StopSignals | None = None
+        self.startup_seconds: float | None = None
+
+    @property
+    def state_dir(self) -> Path | None:
+        """The directory in use: the given one, or while running the temporary one."""
+        return self._active_dir or self._state_dir
+
+    @property
+    def endpoints(self) -> StackEndpoints | None:
+        return self._endpoints
+
+    async def __aenter__(self) -> StackEndpoints:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> StackEndpoints:
+        if self._endpoints is not None:
+            raise StackError("the stack is already running")
+        began = time.monotonic()
+        specs = self._specs()
+        # Before any directory or process exists: a missing program is the most common first-run error.
+        executables = {spec.role: self._binaries.get(spec.role) or find_binary(spec.program) for spec in specs}
+        state_dir = self._open_state_dir()
+        tasks: list[asyncio.Task[RunningServer]] = []
+        try:
+            async with asyncio.TaskGroup() as group:
+                for spec in specs:
+                    coroutine = launch(
+                        spec,
+                        executable=executables[spec.role],
+                        state_dir=state_dir,
+                        ready_timeout=self._ready_timeout,
+                        fixed_port=self._ports.get(spec.role),
+                        mention_log=self._state_dir is not None,
+                    )
+                    tasks.append(group.create_task(coroutine, name=f"devstack-{spec.name}"))
+        except BaseException as error:
+            # A failed sibling cancels the servers still starting (they stop themselves); those that were
+            # already up are stopped here.
+            started = [task.result() for task in tasks if task.done() and not task.cancelled() and not task.exception()]
+            await self._stop_servers(started)
+            self._close_state_dir()
+            raise _single(error) from None
+        self._servers = [task.result() for task in tasks]
+        self.startup_seconds = time.monotonic() - began
+        self._endpoints = self._describe()
+        return self._endpoints
+
+    async def stop(self) -> None:
+        """Stop the servers this stack started, last started first. Safe to call more than once."""
+        servers, self._servers = self._servers, []
+        self._endpoints = None
+        try:
+            await self._stop_servers(servers)
+        finally:
+            self._close_state_dir()
+
+    async def wait_until_signalled(self) -> None:
+        """Return on SIGINT or SIGTERM; raise StackError if one of the servers dies meanwhile."""
+        if self._endpoints is None:
+            raise StackError("the stack is not running")
+        signals = self._signals
+        if signals is None:
+            signals = StopSignals()
+            signals.install()
+        exits = {asyncio.ensure_future(server.process.wait()): server for server in self._servers}
+        stop_requested = asyncio.ensure_future(signals.received.wait())
+        try:
+            await asyncio.wait({stop_requested, *exits}, return_when="FIRST_COMPLETED")
+            # A signal wins over a death seen at the same moment: a service manager stopping us may
+            # signal the servers too.
+            if signals.received.is_set():
+                return
+            for exited, server in exits.items():
+                if exited.done():
+                    raise StackError(
+                        f"{server.spec.name} {describe_exit(exited.result())} unexpectedly: "
+                        f"{server.process.log_summary()}"
+                    )
+        finally:
+            for waiter in (stop_requested, *exits):
+                waiter.cancel()
+            if self._signals is None:
+                signals.remove()
+
+    def _specs(self) -> list[ServerSpec]:
+        specs: list[ServerSpec] = []
+        if self._nats_url is None:
+            specs.append(NatsServer())
+        if self._mongo_url is None:
+            specs.append(SecantusServer())
+        if self._s3_endpoint is None:
+            specs.append(SeaweedServer(self._s3_bucket))
+        return specs
+
+    def _describe(self) -> StackEndpoints:
+        running = {server.spec.role: server for server in self._servers}
+        nats = running.get("nats")
+        mongo = running.get("mongo")
+        s3 = running.get("s3")
+        monitor = None
+        if nats is not None and isinstance(nats.spec, NatsServer):
+            monitor = nats.spec.monitor_url(nats.ports)
+        return StackEndpoints(
+            nats=nats.url if nats is not None else str(self._nats_url),
+            nats_monitor=monitor,
+            mongo=mongo.url if mongo is not None else str(self._mongo_url),
+            s3=s3.url if s3 is not None else str(self._s3_endpoint),
+            s3_bucket=self._s3_bucket,
+            pids={role: server.process.pid for role, server in running.items()},
+        )
+
+    def _open_state_dir(self) -> Path:
+        if self._state_dir is None:
+            self._active_dir = Path(tempfile.mkdtemp(prefix="gxwf-stack-"))
+            return self._active_dir
+        state_dir = self._state_dir.absolute()
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            lock = (state_dir / ".stack.lock").open("a+")
+        except OSError as error:
+            raise StackError(f"cannot use state directory {state_dir}: {error.strerror or error}") from None
+        # Two stacks on one directory would run two servers on the same data files.
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            lock.close()
+            raise StackError(f"state directory {state_dir} is in use by another stack (pid {holder})") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        self._lock = lock
+        return state_dir
+
+    def _close_state_dir(self) -> None:
+        if self._lock is not None:
+            with contextlib.suppress(OSError):
+                self._lock.truncate(0)
+            self._lock.close()
+            self._lock = None
+        if self._active_dir is not None:
+            shutil.rmtree(self._active_dir, ignore_errors=True)
+            self._active_dir = None
+
+    @staticmethod
+    async def _stop_servers(servers: list[RunningServer]) -> None:
+        for server in reversed(servers):
+            await server.stop()
+
+
+def _single(error: BaseException) -> BaseException:
+    """The StackError inside a task group's failure, so callers see one plain message."""
+    if isinstance(error, BaseExceptionGroup):
+        found = [inner for inner in error.exceptions if isinstance(inner, StackError)]
+        if found and len(found) == len(error.exceptions):
+            if len(found) == 1:
+                return found[0]
+            return StackError("; ".join(str(inner) for inner in found))
+    return error
