@@ -22,6 +22,7 @@ from edc_ingress.problems import Problem, invalid
 from edc_ingress.wire import ControlPlaneProvisionRequest, DataPlaneProvisionRequest, EventCallback
 from events.envelope import Envelope
 from events.payloads.edc import RequestType
+from ports.edc import EdcClient, EdcError
 from ports.events import EventSink
 from ports.store import StateStore
 from schemas.connectors import ConnectorRegistry, EdcConnector
@@ -32,14 +33,19 @@ log = structlog.get_logger("gxwf.edc_ingress")
 ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
 W = TypeVar("W", bound=BaseModel)
 
-# Provisioning has ended one way or the other: an untyped (pre-0.11) request for this transfer now can only
-# be its deprovisioning. Before that, an untyped request is the connector re-sending its provision request.
+# EDC before 0.11 sends deprovisioning to the provision endpoint with the same body. Until we answered the
+# provisioning, EDC holds nothing to deprovision, so an untyped request is a re-sent provision request. After
+# that it may be either (a re-send can cross our callback): the transfer's state at the connector decides.
 _SETTLED = {
     ProvisionState.GRANTED,
     ProvisionState.FAILED,
     ProvisionState.DEPROVISIONING,
     ProvisionState.DEPROVISIONED,
 }
+_ENDING = {"COMPLETING", "COMPLETED", "TERMINATING", "TERMINATED", "DEPROVISIONING", "DEPROVISIONING_REQUESTED"}
+_ENDING |= {"DEPROVISIONED", "SUSPENDING", "SUSPENDED"}
+# The same states as EDC's numeric codes (TransferProcessStates), which older management APIs return.
+_ENDING_CODES = range(650, 1001)
 
 
 @dataclass(frozen=True)
@@ -58,12 +64,14 @@ class Ingress:
         store: StateStore,
         readiness: ReadinessCheck,
         limits: IngressLimits,
+        edc: EdcClient | None = None,
     ) -> None:
         self.auth = Authenticator(registry)
         self.sink = sink
         self.store = store
         self.readiness = readiness
         self.limits = limits
+        self.edc = edc
 
     async def accept(self, request: Request, model: type[W]) -> tuple[EdcConnector, W, dict[str, Any]]:
         """Authenticated, JSON, within the size limit, and valid, in that order; a Problem otherwise."""
@@ -108,16 +116,31 @@ class Ingress:
                 headers={"Retry-After": "2"},
             ) from None
 
-    async def classify_untyped(self, transfer_process_id: str) -> RequestType:
+    async def classify_untyped(self, connector: EdcConnector, transfer_process_id: str) -> RequestType:
         try:
             async with asyncio.timeout(self.limits.publish_timeout):
                 doc = await self.store.get(ProvisionDocument, transfer_process_id)
         except Exception as error:
             log.warning("store unavailable", error=repr(error))
-            raise Problem(
-                503, "store-unavailable", "State store unavailable", "retry later", headers={"Retry-After": "2"}
-            ) from None
-        return "deprovision" if doc is not None and doc.state in _SETTLED else "provision"
+            raise _unavailable("store-unavailable", "State store unavailable") from None
+        if doc is None or doc.state not in _SETTLED:
+            return "provision"
+        if self.edc is None or connector.management_url is None:
+            # Nobody to ask: once provisioned, an untyped request is taken as the deprovisioning.
+            return "deprovision"
+        try:
+            transfer = await self.edc.transfer_process(connector.name, transfer_process_id)
+        except EdcError as error:
+            log.warning("transfer state unknown", transfer=transfer_process_id, error=str(error))
+            raise _unavailable("connector-unavailable", "Connector management API unavailable") from None
+        state = (transfer.state or "").upper()
+        ending = state in _ENDING or (state.isdigit() and int(state) in _ENDING_CODES)
+        return "deprovision" if ending else "provision"
+
+
+def _unavailable(slug: str, title: str) -> Problem:
+    # EDC retries a provisioner request that got a 5xx.
+    return Problem(503, slug, title, "retry later", headers={"Retry-After": "2"})
 
 
 def _accepted(events: Sequence[Envelope[Any]], warnings: Sequence[str] = ()) -> dict[str, Any]:
@@ -170,7 +193,7 @@ def create_app(ingress: Ingress) -> FastAPI:
     )
     async def control_plane_provisioner(request: Request) -> dict[str, Any]:
         connector, body, _ = await ingress.accept(request, ControlPlaneProvisionRequest)
-        kind = body.type or await ingress.classify_untyped(body.transfer_process_id)
+        kind = body.type or await ingress.classify_untyped(connector, body.transfer_process_id)
         event = normalise.control_plane(connector.name, body, kind)
         await ingress.publish([event])
         log.debug("provisioner request", connector=connector.name, kind=kind, transfer=body.transfer_process_id)

@@ -9,6 +9,8 @@ import socket
 import structlog
 import uvicorn
 
+from adapters.edc_client import HttpEdcClient
+from adapters.mongo_call_log import MongoEdcCallLog
 from adapters.mongo_store import MongoStateStore
 from edc_ingress.app import Ingress, IngressLimits, create_app
 from edc_ingress.settings import ConfigError, EdcSettings
@@ -54,6 +56,14 @@ class IngressService:
         self.port = port if port is not None else settings.edc_ingress_port
         self.bus = Bus(nats_url, name="gxwf-edc-ingress")
         self.store = MongoStateStore.connect(mongo_url, mongo_database)
+        # Asked only to classify an untyped (pre-0.11) request; EDC is waiting for our answer, so retry little.
+        self.edc = HttpEdcClient(
+            registry,
+            MongoEdcCallLog(self.store.db),
+            timeout=min(settings.edc_client_timeout_seconds, 5.0),
+            attempts=min(settings.edc_client_attempts, 2),
+            backoff=settings.edc_client_backoff_seconds[:1],
+        )
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
         self.url: str | None = None
@@ -89,6 +99,7 @@ class IngressService:
                 publish_timeout=self.settings.edc_publish_timeout_seconds,
                 event_bytes=max_payload,
             ),
+            self.edc,
         )
         config = uvicorn.Config(
             create_app(ingress),
@@ -124,4 +135,5 @@ class IngressService:
             with contextlib.suppress(asyncio.CancelledError, SystemExit):
                 await self._task
         await self.bus.broker.stop()
+        await self.edc.close()
         await self.store.close()

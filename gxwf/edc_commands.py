@@ -166,3 +166,81 @@ async def _serve_ingress(settings: Settings, edc: EdcSettings, host: str | None,
         await stop.wait()
     finally:
         await service.stop()
+
+
+@edc_app.command("simulate")
+def simulate(
+    edc_version: Annotated[
+        str, typer.Option("--version", help="EDC generation to speak: 0.5, 0.10, 0.15 or 0.18.")
+    ] = "0.15",
+    ingress: Annotated[
+        str | None, typer.Option("--ingress", help="Ingress URL (default: edc_ingress in endpoints.json).")
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option("--api-key", help="Key for the ingress (default GXWF_EDC_API_KEY, else the one `up` kept)."),
+    ] = None,
+    asset: Annotated[str, typer.Option("--asset", help="Asset the simulated consumer contracted.")] = "carla-minimal",
+    consumer: Annotated[str, typer.Option("--consumer", help="Consumer id in the agreement.")] = (
+        "did:web:consumer.example"
+    ),
+    transfers: Annotated[int, typer.Option("--transfers", min=1, max=1000, help="Transfers to run.")] = 1,
+    resend: Annotated[int, typer.Option("--resend", min=0, max=10, help="Re-sends of each provision request.")] = 1,
+    terminate: Annotated[
+        bool, typer.Option("--terminate", help="Terminate the transfers instead of completing.")
+    ] = False,
+    callback_timeout: Annotated[
+        float, typer.Option("--callback-timeout", min=0.1, help="Seconds to wait for each provisioner callback.")
+    ] = 30.0,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port of the simulator's own API.")] = 0,
+    management_key: Annotated[
+        str | None, typer.Option("--management-key", help="Key of its management API (default: random, printed).")
+    ] = None,
+    serve: Annotated[bool, typer.Option("--serve", help="Keep serving its management API afterwards.")] = False,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="Where endpoints.json is (default .gxwf).")
+    ] = None,
+) -> None:
+    """Play a provider connector of an EDC generation against the ingress: agreement, provisioning (re-sent
+    while waiting), start, completion or termination, deprovisioning; print what it sent and received."""
+    from edc_simulator.versions import version
+    from gxwf.cli import _settings
+
+    try:
+        chosen = version(edc_version)
+    except ValueError as error:
+        raise UserError(f"--version {edc_version}: {error}") from None
+    settings = _settings(state_dir)
+    edc = load_edc_settings()
+    url = ingress or _written(settings, "edc_ingress")
+    if not url:
+        raise UserError("no ingress known: start `gxwf up`, or pass --ingress URL")
+    key = api_key or (edc.edc_api_key.get_secret_value() if edc.edc_api_key else None)
+    key = key or stored_api_key(settings.state_dir)
+    if not key:
+        raise UserError("no API key: pass --api-key, set GXWF_EDC_API_KEY, or start `gxwf up` (it keeps one)")
+    from gxwf.simulate import SimulateOptions, run_simulation
+
+    options = SimulateOptions(
+        version=chosen,
+        ingress_url=url,
+        api_key=key,
+        api_key_header=edc.edc_api_key_header,
+        asset=asset,
+        consumer=consumer,
+        transfers=transfers,
+        resend=resend,
+        terminate=terminate,
+        callback_timeout=callback_timeout,
+        port=port,
+        management_key=management_key,
+        serve=serve,
+    )
+    if not asyncio.run(run_simulation(options)):
+        raise typer.Exit(1)
+
+
+def _written(settings: Settings, key: str) -> str | None:
+    path = settings.state_dir / "endpoints.json"
+    value = json.loads(path.read_text()).get(key) if path.exists() else None
+    return str(value) if value else None

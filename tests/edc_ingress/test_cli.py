@@ -10,12 +10,13 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+import structlog
 from nats.js import JetStreamContext
 
 from events import subjects as s
@@ -100,7 +101,7 @@ async def test_edc_ingress_serves_alone(stack: StackEndpoints, js: JetStreamCont
 @pytest.fixture
 def cli(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, stack: StackEndpoints, capsys: pytest.CaptureFixture[str]
-) -> Callable[..., str]:
+) -> Iterator[Callable[..., str]]:
     """Run `gxwf edc-ingress ARGS` in this process with only the given GXWF_* variables; its stderr."""
     for name in [n for n in os.environ if n.startswith("GXWF_")]:
         monkeypatch.delenv(name)
@@ -119,7 +120,9 @@ def cli(
         assert stderr.count("\n") == 1 and stderr.startswith("gxwf: error: "), stderr
         return stderr
 
-    return run
+    yield run
+    # `gxwf` pointed structlog at the captured stderr, which pytest closes after the test.
+    structlog.reset_defaults()
 
 
 @pytest.mark.parametrize(

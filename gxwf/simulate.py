@@ -1,0 +1,117 @@
+"""`gxwf edc simulate`: a simulated connector's stories against the ingress, printed for people."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from edc_simulator.connector import SimulatedConnector, StoryReport
+from edc_simulator.versions import EdcVersion
+
+
+@dataclass(frozen=True)
+class SimulateOptions:
+    version: EdcVersion
+    ingress_url: str
+    api_key: str
+    api_key_header: str = "x-api-key"
+    asset: str = "carla-minimal"
+    consumer: str = "did:web:consumer.example"
+    transfers: int = 1
+    resend: int = 1
+    terminate: bool = False
+    callback_timeout: float = 30.0
+    port: int = 0
+    management_key: str | None = None
+    serve: bool = False
+
+
+async def run_simulation(options: SimulateOptions, console: Console | None = None) -> bool:
+    """True when the ingress accepted everything the connector sent."""
+    out = console or Console()
+    connector = SimulatedConnector(
+        options.version,
+        ingress_url=options.ingress_url,
+        api_key=options.api_key,
+        api_key_header=options.api_key_header,
+        management_key=options.management_key,
+        port=options.port,
+    )
+    await connector.start()
+    try:
+        out.print(
+            f"EDC {options.version.name} simulator: management API {connector.management_url} "
+            f"(v: {options.version.management_path}, x-api-key: {connector.management_key}); "
+            f"calling {options.ingress_url}"
+        )
+        accepted = True
+        for _ in range(options.transfers):
+            try:
+                report = await connector.story(
+                    asset_id=options.asset,
+                    consumer_id=options.consumer,
+                    resend=options.resend,
+                    callback_timeout=options.callback_timeout,
+                    terminate=options.terminate,
+                )
+            except httpx.TransportError as error:
+                out.print(f"[red]cannot reach the ingress at {options.ingress_url}: {error}")
+                return False
+            accepted = _print(out, report, options.callback_timeout) and accepted
+        if options.serve:
+            out.print("Serving the management API. Ctrl-C stops it.")
+            await _until_signalled()
+        return accepted
+    finally:
+        await connector.stop()
+
+
+def _print(out: Console, report: StoryReport, timeout: float) -> bool:
+    table = Table(title=f"EDC {report.version}: transfer {report.transfer.id}")
+    for column in ("sent", "route", "status", "events"):
+        table.add_column(column)
+    accepted = True
+    for sent in report.sent:
+        ok = 200 <= sent.status < 300
+        accepted = accepted and ok
+        if ok and isinstance(sent.answer, dict):
+            events = ", ".join(item["type"] for item in sent.answer.get("accepted", []))
+        else:
+            events = str(sent.answer)[:120]
+        table.add_row(sent.what, sent.path, f"[{'green' if ok else 'red'}]{sent.status}", events)
+    out.print(table)
+    for action, callback in (("provision", report.provisioned), ("deprovision", report.deprovisioned)):
+        if callback is not None:
+            out.print(f"{action} callback received ({callback.provisioner} path){_address(callback.body)}")
+        elif action == "provision" or report.provisioned is not None:
+            out.print(
+                f"[yellow]no {action} callback within {timeout:g}s: the provisioning handlers answer it "
+                "(are they running, and is this connector's management API configured?)"
+            )
+            break
+    return accepted
+
+
+def _address(body: object) -> str:
+    """Where the consumer's access points, without the token itself."""
+    if not isinstance(body, dict):
+        return ""
+    address = body.get("contentDataAddress") or body.get("dataAddress") or {}
+    properties = address.get("properties", {}) if isinstance(address, dict) else {}
+    if not isinstance(properties, dict) or "baseUrl" not in properties:
+        return ""
+    token = str(properties.get("authCode", ""))
+    return f": {properties['baseUrl']} ({properties.get('authKey')}: {len(token)}-character token)"
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
