@@ -87,3 +87,29 @@ async def test_up_demo_endpoints_restart_and_no_orphans(tmp_path: Path) -> None:
         await asyncio.to_thread(again.wait, 30)
     # Killed without a chance to clean up: the servers must still not outlive it.
     assert gone(servers, 15) == []
+
+
+async def test_stack_up_starts_only_the_servers_and_stops_on_sigterm(tmp_path: Path) -> None:
+    state = tmp_path / "servers"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gxwf", "stack", "up", "--state-dir", str(state)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        printed = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout=120)
+        assert printed.strip(), "stack up printed nothing"
+        endpoints = json.loads((state / "endpoints.json").read_text())
+        assert set(endpoints) == {"nats", "mongo", "s3"}
+        names = {psutil.Process(c.pid).name() for c in psutil.Process(proc.pid).children(recursive=True)}
+        assert any("nats-server" in n for n in names) and any("weed" in n for n in names)
+        servers = [child.pid for child in psutil.Process(proc.pid).children(recursive=True)]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(proc.wait, 60)
+    assert proc.returncode == 0
+    assert gone(servers, 5) == []
