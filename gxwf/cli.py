@@ -144,7 +144,7 @@ def stack_up(state_dir: StateDir = None) -> None:
         try:
             values: dict[str, str | None] = {"nats": eps.nats, "mongo": eps.mongo, "s3": eps.s3}
             write_endpoints(settings.state_dir, values)
-            console.print_json(json.dumps({**values, "pids": eps.pids}))
+            print(json.dumps({**values, "pids": eps.pids}), flush=True)
             await stack.wait_until_signalled()
         finally:
             await stack.stop()
