@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -148,4 +149,4 @@ class WorkflowAssetVersion(BaseModel):
     edc_asset_ids: list[str] = Field(default_factory=list)
     image: str | None = None
     command: list[str] = Field(min_length=1)
-    created_at: Any = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow)
