@@ -26,7 +26,9 @@ _ENVELOPE_OVERHEAD = 16 * 1024
 def _listen(host: str, port: int) -> socket.socket:
     """Bound here rather than by uvicorn, so a taken port is an error we can word (and port 0 works)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
+    # proto given explicitly: asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and without
+    # it every response waits ~40 ms for a delayed ACK.
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((host, port))

@@ -63,7 +63,9 @@ class SimulatedConnector:
 
     async def start(self) -> str:
         app = create_app(self.ledger, self.version, management_key=self.management_key)
-        listener = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        # IPPROTO_TCP given, or asyncio leaves TCP_NODELAY off and each answer waits for a delayed ACK.
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind((self.host, self.port))
         listener.listen(256)

@@ -120,7 +120,7 @@ def check(response: httpx.Response) -> None:
         assert problem["errors"] and all(error["field"] for error in problem["errors"])
 
 
-PROPERTY = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @pytest.mark.parametrize("path", sorted(BODIES))
