@@ -19,7 +19,8 @@ SOURCE = "urn:gaiax-workflows:jobs"
 async def on_run_requested(event: Envelope[Any], ctx: HandlerContext) -> None:
     request: RunRequested = event.data
     compute = ctx.require_compute()
-    run = RunDocument(id=request.run_id,
+    run = RunDocument(
+        id=request.run_id,
         state=RunState.PENDING,
         consumer_id=request.consumer_id,
         asset_id=request.asset_id,
