@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -48,6 +47,9 @@ _ENDING |= {"DEPROVISIONED", "SUSPENDING", "SUSPENDED"}
 _ENDING_CODES = range(650, 1001)
 
 
+_ENVELOPE_ROOM = 16 * 1024
+
+
 @dataclass(frozen=True)
 class IngressLimits:
     body_bytes: int = 256 * 1024
@@ -73,8 +75,9 @@ class Ingress:
         self.limits = limits
         self.edc = edc
 
-    async def accept(self, request: Request, model: type[W]) -> tuple[EdcConnector, W, dict[str, Any]]:
-        """Authenticated, JSON, within the size limit, and valid, in that order; a Problem otherwise."""
+    async def accept(self, request: Request, model: type[W]) -> tuple[EdcConnector, W, dict[str, Any], int]:
+        """Authenticated, JSON, within the size limit, and valid, in that order; a Problem otherwise.
+        Returns the connector, the validated body, the body as parsed, and its size in bytes."""
         connector = self.auth.identify(request.headers, request.query_params)
         if connector is None:
             names = " or ".join(self.auth.header_names)
@@ -87,22 +90,25 @@ class Ingress:
                 headers={"WWW-Authenticate": f'ApiKey realm="edc-ingress", header="{self.auth.header_names[0]}"'},
             )
         require_json(request)
-        data = parse_object(await read_limited(request, self.limits.body_bytes))
+        raw = await read_limited(request, self.limits.body_bytes)
+        data = parse_object(raw)
         try:
-            return connector, model.model_validate(data), data
+            return connector, model.model_validate(data), data, len(raw)
         except ValidationError as error:
             raise invalid(error) from None
 
-    async def publish(self, events: Sequence[Envelope[Any]]) -> None:
-        encoded = [len(json.dumps(e.model_dump(mode="json", by_alias=True)).encode()) for e in events]
-        if max(encoded) > self.limits.event_bytes:
-            raise Problem(
-                413,
-                "payload-too-large",
-                "Payload too large",
-                f"body: as an event it would be {max(encoded)} bytes, over the bus's {self.limits.event_bytes}",
-                errors=[{"field": "body", "message": "too large for the event bus"}],
-            )
+    async def publish(self, events: Sequence[Envelope[Any]], body_size: int) -> None:
+        # An event holds the body (re-encoded, never larger) once, plus a few KiB: measure only when close.
+        if 2 * body_size + _ENVELOPE_ROOM > self.limits.event_bytes:
+            size = max(len(e.model_dump_json(by_alias=True).encode()) for e in events)
+            if size > self.limits.event_bytes:
+                raise Problem(
+                    413,
+                    "payload-too-large",
+                    "Payload too large",
+                    f"body: as an event it would be {size} bytes, over the bus's {self.limits.event_bytes}",
+                    errors=[{"field": "body", "message": "too large for the event bus"}],
+                )
         try:
             async with asyncio.timeout(self.limits.publish_timeout):
                 await asyncio.gather(*(self.sink.publish(e) for e in events))
@@ -192,10 +198,10 @@ def create_app(ingress: Ingress) -> FastAPI:
         openapi_extra=_body_schema(ControlPlaneProvisionRequest),
     )
     async def control_plane_provisioner(request: Request) -> dict[str, Any]:
-        connector, body, _ = await ingress.accept(request, ControlPlaneProvisionRequest)
+        connector, body, _, size = await ingress.accept(request, ControlPlaneProvisionRequest)
         kind = body.type or await ingress.classify_untyped(connector, body.transfer_process_id)
         event = normalise.control_plane(connector.name, body, kind)
-        await ingress.publish([event])
+        await ingress.publish([event], size)
         log.debug("provisioner request", connector=connector.name, kind=kind, transfer=body.transfer_process_id)
         return _accepted([event])
 
@@ -205,9 +211,9 @@ def create_app(ingress: Ingress) -> FastAPI:
         openapi_extra=_body_schema(DataPlaneProvisionRequest),
     )
     async def data_plane_provisioner(request: Request) -> dict[str, Any]:
-        connector, body, _ = await ingress.accept(request, DataPlaneProvisionRequest)
+        connector, body, _, size = await ingress.accept(request, DataPlaneProvisionRequest)
         event = normalise.data_plane(connector.name, body)
-        await ingress.publish([event])
+        await ingress.publish([event], size)
         log.debug("data-plane request", connector=connector.name, kind=body.type, flow=body.flow_id)
         return _accepted([event])
 
@@ -217,9 +223,9 @@ def create_app(ingress: Ingress) -> FastAPI:
         openapi_extra=_body_schema(EventCallback),
     )
     async def events(request: Request) -> dict[str, Any]:
-        connector, body, raw = await ingress.accept(request, EventCallback)
+        connector, body, raw, size = await ingress.accept(request, EventCallback)
         result = normalise.callback(connector.name, body, raw)
-        await ingress.publish(result.events)
+        await ingress.publish(result.events, size)
         for warning in result.warnings:
             log.warning("callback kept raw only", connector=connector.name, warning=warning)
         return _accepted(result.events, result.warnings)

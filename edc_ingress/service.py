@@ -6,15 +6,17 @@ import asyncio
 import contextlib
 import socket
 
+import nats
 import structlog
 import uvicorn
+from nats.aio.client import Client
 
 from adapters.edc_client import HttpEdcClient
+from adapters.jetstream_sink import JetStreamSink
 from adapters.mongo_call_log import MongoEdcCallLog
 from adapters.mongo_store import MongoStateStore
 from edc_ingress.app import Ingress, IngressLimits, create_app
 from edc_ingress.settings import ConfigError, EdcSettings
-from events.bus import Bus
 from schemas.connectors import ConnectorRegistry
 
 log = structlog.get_logger("gxwf.edc_ingress")
@@ -56,7 +58,8 @@ class IngressService:
         self.registry = registry
         self.host = host if host is not None else settings.edc_ingress_host
         self.port = port if port is not None else settings.edc_ingress_port
-        self.bus = Bus(nats_url, name="gxwf-edc-ingress")
+        self.nats_url = nats_url
+        self.nc: Client | None = None
         self.store = MongoStateStore.connect(mongo_url, mongo_database)
         # Asked only to classify an untyped (pre-0.11) request; EDC is waiting for our answer, so retry little.
         self.edc = HttpEdcClient(
@@ -71,8 +74,7 @@ class IngressService:
         self.url: str | None = None
 
     async def readiness(self) -> dict[str, str]:
-        connection = self.bus.broker.config.connection_state.connection
-        checks = {"nats": "ok" if connection is not None and connection.is_connected else "disconnected"}
+        checks = {"nats": "ok" if self.nc is not None and self.nc.is_connected else "disconnected"}
         try:
             async with asyncio.timeout(2):
                 await self.store.ping()
@@ -82,18 +84,21 @@ class IngressService:
         return checks
 
     async def start(self) -> str:
-        await self.bus.broker.connect()
-        connection = self.bus.broker.config.connection_state.connection
-        max_payload = int(getattr(connection, "max_payload", 1024 * 1024))
+        # Reconnect for ever: while NATS is away the ingress answers 503 (EDC retries) and /readyz says so.
+        self.nc = await nats.connect(
+            self.nats_url, name="gxwf-edc-ingress", connect_timeout=5, max_reconnect_attempts=-1
+        )
+        sink = JetStreamSink(self.nc, timeout=self.settings.edc_publish_timeout_seconds)
+        max_payload = sink.max_payload
         if self.settings.edc_body_limit_bytes + _ENVELOPE_OVERHEAD > max_payload:
-            await self.bus.broker.stop()
+            await self.nc.close()
             raise ConfigError(
                 f"GXWF_EDC_BODY_LIMIT_BYTES: {self.settings.edc_body_limit_bytes} leaves no room for the envelope "
                 f"in NATS's max_payload of {max_payload} bytes; lower it or raise max_payload"
             )
         ingress = Ingress(
             self.registry,
-            self.bus,
+            sink,
             self.store,
             self.readiness,
             IngressLimits(
@@ -115,13 +120,13 @@ class IngressService:
         try:
             listener = _listen(self.host, self.port)
         except OSError as error:
-            await self.bus.broker.stop()
+            await self.nc.close()
             raise ConfigError(f"cannot listen on {self.host}:{self.port}: {error.strerror}") from None
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve(sockets=[listener]), name="edc-ingress")
         while not server.started:
             if task.done():
-                await self.bus.broker.stop()
+                await self.nc.close()
                 task.result()
                 raise ConfigError(f"the ingress on {self.host}:{self.port} stopped while starting")
             await asyncio.sleep(0.01)
@@ -136,6 +141,7 @@ class IngressService:
             self._server.should_exit = True
             with contextlib.suppress(asyncio.CancelledError, SystemExit):
                 await self._task
-        await self.bus.broker.stop()
+        if self.nc is not None:
+            await self.nc.close()
         await self.edc.close()
         await self.store.close()

@@ -315,6 +315,18 @@ def bench_backbone(
     asyncio.run(run_benchmark(settings, events, console=Console()))
 
 
+@bench_app.command("ingress")
+def bench_ingress(
+    requests: Annotated[int, typer.Option("--requests", min=100, max=1_000_000, help="Requests per server.")] = 5000,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=1024, help="Concurrent clients.")] = 64,
+) -> None:
+    """Requests/s and latency of POST /edc/events until JetStream's ack, beside a bare FastAPI route."""
+    from gxwf.bench_ingress import run_benchmark as run_ingress_benchmark
+
+    settings = _settings(None)
+    asyncio.run(run_ingress_benchmark(settings, requests, concurrency, console=Console()))
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: usage errors and bad input as one line on stderr with exit status 2, never a traceback."""
     try:
