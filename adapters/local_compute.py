@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from events.payloads.run import RunSpec
-from ports.compute import WorkloadPhase, WorkloadStatus
+from ports.compute import RunArtifacts, WorkloadPhase, WorkloadStatus
 
 # The wrapper records its process group, runs the command with its output in log.txt, then writes the exit
 # status atomically. It backgrounds itself so that nothing in the handler has to wait for or reap it.
@@ -96,7 +96,7 @@ class LocalProcessBackend:
             code = int(exit_file.read_text() or "1")
             return WorkloadStatus(WorkloadPhase.EXITED, code)
         pgid = self._pgid(run_dir)
-        if pgid is not None and _group_alive(pgid):
+        if pgid is not None and _run_processes(run_id, pgid):
             return WorkloadStatus(WorkloadPhase.RUNNING)
         # The group may have written its exit status between our two looks.
         if exit_file.exists():
@@ -105,17 +105,41 @@ class LocalProcessBackend:
             return WorkloadStatus(WorkloadPhase.MISSING, detail="the workload was never started")
         return WorkloadStatus(WorkloadPhase.MISSING, detail="the workload's processes are gone without an exit status")
 
-    async def stop(self, run_id: str) -> None:
+    async def stop(self, run_id: str) -> bool:
+        """SIGTERM, a grace period, then SIGKILL to every process of the run, its escaped children included."""
         pgid = self._pgid(self.run_dir(run_id))
         if pgid is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGTERM)
+            return True
         deadline = time.monotonic() + self.stop_grace_seconds
-        while _group_alive(pgid) and time.monotonic() < deadline:
+        sig = signal.SIGTERM
+        while True:
+            victims = _run_processes(run_id, pgid)
+            if not victims:
+                return True
+            for pid in victims:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
+            if sig == signal.SIGKILL and time.monotonic() > deadline + self.stop_grace_seconds:
+                return not _run_processes(run_id, pgid)
             await asyncio.sleep(0.05)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
+            if time.monotonic() > deadline:
+                sig = signal.SIGKILL
+
+    async def artifacts(self, run_id: str) -> RunArtifacts:
+        run_dir = self.run_dir(run_id)
+        outputs_dir = run_dir / "outputs"
+        outputs = (
+            sorted(
+                (str(path.relative_to(outputs_dir)), path)
+                for path in outputs_dir.rglob("*")
+                # Links could point anywhere on this machine: publish only regular files inside the run.
+                if path.is_file() and not path.is_symlink()
+            )
+            if outputs_dir.is_dir()
+            else []
+        )
+        log = run_dir / "log.txt"
+        return RunArtifacts(outputs, log if log.exists() else None)
 
     def log_path(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "log.txt"
@@ -137,17 +161,23 @@ class LocalProcessBackend:
             return None
 
 
-def _group_alive(pgid: int) -> bool:
-    """True while any process of the group lives; zombies (exited, not yet reaped) do not count."""
+def _run_processes(run_id: str, pgid: int) -> list[int]:
+    """Live processes of a run: its process group, and any descendant that left the group (setsid, daemons),
+    found by the GXWF_RUN_ID every workload process inherits. Zombies do not count."""
+    marker = f"GXWF_RUN_ID={run_id}".encode() + b"\0"
+    found: list[int] = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
-        except OSError:
+            # Fields after the parenthesised command name: state ppid pgrp ...
+            fields = stat.rsplit(")", 1)[1].split()
+            if fields[0] == "Z":
+                continue
+            environ = b"\0" + (entry / "environ").read_bytes()
+            if int(fields[2]) == pgid or b"\0" + marker in environ:
+                found.append(int(entry.name))
+        except (OSError, IndexError, ValueError):
             continue
-        # Fields after the parenthesised command name: state ppid pgrp ...
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+    return found

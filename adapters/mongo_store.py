@@ -60,6 +60,14 @@ class MongoStateStore:
         raw = await self.db[kind.collection].find_one({"_id": doc_id})
         return kind.model_validate(raw) if raw is not None else None
 
+    async def set_fields(self, kind: type[StatefulDocument], doc_id: str, fields: Mapping[str, Any]) -> bool:
+        if "state" in fields or "history" in fields:
+            raise ValueError("state and history change only through transition()")
+        result = await self.db[kind.collection].update_one(
+            {"_id": doc_id}, {"$set": {**fields, "updated_at": utcnow()}}
+        )
+        return result.matched_count == 1
+
     async def find(
         self, kind: type[D], *, states: list[str] | None = None, limit: int = 1000, **equals: Any
     ) -> list[D]:
@@ -87,7 +95,12 @@ class MongoStateStore:
         # and the pipeline update records the state it replaced. $literal keeps values such as "$x" from
         # being read as field paths.
         result = await coll.update_one(
-            {"_id": doc_id, "state": {"$in": sources}, "history.event_id": {"$ne": event_id}},
+            # Once per (event, target): one event may legitimately cause several transitions of a document.
+            {
+                "_id": doc_id,
+                "state": {"$in": sources},
+                "history": {"$not": {"$elemMatch": {"event_id": event_id, "to": to}}},
+            },
             [
                 {
                     "$set": {

@@ -16,6 +16,7 @@ import structlog
 from adapters.faults import ConfiguredFaults
 from adapters.local_compute import LocalProcessBackend
 from adapters.mongo_store import MongoStateStore
+from adapters.s3_objects import S3ObjectStore
 from events.bus import Bus
 from events.delivery import DeliveryPolicy
 from events.envelope import Envelope
@@ -100,12 +101,20 @@ class HandlerService:
         self.groups = set(groups) if groups else None
         self.store = MongoStateStore.connect(endpoints.mongo, settings.mongo_database)
         self.compute = LocalProcessBackend(settings.state_dir / "runs")
+        self.objects = S3ObjectStore(
+            endpoints.s3,
+            settings.s3_bucket,
+            access_key=settings.s3_access_key,
+            secret_key=settings.s3_secret_key.get_secret_value(),
+            region=settings.s3_region,
+        )
         self.bus: Bus | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
 
     async def start(self) -> None:
         await self.store.ensure_indexes()
+        await self.objects.ensure_bucket()
         await prepare_streams(self.endpoints.nats, self.settings)
         bus = Bus(self.endpoints.nats, delivery_policy(self.settings))
         ctx = HandlerContext(
@@ -113,6 +122,7 @@ class HandlerService:
             events=bus,
             compute=self.compute,
             faults=ConfiguredFaults(self.settings.fault_points),
+            objects=self.objects,
         )
         wire(bus, self.groups, ctx)
         await bus.broker.start()
@@ -153,6 +163,7 @@ class HandlerService:
         if self.bus is not None:
             await self.bus.broker.stop()
         await self.store.close()
+        await self.objects.close()
 
 
 def write_endpoints(state_dir: Path, values: dict[str, str | None]) -> Path:

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from ports.compute import ComputeBackend
 from ports.events import EventSink
 from ports.faults import FaultPoints, NoFaults
+from ports.objects import ObjectStore
 from ports.store import StateStore
 
 
@@ -16,8 +17,14 @@ class HandlerContext:
     events: EventSink
     compute: ComputeBackend | None = None
     faults: FaultPoints = field(default_factory=NoFaults)
+    objects: ObjectStore | None = None
 
     def require_compute(self) -> ComputeBackend:
         if self.compute is None:
             raise RuntimeError("this handler needs a compute backend and none was configured")
         return self.compute
+
+    def require_objects(self) -> ObjectStore:
+        if self.objects is None:
+            raise RuntimeError("this handler needs an object store and none was configured")
+        return self.objects

@@ -14,11 +14,13 @@ from events.payloads.run import (
     RunRequested,
     RunRunning,
     RunStopped,
+    RunStopRequested,
     RunSucceeded,
     RunTimedOut,
 )
 from handlers.context import HandlerContext
-from handlers.jobs import submit, track
+from handlers.jobs import stop, submit, track
+from handlers.results import publish
 
 HandlerFn = Callable[[Envelope[Any], HandlerContext], Awaitable[None]]
 
@@ -34,11 +36,16 @@ class Subscription:
 
 SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("jobs", "jobs-run-requested", s.RUN_REQUESTED, RunRequested, submit.on_run_requested),
+    Subscription("jobs", "jobs-stop-requested", s.RUN_STOP_REQUESTED, RunStopRequested, stop.on_stop_requested),
     Subscription("jobs", "jobs-track-running", s.RUN_RUNNING, RunRunning, track.on_run_fact),
     Subscription("jobs", "jobs-track-succeeded", s.RUN_SUCCEEDED, RunSucceeded, track.on_run_fact),
     Subscription("jobs", "jobs-track-failed", s.RUN_FAILED, RunFailed, track.on_run_fact),
     Subscription("jobs", "jobs-track-stopped", s.RUN_STOPPED, RunStopped, track.on_run_fact),
     Subscription("jobs", "jobs-track-timed-out", s.RUN_TIMED_OUT, RunTimedOut, track.on_run_fact),
+    Subscription("results", "results-run-succeeded", s.RUN_SUCCEEDED, RunSucceeded, publish.on_run_finished),
+    Subscription("results", "results-run-failed", s.RUN_FAILED, RunFailed, publish.on_run_finished),
+    Subscription("results", "results-run-stopped", s.RUN_STOPPED, RunStopped, publish.on_run_finished),
+    Subscription("results", "results-run-timed-out", s.RUN_TIMED_OUT, RunTimedOut, publish.on_run_finished),
 )
 
 GROUPS: tuple[str, ...] = ("provisioning", "deployment", "assets", "jobs", "results")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Protocol
 
 from events.payloads.run import RunSpec
@@ -21,6 +22,17 @@ class WorkloadStatus:
     detail: str | None = None
 
 
+@dataclass(frozen=True)
+class RunArtifacts:
+    """What a finished run left on this backend for the results handler to publish.
+
+    Backends that stage out to the object store themselves (a Kubernetes Job's last step) return nothing.
+    """
+
+    outputs: list[tuple[str, Path]]
+    log: Path | None
+
+
 class ComputeBackend(Protocol):
     name: str
     site: str
@@ -31,4 +43,8 @@ class ComputeBackend(Protocol):
 
     async def status(self, run_id: str) -> WorkloadStatus: ...
 
-    async def stop(self, run_id: str) -> None: ...
+    async def stop(self, run_id: str) -> bool:
+        """End the run's workload; True once every one of its processes or pods is confirmed gone."""
+        ...
+
+    async def artifacts(self, run_id: str) -> RunArtifacts: ...

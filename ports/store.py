@@ -54,6 +54,10 @@ class StateStore(Protocol):
         """Compare-and-set: apply `to` only from a state the kind's machine allows, once per event id."""
         ...
 
+    async def set_fields(self, kind: type[StatefulDocument], doc_id: str, fields: Mapping[str, Any]) -> bool:
+        """Set fields that are not the state (flags, facts learned on the way); False when the id is unknown."""
+        ...
+
     async def find(
         self, kind: type[D], *, states: list[str] | None = None, limit: int = 1000, **equals: Any
     ) -> list[D]: ...

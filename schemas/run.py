@@ -53,3 +53,5 @@ class RunDocument(StatefulDocument):
     parameters: dict[str, Any] = Field(default_factory=dict)
     exit_code: int | None = None
     reason: str | None = None
+    # Set before the workload is killed, so the watcher reports the end as stopped, not as a crash.
+    stop_requested: str | None = None

@@ -60,6 +60,11 @@ async def on_run_requested(event: Envelope[Any], ctx: HandlerContext) -> None:
     parameters = {name: _env_value(value) for name, value in request.parameters.items()}
     handle = await compute.start(request.run_id, request.spec, parameters)
     await ctx.faults.reach("jobs.after_start")
+    current = await ctx.store.get(RunDocument, request.run_id)
+    if current is not None and current.stop_requested:
+        # A stop raced the start: it found nothing to kill, so end what was just started.
+        await compute.stop(request.run_id)
+        return
     await ctx.events.publish(
         new_event(
             s.RUN_RUNNING,

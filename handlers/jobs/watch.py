@@ -11,7 +11,7 @@ import structlog
 from events import subjects as s
 from events.envelope import derived_id, new_event, utcnow
 from events.payloads.common import Payload
-from events.payloads.run import RunFailed, RunSucceeded, RunTimedOut
+from events.payloads.run import RunFailed, RunStopped, RunSucceeded, RunTimedOut
 from handlers.context import HandlerContext
 from ports.compute import WorkloadPhase
 from schemas.run import RunDocument, RunState
@@ -41,7 +41,13 @@ async def reconcile_once(ctx: HandlerContext, *, limit: int = 500) -> int:
         status = await compute.status(run.id)
         subject: str
         fact: Payload
-        if status.phase is WorkloadPhase.EXITED and status.exit_code == 0:
+        if run.stop_requested and status.phase is not WorkloadPhase.RUNNING:
+            # The stop handler killed it (or is doing so): the end is a stop, whatever the exit status says.
+            subject, fact = (
+                s.RUN_STOPPED,
+                RunStopped(run_id=run.id, consumer_id=run.consumer_id, reason=run.stop_requested),
+            )
+        elif status.phase is WorkloadPhase.EXITED and status.exit_code == 0:
             subject, fact = (
                 s.RUN_SUCCEEDED,
                 RunSucceeded(run_id=run.id, consumer_id=run.consumer_id, duration_seconds=elapsed),

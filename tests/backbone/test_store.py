@@ -71,3 +71,13 @@ async def test_values_that_look_like_field_paths_are_stored_as_given(store: Mong
     assert result.outcome is Outcome.APPLIED
     doc = await store.get(RunDocument, "s-5")
     assert doc is not None and doc.handle == "$history" and doc.history[-1].reason == "$state"
+
+
+async def test_one_event_may_cause_several_transitions_each_once(store: MongoStateStore) -> None:
+    await store.create(run_doc("s-6"), event_id="e1")
+    first = await store.transition(RunDocument, "s-6", RunState.RUNNING, event_id="e1")
+    second = await store.transition(RunDocument, "s-6", RunState.SUCCEEDED, event_id="e1")
+    again = await store.transition(RunDocument, "s-6", RunState.SUCCEEDED, event_id="e1")
+    assert (first.outcome, second.outcome, again.outcome) == (Outcome.APPLIED, Outcome.APPLIED, Outcome.ALREADY_APPLIED)
+    doc = await store.get(RunDocument, "s-6")
+    assert doc is not None and [h.to for h in doc.history] == ["pending", "running", "succeeded"]
