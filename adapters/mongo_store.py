@@ -39,7 +39,7 @@ class MongoStateStore:
     async def ensure_indexes(self) -> None:
         for kind in DOCUMENT_KINDS:
             coll = self.db[kind.collection]
-            await coll.create_index([("state", ASCENDING)], name="state")
+            await coll.create_index([("state", ASCENDING), ("created_at", ASCENDING)], name="state_created")
             await coll.create_index([("history.event_id", ASCENDING)], name="history_event_id")
             for key in ("consumer_id", "transfer_process_id"):
                 if key in kind.model_fields:
@@ -69,13 +69,21 @@ class MongoStateStore:
         return result.matched_count == 1
 
     async def find(
-        self, kind: type[D], *, states: list[str] | None = None, limit: int = 1000, **equals: Any
+        self,
+        kind: type[D],
+        *,
+        states: list[str] | None = None,
+        limit: int = 1000,
+        oldest_first: bool = False,
+        **equals: Any,
     ) -> list[D]:
-        query: dict[str, Any] = dict(equals)
-        if states is not None:
-            query["state"] = {"$in": states}
-        cursor = self.db[kind.collection].find(query).limit(limit)
+        cursor = self.db[kind.collection].find(_query(states, equals)).limit(limit)
+        if oldest_first:
+            cursor = cursor.sort([("created_at", ASCENDING), ("_id", ASCENDING)])
         return [kind.model_validate(raw) async for raw in cursor]
+
+    async def count(self, kind: type[StatefulDocument], *, states: list[str] | None = None, **equals: Any) -> int:
+        return int(await self.db[kind.collection].count_documents(_query(states, equals)))
 
     async def transition(
         self,
@@ -127,3 +135,10 @@ class MongoStateStore:
             return TransitionResult(Outcome.ALREADY_APPLIED, state)
         log.warning("transition rejected", kind=kind.collection, id=doc_id, state=state, to=to, event_id=event_id)
         return TransitionResult(Outcome.REJECTED, state)
+
+
+def _query(states: list[str] | None, equals: Mapping[str, Any]) -> dict[str, Any]:
+    query: dict[str, Any] = dict(equals)
+    if states is not None:
+        query["state"] = {"$in": states}
+    return query

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import socket
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +18,7 @@ import structlog
 
 from adapters.faults import ConfiguredFaults
 from adapters.local_compute import LocalProcessBackend
+from adapters.mongo_leases import MongoLeases
 from adapters.mongo_store import MongoStateStore
 from adapters.s3_objects import S3ObjectStore
 from events.bus import Bus
@@ -22,7 +26,8 @@ from events.delivery import DeliveryPolicy
 from events.envelope import Envelope
 from events.streams import StreamSettings, ensure_streams
 from gxwf.settings import Settings
-from handlers.context import HandlerContext
+from handlers.context import HandlerContext, RunLimits
+from handlers.jobs.dispatch import dispatch_once
 from handlers.jobs.watch import reconcile_once
 from handlers.subscriptions import HandlerFn, for_groups
 
@@ -109,7 +114,7 @@ class HandlerService:
             region=settings.s3_region,
         )
         self.bus: Bus | None = None
-        self._watcher: asyncio.Task[None] | None = None
+        self._loops: list[asyncio.Task[None]] = []
         self.ready = asyncio.Event()
 
     async def start(self) -> None:
@@ -123,13 +128,23 @@ class HandlerService:
             compute=self.compute,
             faults=ConfiguredFaults(self.settings.fault_points),
             objects=self.objects,
+            leases=MongoLeases(self.store.db),
+            limits=RunLimits(per_consumer=self.settings.runs_per_consumer, per_site=self.settings.runs_per_site),
+            holder=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
         )
         wire(bus, self.groups, ctx)
         await bus.broker.start()
         await bus.forward_exhausted_deliveries()
         self.bus = bus
         if self.groups is None or "jobs" in self.groups:
-            self._watcher = asyncio.create_task(self._watch(ctx), name="jobs-watcher")
+            self._loops = [
+                asyncio.create_task(
+                    self._every(self.settings.watch_interval_seconds, reconcile_once, ctx), name="jobs-watcher"
+                ),
+                asyncio.create_task(
+                    self._every(self.settings.dispatch_interval_seconds, dispatch_once, ctx), name="jobs-dispatcher"
+                ),
+            ]
         self.ready.set()
         log.info("handlers started", groups=sorted(self.groups) if self.groups else "all")
 
@@ -146,20 +161,22 @@ class HandlerService:
             checks["mongo"] = f"error: {type(error).__name__}"
         return checks
 
-    async def _watch(self, ctx: HandlerContext) -> None:
+    async def _every(
+        self, interval: float, step: Callable[[HandlerContext], Awaitable[int]], ctx: HandlerContext
+    ) -> None:
         while True:
             try:
-                await reconcile_once(ctx)
-            except Exception as error:  # a transient store or bus error must not end the watcher
-                log.warning("watch pass failed", error=repr(error))
-            await asyncio.sleep(self.settings.watch_interval_seconds)
+                await step(ctx)
+            except Exception as error:  # a transient store or bus error must not end the loop
+                log.warning("periodic pass failed", step=step.__name__, error=repr(error))
+            await asyncio.sleep(interval)
 
     async def stop(self) -> None:
         self.ready.clear()
-        if self._watcher is not None:
-            self._watcher.cancel()
+        for task in self._loops:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
+                await task
         if self.bus is not None:
             await self.bus.broker.stop()
         await self.store.close()

@@ -11,6 +11,7 @@ from events.envelope import Envelope
 from events.payloads.common import Payload
 from events.payloads.run import (
     RunFailed,
+    RunPending,
     RunRequested,
     RunRunning,
     RunStopped,
@@ -19,7 +20,7 @@ from events.payloads.run import (
     RunTimedOut,
 )
 from handlers.context import HandlerContext
-from handlers.jobs import stop, submit, track
+from handlers.jobs import start, stop, submit, track
 from handlers.results import publish
 
 HandlerFn = Callable[[Envelope[Any], HandlerContext], Awaitable[None]]
@@ -36,6 +37,7 @@ class Subscription:
 
 SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("jobs", "jobs-run-requested", s.RUN_REQUESTED, RunRequested, submit.on_run_requested),
+    Subscription("jobs", "jobs-start-pending", s.RUN_PENDING, RunPending, start.on_run_pending),
     Subscription("jobs", "jobs-stop-requested", s.RUN_STOP_REQUESTED, RunStopRequested, stop.on_stop_requested),
     Subscription("jobs", "jobs-track-running", s.RUN_RUNNING, RunRunning, track.on_run_fact),
     Subscription("jobs", "jobs-track-succeeded", s.RUN_SUCCEEDED, RunSucceeded, track.on_run_fact),

@@ -59,5 +59,13 @@ class StateStore(Protocol):
         ...
 
     async def find(
-        self, kind: type[D], *, states: list[str] | None = None, limit: int = 1000, **equals: Any
+        self,
+        kind: type[D],
+        *,
+        states: list[str] | None = None,
+        limit: int = 1000,
+        oldest_first: bool = False,
+        **equals: Any,
     ) -> list[D]: ...
+
+    async def count(self, kind: type[StatefulDocument], *, states: list[str] | None = None, **equals: Any) -> int: ...

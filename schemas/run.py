@@ -10,7 +10,6 @@ from schemas.state_machine import machine
 
 
 class RunState(StrEnum):
-    REQUESTED = "requested"
     QUEUED = "queued"
     PENDING = "pending"
     RUNNING = "running"
@@ -23,9 +22,9 @@ class RunState(StrEnum):
 R = RunState
 RUN_MACHINE = machine(
     "run",
-    {R.REQUESTED, R.PENDING},
+    # A request is accepted into the queue; the dispatcher admits it to a site (pending) when a slot is free.
+    {R.QUEUED},
     {
-        R.REQUESTED: {R.QUEUED, R.PENDING, R.FAILED, R.STOPPED},
         R.QUEUED: {R.PENDING, R.FAILED, R.STOPPED},
         # A workload that exits before anyone saw it running still passes through RUNNING (the watcher
         # reports both), so "succeeded while pending" is always out of order.

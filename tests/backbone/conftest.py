@@ -39,6 +39,7 @@ def settings(stack: StackEndpoints, tmp_path: Path) -> Settings:
         backoff_seconds=[0.1, 0.2],
         ack_wait_seconds=2.0,
         watch_interval_seconds=0.1,
+        dispatch_interval_seconds=0.05,
         duplicate_window_seconds=120.0,
     )
 

@@ -47,10 +47,10 @@ async def test_the_same_event_published_twice_runs_once(
 
     doc = await store.get(RunDocument, "dup-1")
     assert doc is not None and doc.state == RunState.SUCCEEDED
-    assert [h.to for h in doc.history] == ["pending", "running", "succeeded"]
+    assert [h.to for h in doc.history] == ["queued", "pending", "running", "succeeded"]
     assert marker.read_text() == "x\n"
     facts = [e["type"] for e in await stream_events(js, "wf.run.>") if e["type"] != s.RUN_REQUESTED]
-    assert facts == [s.RUN_PENDING, s.RUN_RUNNING, s.RUN_SUCCEEDED]
+    assert facts == [s.RUN_QUEUED, s.RUN_PENDING, s.RUN_RUNNING, s.RUN_SUCCEEDED]
 
 
 async def test_a_request_reusing_another_runs_id_is_ignored(
@@ -79,8 +79,8 @@ async def test_a_request_reusing_another_runs_id_is_ignored(
 async def test_an_out_of_order_fact_is_rejected_acked_and_changes_nothing(
     service: HandlerService, store: MongoStateStore, js: JetStreamContext
 ) -> None:
-    pending = RunDocument(id="ooo-1", state=RunState.PENDING, consumer_id="c-1", asset_id="shell")
-    assert await store.create(pending, event_id="seed")
+    queued = RunDocument(id="ooo-1", state=RunState.QUEUED, consumer_id="c-1", asset_id="shell", site="elsewhere")
+    assert await store.create(queued, event_id="seed")
     before = await store.get(RunDocument, "ooo-1")
     assert service.bus is not None
 

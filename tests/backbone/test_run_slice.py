@@ -10,7 +10,8 @@ from adapters.mongo_store import MongoStateStore
 from events import subjects as s
 from events.envelope import new_event
 from events.payloads.run import RunRequested, RunSpec
-from gxwf.runtime import HandlerService
+from gxwf.runtime import Endpoints, HandlerService
+from gxwf.settings import Settings
 from schemas.run import RunDocument, RunState
 from tests.backbone.conftest import eventually, stream_events
 
@@ -36,7 +37,8 @@ async def test_a_successful_run_walks_pending_running_succeeded_and_says_so(
 
     assert doc.state == RunState.SUCCEEDED
     assert [(h.from_, h.to) for h in doc.history] == [
-        (None, "pending"),
+        (None, "queued"),
+        ("queued", "pending"),
         ("pending", "running"),
         ("running", "succeeded"),
     ]
@@ -44,11 +46,13 @@ async def test_a_successful_run_walks_pending_running_succeeded_and_says_so(
     assert marker.read_text() == "hello\n"
     assert "to-log" in service.compute.log_path("r-ok").read_text()
     types = [e["type"] for e in await stream_events(js, "wf.run.>")]
-    assert types == [s.RUN_REQUESTED, s.RUN_PENDING, s.RUN_RUNNING, s.RUN_SUCCEEDED]
+    assert types == [s.RUN_REQUESTED, s.RUN_QUEUED, s.RUN_PENDING, s.RUN_RUNNING, s.RUN_SUCCEEDED]
     # Each stored transition names the event that caused it, so a timeline needs no replay.
     facts = {e["type"]: e["id"] for e in await stream_events(js, "wf.run.>")}
-    assert doc.history[1].event_id == facts[s.RUN_RUNNING]
-    assert doc.history[2].event_id == facts[s.RUN_SUCCEEDED]
+    assert doc.history[0].event_id == facts[s.RUN_REQUESTED]
+    assert doc.history[1].event_id == facts[s.RUN_PENDING]
+    assert doc.history[2].event_id == facts[s.RUN_RUNNING]
+    assert doc.history[3].event_id == facts[s.RUN_SUCCEEDED]
 
 
 async def test_a_failing_command_ends_failed_with_its_exit_status(
@@ -106,3 +110,42 @@ async def test_a_workload_that_vanishes_is_failed_not_left_running(
 async def _state_is(store: MongoStateStore, run_id: str, state: RunState) -> bool:
     doc = await store.get(RunDocument, run_id)
     return doc is not None and doc.state == state
+
+
+async def test_limits_hold_and_a_late_consumer_is_not_starved(
+    settings: Settings, endpoints: Endpoints, js: JetStreamContext, store: MongoStateStore
+) -> None:
+    limited = settings.model_copy(update={"runs_per_consumer": 2, "runs_per_site": 3})
+    svc = HandlerService(limited, endpoints)
+    await svc.start()
+    try:
+        assert svc.bus is not None
+        for i in range(6):
+            await svc.bus.publish(new_event(s.RUN_REQUESTED, request(f"a-{i}", ["/bin/sh", "-c", "sleep 0.4"])))
+        late = RunRequested(run_id="b-0", consumer_id="c-2", asset_id="shell", spec=RunSpec(command=["true"]))
+        await svc.bus.publish(new_event(s.RUN_REQUESTED, late))
+        ids = [f"a-{i}" for i in range(6)] + ["b-0"]
+
+        async def all_done() -> list[RunDocument] | None:
+            docs = [await finished(store, run_id) for run_id in ids]
+            return None if None in docs else [d for d in docs if d is not None]
+
+        docs = await eventually(all_done, timeout=60)
+    finally:
+        await svc.stop()
+
+    assert {d.state for d in docs} == {RunState.SUCCEEDED}
+    # Replay the admissions and ends in time order: never more than 2 of c-1's runs, or 3 in all, at once.
+    moments = sorted(
+        (h.at, +1 if h.to == "pending" else -1, d.consumer_id)
+        for d in docs
+        for h in d.history
+        if h.to in ("pending", "succeeded")
+    )
+    active: dict[str, int] = {"c-1": 0, "c-2": 0}
+    for _, change, owner in moments:
+        active[owner] += change
+        assert active["c-1"] <= 2 and sum(active.values()) <= 3
+    admitted = {d.id: next(h.at for h in d.history if h.to == "pending") for d in docs}
+    # The late consumer's run goes ahead of c-1's queue instead of waiting for all of it.
+    assert admitted["b-0"] < admitted["a-5"]

@@ -79,7 +79,7 @@ async def test_stop_kills_the_whole_tree_and_the_run_ends_stopped(
     assert run_processes("stop-1") == []
     doc = await store.get(RunDocument, "stop-1")
     assert doc is not None and doc.reason == "enough"
-    assert [h.to for h in doc.history] == ["pending", "running", "stopped"]
+    assert [h.to for h in doc.history] == ["queued", "pending", "running", "stopped"]
     result = await eventually(lambda: published(store, "stop-1"))
     manifest = json.loads(await service.objects.get_bytes(result.manifest_key or ""))
     assert manifest["run_state"] == "stopped"

@@ -9,7 +9,7 @@ from ports.store import Outcome
 from schemas.run import RunDocument, RunState
 
 
-def run_doc(run_id: str, state: RunState = RunState.PENDING) -> RunDocument:
+def run_doc(run_id: str, state: RunState = RunState.QUEUED) -> RunDocument:
     return RunDocument(id=run_id, state=state, consumer_id="c", asset_id="a")
 
 
@@ -22,14 +22,14 @@ async def test_create_is_once_per_id(store: MongoStateStore) -> None:
 
 async def test_transition_applies_once_and_records_history(store: MongoStateStore) -> None:
     await store.create(run_doc("s-2"), event_id="e1")
-    first = await store.transition(RunDocument, "s-2", RunState.RUNNING, event_id="e2", fields={"handle": "h"})
-    again = await store.transition(RunDocument, "s-2", RunState.RUNNING, event_id="e2", fields={"handle": "other"})
+    first = await store.transition(RunDocument, "s-2", RunState.PENDING, event_id="e2", fields={"handle": "h"})
+    again = await store.transition(RunDocument, "s-2", RunState.PENDING, event_id="e2", fields={"handle": "other"})
     assert (first.outcome, again.outcome) == (Outcome.APPLIED, Outcome.ALREADY_APPLIED)
     doc = await store.get(RunDocument, "s-2")
-    assert doc is not None and doc.state == "running" and doc.handle == "h"
+    assert doc is not None and doc.state == "pending" and doc.handle == "h"
     assert [(h.from_, h.to, h.event_id) for h in doc.history] == [
-        (None, "pending", "e1"),
-        ("pending", "running", "e2"),
+        (None, "queued", "e1"),
+        ("queued", "pending", "e2"),
     ]
     assert doc.history[1].at >= doc.history[0].at
 
@@ -38,15 +38,16 @@ async def test_out_of_order_and_unknown_are_reported_not_applied(store: MongoSta
     await store.create(run_doc("s-3"), event_id="e1")
     rejected = await store.transition(RunDocument, "s-3", RunState.SUCCEEDED, event_id="e9")
     missing = await store.transition(RunDocument, "nope", RunState.RUNNING, event_id="e9")
-    assert (rejected.outcome, rejected.state) == (Outcome.REJECTED, "pending")
+    assert (rejected.outcome, rejected.state) == (Outcome.REJECTED, "queued")
     assert missing.outcome == Outcome.MISSING
     doc = await store.get(RunDocument, "s-3")
-    assert doc is not None and doc.state == "pending" and len(doc.history) == 1
+    assert doc is not None and doc.state == "queued" and len(doc.history) == 1
 
 
 async def test_racing_writers_apply_exactly_one_terminal_transition(store: MongoStateStore) -> None:
     await store.create(run_doc("s-4"), event_id="e1")
-    await store.transition(RunDocument, "s-4", RunState.RUNNING, event_id="e2")
+    await store.transition(RunDocument, "s-4", RunState.PENDING, event_id="e2")
+    await store.transition(RunDocument, "s-4", RunState.RUNNING, event_id="e3")
     targets = [RunState.SUCCEEDED, RunState.FAILED, RunState.STOPPED, RunState.TIMED_OUT] * 4
     results = await asyncio.gather(
         *(store.transition(RunDocument, "s-4", to, event_id=f"race-{i}") for i, to in enumerate(targets))
@@ -55,18 +56,18 @@ async def test_racing_writers_apply_exactly_one_terminal_transition(store: Mongo
     assert len(applied) == 1
     assert all(r.outcome is Outcome.REJECTED for r in results if r is not applied[0])
     doc = await store.get(RunDocument, "s-4")
-    assert doc is not None and len(doc.history) == 3 and doc.state == applied[0].state
+    assert doc is not None and len(doc.history) == 4 and doc.state == applied[0].state
 
 
 async def test_indexes_exist_after_start(store: MongoStateStore) -> None:
     names = {index["name"] async for index in await store.db["runs"].list_indexes()}
-    assert {"state", "history_event_id", "consumer_id_state"} <= names
+    assert {"state_created", "history_event_id", "consumer_id_state"} <= names
 
 
 async def test_values_that_look_like_field_paths_are_stored_as_given(store: MongoStateStore) -> None:
     await store.create(run_doc("s-5"), event_id="e1")
     result = await store.transition(
-        RunDocument, "s-5", RunState.RUNNING, event_id="e2", reason="$state", fields={"handle": "$history"}
+        RunDocument, "s-5", RunState.PENDING, event_id="e2", reason="$state", fields={"handle": "$history"}
     )
     assert result.outcome is Outcome.APPLIED
     doc = await store.get(RunDocument, "s-5")
@@ -75,9 +76,9 @@ async def test_values_that_look_like_field_paths_are_stored_as_given(store: Mong
 
 async def test_one_event_may_cause_several_transitions_each_once(store: MongoStateStore) -> None:
     await store.create(run_doc("s-6"), event_id="e1")
-    first = await store.transition(RunDocument, "s-6", RunState.RUNNING, event_id="e1")
-    second = await store.transition(RunDocument, "s-6", RunState.SUCCEEDED, event_id="e1")
-    again = await store.transition(RunDocument, "s-6", RunState.SUCCEEDED, event_id="e1")
+    first = await store.transition(RunDocument, "s-6", RunState.PENDING, event_id="e1")
+    second = await store.transition(RunDocument, "s-6", RunState.RUNNING, event_id="e1")
+    again = await store.transition(RunDocument, "s-6", RunState.RUNNING, event_id="e1")
     assert (first.outcome, second.outcome, again.outcome) == (Outcome.APPLIED, Outcome.APPLIED, Outcome.ALREADY_APPLIED)
     doc = await store.get(RunDocument, "s-6")
-    assert doc is not None and [h.to for h in doc.history] == ["pending", "running", "succeeded"]
+    assert doc is not None and [h.to for h in doc.history] == ["queued", "pending", "running"]

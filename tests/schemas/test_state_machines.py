@@ -11,13 +11,14 @@ from schemas.state_machine import TransitionRejected
 
 
 def test_run_lifecycle_allows_the_happy_path_and_nothing_out_of_order() -> None:
-    path = [RunState.PENDING, RunState.RUNNING, RunState.SUCCEEDED]
+    path = [RunState.QUEUED, RunState.PENDING, RunState.RUNNING, RunState.SUCCEEDED]
     assert RUN_MACHINE.allows(None, path[0])
     for current, nxt in itertools.pairwise(path):
         assert RUN_MACHINE.allows(current, nxt)
     assert not RUN_MACHINE.allows(RunState.PENDING, RunState.SUCCEEDED)
     assert not RUN_MACHINE.allows(RunState.SUCCEEDED, RunState.RUNNING)
     assert not RUN_MACHINE.allows(None, RunState.RUNNING)
+    assert not RUN_MACHINE.allows(RunState.QUEUED, RunState.RUNNING)
     with pytest.raises(TransitionRejected, match="from 'succeeded' to 'failed'"):
         RUN_MACHINE.check(RunState.SUCCEEDED, RunState.FAILED)
 

@@ -1,0 +1,53 @@
+"""wf.run.pending: start the admitted run's workload on its backend, once, however often this arrives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from events import subjects as s
+from events.envelope import Envelope, derived_id, new_event
+from events.payloads.run import RunPending, RunRunning, RunSpec
+from handlers.context import HandlerContext
+from schemas.run import RunDocument, RunState
+
+log = structlog.get_logger("gxwf.jobs")
+SOURCE = "urn:gaiax-workflows:jobs"
+
+
+async def on_run_pending(event: Envelope[Any], ctx: HandlerContext) -> None:
+    pending: RunPending = event.data
+    compute = ctx.require_compute()
+    run = await ctx.store.get(RunDocument, pending.run_id)
+    if run is None or run.state != RunState.PENDING or run.stop_requested:
+        # Already running or finished (a redelivery), stopped while waiting, or unknown: nothing to start.
+        return
+    if pending.site != compute.site:
+        return
+    await ctx.faults.reach("jobs.before_start")
+    parameters = {name: _env_value(value) for name, value in run.parameters.items()}
+    handle = await compute.start(run.id, RunSpec.model_validate(run.spec), parameters)
+    await ctx.faults.reach("jobs.after_start")
+    current = await ctx.store.get(RunDocument, run.id)
+    if current is not None and current.stop_requested:
+        # A stop raced the start: it found nothing to kill, so end what was just started.
+        await compute.stop(run.id)
+        return
+    await ctx.events.publish(
+        new_event(
+            s.RUN_RUNNING,
+            RunRunning(run_id=run.id, consumer_id=run.consumer_id, backend=compute.name, handle=handle),
+            id_=derived_id(run.id, s.RUN_RUNNING),
+            subject=run.id,
+            correlationid=run.id,
+            causationid=event.id,
+            source=SOURCE,
+        )
+    )
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Leases(Protocol):
+    """Time-bound exclusive roles among replicas (the one dispatcher of a site's queue)."""
+
+    async def hold(self, name: str, holder: str, ttl_seconds: float) -> bool:
+        """Take or renew the lease; False while another holder's lease has not expired."""
+        ...
