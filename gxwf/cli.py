@@ -91,6 +91,7 @@ async def _up(settings: Settings, demo: bool) -> None:
     from gxwf.demo import run_demo
     from gxwf.edc_commands import start_for_up
     from gxwf.runtime import Endpoints, HandlerService, write_endpoints
+    from gxwf.simulate import edc_demo
 
     stack = _stack(settings)
     eps = await stack.start()
@@ -121,6 +122,8 @@ async def _up(settings: Settings, demo: bool) -> None:
         console.print(table)
         if demo and service.bus is not None:
             await run_demo(console, eps.nats, service.bus, service.store)
+            default = ingress.registry.connectors[0]
+            await edc_demo(console, str(ingress.url), default.api_key.get_secret_value(), default.api_key_header)
         console.print("Running. Ctrl-C stops everything. In another terminal: [bold]gxwf events tail[/bold]")
         await stack.wait_until_signalled()
     finally:

@@ -115,3 +115,18 @@ async def _until_signalled() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+
+
+async def edc_demo(console: Console, ingress_url: str, api_key: str, api_key_header: str) -> bool:
+    """The `gxwf up --demo` part on the EDC side: one transfer of a simulated EDC 0.15 provider connector."""
+    from edc_simulator.versions import version
+
+    console.rule("[bold]demo: a provider connector (EDC 0.15) calls the ingress")
+    options = SimulateOptions(
+        version=version("0.15"),
+        ingress_url=ingress_url,
+        api_key=api_key,
+        api_key_header=api_key_header,
+        callback_timeout=2.0,
+    )
+    return await run_simulation(options, console)

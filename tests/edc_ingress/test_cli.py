@@ -51,11 +51,14 @@ async def stop(proc: subprocess.Popen[str]) -> int:
     return await asyncio.to_thread(proc.wait, 30)
 
 
-async def test_up_generates_prints_and_keeps_an_api_key(tmp_path: Path) -> None:
+async def test_up_generates_prints_and_keeps_an_api_key_and_demos_a_connector(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    proc = start_up(state)
+    proc = start_up(state, "--demo")
     try:
         output = "".join(await wait_for_line(proc, "Running."))
+        # The demo's connector got its negotiation and provision request through the ingress.
+        assert "demo: a provider connector (EDC 0.15) calls the ingress" in output
+        assert "edc.negotiation.finalized" in output and "edc.provision.requested" in output
         found = re.search(r"edc api key\s*│\s*x-api-key: (\S+) \(generated", output)
         assert found, output
         key = found.group(1)
