@@ -20,10 +20,12 @@ from ports.compute import RunArtifacts, WorkloadPhase, WorkloadStatus
 # The wrapper records its process group, runs the command with its output in log.txt, then writes the exit
 # status atomically. It backgrounds itself so that nothing in the handler has to wait for or reap it.
 _WRAPPER = r"""
-run_dir=$1; shift
+run_dir=$1; mem_kb=$2; shift 2
 (
   trap '' HUP
   rc=0
+  # Address-space limit for the workload and its children: the local stand-in for a pod's memory limit.
+  if [ "$mem_kb" -gt 0 ]; then ulimit -v "$mem_kb"; fi
   "$@" >>"$run_dir/log.txt" 2>&1 </dev/null || rc=$?
   printf '%s' "$rc" >"$run_dir/exit_code.tmp" && mv "$run_dir/exit_code.tmp" "$run_dir/exit_code"
 ) &
@@ -75,6 +77,7 @@ class LocalProcessBackend:
             _WRAPPER,
             "gxwf-run",
             str(run_dir),
+            str((spec.memory_mb or 0) * 1024),
             *spec.command,
             cwd=run_dir / "work",
             env=env,

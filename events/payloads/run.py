@@ -18,7 +18,11 @@ class RunSpec(Payload):
     image: str | None = Field(default=None, max_length=512)
     command: list[Annotated[str, StringConstraints(max_length=8192)]] = Field(min_length=1, max_length=256)
     env: dict[EnvName, Annotated[str, StringConstraints(max_length=8192)]] = Field(default_factory=dict)
-    timeout_seconds: float = Field(default=3600, gt=0, le=7 * 24 * 3600)
+    timeout_seconds: float = Field(default=3600, gt=0, le=7 * 24 * 3600, description="Running time limit")
+    pending_timeout_seconds: float = Field(
+        default=600, gt=0, le=7 * 24 * 3600, description="Admitted but not started (image pull, scheduling)"
+    )
+    memory_mb: int | None = Field(default=None, ge=16, le=16 * 1024 * 1024, description="Memory limit")
 
 
 class RunRequested(Payload):

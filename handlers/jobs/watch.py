@@ -1,7 +1,8 @@
-"""The watcher: compare running runs with their workloads and report what the backend knows.
+"""The watcher: compare admitted runs with their workloads and report what the backend knows.
 
 It publishes facts with ids derived from the run, so every replica may watch: JetStream drops the
-duplicates and the tracker applies each fact once.
+duplicates and the tracker applies each fact once. A run is never left pending or running after its
+workload is gone, and neither phase lasts longer than its time limit.
 """
 
 from __future__ import annotations
@@ -13,75 +14,73 @@ from events.envelope import derived_id, new_event, utcnow
 from events.payloads.common import Payload
 from events.payloads.run import RunFailed, RunStopped, RunSucceeded, RunTimedOut
 from handlers.context import HandlerContext
-from ports.compute import WorkloadPhase
+from ports.compute import WorkloadPhase, WorkloadStatus
 from schemas.run import RunDocument, RunState
 
 log = structlog.get_logger("gxwf.jobs.watch")
 SOURCE = "urn:gaiax-workflows:jobs-watcher"
 
 
-def _running_since(run: RunDocument) -> float | None:
+def _entered(run: RunDocument, state: str, default: float) -> float:
     for entry in reversed(run.history):
-        if entry.to == RunState.RUNNING:
+        if entry.to == state:
             return entry.at.timestamp()
+    return default
+
+
+def _judge_running(run: RunDocument, status: WorkloadStatus, elapsed: float) -> tuple[str, Payload] | None:
+    ids = {"run_id": run.id, "consumer_id": run.consumer_id}
+    if run.stop_requested and status.phase is not WorkloadPhase.RUNNING:
+        # The stop handler killed it (or is doing so): the end is a stop, whatever the exit status says.
+        return s.RUN_STOPPED, RunStopped(**ids, reason=run.stop_requested)
+    if status.phase is WorkloadPhase.EXITED and status.exit_code == 0:
+        return s.RUN_SUCCEEDED, RunSucceeded(**ids, duration_seconds=elapsed)
+    if status.phase is WorkloadPhase.EXITED:
+        reason = status.detail or f"exit status {status.exit_code}"
+        return s.RUN_FAILED, RunFailed(**ids, exit_code=status.exit_code, reason=reason, duration_seconds=elapsed)
+    if status.phase is WorkloadPhase.MISSING:
+        reason = status.detail or "workload vanished without an exit status"
+        return s.RUN_FAILED, RunFailed(**ids, reason=reason, duration_seconds=elapsed)
+    limit = float(run.spec.get("timeout_seconds") or 0)
+    if limit and elapsed > limit:
+        return s.RUN_TIMED_OUT, RunTimedOut(**ids, phase="running", limit_seconds=limit)
     return None
 
 
 async def reconcile_once(ctx: HandlerContext, *, limit: int = 500) -> int:
-    """One pass over this backend's running runs; returns how many facts it reported."""
+    """One pass over this backend's pending and running runs; returns how many facts it reported."""
     compute = ctx.require_compute()
     reported = 0
     runs = await ctx.store.find(
-        RunDocument, states=[RunState.RUNNING], limit=limit, backend=compute.name, site=compute.site
+        RunDocument,
+        states=[RunState.PENDING, RunState.RUNNING],
+        limit=limit,
+        backend=compute.name,
+        site=compute.site,
     )
     now = utcnow().timestamp()
     for run in runs:
-        since = _running_since(run) or now
-        elapsed = max(now - since, 0.0)
-        status = await compute.status(run.id)
-        subject: str
-        fact: Payload
-        if run.stop_requested and status.phase is not WorkloadPhase.RUNNING:
-            # The stop handler killed it (or is doing so): the end is a stop, whatever the exit status says.
-            subject, fact = (
-                s.RUN_STOPPED,
-                RunStopped(run_id=run.id, consumer_id=run.consumer_id, reason=run.stop_requested),
-            )
-        elif status.phase is WorkloadPhase.EXITED and status.exit_code == 0:
-            subject, fact = (
-                s.RUN_SUCCEEDED,
-                RunSucceeded(run_id=run.id, consumer_id=run.consumer_id, duration_seconds=elapsed),
-            )
-        elif status.phase is WorkloadPhase.EXITED:
-            subject, fact = (
-                s.RUN_FAILED,
-                RunFailed(
-                    run_id=run.id,
-                    consumer_id=run.consumer_id,
-                    exit_code=status.exit_code,
-                    reason=status.detail or f"exit status {status.exit_code}",
-                    duration_seconds=elapsed,
-                ),
-            )
-        elif status.phase is WorkloadPhase.MISSING:
-            subject, fact = (
-                s.RUN_FAILED,
-                RunFailed(
-                    run_id=run.id,
-                    consumer_id=run.consumer_id,
-                    reason=status.detail or "workload vanished without an exit status",
-                    duration_seconds=elapsed,
-                ),
-            )
+        verdict: tuple[str, Payload] | None = None
+        if run.state == RunState.RUNNING:
+            elapsed = max(now - _entered(run, RunState.RUNNING, now), 0.0)
+            verdict = _judge_running(run, await compute.status(run.id), elapsed)
         else:
-            limit_seconds = float(run.spec.get("timeout_seconds", 0) or 0)
-            if not limit_seconds or elapsed <= limit_seconds:
-                continue
+            # Pending: the start handler is on it. Only a start that never happens in time is ours to end
+            # (its event dead-lettered, the backend refusing it, an image that never pulls).
+            waited = max(now - _entered(run, RunState.PENDING, now), 0.0)
+            pending_limit = float(run.spec.get("pending_timeout_seconds") or 0)
+            if pending_limit and waited > pending_limit:
+                verdict = (
+                    s.RUN_TIMED_OUT,
+                    RunTimedOut(
+                        run_id=run.id, consumer_id=run.consumer_id, phase="pending", limit_seconds=pending_limit
+                    ),
+                )
+        if verdict is None:
+            continue
+        subject, fact = verdict
+        if subject == s.RUN_TIMED_OUT:
             await compute.stop(run.id)
-            subject, fact = (
-                s.RUN_TIMED_OUT,
-                RunTimedOut(run_id=run.id, consumer_id=run.consumer_id, phase="running", limit_seconds=limit_seconds),
-            )
         await ctx.events.publish(
             new_event(
                 subject,

@@ -149,3 +149,37 @@ async def test_limits_hold_and_a_late_consumer_is_not_starved(
     admitted = {d.id: next(h.at for h in d.history if h.to == "pending") for d in docs}
     # The late consumer's run goes ahead of c-1's queue instead of waiting for all of it.
     assert admitted["b-0"] < admitted["a-5"]
+
+
+async def test_a_memory_hungry_run_fails_within_its_memory_limit(
+    service: HandlerService, store: MongoStateStore
+) -> None:
+    hungry = ["python3", "-c", "x = bytearray(400 * 1024 * 1024); print('allocated')"]
+    assert service.bus is not None
+    await service.bus.publish(new_event(s.RUN_REQUESTED, request("mem-capped", hungry, memory_mb=128)))
+    await service.bus.publish(new_event(s.RUN_REQUESTED, request("mem-free", hungry)))
+    capped = await eventually(lambda: finished(store, "mem-capped"))
+    free = await eventually(lambda: finished(store, "mem-free"))
+
+    assert capped.state == RunState.FAILED
+    assert "MemoryError" in service.compute.log_path("mem-capped").read_text()
+    assert free.state == RunState.SUCCEEDED
+
+
+async def test_a_run_that_never_starts_times_out_in_pending(
+    settings: Settings, endpoints: Endpoints, js: JetStreamContext, store: MongoStateStore
+) -> None:
+    # The start handler dies on every try (its event ends in the dead-letter stream); the run must not wait forever.
+    broken = settings.model_copy(update={"fault_points": "jobs.before_start=raise", "max_attempts": 1})
+    svc = HandlerService(broken, endpoints)
+    await svc.start()
+    try:
+        assert svc.bus is not None
+        await svc.bus.publish(new_event(s.RUN_REQUESTED, request("never", ["true"], pending_timeout_seconds=1.0)))
+        doc = await eventually(lambda: finished(store, "never"))
+    finally:
+        await svc.stop()
+    assert doc.state == RunState.TIMED_OUT
+    assert doc.reason == "pending longer than 1s"
+    (letter,) = await stream_events(js, "dlq.>")
+    assert letter["original_subject"] == s.RUN_PENDING and letter["handler"] == "jobs-start-pending"
