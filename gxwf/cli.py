@@ -330,6 +330,18 @@ def bench_ingress(
     asyncio.run(run_ingress_benchmark(settings, requests, concurrency, console=Console()))
 
 
+@bench_app.command("runs")
+def bench_runs(
+    runs: Annotated[int, typer.Option("--runs", min=1, max=100_000, help="Runs to orchestrate.")] = 500,
+    consumers: Annotated[int, typer.Option("--consumers", min=1, max=10_000, help="Consumers they belong to.")] = 20,
+) -> None:
+    """Runs per minute and orchestration latency on the local backend, beside a bare subprocess loop."""
+    from gxwf.bench_runs import run_benchmark
+
+    settings = _settings(None)
+    asyncio.run(run_benchmark(settings, runs, consumers, console=Console()))
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: usage errors and bad input as one line on stderr with exit status 2, never a traceback."""
     try:

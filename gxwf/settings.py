@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     ack_wait_seconds: float = Field(default=30.0, gt=0)
     handler_concurrency: int = Field(default=8, ge=1, le=1024)
     duplicate_window_seconds: float = Field(default=600.0, gt=0)
-    watch_interval_seconds: float = Field(default=1.0, gt=0)
+    watch_interval_seconds: float = Field(default=0.25, gt=0)
     dispatch_interval_seconds: float = Field(default=0.25, gt=0)
     runs_per_consumer: int = Field(default=4, ge=1, le=10_000)
     runs_per_site: int = Field(default=16, ge=1, le=100_000)
