@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -35,6 +36,15 @@ class MongoStateStore:
 
     async def ping(self) -> None:
         await self.db.command("ping")
+
+    async def health(self, timeout: float = 2.0) -> str:
+        """"ok", or what went wrong, for readiness endpoints (never raises)."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self.ping()
+        except Exception as error:
+            return f"error: {type(error).__name__}"
+        return "ok"
 
     async def ensure_indexes(self) -> None:
         for kind in DOCUMENT_KINDS:

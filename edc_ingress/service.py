@@ -75,12 +75,7 @@ class IngressService:
 
     async def readiness(self) -> dict[str, str]:
         checks = {"nats": "ok" if self.nc is not None and self.nc.is_connected else "disconnected"}
-        try:
-            async with asyncio.timeout(2):
-                await self.store.ping()
-            checks["mongo"] = "ok"
-        except Exception as error:
-            checks["mongo"] = f"error: {type(error).__name__}"
+        checks["mongo"] = await self.store.health()
         return checks
 
     async def start(self) -> str:
