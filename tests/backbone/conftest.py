@@ -22,6 +22,7 @@ from events.streams import StreamSettings, ensure_streams
 from events.subjects import DLQ_STREAM, STREAM
 from gxwf.runtime import Endpoints, HandlerService
 from gxwf.settings import Settings
+from schemas.run import RunDocument
 
 if TYPE_CHECKING:
     from devstack import StackEndpoints
@@ -100,6 +101,12 @@ async def stream_events(js: JetStreamContext, subject: str, *, settle: float = 0
     finally:
         await sub.unsubscribe()
     return found
+
+
+async def finished(store: MongoStateStore, run_id: str) -> RunDocument | None:
+    """The run's document once it reached a terminal state, else None (for `eventually`)."""
+    doc = await store.get(RunDocument, run_id)
+    return doc if doc is not None and doc.state in RunDocument.machine.terminal else None
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 20.0, interval: float = 0.1) -> Any:

@@ -14,12 +14,7 @@ from events.envelope import derived_id, new_event
 from events.payloads.run import RunRequested, RunSpec, RunSucceeded
 from gxwf.runtime import HandlerService
 from schemas.run import RunDocument, RunState
-from tests.backbone.conftest import eventually, stream_events
-
-
-async def _terminal(store: MongoStateStore, run_id: str) -> RunDocument | None:
-    doc = await store.get(RunDocument, run_id)
-    return doc if doc is not None and doc.state in RunDocument.machine.terminal else None
+from tests.backbone.conftest import eventually, finished, stream_events
 
 
 async def test_the_same_event_published_twice_runs_once(
@@ -42,7 +37,7 @@ async def test_the_same_event_published_twice_runs_once(
     # ... and once around it (a redelivery, or a publish after the window): the handler must hold.
     await js.publish(s.RUN_REQUESTED, body, headers={"Nats-Msg-Id": event.id + "-again"})
 
-    doc = await eventually(lambda: _terminal(store, "dup-1"))
+    doc = await eventually(lambda: finished(store, "dup-1"))
     await asyncio.sleep(1.0)  # give the second copy every chance to do harm
 
     doc = await store.get(RunDocument, "dup-1")
@@ -70,7 +65,7 @@ async def test_a_request_reusing_another_runs_id_is_ignored(
                 ),
             )
         )
-    await eventually(lambda: _terminal(store, "same-id"))
+    await eventually(lambda: finished(store, "same-id"))
     await asyncio.sleep(0.5)
     assert first.exists()
     assert not second.exists()

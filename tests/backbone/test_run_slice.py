@@ -13,16 +13,11 @@ from events.payloads.run import RunRequested, RunSpec
 from gxwf.runtime import Endpoints, HandlerService
 from gxwf.settings import Settings
 from schemas.run import RunDocument, RunState
-from tests.backbone.conftest import eventually, stream_events
+from tests.backbone.conftest import eventually, finished, stream_events
 
 
 def request(run_id: str, command: list[str], **spec: float) -> RunRequested:
     return RunRequested(run_id=run_id, consumer_id="c-1", asset_id="shell", spec=RunSpec(command=command, **spec))
-
-
-async def finished(store: MongoStateStore, run_id: str) -> RunDocument | None:
-    doc = await store.get(RunDocument, run_id)
-    return doc if doc is not None and doc.state in RunDocument.machine.terminal else None
 
 
 async def test_a_successful_run_walks_pending_running_succeeded_and_says_so(
