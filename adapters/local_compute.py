@@ -17,22 +17,23 @@ from pathlib import Path
 from events.payloads.run import RunSpec
 from ports.compute import RunArtifacts, WorkloadPhase, WorkloadStatus
 
-# The wrapper records its process group, runs the command with its output in log.txt, then writes the exit
-# status atomically. It backgrounds itself so that nothing in the handler has to wait for or reap it.
+# The wrapper records its process group, runs the command with its output appended to log.txt, then writes
+# the exit status atomically. It backgrounds itself so that nothing in the handler has to wait for or reap it.
+# Each attempt of a run keeps its own records; the log and the outputs directory are the run's.
 _WRAPPER = r"""
-run_dir=$1; mem_kb=$2; shift 2
+run_dir=$1; state=$2; mem_kb=$3; shift 3
 (
   trap '' HUP
   rc=0
   # Address-space limit for the workload and its children: the local stand-in for a pod's memory limit.
   if [ "$mem_kb" -gt 0 ]; then ulimit -v "$mem_kb"; fi
   "$@" >>"$run_dir/log.txt" 2>&1 </dev/null || rc=$?
-  printf '%s' "$rc" >"$run_dir/exit_code.tmp" && mv "$run_dir/exit_code.tmp" "$run_dir/exit_code"
+  printf '%s' "$rc" >"$state/exit_code.tmp" && mv "$state/exit_code.tmp" "$state/exit_code"
 ) &
-printf '%s' "$$" >"$run_dir/pgid.tmp" && mv "$run_dir/pgid.tmp" "$run_dir/pgid"
+printf '%s' "$$" >"$state/pgid.tmp" && mv "$state/pgid.tmp" "$state/pgid"
 """
 
-# A start that died after claiming the run but before recording the process group is retried after this.
+# A start that died after claiming the attempt but before recording the process group is retried after this.
 _CLAIM_GRACE_SECONDS = 5.0
 
 
@@ -50,25 +51,34 @@ class LocalProcessBackend:
             raise ValueError(f"invalid run id {run_id!r}")
         return self.root / safe
 
-    async def start(self, run_id: str, spec: RunSpec, parameters: dict[str, str]) -> str:
+    def attempt_dir(self, run_id: str, attempt: int) -> Path:
+        return self.run_dir(run_id) / "attempts" / str(attempt)
+
+    async def start(self, run_id: str, spec: RunSpec, parameters: dict[str, str], *, attempt: int = 1) -> str:
         run_dir = self.run_dir(run_id)
-        (run_dir / "work").mkdir(parents=True, exist_ok=True)
+        state = self.attempt_dir(run_id, attempt)
+        state.mkdir(parents=True, exist_ok=True)
+        (run_dir / "work").mkdir(exist_ok=True)
         (run_dir / "outputs").mkdir(exist_ok=True)
-        pgid = self._pgid(run_dir)
+        pgid = _read_int(state / "pgid")
         if pgid is not None:
             return f"pgid:{pgid}"
-        if not self._claim(run_dir):
+        if not _claim(state):
             deadline = time.monotonic() + _CLAIM_GRACE_SECONDS
             while time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
-                if (pgid := self._pgid(run_dir)) is not None:
+                if (pgid := _read_int(state / "pgid")) is not None:
                     return f"pgid:{pgid}"
-        (run_dir / "spec.json").write_text(json.dumps({"spec": spec.model_dump(mode="json"), "parameters": parameters}))
+        (state / "spec.json").write_text(json.dumps({"spec": spec.model_dump(mode="json"), "parameters": parameters}))
+        if attempt > 1:
+            with (run_dir / "log.txt").open("a") as log:
+                log.write(f"\n=== attempt {attempt} ===\n")
         env = {
             **{k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR")},
             **spec.env,
             **parameters,
             "GXWF_RUN_ID": run_id,
+            "GXWF_ATTEMPT": str(attempt),
             "GXWF_OUTPUT_DIR": str(run_dir / "outputs"),
         }
         proc = await asyncio.create_subprocess_exec(
@@ -77,6 +87,7 @@ class LocalProcessBackend:
             _WRAPPER,
             "gxwf-run",
             str(run_dir),
+            str(state),
             str((spec.memory_mb or 0) * 1024),
             *spec.command,
             cwd=run_dir / "work",
@@ -87,43 +98,45 @@ class LocalProcessBackend:
             start_new_session=True,
         )
         await proc.wait()
-        pgid = self._pgid(run_dir)
+        pgid = _read_int(state / "pgid")
         if pgid is None:
             raise RuntimeError(f"run {run_id}: the local workload did not start (wrapper exit {proc.returncode})")
         return f"pgid:{pgid}"
 
-    async def status(self, run_id: str) -> WorkloadStatus:
-        run_dir = self.run_dir(run_id)
-        exit_file = run_dir / "exit_code"
-        if exit_file.exists():
-            code = int(exit_file.read_text() or "1")
-            return WorkloadStatus(WorkloadPhase.EXITED, code)
-        pgid = self._pgid(run_dir)
+    async def status(self, run_id: str, *, attempt: int = 1) -> WorkloadStatus:
+        state = self.attempt_dir(run_id, attempt)
+        exit_file = state / "exit_code"
+        if (code := _read_int(exit_file)) is not None:
+            return _exited(code)
+        pgid = _read_int(state / "pgid")
         if pgid is not None and _run_processes(run_id, pgid):
             return WorkloadStatus(WorkloadPhase.RUNNING)
         # The group may have written its exit status between our two looks.
-        if exit_file.exists():
-            return WorkloadStatus(WorkloadPhase.EXITED, int(exit_file.read_text() or "1"))
+        if (code := _read_int(exit_file)) is not None:
+            return _exited(code)
         if pgid is None:
-            return WorkloadStatus(WorkloadPhase.MISSING, detail="the workload was never started")
-        return WorkloadStatus(WorkloadPhase.MISSING, detail="the workload's processes are gone without an exit status")
+            return WorkloadStatus(WorkloadPhase.MISSING, detail="the workload was never started", failure="vanished")
+        return WorkloadStatus(
+            WorkloadPhase.MISSING,
+            detail="the workload's processes are gone without an exit status",
+            failure="vanished",
+        )
 
     async def stop(self, run_id: str) -> bool:
         """SIGTERM, a grace period, then SIGKILL to every process of the run, its escaped children included."""
-        pgid = self._pgid(self.run_dir(run_id))
-        if pgid is None:
-            return True
+        attempts = self.run_dir(run_id) / "attempts"
+        groups = {pgid for d in attempts.glob("*") if (pgid := _read_int(d / "pgid")) is not None}
         deadline = time.monotonic() + self.stop_grace_seconds
         sig = signal.SIGTERM
         while True:
-            victims = _run_processes(run_id, pgid)
+            victims = {pid for pgid in groups or {0} for pid in _run_processes(run_id, pgid)}
             if not victims:
                 return True
             for pid in victims:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
             if sig == signal.SIGKILL and time.monotonic() > deadline + self.stop_grace_seconds:
-                return not _run_processes(run_id, pgid)
+                return not any(_run_processes(run_id, pgid) for pgid in groups or {0})
             await asyncio.sleep(0.05)
             if time.monotonic() > deadline:
                 sig = signal.SIGKILL
@@ -147,21 +160,25 @@ class LocalProcessBackend:
     def log_path(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "log.txt"
 
-    @staticmethod
-    def _claim(run_dir: Path) -> bool:
-        try:
-            fd = os.open(run_dir / "claimed", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        except FileExistsError:
-            return False
-        os.close(fd)
-        return True
 
-    @staticmethod
-    def _pgid(run_dir: Path) -> int | None:
-        try:
-            return int((run_dir / "pgid").read_text())
-        except (FileNotFoundError, ValueError):
-            return None
+def _exited(code: int) -> WorkloadStatus:
+    return WorkloadStatus(WorkloadPhase.EXITED, code, failure=None if code == 0 else "exit_code")
+
+
+def _claim(state: Path) -> bool:
+    try:
+        fd = os.open(state / "claimed", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def _run_processes(run_id: str, pgid: int) -> list[int]:

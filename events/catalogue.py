@@ -36,6 +36,7 @@ from events.payloads.run import (
     RunPending,
     RunQueued,
     RunRequested,
+    RunRetrying,
     RunRunning,
     RunSpec,
     RunStopped,
@@ -277,6 +278,12 @@ CATALOGUE: tuple[EventSpec, ...] = (
         RunSucceeded,
         "A run's workload exited with status 0.",
         RunSucceeded(run_id=_RUN, consumer_id=_CONSUMER, duration_seconds=12.5),
+    ),
+    EventSpec(
+        s.RUN_RETRYING,
+        RunRetrying,
+        "An attempt failed in a way the run's retry policy covers; the run waits in the queue for the next.",
+        RunRetrying(run_id=_RUN, consumer_id=_CONSUMER, attempt=2, reason="OOMKilled", retry_at=_AT),
     ),
     EventSpec(
         s.RUN_FAILED,

@@ -5,7 +5,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
-from events.payloads.run import RunSpec
+from events.payloads.run import FailureKind, RunSpec
 
 
 class WorkloadPhase(StrEnum):
@@ -20,6 +20,8 @@ class WorkloadStatus:
     phase: WorkloadPhase
     exit_code: int | None = None
     detail: str | None = None
+    # What kind of failure, for the run's retry policy (None while running or after success).
+    failure: FailureKind | None = None
 
 
 @dataclass(frozen=True)
@@ -37,11 +39,11 @@ class ComputeBackend(Protocol):
     name: str
     site: str
 
-    async def start(self, run_id: str, spec: RunSpec, parameters: dict[str, str]) -> str:
-        """Start the run's workload and return its handle; starting a started run returns the same handle."""
+    async def start(self, run_id: str, spec: RunSpec, parameters: dict[str, str], *, attempt: int = 1) -> str:
+        """Start an attempt of the run and return its handle; starting a started attempt returns the same handle."""
         ...
 
-    async def status(self, run_id: str) -> WorkloadStatus: ...
+    async def status(self, run_id: str, *, attempt: int = 1) -> WorkloadStatus: ...
 
     async def stop(self, run_id: str) -> bool:
         """End the run's workload; True once every one of its processes or pods is confirmed gone."""

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -28,8 +29,9 @@ RUN_MACHINE = machine(
         R.QUEUED: {R.PENDING, R.FAILED, R.STOPPED},
         # A workload that exits before anyone saw it running still passes through RUNNING (the watcher
         # reports both), so "succeeded while pending" is always out of order.
-        R.PENDING: {R.RUNNING, R.FAILED, R.STOPPED, R.TIMED_OUT},
-        R.RUNNING: {R.SUCCEEDED, R.FAILED, R.STOPPED, R.TIMED_OUT},
+        # Back to QUEUED: a failed attempt that the run's retry policy covers.
+        R.PENDING: {R.RUNNING, R.QUEUED, R.FAILED, R.STOPPED, R.TIMED_OUT},
+        R.RUNNING: {R.SUCCEEDED, R.QUEUED, R.FAILED, R.STOPPED, R.TIMED_OUT},
         R.SUCCEEDED: set(),
         R.FAILED: set(),
         R.STOPPED: set(),
@@ -54,3 +56,6 @@ class RunDocument(StatefulDocument):
     reason: str | None = None
     # Set before the workload is killed, so the watcher reports the end as stopped, not as a crash.
     stop_requested: str | None = None
+    attempt: int = 1
+    # A retried run waits in the queue until then (its backoff).
+    not_before: datetime | None = None

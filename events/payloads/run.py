@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
@@ -10,6 +11,26 @@ from events.payloads.common import Id, Payload, Reason
 
 ParamValue = str | int | float | bool
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+
+
+FailureKind = Literal["exit_code", "vanished", "oom_killed", "evicted", "node_lost", "image_pull", "unschedulable"]
+
+
+def _worth_retrying() -> list[FailureKind]:
+    # Failures of the platform, not of the workload: another attempt may well succeed.
+    return ["vanished", "oom_killed", "evicted", "node_lost"]
+
+
+class RetryPolicy(Payload):
+    """Which failures earn another attempt, how many, and how long to wait before each."""
+
+    limit: int = Field(default=0, ge=0, le=20, description="Further attempts after the first")
+    backoff_seconds: float = Field(default=10.0, ge=0, le=24 * 3600, description="Doubles with each attempt")
+    on: list[FailureKind] = Field(
+        default_factory=_worth_retrying,
+        description="Failures worth retrying; a plain non-zero exit only for the exit codes listed",
+    )
+    exit_codes: list[int] = Field(default_factory=list, max_length=64)
 
 
 class RunSpec(Payload):
@@ -23,6 +44,7 @@ class RunSpec(Payload):
         default=600, gt=0, le=7 * 24 * 3600, description="Admitted but not started (image pull, scheduling)"
     )
     memory_mb: int | None = Field(default=None, ge=16, le=16 * 1024 * 1024, description="Memory limit")
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
 
 
 class RunRequested(Payload):
@@ -53,9 +75,11 @@ class RunQueued(RunFact):
 class RunPending(RunFact):
     backend: str = Field(max_length=64)
     site: Id
+    attempt: int = Field(default=1, ge=1)
 
 
 class RunRunning(RunFact):
+    attempt: int = Field(default=1, ge=1)
     backend: str = Field(max_length=64)
     handle: str = Field(max_length=256, description="Backend's name for the job (pid, Job name)")
 
@@ -65,8 +89,17 @@ class RunSucceeded(RunFact):
     duration_seconds: float = Field(ge=0)
 
 
+class RunRetrying(RunFact):
+    """An attempt failed in a way the run's retry policy covers: the run goes back to the queue."""
+
+    attempt: int = Field(ge=2, description="The attempt that comes next")
+    reason: Reason
+    retry_at: datetime
+
+
 class RunFailed(RunFact):
     exit_code: int | None = None
+    failure: FailureKind | None = None
     reason: Reason
     duration_seconds: float | None = Field(default=None, ge=0)
 

@@ -12,9 +12,10 @@ from collections import Counter, defaultdict, deque
 import structlog
 
 from events import subjects as s
-from events.envelope import derived_id, new_event
+from events.envelope import new_event, utcnow
 from events.payloads.run import RunPending
 from handlers.context import HandlerContext, RunLimits
+from handlers.jobs.ids import attempt_fact_id
 from schemas.run import RunDocument, RunState
 
 log = structlog.get_logger("gxwf.jobs.dispatch")
@@ -54,19 +55,30 @@ async def dispatch_once(ctx: HandlerContext) -> int:
     active = Counter(run.consumer_id for run in active_runs)
     if sum(active.values()) >= ctx.limits.per_site:
         return 0
-    queued = await ctx.store.find(
-        RunDocument, states=[RunState.QUEUED], limit=10_000, oldest_first=True, site=compute.site
-    )
+    now = utcnow()
+    queued = [
+        run
+        for run in await ctx.store.find(
+            RunDocument, states=[RunState.QUEUED], limit=10_000, oldest_first=True, site=compute.site
+        )
+        if run.not_before is None or run.not_before <= now  # a retry waits out its backoff
+    ]
     admitted = 0
     for run in pick_fair(queued, active, ctx.limits):
-        pending_id = derived_id(run.id, s.RUN_PENDING)
+        pending_id = attempt_fact_id(run.id, s.RUN_PENDING, run.attempt)
         result = await ctx.store.transition(RunDocument, run.id, RunState.PENDING, event_id=pending_id)
         if not result.settled:
             continue  # stopped while queued
         await ctx.events.publish(
             new_event(
                 s.RUN_PENDING,
-                RunPending(run_id=run.id, consumer_id=run.consumer_id, backend=compute.name, site=compute.site),
+                RunPending(
+                    run_id=run.id,
+                    consumer_id=run.consumer_id,
+                    backend=compute.name,
+                    site=compute.site,
+                    attempt=run.attempt,
+                ),
                 id_=pending_id,
                 subject=run.id,
                 correlationid=run.id,

@@ -7,9 +7,10 @@ from typing import Any
 import structlog
 
 from events import subjects as s
-from events.envelope import Envelope, derived_id, new_event
+from events.envelope import Envelope, new_event
 from events.payloads.run import RunPending, RunRunning, RunSpec
 from handlers.context import HandlerContext
+from handlers.jobs.ids import attempt_fact_id
 from schemas.run import RunDocument, RunState
 
 log = structlog.get_logger("gxwf.jobs")
@@ -23,11 +24,11 @@ async def on_run_pending(event: Envelope[Any], ctx: HandlerContext) -> None:
     if run is None or run.state != RunState.PENDING or run.stop_requested:
         # Already running or finished (a redelivery), stopped while waiting, or unknown: nothing to start.
         return
-    if pending.site != compute.site:
+    if pending.site != compute.site or pending.attempt != run.attempt:
         return
     await ctx.faults.reach("jobs.before_start")
     parameters = {name: _env_value(value) for name, value in run.parameters.items()}
-    handle = await compute.start(run.id, RunSpec.model_validate(run.spec), parameters)
+    handle = await compute.start(run.id, RunSpec.model_validate(run.spec), parameters, attempt=run.attempt)
     await ctx.faults.reach("jobs.after_start")
     current = await ctx.store.get(RunDocument, run.id)
     if current is not None and current.stop_requested:
@@ -37,8 +38,10 @@ async def on_run_pending(event: Envelope[Any], ctx: HandlerContext) -> None:
     await ctx.events.publish(
         new_event(
             s.RUN_RUNNING,
-            RunRunning(run_id=run.id, consumer_id=run.consumer_id, backend=compute.name, handle=handle),
-            id_=derived_id(run.id, s.RUN_RUNNING),
+            RunRunning(
+                run_id=run.id, consumer_id=run.consumer_id, backend=compute.name, handle=handle, attempt=run.attempt
+            ),
+            id_=attempt_fact_id(run.id, s.RUN_RUNNING, run.attempt),
             subject=run.id,
             correlationid=run.id,
             causationid=event.id,

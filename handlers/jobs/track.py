@@ -8,7 +8,7 @@ import structlog
 
 from events import subjects as s
 from events.envelope import Envelope
-from events.payloads.run import RunFailed, RunRunning, RunStopped, RunTimedOut
+from events.payloads.run import RunFailed, RunRetrying, RunRunning, RunStopped, RunTimedOut
 from handlers.context import HandlerContext
 from ports.store import Outcome
 from schemas.run import RunDocument, RunState
@@ -21,6 +21,7 @@ _TARGET = {
     s.RUN_FAILED: RunState.FAILED,
     s.RUN_STOPPED: RunState.STOPPED,
     s.RUN_TIMED_OUT: RunState.TIMED_OUT,
+    s.RUN_RETRYING: RunState.QUEUED,
 }
 
 
@@ -37,6 +38,9 @@ async def on_run_fact(event: Envelope[Any], ctx: HandlerContext) -> None:
             reason = fact.reason
         case RunStopped():
             reason = fact.reason
+        case RunRetrying():
+            fields.update(attempt=fact.attempt, not_before=fact.retry_at)
+            reason = f"attempt {fact.attempt - 1} failed ({fact.reason}); attempt {fact.attempt} queued"
         case RunTimedOut():
             reason = f"{fact.phase} longer than {fact.limit_seconds:g}s"
     if target is RunState.SUCCEEDED:

@@ -7,13 +7,16 @@ workload is gone, and neither phase lasts longer than its time limit.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import structlog
 
 from events import subjects as s
-from events.envelope import derived_id, new_event, utcnow
+from events.envelope import new_event, utcnow
 from events.payloads.common import Payload
-from events.payloads.run import RunFailed, RunStopped, RunSucceeded, RunTimedOut
+from events.payloads.run import RetryPolicy, RunFailed, RunRetrying, RunStopped, RunSucceeded, RunTimedOut
 from handlers.context import HandlerContext
+from handlers.jobs.ids import attempt_fact_id
 from ports.compute import WorkloadPhase, WorkloadStatus
 from schemas.run import RunDocument, RunState
 
@@ -35,16 +38,42 @@ def _judge_running(run: RunDocument, status: WorkloadStatus, elapsed: float) -> 
         return s.RUN_STOPPED, RunStopped(**ids, reason=run.stop_requested)
     if status.phase is WorkloadPhase.EXITED and status.exit_code == 0:
         return s.RUN_SUCCEEDED, RunSucceeded(**ids, duration_seconds=elapsed)
-    if status.phase is WorkloadPhase.EXITED:
-        reason = status.detail or f"exit status {status.exit_code}"
-        return s.RUN_FAILED, RunFailed(**ids, exit_code=status.exit_code, reason=reason, duration_seconds=elapsed)
-    if status.phase is WorkloadPhase.MISSING:
-        reason = status.detail or "workload vanished without an exit status"
-        return s.RUN_FAILED, RunFailed(**ids, reason=reason, duration_seconds=elapsed)
+    if status.phase in (WorkloadPhase.EXITED, WorkloadPhase.MISSING):
+        if status.phase is WorkloadPhase.EXITED:
+            reason = status.detail or f"exit status {status.exit_code}"
+        else:
+            reason = status.detail or "workload vanished without an exit status"
+        retry = _retry(run, status, reason)
+        if retry is not None:
+            return s.RUN_RETRYING, retry
+        failed = RunFailed(
+            **ids, exit_code=status.exit_code, failure=status.failure, reason=reason, duration_seconds=elapsed
+        )
+        return s.RUN_FAILED, failed
     limit = float(run.spec.get("timeout_seconds") or 0)
     if limit and elapsed > limit:
         return s.RUN_TIMED_OUT, RunTimedOut(**ids, phase="running", limit_seconds=limit)
     return None
+
+
+def _retry(run: RunDocument, status: WorkloadStatus, reason: str) -> RunRetrying | None:
+    """The next attempt, when the run's retry policy covers this failure and attempts are left."""
+    policy = RetryPolicy.model_validate(run.spec.get("retry") or {})
+    if run.attempt > policy.limit:
+        return None
+    covered = status.failure in policy.on or (
+        status.failure == "exit_code" and status.exit_code is not None and status.exit_code in policy.exit_codes
+    )
+    if not covered:
+        return None
+    delay = policy.backoff_seconds * 2 ** (run.attempt - 1)
+    return RunRetrying(
+        run_id=run.id,
+        consumer_id=run.consumer_id,
+        attempt=run.attempt + 1,
+        reason=reason,
+        retry_at=utcnow() + timedelta(seconds=delay),
+    )
 
 
 async def reconcile_once(ctx: HandlerContext, *, limit: int = 500) -> int:
@@ -63,7 +92,7 @@ async def reconcile_once(ctx: HandlerContext, *, limit: int = 500) -> int:
         verdict: tuple[str, Payload] | None = None
         if run.state == RunState.RUNNING:
             elapsed = max(now - _entered(run, RunState.RUNNING, now), 0.0)
-            verdict = _judge_running(run, await compute.status(run.id), elapsed)
+            verdict = _judge_running(run, await compute.status(run.id, attempt=run.attempt), elapsed)
         else:
             # Pending: the start handler is on it. Only a start that never happens in time is ours to end
             # (its event dead-lettered, the backend refusing it, an image that never pulls).
@@ -85,7 +114,7 @@ async def reconcile_once(ctx: HandlerContext, *, limit: int = 500) -> int:
             new_event(
                 subject,
                 fact,
-                id_=derived_id(run.id, subject),
+                id_=attempt_fact_id(run.id, subject, run.attempt),
                 subject=run.id,
                 correlationid=run.id,
                 causationid=run.history[-1].event_id if run.history else None,

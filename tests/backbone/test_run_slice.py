@@ -89,12 +89,11 @@ async def test_a_workload_that_vanishes_is_failed_not_left_running(
     assert service.bus is not None
     await service.bus.publish(new_event(s.RUN_REQUESTED, request("r-lost", ["/bin/sh", "-c", "sleep 30"])))
     await eventually(lambda: _state_is(store, "r-lost", RunState.RUNNING))
-    run_dir = service.compute.run_dir("r-lost")
     # Kill the workload behind the backend's back: no exit status is ever written.
     import os
     import signal
 
-    pgid = int((run_dir / "pgid").read_text())
+    pgid = int((service.compute.attempt_dir("r-lost", 1) / "pgid").read_text())
     os.killpg(pgid, signal.SIGKILL)
     doc = await eventually(lambda: finished(store, "r-lost"))
 
