@@ -133,8 +133,7 @@ class KubeApi(kmock.KubernetesEmulator):
         self.resources.load_bundled()
         self.catalog = Catalog(self.resources)
         self.store = Store(self.objects, change_limit=self.change_limit)
-        validator = _kubernetes_validator(self.validate_version) if self.validate_version else None
-        self.registry = Registry(self.store, self.catalog, validator)
+        self.registry = Registry(self.store, self.catalog)
         self.collector = Collector(self.registry, self.gc_delay)
         # One notch above kmock's own fallbacks, below any reaction a test adds.
         (self.fallback**1)[self._is_ours] << self._claim
@@ -142,6 +141,8 @@ class KubeApi(kmock.KubernetesEmulator):
         ns_type = self.catalog.lookup("namespaces")
         for name in SYSTEM_NAMESPACES:
             self.registry.create(ns_type, None, {"metadata": {"name": name}})
+        if self.validate_version:
+            self.registry.validator = _kubernetes_validator(self.validate_version)
 
     async def __aenter__(self) -> KubeApi:
         await super().__aenter__()

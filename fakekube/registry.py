@@ -244,10 +244,12 @@ class Registry:
         if _comparable(new) == _comparable(old):
             return old
         metadata = new.setdefault("metadata", {})
+        if metadata.get("finalizers") == []:
+            del metadata["finalizers"]
         if "generation" in meta(old) and _spec_of(new) != _spec_of(old):
             metadata["generation"] = meta(old)["generation"] + 1
         key = self.key(rtype, meta(old).get("namespace"), meta(old)["name"])
-        if metadata.get("deletionTimestamp") and not metadata.get("finalizers") and not _namespace_pending(rtype, new):
+        if metadata.get("deletionTimestamp") and not metadata.get("finalizers") and not _still_stopping(rtype, new):
             self.store.commit(key, rtype, new)
             gone = self.store.remove(key, rtype)
             assert gone is not None
@@ -385,5 +387,10 @@ def _drop_empty_finalizers(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def _namespace_pending(rtype: ResourceType, obj: dict[str, Any]) -> bool:
-    return rtype.key == ("", "namespaces") and bool((obj.get("spec") or {}).get("finalizers"))
+def _still_stopping(rtype: ResourceType, obj: dict[str, Any]) -> bool:
+    """A namespace waits for its content; a pod in its grace period waits for the kubelet's final delete."""
+    if rtype.key == ("", "namespaces"):
+        return bool((obj.get("spec") or {}).get("finalizers"))
+    if rtype.key == ("", "pods"):
+        return bool(meta(obj).get("deletionGracePeriodSeconds"))
+    return False

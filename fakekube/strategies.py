@@ -242,13 +242,13 @@ def _workload(obj: dict[str, Any]) -> None:
             [("spec.template.metadata.labels", "Invalid value: `selector` does not match template `labels`")],
         )
     spec.setdefault("replicas", 1)
-    spec.setdefault("revisionHistoryLimit", 10)
     _pod_template_defaults(spec.setdefault("template", {}))
 
 
 def _deployment(obj: dict[str, Any]) -> None:
     _workload(obj)
     spec = obj["spec"]
+    spec.setdefault("revisionHistoryLimit", 10)
     spec.setdefault(
         "strategy", {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}
     )

@@ -24,6 +24,7 @@ from fakekube.store import now
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
 TERMINAL = ("Succeeded", "Failed")
+_COMPLETE = "Reached expected number of succeeded pods"
 
 
 class WorkQueue:
@@ -100,16 +101,12 @@ def _ready(pod: dict[str, Any]) -> bool:
     )
 
 
-def _condition(kind: str, status: str, reason: str, message: str) -> dict[str, Any]:
+def _condition(kind: str, status: str, reason: str, message: str, *stamps: str) -> dict[str, Any]:
+    """A condition with the timestamps its kind has: Jobs probe, Deployments update, ReplicaSets neither."""
     stamp = now()
-    return {
-        "type": kind,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastProbeTime": stamp,
-        "lastTransitionTime": stamp,
-    }
+    condition = {"type": kind, "status": status, "reason": reason, "message": message, "lastTransitionTime": stamp}
+    condition.update({name: stamp for name in stamps})
+    return condition
 
 
 def _age(stamp: str | None) -> float:
@@ -241,10 +238,8 @@ class JobController:
             patch.update(
                 completionTime=now(),
                 conditions=[
-                    _condition(
-                        "SuccessCriteriaMet", "True", "CompletionsReached", "Reached expected number of succeeded pods"
-                    ),
-                    _condition("Complete", "True", "CompletionsReached", "Reached expected number of succeeded pods"),
+                    _condition("SuccessCriteriaMet", "True", "CompletionsReached", _COMPLETE, "lastProbeTime"),
+                    _condition("Complete", "True", "CompletionsReached", _COMPLETE, "lastProbeTime"),
                 ],
             )
         elif failed > spec.get("backoffLimit", 6):
@@ -298,7 +293,10 @@ class JobController:
 
 
 def _failed(reason: str, message: str) -> list[dict[str, Any]]:
-    return [_condition("FailureTarget", "True", reason, message), _condition("Failed", "True", reason, message)]
+    return [
+        _condition("FailureTarget", "True", reason, message, "lastProbeTime"),
+        _condition("Failed", "True", reason, message, "lastProbeTime"),
+    ]
 
 
 class ReplicaSetController:
@@ -433,10 +431,20 @@ class DeploymentController:
         rs_name = current["metadata"]["name"]
         available = ready >= replicas
         conditions = [
-            _condition("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.")
+            _condition(
+                "Available",
+                "True",
+                "MinimumReplicasAvailable",
+                "Deployment has minimum availability.",
+                "lastUpdateTime",
+            )
             if available
             else _condition(
-                "Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability."
+                "Available",
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.",
+                "lastUpdateTime",
             )
         ]
         deadline = spec.get("progressDeadlineSeconds", 600) * self.time_scale
@@ -448,6 +456,7 @@ class DeploymentController:
                     "True",
                     "NewReplicaSetAvailable",
                     f'ReplicaSet "{rs_name}" has successfully progressed.',
+                    "lastUpdateTime",
                 )
             )
         elif since >= deadline:
@@ -457,16 +466,23 @@ class DeploymentController:
                     "False",
                     "ProgressDeadlineExceeded",
                     f'ReplicaSet "{rs_name}" has timed out progressing.',
+                    "lastUpdateTime",
                 )
             )
         else:
             conditions.append(
-                _condition("Progressing", "True", "ReplicaSetUpdated", f'ReplicaSet "{rs_name}" is progressing.')
+                _condition(
+                    "Progressing",
+                    "True",
+                    "ReplicaSetUpdated",
+                    f'ReplicaSet "{rs_name}" is progressing.',
+                    "lastUpdateTime",
+                )
             )
             self.queue.add(_key(deployment), deadline - since + 0.01)
         for condition in status.get("conditions") or []:
             if condition.get("type") == "ReplicaFailure":
-                conditions.append(condition)
+                conditions.append({**condition, "lastUpdateTime": condition.get("lastTransitionTime")})
         body = {
             "observedGeneration": deployment["metadata"].get("generation", 1),
             "replicas": total,
