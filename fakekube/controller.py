@@ -19,7 +19,7 @@ from typing import Any
 
 from fakekube.client import Client, ClientError, Informer, path
 from fakekube.kubelet import Kubelet, NodeSpec, Scheduler, default_nodes
-from fakekube.scenarios import Plan, Scenario, from_annotations, parse_sequence
+from fakekube.scenarios import Plan, Scenario, from_annotations, parse_sequence, tuned
 from fakekube.workloads import DeploymentController, JobController, ReplicaSetController
 
 
@@ -103,11 +103,12 @@ class FakeController:
         uid = pod["metadata"]["uid"]
         scenario = self._scenarios.get(uid)
         if scenario is None:
-            scenario = from_annotations(pod["metadata"].get("annotations") or {})
+            annotations = pod["metadata"].get("annotations") or {}
+            scenario = from_annotations(annotations)
             if scenario is None:
                 plan = next((p for p in self.plans if p.matches(pod)), None)
                 scenario = plan.take() if plan is not None else Scenario()
-            self._scenarios[uid] = scenario
+            scenario = self._scenarios[uid] = tuned(scenario, annotations)
         return scenario
 
     # --- acting on running pods

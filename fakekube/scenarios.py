@@ -83,12 +83,13 @@ def tuned(scenario: Scenario, annotations: Mapping[str, str]) -> Scenario:
 
 
 def from_annotations(annotations: Mapping[str, str]) -> Scenario | None:
+    """The scenario the pod's own annotation names for its attempt (untuned), or None."""
     text = annotations.get(SCENARIO)
     if not text:
-        return tuned(Scenario(), annotations) if any(k.startswith(PREFIX) for k in annotations) else None
+        return None
     sequence = parse_sequence(text)
     attempt = int(annotations.get(ATTEMPT, "0"))
-    return tuned(sequence[min(attempt, len(sequence) - 1)], annotations)
+    return sequence[min(attempt, len(sequence) - 1)]
 
 
 @dataclass
