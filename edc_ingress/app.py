@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edc_ingress import normalise
+from edc_ingress.access import add_access_route
 from edc_ingress.auth import Authenticator
 from edc_ingress.body import parse_object, read_limited, require_json
 from edc_ingress.problems import Problem, invalid
@@ -229,6 +230,8 @@ def create_app(ingress: Ingress) -> FastAPI:
         for warning in result.warnings:
             log.warning("callback kept raw only", connector=connector.name, warning=warning)
         return _accepted(result.events, result.warnings)
+
+    add_access_route(app, ingress.auth, ingress.store)
 
     @app.get("/healthz", summary="The process answers")
     async def healthz() -> dict[str, str]:

@@ -16,8 +16,12 @@ from typing import Any
 import nats
 import structlog
 
+from adapters.edc_client import HttpEdcClient
 from adapters.faults import ConfiguredFaults
 from adapters.local_compute import LocalProcessBackend
+from adapters.local_deployments import LocalDeploymentBackend
+from adapters.mongo_assets import MongoAssetCatalogue
+from adapters.mongo_call_log import MongoEdcCallLog
 from adapters.mongo_leases import MongoLeases
 from adapters.mongo_store import MongoStateStore
 from adapters.s3_objects import S3ObjectStore
@@ -25,11 +29,14 @@ from events.bus import Bus
 from events.delivery import DeliveryPolicy
 from events.envelope import Envelope
 from events.streams import StreamSettings, ensure_streams
+from gxwf.definitions import load_sites
 from gxwf.settings import Settings
 from handlers.context import HandlerContext, RunLimits
 from handlers.jobs.dispatch import dispatch_once
 from handlers.jobs.watch import reconcile_once
 from handlers.subscriptions import HandlerFn, for_groups
+from ports.deployments import DeploymentBackend
+from schemas.connectors import ConnectorRegistry
 
 log = structlog.get_logger("gxwf.runtime")
 
@@ -100,11 +107,30 @@ async def prepare_streams(nats_url: str, settings: Settings) -> None:
 class HandlerService:
     """Handlers of the chosen groups as durable subscribers in this process, plus the jobs watcher."""
 
-    def __init__(self, settings: Settings, endpoints: Endpoints, groups: Iterable[str] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        endpoints: Endpoints,
+        groups: Iterable[str] | None = None,
+        *,
+        connectors: ConnectorRegistry | None = None,
+        edc_backoff: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0, 5.0),
+    ) -> None:
         self.settings = settings
         self.endpoints = endpoints
         self.groups = set(groups) if groups else None
         self.store = MongoStateStore.connect(endpoints.mongo, settings.mongo_database)
+        self.assets = MongoAssetCatalogue(self.store.db)
+        self.sites = tuple(load_sites(settings.sites_file).sites)
+        self.deployments: dict[str, DeploymentBackend] = {
+            "local": LocalDeploymentBackend(settings.state_dir / "consumers", settings.workflow_api_url)
+        }
+        # Without a connector the provisioning handlers cannot learn consumers or answer EDC.
+        self.edc = (
+            HttpEdcClient(connectors, MongoEdcCallLog(self.store.db), backoff=edc_backoff, attempts=len(edc_backoff))
+            if connectors is not None
+            else None
+        )
         self.compute = LocalProcessBackend(settings.state_dir / "runs")
         self.objects = S3ObjectStore(
             endpoints.s3,
@@ -119,6 +145,7 @@ class HandlerService:
 
     async def start(self) -> None:
         await self.store.ensure_indexes()
+        await self.assets.ensure_indexes()
         await self.objects.ensure_bucket()
         await prepare_streams(self.endpoints.nats, self.settings)
         bus = Bus(self.endpoints.nats, delivery_policy(self.settings))
@@ -131,6 +158,11 @@ class HandlerService:
             leases=MongoLeases(self.store.db),
             limits=RunLimits(per_consumer=self.settings.runs_per_consumer, per_site=self.settings.runs_per_site),
             holder=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
+            edc=self.edc,
+            assets=self.assets,
+            deployments=self.deployments,
+            sites=self.sites,
+            deploy_timeout=self.settings.deploy_timeout_seconds,
         )
         wire(bus, self.groups, ctx)
         await bus.broker.start()
@@ -174,6 +206,8 @@ class HandlerService:
                 await task
         if self.bus is not None:
             await self.bus.broker.stop()
+        if self.edc is not None:
+            await self.edc.close()
         await self.store.close()
         await self.objects.close()
 

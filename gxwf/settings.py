@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     runs_per_consumer: int = Field(default=4, ge=1, le=10_000)
     runs_per_site: int = Field(default=16, ge=1, le=100_000)
 
+    # Compute sites (deploy/sites.example.yaml); unset: this machine as the one local site.
+    sites_file: Path | None = None
+    # Where the shared WorkflowApi answers consumers whose deployment is on a local site.
+    workflow_api_url: str = Field(default="http://127.0.0.1:8490", pattern=r"^https?://\S+$")
+    deploy_timeout_seconds: float = Field(default=20.0, gt=0)
+
     # Comma separated NAME=sleep:SECONDS or NAME=raise; empty in production.
     fault_points: str = ""
 

@@ -8,7 +8,10 @@ from typing import Any
 
 from events import subjects as s
 from events.envelope import Envelope
+from events.payloads.asset import AssetRegistered, AssetRegistrationFailed
 from events.payloads.common import Payload
+from events.payloads.deployment import DeploymentFailed, DeploymentReady, DeploymentRequested
+from events.payloads.edc import EdcDeprovisionRequested, EdcProvisionRequested, EdcTransferEvent
 from events.payloads.run import (
     RunFailed,
     RunPending,
@@ -20,8 +23,11 @@ from events.payloads.run import (
     RunSucceeded,
     RunTimedOut,
 )
+from handlers.assets import register
 from handlers.context import HandlerContext
+from handlers.deployment import deploy
 from handlers.jobs import start, stop, submit, track
+from handlers.provisioning import grant, request, teardown
 from handlers.results import publish
 
 HandlerFn = Callable[[Envelope[Any], HandlerContext], Awaitable[None]]
@@ -37,6 +43,64 @@ class Subscription:
 
 
 SUBSCRIPTIONS: tuple[Subscription, ...] = (
+    Subscription(
+        "provisioning",
+        "provisioning-requested",
+        s.EDC_PROVISION_REQUESTED,
+        EdcProvisionRequested,
+        request.on_provision_requested,
+    ),
+    Subscription(
+        "provisioning",
+        "provisioning-deprovision-requested",
+        s.EDC_DEPROVISION_REQUESTED,
+        EdcDeprovisionRequested,
+        teardown.on_deprovision_requested,
+    ),
+    Subscription(
+        "provisioning",
+        "provisioning-transfer-completed",
+        s.EDC_TRANSFER_COMPLETED,
+        EdcTransferEvent,
+        teardown.on_transfer_ended,
+    ),
+    Subscription(
+        "provisioning",
+        "provisioning-transfer-terminated",
+        s.EDC_TRANSFER_TERMINATED,
+        EdcTransferEvent,
+        teardown.on_transfer_ended,
+    ),
+    Subscription(
+        "provisioning", "provisioning-deployment-ready", s.DEPLOYMENT_READY, DeploymentReady, grant.on_deployment_ready
+    ),
+    Subscription(
+        "provisioning",
+        "provisioning-deployment-failed",
+        s.DEPLOYMENT_FAILED,
+        DeploymentFailed,
+        grant.on_deployment_failed,
+    ),
+    Subscription(
+        "provisioning", "provisioning-asset-registered", s.ASSET_REGISTERED, AssetRegistered, grant.on_asset_registered
+    ),
+    Subscription(
+        "provisioning",
+        "provisioning-asset-failed",
+        s.ASSET_REGISTRATION_FAILED,
+        AssetRegistrationFailed,
+        grant.on_asset_registration_failed,
+    ),
+    Subscription(
+        "deployment",
+        "deployment-requested",
+        s.DEPLOYMENT_REQUESTED,
+        DeploymentRequested,
+        deploy.on_deployment_requested,
+    ),
+    Subscription(
+        "assets", "assets-deployment-ready", s.DEPLOYMENT_READY, DeploymentReady, register.on_deployment_ready
+    ),
     Subscription("jobs", "jobs-run-requested", s.RUN_REQUESTED, RunRequested, submit.on_run_requested),
     Subscription("jobs", "jobs-start-pending", s.RUN_PENDING, RunPending, start.on_run_pending),
     Subscription("jobs", "jobs-stop-requested", s.RUN_STOP_REQUESTED, RunStopRequested, stop.on_stop_requested),

@@ -52,6 +52,17 @@ class ProvisionDocument(StatefulDocument):
     callback_address: str | None = None
     deprovision_requested: bool = False
     reason: str | None = None
+    # How to answer the connector, in the generation of its provision request (ports.edc.ProvisionTarget).
+    target: dict[str, Any] | None = None
+    # The contract agreement of the transfer: known only once its negotiation is finalized.
+    agreement_id: str | None = None
+    edc_asset_id: str | None = None
+    asset_version: int | None = None
+    deployment_id: str | None = None
+    failed_step: str | None = None
+    # A deprovision request (not just the transfer's end) arrived: the connector waits for our callback.
+    deprovision_callback: dict[str, Any] | None = None
+    deprovision_reason: str | None = None
 
 
 class DeploymentState(StrEnum):
@@ -84,10 +95,14 @@ class DeploymentDocument(StatefulDocument):
 
     transfer_process_id: str
     consumer_id: str
+    asset_id: str | None = None
+    asset_version: int | None = None
     site: str | None = None
     backend: str | None = None
     workflow_api_url: str | None = None
     reason: str | None = None
+    # WorkflowAsset versions the consumer's WorkflowApi offers, as {asset_id, version}.
+    registered_assets: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class AccessState(StrEnum):

@@ -1,0 +1,51 @@
+"""A provisioning that cannot succeed ends failed, with its reason, an event, and the connector told."""
+
+from __future__ import annotations
+
+import structlog
+
+from events import subjects as s
+from events.envelope import derived_id, new_event
+from events.payloads.consumer import ConsumerProvisioningFailed
+from handlers.context import HandlerContext
+from handlers.provisioning.common import SOURCE, target_from_store
+from handlers.provisioning.teardown import _tell_deprovisioned, release, teardown_if_due
+from schemas.provisioning import ProvisionDocument, ProvisionState
+
+log = structlog.get_logger("gxwf.provisioning")
+
+
+async def fail_provision(tp: str, ctx: HandlerContext, *, step: str, reason: str, cause: str) -> None:
+    """`step`: negotiation, asset, deployment or callback."""
+    failed = await ctx.store.transition(
+        ProvisionDocument,
+        tp,
+        ProvisionState.FAILED,
+        event_id=cause,
+        reason=reason,
+        fields={"failed_step": step, "reason": reason},
+    )
+    if not failed.settled:
+        return
+    doc = await ctx.store.get(ProvisionDocument, tp)
+    if doc is None:
+        return
+    log.warning("provisioning failed", transfer=tp, step=step, reason=reason)
+    await release(doc, ctx, derived_id(tp, "failed"), reason)
+    await ctx.events.publish(
+        new_event(
+            s.CONSUMER_PROVISIONING_FAILED,
+            ConsumerProvisioningFailed(transfer_process_id=tp, consumer_id=doc.consumer_id, step=step, reason=reason),
+            id_=derived_id(tp, s.CONSUMER_PROVISIONING_FAILED),
+            subject=tp,
+            correlationid=tp,
+            causationid=cause,
+            source=SOURCE,
+        )
+    )
+    target = target_from_store(doc.target)
+    if target is not None:
+        # Neither provisioner generation has a failure answer to a provision request; the deprovision
+        # answer with its error set is the one that ends the connector's wait with our reason.
+        await _tell_deprovisioned(ctx, target, error=f"{step}: {reason}")
+    await teardown_if_due(tp, ctx)

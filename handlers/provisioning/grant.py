@@ -1,0 +1,110 @@
+"""The provisioning's second half: deployment ready -> asset registered -> access stored and sent to EDC."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+
+import structlog
+
+from events import subjects as s
+from events.envelope import Envelope, derived_id, new_event
+from events.payloads.access import AccessGranted
+from events.payloads.asset import AssetRegistered, AssetRegistrationFailed
+from events.payloads.deployment import DeploymentFailed, DeploymentReady
+from handlers.context import HandlerContext
+from handlers.provisioning.common import SOURCE, target_from_store
+from handlers.provisioning.failure import fail_provision
+from handlers.provisioning.teardown import teardown_if_due
+from ports.edc import AccessAddress, EdcError
+from schemas.provisioning import (
+    AccessGrantDocument,
+    AccessState,
+    DeploymentDocument,
+    ProvisionDocument,
+    ProvisionState,
+)
+
+log = structlog.get_logger("gxwf.provisioning")
+
+
+async def on_deployment_ready(event: Envelope[Any], ctx: HandlerContext) -> None:
+    ready: DeploymentReady = event.data
+    await ctx.store.transition(
+        ProvisionDocument, ready.transfer_process_id, ProvisionState.REGISTERING, event_id=event.id
+    )
+
+
+async def on_deployment_failed(event: Envelope[Any], ctx: HandlerContext) -> None:
+    failed: DeploymentFailed = event.data
+    await fail_provision(failed.transfer_process_id, ctx, step="deployment", reason=failed.reason, cause=event.id)
+
+
+async def on_asset_registration_failed(event: Envelope[Any], ctx: HandlerContext) -> None:
+    failed: AssetRegistrationFailed = event.data
+    await fail_provision(failed.transfer_process_id, ctx, step="asset", reason=failed.reason, cause=event.id)
+
+
+async def on_asset_registered(event: Envelope[Any], ctx: HandlerContext) -> None:
+    registered: AssetRegistered = event.data
+    tp = registered.transfer_process_id
+    doc = await ctx.store.get(ProvisionDocument, tp)
+    if doc is None:
+        return
+    if doc.state == ProvisionState.DEPLOYING:
+        # The assets handler was quicker than our own reading of deployment.ready: registered implies ready.
+        await ctx.store.transition(ProvisionDocument, tp, ProvisionState.REGISTERING, event_id=event.id)
+    moved = await ctx.store.transition(ProvisionDocument, tp, ProvisionState.GRANTING, event_id=event.id)
+    if moved.state != ProvisionState.GRANTING:
+        return
+    dep = await ctx.store.get(DeploymentDocument, registered.deployment_id)
+    target = target_from_store(doc.target)
+    if dep is None or dep.workflow_api_url is None or target is None or doc.consumer_id is None:
+        await fail_provision(tp, ctx, step="callback", reason="deployment or callback address missing", cause=event.id)
+        return
+    # A fresh token on every attempt: one that never reached the connector is worth nothing, and only its
+    # hash is kept, so a redelivered event could not resend the old one anyway.
+    token = secrets.token_urlsafe(32)
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    grant = AccessGrantDocument(
+        id=tp,
+        state=AccessState.ACTIVE,
+        transfer_process_id=tp,
+        consumer_id=doc.consumer_id,
+        token_sha256=digest,
+        workflow_api_url=dep.workflow_api_url,
+        asset_ids=[registered.asset_id],
+    )
+    if not await ctx.store.create(grant, event_id=event.id):
+        await ctx.store.set_fields(AccessGrantDocument, tp, {"token_sha256": digest})
+    access = AccessAddress(
+        base_url=dep.workflow_api_url,
+        auth_code=f"Bearer {token}",
+        extra={"consumerId": doc.consumer_id, "assetId": registered.asset_id},
+    )
+    try:
+        await ctx.require_edc().provisioned(target, access, resource_name=f"gxwf-{tp}")
+    except EdcError as error:
+        await fail_provision(tp, ctx, step="callback", reason=str(error), cause=event.id)
+        return
+    granted = await ctx.store.transition(ProvisionDocument, tp, ProvisionState.GRANTED, event_id=event.id)
+    if granted.settled:
+        await ctx.events.publish(
+            new_event(
+                s.ACCESS_GRANTED,
+                AccessGranted(
+                    transfer_process_id=tp,
+                    consumer_id=doc.consumer_id,
+                    workflow_api_url=dep.workflow_api_url,
+                    token_fingerprint=digest[:8],
+                ),
+                id_=derived_id(tp, s.ACCESS_GRANTED),
+                subject=tp,
+                correlationid=tp,
+                causationid=event.id,
+                source=SOURCE,
+            )
+        )
+        log.info("access granted", transfer=tp, consumer=doc.consumer_id)
+    await teardown_if_due(tp, ctx)

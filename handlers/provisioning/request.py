@@ -1,0 +1,114 @@
+"""edc.provision.requested: learn who the consumer is and which WorkflowAsset it bought, then deploy.
+
+The request is handled once per transfer process: a re-sent copy finds the provision document and stops.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from events import subjects as s
+from events.envelope import Envelope, derived_id, new_event
+from events.payloads.deployment import DeploymentRequested
+from events.payloads.edc import EdcProvisionRequested
+from handlers.context import HandlerContext
+from handlers.provisioning.common import SOURCE, deployment_id_for, target_to_store
+from handlers.provisioning.failure import fail_provision
+from ports.edc import AgreementInfo, EdcError, EdcNotFound, ProvisionTarget, TransferProcessInfo
+from schemas.provisioning import ProvisionDocument, ProvisionState
+
+log = structlog.get_logger("gxwf.provisioning")
+
+
+class _Refused(Exception):
+    def __init__(self, step: str, reason: str) -> None:
+        super().__init__(reason)
+        self.step = step
+        self.reason = reason
+
+
+async def on_provision_requested(event: Envelope[Any], ctx: HandlerContext) -> None:
+    request: EdcProvisionRequested = event.data
+    tp = request.transfer_process_id
+    created = await ctx.store.create(
+        ProvisionDocument(
+            id=tp,
+            state=ProvisionState.REQUESTED,
+            connector=request.connector,
+            edc_asset_id=request.asset_id,
+            callback_address=request.callback_address,
+            target=target_to_store(ProvisionTarget.of(request)),
+        ),
+        event_id=event.id,
+    )
+    doc = await ctx.store.get(ProvisionDocument, tp)
+    if doc is None:
+        return
+    if not created and (doc.state != ProvisionState.REQUESTED or doc.history[0].event_id != event.id):
+        # Re-sent (or the deprovisioning overtook it): one provisioning per transfer.
+        log.info("provision request already handled", transfer=tp, state=doc.state)
+        return
+    try:
+        transfer, agreement = await _learn(ctx, request)
+        consumer = agreement.consumer_id
+        if not consumer:
+            raise _Refused("negotiation", f"agreement {agreement.id} names no consumer")
+        edc_asset = request.asset_id or transfer.asset_id or agreement.asset_id
+        if not edc_asset:
+            raise _Refused("asset", "neither the request, the transfer nor the agreement names an asset")
+        asset = await ctx.require_assets().for_edc_asset(edc_asset)
+        if asset is None:
+            raise _Refused("asset", f"unknown EDC asset id {edc_asset!r}: no WorkflowAsset maps to it")
+    except _Refused as refused:
+        await fail_provision(tp, ctx, step=refused.step, reason=refused.reason, cause=event.id)
+        return
+    deployment_id = deployment_id_for(tp)
+    moved = await ctx.store.transition(
+        ProvisionDocument,
+        tp,
+        ProvisionState.DEPLOYING,
+        event_id=event.id,
+        fields={
+            "consumer_id": consumer,
+            "agreement_id": agreement.id,
+            "edc_asset_id": edc_asset,
+            "asset_id": asset.asset_id,
+            "asset_version": asset.version,
+            "deployment_id": deployment_id,
+        },
+    )
+    if not moved.settled:
+        return
+    await ctx.events.publish(
+        new_event(
+            s.DEPLOYMENT_REQUESTED,
+            DeploymentRequested(
+                deployment_id=deployment_id, transfer_process_id=tp, consumer_id=consumer, asset_id=asset.asset_id
+            ),
+            id_=derived_id(tp, s.DEPLOYMENT_REQUESTED),
+            subject=tp,
+            correlationid=tp,
+            causationid=event.id,
+            source=SOURCE,
+        )
+    )
+
+
+async def _learn(ctx: HandlerContext, request: EdcProvisionRequested) -> tuple[TransferProcessInfo, AgreementInfo]:
+    """The transfer and its agreement from the connector's management API. An agreement exists only for a
+    finalized negotiation, so finding it is what allows the provisioning."""
+    edc = ctx.require_edc()
+    tp = request.transfer_process_id
+    try:
+        transfer = await edc.transfer_process(request.connector, tp)
+        if not transfer.contract_id:
+            raise _Refused("negotiation", f"transfer {tp} has no contract agreement")
+        agreement = await edc.contract_agreement(request.connector, transfer.contract_id)
+    except EdcNotFound as error:
+        raise _Refused("negotiation", f"not finalized at the connector: {error}") from None
+    except EdcError as error:
+        # The client retried 5xx and network errors already; what is left will not heal by itself.
+        raise _Refused("negotiation", f"connector's management API: {error}") from None
+    return transfer, agreement

@@ -1,0 +1,119 @@
+"""Compute sites (a config file of named sites) and placement: which site can run an asset."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from schemas.assets import Resources, memory_bytes
+
+SiteName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KubernetesTarget(_Strict):
+    kubeconfig: str | None = Field(default=None, description="Path; None with in_cluster false: ~/.kube/config")
+    context: str | None = None
+    in_cluster: bool = False
+    storage_class: str | None = None
+    gpu_resource_name: str = "nvidia.com/gpu"
+    ingress_class: str | None = Field(default=None, description="Set: the WorkflowApi also gets an Ingress")
+
+
+class Capabilities(_Strict):
+    cpu: float = Field(gt=0, description="Cores one deployment or run may use at most")
+    memory: str = Field(description="Memory one deployment or run may use at most, e.g. 64Gi")
+    gpu: int = Field(default=0, ge=0)
+    gpu_types: list[str] = Field(default_factory=list, description="Empty with gpu > 0: unnamed GPUs")
+    labels: list[str] = Field(default_factory=list, description="Data locality, e.g. dlr-earth-observation")
+
+    @field_validator("memory")
+    @classmethod
+    def _quantity(cls, value: str) -> str:
+        memory_bytes(value)
+        return value
+
+
+class Site(_Strict):
+    name: SiteName
+    description: str = ""
+    backend: Literal["local", "kubernetes"]
+    kubernetes: KubernetesTarget | None = None
+    capabilities: Capabilities
+
+    @model_validator(mode="after")
+    def _target(self) -> Site:
+        if self.backend == "kubernetes" and self.kubernetes is None:
+            raise ValueError(f"site {self.name}: backend kubernetes needs a `kubernetes:` section")
+        return self
+
+    def shortfalls(self, needs: Resources, labels: list[str]) -> list[str]:
+        """Why this site cannot take an asset; empty when it can."""
+        have = self.capabilities
+        missing: list[str] = []
+        if needs.cpu > have.cpu:
+            missing.append(f"{needs.cpu:g} cpu > {have.cpu:g}")
+        if needs.memory_bytes > memory_bytes(have.memory):
+            missing.append(f"memory {needs.memory} > {have.memory}")
+        if needs.gpu > have.gpu:
+            missing.append(f"{needs.gpu} gpu > {have.gpu}")
+        elif needs.gpu and needs.gpu_type and have.gpu_types and needs.gpu_type not in have.gpu_types:
+            missing.append(f"gpu type {needs.gpu_type} not in {', '.join(have.gpu_types)}")
+        absent = [label for label in labels if label not in have.labels]
+        if absent:
+            missing.append(f"data labels {', '.join(absent)} missing")
+        return missing
+
+
+class SitesConfig(_Strict):
+    sites: list[Site] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> SitesConfig:
+        names = [s.name for s in self.sites]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"site names must be unique: {', '.join(repeated)}")
+        return self
+
+
+class NoSiteFits(Exception):
+    """No configured site can take the asset; the message says why for each one."""
+
+
+def place(needs: Resources, labels: list[str], sites: list[Site], available: set[str] | None = None) -> Site:
+    """The fitting site that wastes least: a CPU asset goes to a site without GPUs when one fits, so GPUs
+    stay free for the assets that need them. Ties keep the order of the config file.
+
+    `available`: backends this deployment can drive; a site on another backend does not fit."""
+    reasons: list[str] = []
+    fitting: list[tuple[int, int, Site]] = []
+    for order, site in enumerate(sites):
+        missing = site.shortfalls(needs, labels)
+        if available is not None and site.backend not in available:
+            missing.append(f"backend {site.backend} not enabled here")
+        if missing:
+            reasons.append(f"{site.name}: {'; '.join(missing)}")
+        else:
+            fitting.append((site.capabilities.gpu - needs.gpu, order, site))
+    if not fitting:
+        raise NoSiteFits("no site fits: " + " | ".join(reasons) if reasons else "no site is configured")
+    return min(fitting, key=lambda f: (f[0], f[1]))[2]
+
+
+def local_default(cpu: float, memory: str) -> SitesConfig:
+    """What `gxwf up` uses without a sites file: this machine, no GPU."""
+    return SitesConfig(
+        sites=[
+            Site(
+                name="local",
+                description="this machine",
+                backend="local",
+                capabilities=Capabilities(cpu=cpu, memory=memory),
+            )
+        ]
+    )

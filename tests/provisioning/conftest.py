@@ -1,0 +1,110 @@
+"""A provider's whole provisioning side on the session's servers: a simulated connector, the real ingress, and
+the handlers of every group with the EDC client pointed at the simulator."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+from nats.js import JetStreamContext
+from pydantic import SecretStr
+
+from adapters.mongo_assets import MongoAssetCatalogue
+from adapters.mongo_store import MongoStateStore
+from edc_ingress.service import IngressService
+from edc_ingress.settings import EdcSettings
+from edc_simulator.connector import SimulatedConnector
+from edc_simulator.versions import version
+from gxwf.definitions import load_assets
+from gxwf.runtime import Endpoints, HandlerService
+from gxwf.settings import Settings
+from schemas.connectors import ConnectorRegistry, EdcConnector
+from tests.backbone.conftest import endpoints, js, nc, settings, store
+from tests.edc_fixtures import KEY
+
+if TYPE_CHECKING:
+    from devstack import StackEndpoints
+
+__all__ = ["endpoints", "js", "nc", "settings", "store"]
+
+ASSETS = Path(__file__).parents[2] / "deploy" / "assets"
+CONSUMER = "did:web:consumer.example"
+
+
+@dataclass
+class Provider:
+    """What a test drives: the connector, the ingress (HTTP), the handlers, and the stored state."""
+
+    sim: SimulatedConnector
+    ingress: IngressService
+    http: httpx.AsyncClient
+    handlers: HandlerService
+    store: MongoStateStore
+    catalogue: MongoAssetCatalogue
+    settings: Settings
+
+    async def access(self, tp: str, key: str | None = KEY) -> httpx.Response:
+        return await self.http.get(f"/access/{tp}", headers={"x-api-key": key} if key else {})
+
+
+def registry_for(sim: SimulatedConnector) -> ConnectorRegistry:
+    return ConnectorRegistry(
+        connectors=(
+            EdcConnector(
+                name="default",
+                api_key=SecretStr(KEY),
+                management_url=sim.management_url,
+                management_api_version=sim.version.management_path,
+                management_api_key=SecretStr(sim.management_key),
+            ),
+        )
+    )
+
+
+StartProvider = Callable[..., Awaitable[Provider]]
+
+
+@pytest.fixture
+async def start_provider(
+    stack: StackEndpoints,
+    js: JetStreamContext,
+    settings: Settings,
+    endpoints: Endpoints,
+    store: MongoStateStore,
+) -> AsyncIterator[StartProvider]:
+    started: list[Callable[[], Awaitable[None]]] = []
+
+    async def start(edc_version: str = "0.15", **overrides: object) -> Provider:
+        sim = SimulatedConnector(version(edc_version), ingress_url="http://127.0.0.1:9", api_key=KEY)
+        await sim.start()
+        started.append(sim.stop)
+        registry = registry_for(sim)
+        ingress = IngressService(
+            EdcSettings(_env_file=None),  # type: ignore[call-arg]
+            registry,
+            nats_url=stack.nats,
+            mongo_url=stack.mongo,
+            mongo_database=settings.mongo_database,
+            host="127.0.0.1",
+            port=0,
+        )
+        sim.ingress_url = await ingress.start()
+        started.append(ingress.stop)
+        configured = settings.model_copy(update={"deploy_timeout_seconds": 5.0, **overrides})
+        handlers = HandlerService(configured, endpoints, connectors=registry, edc_backoff=(0.05, 0.1))
+        await handlers.start()
+        started.append(handlers.stop)
+        catalogue = MongoAssetCatalogue(store.db)
+        for definition in load_assets(ASSETS):
+            await catalogue.apply(definition)
+        http = httpx.AsyncClient(base_url=sim.ingress_url, timeout=10)
+        started.append(http.aclose)
+        return Provider(sim, ingress, http, handlers, store, catalogue, configured)
+
+    yield start
+    for stop in reversed(started):
+        await stop()
