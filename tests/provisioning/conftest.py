@@ -17,13 +17,16 @@ from adapters.mongo_assets import MongoAssetCatalogue
 from adapters.mongo_store import MongoStateStore
 from edc_ingress.service import IngressService
 from edc_ingress.settings import EdcSettings
+from edc_simulator import shapes
 from edc_simulator.connector import SimulatedConnector
+from edc_simulator.ledger import Transfer
 from edc_simulator.versions import version
 from gxwf.definitions import load_assets
 from gxwf.runtime import Endpoints, HandlerService
 from gxwf.settings import Settings
 from schemas.connectors import ConnectorRegistry, EdcConnector
-from tests.backbone.conftest import endpoints, js, nc, settings, store
+from schemas.provisioning import ProvisionDocument
+from tests.backbone.conftest import endpoints, eventually, js, nc, settings, store
 from tests.edc_fixtures import KEY
 
 if TYPE_CHECKING:
@@ -49,6 +52,36 @@ class Provider:
 
     async def access(self, tp: str, key: str | None = KEY) -> httpx.Response:
         return await self.http.get(f"/access/{tp}", headers={"x-api-key": key} if key else {})
+
+    async def begin(self, asset_id: str = "shell-count", consumer_id: str = CONSUMER) -> Transfer:
+        """What a provider connector sends first: the finalized negotiation, then the provision request."""
+        transfer = self.sim.ledger.new_transfer(asset_id, consumer_id)
+        await self.sim.send_event(shapes.negotiation_event(self.sim.version, transfer.agreement))
+        transfer.state = "PROVISIONING"
+        response = await self.sim.send_provisioner_request(transfer, "provision")
+        assert response.status_code == 200, response.text
+        return transfer
+
+    async def deprovision(self, transfer: Transfer) -> None:
+        transfer.state = "DEPROVISIONING"
+        response = await self.sim.send_provisioner_request(transfer, "deprovision")
+        assert response.status_code == 200, response.text
+
+    async def transfer_event(self, transfer: Transfer, edc_type: str) -> None:
+        event = shapes.transfer_event(self.sim.version, transfer, edc_type, reason="simulated")
+        response = await self.sim.send_event(event)
+        assert response.status_code == 200, response.text
+
+    async def reaches(self, tp: str, state: str, timeout: float = 15.0) -> ProvisionDocument:
+        async def check() -> ProvisionDocument | None:
+            doc = await self.store.get(ProvisionDocument, tp)
+            return doc if doc is not None and doc.state == state else None
+
+        found: ProvisionDocument = await eventually(check, timeout=timeout)
+        return found
+
+    def callbacks(self, tp: str, action: str) -> list[object]:
+        return [c for c in self.sim.ledger.callbacks if c.transfer_process_id == tp and c.action == action]
 
 
 def registry_for(sim: SimulatedConnector) -> ConnectorRegistry:

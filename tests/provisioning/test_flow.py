@@ -10,12 +10,8 @@ import pytest
 from nats.js import JetStreamContext
 
 from events import subjects as s
-from schemas.provisioning import (
-    AccessGrantDocument,
-    DeploymentDocument,
-    ProvisionDocument,
-)
-from tests.backbone.conftest import eventually, stream_events
+from schemas.provisioning import AccessGrantDocument, DeploymentDocument
+from tests.backbone.conftest import stream_events
 from tests.provisioning.conftest import CONSUMER, StartProvider
 
 
@@ -41,7 +37,7 @@ async def test_provision_request_to_access_granted_and_back(
 
     # ... and, after the transfer completed and the connector asked, everything was torn down.
     assert report.deprovisioned is not None
-    provision = await eventually(lambda: _in(provider, tp, "deprovisioned"))
+    provision = await provider.reaches(tp, "deprovisioned")
     states = [h.to for h in provision.history]
     assert states == ["requested", "deploying", "registering", "granting", "granted", "deprovisioning", "deprovisioned"]
     assert provision.consumer_id == CONSUMER and provision.asset_id == "shell-count" and provision.asset_version == 1
@@ -67,11 +63,3 @@ async def test_provision_request_to_access_granted_and_back(
         assert types[subject] == 1, (subject, types)
     provisioned = [c for c in provider.sim.ledger.callbacks if c.action == "provision"]
     assert len(provisioned) == 1
-
-
-async def _in(provider: object, tp: str, state: str) -> ProvisionDocument | None:
-    from tests.provisioning.conftest import Provider
-
-    assert isinstance(provider, Provider)
-    doc = await provider.store.get(ProvisionDocument, tp)
-    return doc if doc is not None and doc.state == state else None

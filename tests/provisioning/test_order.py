@@ -1,0 +1,88 @@
+"""Re-sent requests, deprovisioning that overtakes provisioning, and a transfer that ends without asking."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from nats.js import JetStreamContext
+
+from events import subjects as s
+from events.envelope import new_event
+from events.payloads.edc import EdcProvisionRequested
+from schemas.provisioning import DeploymentDocument, ProvisionDocument
+from tests.backbone.conftest import stream_events
+from tests.provisioning.conftest import StartProvider
+
+
+async def _counts(js: JetStreamContext) -> Counter[str]:
+    return Counter(e["type"] for e in await stream_events(js, "wf.>", settle=0.2))
+
+
+async def test_a_request_resent_after_the_duplicate_window_provisions_nothing_twice(
+    start_provider: StartProvider, js: JetStreamContext
+) -> None:
+    provider = await start_provider()
+    transfer = await provider.begin()
+    await provider.reaches(transfer.id, "granted")
+    # JetStream dropped copies inside its window; a copy arriving later has a new event id.
+    original = next(e for e in await stream_events(js, s.EDC_PROVISION_REQUESTED))
+    late = EdcProvisionRequested.model_validate(original["data"])
+    assert provider.handlers.bus is not None
+    await provider.handlers.bus.publish(new_event(s.EDC_PROVISION_REQUESTED, late, subject=transfer.id))
+    await provider.sim.send_provisioner_request(transfer, "provision")
+
+    counts = await _counts(js)
+    assert counts[s.DEPLOYMENT_REQUESTED] == 1 and counts[s.ACCESS_GRANTED] == 1, counts
+    assert await provider.store.count(DeploymentDocument) == 1
+    assert len(provider.callbacks(transfer.id, "provision")) == 1
+    assert (await provider.access(transfer.id)).status_code == 200
+
+
+async def test_a_deprovision_during_provisioning_is_honoured_once_it_settles(
+    start_provider: StartProvider, js: JetStreamContext
+) -> None:
+    provider = await start_provider(fault_points="deployment.deploy=sleep:1")
+    transfer = await provider.begin()
+    await provider.reaches(transfer.id, "deploying")
+    await provider.deprovision(transfer)
+
+    doc = await provider.reaches(transfer.id, "deprovisioned")
+    states = [h.to for h in doc.history]
+    assert states[-3:] == ["granted", "deprovisioning", "deprovisioned"], states
+    assert len(provider.callbacks(transfer.id, "provision")) == 1
+    assert len(provider.callbacks(transfer.id, "deprovision")) == 1
+    counts = await _counts(js)
+    assert counts[s.ACCESS_REVOKED] == 1 and counts[s.CONSUMER_DEPROVISIONED] == 1, counts
+
+
+async def test_a_deprovision_before_any_provision_request_leaves_nothing_to_provision(
+    start_provider: StartProvider, js: JetStreamContext
+) -> None:
+    provider = await start_provider()
+    transfer = provider.sim.ledger.new_transfer("shell-count", "did:web:early.example")
+    await provider.deprovision(transfer)
+    await provider.reaches(transfer.id, "deprovisioned")
+    assert len(provider.callbacks(transfer.id, "deprovision")) == 1
+
+    await provider.sim.send_provisioner_request(transfer, "provision")
+    counts = await _counts(js)
+    assert counts[s.DEPLOYMENT_REQUESTED] == 0, counts
+    assert (await provider.store.get(ProvisionDocument, transfer.id)).state == "deprovisioned"  # type: ignore[union-attr]
+
+
+async def test_a_terminated_transfer_is_deprovisioned_without_a_request(
+    start_provider: StartProvider, js: JetStreamContext
+) -> None:
+    provider = await start_provider()
+    transfer = await provider.begin()
+    await provider.reaches(transfer.id, "granted")
+    await provider.transfer_event(transfer, "TransferProcessTerminated")
+
+    doc = await provider.reaches(transfer.id, "deprovisioned")
+    assert doc.history[-1].reason == "transfer terminated: simulated"
+    assert (await provider.access(transfer.id)).json()["errors"] == [{"field": "step", "message": "deprovisioned"}]
+    # Nobody asked, so nobody is answered; a deprovision request arriving now is answered at once.
+    assert provider.callbacks(transfer.id, "deprovision") == []
+    await provider.deprovision(transfer)
+    assert await provider.sim.ledger.wait_for(transfer.id, "deprovision", 10) is not None
+    assert (await _counts(js))[s.CONSUMER_DEPROVISIONED] == 1
