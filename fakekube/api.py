@@ -273,7 +273,14 @@ class KubeApi(kmock.KubernetesEmulator):
                     'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch'
                 )
             obj, created = self.registry.patch(
-                rtype, ns, name, _body(request), content_type, subresource=sub, dry_run=dry_run
+                rtype,
+                ns,
+                name,
+                _body(request),
+                content_type,
+                subresource=sub,
+                field_manager=query.get("fieldManager"),
+                dry_run=dry_run,
             )
             return Reply(201 if created else 200, obj)
         if verb == "delete":

@@ -147,3 +147,37 @@ def apply_patch(content_type: str, target: dict[str, Any], patch: Any) -> dict[s
         raise unsupported_media(content_type)
     assert isinstance(result, dict)
     return result
+
+
+def prune(live: dict[str, Any], previous: dict[str, Any], applied: dict[str, Any]) -> None:
+    """Remove from `live` what the `previous` apply configuration set and the `applied` one no longer does."""
+    for key, old in previous.items():
+        if key in ("apiVersion", "kind"):
+            continue
+        if key not in applied:
+            live.pop(key, None)
+            continue
+        new, current = applied[key], live.get(key)
+        if isinstance(old, dict) and isinstance(new, dict) and isinstance(current, dict):
+            prune(current, old, new)
+        elif isinstance(old, list) and isinstance(new, list) and isinstance(current, list):
+            live[key] = _prune_list(key, current, old, new)
+
+
+def _prune_list(field: str, current: list[Any], old: list[Any], new: list[Any]) -> list[Any]:
+    if field in MERGED_SCALAR_LISTS:
+        return [x for x in current if x in new or x not in old]
+    key = _merge_key(field, old) or _merge_key(field, new)
+    if key is None:
+        return current
+    kept = {item.get(key) for item in new if isinstance(item, dict)}
+    dropped = {item.get(key) for item in old if isinstance(item, dict)} - kept
+    result = [item for item in current if not (isinstance(item, dict) and item.get(key) in dropped)]
+    for item in result:
+        if not isinstance(item, dict):
+            continue
+        before = next((o for o in old if isinstance(o, dict) and o.get(key) == item.get(key)), None)
+        after = next((n for n in new if isinstance(n, dict) and n.get(key) == item.get(key)), None)
+        if before is not None and after is not None:
+            prune(item, before, after)
+    return result

@@ -17,7 +17,7 @@ from typing import Any
 from fakekube import admission, strategies
 from fakekube.catalog import Catalog, ResourceType
 from fakekube.errors import ApiError, already_exists, bad_request, conflict, invalid, not_found
-from fakekube.patching import APPLY_PATCH, apply_patch
+from fakekube.patching import APPLY_PATCH, apply_patch, prune
 from fakekube.store import ObjKey, Store, meta, now
 
 FOREGROUND = "foregroundDeletion"
@@ -39,6 +39,7 @@ class Registry:
         self.store = store
         self.catalog = catalog
         self.validator = validator
+        self._applied: dict[tuple[str, str], dict[str, Any]] = {}  # (uid, field manager) -> last applied
 
     def key(self, rtype: ResourceType, namespace: str | None, name: str) -> ObjKey:
         return ObjKey(rtype.group, rtype.plural, namespace if rtype.namespaced else None, name)
@@ -161,9 +162,14 @@ class Registry:
         content_type: str,
         *,
         subresource: str | None = None,
+        field_manager: str | None = None,
         dry_run: bool = False,
     ) -> tuple[dict[str, Any], bool]:
-        """Patch or apply; returns the object and whether it was created (apply of a missing object)."""
+        """Patch or apply; returns the object and whether it was created (apply of a missing object).
+
+        An apply also removes what the same field manager applied last time and left out now, as server-side
+        apply does for the fields a manager owns alone (other managers are not tracked).
+        """
         media = content_type.split(";", 1)[0].strip().lower()
         key = self.key(rtype, namespace, name)
         old = self.store.get(key)
@@ -174,7 +180,10 @@ class Registry:
                 raise bad_request("the name of the applied object must match the name on the URL")
             created = copy.deepcopy(body)
             created.setdefault("metadata", {})["name"] = name
-            return self.create(rtype, namespace, created, dry_run=dry_run), True
+            stored = self.create(rtype, namespace, created, dry_run=dry_run)
+            if not dry_run:
+                self._applied[(meta(stored)["uid"], field_manager or "")] = copy.deepcopy(body)
+            return stored, True
         if isinstance(body, dict):
             if media == APPLY_PATCH:
                 self._check_type(rtype, copy.deepcopy(body))
@@ -184,6 +193,13 @@ class Registry:
             if wanted_rv and wanted_rv != meta(old).get("resourceVersion"):
                 raise conflict(rtype.plural, rtype.group, name, _STALE)
         new = apply_patch(content_type, copy.deepcopy(old), body)
+        if media == APPLY_PATCH and not subresource:
+            owned = (meta(old)["uid"], field_manager or "")
+            previous = self._applied.get(owned)
+            if previous is not None:
+                prune(new, previous, body)
+            if not dry_run:
+                self._applied[owned] = copy.deepcopy(body)
         return self._update(rtype, old, new, subresource, dry_run=dry_run), False
 
     def _update(

@@ -355,6 +355,8 @@ class ReplicaSetController:
         }
         failure = self._failures.get(uid)
         status["conditions"] = [failure] if failure else None
+        if {k: v for k, v in status.items() if v is not None} == (rs.get("status") or {}):
+            return
         await self.client.patch(path("apps/v1", "replicasets", key[0], key[1], "status"), {"status": status})
 
 

@@ -238,3 +238,18 @@ async def test_resource_quota_refuses_pods_over_the_gpu_limit(api: ApiClient, ku
     assert "exceeded quota: compute, requested: requests.nvidia.com/gpu=1" in message(refused)
     quota = kube.get("resourcequotas", "compute", NAMESPACE)
     assert quota is not None and quota["status"]["used"] == {"requests.nvidia.com/gpu": "1", "pods": "1"}
+
+
+async def test_an_apply_drops_what_the_same_manager_no_longer_applies(api: ApiClient) -> None:
+    apps = AppsV1Api(api)
+    body = deployment("env")
+    container = body["spec"]["template"]["spec"]["containers"][0]
+    container["env"] = [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
+    await apps.patch_namespaced_deployment("env", NAMESPACE, body, field_manager="gxwf", _content_type=APPLY)
+    await apps.patch_namespaced_deployment("env", NAMESPACE, {"metadata": {"labels": {"by": "someone-else"}}})
+
+    container["env"] = [{"name": "A", "value": "1"}]
+    applied = await apps.patch_namespaced_deployment("env", NAMESPACE, body, field_manager="gxwf", _content_type=APPLY)
+
+    assert [e.name for e in applied.spec.template.spec.containers[0].env] == ["A"]
+    assert applied.metadata.labels == {"by": "someone-else"}
