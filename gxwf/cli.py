@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.exceptions import TyperException
 
+from gxwf.asset_commands import assets_app
 from gxwf.edc_commands import edc_app, edc_ingress_command
 from gxwf.errors import UserError
 from gxwf.logging_setup import configure_logging
@@ -42,6 +43,7 @@ app.add_typer(handlers_app, name="handlers")
 app.add_typer(runs_app, name="runs")
 app.add_typer(bench_app, name="bench")
 app.add_typer(edc_app, name="edc")
+app.add_typer(assets_app, name="assets")
 app.command("edc-ingress")(edc_ingress_command)
 
 console = Console(stderr=True)
