@@ -16,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import json
 import secrets
+import warnings
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +93,16 @@ def _parse_path(path: str) -> kmock_parsing.ParsedPath:
 kmock_parsing.parse_path = _parse_path
 
 
+@functools.cache
+def _bundled_resources() -> dict[kmock.resource, kmock.ResourceInfo]:
+    """kmock's discovery data of a K3s cluster, read once per process (it is a gzipped JSON)."""
+    resources = kmock.ResourcesArray()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # kmock 0.8 reads it with importlib's read_binary
+        resources.load_bundled()
+    return {ref: resources[ref] for ref in resources}
+
+
 def _status_ok(details: dict[str, Any] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
     if details:
@@ -130,7 +142,8 @@ class KubeApi(kmock.KubernetesEmulator):
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
-        self.resources.load_bundled()
+        for ref, info in _bundled_resources().items():
+            self.resources[ref] = attrs.evolve(info)  # a copy per server: tests may change theirs
         self.catalog = Catalog(self.resources)
         self.store = Store(self.objects, change_limit=self.change_limit)
         self.registry = Registry(self.store, self.catalog)
@@ -153,6 +166,15 @@ class KubeApi(kmock.KubernetesEmulator):
         self.store.close()
         await self.collector.stop()
         await super().__aexit__(*exc)
+
+    async def _serve_version(self, request: kmock.Request) -> Any:
+        """kmock lists each subresource with its parent's short names and verbs, and kubectl then finds
+        `ns` ambiguous; subresources have neither short names nor categories, and their own verbs."""
+        document = await super()._serve_version(request)
+        for entry in document.get("resources", []) if isinstance(document, dict) else []:
+            if "/" in entry["name"]:
+                entry.update(shortNames=[], categories=[], verbs=["get", "patch", "update"])
+        return document
 
     # --- routing
 

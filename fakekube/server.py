@@ -133,6 +133,10 @@ class FakeKubeServer:
     def controller_calls(self) -> Counter[tuple[str, str]]:
         return count(self.api.call_log, controller=True)
 
+    def calls_in(self, namespace: str) -> Counter[tuple[str, str]]:
+        """(verb, resource) -> calls by the code under test in one namespace, e.g. one consumer's."""
+        return count(c for c in self.api.call_log if c.namespace == namespace)
+
     def reset_calls(self) -> None:
         self.api.call_log.clear()
 

@@ -203,6 +203,7 @@ async def test_calls_are_counted_per_verb_and_resource(api: ApiClient, kube: Fak
     await core.list_namespaced_config_map(NAMESPACE)
 
     assert kube.calls == {("create", "configmaps"): 1, ("get", "configmaps"): 2, ("list", "configmaps"): 1}
+    assert kube.calls_in(NAMESPACE) == kube.calls and not kube.calls_in("default")
     assert all(call.status in (200, 201) for call in kube.call_log if not call.controller)
 
 
