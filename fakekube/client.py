@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ import aiohttp
 
 from fakekube.calls import CONTROLLER_AGENT
 
+log = logging.getLogger(__name__)
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
 
@@ -104,6 +106,15 @@ class Informer:
         self.synced = asyncio.Event()
 
     async def run(self) -> None:
+        """List and watch until cancelled; a failed connection or a 410 Gone relists after a pause."""
+        while True:
+            try:
+                await self._list_and_watch()
+            except (aiohttp.ClientError, ClientError, ValueError, KeyError) as exc:
+                log.warning("informer %s: %r; relisting", self.where, exc)
+                await asyncio.sleep(0.05)
+
+    async def _list_and_watch(self) -> None:
         while True:
             listing = await self.client.get(self.where)
             rv = listing["metadata"]["resourceVersion"]

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from fakekube.catalog import ResourceType
-from fakekube.errors import ApiError, invalid
+from fakekube.errors import invalid
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -347,7 +347,3 @@ _UPDATE = {
     ("", "secrets"): _secret_update,
     ("", "namespaces"): _namespace_update,
 }
-
-
-def reject_status(rtype: ResourceType, name: str, why: str) -> ApiError:
-    return invalid(rtype.kind, rtype.plural, rtype.group, name, [("status", why)])

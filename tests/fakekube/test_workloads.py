@@ -93,10 +93,10 @@ async def test_a_job_pod_is_labelled_owned_and_succeeds(api: ApiClient, kube: Fa
     labels = pod["metadata"]["labels"]
     assert labels["controller-uid"] == labels["batch.kubernetes.io/controller-uid"] == created.metadata.uid
     assert labels["batch.kubernetes.io/job-name"] == "ok"
-    assert pod["metadata"]["ownerReferences"][0] | {"kind": "Job", "uid": created.metadata.uid, "controller": True}
+    [owner] = pod["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["uid"], owner["controller"]) == ("Job", created.metadata.uid, True)
     assert pod["status"]["phase"] == "Succeeded"
-    assert _state(pod)["terminated"] | {} and _state(pod)["terminated"]["exitCode"] == 0
-    assert _state(pod)["terminated"]["reason"] == "Completed"
+    assert _state(pod)["terminated"]["exitCode"] == 0 and _state(pod)["terminated"]["reason"] == "Completed"
     assert _condition(done, "Complete") and done["status"]["succeeded"] == 1 and done["status"]["completionTime"]
 
 
