@@ -254,3 +254,16 @@ async def test_an_apply_drops_what_the_same_manager_no_longer_applies(api: ApiCl
 
     assert [e.name for e in applied.spec.template.spec.containers[0].env] == ["A"]
     assert applied.metadata.labels == {"by": "someone-else"}
+
+
+async def test_the_kubeconfig_file_works_with_load_kube_config(kube: FakeKubeServer) -> None:
+    from kubernetes_asyncio import config
+    from kubernetes_asyncio.client import Configuration
+
+    configuration = Configuration()
+    await config.load_kube_config(config_file=str(kube.kubeconfig_path), client_configuration=configuration)
+    async with ApiClient(configuration) as client:
+        namespaces = await CoreV1Api(client).list_namespace()
+
+    assert configuration.host == kube.url
+    assert {"default", "kube-system"} <= {ns.metadata.name for ns in namespaces.items}

@@ -121,3 +121,21 @@ async def test_deleting_a_namespace_removes_everything_in_it(api: ApiClient, kub
     assert terminating.status.phase == "Terminating"
     assert refused.value.status == 403 and "is being terminated" in refused.value.body
     assert kube.namespaced_objects(NAMESPACE) == []
+
+
+async def test_a_pod_whose_kubelet_never_confirms_keeps_a_foreground_delete_pending(
+    api: ApiClient, kube: FakeKubeServer
+) -> None:
+    batch = BatchV1Api(api)
+    stuck = {"fakekube.io/scenario": "hang", "fakekube.io/terminate-after": "never"}
+    await batch.create_namespaced_job(NAMESPACE, job("unstoppable", stuck))
+    [pod] = await kube.wait_for(lambda: _running_pods(kube, "unstoppable"))
+
+    await batch.delete_namespaced_job("unstoppable", NAMESPACE, propagation_policy="Foreground")
+    await asyncio.sleep(0.3)
+    await kube.settled()
+
+    terminating = kube.get("pods", pod["metadata"]["name"], NAMESPACE)
+    pending = kube.get("jobs", "unstoppable", NAMESPACE)
+    assert terminating is not None and terminating["metadata"]["deletionTimestamp"]
+    assert pending is not None and pending["metadata"]["finalizers"] == ["foregroundDeletion"]
