@@ -75,26 +75,30 @@ async def _measure(
     return time.perf_counter() - start, list(handled)
 
 
+async def _pull_forever(psub: Any, batch: int, handle: Callable[[Any], Awaitable[None]]) -> None:
+    """The hand-written consumer of the raw baselines: fetch a batch, handle its messages concurrently."""
+    while True:
+        try:
+            msgs = await psub.fetch(batch, timeout=0.5)
+        except (TimeoutError, nats.errors.TimeoutError):
+            continue
+        await asyncio.gather(*(handle(m) for m in msgs))
+
+
 async def _bench_raw_nats(js: JetStreamContext, n: int) -> Row:
     subject, durable = f"wf.bench.raw.{uuid.uuid4().hex[:6]}", f"bench-raw-{uuid.uuid4().hex[:6]}"
     psub = await js.pull_subscribe(subject, durable=durable, config=ConsumerConfig(max_ack_pending=-1))
     handled: list[float] = []
 
-    async def consume() -> None:
-        while True:
-            try:
-                msgs = await psub.fetch(256, timeout=0.5)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue
-            for msg in msgs:
-                sent = float(msg.data)
-                await msg.ack()
-                handled.append(time.time() - sent)
+    async def ack(msg: Any) -> None:
+        sent = float(msg.data)
+        await msg.ack()
+        handled.append(time.time() - sent)
 
     async def publish(_: int) -> None:
         await js.publish(subject, str(time.time()).encode())
 
-    task = asyncio.create_task(consume())
+    task = asyncio.create_task(_pull_forever(psub, 256, ack))
     try:
         seconds, _ = await _measure(n, publish, handled, paced=False)
         _, latencies = await _measure(LATENCY_SAMPLES, publish, handled, paced=True)
@@ -148,20 +152,12 @@ async def _bench_raw_pipeline(js: JetStreamContext, mongo_url: str, database: st
         await msg.ack()
         handled.append(time.time() - float(sent))
 
-    async def consume() -> None:
-        while True:
-            try:
-                msgs = await psub.fetch(64, timeout=0.5)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue
-            await asyncio.gather(*(apply(m) for m in msgs))
-
     offset = 0
 
     async def publish(i: int) -> None:
         await js.publish(subject, f"{prefix}-{offset + i}|{time.time()}".encode())
 
-    task = asyncio.create_task(consume())
+    task = asyncio.create_task(_pull_forever(psub, 64, apply))
     try:
         seconds, _ = await _measure(n, publish, handled, paced=False)
         offset = n
