@@ -12,11 +12,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from events.envelope import Envelope
-from events.subjects import STREAM
-
-
-def encode(event: Envelope[Any]) -> bytes:
-    return event.model_dump_json(by_alias=True).encode()
+from events.wire import publish_to_jetstream
 
 
 class JetStreamSink:
@@ -30,9 +26,4 @@ class JetStreamSink:
 
     async def publish(self, event: Envelope[Any]) -> None:
         """Returns once JetStream acked (stored, or recognised as a duplicate of) the event."""
-        await self.js.publish(
-            event.type,
-            encode(event),
-            stream=STREAM,
-            headers={"Nats-Msg-Id": event.id, "content-type": "application/cloudevents+json"},
-        )
+        await publish_to_jetstream(self.js, event)

@@ -24,6 +24,7 @@ from events.exhausted import forward_exhausted_deliveries
 from events.payloads.common import Payload
 from events.payloads.dead_letter import DeadLetter
 from events.subjects import DLQ_STREAM, STREAM
+from events.wire import publish_to_jetstream
 
 log = structlog.get_logger("gxwf.bus")
 
@@ -51,13 +52,15 @@ class Bus:
         )
 
     async def publish(self, event: Envelope[Any]) -> None:
-        """Publish and wait for JetStream's ack; the event id is the de-duplication key."""
-        await self.broker.publish(
-            event.model_dump(mode="json", by_alias=True),
-            subject=event.type,
-            headers={"Nats-Msg-Id": event.id, "content-type": "application/cloudevents+json"},
-            stream=STREAM,
-        )
+        """Publish and wait for JetStream's ack; the event id is the de-duplication key.
+
+        Straight through the broker's nats-py JetStream context: FastStream's per-message publish machinery
+        cost as much as a handler's whole store transition, and adds nothing for a pre-built envelope.
+        """
+        js = self.broker.config.connection_state.stream
+        if js is None:
+            raise RuntimeError("connect or start the broker before publishing")
+        await publish_to_jetstream(js, event)
 
     async def forward_exhausted_deliveries(self) -> None:
         """Dead-letter events that JetStream gave up on because no worker ever answered (call after start)."""
