@@ -97,26 +97,29 @@ async def test_invalid_names_labels_and_fields_are_422(api: ApiClient) -> None:
         assert refused.value.status == 422, refused.value.body
 
 
-async def test_server_side_apply_twice_changes_nothing(api: ApiClient, kube: FakeKubeServer) -> None:
-    apps = AppsV1Api(api)
-    body = deployment("workflow-api", replicas=1)
+async def test_server_side_apply_twice_changes_nothing() -> None:
+    # No controller here: its status writes would change the resourceVersion between the two applies.
+    async with FakeKubeServer(controller=False) as kube, kube.api_client() as api:
+        apps = AppsV1Api(api)
+        await CoreV1Api(api).create_namespace({"metadata": {"name": NAMESPACE}})
+        body = deployment("workflow-api", replicas=1)
 
-    first = await apps.patch_namespaced_deployment(
-        "workflow-api", NAMESPACE, body, field_manager="gxwf", force=True, _content_type=APPLY
-    )
-    second = await apps.patch_namespaced_deployment(
-        "workflow-api", NAMESPACE, body, field_manager="gxwf", force=True, _content_type=APPLY
-    )
-    body["spec"]["replicas"] = 2
-    third = await apps.patch_namespaced_deployment(
-        "workflow-api", NAMESPACE, body, field_manager="gxwf", force=True, _content_type=APPLY
-    )
+        first = await apps.patch_namespaced_deployment(
+            "workflow-api", NAMESPACE, body, field_manager="gxwf", force=True, _content_type=APPLY
+        )
+        second = await apps.patch_namespaced_deployment(
+            "workflow-api", NAMESPACE, body, field_manager="gxwf", force=True, _content_type=APPLY
+        )
+        body["spec"]["replicas"] = 2
+        third = await apps.patch_namespaced_deployment(
+            "workflow-api", NAMESPACE, body, field_manager="gxwf", force=True, _content_type=APPLY
+        )
 
-    assert first.metadata.uid == second.metadata.uid == third.metadata.uid
-    assert second.metadata.resource_version == first.metadata.resource_version
-    assert second.metadata.generation == 1 and third.metadata.generation == 2 and third.spec.replicas == 2
-    assert len(kube.objects("deployments", NAMESPACE)) == 1
-    assert kube.calls["patch", "deployments.apps"] == 3
+        assert first.metadata.uid == second.metadata.uid == third.metadata.uid
+        assert second.metadata.resource_version == first.metadata.resource_version
+        assert second.metadata.generation == 1 and third.metadata.generation == 2 and third.spec.replicas == 2
+        assert len(kube.objects("deployments", NAMESPACE)) == 1
+        assert kube.calls["patch", "deployments.apps"] == 3
 
 
 async def test_replace_with_a_stale_resource_version_is_a_conflict(api: ApiClient) -> None:
