@@ -135,9 +135,11 @@ class SimulatedConnector:
         resend: int = 1,
         callback_timeout: float = 30.0,
         terminate: bool = False,
+        complete: bool = True,
     ) -> StoryReport:
         """One transfer as a provider connector lives it: agreement, provisioning (re-sent while waiting),
-        start, then completion or termination and deprovisioning."""
+        start, then (unless `complete` is False: the transfer stays started) completion or termination and
+        deprovisioning."""
         transfer = self.ledger.new_transfer(asset_id, consumer_id)
         report = StoryReport(self.version.name, transfer)
         await self.send_event(shapes.negotiation_event(self.version, transfer.agreement), report.sent)
@@ -154,6 +156,8 @@ class SimulatedConnector:
         await self.send_event(shapes.transfer_event(self.version, transfer, "TransferProcessProvisioned"), report.sent)
         transfer.state = "STARTED"
         await self.send_event(shapes.transfer_event(self.version, transfer, "TransferProcessStarted"), report.sent)
+        if not complete:
+            return report
         if terminate:
             transfer.state = "TERMINATED"
             event = shapes.transfer_event(self.version, transfer, "TransferProcessTerminated", reason="simulated")

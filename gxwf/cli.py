@@ -24,6 +24,7 @@ from handlers.subscriptions import GROUPS
 
 if TYPE_CHECKING:
     from devstack import EmbeddedStack
+    from schemas.connectors import ConnectorRegistry
 
 app = typer.Typer(
     name="gxwf",
@@ -90,7 +91,9 @@ def up(
 
 async def _up(settings: Settings, demo: bool) -> None:
     from edc_ingress.service import IngressService
-    from gxwf.demo import run_demo
+    from edc_simulator.connector import SimulatedConnector
+    from edc_simulator.versions import version
+    from gxwf.demo import DEMO_ASSET, run_demo, show_provisioning
     from gxwf.edc_commands import start_for_up
     from gxwf.runtime import Endpoints, HandlerService, write_endpoints
     from gxwf.simulate import edc_demo
@@ -99,6 +102,7 @@ async def _up(settings: Settings, demo: bool) -> None:
     eps = await stack.start()
     service: HandlerService | None = None
     ingress: IngressService | None = None
+    connector: SimulatedConnector | None = None
     try:
         endpoints: dict[str, str | None] = {
             "nats": eps.nats,
@@ -108,10 +112,16 @@ async def _up(settings: Settings, demo: bool) -> None:
             "workflow_api": None,
             "dashboard": None,
         }
-        service = HandlerService(settings, Endpoints(eps.nats, eps.mongo, eps.s3))
-        await service.start()
-        ingress, generated_key = await start_for_up(settings, Endpoints(eps.nats, eps.mongo, eps.s3))
+        management = None
+        if demo:
+            # The demo's connector serves its management API before the handlers start, so they can ask it.
+            connector = SimulatedConnector(version("0.15"), ingress_url="http://127.0.0.1:9", api_key="-")
+            await connector.start()
+            management = (connector.management_url, connector.version.management_path, connector.management_key)
+        ingress, generated_key = await start_for_up(settings, Endpoints(eps.nats, eps.mongo, eps.s3), management)
         endpoints["edc_ingress"] = ingress.url
+        service = HandlerService(settings, Endpoints(eps.nats, eps.mongo, eps.s3), connectors=ingress.registry)
+        await service.start()
         path = write_endpoints(settings.state_dir, endpoints)
         table = Table(title="gaiax-workflows is up", show_header=False)
         for key, value in endpoints.items():
@@ -122,10 +132,20 @@ async def _up(settings: Settings, demo: bool) -> None:
             header = ingress.registry.connectors[0].api_key_header
             table.add_row("edc api key", f"{header}: {generated_key} (generated; set GXWF_EDC_API_KEY to choose)")
         console.print(table)
-        if demo and service.bus is not None:
+        if demo and service.bus is not None and connector is not None:
             await run_demo(console, eps.nats, service.bus, service.store)
+            await service.assets.apply(DEMO_ASSET)
             default = ingress.registry.connectors[0]
-            await edc_demo(console, str(ingress.url), default.api_key.get_secret_value(), default.api_key_header)
+            await edc_demo(
+                console,
+                str(ingress.url),
+                default.api_key.get_secret_value(),
+                default.api_key_header,
+                connector=connector,
+                asset=DEMO_ASSET.id,
+            )
+            for transfer_id in connector.ledger.transfers:
+                await show_provisioning(console, service.store, transfer_id)
         console.print("Running. Ctrl-C stops everything. In another terminal: [bold]gxwf events tail[/bold]")
         await stack.wait_until_signalled()
     finally:
@@ -133,6 +153,8 @@ async def _up(settings: Settings, demo: bool) -> None:
             await ingress.stop()
         if service is not None:
             await service.stop()
+        if connector is not None:
+            await connector.stop()
         await stack.stop()
 
 
@@ -186,7 +208,7 @@ async def _handlers(settings: Settings, only: list[str] | None, health_port: int
         endpoints = Endpoints.resolve(settings)
     except LookupError as error:
         raise UserError(str(error)) from None
-    service = HandlerService(settings, endpoints, only)
+    service = HandlerService(settings, endpoints, only, connectors=_connectors())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -210,6 +232,18 @@ async def _handlers(settings: Settings, only: list[str] | None, health_port: int
         if health is not None:
             health[0].should_exit = True
             await health[1]
+
+
+def _connectors() -> ConnectorRegistry | None:
+    """The connectors the provisioning handlers answer; None when none is configured (they then fail each
+    provisioning with that reason rather than guess)."""
+    from edc_ingress.settings import ConfigError, connector_registry
+    from gxwf.edc_commands import load_edc_settings
+
+    try:
+        return connector_registry(load_edc_settings())
+    except ConfigError:
+        return None
 
 
 @events_app.command("tail")

@@ -1,4 +1,5 @@
-"""The `gxwf up --demo` story: one run through the backbone, its events live, then its stored timeline."""
+"""The `gxwf up --demo` story: one run through the backbone, its events live, then its stored timeline; then a
+simulated connector's transfer provisioned up to access granted."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from events.envelope import new_event
 from events.payloads.run import RunRequested, RunSpec
 from gxwf.tail import rich_emitter, tail
 from ports.store import StateStore
+from schemas.assets import FileInput, Output, Resources, WorkflowAssetDefinition
+from schemas.provisioning import ProvisionDocument
 from schemas.run import RUN_MACHINE, RunDocument
 
 DEMO_COMMAND = [
@@ -52,4 +55,39 @@ async def run_demo(console: Console, nats_url: str, bus: Bus, store: StateStore)
     for entry in doc.history:
         table.add_row(entry.from_ or "-", entry.to, entry.at.isoformat(timespec="milliseconds"), entry.event_id)
     console.print(table)
+    return doc
+
+
+DEMO_ASSET = WorkflowAssetDefinition(
+    id="demo-shell",
+    title="Demo: count lines",
+    description="The demo's CPU workflow; fits this machine's local site.",
+    edc_asset_ids=["demo-shell"],
+    command=["/bin/sh", "-c", "mkdir -p outputs && wc -l < inputs/text > outputs/count.txt"],
+    inputs=[FileInput(kind="file", name="text", path="inputs/text")],
+    outputs=[Output(name="count", path="outputs/count.txt")],
+    resources=Resources(cpu=0.5, memory="256Mi"),
+)
+
+
+async def show_provisioning(console: Console, store: StateStore, transfer_process_id: str) -> ProvisionDocument | None:
+    """The transfer's provisioning timeline, and what GET /access answers for it."""
+    from edc_ingress.access import access_info
+    from edc_ingress.problems import Problem
+
+    doc = await store.get(ProvisionDocument, transfer_process_id)
+    if doc is None:
+        console.print(f"[red]no provisioning recorded for transfer {transfer_process_id}")
+        return None
+    table = Table(title=f"transfer {transfer_process_id}: {doc.state}")
+    for column in ("from", "to", "at", "reason"):
+        table.add_column(column)
+    for entry in doc.history:
+        table.add_row(entry.from_ or "-", entry.to, entry.at.isoformat(timespec="milliseconds"), entry.reason or "")
+    console.print(table)
+    try:
+        info = await access_info(store, transfer_process_id)
+        console.print(f"GET /access/{transfer_process_id}: {info}")
+    except Problem as problem:
+        console.print(f"[yellow]GET /access/{transfer_process_id}: {problem.status} {problem.detail}")
     return doc

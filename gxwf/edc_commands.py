@@ -90,13 +90,25 @@ async def start_ingress(service: IngressService) -> str:
         raise UserError(str(error)) from None
 
 
-async def start_for_up(settings: Settings, endpoints: Endpoints) -> tuple[IngressService, str | None]:
+async def start_for_up(
+    settings: Settings, endpoints: Endpoints, management: tuple[str, str, str] | None = None
+) -> tuple[IngressService, str | None]:
     """The ingress inside `gxwf up`; returns the service and the API key when it was generated here.
 
     Its port is GXWF_EDC_INGRESS_PORT when set, else 8480 when free, else any free port (endpoints.json says
-    which): a second `gxwf up` on one machine must not fail for a port clash.
+    which): a second `gxwf up` on one machine must not fail for a port clash. `management`: URL, API version
+    and key of the default connector's management API (the demo's simulated connector).
     """
     edc = load_edc_settings()
+    if management is not None:
+        url, api_version, key = management
+        edc = edc.model_copy(
+            update={
+                "edc_management_url": url,
+                "edc_management_api_version": api_version,
+                "edc_management_api_key": SecretStr(key),
+            }
+        )
     generated: str | None = None
     if edc.edc_api_key is None and edc.edc_connectors_file is None:
         generated = generated_api_key(settings.state_dir)

@@ -29,20 +29,29 @@ class SimulateOptions:
     port: int = 0
     management_key: str | None = None
     serve: bool = False
+    complete: bool = True
 
 
-async def run_simulation(options: SimulateOptions, console: Console | None = None) -> bool:
-    """True when the ingress accepted everything the connector sent."""
+async def run_simulation(
+    options: SimulateOptions, console: Console | None = None, connector: SimulatedConnector | None = None
+) -> bool:
+    """True when the ingress accepted everything the connector sent. `connector`: one already serving (its
+    management API configured for the handlers), which the caller stops."""
     out = console or Console()
-    connector = SimulatedConnector(
-        options.version,
-        ingress_url=options.ingress_url,
-        api_key=options.api_key,
-        api_key_header=options.api_key_header,
-        management_key=options.management_key,
-        port=options.port,
-    )
-    await connector.start()
+    owned = connector is None
+    if connector is None:
+        connector = SimulatedConnector(
+            options.version,
+            ingress_url=options.ingress_url,
+            api_key=options.api_key,
+            api_key_header=options.api_key_header,
+            management_key=options.management_key,
+            port=options.port,
+        )
+        await connector.start()
+    else:
+        connector.ingress_url = options.ingress_url.rstrip("/")
+        connector.api_key, connector.api_key_header = options.api_key, options.api_key_header
     try:
         out.print(
             f"EDC {options.version.name} simulator: management API {connector.management_url} "
@@ -58,20 +67,22 @@ async def run_simulation(options: SimulateOptions, console: Console | None = Non
                     resend=options.resend,
                     callback_timeout=options.callback_timeout,
                     terminate=options.terminate,
+                    complete=options.complete,
                 )
             except httpx.TransportError as error:
                 out.print(f"[red]cannot reach the ingress at {options.ingress_url}: {error}")
                 return False
-            accepted = _print(out, report, options.callback_timeout) and accepted
+            accepted = _print(out, report, options.callback_timeout, options.complete) and accepted
         if options.serve:
             out.print("Serving the management API. Ctrl-C stops it.")
             await _until_signalled()
         return accepted
     finally:
-        await connector.stop()
+        if owned:
+            await connector.stop()
 
 
-def _print(out: Console, report: StoryReport, timeout: float) -> bool:
+def _print(out: Console, report: StoryReport, timeout: float, complete: bool = True) -> bool:
     table = Table(title=f"EDC {report.version}: transfer {report.transfer.id}")
     for column in ("sent", "route", "status", "events"):
         table.add_column(column)
@@ -88,7 +99,7 @@ def _print(out: Console, report: StoryReport, timeout: float) -> bool:
     for action, callback in (("provision", report.provisioned), ("deprovision", report.deprovisioned)):
         if callback is not None:
             out.print(f"{action} callback received ({callback.provisioner} path){_address(callback.body)}")
-        elif action == "provision" or report.provisioned is not None:
+        elif action == "provision" or (report.provisioned is not None and complete):
             out.print(
                 f"[yellow]no {action} callback within {timeout:g}s: the provisioning handlers answer it "
                 "(are they running, and is this connector's management API configured?)"
@@ -117,16 +128,26 @@ async def _until_signalled() -> None:
     await stop.wait()
 
 
-async def edc_demo(console: Console, ingress_url: str, api_key: str, api_key_header: str) -> bool:
-    """The `gxwf up --demo` part on the EDC side: one transfer of a simulated EDC 0.15 provider connector."""
+async def edc_demo(
+    console: Console,
+    ingress_url: str,
+    api_key: str,
+    api_key_header: str,
+    connector: SimulatedConnector | None = None,
+    asset: str = "carla-minimal",
+) -> bool:
+    """The `gxwf up --demo` part on the EDC side: one transfer of a simulated EDC 0.15 provider connector,
+    left started with the consumer's access granted."""
     from edc_simulator.versions import version
 
     console.rule("[bold]demo: a provider connector (EDC 0.15) calls the ingress")
     options = SimulateOptions(
-        version=version("0.15"),
+        version=connector.version if connector is not None else version("0.15"),
         ingress_url=ingress_url,
         api_key=api_key,
         api_key_header=api_key_header,
-        callback_timeout=2.0,
+        asset=asset,
+        callback_timeout=15.0,
+        complete=False,
     )
-    return await run_simulation(options, console)
+    return await run_simulation(options, console, connector)

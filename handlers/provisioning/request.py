@@ -99,8 +99,10 @@ async def on_provision_requested(event: Envelope[Any], ctx: HandlerContext) -> N
 async def _learn(ctx: HandlerContext, request: EdcProvisionRequested) -> tuple[TransferProcessInfo, AgreementInfo]:
     """The transfer and its agreement from the connector's management API. An agreement exists only for a
     finalized negotiation, so finding it is what allows the provisioning."""
-    edc = ctx.require_edc()
+    edc = ctx.edc
     tp = request.transfer_process_id
+    if edc is None:
+        raise _Refused("negotiation", "no EDC connector is configured here to ask about the transfer")
     try:
         transfer = await edc.transfer_process(request.connector, tp)
         if not transfer.contract_id:

@@ -184,8 +184,11 @@ async def _remove_deployment(doc: ProvisionDocument, ctx: HandlerContext, key: s
 
 
 async def _tell_deprovisioned(ctx: HandlerContext, target: ProvisionTarget, error: str | None = None) -> None:
+    if ctx.edc is None:
+        log.warning("no EDC connector configured: the connector is not told", transfer=target.transfer_process_id)
+        return
     try:
-        await ctx.require_edc().deprovisioned(target, error=error)
+        await ctx.edc.deprovisioned(target, error=error)
     except EdcError as failure:
         # Recorded in the EDC call log; what we removed stays removed whatever the connector answered.
         log.warning("connector not told of the deprovisioning", transfer=target.transfer_process_id, error=str(failure))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -64,6 +65,9 @@ async def test_up_demo_endpoints_restart_and_no_orphans(tmp_path: Path) -> None:
         assert endpoints["nats"].startswith("nats://127.0.0.1:")
         assert "127.0.0.1" in endpoints["mongo"] and endpoints["s3"].startswith("http://127.0.0.1:")
         assert "succeeded" in output, output
+        # The simulated connector's transfer ends with the consumer's access granted.
+        assert re.search(r"transfer [0-9a-f-]{36}: granted", output), output
+        assert "'workflowApiUrl': 'http://127.0.0.1:8490'" in output, output
         servers = [child.pid for child in psutil.Process(proc.pid).children(recursive=True)]
         assert len(servers) >= 3
     finally:
