@@ -1,10 +1,10 @@
 """The HTTP face: a kmock KubernetesEmulator whose write path and object handlers are replaced.
 
 kmock keeps what it does well: the aiohttp plumbing, the request log, discovery documents and its reaction
-DSL, so a test can still inject faults (`kube.api["create", "v1/pods"] << 500`): reactions a test adds
-outrank the handlers here. The emulator's own interceptor (merge-only writes, no resourceVersion, no
-selectors, no cascades) is bypassed: every /api and /apis request for a resource is routed by `paths` and
-served by the registry, the store and the watch loop of this module.
+DSL, so a test can still inject faults (`kube.api["post", "/api/v1/namespaces/ns/pods"][:2] << 500`):
+reactions a test adds outrank the handlers here. The emulator's own interceptor (merge-only writes, no
+resourceVersion, no selectors, no cascades) is bypassed: every /api and /apis request for a resource is
+routed by `paths` and served by the registry, the store and the watch streams.
 
 The lowest reaction only claims a request (it raises `_Claimed`) and the answer is written here with aiohttp
 directly: a kmock reaction that returns a `Response` copies its status and headers into the shared reaction
@@ -13,14 +13,13 @@ object, so they would leak into the next answer.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import copy
 import functools
 import json
 import secrets
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,15 +29,15 @@ import yaml
 from aiohttp import web
 from kmock._internal import parsing as kmock_parsing
 
-from fakekube import logs, paths
+from fakekube import logs, paths, watching
 from fakekube.calls import CONTROLLER_AGENT, ApiCall
 from fakekube.catalog import Catalog, ResourceType
 from fakekube.collector import Collector
-from fakekube.errors import ApiError, bad_request, gone, invalid
+from fakekube.errors import ApiError, bad_request, invalid
 from fakekube.patching import APPLY_PATCH
 from fakekube.registry import Registry, Validator
 from fakekube.selectors import field_matcher, label_matcher
-from fakekube.store import Change, ObjKey, Store, meta, now
+from fakekube.store import ObjKey, Store, meta, now
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 KUBELET_PREFIX = "/fakekube/v1/"
@@ -50,7 +49,6 @@ _ACTIONS = {
     "patch": kmock.action.UPDATE,
     "delete": kmock.action.DELETE,
 }
-_WATCH_TIMEOUT = 1800.0
 _JSON = "application/json"
 _PLAIN = "text/plain"
 
@@ -270,7 +268,8 @@ class KubeApi(kmock.KubernetesEmulator):
         if verb == "watch":
             label_matcher(query.get("labelSelector"))  # a bad selector is a 400, not a broken stream
             field_matcher(query.get("fieldSelector"))
-            return Stream(_JSON, _lines(self._watch(rtype, route, query)))
+            namespace = route.namespace if rtype.namespaced else None
+            return Stream(_JSON, json_lines(watching.events(self.store, rtype, namespace, route.name, query)))
         if verb == "list":
             return Reply(200, self._list(rtype, ns, query))
         if verb == "get":
@@ -337,59 +336,6 @@ class KubeApi(kmock.KubernetesEmulator):
             items = items[start : start + limit]
         return {"kind": f"{rtype.kind}List", "apiVersion": rtype.api_version, "metadata": metadata, "items": items}
 
-    async def _watch(self, rtype: ResourceType, route: paths.Route, query: Any) -> AsyncIterator[dict[str, Any]]:
-        by_label = label_matcher(query.get("labelSelector"))
-        by_field = field_matcher(query.get("fieldSelector"))
-        if route.name is not None:
-            named = field_matcher(f"metadata.name={route.name}")
-            by_field = (lambda f, n: lambda o: f(o) and n(o))(by_field, named)
-        timeout = float(query.get("timeoutSeconds") or _WATCH_TIMEOUT)
-        bookmarks = paths.is_true(query.get("allowWatchBookmarks"))
-        since = query.get("resourceVersion")
-        namespace = route.namespace if rtype.namespaced else None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-
-        def matches(obj: dict[str, Any] | None) -> bool:
-            return obj is not None and by_label(obj) and by_field(obj)
-
-        waiter = self.store.waiter()
-        if since in (None, "", "0") or paths.is_true(query.get("sendInitialEvents")):
-            cursor = self.store.resource_version
-            for obj in self.store.items(rtype.group, rtype.plural, namespace):
-                if matches(obj):
-                    yield {"type": "ADDED", "object": obj}
-            if bookmarks and paths.is_true(query.get("sendInitialEvents")):
-                yield _bookmark(rtype, cursor, initial_end=True)
-        else:
-            try:
-                cursor = int(since)
-            except ValueError:
-                yield _error(bad_request(f"invalid resource version: {since!r}"))
-                return
-        while not self.store.closed:
-            try:
-                changes = self.store.changes_since(cursor)
-            except LookupError as exc:
-                yield _error(gone(str(exc)))
-                return
-            for change in changes:
-                cursor = change.rv
-                if change.key.group != rtype.group or change.key.plural != rtype.plural:
-                    continue
-                if namespace is not None and change.key.namespace != namespace:
-                    continue
-                event = _event(change, matches)
-                if event is not None:
-                    yield event
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            await self.store.wait(waiter, remaining)
-            waiter = self.store.waiter()
-        if bookmarks:
-            yield _bookmark(rtype, cursor)
-
     def _log(self, pod: dict[str, Any], query: Any) -> Reply | Stream:
         container = logs.container_of(pod, query.get("container"))
         logs.check_readable(pod, container)
@@ -415,7 +361,7 @@ class KubeApi(kmock.KubernetesEmulator):
                     return
                 if logs.is_finished(live, container):
                     return
-                await self.store.wait(waiter, _WATCH_TIMEOUT)
+                await self.store.wait(waiter, watching.DEFAULT_TIMEOUT)
 
         return Stream(_PLAIN, follow())
 
@@ -507,36 +453,10 @@ def _delete_options(request: kmock.Request) -> dict[str, Any]:
     return options
 
 
-def _event(change: Change, matches: Callable[[dict[str, Any] | None], bool]) -> dict[str, Any] | None:
-    """The event a selective watch sees: an object entering the selection is ADDED, leaving it DELETED."""
-    now_in = matches(change.obj) if change.type != "DELETED" else False
-    was_in = matches(change.old) if change.type != "ADDED" else False
-    if change.type == "DELETED":
-        return {"type": "DELETED", "object": change.obj} if was_in else None
-    if now_in and was_in:
-        return {"type": "MODIFIED", "object": change.obj}
-    if now_in:
-        return {"type": "ADDED", "object": change.obj}
-    if was_in:
-        return {"type": "DELETED", "object": change.obj}
-    return None
-
-
-def _bookmark(rtype: ResourceType, rv: int, *, initial_end: bool = False) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"resourceVersion": str(rv)}
-    if initial_end:
-        metadata["annotations"] = {"k8s.io/initial-events-end": "true"}
-    return {"type": "BOOKMARK", "object": {"kind": rtype.kind, "apiVersion": rtype.api_version, "metadata": metadata}}
-
-
-def _error(exc: ApiError) -> dict[str, Any]:
-    return {"type": "ERROR", "object": exc.status()}
-
-
 def dump(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
-async def _lines(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+async def json_lines(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
     async for event in events:
         yield dump(event).encode() + b"\n"
