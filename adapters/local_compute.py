@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from events.payloads.run import RunSpec
-from ports.compute import RunArtifacts, WorkloadPhase, WorkloadStatus
+from ports.compute import RunArtifacts, RunOwner, WorkloadPhase, WorkloadStatus
 
 # The wrapper records its process group, runs the command with its output appended to log.txt, then writes
 # the exit status atomically. It backgrounds itself so that nothing in the handler has to wait for or reap it.
@@ -54,7 +54,9 @@ class LocalProcessBackend:
     def attempt_dir(self, run_id: str, attempt: int) -> Path:
         return self.run_dir(run_id) / "attempts" / str(attempt)
 
-    async def start(self, run_id: str, spec: RunSpec, parameters: dict[str, str], *, attempt: int = 1) -> str:
+    async def start(
+        self, run_id: str, spec: RunSpec, parameters: dict[str, str], *, attempt: int = 1, owner: RunOwner | None = None
+    ) -> str:
         run_dir = self.run_dir(run_id)
         state = self.attempt_dir(run_id, attempt)
         state.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,18 @@ class WorkloadStatus:
     detail: str | None = None
     # What kind of failure, for the run's retry policy (None while running or after success).
     failure: FailureKind | None = None
+    # Admitted but not started yet (image pull, scheduling): the run's pending time limit applies, and
+    # `detail` says what it waits for.
+    waiting: bool = False
+
+
+@dataclass(frozen=True)
+class RunOwner:
+    """Whose run it is: backends that isolate consumers (a namespace each) or label workloads need it."""
+
+    consumer_id: str
+    asset_id: str
+    asset_version: int = 1
 
 
 @dataclass(frozen=True)
@@ -39,7 +51,9 @@ class ComputeBackend(Protocol):
     name: str
     site: str
 
-    async def start(self, run_id: str, spec: RunSpec, parameters: dict[str, str], *, attempt: int = 1) -> str:
+    async def start(
+        self, run_id: str, spec: RunSpec, parameters: dict[str, str], *, attempt: int = 1, owner: RunOwner | None = None
+    ) -> str:
         """Start an attempt of the run and return its handle; starting a started attempt returns the same handle."""
         ...
 

@@ -44,6 +44,21 @@ class RunSpec(Payload):
         default=600, gt=0, le=7 * 24 * 3600, description="Admitted but not started (image pull, scheduling)"
     )
     memory_mb: int | None = Field(default=None, ge=16, le=16 * 1024 * 1024, description="Memory limit")
+    cpu: float | None = Field(default=None, gt=0, le=1024, description="CPU cores requested (and the limit)")
+    gpu_count: int = Field(default=0, ge=0, le=64, description="GPUs (nvidia.com/gpu); lands the run on a GPU node")
+    gpu_type: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+        description="GPU product the node must have (node label nvidia.com/gpu.product)",
+    )
+    node_selector: dict[
+        Annotated[str, StringConstraints(max_length=253, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_./]*[A-Za-z0-9])?$")],
+        Annotated[str, StringConstraints(max_length=63, pattern=r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")],
+    ] = Field(default_factory=dict, max_length=32, description="Node labels the run's node must have")
+    read_only_root_filesystem: bool = Field(
+        default=True, description="The container's root filesystem is read-only (writable: /tmp and the outputs)"
+    )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
 
 
@@ -111,3 +126,4 @@ class RunStopped(RunFact):
 class RunTimedOut(RunFact):
     phase: Literal["pending", "running"]
     limit_seconds: float = Field(gt=0)
+    detail: Reason | None = Field(default=None, description="What the workload waited for (image pull, scheduling)")

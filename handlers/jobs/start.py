@@ -11,6 +11,7 @@ from events.envelope import Envelope, new_event
 from events.payloads.run import RunPending, RunRunning, RunSpec
 from handlers.context import HandlerContext
 from handlers.jobs.ids import attempt_fact_id
+from ports.compute import RunOwner
 from schemas.run import RunDocument, RunState
 
 log = structlog.get_logger("gxwf.jobs")
@@ -28,7 +29,9 @@ async def on_run_pending(event: Envelope[Any], ctx: HandlerContext) -> None:
         return
     await ctx.faults.reach("jobs.before_start")
     parameters = {name: _env_value(value) for name, value in run.parameters.items()}
-    handle = await compute.start(run.id, RunSpec.model_validate(run.spec), parameters, attempt=run.attempt)
+    owner = RunOwner(consumer_id=run.consumer_id, asset_id=run.asset_id, asset_version=run.asset_version)
+    spec = RunSpec.model_validate(run.spec)
+    handle = await compute.start(run.id, spec, parameters, attempt=run.attempt, owner=owner)
     await ctx.faults.reach("jobs.after_start")
     current = await ctx.store.get(RunDocument, run.id)
     if current is not None and current.stop_requested:

@@ -43,6 +43,8 @@ async def on_run_fact(event: Envelope[Any], ctx: HandlerContext) -> None:
             reason = f"attempt {fact.attempt - 1} failed ({fact.reason}); attempt {fact.attempt} queued"
         case RunTimedOut():
             reason = f"{fact.phase} longer than {fact.limit_seconds:g}s"
+            if fact.detail:
+                reason = f"{reason}: {fact.detail}"
     if target is RunState.SUCCEEDED:
         fields["exit_code"] = 0
     if reason is not None:

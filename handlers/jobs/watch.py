@@ -50,6 +50,12 @@ def _judge_running(run: RunDocument, status: WorkloadStatus, elapsed: float) -> 
             **ids, exit_code=status.exit_code, failure=status.failure, reason=reason, duration_seconds=elapsed
         )
         return s.RUN_FAILED, failed
+    if status.waiting:
+        # Admitted by the backend but not started (an image that never pulls, nothing schedules it).
+        pending_limit = float(run.spec.get("pending_timeout_seconds") or 0)
+        if pending_limit and elapsed > pending_limit:
+            timed_out = RunTimedOut(**ids, phase="pending", limit_seconds=pending_limit, detail=status.detail)
+            return s.RUN_TIMED_OUT, timed_out
     limit = float(run.spec.get("timeout_seconds") or 0)
     if limit and elapsed > limit:
         return s.RUN_TIMED_OUT, RunTimedOut(**ids, phase="running", limit_seconds=limit)

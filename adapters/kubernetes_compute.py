@@ -1,0 +1,180 @@
+"""The Kubernetes compute backend: each attempt of a run is a batch/v1 Job in its consumer's namespace.
+
+Names are derived from the ids (`adapters.kubernetes_manifests`), so any replica, before or after a
+restart, finds the Job a start made, and a repeated start creates nothing. Status is read from the Job
+and its pod (`adapters.kubernetes_status`). Stop deletes the run's Jobs with foreground propagation and
+only reports success once their pods are gone.
+
+Artifacts: none here. On a cluster the pod stages its outputs and log out to the object store itself (a
+last step of the Job, see docs/runs.md), so there is nothing on this side for the results handler to copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from kubernetes_asyncio.client import ApiClient, ApiException, BatchV1Api, Configuration, CoreV1Api
+from kubernetes_asyncio.config import load_kube_config
+
+from adapters import kubernetes_manifests as manifests
+from adapters.kubernetes_status import classify
+from events.payloads.run import RunSpec
+from ports.compute import RunArtifacts, RunOwner, WorkloadPhase, WorkloadStatus
+
+
+class KubernetesJobBackend:
+    def __init__(
+        self,
+        api: ApiClient,
+        *,
+        site: str = "kubernetes",
+        default_image: str | None = None,
+        stop_timeout_seconds: float = 30.0,
+        poll_seconds: float = 0.2,
+        owns_client: bool = False,
+    ) -> None:
+        self.name = "kubernetes"
+        self.site = site
+        self.api = api
+        self.core = CoreV1Api(api)
+        self.batch = BatchV1Api(api)
+        self.default_image = default_image
+        self.stop_timeout_seconds = stop_timeout_seconds
+        self.poll_seconds = poll_seconds
+        self._owns_client = owns_client
+        # Namespaces (and their ServiceAccount) known to exist, and where each run's Jobs are: both only save
+        # calls, and both are found again from the cluster when this process is new.
+        self._prepared: set[str] = set()
+        self._namespaces: dict[str, str] = {}
+
+    @classmethod
+    async def from_kubeconfig(cls, path: Path | None = None, **kwargs: Any) -> KubernetesJobBackend:
+        configuration = Configuration()
+        await load_kube_config(config_file=str(path) if path else None, client_configuration=configuration)
+        return cls(ApiClient(configuration), owns_client=True, **kwargs)
+
+    async def close(self) -> None:
+        if self._owns_client:
+            await self.api.close()
+
+    # --- the port
+
+    async def start(
+        self, run_id: str, spec: RunSpec, parameters: dict[str, str], *, attempt: int = 1, owner: RunOwner | None = None
+    ) -> str:
+        if owner is None:
+            raise ValueError(f"run {run_id}: the Kubernetes backend needs the run's consumer and asset")
+        image = spec.image or self.default_image
+        if not image:
+            raise ValueError(f"run {run_id}: the asset names no container image")
+        namespace = manifests.namespace_name(owner.consumer_id)
+        name = manifests.job_name(run_id, attempt)
+        self._namespaces[run_id] = namespace
+        handle = f"{namespace}/{name}"
+        if await self._read_job(namespace, name) is not None:
+            return handle
+        # The client takes plain manifests as well as its models; its annotations only name the models.
+        body: Any = manifests.job(run_id, spec, parameters, attempt=attempt, owner=owner, image=image)
+        for retry in (False, True):
+            await self._prepare(owner)
+            try:
+                await self.batch.create_namespaced_job(namespace, body)
+                return handle
+            except ApiException as error:
+                if error.status == 409:  # another replica (or an earlier try of this one) made it
+                    return handle
+                if error.status == 404 and not retry:
+                    # The namespace went away since it was prepared (a teardown): make it again, once.
+                    self._prepared.discard(namespace)
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    async def status(self, run_id: str, *, attempt: int = 1) -> WorkloadStatus:
+        namespace = await self._namespace_of(run_id)
+        if namespace is None:
+            return WorkloadStatus(
+                WorkloadPhase.MISSING, detail="the run has no Job on this cluster", failure="vanished"
+            )
+        job = await self._read_job(namespace, manifests.job_name(run_id, attempt))
+        if job is None:
+            return classify(None, [])
+        pods = await self.core.list_namespaced_pod(namespace, label_selector=manifests.run_selector(run_id, attempt))
+        return classify(job, [self._plain(pod) for pod in pods.items])
+
+    async def stop(self, run_id: str) -> bool:
+        """Delete every Job of the run (foreground: pods first) and wait, bounded, until no pod is left."""
+        namespace = await self._namespace_of(run_id)
+        if namespace is None:
+            return True
+        selector = manifests.run_selector(run_id)
+        jobs = await self.batch.list_namespaced_job(namespace, label_selector=selector)
+        for job in jobs.items:
+            if job.metadata.deletion_timestamp is not None:
+                continue
+            try:
+                await self.batch.delete_namespaced_job(job.metadata.name, namespace, propagation_policy="Foreground")
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+        deadline = time.monotonic() + self.stop_timeout_seconds
+        while True:
+            pods = await self.core.list_namespaced_pod(namespace, label_selector=selector)
+            if not pods.items:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(self.poll_seconds)
+
+    async def artifacts(self, run_id: str) -> RunArtifacts:
+        # The pod staged its outputs and log out itself; see the module docstring.
+        return RunArtifacts([], None)
+
+    # --- helpers
+
+    async def _prepare(self, owner: RunOwner) -> None:
+        """The consumer's namespace and the run pods' ServiceAccount, created if missing."""
+        namespace = manifests.namespace_name(owner.consumer_id)
+        if namespace in self._prepared:
+            return
+        namespace_body: Any = manifests.namespace(owner)
+        account_body: Any = manifests.service_account(owner)
+        await self._create_if_missing(self.core.create_namespace(namespace_body))
+        await self._create_if_missing(self.core.create_namespaced_service_account(namespace, account_body))
+        self._prepared.add(namespace)
+
+    @staticmethod
+    async def _create_if_missing(call: Any) -> None:
+        try:
+            await call
+        except ApiException as error:
+            if error.status != 409:
+                raise
+
+    async def _read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            job = await self.batch.read_namespaced_job(name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return self._plain(job)
+
+    async def _namespace_of(self, run_id: str) -> str | None:
+        """Where the run's Jobs are: remembered from the start, else found by the run's label."""
+        if (namespace := self._namespaces.get(run_id)) is not None:
+            return namespace
+        jobs = await self.batch.list_job_for_all_namespaces(label_selector=manifests.run_selector(run_id), limit=1)
+        if not jobs.items:
+            return None
+        namespace = str(jobs.items[0].metadata.namespace)
+        self._namespaces[run_id] = namespace
+        return namespace
+
+    def _plain(self, obj: Any) -> dict[str, Any]:
+        # The API's own field names (camelCase), as the status rules and the manifests are written.
+        plain: dict[str, Any] = self.api.sanitize_for_serialization(obj)
+        return plain

@@ -1,0 +1,209 @@
+"""The Kubernetes objects of a run: the consumer's namespace, a ServiceAccount without rights, the Job.
+
+Pure functions from ids and the run's spec to manifests (plain dicts, as the API takes them), so the
+names are the same in every replica and after every restart: a repeated start finds what the first made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any
+
+from events.payloads.run import RunSpec
+from ports.compute import RunOwner
+
+GROUP = "gaiax-workflows.io"
+CONSUMER_LABEL = f"{GROUP}/consumer"
+RUN_LABEL = f"{GROUP}/run"
+ASSET_LABEL = f"{GROUP}/asset"
+ATTEMPT_LABEL = f"{GROUP}/attempt"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "gaiax-workflows"}
+# Full ids go to annotations: DIDs, URNs and BPNs do not fit the label value syntax or its 63 characters.
+RUN_ID_ANNOTATION = f"{GROUP}/run-id"
+CONSUMER_ID_ANNOTATION = f"{GROUP}/consumer-id"
+ASSET_ID_ANNOTATION = f"{GROUP}/asset-id"
+ASSET_VERSION_ANNOTATION = f"{GROUP}/asset-version"
+
+SERVICE_ACCOUNT = "gxwf-run"
+CONTAINER = "workload"
+OUTPUT_DIR = "/outputs"
+# The container's own /tmp, an emptyDir of the pod: writable although the root filesystem is not.
+TMP_DIR = "/tmp"  # noqa: S108
+# An arbitrary unprivileged uid: images built to run as root still start under runAsNonRoot.
+RUN_AS = 65532
+GPU_RESOURCE = "nvidia.com/gpu"
+# Labels NVIDIA's GPU feature discovery puts on GPU nodes.
+GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+# The Job's own deadline is only a backstop for when no watcher is running: the watcher ends a run at its
+# pending and running limits (as timed_out, with the reason), and Kubernetes counts both phases together.
+DEADLINE_SLACK_SECONDS = 60
+
+
+def short_hash(value: str, length: int = 16) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:length]
+
+
+def namespace_name(consumer_id: str) -> str:
+    return f"gxwf-c-{short_hash(consumer_id)}"
+
+
+def run_label(run_id: str) -> str:
+    return short_hash(run_id, 20)
+
+
+def job_name(run_id: str, attempt: int) -> str:
+    return f"run-{run_label(run_id)}-{attempt}"
+
+
+def run_selector(run_id: str, attempt: int | None = None) -> str:
+    selector = f"{RUN_LABEL}={run_label(run_id)}"
+    return selector if attempt is None else f"{selector},{ATTEMPT_LABEL}={attempt}"
+
+
+def namespace(owner: RunOwner) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": namespace_name(owner.consumer_id),
+            "labels": {
+                **MANAGED_BY,
+                CONSUMER_LABEL: short_hash(owner.consumer_id),
+                # What the cluster's admission policy demands of consumer namespaces (admission-policy.yaml).
+                "pod-security.kubernetes.io/enforce": "restricted",
+                "pod-security.kubernetes.io/enforce-version": "latest",
+            },
+            "annotations": {CONSUMER_ID_ANNOTATION: owner.consumer_id},
+        },
+    }
+
+
+def service_account(owner: RunOwner) -> dict[str, Any]:
+    """The identity of run pods: bound to no Role, and its token is never mounted."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": SERVICE_ACCOUNT, "namespace": namespace_name(owner.consumer_id), "labels": MANAGED_BY},
+        "automountServiceAccountToken": False,
+    }
+
+
+def _labels(run_id: str, owner: RunOwner, attempt: int) -> dict[str, str]:
+    return {
+        **MANAGED_BY,
+        CONSUMER_LABEL: short_hash(owner.consumer_id),
+        RUN_LABEL: run_label(run_id),
+        ASSET_LABEL: short_hash(owner.asset_id),
+        ATTEMPT_LABEL: str(attempt),
+    }
+
+
+def _annotations(run_id: str, owner: RunOwner) -> dict[str, str]:
+    return {
+        RUN_ID_ANNOTATION: run_id,
+        CONSUMER_ID_ANNOTATION: owner.consumer_id,
+        ASSET_ID_ANNOTATION: owner.asset_id,
+        ASSET_VERSION_ANNOTATION: str(owner.asset_version),
+    }
+
+
+def _resources(spec: RunSpec) -> dict[str, Any]:
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    if spec.cpu is not None:
+        cpu = f"{math.ceil(spec.cpu * 1000)}m"
+        requests["cpu"] = limits["cpu"] = cpu
+    if spec.memory_mb is not None:
+        requests["memory"] = limits["memory"] = f"{spec.memory_mb}Mi"
+    if spec.gpu_count:
+        requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = str(spec.gpu_count)
+    resources: dict[str, Any] = {}
+    if requests:
+        resources["requests"] = requests
+    if limits:
+        resources["limits"] = limits
+    return resources
+
+
+def _node_selector(spec: RunSpec) -> dict[str, str]:
+    selector = dict(spec.node_selector)
+    if spec.gpu_count:
+        selector.setdefault(GPU_PRESENT_LABEL, "true")
+        if spec.gpu_type:
+            selector.setdefault(GPU_PRODUCT_LABEL, spec.gpu_type)
+    return selector
+
+
+def job(
+    run_id: str, spec: RunSpec, parameters: dict[str, str], *, attempt: int, owner: RunOwner, image: str
+) -> dict[str, Any]:
+    labels = _labels(run_id, owner, attempt)
+    annotations = _annotations(run_id, owner)
+    env = {
+        **spec.env,
+        **parameters,
+        "HOME": TMP_DIR,
+        "GXWF_RUN_ID": run_id,
+        "GXWF_ATTEMPT": str(attempt),
+        "GXWF_OUTPUT_DIR": OUTPUT_DIR,
+    }
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": image,
+        "command": list(spec.command),
+        "env": [{"name": name, "value": value} for name, value in env.items()],
+        "workingDir": TMP_DIR,
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": spec.read_only_root_filesystem,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": TMP_DIR},
+            {"name": "outputs", "mountPath": OUTPUT_DIR},
+        ],
+    }
+    if resources := _resources(spec):
+        container["resources"] = resources
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "serviceAccountName": SERVICE_ACCOUNT,
+        "automountServiceAccountToken": False,
+        # Run pods need no other service's address in their environment.
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "fsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "outputs", "emptyDir": {}}],
+    }
+    if selector := _node_selector(spec):
+        pod_spec["nodeSelector"] = selector
+    if spec.gpu_count:
+        # GPU nodes are commonly tainted so that only pods asking for a GPU land there.
+        pod_spec["tolerations"] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+    deadline = math.ceil(spec.pending_timeout_seconds + spec.timeout_seconds) + DEADLINE_SLACK_SECONDS
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(run_id, attempt),
+            "namespace": namespace_name(owner.consumer_id),
+            "labels": labels,
+            "annotations": annotations,
+        },
+        "spec": {
+            # Retries are the run's policy, decided by the watcher: each attempt is a Job of its own.
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": deadline,
+            "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec},
+        },
+    }

@@ -1,0 +1,180 @@
+"""The Kubernetes backend against the fake API over HTTP, its controller playing each pod's scenario."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters import kubernetes_manifests as m
+from adapters.kubernetes_compute import KubernetesJobBackend
+from fakekube import FakeKubeServer
+from ports.compute import WorkloadPhase, WorkloadStatus
+from tests.adapters.kubernetes.conftest import OWNER, spec, status_until
+
+NS = m.namespace_name(OWNER.consumer_id)
+
+
+def _plan(kube: FakeKubeServer, run_id: str, scenarios: str) -> None:
+    assert kube.controller is not None
+    kube.controller.plan(scenarios, labels={m.RUN_LABEL: m.run_label(run_id)})
+
+
+def _pods(kube: FakeKubeServer, run_id: str) -> list[dict[str, Any]]:
+    label = m.run_label(run_id)
+    return [p for p in kube.objects("pods", NS) if p["metadata"]["labels"].get(m.RUN_LABEL) == label]
+
+
+def _exited(status: WorkloadStatus) -> bool:
+    return status.phase is not WorkloadPhase.RUNNING
+
+
+async def test_start_creates_namespace_account_and_job_once(
+    kube: FakeKubeServer, backend: KubernetesJobBackend
+) -> None:
+    _plan(kube, "r-once", "hang")
+    handle = await backend.start("r-once", spec(), {"SPEED": "3"}, attempt=1, owner=OWNER)
+    again = await backend.start("r-once", spec(), {"SPEED": "3"}, attempt=1, owner=OWNER)
+    restarted = await KubernetesJobBackend.from_kubeconfig(kube.kubeconfig_path)
+    try:
+        after_restart = await restarted.start("r-once", spec(), {"SPEED": "3"}, attempt=1, owner=OWNER)
+    finally:
+        await restarted.close()
+
+    assert handle == again == after_restart == f"{NS}/{m.job_name('r-once', 1)}"
+    assert kube.calls["create", "namespaces"] == 1
+    assert kube.calls["create", "serviceaccounts"] == 1
+    assert kube.calls["create", "jobs.batch"] == 1
+    [namespace] = [n for n in kube.objects("namespaces") if n["metadata"]["name"] == NS]
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert m.CONSUMER_LABEL in namespace["metadata"]["labels"]
+    account = kube.get("serviceaccounts", m.SERVICE_ACCOUNT, NS)
+    assert account is not None and account["automountServiceAccountToken"] is False
+    assert kube.objects("rolebindings", NS) == []  # the account holds no API rights
+    [job] = kube.objects("jobs", NS)
+    assert job["spec"]["backoffLimit"] == 0
+    [pod] = await kube.wait_for(lambda: _pods(kube, "r-once"))
+    env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+    assert env["SPEED"] == "3" and env["GXWF_ATTEMPT"] == "1"
+
+
+async def test_a_second_attempt_is_a_job_of_its_own(kube: FakeKubeServer, backend: KubernetesJobBackend) -> None:
+    first = await backend.start("r-two", spec(), {}, attempt=1, owner=OWNER)
+    second = await backend.start("r-two", spec(), {}, attempt=2, owner=OWNER)
+
+    assert first != second and second.endswith("-2")
+    assert kube.calls["create", "jobs.batch"] == 2 and kube.calls["create", "namespaces"] == 1
+
+
+async def test_a_job_that_completes_exits_zero(kube: FakeKubeServer, backend: KubernetesJobBackend) -> None:
+    await backend.start("r-ok", spec(), {}, owner=OWNER)
+    status = await status_until(backend, "r-ok", _exited)
+    assert status == WorkloadStatus(WorkloadPhase.EXITED, 0)
+
+
+async def test_a_failing_container_exits_with_its_code(kube: FakeKubeServer, backend: KubernetesJobBackend) -> None:
+    _plan(kube, "r-fail", "fail:3")
+    await backend.start("r-fail", spec(), {}, owner=OWNER)
+    status = await status_until(backend, "r-fail", _exited)
+    assert (status.phase, status.exit_code, status.failure) == (WorkloadPhase.EXITED, 3, "exit_code")
+
+
+async def test_an_oom_killed_container_is_classified(kube: FakeKubeServer, backend: KubernetesJobBackend) -> None:
+    _plan(kube, "r-oom", "oomkill")
+    await backend.start("r-oom", spec(memory_mb=64), {}, owner=OWNER)
+    status = await status_until(backend, "r-oom", _exited)
+    assert (status.exit_code, status.failure) == (137, "oom_killed") and "OOMKilled" in (status.detail or "")
+
+
+async def test_an_evicted_pod_is_classified(kube: FakeKubeServer, backend: KubernetesJobBackend) -> None:
+    _plan(kube, "r-evict", "hang")
+    await backend.start("r-evict", spec(), {}, owner=OWNER)
+    [pod] = await kube.wait_for(lambda: [p for p in _pods(kube, "r-evict") if p["status"].get("phase") == "Running"])
+    assert (await backend.status("r-evict")).phase is WorkloadPhase.RUNNING
+
+    assert kube.controller is not None
+    await kube.controller.evict(NS, pod["metadata"]["name"])
+    status = await status_until(backend, "r-evict", _exited)
+    assert status.failure == "evicted" and "low on resource" in (status.detail or "")
+
+
+async def test_a_lost_node_is_classified_whether_the_pod_stays_or_goes(
+    kube: FakeKubeServer, backend: KubernetesJobBackend
+) -> None:
+    _plan(kube, "r-lost", "node-lost")
+    _plan(kube, "r-unknown", "node-lost:unknown")
+    await backend.start("r-lost", spec(), {}, owner=OWNER)
+    await backend.start("r-unknown", spec(), {}, owner=OWNER)
+
+    gone = await status_until(backend, "r-lost", _exited)
+    unknown = await status_until(backend, "r-unknown", _exited)
+
+    assert gone.phase is WorkloadPhase.EXITED and gone.failure in ("node_lost", "vanished")
+    assert unknown.failure == "node_lost" and "node lost" in (unknown.detail or "")
+
+
+async def test_a_pod_that_cannot_start_is_running_but_waiting_with_the_reason(
+    kube: FakeKubeServer, backend: KubernetesJobBackend
+) -> None:
+    _plan(kube, "r-pull", "image-pull-backoff")
+    _plan(kube, "r-sched", "unschedulable")
+    await backend.start("r-pull", spec(image="registry.example/missing:1"), {}, owner=OWNER)
+    await backend.start("r-sched", spec(), {}, owner=OWNER)
+
+    pull = await status_until(backend, "r-pull", lambda s: "ImagePullBackOff" in (s.detail or ""))
+    sched = await status_until(backend, "r-sched", lambda s: s.detail is not None)
+
+    assert pull.phase is WorkloadPhase.RUNNING and pull.waiting and "registry.example/missing:1" in (pull.detail or "")
+    assert sched.phase is WorkloadPhase.RUNNING and sched.waiting and sched.detail.startswith("Unschedulable")
+
+
+async def test_a_gpu_run_lands_on_a_gpu_node(kube: FakeKubeServer, backend: KubernetesJobBackend) -> None:
+    _plan(kube, "r-gpu", "hang")
+    await backend.start("r-gpu", spec(gpu_count=1, cpu=1, memory_mb=1024), {}, owner=OWNER)
+    [pod] = await kube.wait_for(lambda: [p for p in _pods(kube, "r-gpu") if p["spec"].get("nodeName")])
+
+    assert pod["spec"]["nodeName"] == "fakekube-gpu"
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+async def test_a_deleted_job_is_missing(kube: FakeKubeServer, backend: KubernetesJobBackend) -> None:
+    assert (await backend.status("never-started")).phase is WorkloadPhase.MISSING
+    await backend.start("r-del", spec(), {}, owner=OWNER)
+    await backend.batch.delete_namespaced_job(m.job_name("r-del", 1), NS, propagation_policy="Background")
+
+    status = await status_until(backend, "r-del", lambda s: s.phase is WorkloadPhase.MISSING)
+    assert status.failure == "vanished"
+
+
+async def test_stop_deletes_in_the_foreground_and_confirms_the_pods_are_gone(
+    kube: FakeKubeServer, backend: KubernetesJobBackend
+) -> None:
+    _plan(kube, "r-stop", "hang")
+    await backend.start("r-stop", spec(), {}, attempt=1, owner=OWNER)
+    await backend.start("r-stop", spec(), {}, attempt=2, owner=OWNER)
+    await kube.wait_for(lambda: len([p for p in _pods(kube, "r-stop") if p["status"].get("phase") == "Running"]) == 2)
+
+    fresh = await KubernetesJobBackend.from_kubeconfig(kube.kubeconfig_path, poll_seconds=0.02)
+    try:
+        confirmed = await fresh.stop("r-stop")  # a restarted handler finds the run's namespace by its label
+    finally:
+        await fresh.close()
+
+    assert confirmed is True
+    assert _pods(kube, "r-stop") == []
+    assert kube.calls["delete", "jobs.batch"] == 2
+    assert (await backend.status("r-stop", attempt=2)).phase is WorkloadPhase.MISSING
+    assert await backend.stop("r-stop") is True  # nothing left: a repeated stop confirms at once
+
+
+async def test_a_stop_that_cannot_be_confirmed_says_so(kube: FakeKubeServer, backend: KubernetesJobBackend) -> None:
+    assert kube.controller is not None
+    from fakekube import Scenario
+
+    kube.controller.plan(Scenario("hang", terminate_after=float("inf")), labels={m.RUN_LABEL: m.run_label("r-stuck")})
+    await backend.start("r-stuck", spec(), {}, owner=OWNER)
+    await kube.wait_for(lambda: [p for p in _pods(kube, "r-stuck") if p["status"].get("phase") == "Running"])
+    backend.stop_timeout_seconds = 0.3
+
+    assert await backend.stop("r-stuck") is False
+    assert _pods(kube, "r-stuck")  # still terminating: the watcher finishes the run later
+    job = kube.get("jobs", m.job_name("r-stuck", 1), NS)
+    assert job is not None and "foregroundDeletion" in job["metadata"]["finalizers"]
