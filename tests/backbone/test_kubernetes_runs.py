@@ -1,0 +1,139 @@
+"""The jobs handlers with the Kubernetes backend: real NATS and MongoDB, the fake Kubernetes API over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest_asyncio
+from nats.js import JetStreamContext
+
+from adapters import kubernetes_manifests as m
+from adapters.kubernetes_compute import KubernetesJobBackend
+from adapters.mongo_store import MongoStateStore
+from events import subjects as s
+from events.envelope import new_event
+from events.payloads.run import RetryPolicy, RunRequested, RunSpec, RunStopRequested
+from fakekube import ControllerConfig, FakeKubeServer
+from gxwf.runtime import Endpoints, HandlerService
+from gxwf.settings import Settings
+from schemas.run import RunDocument, RunState
+from tests.backbone.conftest import eventually, finished
+
+CONSUMER = "did:web:consumer.example:k8s"
+NS = m.namespace_name(CONSUMER)
+
+
+@pytest_asyncio.fixture
+async def kube() -> AsyncIterator[FakeKubeServer]:
+    config = ControllerConfig(pending=0.01, duration=0.1, time_scale=0.05)
+    async with FakeKubeServer(controller=config, validate="1.30.0") as server:
+        yield server
+
+
+@pytest_asyncio.fixture
+async def service(
+    settings: Settings, endpoints: Endpoints, js: JetStreamContext, store: MongoStateStore, kube: FakeKubeServer
+) -> AsyncIterator[HandlerService]:
+    svc = HandlerService(settings, endpoints, groups=["jobs"])
+    # The backend is chosen at start-up: here the Kubernetes one, on the fake cluster's kubeconfig.
+    compute = await KubernetesJobBackend.from_kubeconfig(kube.kubeconfig_path, poll_seconds=0.02)
+    svc.compute = compute  # type: ignore[assignment]
+    await svc.start()
+    yield svc
+    await svc.stop()
+    await compute.close()
+
+
+async def request(service: HandlerService, run_id: str, **spec: Any) -> None:
+    assert service.bus is not None
+    run_spec = RunSpec.model_validate({"image": "busybox:1.36", "command": ["sh", "-c", "echo hi"], **spec})
+    await service.bus.publish(
+        new_event(
+            s.RUN_REQUESTED,
+            RunRequested(run_id=run_id, consumer_id=CONSUMER, asset_id="carla-minimal", spec=run_spec),
+        )
+    )
+
+
+def plan(kube: FakeKubeServer, run_id: str, scenarios: str) -> None:
+    assert kube.controller is not None
+    kube.controller.plan(scenarios, labels={m.RUN_LABEL: m.run_label(run_id)})
+
+
+async def test_a_run_succeeds_as_a_job_in_the_consumers_namespace(
+    service: HandlerService, store: MongoStateStore, kube: FakeKubeServer
+) -> None:
+    await request(service, "k8s-ok")
+    doc: RunDocument = await eventually(lambda: finished(store, "k8s-ok"))
+
+    assert doc.state == RunState.SUCCEEDED and doc.exit_code == 0 and doc.backend == "kubernetes"
+    assert [h.to for h in doc.history] == ["queued", "pending", "running", "succeeded"]
+    assert doc.handle == f"{NS}/{m.job_name('k8s-ok', 1)}"
+    [job] = kube.objects("jobs", NS)
+    assert job["metadata"]["annotations"][m.RUN_ID_ANNOTATION] == "k8s-ok"
+    assert kube.calls["create", "jobs.batch"] == 1
+
+
+async def test_a_failed_pod_fails_the_run_with_its_exit_code(
+    service: HandlerService, store: MongoStateStore, kube: FakeKubeServer
+) -> None:
+    plan(kube, "k8s-fail", "fail:3")
+    await request(service, "k8s-fail", retry={"limit": 2, "backoff_seconds": 0.1})
+    doc: RunDocument = await eventually(lambda: finished(store, "k8s-fail"))
+
+    # A plain exit status is the workload's own failure: not retried unless its policy lists the code.
+    assert (doc.state, doc.exit_code, doc.attempt) == (RunState.FAILED, 3, 1)
+    assert doc.reason == "exit status 3"
+
+
+async def test_an_oom_killed_attempt_is_retried_by_policy(
+    service: HandlerService, store: MongoStateStore, kube: FakeKubeServer
+) -> None:
+    plan(kube, "k8s-oom", "oomkill,succeed")
+    await request(service, "k8s-oom", memory_mb=64, retry=RetryPolicy(limit=1, backoff_seconds=0.1).model_dump())
+    doc: RunDocument = await eventually(lambda: finished(store, "k8s-oom"))
+
+    assert (doc.state, doc.attempt) == (RunState.SUCCEEDED, 2)
+    assert [h.to for h in doc.history] == [
+        "queued", "pending", "running", "queued", "pending", "running", "succeeded",
+    ]  # fmt: skip
+    assert doc.history[3].reason is not None and "OOMKilled" in doc.history[3].reason
+    assert sorted(j["metadata"]["name"] for j in kube.objects("jobs", NS)) == [
+        m.job_name("k8s-oom", 1),
+        m.job_name("k8s-oom", 2),
+    ]
+
+
+async def test_stop_deletes_the_job_and_its_pod_before_the_run_is_stopped(
+    service: HandlerService, store: MongoStateStore, kube: FakeKubeServer
+) -> None:
+    plan(kube, "k8s-stop", "hang")
+    await request(service, "k8s-stop")
+    await eventually(lambda: _in_state(store, "k8s-stop", RunState.RUNNING))
+    await kube.wait_for(lambda: [p for p in kube.objects("pods", NS) if p["status"].get("phase") == "Running"])
+    assert service.bus is not None
+    await service.bus.publish(
+        new_event(s.RUN_STOP_REQUESTED, RunStopRequested(run_id="k8s-stop", consumer_id=CONSUMER, reason="enough"))
+    )
+    doc: RunDocument = await eventually(lambda: finished(store, "k8s-stop"))
+
+    assert doc.state == RunState.STOPPED and doc.reason == "enough"
+    assert kube.objects("jobs", NS) == [] and kube.objects("pods", NS) == []
+
+
+async def test_an_image_that_never_pulls_times_the_run_out_with_the_reason(
+    service: HandlerService, store: MongoStateStore, kube: FakeKubeServer
+) -> None:
+    plan(kube, "k8s-pull", "image-pull-backoff")
+    await request(service, "k8s-pull", image="registry.example/missing:1", pending_timeout_seconds=1)
+    doc: RunDocument = await eventually(lambda: finished(store, "k8s-pull"))
+
+    assert doc.state == RunState.TIMED_OUT
+    assert doc.reason is not None and doc.reason.startswith("pending longer than 1s: ImagePullBackOff")
+    assert kube.objects("jobs", NS) == [] and kube.objects("pods", NS) == []
+
+
+async def _in_state(store: MongoStateStore, run_id: str, state: RunState) -> bool:
+    doc = await store.get(RunDocument, run_id)
+    return doc is not None and doc.state == state
