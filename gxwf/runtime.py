@@ -18,6 +18,8 @@ import structlog
 
 from adapters.edc_client import HttpEdcClient
 from adapters.faults import ConfiguredFaults
+from adapters.kube_deployments import KubernetesDeploymentBackend
+from adapters.kube_manifests import WorkflowApiImage
 from adapters.local_compute import LocalProcessBackend
 from adapters.local_deployments import LocalDeploymentBackend
 from adapters.mongo_assets import MongoAssetCatalogue
@@ -125,6 +127,10 @@ class HandlerService:
         self.deployments: dict[str, DeploymentBackend] = {
             "local": LocalDeploymentBackend(settings.state_dir / "consumers", settings.workflow_api_url)
         }
+        self.kubernetes: KubernetesDeploymentBackend | None = None
+        if any(site.backend == "kubernetes" for site in self.sites):
+            self.kubernetes = KubernetesDeploymentBackend(WorkflowApiImage(settings.workflow_api_image))
+            self.deployments["kubernetes"] = self.kubernetes
         # Without a connector the provisioning handlers cannot learn consumers or answer EDC.
         self.edc = (
             HttpEdcClient(connectors, MongoEdcCallLog(self.store.db), backoff=edc_backoff, attempts=len(edc_backoff))
@@ -208,6 +214,8 @@ class HandlerService:
             await self.bus.broker.stop()
         if self.edc is not None:
             await self.edc.close()
+        if self.kubernetes is not None:
+            await self.kubernetes.close()
         await self.store.close()
         await self.objects.close()
 

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     # Where the shared WorkflowApi answers consumers whose deployment is on a local site.
     workflow_api_url: str = Field(default="http://127.0.0.1:8490", pattern=r"^https?://\S+$")
     deploy_timeout_seconds: float = Field(default=20.0, gt=0)
+    # The image of the per-consumer WorkflowApi on Kubernetes sites.
+    workflow_api_image: str = "ghcr.io/gaiax-workflows/gxwf:0.1.0"
 
     # Comma separated NAME=sleep:SECONDS or NAME=raise; empty in production.
     fault_points: str = ""

@@ -21,7 +21,10 @@ class KubernetesTarget(_Strict):
     in_cluster: bool = False
     storage_class: str | None = None
     gpu_resource_name: str = "nvidia.com/gpu"
-    ingress_class: str | None = Field(default=None, description="Set: the WorkflowApi also gets an Ingress")
+    ingress_class: str | None = Field(default=None, description="Set with ingress_domain: an Ingress per consumer")
+    ingress_domain: str | None = Field(default=None, description="The consumer's host is <namespace>.<domain>")
+    # Only these namespaces reach a consumer's WorkflowApi: the ingress controller and the connector's data plane.
+    allowed_namespaces: list[str] = Field(default_factory=lambda: ["ingress-nginx", "edc"])
 
 
 class Capabilities(_Strict):

@@ -1,0 +1,273 @@
+"""Everything one consumer's WorkflowApi needs on a Kubernetes site, as plain manifests with deterministic names.
+
+One namespace per deployment (consumer and transfer), so that a teardown is one namespace deletion and nothing
+of one transfer can reach another's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ports.deployments import DeploymentSpec
+from schemas.assets import memory_bytes
+
+APP = "workflow-api"
+PORT = 8080
+MANAGER = "gxwf"
+_MI = 2**20
+
+
+@dataclass(frozen=True)
+class WorkflowApiImage:
+    image: str
+    pull_policy: str = "IfNotPresent"
+
+
+def namespace_of(spec: DeploymentSpec) -> str:
+    return f"gxwf-{spec.deployment_id}"[:63]
+
+
+def _hash(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:16]
+
+
+def labels_of(spec: DeploymentSpec) -> dict[str, str]:
+    # Label values allow no ':' or '/', which DIDs and URNs hold: hashes here, the ids in annotations.
+    return {
+        "app.kubernetes.io/managed-by": MANAGER,
+        "gxwf.io/consumer": _hash(spec.consumer_id),
+        "gxwf.io/transfer": _hash(spec.transfer_process_id),
+        "gxwf.io/deployment": spec.deployment_id,
+    }
+
+
+def annotations_of(spec: DeploymentSpec) -> dict[str, str]:
+    return {
+        "gxwf.io/consumer-id": spec.consumer_id,
+        "gxwf.io/transfer-process-id": spec.transfer_process_id,
+        "gxwf.io/asset": f"{spec.asset.asset_id}@{spec.asset.version}",
+    }
+
+
+def _meta(spec: DeploymentSpec, name: str, namespaced: bool = True) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": labels_of(spec), "annotations": annotations_of(spec)}
+    if namespaced:
+        meta["namespace"] = namespace_of(spec)
+    return meta
+
+
+def _millicores(cpu: float) -> str:
+    return f"{math.ceil(cpu * 1000)}m"
+
+
+def _mebibytes(quantity: str, extra: int = 0) -> str:
+    return f"{math.ceil(memory_bytes(quantity) / _MI) + extra}Mi"
+
+
+def manifests(spec: DeploymentSpec, image: WorkflowApiImage) -> list[dict[str, Any]]:
+    """In creation order: the namespace first, the Deployment and Service last."""
+    ns = namespace_of(spec)
+    site = spec.site.kubernetes
+    gpu_resource = site.gpu_resource_name if site else "nvidia.com/gpu"
+    allowed = site.allowed_namespaces if site else []
+    needs = spec.asset.definition.resources
+    pod_labels = {**labels_of(spec), "app.kubernetes.io/name": APP}
+    hard: dict[str, str] = {
+        # Room for one run of the asset beside the WorkflowApi itself (250m, 256Mi).
+        "requests.cpu": _millicores(needs.cpu + 0.25),
+        "limits.cpu": _millicores(needs.cpu + 0.5),
+        "requests.memory": _mebibytes(needs.memory, 256),
+        "limits.memory": _mebibytes(needs.memory, 512),
+        "pods": "4",
+        "services": "1",
+        "secrets": "4",
+    }
+    if needs.gpu:
+        # Only for GPU assets: a quota on a resource obliges every pod (the WorkflowApi too) to request it.
+        hard[f"requests.{gpu_resource}"] = str(needs.gpu)
+    objects: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(spec, ns, namespaced=False)},
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": _meta(spec, APP),
+            "automountServiceAccountToken": True,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": _meta(spec, APP),
+            # What the WorkflowApi does in its own namespace: run the consumer's jobs and read their logs.
+            "rules": [
+                {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "delete"]},
+                {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list", "watch"]},
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": _meta(spec, APP),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": APP},
+            "subjects": [{"kind": "ServiceAccount", "name": APP, "namespace": ns}],
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": _meta(spec, "consumer-quota"),
+            "spec": {"hard": hard},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "LimitRange",
+            "metadata": _meta(spec, "consumer-limits"),
+            "spec": {
+                "limits": [
+                    {
+                        "type": "Container",
+                        "default": {"cpu": "500m", "memory": "512Mi"},
+                        "defaultRequest": {"cpu": "100m", "memory": "128Mi"},
+                        # No container above the asset's needs, nor below the WorkflowApi's own limits.
+                        "max": {"cpu": _millicores(max(needs.cpu, 0.5)), "memory": _mebibytes(_larger(needs.memory))},
+                    }
+                ]
+            },
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": _meta(spec, "workflow-api-ingress"),
+            "spec": {
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": APP}},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [
+                            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
+                            for name in allowed
+                        ],
+                        "ports": [{"protocol": "TCP", "port": PORT}],
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": _meta(spec, "workflow-api-config"),
+            "type": "Opaque",
+            "stringData": {
+                "GXWF_CONSUMER_ID": spec.consumer_id,
+                "GXWF_TRANSFER_PROCESS_ID": spec.transfer_process_id,
+                "GXWF_ASSETS": json.dumps([{"asset_id": spec.asset.asset_id, "version": spec.asset.version}]),
+            },
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta(spec, APP),
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app.kubernetes.io/name": APP, "gxwf.io/deployment": spec.deployment_id}},
+                "template": {
+                    "metadata": {"labels": pod_labels},
+                    "spec": {
+                        "serviceAccountName": APP,
+                        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                        "containers": [
+                            {
+                                "name": APP,
+                                "image": image.image,
+                                "imagePullPolicy": image.pull_policy,
+                                "args": ["workflow-api", "--host", "0.0.0.0", "--port", str(PORT)],
+                                "ports": [{"name": "http", "containerPort": PORT}],
+                                "envFrom": [{"secretRef": {"name": "workflow-api-config"}}],
+                                "resources": {
+                                    "requests": {"cpu": "250m", "memory": "256Mi"},
+                                    "limits": {"cpu": "500m", "memory": "512Mi"},
+                                },
+                                "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
+                                "securityContext": {
+                                    "allowPrivilegeEscalation": False,
+                                    "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]},
+                                },
+                            }
+                        ],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(spec, APP),
+            "spec": {
+                "selector": {"app.kubernetes.io/name": APP, "gxwf.io/deployment": spec.deployment_id},
+                "ports": [{"name": "http", "port": PORT, "targetPort": "http"}],
+            },
+        },
+    ]
+    if site is not None and site.ingress_class and site.ingress_domain:
+        objects.append(
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "Ingress",
+                "metadata": _meta(spec, APP),
+                "spec": {
+                    "ingressClassName": site.ingress_class,
+                    "rules": [
+                        {
+                            "host": f"{ns}.{site.ingress_domain}",
+                            "http": {
+                                "paths": [
+                                    {
+                                        "path": "/",
+                                        "pathType": "Prefix",
+                                        "backend": {"service": {"name": APP, "port": {"number": PORT}}},
+                                    }
+                                ]
+                            },
+                        }
+                    ],
+                },
+            }
+        )
+    return objects
+
+
+def _larger(memory: str, floor: str = "512Mi") -> str:
+    return memory if memory_bytes(memory) >= memory_bytes(floor) else floor
+
+
+def url_of(spec: DeploymentSpec) -> str:
+    site = spec.site.kubernetes
+    ns = namespace_of(spec)
+    if site is not None and site.ingress_class and site.ingress_domain:
+        return f"https://{ns}.{site.ingress_domain}"
+    return f"http://{APP}.{ns}.svc:{PORT}"
+
+
+_PATHS = {
+    ("v1", "Namespace"): "/api/v1/namespaces/{name}",
+    ("v1", "ServiceAccount"): "/api/v1/namespaces/{ns}/serviceaccounts/{name}",
+    ("v1", "ResourceQuota"): "/api/v1/namespaces/{ns}/resourcequotas/{name}",
+    ("v1", "LimitRange"): "/api/v1/namespaces/{ns}/limitranges/{name}",
+    ("v1", "Secret"): "/api/v1/namespaces/{ns}/secrets/{name}",
+    ("v1", "Service"): "/api/v1/namespaces/{ns}/services/{name}",
+    ("rbac.authorization.k8s.io/v1", "Role"): "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles/{name}",
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): (
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings/{name}"
+    ),
+    ("networking.k8s.io/v1", "NetworkPolicy"): "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/{name}",
+    ("networking.k8s.io/v1", "Ingress"): "/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses/{name}",
+    ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
+}
+
+
+def path_of(obj: dict[str, Any]) -> str:
+    meta = obj["metadata"]
+    return _PATHS[(obj["apiVersion"], obj["kind"])].format(ns=meta.get("namespace", ""), name=meta["name"])
