@@ -82,7 +82,6 @@ class KubernetesJobBackend:
             await self._prepare(owner)
             try:
                 await self.batch.create_namespaced_job(namespace, body)
-                return handle
             except ApiException as error:
                 if error.status == 409:  # another replica (or an earlier try of this one) made it
                     return handle
@@ -91,6 +90,9 @@ class KubernetesJobBackend:
                     self._prepared.discard(namespace)
                     continue
                 raise
+            if attempt > 1:
+                await self._end_earlier_attempts(namespace, run_id, attempt)
+            return handle
         raise AssertionError("unreachable")
 
     async def status(self, run_id: str, *, attempt: int = 1) -> WorkloadStatus:
@@ -113,13 +115,8 @@ class KubernetesJobBackend:
         selector = manifests.run_selector(run_id)
         jobs = await self.batch.list_namespaced_job(namespace, label_selector=selector)
         for job in jobs.items:
-            if job.metadata.deletion_timestamp is not None:
-                continue
-            try:
-                await self.batch.delete_namespaced_job(job.metadata.name, namespace, propagation_policy="Foreground")
-            except ApiException as error:
-                if error.status != 404:
-                    raise
+            if job.metadata.deletion_timestamp is None:
+                await self._delete_job(namespace, job.metadata.name)
         deadline = time.monotonic() + self.stop_timeout_seconds
         while True:
             pods = await self.core.list_namespaced_pod(namespace, label_selector=selector)
@@ -134,6 +131,24 @@ class KubernetesJobBackend:
         return RunArtifacts([], None)
 
     # --- helpers
+
+    async def _end_earlier_attempts(self, namespace: str, run_id: str, attempt: int) -> None:
+        """Delete earlier attempts' Jobs that never finished: a pod on a lost node (phase Unknown) may still
+        run there, and two attempts of a run must not both write its outputs once the node is back."""
+        jobs = await self.batch.list_namespaced_job(namespace, label_selector=manifests.run_selector(run_id))
+        for job in jobs.items:
+            number = (job.metadata.labels or {}).get(manifests.ATTEMPT_LABEL, "")
+            conditions = (job.status.conditions if job.status else None) or []
+            ended = any(c.type in ("Complete", "Failed") and c.status == "True" for c in conditions)
+            if number.isdigit() and int(number) < attempt and not ended and job.metadata.deletion_timestamp is None:
+                await self._delete_job(namespace, job.metadata.name)
+
+    async def _delete_job(self, namespace: str, name: str) -> None:
+        try:
+            await self.batch.delete_namespaced_job(name, namespace, propagation_policy="Foreground")
+        except ApiException as error:
+            if error.status != 404:
+                raise
 
     async def _prepare(self, owner: RunOwner) -> None:
         """The consumer's namespace and the run pods' ServiceAccount, created if missing."""

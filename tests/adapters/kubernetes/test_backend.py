@@ -6,7 +6,7 @@ from typing import Any
 
 from adapters import kubernetes_manifests as m
 from adapters.kubernetes_compute import KubernetesJobBackend
-from fakekube import FakeKubeServer
+from fakekube import FakeKubeServer, Scenario
 from ports.compute import WorkloadPhase, WorkloadStatus
 from tests.adapters.kubernetes.conftest import OWNER, spec, status_until
 
@@ -147,10 +147,11 @@ async def test_a_deleted_job_is_missing(kube: FakeKubeServer, backend: Kubernete
 async def test_stop_deletes_in_the_foreground_and_confirms_the_pods_are_gone(
     kube: FakeKubeServer, backend: KubernetesJobBackend
 ) -> None:
-    _plan(kube, "r-stop", "hang")
-    await backend.start("r-stop", spec(), {}, attempt=1, owner=OWNER)
-    await backend.start("r-stop", spec(), {}, attempt=2, owner=OWNER)
-    await kube.wait_for(lambda: len([p for p in _pods(kube, "r-stop") if p["status"].get("phase") == "Running"]) == 2)
+    assert kube.controller is not None
+    # Containers that take a while to stop: the stop has to wait for them, not just ask.
+    kube.controller.plan(Scenario("hang", terminate_after=0.3), labels={m.RUN_LABEL: m.run_label("r-stop")})
+    await backend.start("r-stop", spec(), {}, owner=OWNER)
+    await kube.wait_for(lambda: [p for p in _pods(kube, "r-stop") if p["status"].get("phase") == "Running"])
 
     fresh = await KubernetesJobBackend.from_kubeconfig(kube.kubeconfig_path, poll_seconds=0.02)
     try:
@@ -160,15 +161,13 @@ async def test_stop_deletes_in_the_foreground_and_confirms_the_pods_are_gone(
 
     assert confirmed is True
     assert _pods(kube, "r-stop") == []
-    assert kube.calls["delete", "jobs.batch"] == 2
-    assert (await backend.status("r-stop", attempt=2)).phase is WorkloadPhase.MISSING
+    assert kube.calls["delete", "jobs.batch"] == 1
+    assert (await backend.status("r-stop")).phase is WorkloadPhase.MISSING
     assert await backend.stop("r-stop") is True  # nothing left: a repeated stop confirms at once
 
 
 async def test_a_stop_that_cannot_be_confirmed_says_so(kube: FakeKubeServer, backend: KubernetesJobBackend) -> None:
     assert kube.controller is not None
-    from fakekube import Scenario
-
     kube.controller.plan(Scenario("hang", terminate_after=float("inf")), labels={m.RUN_LABEL: m.run_label("r-stuck")})
     await backend.start("r-stuck", spec(), {}, owner=OWNER)
     await kube.wait_for(lambda: [p for p in _pods(kube, "r-stuck") if p["status"].get("phase") == "Running"])
@@ -178,3 +177,18 @@ async def test_a_stop_that_cannot_be_confirmed_says_so(kube: FakeKubeServer, bac
     assert _pods(kube, "r-stuck")  # still terminating: the watcher finishes the run later
     job = kube.get("jobs", m.job_name("r-stuck", 1), NS)
     assert job is not None and "foregroundDeletion" in job["metadata"]["finalizers"]
+
+
+async def test_a_new_attempt_ends_an_earlier_one_left_on_a_lost_node(
+    kube: FakeKubeServer, backend: KubernetesJobBackend
+) -> None:
+    _plan(kube, "r-partition", "node-lost:unknown,hang")
+    await backend.start("r-partition", spec(), {}, attempt=1, owner=OWNER)
+    lost = await status_until(backend, "r-partition", _exited)
+    assert lost.failure == "node_lost"
+
+    await backend.start("r-partition", spec(), {}, attempt=2, owner=OWNER)
+
+    first = kube.get("jobs", m.job_name("r-partition", 1), NS)
+    assert first is None or first["metadata"].get("deletionTimestamp")
+    assert (await backend.status("r-partition", attempt=2)).phase is WorkloadPhase.RUNNING
