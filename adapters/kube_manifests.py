@@ -1,24 +1,22 @@
 """Everything one consumer's WorkflowApi needs on a Kubernetes site, as plain manifests with deterministic names.
 
 One namespace per deployment (consumer and transfer), so that a teardown is one namespace deletion and nothing
-of one transfer can reach another's.
+of one transfer can reach another's. The consumer's runs are Jobs in its run namespace (adapters/
+kubernetes_manifests.py), created by the jobs handler, not by the WorkflowApi.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from ports.deployments import DeploymentSpec
-from schemas.assets import memory_bytes
 
 APP = "workflow-api"
 PORT = 8080
 MANAGER = "gxwf"
-_MI = 2**20
 
 
 @dataclass(frozen=True)
@@ -60,35 +58,22 @@ def _meta(spec: DeploymentSpec, name: str, namespaced: bool = True) -> dict[str,
     return meta
 
 
-def _millicores(cpu: float) -> str:
-    return f"{math.ceil(cpu * 1000)}m"
-
-
-def _mebibytes(quantity: str, extra: int = 0) -> str:
-    return f"{math.ceil(memory_bytes(quantity) / _MI) + extra}Mi"
-
-
 def manifests(spec: DeploymentSpec, image: WorkflowApiImage) -> list[dict[str, Any]]:
     """In creation order: the namespace first, the Deployment and Service last."""
     ns = namespace_of(spec)
     site = spec.site.kubernetes
-    gpu_resource = site.gpu_resource_name if site else "nvidia.com/gpu"
     allowed = site.allowed_namespaces if site else []
-    needs = spec.asset.definition.resources
     pod_labels = {**labels_of(spec), "app.kubernetes.io/name": APP}
-    hard: dict[str, str] = {
-        # Room for one run of the asset beside the WorkflowApi itself (250m, 256Mi).
-        "requests.cpu": _millicores(needs.cpu + 0.25),
-        "limits.cpu": _millicores(needs.cpu + 0.5),
-        "requests.memory": _mebibytes(needs.memory, 256),
-        "limits.memory": _mebibytes(needs.memory, 512),
-        "pods": "4",
+    # Sized for the WorkflowApi alone (two pods during a rollout): nothing else is meant to run here.
+    hard = {
+        "requests.cpu": "500m",
+        "limits.cpu": "1",
+        "requests.memory": "512Mi",
+        "limits.memory": "1Gi",
+        "pods": "2",
         "services": "1",
         "secrets": "4",
     }
-    if needs.gpu:
-        # Only for GPU assets: a quota on a resource obliges every pod (the WorkflowApi too) to request it.
-        hard[f"requests.{gpu_resource}"] = str(needs.gpu)
     objects: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(spec, ns, namespaced=False)},
         {
@@ -101,10 +86,15 @@ def manifests(spec: DeploymentSpec, image: WorkflowApiImage) -> list[dict[str, A
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
             "metadata": _meta(spec, APP),
-            # What the WorkflowApi does in its own namespace: run the consumer's jobs and read their logs.
+            # The WorkflowApi reads the store and publishes commands; runs are the jobs handler's, in the
+            # consumer's run namespace. Here it may only read its own configuration.
             "rules": [
-                {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "delete"]},
-                {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list", "watch"]},
+                {
+                    "apiGroups": [""],
+                    "resources": ["secrets"],
+                    "resourceNames": ["workflow-api-config"],
+                    "verbs": ["get"],
+                }
             ],
         },
         {
@@ -130,8 +120,7 @@ def manifests(spec: DeploymentSpec, image: WorkflowApiImage) -> list[dict[str, A
                         "type": "Container",
                         "default": {"cpu": "500m", "memory": "512Mi"},
                         "defaultRequest": {"cpu": "100m", "memory": "128Mi"},
-                        # No container above the asset's needs, nor below the WorkflowApi's own limits.
-                        "max": {"cpu": _millicores(max(needs.cpu, 0.5)), "memory": _mebibytes(_larger(needs.memory))},
+                        "max": {"cpu": "500m", "memory": "512Mi"},
                     }
                 ]
             },
@@ -237,10 +226,6 @@ def manifests(spec: DeploymentSpec, image: WorkflowApiImage) -> list[dict[str, A
             }
         )
     return objects
-
-
-def _larger(memory: str, floor: str = "512Mi") -> str:
-    return memory if memory_bytes(memory) >= memory_bytes(floor) else floor
 
 
 def url_of(spec: DeploymentSpec) -> str:

@@ -48,8 +48,10 @@ def test_every_object_is_valid_for_kubernetes_strictly(asset_id: str) -> None:
     assert [o["kind"] for o in objects][-3:] == ["Deployment", "Service", "Ingress"]
     for obj in objects:
         kubernetes_validate.validate(obj, "1.33.0", strict=True)
-    quota = next(o for o in objects if o["kind"] == "ResourceQuota")["spec"]["hard"]
-    assert ("requests.nvidia.com/gpu" in quota) == (ASSETS[asset_id].resources.gpu > 0)
+    role = next(o for o in objects if o["kind"] == "Role")
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["workflow-api-config"], "verbs": ["get"]}
+    ]
 
 
 async def test_quota_exceeded_is_a_final_failure_with_the_apis_reason(kube: FakeKubeServer) -> None:
