@@ -378,6 +378,20 @@ def bench_runs(
     asyncio.run(run_benchmark(settings, runs, consumers, console=Console()))
 
 
+@bench_app.command("provisioning")
+def bench_provisioning(
+    consumers: Annotated[int, typer.Option("--consumers", min=1, max=10_000, help="Consumers at once.")] = 200,
+    backend: Annotated[str, typer.Option("--backend", help="kubernetes (the fake API) or local.")] = "kubernetes",
+) -> None:
+    """Provision and deprovision N consumers at once: time to access granted, API calls and CPU per consumer."""
+    from gxwf.bench_provisioning import run_benchmark
+
+    if backend not in ("kubernetes", "local"):
+        raise UserError(f"--backend {backend}: choose kubernetes or local")
+    settings = _settings(None)
+    asyncio.run(run_benchmark(settings, consumers, backend, console=Console()))
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: usage errors and bad input as one line on stderr with exit status 2, never a traceback."""
     try:
