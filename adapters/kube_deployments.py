@@ -31,9 +31,13 @@ _OBJECT = {200: "object", 201: "object", 202: "object"}
 class KubernetesDeploymentBackend:
     name = "kubernetes"
 
-    def __init__(self, image: WorkflowApiImage, *, poll_seconds: float = 0.2) -> None:
+    def __init__(
+        self, image: WorkflowApiImage, *, poll_seconds: float = 0.2, delete_wait_seconds: float = 20.0
+    ) -> None:
         self.image = image
         self.poll_seconds = poll_seconds
+        # Below the bus's ack wait: a namespace still terminating is checked again on the redelivery.
+        self.delete_wait_seconds = delete_wait_seconds
         self._clients: dict[str, ApiClient] = {}
         self._lock = asyncio.Lock()
 
@@ -84,7 +88,7 @@ class KubernetesDeploymentBackend:
         path = f"/api/v1/namespaces/{namespace_of(spec)}"
         # Foreground: the namespace goes only after everything in it; absent already counts as deleted.
         await self._call(api, "DELETE", path, body={"propagationPolicy": "Foreground"}, missing_ok=True)
-        for _ in range(int(60 / self.poll_seconds)):
+        for _ in range(max(1, int(self.delete_wait_seconds / self.poll_seconds))):
             if await self._call(api, "GET", path, missing_ok=True) is None:
                 return True
             await asyncio.sleep(self.poll_seconds)
