@@ -12,12 +12,13 @@ last step of the Job, see docs/runs.md), so there is nothing on this side for th
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 from kubernetes_asyncio.client import ApiClient, ApiException, BatchV1Api, Configuration, CoreV1Api
-from kubernetes_asyncio.config import load_kube_config
+from kubernetes_asyncio.config import load_incluster_config, load_kube_config
 
 from adapters import kubernetes_manifests as manifests
 from adapters.kubernetes_status import classify
@@ -26,25 +27,32 @@ from ports.compute import RunArtifacts, RunOwner, WorkloadPhase, WorkloadStatus
 
 
 class KubernetesJobBackend:
+    """Give it an ApiClient, or a kubeconfig (None: in-cluster when run in a pod, else ~/.kube/config) that
+    it reads on first use, so it can be built where nothing may be awaited (a service's constructor)."""
+
     def __init__(
         self,
-        api: ApiClient,
+        api: ApiClient | None = None,
         *,
+        kubeconfig: Path | None = None,
+        context: str | None = None,
         site: str = "kubernetes",
         default_image: str | None = None,
         stop_timeout_seconds: float = 30.0,
         poll_seconds: float = 0.2,
-        owns_client: bool = False,
     ) -> None:
         self.name = "kubernetes"
         self.site = site
-        self.api = api
-        self.core = CoreV1Api(api)
-        self.batch = BatchV1Api(api)
         self.default_image = default_image
         self.stop_timeout_seconds = stop_timeout_seconds
         self.poll_seconds = poll_seconds
-        self._owns_client = owns_client
+        self._kubeconfig = kubeconfig
+        self._context = context
+        self._api: ApiClient | None = None
+        self._owns_client = False
+        if api is not None:
+            self._attach(api)
+        self._lock = asyncio.Lock()
         # Namespaces (and their ServiceAccount) known to exist, and where each run's Jobs are: both only save
         # calls, and both are found again from the cluster when this process is new.
         self._prepared: set[str] = set()
@@ -52,13 +60,37 @@ class KubernetesJobBackend:
 
     @classmethod
     async def from_kubeconfig(cls, path: Path | None = None, **kwargs: Any) -> KubernetesJobBackend:
-        configuration = Configuration()
-        await load_kube_config(config_file=str(path) if path else None, client_configuration=configuration)
-        return cls(ApiClient(configuration), owns_client=True, **kwargs)
+        backend = cls(kubeconfig=path, **kwargs)
+        await backend.connect()
+        return backend
+
+    async def connect(self) -> None:
+        if self._api is not None:
+            return
+        async with self._lock:
+            if self._api is not None:
+                return
+            configuration = Configuration()
+            if self._kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+                load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            else:
+                await load_kube_config(
+                    config_file=str(self._kubeconfig) if self._kubeconfig else None,
+                    context=self._context,
+                    client_configuration=configuration,
+                )
+            self._attach(ApiClient(configuration))
+            self._owns_client = True
+
+    def _attach(self, api: ApiClient) -> None:
+        self._api = api
+        self.core = CoreV1Api(api)
+        self.batch = BatchV1Api(api)
 
     async def close(self) -> None:
-        if self._owns_client:
-            await self.api.close()
+        if self._owns_client and self._api is not None:
+            await self._api.close()
+            self._api = None
 
     # --- the port
 
@@ -67,6 +99,7 @@ class KubernetesJobBackend:
     ) -> str:
         if owner is None:
             raise ValueError(f"run {run_id}: the Kubernetes backend needs the run's consumer and asset")
+        await self.connect()
         image = spec.image or self.default_image
         if not image:
             raise ValueError(f"run {run_id}: the asset names no container image")
@@ -96,6 +129,7 @@ class KubernetesJobBackend:
         raise AssertionError("unreachable")
 
     async def status(self, run_id: str, *, attempt: int = 1) -> WorkloadStatus:
+        await self.connect()
         namespace = await self._namespace_of(run_id)
         if namespace is None:
             return WorkloadStatus(
@@ -109,6 +143,7 @@ class KubernetesJobBackend:
 
     async def stop(self, run_id: str) -> bool:
         """Delete every Job of the run (foreground: pods first) and wait, bounded, until no pod is left."""
+        await self.connect()
         namespace = await self._namespace_of(run_id)
         if namespace is None:
             return True
@@ -191,5 +226,6 @@ class KubernetesJobBackend:
 
     def _plain(self, obj: Any) -> dict[str, Any]:
         # The API's own field names (camelCase), as the status rules and the manifests are written.
-        plain: dict[str, Any] = self.api.sanitize_for_serialization(obj)
+        assert self._api is not None
+        plain: dict[str, Any] = self._api.sanitize_for_serialization(obj)
         return plain

@@ -76,7 +76,7 @@ async def _pipeline(
         for run in await service.store.find(RunDocument, limit=n + 1):
             running = next((h.at.timestamp() for h in run.history if h.to == "running"), None)
             ended = run.history[-1].at.timestamp()
-            exit_file = service.compute.attempt_dir(run.id, run.attempt) / "exit_code"
+            exit_file = service.local_compute.attempt_dir(run.id, run.attempt) / "exit_code"
             if running is not None:
                 to_running.append(running - asked[run.id])
             if exit_file.exists():

@@ -20,6 +20,7 @@ from adapters.edc_client import HttpEdcClient
 from adapters.faults import ConfiguredFaults
 from adapters.kube_deployments import KubernetesDeploymentBackend
 from adapters.kube_manifests import WorkflowApiImage
+from adapters.kubernetes_compute import KubernetesJobBackend
 from adapters.local_compute import LocalProcessBackend
 from adapters.local_deployments import LocalDeploymentBackend
 from adapters.mongo_assets import MongoAssetCatalogue
@@ -37,6 +38,7 @@ from handlers.context import HandlerContext, RunLimits
 from handlers.jobs.dispatch import dispatch_once
 from handlers.jobs.watch import reconcile_once
 from handlers.subscriptions import HandlerFn, for_groups
+from ports.compute import ComputeBackend
 from ports.deployments import DeploymentBackend
 from schemas.connectors import ConnectorRegistry
 
@@ -137,7 +139,19 @@ class HandlerService:
             if connectors is not None
             else None
         )
-        self.compute = LocalProcessBackend(settings.state_dir / "runs")
+        # The local backend is always there: its run directories are also what tests and benchmarks inspect.
+        self.local_compute = LocalProcessBackend(settings.state_dir / "runs", site=settings.compute_site or "local")
+        self.kubernetes_compute: KubernetesJobBackend | None = None
+        self.compute: ComputeBackend = self.local_compute
+        if settings.compute_backend == "kubernetes":
+            self.kubernetes_compute = KubernetesJobBackend(
+                kubeconfig=settings.kubeconfig,
+                context=settings.kube_context,
+                site=settings.compute_site or "kubernetes",
+                default_image=settings.run_image,
+                stop_timeout_seconds=settings.stop_timeout_seconds,
+            )
+            self.compute = self.kubernetes_compute
         self.objects = S3ObjectStore(
             endpoints.s3,
             settings.s3_bucket,
@@ -216,6 +230,8 @@ class HandlerService:
             await self.edc.close()
         if self.kubernetes is not None:
             await self.kubernetes.close()
+        if self.kubernetes_compute is not None:
+            await self.kubernetes_compute.close()
         await self.store.close()
         await self.objects.close()
 

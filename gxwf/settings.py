@@ -43,6 +43,17 @@ class Settings(BaseSettings):
     # The image of the per-consumer WorkflowApi on Kubernetes sites.
     workflow_api_image: str = "ghcr.io/gaiax-workflows/gxwf:0.1.0"
 
+    # Where runs execute: processes on this machine, or a Job each on a Kubernetes cluster.
+    compute_backend: Literal["local", "kubernetes"] = "local"
+    # For the kubernetes compute backend; unset: in-cluster config inside a pod, else ~/.kube/config.
+    kubeconfig: Path | None = None
+    kube_context: str | None = None
+    # The compute site's name (placement, per-site run limits); unset: the backend's kind.
+    compute_site: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    # Image for assets that name none, on the kubernetes compute backend.
+    run_image: str | None = None
+    stop_timeout_seconds: float = Field(default=30.0, gt=0)
+
     # Comma separated NAME=sleep:SECONDS or NAME=raise; empty in production.
     fault_points: str = ""
 

@@ -9,7 +9,6 @@ import pytest_asyncio
 from nats.js import JetStreamContext
 
 from adapters import kubernetes_manifests as m
-from adapters.kubernetes_compute import KubernetesJobBackend
 from adapters.mongo_store import MongoStateStore
 from events import subjects as s
 from events.envelope import new_event
@@ -35,14 +34,14 @@ async def kube() -> AsyncIterator[FakeKubeServer]:
 async def service(
     settings: Settings, endpoints: Endpoints, js: JetStreamContext, store: MongoStateStore, kube: FakeKubeServer
 ) -> AsyncIterator[HandlerService]:
-    svc = HandlerService(settings, endpoints, groups=["jobs"])
-    # The backend is chosen at start-up: here the Kubernetes one, on the fake cluster's kubeconfig.
-    compute = await KubernetesJobBackend.from_kubeconfig(kube.kubeconfig_path, poll_seconds=0.02)
-    svc.compute = compute  # type: ignore[assignment]
+    # The backend is chosen by settings (GXWF_COMPUTE_BACKEND, GXWF_KUBECONFIG), as in production.
+    chosen = settings.model_copy(update={"compute_backend": "kubernetes", "kubeconfig": kube.kubeconfig_path})
+    svc = HandlerService(chosen, endpoints, groups=["jobs"])
+    assert svc.kubernetes_compute is not None
+    svc.kubernetes_compute.poll_seconds = 0.02
     await svc.start()
     yield svc
     await svc.stop()
-    await compute.close()
 
 
 async def request(service: HandlerService, run_id: str, **spec: Any) -> None:

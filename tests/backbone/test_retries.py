@@ -47,7 +47,7 @@ async def test_a_covered_exit_code_is_retried_until_it_succeeds(
     assert doc.history[3].reason == "attempt 1 failed (exit status 75); attempt 2 queued"
     retries = await stream_events(js, s.RUN_RETRYING)
     assert [r["data"]["attempt"] for r in retries] == [2, 3]
-    log = service.compute.log_path("retry-1").read_text()
+    log = service.local_compute.log_path("retry-1").read_text()
     assert "try 1" in log and "=== attempt 3 ===" in log and "try 3" in log
 
 

@@ -39,7 +39,7 @@ async def test_a_successful_run_walks_pending_running_succeeded_and_says_so(
     ]
     assert doc.exit_code == 0
     assert marker.read_text() == "hello\n"
-    assert "to-log" in service.compute.log_path("r-ok").read_text()
+    assert "to-log" in service.local_compute.log_path("r-ok").read_text()
     types = [e["type"] for e in await stream_events(js, "wf.run.>")]
     assert types == [s.RUN_REQUESTED, s.RUN_QUEUED, s.RUN_PENDING, s.RUN_RUNNING, s.RUN_SUCCEEDED]
     # Each stored transition names the event that caused it, so a timeline needs no replay.
@@ -78,7 +78,7 @@ async def test_a_run_over_its_time_limit_is_killed_and_timed_out(
     doc = await eventually(lambda: finished(store, "r-slow"))
 
     assert doc.state == RunState.TIMED_OUT
-    status = await service.compute.status("r-slow")
+    status = await service.local_compute.status("r-slow")
     assert status.phase != "running"
     assert not marker.exists()
 
@@ -93,7 +93,7 @@ async def test_a_workload_that_vanishes_is_failed_not_left_running(
     import os
     import signal
 
-    pgid = int((service.compute.attempt_dir("r-lost", 1) / "pgid").read_text())
+    pgid = int((service.local_compute.attempt_dir("r-lost", 1) / "pgid").read_text())
     os.killpg(pgid, signal.SIGKILL)
     doc = await eventually(lambda: finished(store, "r-lost"))
 
@@ -156,7 +156,7 @@ async def test_a_memory_hungry_run_fails_within_its_memory_limit(
     free = await eventually(lambda: finished(store, "mem-free"))
 
     assert capped.state == RunState.FAILED
-    assert "MemoryError" in service.compute.log_path("mem-capped").read_text()
+    assert "MemoryError" in service.local_compute.log_path("mem-capped").read_text()
     assert free.state == RunState.SUCCEEDED
 
 

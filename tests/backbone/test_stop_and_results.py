@@ -105,7 +105,7 @@ async def test_a_stop_from_another_consumer_or_after_the_end_changes_nothing(
     assert run_processes("stop-2") != []
     assert await state_of(store, "stop-3") == RunState.SUCCEEDED
     assert [e["data"]["run_id"] for e in await stream_events(js, s.RUN_STOPPED)] == []
-    await service.compute.stop("stop-2")
+    await service.local_compute.stop("stop-2")
 
 
 async def test_outputs_and_log_are_published_under_the_consumers_prefix_with_a_manifest(
