@@ -21,7 +21,7 @@ from kubernetes_asyncio.client import ApiClient, ApiException, BatchV1Api, Confi
 from kubernetes_asyncio.config import load_incluster_config, load_kube_config
 
 from adapters import kubernetes_manifests as manifests
-from adapters.kubernetes_status import classify
+from adapters.kubernetes_status import classify, completed
 from events.payloads.run import RunSpec
 from ports.compute import RunArtifacts, RunOwner, WorkloadPhase, WorkloadStatus
 
@@ -138,8 +138,21 @@ class KubernetesJobBackend:
         job = await self._read_job(namespace, manifests.job_name(run_id, attempt))
         if job is None:
             return classify(None, [])
-        pods = await self.core.list_namespaced_pod(namespace, label_selector=manifests.run_selector(run_id, attempt))
-        return classify(job, [self._plain(pod) for pod in pods.items])
+        if completed(job):
+            return classify(job, [])
+        listed = await self.core.list_namespaced_pod(namespace, label_selector=manifests.run_selector(run_id, attempt))
+        pods = [self._plain(pod) for pod in listed.items]
+        warnings: list[dict[str, Any]] = []
+        if not pods:
+            # Only a Job without pods needs its events: a quota or admission refusing the pod says so there.
+            events = await self.core.list_namespaced_event(
+                namespace, field_selector=f"involvedObject.kind=Job,involvedObject.name={job['metadata']['name']}"
+            )
+            warnings = sorted(
+                (self._plain(e) for e in events.items if e.type == "Warning"),
+                key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""),
+            )
+        return classify(job, pods, warnings)
 
     async def stop(self, run_id: str) -> bool:
         """Delete every Job of the run (foreground: pods first) and wait, bounded, until no pod is left."""

@@ -23,6 +23,10 @@ def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return None
 
 
+def completed(job: dict[str, Any]) -> bool:
+    return _condition(job, "Complete") is not None
+
+
 def _container_states(pod: dict[str, Any]) -> list[dict[str, Any]]:
     return [dict(c.get("state") or {}) for c in (pod.get("status") or {}).get("containerStatuses") or []]
 
@@ -87,11 +91,14 @@ def _waiting_detail(pod: dict[str, Any]) -> str | None:
     return None
 
 
-def classify(job: dict[str, Any] | None, pods: Sequence[dict[str, Any]]) -> WorkloadStatus:
-    """The workload of one attempt: its Job (None if there is none) and the pods of that Job."""
+def classify(
+    job: dict[str, Any] | None, pods: Sequence[dict[str, Any]], warnings: Sequence[dict[str, Any]] = ()
+) -> WorkloadStatus:
+    """The workload of one attempt: its Job (None if there is none), the pods of that Job, and the Job's
+    warning events (why it has no pod: a quota refused it ...), oldest first."""
     if job is None:
         return WorkloadStatus(WorkloadPhase.MISSING, detail="the run's Job is gone", failure="vanished")
-    if _condition(job, "Complete") is not None:
+    if completed(job):
         return WorkloadStatus(WorkloadPhase.EXITED, 0)
     # Newest first: with backoffLimit 0 there is one pod, but a lost node's pod may have a successor.
     ordered = sorted(pods, key=_created, reverse=True)
@@ -113,8 +120,10 @@ def classify(job: dict[str, Any] | None, pods: Sequence[dict[str, Any]]) -> Work
         )
     live = [p for p in ordered if not (p.get("metadata") or {}).get("deletionTimestamp")]
     if not live:
-        # The Job controller has not made the pod yet (or is replacing one): it is on its way.
-        return WorkloadStatus(WorkloadPhase.RUNNING, waiting=True)
+        # The Job controller has not made the pod yet, or cannot (its last warning says why).
+        last = warnings[-1] if warnings else None
+        why = f"{last.get('reason')}: {last.get('message') or ''}".rstrip(": ") if last else None
+        return WorkloadStatus(WorkloadPhase.RUNNING, detail=why, waiting=True)
     pod = live[0]
     if _phase(pod) == "Pending":
         return WorkloadStatus(WorkloadPhase.RUNNING, detail=_waiting_detail(pod), waiting=True)

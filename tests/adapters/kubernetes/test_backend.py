@@ -192,3 +192,19 @@ async def test_a_new_attempt_ends_an_earlier_one_left_on_a_lost_node(
     first = kube.get("jobs", m.job_name("r-partition", 1), NS)
     assert first is None or first["metadata"].get("deletionTimestamp")
     assert (await backend.status("r-partition", attempt=2)).phase is WorkloadPhase.RUNNING
+
+
+async def test_a_job_refused_by_the_consumers_quota_waits_with_the_reason(
+    kube: FakeKubeServer, backend: KubernetesJobBackend
+) -> None:
+    _plan(kube, "r-first", "hang")
+    await backend.start("r-first", spec(), {}, owner=OWNER)
+    await kube.wait_for(lambda: _pods(kube, "r-first"))
+    quota: Any = {"metadata": {"name": "runs"}, "spec": {"hard": {"pods": "1"}}}
+    await backend.core.create_namespaced_resource_quota(NS, quota)
+
+    await backend.start("r-second", spec(), {}, owner=OWNER)
+    status = await status_until(backend, "r-second", lambda s: s.detail is not None)
+
+    assert status.phase is WorkloadPhase.RUNNING and status.waiting
+    assert status.detail is not None and status.detail.startswith("FailedCreate") and "exceeded quota" in status.detail

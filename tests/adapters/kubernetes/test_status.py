@@ -53,3 +53,12 @@ def test_a_container_being_created_waits_without_a_complaint() -> None:
     assert status == WorkloadStatus(WorkloadPhase.RUNNING, waiting=True)
     running = classify(_job(), [_pod("Running", {"running": {"startedAt": "2026-01-01T00:00:00Z"}})])
     assert running == WorkloadStatus(WorkloadPhase.RUNNING)
+
+
+def test_a_job_without_pods_reports_its_last_warning() -> None:
+    warnings = [
+        {"reason": "FailedCreate", "message": "old"},
+        {"reason": "FailedCreate", "message": 'pods "x" is forbidden: exceeded quota: runs'},
+    ]
+    status = classify(_job(), [], warnings)
+    assert status.waiting and status.detail == 'FailedCreate: pods "x" is forbidden: exceeded quota: runs'
