@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest_asyncio
+from kubernetes_asyncio.client import CoreV1Api
 from nats.js import JetStreamContext
 
 from adapters import kubernetes_manifests as m
@@ -136,3 +137,60 @@ async def test_an_image_that_never_pulls_times_the_run_out_with_the_reason(
 async def _in_state(store: MongoStateStore, run_id: str, state: RunState) -> bool:
     doc = await store.get(RunDocument, run_id)
     return doc is not None and doc.state == state
+
+
+async def test_platform_failures_end_or_retry_the_run_never_leave_it_running(
+    service: HandlerService, store: MongoStateStore, kube: FakeKubeServer
+) -> None:
+    retry = RetryPolicy(limit=1, backoff_seconds=0.1).model_dump()
+    plan(kube, "k8s-evict", "evict,succeed")
+    plan(kube, "k8s-node", "node-lost,succeed")
+    plan(kube, "k8s-deleted", "hang")
+    await request(service, "k8s-evict", retry=retry)
+    await request(service, "k8s-node", retry=retry)
+    await request(service, "k8s-deleted")
+    await eventually(lambda: _in_state(store, "k8s-deleted", RunState.RUNNING))
+    [pod] = await kube.wait_for(lambda: _pods_of(kube, "k8s-deleted"))
+    async with kube.api_client() as api:
+        # Someone deletes the pod behind our back: the run must not stay running.
+        await CoreV1Api(api).delete_namespaced_pod(pod["metadata"]["name"], NS)
+
+    evicted: RunDocument = await eventually(lambda: finished(store, "k8s-evict"))
+    lost: RunDocument = await eventually(lambda: finished(store, "k8s-node"))
+    deleted: RunDocument = await eventually(lambda: finished(store, "k8s-deleted"))
+
+    assert (evicted.state, evicted.attempt) == (RunState.SUCCEEDED, 2)
+    assert evicted.history[3].reason is not None and "evicted" in evicted.history[3].reason
+    assert (lost.state, lost.attempt) == (RunState.SUCCEEDED, 2)
+    assert deleted.state == RunState.FAILED and deleted.reason is not None and "gone" in deleted.reason
+
+
+async def test_a_restarted_service_finishes_a_run_that_ended_while_it_was_down(
+    settings: Settings, endpoints: Endpoints, store: MongoStateStore, kube: FakeKubeServer, service: HandlerService
+) -> None:
+    plan(kube, "k8s-restart", "hang")
+    await request(service, "k8s-restart")
+    await eventually(lambda: _in_state(store, "k8s-restart", RunState.RUNNING))
+    [pod] = await kube.wait_for(
+        lambda: [p for p in _pods_of(kube, "k8s-restart") if p["status"].get("phase") == "Running"]
+    )
+    await service.stop()
+    assert kube.controller is not None
+    await kube.controller.finish(NS, pod["metadata"]["name"], exit_code=0)
+    await kube.wait_for(
+        lambda: (kube.get("jobs", m.job_name("k8s-restart", 1), NS) or {}).get("status", {}).get("succeeded")
+    )
+
+    chosen = settings.model_copy(update={"compute_backend": "kubernetes", "kubeconfig": kube.kubeconfig_path})
+    again = HandlerService(chosen, endpoints, groups=["jobs"])
+    await again.start()
+    try:
+        doc: RunDocument = await eventually(lambda: finished(store, "k8s-restart"))
+    finally:
+        await again.stop()
+    assert doc.state == RunState.SUCCEEDED
+
+
+def _pods_of(kube: FakeKubeServer, run_id: str) -> list[dict[str, Any]]:
+    label = m.run_label(run_id)
+    return [p for p in kube.objects("pods", NS) if p["metadata"]["labels"].get(m.RUN_LABEL) == label]
