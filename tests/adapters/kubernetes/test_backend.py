@@ -69,6 +69,13 @@ async def test_a_job_that_completes_exits_zero(kube: FakeKubeServer, backend: Ku
     status = await status_until(backend, "r-ok", _exited)
     assert status == WorkloadStatus(WorkloadPhase.EXITED, 0)
 
+    kube.reset_calls()
+    await backend.start("r-ok", spec(), {}, owner=OWNER)  # a redelivered start: one read, nothing created
+    assert sum(kube.calls.values()) == 1 and kube.calls["get", "jobs.batch"] == 1
+    kube.reset_calls()
+    await backend.status("r-ok")  # what each watcher pass costs for a finished run: the Job alone
+    assert sum(kube.calls.values()) == 1
+
 
 async def test_a_failing_container_exits_with_its_code(kube: FakeKubeServer, backend: KubernetesJobBackend) -> None:
     _plan(kube, "r-fail", "fail:3")
