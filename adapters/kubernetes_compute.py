@@ -21,6 +21,7 @@ from kubernetes_asyncio.client import ApiClient, ApiException, BatchV1Api, Confi
 from kubernetes_asyncio.config import load_incluster_config, load_kube_config
 
 from adapters import kubernetes_manifests as manifests
+from adapters.kubernetes_informer import Informer
 from adapters.kubernetes_status import classify, completed
 from events.payloads.run import RunSpec
 from ports.compute import RunArtifacts, RunOwner, WorkloadPhase, WorkloadStatus
@@ -40,6 +41,8 @@ class KubernetesJobBackend:
         default_image: str | None = None,
         stop_timeout_seconds: float = 30.0,
         poll_seconds: float = 0.2,
+        watch: bool = False,
+        watch_seconds: int = 300,
     ) -> None:
         self.name = "kubernetes"
         self.site = site
@@ -57,6 +60,11 @@ class KubernetesJobBackend:
         # calls, and both are found again from the cluster when this process is new.
         self._prepared: set[str] = set()
         self._namespaces: dict[str, str] = {}
+        # With watch on, status is answered from list+watch caches of our Jobs and pods (see Informer).
+        self._watch = watch
+        self._watch_seconds = watch_seconds
+        self.jobs: Informer | None = None
+        self.pods: Informer | None = None
 
     @classmethod
     async def from_kubeconfig(cls, path: Path | None = None, **kwargs: Any) -> KubernetesJobBackend:
@@ -65,8 +73,20 @@ class KubernetesJobBackend:
         return backend
 
     async def connect(self) -> None:
-        if self._api is not None:
-            return
+        if self._api is None:
+            await self._load_config()
+        if self._watch and self.jobs is None:
+            selector = ",".join(f"{k}={v}" for k, v in manifests.MANAGED_BY.items())
+            self.jobs = Informer(
+                self.batch.list_job_for_all_namespaces, selector, self._plain, watch_seconds=self._watch_seconds
+            )
+            self.pods = Informer(
+                self.core.list_pod_for_all_namespaces, selector, self._plain, watch_seconds=self._watch_seconds
+            )
+            self.jobs.start()
+            self.pods.start()
+
+    async def _load_config(self) -> None:
         async with self._lock:
             if self._api is not None:
                 return
@@ -88,6 +108,10 @@ class KubernetesJobBackend:
         self.batch = BatchV1Api(api)
 
     async def close(self) -> None:
+        for informer in (self.jobs, self.pods):
+            if informer is not None:
+                await informer.stop()
+        self.jobs = self.pods = None
         if self._owns_client and self._api is not None:
             await self._api.close()
             self._api = None
@@ -135,13 +159,22 @@ class KubernetesJobBackend:
             return WorkloadStatus(
                 WorkloadPhase.MISSING, detail="the run has no Job on this cluster", failure="vanished"
             )
-        job = await self._read_job(namespace, manifests.job_name(run_id, attempt))
-        if job is None:
-            return classify(None, [])
-        if completed(job):
-            return classify(job, [])
-        listed = await self.core.list_namespaced_pod(namespace, label_selector=manifests.run_selector(run_id, attempt))
-        pods = [self._plain(pod) for pod in listed.items]
+        name = manifests.job_name(run_id, attempt)
+        cached = self._cached(namespace, name, run_id, attempt)
+        if cached is not None:
+            job, pods = cached
+        else:
+            found = await self._read_job(namespace, name)
+            if found is None:
+                return classify(None, [])
+            job = found
+            if completed(job):
+                return classify(job, [])
+            selector = manifests.run_selector(run_id, attempt)
+            pods = [
+                self._plain(pod)
+                for pod in (await self.core.list_namespaced_pod(namespace, label_selector=selector)).items
+            ]
         warnings: list[dict[str, Any]] = []
         if not pods:
             # Only a Job without pods needs its events: a quota or admission refusing the pod says so there.
@@ -226,10 +259,40 @@ class KubernetesJobBackend:
             raise
         return self._plain(job)
 
+    def _synced(self) -> bool:
+        return (
+            self.jobs is not None and self.pods is not None and self.jobs.synced.is_set() and self.pods.synced.is_set()
+        )
+
+    def _cached(
+        self, namespace: str, name: str, run_id: str, attempt: int
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        """The Job and its pods from the caches; None when not synced or the Job is not (yet) there, since
+        a Job created a moment ago may not have reached the cache: the API decides whether it is gone."""
+        if not self._synced() or self.jobs is None or self.pods is None:
+            return None
+        job = self.jobs.items.get((namespace, name))
+        if job is None:
+            return None
+        want = {manifests.RUN_LABEL: manifests.run_label(run_id), manifests.ATTEMPT_LABEL: str(attempt)}
+        pods = [
+            pod
+            for pod in self.pods.values()
+            if (pod.get("metadata") or {}).get("namespace") == namespace
+            and all(((pod.get("metadata") or {}).get("labels") or {}).get(k) == v for k, v in want.items())
+        ]
+        return job, pods
+
     async def _namespace_of(self, run_id: str) -> str | None:
         """Where the run's Jobs are: remembered from the start, else found by the run's label."""
         if (namespace := self._namespaces.get(run_id)) is not None:
             return namespace
+        if self._synced() and self.jobs is not None:
+            label = manifests.run_label(run_id)
+            for job in self.jobs.values():
+                if ((job.get("metadata") or {}).get("labels") or {}).get(manifests.RUN_LABEL) == label:
+                    self._namespaces[run_id] = str(job["metadata"]["namespace"])
+                    return self._namespaces[run_id]
         jobs = await self.batch.list_job_for_all_namespaces(label_selector=manifests.run_selector(run_id), limit=1)
         if not jobs.items:
             return None

@@ -70,6 +70,11 @@ def from_finished_pod(pod: dict[str, Any]) -> WorkloadStatus:
     if terminated.get("reason") == "OOMKilled":
         limit = f" (exit status {exit_code})" if exit_code is not None else ""
         return WorkloadStatus(WorkloadPhase.EXITED, exit_code, f"OOMKilled: over its memory limit{limit}", "oom_killed")
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        # Deleted while it ran (its node drained or lost, or by hand); a stop of ours is told apart by the
+        # watcher, which knows the run was asked to stop.
+        why = f"the pod was deleted before it finished (exit status {exit_code})"
+        return WorkloadStatus(WorkloadPhase.EXITED, exit_code, why, "vanished")
     if exit_code is None:
         return WorkloadStatus(
             WorkloadPhase.EXITED, None, status.get("message") or "the pod failed without an exit status", "vanished"

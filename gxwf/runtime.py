@@ -150,6 +150,7 @@ class HandlerService:
                 site=settings.compute_site or "kubernetes",
                 default_image=settings.run_image,
                 stop_timeout_seconds=settings.stop_timeout_seconds,
+                watch=settings.kubernetes_watch,
             )
             self.compute = self.kubernetes_compute
         self.objects = S3ObjectStore(

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     # Image for assets that name none, on the kubernetes compute backend.
     run_image: str | None = None
     stop_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Answer run status from list+watch caches of the cluster's run Jobs and pods (else: API reads each pass).
+    kubernetes_watch: bool = True
 
     # Comma separated NAME=sleep:SECONDS or NAME=raise; empty in production.
     fault_points: str = ""

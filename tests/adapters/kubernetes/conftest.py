@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
+import pytest
 import pytest_asyncio
 
 from adapters.kubernetes_compute import KubernetesJobBackend
@@ -27,10 +28,11 @@ async def kube() -> AsyncIterator[FakeKubeServer]:
         yield server
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def backend(kube: FakeKubeServer) -> AsyncIterator[KubernetesJobBackend]:
+@pytest_asyncio.fixture(loop_scope="session", params=[False, True], ids=["reads", "watches"])
+async def backend(kube: FakeKubeServer, request: pytest.FixtureRequest) -> AsyncIterator[KubernetesJobBackend]:
+    # Every scenario twice: status read from the API, and answered from the list+watch caches.
     compute = await KubernetesJobBackend.from_kubeconfig(
-        kube.kubeconfig_path, stop_timeout_seconds=2.0, poll_seconds=0.02
+        kube.kubeconfig_path, stop_timeout_seconds=2.0, poll_seconds=0.02, watch=request.param, watch_seconds=1
     )
     yield compute
     await compute.close()

@@ -62,3 +62,10 @@ def test_a_job_without_pods_reports_its_last_warning() -> None:
     ]
     status = classify(_job(), [], warnings)
     assert status.waiting and status.detail == 'FailedCreate: pods "x" is forbidden: exceeded quota: runs'
+
+
+def test_a_pod_deleted_while_it_ran_vanished_rather_than_failed() -> None:
+    pod = _pod("Failed", {"terminated": {"exitCode": 143, "reason": "Error"}})
+    pod["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:01Z"
+    status = classify(_job(), [pod])
+    assert (status.exit_code, status.failure) == (143, "vanished") and "deleted" in (status.detail or "")
