@@ -2,8 +2,8 @@
 the local backend, through a simulated EDC 0.18 connector, the real ingress, bus, store and handlers.
 
 Reports time from provision request to access granted (p50, p99), time to deprovisioned, Kubernetes API calls
-per consumer, and CPU per consumer of this process (handlers, ingress, simulator and fake API share it; the
-servers run in their own processes and are not counted).
+per consumer (made by the deployment backend), and CPU per consumer of this process (handlers, ingress and
+simulator; the servers and the fake API run in their own processes and are not counted).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 import tempfile
 import time
 import uuid
@@ -18,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
@@ -73,17 +75,16 @@ async def run_benchmark(settings: Settings, n: int, backend: str, *, console: Co
         contextlib.AsyncExitStack() as stack,
     ):
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gxwf-bench-prov-")))
-        kube = None
+        kube_url = None
         sites_file = None
         if backend == "kubernetes":
-            from fakekube import FakeKubeServer
-
-            kube = await stack.enter_async_context(FakeKubeServer())
+            # Its own process, as a cluster would be: its CPU is not the handlers'.
+            kube_url = await _fake_kube(stack, tmp / "kubeconfig")
             sites_file = tmp / "sites.yaml"
             site = {
                 "name": "cloud",
                 "backend": "kubernetes",
-                "kubernetes": {"kubeconfig": str(kube.kubeconfig_path)},
+                "kubernetes": {"kubeconfig": str(tmp / "kubeconfig")},
                 "capabilities": {"cpu": 64, "memory": "256Gi"},
             }
             sites_file.write_text(json.dumps({"sites": [site]}))
@@ -159,8 +160,8 @@ async def run_benchmark(settings: Settings, n: int, backend: str, *, console: Co
         docs = await store.find(ProvisionDocument, limit=n + 1)
         to_gone = [_at(d, ProvisionState.DEPROVISIONED) - asked[d.id] for d in docs]
         cpu = time.process_time() - cpu
-        calls = sum(kube.calls.values()) / n if kube is not None else None
-        left = sum(1 for obj in kube.objects("Namespace") if obj["metadata"]["name"].startswith("gxwf-")) if kube else 0
+        calls = service.kubernetes.calls / n if service.kubernetes is not None else None
+        left = await _namespaces_left(kube_url) if kube_url else 0
 
     table = Table(title=f"provisioning: {n} consumers at once, {backend} backend, simulated EDC 0.18")
     for column in ("phase", "wall s", "p50 ms", "p99 ms"):
@@ -182,7 +183,7 @@ async def run_benchmark(settings: Settings, n: int, backend: str, *, console: Co
         f"granted {len(to_granted)}, failed {failed}; "
         + (f"Kubernetes API calls per consumer {calls:.1f}; namespaces left {left}; " if calls is not None else "")
         + f"CPU per consumer {cpu / n * 1000:.1f} ms (this process: handlers, ingress, simulator"
-        + (", fake API)" if kube is not None else ")")
+        + ("; the fake API in its own process)" if kube_url else ")")
     )
 
 
@@ -196,3 +197,42 @@ async def _deprovisioned(count: Callable[[str], Awaitable[int]], n: int) -> bool
 
 def _at(doc: ProvisionDocument, state: str) -> float:
     return next(h.at.timestamp() for h in doc.history if h.to == state)
+
+
+# Room for every WorkflowApi (250m each): the fake cluster's default two 16-core nodes hold 128 of them.
+_FAKE_CLUSTER = """
+import asyncio, json, signal, sys
+from fakekube import ControllerConfig, FakeKubeServer, NodeSpec
+
+async def main():
+    nodes = [NodeSpec(f"node-{i}", cpu="64", memory="256Gi") for i in range(8)]
+    async with FakeKubeServer(controller=ControllerConfig(nodes=nodes)) as kube:
+        open(sys.argv[1], "w").write(json.dumps(kube.kubeconfig()))
+        print(json.dumps({"url": kube.url}), flush=True)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+
+asyncio.run(main())
+"""
+
+
+async def _fake_kube(stack: contextlib.AsyncExitStack, kubeconfig: Path) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _FAKE_CLUSTER, str(kubeconfig), stdout=asyncio.subprocess.PIPE
+    )
+
+    async def stop() -> None:
+        proc.terminate()
+        await proc.wait()
+
+    stack.push_async_callback(stop)
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 30)
+    return str(json.loads(line)["url"])
+
+
+async def _namespaces_left(url: str) -> int:
+    async with httpx.AsyncClient(headers={"Authorization": "Bearer fakekube"}) as client:
+        listed = (await client.get(f"{url}/api/v1/namespaces")).json()
+    return sum(1 for ns in listed.get("items", []) if ns["metadata"]["name"].startswith("gxwf-"))
