@@ -87,6 +87,17 @@ class KubernetesDeploymentBackend:
             # Quick for the usual seconds, sparing for a slow cluster with many deployments waiting.
             await asyncio.sleep(pause)
             pause = min(pause * 1.5, 1.0)
+            if pause >= 1.0:
+                await self._refuse_if_unschedulable(api, spec)
+
+    async def _refuse_if_unschedulable(self, api: ApiClient, spec: DeploymentSpec) -> None:
+        """A pod no node can take says why (insufficient cpu, no GPU node): that beats "not ready in time"."""
+        path = f"/api/v1/namespaces/{namespace_of(spec)}/pods?labelSelector=app.kubernetes.io%2Fname%3Dworkflow-api"
+        listed = await self._call(api, "GET", path) or {}
+        for pod in listed.get("items") or ():
+            for condition in (pod.get("status") or {}).get("conditions") or ():
+                if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
+                    raise DeploymentError(f"WorkflowApi pod unschedulable: {condition.get('message')}")
 
     async def delete(self, spec: DeploymentSpec) -> bool:
         api = await self._client(spec.site)

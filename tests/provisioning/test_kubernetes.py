@@ -106,3 +106,14 @@ async def test_a_workflow_api_that_never_becomes_ready_fails_and_is_removed(
     namespace = f"gxwf-{doc.deployment_id}"
     await kube.wait_for(lambda: kube.get("Namespace", namespace) is None, timeout=10)
     assert kube.namespaced_objects(namespace) == []
+
+
+async def test_a_workflow_api_no_node_can_take_fails_with_the_schedulers_reason(
+    start_provider: StartProvider, kube: FakeKubeServer, tmp_path: Path
+) -> None:
+    assert kube.controller is not None
+    kube.controller.plan("unschedulable", labels={"app.kubernetes.io/name": "workflow-api"})
+    provider = await start_provider(sites_file=sites_file(tmp_path, kube))
+    transfer = await provider.begin()
+    doc = await provider.reaches(transfer.id, "failed")
+    assert doc.failed_step == "deployment" and (doc.reason or "").startswith("WorkflowApi pod unschedulable: ")
