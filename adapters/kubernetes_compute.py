@@ -81,7 +81,11 @@ class KubernetesJobBackend:
                 self.batch.list_job_for_all_namespaces, selector, self._plain, watch_seconds=self._watch_seconds
             )
             self.pods = Informer(
-                self.core.list_pod_for_all_namespaces, selector, self._plain, watch_seconds=self._watch_seconds
+                self.core.list_pod_for_all_namespaces,
+                selector,
+                self._plain,
+                watch_seconds=self._watch_seconds,
+                index=_attempt_of,
             )
             self.jobs.start()
             self.pods.start()
@@ -274,13 +278,7 @@ class KubernetesJobBackend:
         job = self.jobs.items.get((namespace, name))
         if job is None:
             return None
-        want = {manifests.RUN_LABEL: manifests.run_label(run_id), manifests.ATTEMPT_LABEL: str(attempt)}
-        pods = [
-            pod
-            for pod in self.pods.values()
-            if (pod.get("metadata") or {}).get("namespace") == namespace
-            and all(((pod.get("metadata") or {}).get("labels") or {}).get(k) == v for k, v in want.items())
-        ]
+        pods = self.pods.indexed((namespace, manifests.run_label(run_id), str(attempt)))
         return job, pods
 
     async def _namespace_of(self, run_id: str) -> str | None:
@@ -305,3 +303,14 @@ class KubernetesJobBackend:
         assert self._api is not None
         plain: dict[str, Any] = self._api.sanitize_for_serialization(obj)
         return plain
+
+
+def _attempt_of(pod: dict[str, Any]) -> tuple[str, str, str]:
+    """Which run attempt a pod belongs to: the key the pod cache is indexed by."""
+    metadata = pod.get("metadata") or {}
+    labels = metadata.get("labels") or {}
+    return (
+        str(metadata.get("namespace") or ""),
+        str(labels.get(manifests.RUN_LABEL) or ""),
+        str(labels.get(manifests.ATTEMPT_LABEL) or ""),
+    )

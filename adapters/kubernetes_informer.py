@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 import structlog
@@ -31,6 +31,7 @@ class Informer:
         *,
         watch_seconds: int = 300,
         retry_seconds: float = 1.0,
+        index: Callable[[dict[str, Any]], Hashable] | None = None,
     ) -> None:
         self.list_all = list_all
         self.selector = selector
@@ -38,6 +39,9 @@ class Informer:
         self.watch_seconds = watch_seconds
         self.retry_seconds = retry_seconds
         self.items: dict[Key, dict[str, Any]] = {}
+        # Objects grouped by `index(obj)` (e.g. a run's attempt), so a lookup does not scan every object.
+        self._index = index
+        self._by_index: dict[Hashable, dict[Key, dict[str, Any]]] = {}
         self.synced = asyncio.Event()
         self.relists = 0
         self._task: asyncio.Task[None] | None = None
@@ -56,6 +60,25 @@ class Informer:
 
     def values(self) -> list[dict[str, Any]]:
         return list(self.items.values())
+
+    def indexed(self, value: Hashable) -> list[dict[str, Any]]:
+        return list(self._by_index.get(value, {}).values())
+
+    def _put(self, obj: dict[str, Any]) -> None:
+        key = _key(obj)
+        self._drop(key)
+        self.items[key] = obj
+        if self._index is not None:
+            self._by_index.setdefault(self._index(obj), {})[key] = obj
+
+    def _drop(self, key: Key) -> None:
+        old = self.items.pop(key, None)
+        if old is not None and self._index is not None:
+            group = self._by_index.get(self._index(old))
+            if group is not None:
+                group.pop(key, None)
+                if not group:
+                    self._by_index.pop(self._index(old), None)
 
     async def _run(self) -> None:
         while True:
@@ -77,11 +100,9 @@ class Informer:
 
     async def _list(self) -> str:
         listed = await self.list_all(label_selector=self.selector)
-        items = {}
+        self.items, self._by_index = {}, {}
         for obj in listed.items:
-            plain = self.plain(obj)
-            items[_key(plain)] = plain
-        self.items = items
+            self._put(self.plain(obj))
         self.relists += 1
         self.synced.set()
         return str(listed.metadata.resource_version)
@@ -95,9 +116,9 @@ class Informer:
             async for event in stream:
                 plain = self.plain(event["object"])
                 if event["type"] == "DELETED":
-                    self.items.pop(_key(plain), None)
+                    self._drop(_key(plain))
                 else:
-                    self.items[_key(plain)] = plain
+                    self._put(plain)
                 version = str(plain["metadata"].get("resourceVersion") or version)
         return version
 
