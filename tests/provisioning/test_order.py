@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 from nats.js import JetStreamContext
@@ -10,7 +11,7 @@ from events import subjects as s
 from events.envelope import new_event
 from events.payloads.edc import EdcProvisionRequested
 from schemas.provisioning import DeploymentDocument, ProvisionDocument
-from tests.backbone.conftest import stream_events
+from tests.backbone.conftest import eventually, stream_events
 from tests.provisioning.conftest import StartProvider
 
 
@@ -86,3 +87,25 @@ async def test_a_terminated_transfer_is_deprovisioned_without_a_request(
     await provider.deprovision(transfer)
     assert await provider.sim.ledger.wait_for(transfer.id, "deprovision", 10) is not None
     assert (await _counts(js))[s.CONSUMER_DEPROVISIONED] == 1
+
+
+async def test_an_invalid_edc_event_published_straight_to_nats_is_dead_lettered(
+    start_provider: StartProvider, js: JetStreamContext
+) -> None:
+    """The edc.* subjects are a public contract a connector extension may publish to directly."""
+    provider = await start_provider()
+    bad = {
+        "specversion": "1.0",
+        "id": "ext-1",
+        "type": s.EDC_PROVISION_REQUESTED,
+        "data": {"connector": "default", "generation": "nats", "transfer_process_id": "has space"},
+    }
+    await js.publish(s.EDC_PROVISION_REQUESTED, json.dumps(bad).encode())
+
+    async def letters() -> list[dict[str, object]]:
+        return await stream_events(js, "dlq.edc.>", settle=0.2)
+
+    (letter,) = await eventually(letters)
+    assert letter["original_subject"] == s.EDC_PROVISION_REQUESTED
+    assert "transfer_process_id" in str(letter["error"]) and "callback_address" in str(letter["error"])
+    assert await provider.store.count(ProvisionDocument) == 0
