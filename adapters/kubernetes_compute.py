@@ -1,13 +1,13 @@
 """The Kubernetes compute backend: each attempt of a run is a batch/v1 Job in its consumer's namespace.
 
 Names are derived from the ids (`adapters.kubernetes_manifests`), so any replica, before or after a
-restart, finds the Job a start made, and a repeated start creates nothing. Status is read from the Job
-and its pod (`adapters.kubernetes_status`). Stop deletes the run's Jobs with foreground propagation and
-only reports success once their pods are gone.
+restart, finds the Job a start made, and a repeated start creates nothing. Status is classified from the
+Job and its pod (`adapters.kubernetes_status`), read from the API or, with `watch`, from list+watch caches
+(`adapters.kubernetes_informer`). Stop deletes the run's Jobs with foreground propagation and only
+reports success once their pods are gone.
 
-Artifacts: none here. On a cluster the pod stages its outputs and log out to the object store itself (a
-last step of the Job, see docs/runs.md), so there is nothing on this side for the results handler to copy.
-"""
+Artifacts: none here. Outputs live in the pod's emptyDir; moving them (and the log) to the object store is
+the pod's own job, designed in docs/runs.md but not built yet, so a Kubernetes run publishes no outputs."""
 
 from __future__ import annotations
 
@@ -212,7 +212,7 @@ class KubernetesJobBackend:
             await asyncio.sleep(self.poll_seconds)
 
     async def artifacts(self, run_id: str) -> RunArtifacts:
-        # The pod staged its outputs and log out itself; see the module docstring.
+        # Nothing on this side of the cluster; see the module docstring.
         return RunArtifacts([], None)
 
     # --- helpers
