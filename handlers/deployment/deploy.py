@@ -41,8 +41,13 @@ async def on_deployment_requested(event: Envelope[Any], ctx: HandlerContext) -> 
     dep = await ctx.store.get(DeploymentDocument, request.deployment_id)
     if dep is None:
         return
+    # A redelivery after the outcome was recorded publishes it again (same id): a crash between the two
+    # must not leave the provisioning waiting.
     if dep.state == DeploymentState.READY:
         await _ready(ctx, request, dep, event.id)
+        return
+    if dep.state == DeploymentState.FAILED:
+        await _failed(ctx, request, dep.reason or "deployment failed", event.id)
         return
     if dep.state not in (DeploymentState.REQUESTED, DeploymentState.DEPLOYING):
         return

@@ -18,6 +18,7 @@ from handlers.provisioning.common import SOURCE, target_from_store
 from handlers.provisioning.failure import fail_provision
 from handlers.provisioning.teardown import teardown_if_due
 from ports.edc import AccessAddress, EdcError
+from ports.store import Outcome
 from schemas.provisioning import (
     AccessGrantDocument,
     AccessState,
@@ -56,6 +57,12 @@ async def on_asset_registered(event: Envelope[Any], ctx: HandlerContext) -> None
         # The assets handler was quicker than our own reading of deployment.ready: registered implies ready.
         await ctx.store.transition(ProvisionDocument, tp, ProvisionState.REGISTERING, event_id=event.id)
     moved = await ctx.store.transition(ProvisionDocument, tp, ProvisionState.GRANTING, event_id=event.id)
+    if moved.state == ProvisionState.GRANTED and moved.outcome is Outcome.ALREADY_APPLIED:
+        # Redelivered after the grant: publish its fact again (same id) in case the crash came before it.
+        grant = await ctx.store.get(AccessGrantDocument, tp)
+        if grant is not None:
+            await _granted(ctx, tp, grant.consumer_id, grant.workflow_api_url, grant.token_sha256, event.id)
+        return
     if moved.state != ProvisionState.GRANTING:
         return
     dep = await ctx.store.get(DeploymentDocument, registered.deployment_id)
@@ -90,21 +97,22 @@ async def on_asset_registered(event: Envelope[Any], ctx: HandlerContext) -> None
         return
     granted = await ctx.store.transition(ProvisionDocument, tp, ProvisionState.GRANTED, event_id=event.id)
     if granted.settled:
-        await ctx.events.publish(
-            new_event(
-                s.ACCESS_GRANTED,
-                AccessGranted(
-                    transfer_process_id=tp,
-                    consumer_id=doc.consumer_id,
-                    workflow_api_url=dep.workflow_api_url,
-                    token_fingerprint=digest[:8],
-                ),
-                id_=derived_id(tp, s.ACCESS_GRANTED),
-                subject=tp,
-                correlationid=tp,
-                causationid=event.id,
-                source=SOURCE,
-            )
-        )
+        await _granted(ctx, tp, doc.consumer_id, dep.workflow_api_url, digest, event.id)
         log.info("access granted", transfer=tp, consumer=doc.consumer_id)
     await teardown_if_due(tp, ctx)
+
+
+async def _granted(ctx: HandlerContext, tp: str, consumer: str, url: str, digest: str, cause: str) -> None:
+    await ctx.events.publish(
+        new_event(
+            s.ACCESS_GRANTED,
+            AccessGranted(
+                transfer_process_id=tp, consumer_id=consumer, workflow_api_url=url, token_fingerprint=digest[:8]
+            ),
+            id_=derived_id(tp, s.ACCESS_GRANTED),
+            subject=tp,
+            correlationid=tp,
+            causationid=cause,
+            source=SOURCE,
+        )
+    )

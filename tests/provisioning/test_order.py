@@ -8,9 +8,15 @@ from collections import Counter
 from nats.js import JetStreamContext
 
 from events import subjects as s
-from events.envelope import new_event
+from events.envelope import Envelope, new_event
+from events.payloads.asset import AssetRegistered
+from events.payloads.deployment import DeploymentReady, DeploymentRequested
 from events.payloads.edc import EdcProvisionRequested
-from schemas.provisioning import DeploymentDocument, ProvisionDocument
+from handlers.assets import register
+from handlers.context import HandlerContext
+from handlers.deployment import deploy
+from handlers.provisioning import grant, request
+from schemas.provisioning import AccessGrantDocument, DeploymentDocument, ProvisionDocument
 from tests.backbone.conftest import eventually, stream_events
 from tests.provisioning.conftest import StartProvider
 
@@ -109,3 +115,37 @@ async def test_an_invalid_edc_event_published_straight_to_nats_is_dead_lettered(
     assert letter["original_subject"] == s.EDC_PROVISION_REQUESTED
     assert "transfer_process_id" in str(letter["error"]) and "callback_address" in str(letter["error"])
     assert await provider.store.count(ProvisionDocument) == 0
+
+
+async def test_redelivered_events_change_nothing(start_provider: StartProvider, js: JetStreamContext) -> None:
+    """Every provisioning step handled again after it settled, as after a crash before the ack."""
+    provider = await start_provider()
+    transfer = await provider.begin()
+    await provider.reaches(transfer.id, "granted")
+    grant_before = await provider.store.get(AccessGrantDocument, transfer.id)
+    assert provider.handlers.bus is not None
+    ctx = HandlerContext(
+        store=provider.store,
+        events=provider.handlers.bus,
+        edc=provider.handlers.edc,
+        assets=provider.handlers.assets,
+        deployments=provider.handlers.deployments,
+        sites=provider.handlers.sites,
+    )
+    steps = [
+        (s.EDC_PROVISION_REQUESTED, EdcProvisionRequested, request.on_provision_requested),
+        (s.DEPLOYMENT_REQUESTED, DeploymentRequested, deploy.on_deployment_requested),
+        (s.DEPLOYMENT_READY, DeploymentReady, register.on_deployment_ready),
+        (s.DEPLOYMENT_READY, DeploymentReady, grant.on_deployment_ready),
+        (s.ASSET_REGISTERED, AssetRegistered, grant.on_asset_registered),
+    ]
+    for subject, payload, handle in steps:
+        (raw,) = await stream_events(js, subject, settle=0.1)
+        await handle(Envelope[payload].model_validate(raw), ctx)  # type: ignore[valid-type]
+
+    counts = await _counts(js)
+    assert all(n == 1 for n in counts.values()), counts
+    assert await provider.store.get(AccessGrantDocument, transfer.id) == grant_before
+    assert len(provider.callbacks(transfer.id, "provision")) == 1
+    doc = await provider.store.get(ProvisionDocument, transfer.id)
+    assert doc is not None and doc.state == "granted" and len(doc.history) == 5
