@@ -6,8 +6,9 @@ Job and its pod (`adapters.kubernetes_status`), read from the API or, with `watc
 (`adapters.kubernetes_informer`). Stop deletes the run's Jobs with foreground propagation and only
 reports success once their pods are gone.
 
-Artifacts: none here. Outputs live in the pod's emptyDir; moving them (and the log) to the object store is
-the pod's own job, designed in docs/runs.md but not built yet, so a Kubernetes run publishes no outputs."""
+Artifacts: the log, read from the run's pods (every attempt) into `log_dir` for the results handler; no
+outputs. Outputs live in the pod's emptyDir; moving them to the object store is the pod's own job, designed
+in docs/runs.md but not built yet, so a Kubernetes run publishes no outputs."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import asyncio
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from kubernetes_asyncio.client import ApiClient, ApiException, BatchV1Api, Configuration, CoreV1Api
 from kubernetes_asyncio.config import load_incluster_config, load_kube_config
@@ -43,12 +44,14 @@ class KubernetesJobBackend:
         poll_seconds: float = 0.2,
         watch: bool = False,
         watch_seconds: int = 300,
+        log_dir: Path | None = None,
     ) -> None:
         self.name = "kubernetes"
         self.site = site
         self.default_image = default_image
         self.stop_timeout_seconds = stop_timeout_seconds
         self.poll_seconds = poll_seconds
+        self.log_dir = log_dir
         self._kubeconfig = kubeconfig
         self._context = context
         self._api: ApiClient | None = None
@@ -212,8 +215,29 @@ class KubernetesJobBackend:
             await asyncio.sleep(self.poll_seconds)
 
     async def artifacts(self, run_id: str) -> RunArtifacts:
-        # Nothing on this side of the cluster; see the module docstring.
-        return RunArtifacts([], None)
+        """The run's log, every attempt in order, as long as its pods exist (a stopped run's are gone)."""
+        await self.connect()
+        namespace = await self._namespace_of(run_id)
+        if namespace is None or self.log_dir is None:
+            return RunArtifacts([], None)
+        listed = await self.core.list_namespaced_pod(namespace, label_selector=manifests.run_selector(run_id))
+        pods = sorted(
+            listed.items,
+            key=lambda pod: (
+                int((pod.metadata.labels or {}).get(manifests.ATTEMPT_LABEL, "0")),
+                str(pod.metadata.creation_timestamp),
+            ),
+        )
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        path = self.log_dir / f"{manifests.run_label(run_id)}.txt"
+        wrote = False
+        with path.open("wb") as log:
+            for pod in pods:
+                attempt = int((pod.metadata.labels or {}).get(manifests.ATTEMPT_LABEL, "0"))
+                if attempt > 1:
+                    log.write(f"\n=== attempt {attempt} ===\n".encode())
+                wrote = await self._copy_log(namespace, pod.metadata.name, log) or wrote
+        return RunArtifacts([], path if wrote else None)
 
     # --- helpers
 
@@ -227,6 +251,24 @@ class KubernetesJobBackend:
             ended = any(c.type in ("Complete", "Failed") and c.status == "True" for c in conditions)
             if number.isdigit() and int(number) < attempt and not ended and job.metadata.deletion_timestamp is None:
                 await self._delete_job(namespace, job.metadata.name)
+
+    async def _copy_log(self, namespace: str, pod: str, into: BinaryIO) -> bool:
+        """Stream one pod's log into a file, never whole in memory; False if the pod has none to give."""
+        try:
+            # Unread, the answer is the HTTP response (aiohttp), whatever the client's annotation says.
+            response: Any = await self.core.read_namespaced_pod_log(
+                pod, namespace, container=manifests.CONTAINER, _preload_content=False
+            )
+        except ApiException as error:
+            if error.status in (400, 404):  # never started, or gone meanwhile
+                return False
+            raise
+        try:
+            async for chunk in response.content.iter_chunked(1 << 16):
+                into.write(chunk)
+        finally:
+            response.release()
+        return True
 
     async def _delete_job(self, namespace: str, name: str) -> None:
         try:

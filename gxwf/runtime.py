@@ -151,6 +151,7 @@ class HandlerService:
                 default_image=settings.run_image,
                 stop_timeout_seconds=settings.stop_timeout_seconds,
                 watch=settings.kubernetes_watch,
+                log_dir=settings.state_dir / "kubernetes-logs",
             )
             self.compute = self.kubernetes_compute
         self.objects = S3ObjectStore(

@@ -14,9 +14,10 @@ from adapters.mongo_store import MongoStateStore
 from events import subjects as s
 from events.envelope import new_event
 from events.payloads.run import RetryPolicy, RunRequested, RunSpec, RunStopRequested
-from fakekube import ControllerConfig, FakeKubeServer
+from fakekube import ControllerConfig, FakeKubeServer, Scenario
 from gxwf.runtime import Endpoints, HandlerService
 from gxwf.settings import Settings
+from schemas.provisioning import ResultDocument, ResultState
 from schemas.run import RunDocument, RunState
 from tests.backbone.conftest import eventually, finished
 
@@ -37,7 +38,7 @@ async def service(
 ) -> AsyncIterator[HandlerService]:
     # The backend is chosen by settings (GXWF_COMPUTE_BACKEND, GXWF_KUBECONFIG), as in production.
     chosen = settings.model_copy(update={"compute_backend": "kubernetes", "kubeconfig": kube.kubeconfig_path})
-    svc = HandlerService(chosen, endpoints, groups=["jobs"])
+    svc = HandlerService(chosen, endpoints, groups=["jobs", "results"])
     assert svc.kubernetes_compute is not None
     svc.kubernetes_compute.poll_seconds = 0.02
     await svc.start()
@@ -64,8 +65,11 @@ def plan(kube: FakeKubeServer, run_id: str, scenarios: str) -> None:
 async def test_a_run_succeeds_as_a_job_in_the_consumers_namespace(
     service: HandlerService, store: MongoStateStore, kube: FakeKubeServer
 ) -> None:
+    assert kube.controller is not None
+    kube.controller.plan(Scenario("succeed", log="frame 1\nframe 2"), labels={m.RUN_LABEL: m.run_label("k8s-ok")})
     await request(service, "k8s-ok")
     doc: RunDocument = await eventually(lambda: finished(store, "k8s-ok"))
+    result: ResultDocument = await eventually(lambda: _published(store, "k8s-ok"))
 
     assert doc.state == RunState.SUCCEEDED and doc.exit_code == 0 and doc.backend == "kubernetes"
     assert [h.to for h in doc.history] == ["queued", "pending", "running", "succeeded"]
@@ -73,6 +77,10 @@ async def test_a_run_succeeds_as_a_job_in_the_consumers_namespace(
     [job] = kube.objects("jobs", NS)
     assert job["metadata"]["annotations"][m.RUN_ID_ANNOTATION] == "k8s-ok"
     assert kube.calls["create", "jobs.batch"] == 1
+    # The log outlives the pod: archived by the results handler from the pod's log.
+    assert result.log_key is not None
+    log = await service.objects.get_bytes(result.log_key)
+    assert log == b"frame 1\nframe 2\n"
 
 
 async def test_a_failed_pod_fails_the_run_with_its_exit_code(
@@ -191,6 +199,11 @@ async def test_a_restarted_service_finishes_a_run_that_ended_while_it_was_down(
     finally:
         await again.stop()
     assert doc.state == RunState.SUCCEEDED
+
+
+async def _published(store: MongoStateStore, run_id: str) -> ResultDocument | None:
+    doc = await store.get(ResultDocument, run_id)
+    return doc if doc is not None and doc.state == ResultState.PUBLISHED else None
 
 
 def _pods_of(kube: FakeKubeServer, run_id: str) -> list[dict[str, Any]]:

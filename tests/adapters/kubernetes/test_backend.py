@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from adapters import kubernetes_manifests as m
@@ -243,3 +244,22 @@ async def test_watched_status_costs_no_call_and_survives_a_compacted_history(kub
         assert (ended.exit_code, ended.failure) == (4, "exit_code")
     finally:
         await watching.close()
+
+
+async def test_artifacts_are_the_log_of_every_attempt_and_no_outputs(
+    kube: FakeKubeServer, backend: KubernetesJobBackend, tmp_path: Path
+) -> None:
+    assert kube.controller is not None
+    first, second = Scenario("fail", exit_code=1, log="try 1"), Scenario("succeed", log="try 2")
+    kube.controller.plan([first, second], labels={m.RUN_LABEL: m.run_label("r-log")})
+    backend.log_dir = tmp_path
+    await backend.start("r-log", spec(), {}, attempt=1, owner=OWNER)
+    await status_until(backend, "r-log", _exited)
+    await backend.start("r-log", spec(), {}, attempt=2, owner=OWNER)
+    await status_until(backend, "r-log", _exited, attempt=2)
+
+    artifacts = await backend.artifacts("r-log")
+
+    assert artifacts.outputs == [] and artifacts.log is not None
+    assert artifacts.log.read_text() == "try 1\n\n=== attempt 2 ===\ntry 2\n"
+    assert (await backend.artifacts("never-ran")).log is None
