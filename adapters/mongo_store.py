@@ -38,7 +38,7 @@ class MongoStateStore:
         await self.db.command("ping")
 
     async def health(self, timeout: float = 2.0) -> str:
-        """"ok", or what went wrong, for readiness endpoints (never raises)."""
+        """The string "ok", or what went wrong, for readiness endpoints (never raises)."""
         try:
             async with asyncio.timeout(timeout):
                 await self.ping()
