@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import structlog
 from kubernetes_asyncio.client import ApiClient, ApiException, BatchV1Api, Configuration, CoreV1Api
 from kubernetes_asyncio.config import load_incluster_config, load_kube_config
 
@@ -26,6 +27,8 @@ from adapters.kubernetes_informer import Informer
 from adapters.kubernetes_status import classify, completed
 from events.payloads.run import RunSpec
 from ports.compute import RunArtifacts, RunOwner, WorkloadPhase, WorkloadStatus
+
+log = structlog.get_logger("gxwf.kubernetes.compute")
 
 
 class KubernetesJobBackend:
@@ -201,6 +204,11 @@ class KubernetesJobBackend:
         if namespace is None:
             return True
         selector = manifests.run_selector(run_id)
+        try:
+            # Deleting the pods deletes their logs: keep them for the results handler first.
+            await self._save_log(run_id, namespace)
+        except (ApiException, OSError) as error:
+            log.warning("log not saved before the stop", run_id=run_id, error=repr(error))
         jobs = await self.batch.list_namespaced_job(namespace, label_selector=selector)
         for job in jobs.items:
             if job.metadata.deletion_timestamp is None:
@@ -215,29 +223,15 @@ class KubernetesJobBackend:
             await asyncio.sleep(self.poll_seconds)
 
     async def artifacts(self, run_id: str) -> RunArtifacts:
-        """The run's log, every attempt in order, as long as its pods exist (a stopped run's are gone)."""
+        """The run's log, every attempt in order: read from its pods, or as saved before a stop deleted them."""
         await self.connect()
         namespace = await self._namespace_of(run_id)
         if namespace is None or self.log_dir is None:
             return RunArtifacts([], None)
-        listed = await self.core.list_namespaced_pod(namespace, label_selector=manifests.run_selector(run_id))
-        pods = sorted(
-            listed.items,
-            key=lambda pod: (
-                int((pod.metadata.labels or {}).get(manifests.ATTEMPT_LABEL, "0")),
-                str(pod.metadata.creation_timestamp),
-            ),
-        )
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        path = self.log_dir / f"{manifests.run_label(run_id)}.txt"
-        wrote = False
-        with path.open("wb") as log:
-            for pod in pods:
-                attempt = int((pod.metadata.labels or {}).get(manifests.ATTEMPT_LABEL, "0"))
-                if attempt > 1:
-                    log.write(f"\n=== attempt {attempt} ===\n".encode())
-                wrote = await self._copy_log(namespace, pod.metadata.name, log) or wrote
-        return RunArtifacts([], path if wrote else None)
+        saved = await self._save_log(run_id, namespace)
+        if saved is None and (earlier := self._log_path(run_id)).exists():
+            saved = earlier
+        return RunArtifacts([], saved)
 
     # --- helpers
 
@@ -251,6 +245,38 @@ class KubernetesJobBackend:
             ended = any(c.type in ("Complete", "Failed") and c.status == "True" for c in conditions)
             if number.isdigit() and int(number) < attempt and not ended and job.metadata.deletion_timestamp is None:
                 await self._delete_job(namespace, job.metadata.name)
+
+    def _log_path(self, run_id: str) -> Path:
+        assert self.log_dir is not None
+        return self.log_dir / f"{manifests.run_label(run_id)}.txt"
+
+    async def _save_log(self, run_id: str, namespace: str) -> Path | None:
+        """Copy the log of every pod of the run into its file; None (and the file untouched) if no pod had one."""
+        if self.log_dir is None:
+            return None
+        listed = await self.core.list_namespaced_pod(namespace, label_selector=manifests.run_selector(run_id))
+        pods = sorted(
+            listed.items,
+            key=lambda pod: (
+                int((pod.metadata.labels or {}).get(manifests.ATTEMPT_LABEL, "0")),
+                str(pod.metadata.creation_timestamp),
+            ),
+        )
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        path = self._log_path(run_id)
+        partial = path.with_suffix(".partial")
+        wrote = False
+        with partial.open("wb") as out:
+            for pod in pods:
+                attempt = int((pod.metadata.labels or {}).get(manifests.ATTEMPT_LABEL, "0"))
+                if attempt > 1:
+                    out.write(f"\n=== attempt {attempt} ===\n".encode())
+                wrote = await self._copy_log(namespace, pod.metadata.name, out) or wrote
+        if not wrote:
+            partial.unlink()
+            return None
+        partial.replace(path)
+        return path
 
     async def _copy_log(self, namespace: str, pod: str, into: BinaryIO) -> bool:
         """Stream one pod's log into a file, never whole in memory; False if the pod has none to give."""

@@ -116,10 +116,18 @@ async def test_an_oom_killed_attempt_is_retried_by_policy(
 async def test_stop_deletes_the_job_and_its_pod_before_the_run_is_stopped(
     service: HandlerService, store: MongoStateStore, kube: FakeKubeServer
 ) -> None:
-    plan(kube, "k8s-stop", "hang")
+    assert kube.controller is not None
+    kube.controller.plan(Scenario("hang", log="step 1\nstep 2"), labels={m.RUN_LABEL: m.run_label("k8s-stop")})
     await request(service, "k8s-stop")
     await eventually(lambda: _in_state(store, "k8s-stop", RunState.RUNNING))
-    await kube.wait_for(lambda: [p for p in kube.objects("pods", NS) if p["status"].get("phase") == "Running"])
+    [pod] = await kube.wait_for(lambda: [p for p in kube.objects("pods", NS) if p["status"].get("phase") == "Running"])
+    async with kube.api_client() as api:
+
+        async def printed() -> bool:
+            text = await CoreV1Api(api).read_namespaced_pod_log(pod["metadata"]["name"], NS)
+            return text == "step 1\nstep 2\n"
+
+        await eventually(printed)
     assert service.bus is not None
     await service.bus.publish(
         new_event(s.RUN_STOP_REQUESTED, RunStopRequested(run_id="k8s-stop", consumer_id=CONSUMER, reason="enough"))
@@ -128,6 +136,9 @@ async def test_stop_deletes_the_job_and_its_pod_before_the_run_is_stopped(
 
     assert doc.state == RunState.STOPPED and doc.reason == "enough"
     assert kube.objects("jobs", NS) == [] and kube.objects("pods", NS) == []
+    # Deleting the pod deleted its log, so the stop saved it first for the results handler.
+    result: ResultDocument = await eventually(lambda: _published(store, "k8s-stop"))
+    assert result.log_key is not None and await service.objects.get_bytes(result.log_key) == b"step 1\nstep 2\n"
 
 
 async def test_an_image_that_never_pulls_times_the_run_out_with_the_reason(
