@@ -510,6 +510,10 @@ def test_jobs_handler_rights(rendered: list[Manifest]) -> None:
         assert _grants(role, "", "pods", verb), verb
     assert _grants(role, "", "pods/log", "get")
     assert not _grants(role, "", "pods", "create"), "pods are created through Jobs"
+    # A consumer's first run makes its runs namespace and a ServiceAccount without rights there.
+    assert _grants(role, "", "namespaces", "create") and not _grants(role, "", "namespaces", "delete")
+    assert _grants(role, "", "serviceaccounts", "create")
+    assert not any(_grants(role, "rbac.authorization.k8s.io", r, "create") for r in ("roles", "rolebindings"))
 
 
 def test_admission_policy_guards_every_handler_write(rendered: list[Manifest]) -> None:
