@@ -58,6 +58,19 @@ def _meta(spec: DeploymentSpec, name: str, namespaced: bool = True) -> dict[str,
     return meta
 
 
+def _namespace_meta(spec: DeploymentSpec, name: str) -> dict[str, Any]:
+    meta = _meta(spec, name, namespaced=False)
+    # The cluster's admission policy (deploy/kustomize/base/admission-policy.yaml) lets the handlers write only
+    # in namespaces carrying the consumer label and a Pod Security level; without them a real API server
+    # refuses the namespace.
+    meta["labels"] = {
+        **meta["labels"],
+        "gaiax-workflows.io/consumer": _hash(spec.consumer_id),
+        "pod-security.kubernetes.io/enforce": "restricted",
+    }
+    return meta
+
+
 def manifests(spec: DeploymentSpec, image: WorkflowApiImage) -> list[dict[str, Any]]:
     """In creation order: the namespace first, the Deployment and Service last."""
     ns = namespace_of(spec)
@@ -75,7 +88,7 @@ def manifests(spec: DeploymentSpec, image: WorkflowApiImage) -> list[dict[str, A
         "secrets": "4",
     }
     objects: list[dict[str, Any]] = [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(spec, ns, namespaced=False)},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": _namespace_meta(spec, ns)},
         {
             "apiVersion": "v1",
             "kind": "ServiceAccount",

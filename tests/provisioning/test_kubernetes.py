@@ -75,6 +75,9 @@ async def test_provision_on_kubernetes_and_back(
     assert all(created[kind] == 1 for kind in KINDS), created
     labels = kube.get("Namespace", namespace)["metadata"]["labels"]  # type: ignore[index]
     assert {"gxwf.io/consumer", "gxwf.io/transfer"} <= set(labels)
+    # What deploy/kustomize/base/admission-policy.yaml requires before the handlers may write in a namespace.
+    assert "gaiax-workflows.io/consumer" in labels
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
 
     # A copy of the request after JetStream's duplicate window, and the handler's apply again: nothing new.
     original = (await stream_events(js, s.EDC_PROVISION_REQUESTED))[0]
