@@ -22,6 +22,7 @@ from schemas.connectors import ConnectorRegistry, EdcConnector
 
 if TYPE_CHECKING:
     from devstack import StackEndpoints
+    from edc_simulator.connector import SimulatedConnector
 
 KEY = "test-key-0123456789abcdef"
 OTHER_KEY = "other-key-0123456789abcdef"
@@ -46,6 +47,21 @@ def registry() -> ConnectorRegistry:
         connectors=(
             EdcConnector(name="default", api_key=SecretStr(KEY)),
             EdcConnector(name="other", api_key_header="X-Other-Key", api_key=SecretStr(OTHER_KEY)),
+        )
+    )
+
+
+def registry_for(sim: SimulatedConnector) -> ConnectorRegistry:
+    """The simulated connector as the deployment knows it: its key, and how to reach its management API."""
+    return ConnectorRegistry(
+        connectors=(
+            EdcConnector(
+                name="default",
+                api_key=SecretStr(KEY),
+                management_url=sim.management_url,
+                management_api_version=sim.version.management_path,
+                management_api_key=SecretStr(sim.management_key),
+            ),
         )
     )
 

@@ -15,7 +15,6 @@ import pytest
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from pydantic import SecretStr
 
 from adapters.edc_client import HttpEdcClient
 from adapters.mongo_call_log import MongoEdcCallLog
@@ -30,28 +29,12 @@ from events.payloads.edc import EdcDeprovisionRequested, EdcProvisionRequested
 from gxwf.cli import main
 from gxwf.settings import Settings
 from ports.edc import AccessAddress, ProvisionTarget
-from schemas.connectors import ConnectorRegistry, EdcConnector
 from schemas.provisioning import ProvisionDocument, ProvisionState
 from tests.backbone.conftest import stream_events
-from tests.edc_fixtures import KEY, RunningIngress
+from tests.edc_fixtures import KEY, RunningIngress, registry_for
 
 if TYPE_CHECKING:
     from devstack import StackEndpoints
-
-
-def registry_for(sim: SimulatedConnector) -> ConnectorRegistry:
-    """The simulated connector as the deployment knows it: its key, and how to reach its management API."""
-    return ConnectorRegistry(
-        connectors=(
-            EdcConnector(
-                name="default",
-                api_key=SecretStr(KEY),
-                management_url=sim.management_url,
-                management_api_version=sim.version.management_path,
-                management_api_key=SecretStr(sim.management_key),
-            ),
-        )
-    )
 
 
 @pytest.fixture(params=sorted(VERSIONS))

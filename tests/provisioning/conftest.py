@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 from nats.js import JetStreamContext
-from pydantic import SecretStr
 
 from adapters.mongo_assets import MongoAssetCatalogue
 from adapters.mongo_store import MongoStateStore
@@ -24,10 +23,9 @@ from edc_simulator.versions import version
 from gxwf.definitions import load_assets
 from gxwf.runtime import Endpoints, HandlerService
 from gxwf.settings import Settings
-from schemas.connectors import ConnectorRegistry, EdcConnector
 from schemas.provisioning import ProvisionDocument
 from tests.backbone.conftest import endpoints, eventually, js, nc, settings, store
-from tests.edc_fixtures import KEY
+from tests.edc_fixtures import KEY, registry_for
 
 if TYPE_CHECKING:
     from devstack import StackEndpoints
@@ -82,20 +80,6 @@ class Provider:
 
     def callbacks(self, tp: str, action: str) -> list[object]:
         return [c for c in self.sim.ledger.callbacks if c.transfer_process_id == tp and c.action == action]
-
-
-def registry_for(sim: SimulatedConnector) -> ConnectorRegistry:
-    return ConnectorRegistry(
-        connectors=(
-            EdcConnector(
-                name="default",
-                api_key=SecretStr(KEY),
-                management_url=sim.management_url,
-                management_api_version=sim.version.management_path,
-                management_api_key=SecretStr(sim.management_key),
-            ),
-        )
-    )
 
 
 StartProvider = Callable[..., Awaitable[Provider]]
