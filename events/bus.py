@@ -27,6 +27,7 @@ from events.subjects import DLQ_STREAM, STREAM
 from events.wire import publish_to_jetstream
 
 log = structlog.get_logger("gxwf.bus")
+FASTSTREAM_LOGGER = "gxwf.faststream"
 
 # Declared by ensure_streams with our settings; FastStream must not re-declare it with its defaults.
 WF_STREAM = JStream(STREAM, declare=False)
@@ -47,8 +48,10 @@ class Bus:
             ack_policy=AckPolicy.NACK_ON_ERROR,
             description="gaiax-workflows event bus",
             graceful_timeout=15.0,
-            # FastStream logs every message received/processed at this level: keep that out of INFO.
+            # FastStream logs every message received/processed at this level, and its task supervisor chats
+            # at INFO: both go to a logger of ours, which the CLI keeps at WARNING unless asked for debug.
             log_level=logging.DEBUG,
+            logger=logging.getLogger(FASTSTREAM_LOGGER),
         )
 
     async def publish(self, event: Envelope[Any]) -> None:

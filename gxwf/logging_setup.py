@@ -42,7 +42,7 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
     logging.basicConfig(handlers=[_CurrentStderrHandler()], level=numeric, format="%(message)s")
     # Libraries that log every request or task at INFO would drown our events (and print URLs that may
     # carry credentials); at debug level they speak again.
-    for noisy in ("httpx", "httpcore", "faststream", "faststream.access", "botocore", "aiobotocore"):
+    for noisy in ("httpx", "httpcore", "faststream", "gxwf.faststream", "botocore", "aiobotocore"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING) if numeric > logging.DEBUG else numeric)
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
