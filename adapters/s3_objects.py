@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import mimetypes
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,10 @@ from botocore.exceptions import ClientError
 from ports.objects import StoredObject
 
 _CHUNK = 8 * 1024 * 1024
+# Parts of a streamed upload in flight at once: enough to keep S3 busy while the next part arrives, few enough
+# that memory stays at a few parts whatever the object's size.
+_PARTS_IN_FLIGHT = 4
+_READ_CHUNK = 1024 * 1024
 
 
 def _sha256_of(path: Path) -> tuple[str, int]:
@@ -105,3 +110,119 @@ class S3ObjectStore:
                     )
                 )
         return found
+
+    async def put_stream(
+        self,
+        key: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        content_type: str | None = None,
+        sha256: str | None = None,
+    ) -> StoredObject:
+        s3 = await self._s3()
+        kind = content_type or "application/octet-stream"
+        extra: dict[str, Any] = {"ContentType": kind, "Metadata": {"sha256": sha256} if sha256 else {}}
+        digest = hashlib.sha256()
+        size = 0
+        buffer = bytearray()
+        upload_id: str | None = None
+        parts: list[dict[str, Any]] = []
+        pending: set[asyncio.Task[None]] = set()
+        slots = asyncio.Semaphore(_PARTS_IN_FLIGHT)
+
+        async def send(number: int, data: bytes) -> None:
+            try:
+                answer = await s3.upload_part(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+                )
+                parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+            finally:
+                slots.release()
+
+        try:
+            async for chunk in chunks:
+                digest.update(chunk)
+                size += len(chunk)
+                buffer += chunk
+                while len(buffer) >= _CHUNK:
+                    if upload_id is None:
+                        created = await s3.create_multipart_upload(Bucket=self.bucket, Key=key, **extra)
+                        upload_id = created["UploadId"]
+                    data = bytes(buffer[:_CHUNK])
+                    del buffer[:_CHUNK]
+                    await slots.acquire()
+                    task = asyncio.create_task(send(len(parts) + len(pending) + 1, data))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                    # Surface a failed part now rather than after the whole body was read.
+                    for done in [t for t in pending if t.done()]:
+                        done.result()
+            if upload_id is None:
+                await s3.put_object(Bucket=self.bucket, Key=key, Body=bytes(buffer), **extra)
+                return StoredObject(key, size, digest.hexdigest(), kind)
+            if buffer:
+                await slots.acquire()
+                pending.add(asyncio.create_task(send(len(parts) + len(pending) + 1, bytes(buffer))))
+            await asyncio.gather(*pending)
+            parts.sort(key=lambda part: int(part["PartNumber"]))
+            await s3.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            for task in pending:
+                task.cancel()
+            if upload_id is not None:
+                with contextlib.suppress(Exception):
+                    await s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            raise
+        return StoredObject(key, size, digest.hexdigest(), kind)
+
+    async def head(self, key: str) -> StoredObject | None:
+        s3 = await self._s3()
+        try:
+            head = await s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return StoredObject(
+            key, int(head["ContentLength"]), head.get("Metadata", {}).get("sha256"), head.get("ContentType")
+        )
+
+    async def read_range(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        s3 = await self._s3()
+        extra: dict[str, Any] = {}
+        if start or end is not None:
+            extra["Range"] = f"bytes={start}-{'' if end is None else end}"
+        response = await s3.get_object(Bucket=self.bucket, Key=key, **extra)
+        async with response["Body"] as body:
+            async for chunk in body.iter_chunks(_READ_CHUNK):
+                yield chunk
+
+    async def get_file(self, key: str, path: Path) -> int:
+        size = 0
+        with path.open("wb") as handle:
+            async for chunk in self.read_range(key):
+                handle.write(chunk)
+                size += len(chunk)
+        return size
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        s3 = await self._s3()
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            await s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+
+    async def presigned_url(
+        self, method: str, key: str, *, expires_seconds: int, content_type: str | None = None
+    ) -> str:
+        if method not in ("GET", "PUT"):
+            raise ValueError(f"presigned {method}: only GET and PUT")
+        s3 = await self._s3()
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if method == "PUT" and content_type:
+            params["ContentType"] = content_type
+        url: str = await s3.generate_presigned_url(
+            "get_object" if method == "GET" else "put_object", Params=params, ExpiresIn=expires_seconds
+        )
+        return url

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from schemas.documents import StatefulDocument
+from schemas.inputs import InputDocument
 from schemas.provisioning import AccessGrantDocument, DeploymentDocument, ProvisionDocument, ResultDocument
 from schemas.run import RunDocument
 
@@ -12,4 +13,5 @@ DOCUMENT_KINDS: tuple[type[StatefulDocument], ...] = (
     DeploymentDocument,
     AccessGrantDocument,
     ResultDocument,
+    InputDocument,
 )
