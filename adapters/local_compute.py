@@ -10,12 +10,16 @@ import asyncio
 import contextlib
 import json
 import os
+import re
+import shutil
 import signal
 import time
+import uuid
 from pathlib import Path
 
-from events.payloads.run import RunSpec
+from events.payloads.run import RunSpec, StagedInput
 from ports.compute import RunArtifacts, RunOwner, WorkloadPhase, WorkloadStatus
+from ports.objects import ObjectStore
 
 # The wrapper records its process group, runs the command with its output appended to log.txt, then writes
 # the exit status atomically. It backgrounds itself so that nothing in the handler has to wait for or reap it.
@@ -38,11 +42,20 @@ _CLAIM_GRACE_SECONDS = 5.0
 
 
 class LocalProcessBackend:
-    def __init__(self, root: Path, *, site: str = "local", stop_grace_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        site: str = "local",
+        stop_grace_seconds: float = 5.0,
+        objects: ObjectStore | None = None,
+    ) -> None:
         self.name = "local"
         self.site = site
         self.root = root
         self.stop_grace_seconds = stop_grace_seconds
+        # Where the runs' uploaded inputs come from (stage-in); without it a run that names inputs cannot start.
+        self.objects = objects
         root.mkdir(parents=True, exist_ok=True)
 
     def run_dir(self, run_id: str) -> Path:
@@ -65,6 +78,12 @@ class LocalProcessBackend:
         pgid = _read_int(state / "pgid")
         if pgid is not None:
             return f"pgid:{pgid}"
+        await self._stage_in(run_dir, spec.inputs)
+        # Assets written for the local backend name relative paths (`outputs/count.txt`): under the work dir
+        # they land in the run's outputs, which is what the results handler publishes.
+        outputs_link = run_dir / "work" / "outputs"
+        if not outputs_link.exists() and not outputs_link.is_symlink():
+            outputs_link.symlink_to(run_dir / "outputs", target_is_directory=True)
         if not _claim(state):
             deadline = time.monotonic() + _CLAIM_GRACE_SECONDS
             while time.monotonic() < deadline:
@@ -82,6 +101,12 @@ class LocalProcessBackend:
             "GXWF_RUN_ID": run_id,
             "GXWF_ATTEMPT": str(attempt),
             "GXWF_OUTPUT_DIR": str(run_dir / "outputs"),
+            **(
+                {"GXWF_INPUT_DIR": str(run_dir / "inputs")}
+                | {input_env_name(i.name): str(run_dir / "inputs" / i.name) for i in spec.inputs}
+                if spec.inputs
+                else {}
+            ),
         }
         proc = await asyncio.create_subprocess_exec(
             "/bin/sh",
@@ -104,6 +129,51 @@ class LocalProcessBackend:
         if pgid is None:
             raise RuntimeError(f"run {run_id}: the local workload did not start (wrapper exit {proc.returncode})")
         return f"pgid:{pgid}"
+
+    async def _stage_in(self, run_dir: Path, inputs: list[StagedInput]) -> None:
+        """Download the run's inputs to `inputs/<name>` (once: a retried start finds them there) and link each
+        relative asset path under the work dir to it. Staged in a scratch directory renamed at the end, so a crash
+        midway leaves no half-staged inputs behind."""
+        target = run_dir / "inputs"
+        if inputs and not target.exists():
+            if self.objects is None:
+                raise RuntimeError("this run has inputs and the local backend has no object store to stage them from")
+            scratch = run_dir / f".inputs-{uuid.uuid4().hex[:8]}"
+            scratch.mkdir()
+            try:
+                for item in inputs:
+                    await self._download(item, scratch / item.name)
+                try:
+                    scratch.rename(target)
+                except OSError:
+                    if not target.exists():
+                        raise
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+        work = run_dir / "work"
+        for item in inputs:
+            if not item.path or item.path.startswith("/"):
+                continue
+            link = (work / item.path).resolve()
+            if not link.is_relative_to(work.resolve()) or link == work.resolve():
+                continue
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists() and not link.is_symlink():
+                link.symlink_to(target / item.name, target_is_directory=item.kind == "directory")
+
+    async def _download(self, item: StagedInput, dest: Path) -> None:
+        assert self.objects is not None
+        found = await self.objects.list(item.prefix)
+        if item.kind == "file":
+            if len(found) != 1:
+                raise RuntimeError(f"input {item.name}: expected one object under {item.prefix}, found {len(found)}")
+            await self.objects.get_file(found[0].key, dest)
+            return
+        for obj in found:
+            path = _place(dest, obj.key[len(item.prefix) :])
+            if path is None:
+                raise RuntimeError(f"input {item.name}: object {obj.key} would land outside its directory")
+            await self.objects.get_file(obj.key, path)
 
     async def status(self, run_id: str, *, attempt: int = 1) -> WorkloadStatus:
         state = self.attempt_dir(run_id, attempt)
@@ -161,6 +231,22 @@ class LocalProcessBackend:
 
     def log_path(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "log.txt"
+
+
+def _place(dest: Path, relative: str) -> Path | None:
+    """Where an object of a directory input goes; None if it would land outside (keys were checked at upload;
+    checked again here, since nothing may escape the input's directory)."""
+    root = dest.resolve()
+    path = (dest / relative).resolve()
+    if not path.is_relative_to(root) or path == root:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def input_env_name(name: str) -> str:
+    """`GXWF_INPUT_<NAME>`: the input's name upper-cased, anything but letters, digits and _ as _."""
+    return "GXWF_INPUT_" + re.sub(r"[^A-Z0-9_]", "_", name.upper())
 
 
 def _exited(code: int) -> WorkloadStatus:

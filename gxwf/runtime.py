@@ -161,6 +161,8 @@ class HandlerService:
             secret_key=settings.s3_secret_key.get_secret_value(),
             region=settings.s3_region,
         )
+        # Runs on the local backend are staged in from the object store (their uploaded inputs).
+        self.local_compute.objects = self.objects
         self.bus: Bus | None = None
         self._loops: list[asyncio.Task[None]] = []
         self.ready = asyncio.Event()

@@ -33,6 +33,20 @@ class RetryPolicy(Payload):
     exit_codes: list[int] = Field(default_factory=list, max_length=64)
 
 
+class StagedInput(Payload):
+    """An uploaded input a run reads: the objects under `prefix`, placed where the workload looks for them."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
+    kind: Literal["file", "directory"]
+    input_id: Id
+    prefix: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    path: str | None = Field(
+        default=None, max_length=1024, description="The asset's path for it; relative paths are under the work dir"
+    )
+    size: int = Field(default=0, ge=0)
+    files: int = Field(default=1, ge=0, description="How many objects the prefix holds")
+
+
 class RunSpec(Payload):
     """What to execute, resolved from the asset version when the run was requested."""
 
@@ -60,6 +74,9 @@ class RunSpec(Payload):
         default=True, description="The container's root filesystem is read-only (writable: /tmp and the outputs)"
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    inputs: list[StagedInput] = Field(
+        default_factory=list, max_length=64, description="Staged into the run before its workload starts"
+    )
 
 
 class RunRequested(Payload):
