@@ -41,6 +41,7 @@ from handlers.subscriptions import HandlerFn, for_groups
 from ports.compute import ComputeBackend
 from ports.deployments import DeploymentBackend
 from schemas.connectors import ConnectorRegistry
+from schemas.sites import ConsumerQuota
 
 log = structlog.get_logger("gxwf.runtime")
 
@@ -180,7 +181,11 @@ class HandlerService:
             faults=ConfiguredFaults(self.settings.fault_points),
             objects=self.objects,
             leases=MongoLeases(self.store.db),
-            limits=RunLimits(per_consumer=self.settings.runs_per_consumer, per_site=self.settings.runs_per_site),
+            limits=RunLimits(
+                per_consumer=self.settings.runs_per_consumer,
+                per_site=self.settings.runs_per_site,
+                quota=self.consumer_quota(),
+            ),
             holder=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
             edc=self.edc,
             assets=self.assets,
@@ -203,6 +208,11 @@ class HandlerService:
             ]
         self.ready.set()
         log.info("handlers started", groups=sorted(self.groups) if self.groups else "all")
+
+    def consumer_quota(self) -> ConsumerQuota:
+        """The quota of the site whose runs this process dispatches (the compute backend's site), if configured."""
+        site = next((site for site in self.sites if site.name == self.compute.site), None)
+        return site.consumer_quota if site is not None else ConsumerQuota()
 
     async def readiness(self) -> dict[str, str]:
         """What /readyz reports: subscribers started, NATS connected, MongoDB answering."""

@@ -12,15 +12,21 @@ from ports.faults import FaultPoints, NoFaults
 from ports.leases import Leases
 from ports.objects import ObjectStore
 from ports.store import StateStore
-from schemas.sites import Site
+from schemas.sites import ConsumerQuota, Site
 
 
 @dataclass(frozen=True)
 class RunLimits:
-    """Runs admitted at once (pending or running): per consumer, so no one starves the others, and per site."""
+    """Runs admitted at once (pending or running): per consumer, so no one starves the others, and per site;
+    plus the site's consumer quota on the resources a consumer's active runs hold together."""
 
     per_consumer: int = 4
     per_site: int = 16
+    quota: ConsumerQuota = field(default_factory=ConsumerQuota)
+
+    @property
+    def runs_per_consumer(self) -> int:
+        return min(self.per_consumer, self.quota.runs) if self.quota.runs is not None else self.per_consumer
 
 
 @dataclass(frozen=True)

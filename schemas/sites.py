@@ -41,12 +41,44 @@ class Capabilities(_Strict):
         return value
 
 
+class ConsumerQuota(_Strict):
+    """What one consumer may hold on a site at once; unset fields are not limited beyond the site's own limits.
+
+    Enforced by the jobs dispatcher on every backend (a run waits in the queue until it fits, and fails at
+    once when it could never fit), and on Kubernetes also as the ResourceQuota of the consumer's namespace."""
+
+    runs: int | None = Field(default=None, ge=1, le=10_000, description="Runs pending or running at once")
+    cpu: float | None = Field(default=None, gt=0, description="Cores of all its active runs together")
+    memory: str | None = Field(default=None, description="Memory of all its active runs together, e.g. 16Gi")
+    gpu: int | None = Field(default=None, ge=0, description="GPUs of all its active runs together")
+    storage: str | None = Field(default=None, description="Uploaded inputs kept at once, e.g. 50Gi")
+
+    @field_validator("memory", "storage")
+    @classmethod
+    def _quantity(cls, value: str | None) -> str | None:
+        if value is not None:
+            memory_bytes(value)
+        return value
+
+    def shortfalls(self, cpu: float, memory: int, gpu: int) -> list[str]:
+        """Why a run needing this much can never fit, however long it waits; empty when it can."""
+        missing: list[str] = []
+        if self.cpu is not None and cpu > self.cpu:
+            missing.append(f"{cpu:g} cpu > {self.cpu:g}")
+        if self.memory is not None and memory > memory_bytes(self.memory):
+            missing.append(f"memory {memory // 2**20}Mi > {self.memory}")
+        if self.gpu is not None and gpu > self.gpu:
+            missing.append(f"{gpu} gpu > {self.gpu}")
+        return missing
+
+
 class Site(_Strict):
     name: SiteName
     description: str = ""
     backend: Literal["local", "kubernetes"]
     kubernetes: KubernetesTarget | None = None
     capabilities: Capabilities
+    consumer_quota: ConsumerQuota = Field(default_factory=ConsumerQuota)
 
     @model_validator(mode="after")
     def _target(self) -> Site:
