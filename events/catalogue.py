@@ -17,6 +17,7 @@ from events.payloads.consumer import ConsumerDeprovisioned, ConsumerProvisioning
 from events.payloads.dead_letter import DeadLetter, HandlerError
 from events.payloads.deployment import (
     DeploymentDeleted,
+    DeploymentDeleteRequested,
     DeploymentFailed,
     DeploymentReady,
     DeploymentRequested,
@@ -189,6 +190,15 @@ CATALOGUE: tuple[EventSpec, ...] = (
             consumer_id=_CONSUMER,
             reason="exceeded quota: requests.nvidia.com/gpu",
         ),
+    ),
+    EventSpec(
+        s.DEPLOYMENT_DELETE_REQUESTED,
+        DeploymentDeleteRequested,
+        "Command to the deployment handler: remove a consumer's WorkflowApi and everything around it.",
+        DeploymentDeleteRequested(
+            deployment_id=_DEPLOYMENT, transfer_process_id=_TP, consumer_id=_CONSUMER, reason="transfer completed"
+        ),
+        command=True,
     ),
     EventSpec(
         s.DEPLOYMENT_DELETED,

@@ -21,6 +21,7 @@ EDC_TRANSFER_TERMINATED: Final = "edc.transfer.terminated"
 DEPLOYMENT_REQUESTED: Final = "wf.deployment.requested"
 DEPLOYMENT_READY: Final = "wf.deployment.ready"
 DEPLOYMENT_FAILED: Final = "wf.deployment.failed"
+DEPLOYMENT_DELETE_REQUESTED: Final = "wf.deployment.delete.requested"
 DEPLOYMENT_DELETED: Final = "wf.deployment.deleted"
 
 ASSET_REGISTERED: Final = "wf.asset.registered"

@@ -10,7 +10,13 @@ from events import subjects as s
 from events.envelope import Envelope
 from events.payloads.asset import AssetRegistered, AssetRegistrationFailed
 from events.payloads.common import Payload
-from events.payloads.deployment import DeploymentFailed, DeploymentReady, DeploymentRequested
+from events.payloads.deployment import (
+    DeploymentDeleted,
+    DeploymentDeleteRequested,
+    DeploymentFailed,
+    DeploymentReady,
+    DeploymentRequested,
+)
 from events.payloads.edc import EdcDeprovisionRequested, EdcProvisionRequested, EdcTransferEvent
 from events.payloads.run import (
     RunFailed,
@@ -25,7 +31,7 @@ from events.payloads.run import (
 )
 from handlers.assets import register
 from handlers.context import HandlerContext
-from handlers.deployment import deploy
+from handlers.deployment import deploy, remove
 from handlers.jobs import start, stop, submit, track
 from handlers.provisioning import grant, request, teardown
 from handlers.results import publish
@@ -97,6 +103,20 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
         s.DEPLOYMENT_REQUESTED,
         DeploymentRequested,
         deploy.on_deployment_requested,
+    ),
+    Subscription(
+        "provisioning",
+        "provisioning-deployment-deleted",
+        s.DEPLOYMENT_DELETED,
+        DeploymentDeleted,
+        teardown.on_deployment_deleted,
+    ),
+    Subscription(
+        "deployment",
+        "deployment-delete-requested",
+        s.DEPLOYMENT_DELETE_REQUESTED,
+        DeploymentDeleteRequested,
+        remove.on_delete_requested,
     ),
     Subscription(
         "assets", "assets-deployment-ready", s.DEPLOYMENT_READY, DeploymentReady, register.on_deployment_ready

@@ -33,6 +33,15 @@ class DeploymentFailed(Payload):
     retryable: bool = False
 
 
+class DeploymentDeleteRequested(Payload):
+    """Remove a consumer's WorkflowApi and everything around it (a deprovisioning, or a failed provisioning)."""
+
+    deployment_id: Id
+    transfer_process_id: Id
+    consumer_id: Id
+    reason: Reason | None = None
+
+
 class DeploymentDeleted(Payload):
     deployment_id: Id
     transfer_process_id: Id

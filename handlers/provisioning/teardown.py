@@ -15,12 +15,11 @@ from events import subjects as s
 from events.envelope import Envelope, derived_id, new_event
 from events.payloads.access import AccessRevoked
 from events.payloads.consumer import ConsumerDeprovisioned
-from events.payloads.deployment import DeploymentDeleted
+from events.payloads.deployment import DeploymentDeleted, DeploymentDeleteRequested
 from events.payloads.edc import EdcDeprovisionRequested, EdcTransferEvent
 from events.payloads.run import RunStopRequested
 from handlers.context import HandlerContext
 from handlers.provisioning.common import SOURCE, target_from_store, target_to_store
-from ports.deployments import DeploymentSpec
 from ports.edc import EdcError, ProvisionTarget
 from schemas.provisioning import (
     AccessGrantDocument,
@@ -92,15 +91,36 @@ async def teardown_if_due(tp: str, ctx: HandlerContext) -> None:
 async def teardown(doc: ProvisionDocument, ctx: HandlerContext) -> None:
     tp = doc.id
     # One id for every trigger: a second trigger, or a redelivery, repeats the same steps as no-ops.
-    key = derived_id(tp, "teardown")
+    key = teardown_key(tp)
     reason = doc.deprovision_reason or "deprovisioned"
     started = await ctx.store.transition(
         ProvisionDocument, tp, ProvisionState.DEPROVISIONING, event_id=key, reason=reason
     )
     if not started.settled and started.state != ProvisionState.DEPROVISIONING:
         return
-    await release(doc, ctx, key, reason)
-    fresh = await ctx.store.get(ProvisionDocument, tp) or doc
+    if await release(doc, ctx, key, reason):
+        await finish_teardown(tp, ctx)
+    # Otherwise the deployment handler is removing the WorkflowApi: wf.deployment.deleted finishes it.
+
+
+def teardown_key(tp: str) -> str:
+    return derived_id(tp, "teardown")
+
+
+async def on_deployment_deleted(event: Envelope[Any], ctx: HandlerContext) -> None:
+    deleted: DeploymentDeleted = event.data
+    doc = await ctx.store.get(ProvisionDocument, deleted.transfer_process_id)
+    if doc is not None and doc.state == ProvisionState.DEPROVISIONING:
+        await finish_teardown(doc.id, ctx)
+
+
+async def finish_teardown(tp: str, ctx: HandlerContext) -> None:
+    """The WorkflowApi is gone: answer the connector if it asked, and record the transfer deprovisioned."""
+    key = teardown_key(tp)
+    fresh = await ctx.store.get(ProvisionDocument, tp)
+    if fresh is None or fresh.state != ProvisionState.DEPROVISIONING:
+        return
+    reason = fresh.deprovision_reason or "deprovisioned"
     callback = target_from_store(fresh.deprovision_callback)
     if callback is not None:
         await _tell_deprovisioned(ctx, callback)
@@ -109,7 +129,7 @@ async def teardown(doc: ProvisionDocument, ctx: HandlerContext) -> None:
         await ctx.events.publish(
             new_event(
                 s.CONSUMER_DEPROVISIONED,
-                ConsumerDeprovisioned(transfer_process_id=tp, consumer_id=doc.consumer_id, reason=reason),
+                ConsumerDeprovisioned(transfer_process_id=tp, consumer_id=fresh.consumer_id, reason=reason),
                 id_=derived_id(tp, s.CONSUMER_DEPROVISIONED),
                 subject=tp,
                 correlationid=tp,
@@ -120,8 +140,9 @@ async def teardown(doc: ProvisionDocument, ctx: HandlerContext) -> None:
         log.info("consumer deprovisioned", transfer=tp, reason=reason)
 
 
-async def release(doc: ProvisionDocument, ctx: HandlerContext, key: str, reason: str) -> None:
-    """Revoke the token, stop the consumer's runs, remove the deployment: also after a failed provisioning."""
+async def release(doc: ProvisionDocument, ctx: HandlerContext, key: str, reason: str) -> bool:
+    """Revoke the token, stop the consumer's runs, have the deployment removed: also after a failed
+    provisioning. True when no deployment is left to wait for."""
     tp = doc.id
     revoked = await ctx.store.transition(AccessGrantDocument, tp, AccessState.REVOKED, event_id=key, reason=reason)
     if revoked.settled and doc.consumer_id:
@@ -134,8 +155,7 @@ async def release(doc: ProvisionDocument, ctx: HandlerContext, key: str, reason:
         )
     if doc.consumer_id:
         await _stop_runs(doc, ctx, key, reason)
-    if doc.deployment_id:
-        await _remove_deployment(doc, ctx, key)
+    return await _deployment_gone(doc, ctx, key, reason)
 
 
 async def _stop_runs(doc: ProvisionDocument, ctx: HandlerContext, key: str, reason: str) -> None:
@@ -160,27 +180,24 @@ async def _stop_runs(doc: ProvisionDocument, ctx: HandlerContext, key: str, reas
         )
 
 
-async def _remove_deployment(doc: ProvisionDocument, ctx: HandlerContext, key: str) -> None:
-    assert doc.deployment_id is not None
+async def _deployment_gone(doc: ProvisionDocument, ctx: HandlerContext, key: str, reason: str) -> bool:
+    if not doc.deployment_id:
+        return True
     dep = await ctx.store.get(DeploymentDocument, doc.deployment_id)
     if dep is None or dep.state == DeploymentState.DELETED:
-        return
-    await ctx.store.transition(DeploymentDocument, dep.id, DeploymentState.DELETING, event_id=key)
-    site = next((site for site in ctx.sites if site.name == dep.site), None)
-    backend = ctx.deployments.get(site.backend) if site else None
-    asset = None
-    if dep.asset_id and dep.asset_version and ctx.assets is not None:
-        asset = await ctx.assets.version(dep.asset_id, dep.asset_version)
-    if site is not None and backend is not None and asset is not None:
-        spec = DeploymentSpec(dep.id, dep.transfer_process_id, dep.consumer_id, asset, site)
-        if not await backend.delete(spec):
-            raise RuntimeError(f"deployment {dep.id}: still present after delete; retrying")
-    elif dep.site is not None:
-        log.warning("deployment's site or backend unknown here: nothing removed", deployment=dep.id, site=dep.site)
-    deleted = await ctx.store.transition(DeploymentDocument, dep.id, DeploymentState.DELETED, event_id=key)
-    if deleted.settled:
-        payload = DeploymentDeleted(deployment_id=dep.id, transfer_process_id=doc.id, consumer_id=dep.consumer_id)
-        await _publish(ctx, s.DEPLOYMENT_DELETED, payload, doc.id, key)
+        return True
+    # One command per deployment whichever path asks (failure, teardown, a redelivery): JetStream keeps one.
+    await _publish(
+        ctx,
+        s.DEPLOYMENT_DELETE_REQUESTED,
+        DeploymentDeleteRequested(
+            deployment_id=dep.id, transfer_process_id=doc.id, consumer_id=dep.consumer_id, reason=reason
+        ),
+        doc.id,
+        key,
+        id_=derived_id(dep.id, s.DEPLOYMENT_DELETE_REQUESTED),
+    )
+    return False
 
 
 async def _tell_deprovisioned(ctx: HandlerContext, target: ProvisionTarget, error: str | None = None) -> None:
