@@ -1,0 +1,1 @@
+"""The ops dashboard: live tail of the bus, transfer timelines, overview and delivery health, over HTTP."""

@@ -1,0 +1,433 @@
+"""The dashboard's HTTP app: server-rendered pages, the SSE tail, a small JSON API, one admin action."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import Depends, FastAPI, Form, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from sse_starlette import EventSourceResponse
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+
+from adapters.mongo_store import MongoStateStore
+from adapters.s3_objects import S3ObjectStore
+from dashboard import delivery, health, overview, timeline
+from dashboard.auth import ACTION_HEADER, COOKIE, Role, Tokens
+from dashboard.problems import PROBLEM_JSON, Problem, invalid, not_found
+from dashboard.tail import TailClient, TailHub
+from events.filters import EventFilter, FilterError, StartAt, parse_last_event_id, parse_since
+from events.redaction import redact
+from schemas.sites import Site
+
+HERE = Path(__file__).parent
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$")
+LOG_TAIL_BYTES = 1024 * 1024
+
+
+@dataclass
+class Dashboard:
+    """What the pages read: the bus, the store, the object store, and the configured sites."""
+
+    tokens: Tokens
+    nc: Client
+    js: JetStreamContext
+    store: MongoStateStore
+    objects: S3ObjectStore | None
+    bucket: str
+    sites: Sequence[Site]
+    hub: TailHub
+    monitor_url: str | None = None
+    runs_dir: Path | None = None
+
+
+class Unauthorized(Exception):
+    pass
+
+
+class Forbidden(Exception):
+    pass
+
+
+def _wants_html(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept and not request.url.path.startswith("/api/")
+
+
+def _presented_role(request: Request, tokens: Tokens) -> Role | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return tokens.role_of(header[7:].strip())
+    return tokens.role_of_session(request.cookies.get(COOKIE))
+
+
+def _check_id(field: str, value: str) -> str:
+    if not _ID.match(value):
+        raise invalid(field, "letters, digits and . _ : @ - only, at most 200 characters")
+    return value
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return ""
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    if value < 120:
+        return f"{value:.1f} s"
+    return f"{value / 60:.1f} min"
+
+
+def _time(value: Any) -> str:
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z") if isinstance(value, datetime) else ""
+
+
+def reader(request: Request) -> Role:
+    role = _presented_role(request, request.app.state.dashboard.tokens)
+    if role is None:
+        raise Unauthorized()
+    return role
+
+
+def admin(request: Request) -> Role:
+    role = reader(request)
+    if role is not Role.ADMIN:
+        raise Forbidden()
+    # With a cookie (a browser), only our script, which adds this header, may act: no cross-site posts.
+    if not request.headers.get("authorization") and request.headers.get(ACTION_HEADER) != "1":
+        raise Problem(403, "forbidden", "Forbidden", f"browser requests that change something need {ACTION_HEADER}: 1")
+    return role
+
+
+Reader = Annotated[Role, Depends(reader)]
+Admin = Annotated[Role, Depends(admin)]
+
+
+def create_app(dash: Dashboard) -> FastAPI:
+    app = FastAPI(title="gaiax-workflows ops dashboard", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.dashboard = dash
+    templates = Jinja2Templates(directory=HERE / "templates")
+    templates.env.filters["duration"] = _seconds
+    templates.env.filters["ts"] = _time
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    def page(request: Request, name: str, role: Role, status: int = 200, **context: Any) -> HTMLResponse:
+        return templates.TemplateResponse(
+            request, name, {"role": role.name.lower(), "admin": role is Role.ADMIN, **context}, status_code=status
+        )
+
+    @app.exception_handler(Problem)
+    async def on_problem(request: Request, problem: Problem) -> Response:
+        if _wants_html(request):
+            return templates.TemplateResponse(
+                request, "error.html", {"problem": problem, "role": None}, status_code=problem.status
+            )
+        return problem.response(request.url.path)
+
+    @app.exception_handler(Unauthorized)
+    async def on_unauthorized(request: Request, _: Unauthorized) -> Response:
+        headers = {"WWW-Authenticate": 'Bearer realm="gxwf-dashboard"'}
+        if _wants_html(request):
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return templates.TemplateResponse(
+                request, "login.html", {"next": target, "role": None, "failed": False}, status_code=401, headers=headers
+            )
+        problem = Problem(
+            401,
+            "unauthorized",
+            "Unauthorized",
+            "a dashboard token is needed (Authorization: Bearer ...)",
+            headers=headers,
+        )
+        return problem.response(request.url.path)
+
+    @app.exception_handler(Forbidden)
+    async def on_forbidden(request: Request, _: Forbidden) -> Response:
+        return Problem(
+            403, "forbidden", "Forbidden", "this needs the admin token (GXWF_DASHBOARD_ADMIN_TOKEN)"
+        ).response(request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, error: RequestValidationError) -> Response:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), "message": e["msg"]}
+            for e in error.errors()
+        ]
+        first = errors[0] if errors else {"field": "request", "message": "invalid"}
+        problem = Problem(422, "invalid-request", "Invalid request", f"{first['field']}: {first['message']}")
+        problem.errors = errors
+        return await on_problem(request, problem)
+
+    @app.exception_handler(FilterError)
+    async def on_filter_error(request: Request, error: FilterError) -> Response:
+        return await on_problem(request, invalid(error.field, error.message))
+
+    class SecurityHeaders(BaseHTTPMiddleware):
+        async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+            token = request.query_params.get("token")
+            if token is not None and request.method == "GET":
+                role = dash.tokens.role_of(token)
+                if role is None:
+                    return await on_unauthorized(request, Unauthorized())
+                # The token leaves the address bar (and the history) at once; the cookie carries the session.
+                rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+                target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
+                redirect = RedirectResponse(target, status_code=303)
+                _set_session(redirect, request, dash.tokens.session(role))
+                return redirect
+            response = await call_next(request)
+            response.headers.setdefault(
+                "Content-Security-Policy",
+                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+            )
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
+            response.headers.setdefault("Referrer-Policy", "no-referrer")
+            return response
+
+    app.add_middleware(SecurityHeaders)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/login", response_class=HTMLResponse)
+    async def login_form(request: Request, next: str = "/tail") -> HTMLResponse:
+        return templates.TemplateResponse(request, "login.html", {"next": _local(next), "role": None, "failed": False})
+
+    @app.post("/login")
+    async def login(
+        request: Request,
+        token: Annotated[str, Form(max_length=500)],
+        next: Annotated[str, Form(max_length=2000)] = "/tail",
+    ) -> Response:
+        role = dash.tokens.role_of(token)
+        if role is None:
+            return templates.TemplateResponse(
+                request, "login.html", {"next": _local(next), "role": None, "failed": True}, status_code=401
+            )
+        response = RedirectResponse(_local(next), status_code=303)
+        _set_session(response, request, dash.tokens.session(role))
+        return response
+
+    @app.post("/logout")
+    async def logout() -> Response:
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    @app.get("/")
+    async def index(role: Reader) -> Response:
+        return RedirectResponse("/tail", status_code=303)
+
+    def _filter(
+        subject: list[str], consumer: str | None, transfer: str | None, run: str | None, text: str | None
+    ) -> EventFilter:
+        patterns = [part for value in subject for part in re.split(r"[\s,]+", value) if part]
+        return EventFilter.build(patterns, consumer=consumer, transfer=transfer, run=run, text=text)
+
+    @app.get("/tail", response_class=HTMLResponse)
+    async def tail_page(
+        request: Request,
+        role: Reader,
+        subject: Annotated[list[str] | None, Query()] = None,
+        consumer: str | None = None,
+        transfer: str | None = None,
+        run: str | None = None,
+        text: str | None = None,
+        since: str | None = None,
+    ) -> HTMLResponse:
+        flt = _filter(subject or [], consumer, transfer, run, text)
+        parse_since(since)
+        query = flt.query() + ([("since", since)] if since else [])
+        return page(
+            request,
+            "tail.html",
+            role,
+            filter=flt,
+            since=since or "",
+            stream_url=f"/api/events/stream?{urlencode(query)}",
+        )
+
+    @app.get("/api/events/stream")
+    async def events_stream(
+        request: Request,
+        role: Reader,
+        subject: Annotated[list[str] | None, Query()] = None,
+        consumer: str | None = None,
+        transfer: str | None = None,
+        run: str | None = None,
+        text: str | None = None,
+        since: str | None = None,
+        last_event_id: Annotated[str | None, Query(alias="lastEventId")] = None,
+    ) -> Response:
+        flt = _filter(subject or [], consumer, transfer, run, text)
+        header = request.headers.get("last-event-id")
+        last = parse_last_event_id(
+            header if header else last_event_id, field="Last-Event-ID" if header else "lastEventId"
+        )
+        start = StartAt(sequence=last + 1) if last is not None else parse_since(since)
+        if dash.hub.full:
+            raise Problem(
+                503, "too-many-tails", "Too many live tails", f"{dash.hub.max_clients} tails are open already"
+            )
+        client = TailClient(flt)
+        return EventSourceResponse(
+            dash.hub.stream(client, start), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}, ping=None
+        )
+
+    @app.get("/transfers", response_class=HTMLResponse)
+    async def transfers(request: Request, role: Reader) -> HTMLResponse:
+        rows = await timeline.recent_transfers(dash.store.db)
+        return page(request, "transfers.html", role, transfers=rows)
+
+    @app.get("/transfers/{transfer_id}", response_class=HTMLResponse)
+    async def transfer_page(request: Request, role: Reader, transfer_id: str) -> HTMLResponse:
+        found = await timeline.transfer_timeline(dash.store.db, _check_id("transfer_id", transfer_id))
+        if found is None:
+            raise not_found(f"no transfer {transfer_id} was provisioned here")
+        return page(request, "timeline.html", role, timeline=found)
+
+    @app.get("/api/transfers/{transfer_id}/timeline")
+    async def transfer_json(role: Reader, transfer_id: str) -> JSONResponse:
+        found = await timeline.transfer_timeline(dash.store.db, _check_id("transfer_id", transfer_id))
+        if found is None:
+            raise not_found(f"no transfer {transfer_id} was provisioned here")
+        return JSONResponse(
+            {
+                "transfer_id": found.transfer_id,
+                "state": found.state,
+                "phases": [
+                    {
+                        "key": p.key,
+                        "title": p.title,
+                        "status": p.status,
+                        "entries": [{**asdict(e), "at": _time(e.at)} for e in p.entries],
+                        "links": [{"label": label, "href": href} for label, href in p.links],
+                    }
+                    for p in found.phases
+                ],
+            }
+        )
+
+    @app.get("/runs/{run_id}/log", response_class=PlainTextResponse)
+    async def run_log(role: Reader, run_id: str) -> PlainTextResponse:
+        _check_id("run_id", run_id)
+        result = await dash.store.db["results"].find_one({"_id": run_id}, {"log_key": 1})
+        if result and result.get("log_key") and dash.objects is not None:
+            data = await dash.objects.get_bytes(str(result["log_key"]))
+            return PlainTextResponse(_last(data), headers={"X-Gxwf-Log": "archived"})
+        if dash.runs_dir is not None:
+            path = dash.runs_dir / run_id / "log.txt"
+            if path.is_file():
+                with path.open("rb") as handle:
+                    size = path.stat().st_size
+                    handle.seek(max(0, size - LOG_TAIL_BYTES))
+                    data = handle.read()
+                return PlainTextResponse(_last(data), headers={"X-Gxwf-Log": "live"})
+        raise not_found(f"no log of run {run_id} here (archived or live)")
+
+    @app.get("/runs/{run_id}/result")
+    async def run_result(role: Reader, run_id: str) -> JSONResponse:
+        doc = await dash.store.db["results"].find_one({"_id": _check_id("run_id", run_id)}, {"history": 0})
+        if doc is None:
+            raise not_found(f"no result of run {run_id} yet")
+        return JSONResponse(redact({k: _time(v) if isinstance(v, datetime) else v for k, v in doc.items()}))
+
+    @app.get("/overview", response_class=HTMLResponse)
+    async def overview_page(request: Request, role: Reader) -> HTMLResponse:
+        found = await overview.overview(dash.store.db, dash.sites)
+        return page(request, "overview.html", role, overview=found, run_states=overview.RUN_STATES)
+
+    @app.get("/delivery", response_class=HTMLResponse)
+    async def delivery_page(
+        request: Request, role: Reader, before: Annotated[int | None, Query(ge=1)] = None
+    ) -> HTMLResponse:
+        letters, total = await delivery.dead_letters(dash.js, before=before)
+        servers = [
+            await health.nats_health(dash.nc, dash.monitor_url),
+            await health.mongo_health(dash.store),
+            await health.s3_health(dash.objects, dash.bucket),
+        ]
+        return page(
+            request,
+            "delivery.html",
+            role,
+            consumers=await delivery.consumers(dash.js),
+            letters=letters,
+            total=total,
+            servers=servers,
+            tails=len(dash.hub.clients),
+        )
+
+    @app.get("/api/dead-letters")
+    async def dead_letters_json(
+        role: Reader,
+        before: Annotated[int | None, Query(ge=1)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> JSONResponse:
+        letters, total = await delivery.dead_letters(dash.js, before=before, limit=limit)
+        return JSONResponse(
+            {
+                "total": total,
+                "items": [
+                    {"sequence": item.sequence, "subject": item.subject, "at": _time(item.at), "record": item.shown}
+                    for item in letters
+                ],
+            }
+        )
+
+    @app.post("/api/dead-letters/{sequence}/republish")
+    async def republish(role: Admin, sequence: str) -> JSONResponse:
+        if not sequence.isdigit() or len(sequence) > 19 or int(sequence) < 1:
+            raise invalid("sequence", "a dead letter's stream sequence (a positive integer)")
+        try:
+            done = await delivery.republish(dash.js, int(sequence))
+        except delivery.DeadLetterProblem as problem:
+            slug = "not-found" if problem.status == 404 else "not-republishable"
+            raise Problem(problem.status, slug, "Cannot re-publish", problem.detail) from None
+        return JSONResponse(asdict(done))
+
+    @app.get("/api/health")
+    async def health_json(role: Reader) -> JSONResponse:
+        servers = [
+            await health.nats_health(dash.nc, dash.monitor_url),
+            await health.mongo_health(dash.store),
+            await health.s3_health(dash.objects, dash.bucket),
+        ]
+        body = {s.name: {"status": s.status, **s.facts} for s in servers}
+        return JSONResponse(body, status_code=200 if all(s.ok for s in servers) else 503)
+
+    return app
+
+
+def _last(data: bytes) -> str:
+    return data[-LOG_TAIL_BYTES:].decode("utf-8", "replace")
+
+
+def _local(target: str) -> str:
+    """Only paths of this dashboard after a login: never an open redirect to another site."""
+    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/tail"
+
+
+def _set_session(response: Response, request: Request, value: str) -> None:
+    response.set_cookie(
+        COOKIE,
+        value,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+        max_age=12 * 3600,
+    )
+
+
+__all__ = ["PROBLEM_JSON", "Dashboard", "create_app"]

@@ -1,0 +1,133 @@
+// The dashboard's only script: the live tail (EventSource), pause/resume, expandable events, local times,
+// and the admin's re-publish button. No framework, no CDN: this file and the CSS are all the page loads.
+"use strict";
+
+const MAX_ROWS = 2000;
+const KEY_FIELDS = ["run_id", "transfer_process_id", "consumer_id", "deployment_id", "asset_id", "site", "exit_code", "reason"];
+
+function localTimes(root) {
+  for (const el of root.querySelectorAll(".time[data-time]")) {
+    const value = el.dataset.time;
+    if (!value) continue;
+    const when = new Date(value);
+    if (!isNaN(when)) {
+      el.textContent = when.toLocaleString(undefined, { hour12: false }) + "." + String(when.getMilliseconds()).padStart(3, "0");
+      el.title = value;
+    }
+  }
+}
+
+function kindOf(type) {
+  if (/(failed|timed_out|dead)$/.test(type)) return "failed";
+  if (/(succeeded|ready|granted|registered|published|deprovisioned)$/.test(type)) return "ok";
+  if (/requested$/.test(type)) return "command";
+  return "fact";
+}
+
+function summary(event) {
+  const data = event && typeof event.data === "object" && event.data ? event.data : {};
+  return KEY_FIELDS.filter((k) => data[k] !== undefined && data[k] !== null && data[k] !== "")
+    .map((k) => `${k}=${data[k]}`).join("  ");
+}
+
+function startTail(list) {
+  const base = list.dataset.stream;
+  const status = document.getElementById("status");
+  const count = document.getElementById("count");
+  const pause = document.getElementById("pause");
+  const seen = new Set();
+  let lastId = null;
+  let source = null;
+  let shown = 0;
+
+  function row(message) {
+    const item = JSON.parse(message.data);
+    if (seen.has(item.seq)) return; // a resumed stream starts after lastId, so this never happens; be safe
+    seen.add(item.seq);
+    const event = item.event || {};
+    const li = document.createElement("li");
+    li.className = "event " + kindOf(String(event.type || item.subject));
+    li.dataset.seq = item.seq;
+    li.dataset.subject = item.subject;
+    const head = document.createElement("div");
+    head.className = "head";
+    for (const [cls, text] of [["seq mono", "#" + item.seq], ["time", ""], ["subject", item.subject], ["sum mono", summary(event)]]) {
+      const span = document.createElement("span");
+      span.className = cls;
+      span.textContent = text;
+      if (cls === "time") span.dataset.time = event.time || "";
+      head.appendChild(span);
+    }
+    li.appendChild(head);
+    li.addEventListener("click", () => {
+      let pre = li.querySelector("pre");
+      if (pre) { pre.remove(); return; }
+      pre = document.createElement("pre");
+      pre.textContent = JSON.stringify(event, null, 2);
+      li.appendChild(pre);
+    });
+    localTimes(li);
+    list.insertBefore(li, list.firstChild);
+    shown += 1;
+    count.textContent = String(shown);
+    while (list.childElementCount > MAX_ROWS) list.lastElementChild.remove();
+  }
+
+  function connect() {
+    const url = lastId ? `${base}${base.includes("?") ? "&" : "?"}lastEventId=${encodeURIComponent(lastId)}` : base;
+    source = new EventSource(url);
+    source.addEventListener("open", () => { status.textContent = "live"; status.className = "status live"; });
+    source.addEventListener("error", () => {
+      status.textContent = source.readyState === EventSource.CLOSED ? "closed" : "reconnecting…";
+      status.className = "status down";
+    });
+    source.addEventListener("cursor", (m) => { lastId = m.lastEventId; });
+    source.addEventListener("event", (m) => { lastId = m.lastEventId; row(m); });
+  }
+
+  pause.addEventListener("click", () => {
+    if (source) {
+      // Paused: no stream at all. Resuming asks for what came after the last event shown.
+      source.close();
+      source = null;
+      pause.textContent = "Resume";
+      status.textContent = "paused";
+      status.className = "status paused";
+    } else {
+      pause.textContent = "Pause";
+      connect();
+    }
+  });
+  connect();
+}
+
+function republishButtons(root) {
+  for (const button of root.querySelectorAll("button.republish")) {
+    button.addEventListener("click", async () => {
+      const out = button.parentElement.querySelector(".outcome");
+      button.disabled = true;
+      try {
+        const response = await fetch(`/api/dead-letters/${button.dataset.seq}/republish`, {
+          method: "POST", headers: { "x-gxwf-action": "1", accept: "application/json" }, credentials: "same-origin",
+        });
+        const body = await response.json();
+        out.textContent = response.ok
+          ? (body.duplicate ? `already re-published as #${body.stream_sequence}` : `re-published as #${body.stream_sequence}`)
+          : `${response.status}: ${body.detail}`;
+        out.className = "outcome " + (response.ok ? "ok" : "failed");
+      } catch (error) {
+        out.textContent = String(error);
+        out.className = "outcome failed";
+      } finally {
+        button.disabled = false;
+      }
+    });
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  localTimes(document);
+  const list = document.getElementById("events");
+  if (list) startTail(list);
+  republishButtons(document);
+});

@@ -1,0 +1,290 @@
+"""One transfer on one timeline: negotiation, provisioning, deployment, asset registration, access, each run
+(queued, pending and running apart, with durations), results, deprovisioning; read from the store's documents
+and their transition histories, not by replaying the stream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+Doc = dict[str, Any]
+MAX_RUNS = 200
+
+
+@dataclass
+class Entry:
+    label: str
+    at: datetime | None
+    status: str = "ok"  # ok, active, failed, waiting
+    detail: str = ""
+    seconds: float | None = None  # how long this step lasted, when it ended
+
+
+@dataclass
+class Phase:
+    key: str
+    title: str
+    entries: list[Entry] = field(default_factory=list)
+    links: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def started(self) -> datetime | None:
+        times = [e.at for e in self.entries if e.at is not None]
+        return min(times) if times else None
+
+    @property
+    def status(self) -> str:
+        statuses = {e.status for e in self.entries}
+        for worst in ("failed", "active", "waiting"):
+            if worst in statuses:
+                return worst
+        return "ok" if self.entries else "waiting"
+
+
+@dataclass
+class Timeline:
+    transfer_id: str
+    provision: Doc
+    phases: list[Phase]
+
+    @property
+    def state(self) -> str:
+        return str(self.provision.get("state"))
+
+
+def _history(doc: Doc | None) -> list[Doc]:
+    return list(doc.get("history") or []) if doc else []
+
+
+def _at(doc: Doc | None, state: str) -> datetime | None:
+    for entry in _history(doc):
+        if entry.get("to") == state:
+            at: datetime | None = entry.get("at")
+            return at
+    return None
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    return (end - start).total_seconds() if start is not None and end is not None else None
+
+
+def _entry(doc: Doc | None, state: str, label: str, *, status: str = "ok", detail: str = "") -> Entry | None:
+    at = _at(doc, state)
+    if at is None:
+        return None
+    reason = next((h.get("reason") for h in _history(doc) if h.get("to") == state and h.get("reason")), None)
+    return Entry(label, at, status, detail or (reason or ""))
+
+
+def _keep(*entries: Entry | None) -> list[Entry]:
+    return [e for e in entries if e is not None]
+
+
+async def transfer_timeline(db: AsyncDatabase[Doc], transfer_id: str) -> Timeline | None:
+    provision = await db["provisions"].find_one({"_id": transfer_id})
+    if provision is None:
+        return None
+    deployment = await db["deployments"].find_one({"transfer_process_id": transfer_id})
+    grant = await db["access_grants"].find_one({"transfer_process_id": transfer_id})
+    calls = [c async for c in db["edc_calls"].find({"transfer_process_id": transfer_id}).sort("at", 1).limit(200)]
+    runs = await _runs_of(db, provision)
+    results = {
+        r["_id"]: r async for r in db["results"].find({"_id": {"$in": [run["_id"] for run in runs]}}).limit(MAX_RUNS)
+    }
+    phases = [
+        _negotiation(provision, calls),
+        _provisioning(provision),
+        _deployment(deployment),
+        _registration(provision, deployment),
+        _access(provision, grant, calls),
+    ]
+    phases += [_run(run, results.get(run["_id"])) for run in runs]
+    phases.append(_deprovisioning(provision, deployment, grant, calls))
+    shown = [p for p in phases if p.entries]
+    shown.sort(key=lambda p: (p.started is None, p.started or datetime.max))
+    return Timeline(transfer_id, provision, shown)
+
+
+async def _runs_of(db: AsyncDatabase[Doc], provision: Doc) -> list[Doc]:
+    """Runs that name the transfer; failing that, the consumer's runs while the transfer was provisioned."""
+    named = [r async for r in db["runs"].find({"transfer_process_id": provision["_id"]}).limit(MAX_RUNS)]
+    if named or not provision.get("consumer_id"):
+        return sorted(named, key=lambda r: r.get("created_at") or datetime.max)
+    window: dict[str, Any] = {"$gte": provision.get("created_at")}
+    ended = _at(provision, "deprovisioned")
+    if ended is not None:
+        window["$lte"] = ended
+    query = {"consumer_id": provision["consumer_id"], "created_at": window}
+    found = [r async for r in db["runs"].find(query).limit(MAX_RUNS)]
+    return sorted(found, key=lambda r: r.get("created_at") or datetime.max)
+
+
+def _negotiation(provision: Doc, calls: list[Doc]) -> Phase:
+    phase = Phase("negotiation", "Contract negotiation")
+    asked = [c for c in calls if c.get("operation") in ("transfer_process", "contract_agreement")]
+    for call in asked:
+        failed = call.get("outcome") != "ok"
+        what = "agreement looked up" if call["operation"] == "contract_agreement" else "transfer looked up"
+        detail = f"{call.get('method')} {call.get('url')} -> {call.get('status') or call.get('error') or ''}"
+        phase.entries.append(
+            Entry(f"{what} at connector {call.get('connector')}", call.get("at"), "failed" if failed else "ok", detail)
+        )
+    if provision.get("agreement_id"):
+        phase.entries.append(
+            Entry(
+                "negotiation finalized",
+                phase.started or provision.get("created_at"),
+                detail=f"agreement {provision['agreement_id']} for {provision.get('edc_asset_id') or ''}".strip(),
+            )
+        )
+    elif provision.get("failed_step") == "negotiation":
+        phase.entries.append(
+            Entry("negotiation not finalized", provision.get("updated_at"), "failed", provision.get("reason") or "")
+        )
+    return phase
+
+
+def _provisioning(provision: Doc) -> Phase:
+    phase = Phase("provisioning", "Provisioning")
+    consumer = provision.get("consumer_id") or "?"
+    phase.entries = _keep(
+        _entry(provision, "requested", "provision requested", detail=f"connector {provision.get('connector')}"),
+        _entry(
+            provision,
+            "deploying",
+            "placement done, deploying",
+            detail=f"consumer {consumer}, asset {provision.get('asset_id')}",
+        ),
+        _entry(provision, "failed", f"failed at {provision.get('failed_step') or '?'}", status="failed"),
+    )
+    return phase
+
+
+def _deployment(deployment: Doc | None) -> Phase:
+    phase = Phase("deployment", "WorkflowApi deployment")
+    if deployment is None:
+        return phase
+    where = f"site {deployment.get('site')} ({deployment.get('backend')})"
+    requested = _at(deployment, "requested")
+    ready = _at(deployment, "ready")
+    entries = _keep(
+        _entry(deployment, "requested", "deployment requested", detail=where),
+        _entry(deployment, "deploying", "deploying"),
+        _entry(deployment, "ready", "WorkflowApi ready", detail=str(deployment.get("workflow_api_url") or "")),
+        _entry(deployment, "failed", "deployment failed", status="failed"),
+    )
+    if ready is not None:
+        entries[-1].seconds = _seconds(requested, ready)
+    elif deployment.get("state") in ("requested", "deploying"):
+        entries[-1].status = "active"
+    phase.entries = entries
+    if deployment.get("workflow_api_url"):
+        phase.links.append(("WorkflowApi", str(deployment["workflow_api_url"])))
+    return phase
+
+
+def _registration(provision: Doc, deployment: Doc | None) -> Phase:
+    phase = Phase("registration", "Asset registration")
+    assets = ", ".join(
+        f"{a.get('asset_id')} v{a.get('version')}" for a in (deployment or {}).get("registered_assets") or []
+    )
+    registering, granting = _at(provision, "registering"), _at(provision, "granting")
+    phase.entries = _keep(
+        _entry(provision, "registering", "registering the asset with the WorkflowApi"),
+        _entry(provision, "granting", "asset registered", detail=assets),
+    )
+    if phase.entries and granting is not None:
+        phase.entries[-1].seconds = _seconds(registering, granting)
+    return phase
+
+
+def _access(provision: Doc, grant: Doc | None, calls: list[Doc]) -> Phase:
+    phase = Phase("access", "Access")
+    if grant is not None:
+        phase.entries.append(
+            Entry(
+                "access stored (token hashed)",
+                _at(grant, "active") or grant.get("created_at"),
+                detail=f"{grant.get('workflow_api_url')} for {', '.join(grant.get('asset_ids') or [])}",
+            )
+        )
+    for call in calls:
+        if call.get("operation") == "provisioned":
+            status = "ok" if call.get("outcome") == "ok" else "failed"
+            phase.entries.append(
+                Entry(
+                    f"connector told: provisioned (attempt {call.get('attempt')})",
+                    call.get("at"),
+                    status,
+                    f"{call.get('status') or call.get('error') or ''}",
+                )
+            )
+    granted = _entry(provision, "granted", "access granted")
+    if granted is not None:
+        granted.seconds = _seconds(provision.get("created_at"), granted.at)
+        granted.detail = "provision to access granted"
+        phase.entries.append(granted)
+    return phase
+
+
+def _run(run: Doc, result: Doc | None) -> Phase:
+    run_id = str(run["_id"])
+    phase = Phase(f"run:{run_id}", f"Run {run_id}")
+    history = _history(run)
+    for index, entry in enumerate(history):
+        state = str(entry.get("to"))
+        following = history[index + 1].get("at") if index + 1 < len(history) else None
+        last = index + 1 == len(history)
+        status = {"failed": "failed", "timed_out": "failed", "stopped": "waiting"}.get(state, "ok")
+        if last and state in ("queued", "pending", "running"):
+            status = "active"
+        detail = entry.get("reason") or ""
+        if state in ("succeeded", "failed") and run.get("exit_code") is not None:
+            detail = f"exit code {run['exit_code']}" + (f": {detail}" if detail else "")
+        phase.entries.append(
+            Entry(state, entry.get("at"), status, detail, _seconds(entry.get("at"), following) if following else None)
+        )
+    phase.links.append(("log", f"/runs/{run_id}/log"))
+    if result is not None:
+        files = len(result.get("files") or [])
+        phase.entries.append(
+            Entry(
+                f"result {result.get('state')}",
+                _at(result, result.get("state") or "") or result.get("updated_at"),
+                "failed" if result.get("state") == "failed" else "ok",
+                f"{files} file(s), manifest {result.get('manifest_key') or '-'}",
+            )
+        )
+        phase.links.append(("result", f"/runs/{run_id}/result"))
+    return phase
+
+
+def _deprovisioning(provision: Doc, deployment: Doc | None, grant: Doc | None, calls: list[Doc]) -> Phase:
+    phase = Phase("deprovisioning", "Deprovisioning")
+    phase.entries = _keep(
+        _entry(provision, "deprovisioning", "deprovisioning", detail=provision.get("deprovision_reason") or ""),
+        _entry(grant, "revoked", "access revoked"),
+        _entry(deployment, "deleting", "deleting the WorkflowApi"),
+        _entry(deployment, "deleted", "WorkflowApi deleted"),
+    )
+    for call in calls:
+        if call.get("operation") == "deprovisioned":
+            status = "ok" if call.get("outcome") == "ok" else "failed"
+            phase.entries.append(
+                Entry("connector told: deprovisioned", call.get("at"), status, str(call.get("status") or ""))
+            )
+    done = _entry(provision, "deprovisioned", "deprovisioned")
+    if done is not None:
+        done.seconds = _seconds(_at(provision, "deprovisioning"), done.at)
+        phase.entries.append(done)
+    elif phase.entries:
+        phase.entries[-1].status = "active"
+    return phase
+
+
+async def recent_transfers(db: AsyncDatabase[Doc], limit: int = 100) -> list[Doc]:
+    cursor = db["provisions"].find({}, {"history": 0, "target": 0}).sort("created_at", -1).limit(limit)
+    return [doc async for doc in cursor]

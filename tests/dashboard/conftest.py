@@ -1,0 +1,109 @@
+"""The dashboard on the session's real servers: fresh streams and database per test, tokens of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+from nats.js import JetStreamContext
+
+from adapters.mongo_store import MongoStateStore
+from dashboard.auth import Tokens
+from dashboard.service import DashboardService, Servers
+from events.envelope import new_event
+from events.payloads.run import RunRequested, RunSpec
+from events.wire import publish_to_jetstream
+from gxwf.definitions import load_sites
+from gxwf.settings import Settings
+from tests.backbone.conftest import endpoints, eventually, js, nc, settings, store
+
+if TYPE_CHECKING:
+    from devstack import StackEndpoints
+
+__all__ = ["endpoints", "eventually", "js", "nc", "settings", "store"]
+
+OPERATOR = "operator-token-for-tests-0001"
+ADMIN = "admin-token-for-tests-00000002"
+TOKENS = Tokens(OPERATOR, ADMIN)
+
+
+@pytest.fixture
+def output_dir() -> Path:
+    """Screenshots go here (ignored by git), so a person can look at what the browser saw."""
+    path = Path(__file__).parents[2] / "test-output" / "dashboard"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+async def dashboard(
+    stack: StackEndpoints, settings: Settings, js: JetStreamContext, store: MongoStateStore
+) -> AsyncIterator[DashboardService]:
+    service = DashboardService(
+        Servers(
+            nats=stack.nats,
+            mongo=stack.mongo,
+            mongo_database=settings.mongo_database,
+            s3=stack.s3,
+            s3_bucket=stack.s3_bucket,
+            nats_monitor=stack.nats_monitor,
+        ),
+        TOKENS,
+        sites=load_sites(None).sites,
+        host="127.0.0.1",
+        port=0,
+        runs_dir=settings.state_dir / "runs",
+    )
+    await service.start()
+    yield service
+    await service.stop()
+
+
+@pytest.fixture
+async def http(dashboard: DashboardService) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=str(dashboard.url), timeout=10) as client:
+        yield client
+
+
+def bearer(token: str = OPERATOR) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def publish_run_requested(js: JetStreamContext, run_id: str, consumer: str = "did:web:c1") -> None:
+    """A real event of the catalogue, published as the WorkflowApi would (no handler runs in these tests)."""
+    request = RunRequested(
+        run_id=run_id, consumer_id=consumer, asset_id="shell-count", spec=RunSpec(command=["/bin/true"])
+    )
+    await publish_to_jetstream(js, new_event("wf.run.requested", request, id_=f"req-{run_id}", correlationid=run_id))
+
+
+async def read_sse(
+    client: httpx.AsyncClient, url: str, *, want: int, headers: dict[str, str] | None = None, timeout: float = 10
+) -> list[dict[str, Any]]:
+    """The first `want` SSE events of type `event` (and every cursor before them), parsed."""
+    found: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout), client.stream("GET", url, headers={**bearer(), **(headers or {})}) as response:
+        assert response.status_code == 200, await response.aread()
+        current: dict[str, Any] = {}
+        async for line in response.aiter_lines():
+            if line == "":
+                if current.get("event") in ("event", "cursor"):
+                    found.append(current)
+                    if sum(1 for f in found if f["event"] == "event") >= want:
+                        return found
+                current = {}
+            elif line.startswith(":"):
+                continue
+            else:
+                key, _, value = line.partition(":")
+                current[key] = value.removeprefix(" ")
+    return found
+
+
+def events_of(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [json.loads(f["data"]) for f in found if f["event"] == "event"]
