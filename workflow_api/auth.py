@@ -1,0 +1,116 @@
+"""Bearer tokens: the sha256 of the token names an access grant; the grant names the consumer.
+
+A revoked grant (its transfer was deprovisioned) still authenticates, read-only: the consumer may read its runs,
+logs and results while they are retained, and nothing else (no uploads, no starts, no stops).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from schemas.provisioning import (
+    AccessGrantDocument,
+    AccessState,
+    DeploymentDocument,
+    DeploymentState,
+    ProvisionDocument,
+    ProvisionState,
+)
+from workflow_api.context import ApiContext
+from workflow_api.problems import Problem
+
+bearer = HTTPBearer(auto_error=False, description="The token the connector handed over (`Bearer <token>`)")
+
+_BEARER = Depends(bearer)
+_ENDED = {ProvisionState.DEPROVISIONING, ProvisionState.DEPROVISIONED}
+
+
+@dataclass(frozen=True)
+class Principal:
+    consumer_id: str
+    grant_id: str
+    # None while the grant is active; else why the consumer is deprovisioned.
+    deprovisioned: str | None = None
+    scopes: frozenset[str] = field(default_factory=frozenset)
+
+    def require_active(self, action: str) -> None:
+        if self.deprovisioned is not None:
+            raise Problem(
+                403,
+                "deprovisioned",
+                f"cannot {action}: this access was deprovisioned ({self.deprovisioned}); "
+                "runs, logs and results stay readable while they are retained",
+                title="Deprovisioned",
+                errors=[{"field": "Authorization", "message": f"deprovisioned: {self.deprovisioned}"}],
+            )
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(
+        401,
+        "unauthorized",
+        detail,
+        errors=[{"field": "Authorization", "message": detail}],
+        headers={"WWW-Authenticate": 'Bearer realm="workflow-api"'},
+    )
+
+
+def api(request: Request) -> ApiContext:
+    context: ApiContext = request.app.state.api
+    return context
+
+
+async def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None = _BEARER) -> Principal:
+    context = api(request)
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        raise _unauthorized("missing bearer token: send Authorization: Bearer <token>")
+    digest = hashlib.sha256(credentials.credentials.encode()).hexdigest()
+    raw = await context.db[AccessGrantDocument.collection].find_one({"token_sha256": digest})
+    # The lookup found a candidate by its hash; the comparison that decides is constant-time.
+    if raw is None or not hmac.compare_digest(str(raw.get("token_sha256", "")), digest):
+        raise _unauthorized("unknown or wrong bearer token")
+    grant = AccessGrantDocument.model_validate(raw)
+    scope = context.settings.consumer_id
+    if scope is not None and grant.consumer_id != scope:
+        raise _unauthorized("unknown or wrong bearer token")
+    reason: str | None = None
+    provision = await context.store.get(ProvisionDocument, grant.transfer_process_id)
+    if grant.state == AccessState.REVOKED or (provision is not None and provision.state in _ENDED):
+        reason = (provision.deprovision_reason if provision else None) or (
+            f"transfer {grant.transfer_process_id} {provision.state if provision else 'ended'}"
+        )
+    elif provision is not None and provision.deprovision_requested:
+        reason = provision.deprovision_reason or "deprovisioning requested"
+    return Principal(grant.consumer_id, grant.id, reason)
+
+
+AUTHENTICATED = Depends(authenticate)
+
+
+async def visible_assets(context: ApiContext, principal: Principal) -> set[tuple[str, int]]:
+    """The asset versions registered for this consumer: those of its ready deployments, and of its granted
+    provisions (a consumer with several transfers sees the assets of each one that is active)."""
+    if principal.deprovisioned is not None:
+        return set()
+    found: set[tuple[str, int]] = set()
+    grants = await context.store.find(
+        AccessGrantDocument, consumer_id=principal.consumer_id, states=[AccessState.ACTIVE]
+    )
+    for grant in grants:
+        provision = await context.store.get(ProvisionDocument, grant.transfer_process_id)
+        if provision is None or provision.state != ProvisionState.GRANTED:
+            continue
+        if provision.asset_id and provision.asset_version:
+            found.add((provision.asset_id, provision.asset_version))
+        if provision.deployment_id:
+            deployment = await context.store.get(DeploymentDocument, provision.deployment_id)
+            if deployment is not None and deployment.state == DeploymentState.READY:
+                for item in deployment.registered_assets:
+                    if isinstance(item.get("asset_id"), str) and isinstance(item.get("version"), int):
+                        found.add((item["asset_id"], item["version"]))
+    return found

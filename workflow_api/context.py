@@ -1,0 +1,37 @@
+"""What every route uses: the stores, the event sink, settings; built once by the service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from adapters.mongo_assets import MongoAssetCatalogue
+from adapters.mongo_store import MongoStateStore
+from ports.events import EventSink
+from ports.leases import Leases
+from ports.objects import ObjectStore
+from workflow_api.settings import WorkflowApiSettings
+
+SOURCE = "urn:gaiax-workflows:workflow-api"
+
+
+@dataclass
+class ApiContext:
+    store: MongoStateStore
+    objects: ObjectStore
+    events: EventSink
+    catalogue: MongoAssetCatalogue
+    leases: Leases
+    settings: WorkflowApiSettings
+    # The local backend's run directories, where a running run's log grows (STATE_DIR/runs).
+    runs_dir: Path
+    # Scratch space for archives being checked and unpacked before they go to the object store.
+    scratch_dir: Path
+    holder: str = "workflow-api"
+
+    @property
+    def db(self) -> AsyncDatabase[dict[str, Any]]:
+        return self.store.db

@@ -1,0 +1,167 @@
+"""GET /v1/runs/{id}/logs: the run's output, live while it runs and from the archive in S3 once it ended.
+
+Live, the log is the local backend's `STATE_DIR/runs/<run>/log.txt`; after the run the results handler's
+`results/<consumer>/<run>/log.txt` (all attempts), which outlives the pod or process. `follow=true` streams
+Server-Sent Events: `log` events (one or more complete lines each, the id the byte offset after them, so
+`Last-Event-ID` resumes), through queued, pending and running, and a last `end` event with the run's final state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from schemas.provisioning import ResultDocument, ResultState
+from schemas.run import RunDocument
+from workflow_api.auth import AUTHENTICATED, Principal, api
+from workflow_api.context import ApiContext
+from workflow_api.problems import responses
+from workflow_api.runs import TERMINAL, owned_run
+
+router = APIRouter(prefix="/v1/runs", tags=["logs"])
+
+_EVENT_BYTES = 64 * 1024
+# How long a followed log waits, after the run ended, for its archive when there is no local log to drain.
+_ARCHIVE_WAIT_SECONDS = 30.0
+
+
+def live_log(context: ApiContext, run_id: str) -> Path | None:
+    safe = run_id.replace("/", "_").replace("\x00", "_")
+    if safe in {"", ".", ".."}:
+        return None
+    return context.runs_dir / safe / "log.txt"
+
+
+def _read(path: Path | None, start: int, size: int) -> bytes | None:
+    """Up to `size` bytes from `start`; None when there is no such file."""
+    if path is None:
+        return None
+    try:
+        with path.open("rb") as handle:
+            handle.seek(start)
+            return handle.read(size)
+    except FileNotFoundError:
+        return None
+
+
+async def archived_log(context: ApiContext, run_id: str) -> str | None:
+    result = await context.store.get(ResultDocument, run_id)
+    if result is None or result.state != ResultState.PUBLISHED:
+        return None
+    key = getattr(result, "log_key", None)
+    return key if isinstance(key, str) else None
+
+
+_LOG_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The log as text, or with follow=true Server-Sent Events",
+        "content": {"text/plain": {"schema": {"type": "string"}}, "text/event-stream": {"schema": {"type": "string"}}},
+    },
+    **responses(401, 404, 422),
+}
+
+
+@router.get(
+    "/{run_id}/logs",
+    summary="The run's log: what was written so far, or followed live until the run ends",
+    response_class=StreamingResponse,
+    responses=_LOG_RESPONSES,
+)
+async def get_logs(
+    run_id: str,
+    request: Request,
+    follow: Annotated[bool, Query(description="Stream Server-Sent Events until the run ends")] = False,
+    offset: Annotated[int, Query(ge=0, le=2**53, description="Start at this byte")] = 0,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=32)] = None,
+    principal: Principal = AUTHENTICATED,
+) -> StreamingResponse | EventSourceResponse:
+    context = api(request)
+    status = await owned_run(context, principal, run_id)
+    if last_event_id is not None and last_event_id.isdigit():
+        offset = int(last_event_id)
+    if follow:
+        return EventSourceResponse(_follow(context, run_id, offset), ping=15)
+    key = await archived_log(context, run_id) if status.finished else None
+    if key is not None:
+        return StreamingResponse(_from_archive(context, key, offset), media_type="text/plain; charset=utf-8")
+    return StreamingResponse(_from_file(live_log(context, run_id), offset), media_type="text/plain; charset=utf-8")
+
+
+async def _from_file(path: Path | None, offset: int) -> AsyncIterator[bytes]:
+    position = offset
+    while chunk := await asyncio.to_thread(_read, path, position, 1024 * 1024):
+        position += len(chunk)
+        yield chunk
+
+
+async def _from_archive(context: ApiContext, key: str, offset: int) -> AsyncIterator[bytes]:
+    head = await context.objects.head(key)
+    if head is None or offset >= head.size:
+        return
+    async for chunk in context.objects.read_range(key, offset):
+        yield chunk
+
+
+def _event(chunk: bytes, end_offset: int) -> ServerSentEvent:
+    text = chunk.decode("utf-8", errors="replace")
+    return ServerSentEvent(data=text[:-1] if text.endswith("\n") else text, event="log", id=str(end_offset))
+
+
+async def _follow(context: ApiContext, run_id: str, offset: int) -> AsyncIterator[ServerSentEvent]:
+    position = offset
+    path = live_log(context, run_id)
+    poll = context.settings.workflow_api_log_poll_seconds
+    while True:
+        run = await context.store.get(RunDocument, run_id)
+        ended = run is not None and run.state in TERMINAL
+        # Drain what is there; while the run goes on, only up to the last complete line.
+        while chunk := await asyncio.to_thread(_read, path, position, _EVENT_BYTES):
+            if not ended and len(chunk) < _EVENT_BYTES:
+                cut = chunk.rfind(b"\n")
+                if cut < 0:
+                    break
+                chunk = chunk[: cut + 1]
+            position += len(chunk)
+            yield _event(chunk, position)
+        if ended and run is not None:
+            if await asyncio.to_thread(_read, path, 0, 1) is None:
+                # No local log (another backend, or a pod that is gone): the archive has it once published.
+                async for event in _archive_events(context, run_id, position):
+                    position = int(event.id or position)
+                    yield event
+            yield ServerSentEvent(
+                data=json.dumps({"state": run.state, "exit_code": run.exit_code, "reason": run.reason}),
+                event="end",
+                id=str(position),
+            )
+            return
+        await asyncio.sleep(poll)
+
+
+async def _archive_events(context: ApiContext, run_id: str, offset: int) -> AsyncIterator[ServerSentEvent]:
+    deadline = asyncio.get_running_loop().time() + _ARCHIVE_WAIT_SECONDS
+    key = await archived_log(context, run_id)
+    while key is None and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(context.settings.workflow_api_log_poll_seconds)
+        key = await archived_log(context, run_id)
+    if key is None:
+        return
+    position = offset
+    pending = b""
+    async for chunk in _from_archive(context, key, offset):
+        pending += chunk
+        cut = pending.rfind(b"\n")
+        if cut >= 0:
+            position += cut + 1
+            yield _event(pending[: cut + 1], position)
+            pending = pending[cut + 1 :]
+    if pending:
+        position += len(pending)
+        yield _event(pending, position)

@@ -1,0 +1,110 @@
+"""RFC 9457 problem details: every error the WorkflowApi returns, with the offending fields named."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+PROBLEM_JSON = "application/problem+json"
+
+# Inline and flat (no $defs), so it can sit under every response of the OpenAPI document.
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "example": "urn:gxwf:problem:invalid-request"},
+        "title": {"type": "string", "example": "Invalid request"},
+        "status": {"type": "integer", "example": 422},
+        "detail": {"type": "string", "example": "parameters.EPISODES: must be at most 1000"},
+        "instance": {"type": "string", "example": "/v1/runs"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    409: "Conflict",
+    413: "Payload too large",
+    415: "Unsupported media type",
+    416: "Range not satisfiable",
+    422: "Invalid request",
+    503: "Service unavailable",
+}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI `responses` entries of these error statuses, all problem+json."""
+    return {
+        status: {"description": _TITLES.get(status, "Error"), "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
+        for status in statuses
+    }
+
+
+class Problem(Exception):
+    """Raised by a route; rendered as application/problem+json with this status."""
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        detail: str,
+        *,
+        title: str | None = None,
+        errors: Sequence[dict[str, str]] = (),
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.slug = slug
+        self.title = title or _TITLES.get(status, "Error")
+        self.detail = detail
+        self.errors = list(errors)
+        self.headers = headers
+
+    def response(self, instance: str) -> JSONResponse:
+        body: dict[str, Any] = {
+            "type": f"urn:gxwf:problem:{self.slug}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "instance": instance,
+        }
+        if self.errors:
+            body["errors"] = self.errors
+        return JSONResponse(body, status_code=self.status, media_type=PROBLEM_JSON, headers=self.headers)
+
+
+def invalid(field: str, message: str, *, more: Sequence[dict[str, str]] = ()) -> Problem:
+    errors = [{"field": field, "message": message}, *more]
+    extra = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return Problem(422, "invalid-request", f"{field}: {message}{extra}", errors=errors)
+
+
+def invalid_all(errors: Sequence[dict[str, str]]) -> Problem:
+    return invalid(errors[0]["field"], errors[0]["message"], more=errors[1:])
+
+
+def from_validation(error: ValidationError, prefix: str = "body") -> Problem:
+    errors = [
+        {"field": ".".join([prefix, *(str(p) for p in e["loc"])]), "message": str(e["msg"])}
+        for e in error.errors(include_url=False, include_input=False)
+    ]
+    return invalid_all(errors)
+
+
+def not_found(what: str, ident: str) -> Problem:
+    # The same answer whether the object does not exist or belongs to another consumer.
+    return Problem(404, "not-found", f"no {what} {ident}")

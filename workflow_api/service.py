@@ -1,0 +1,158 @@
+"""The WorkflowApi as a running service: NATS, MongoDB and S3 connections, the HTTP server, readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import nats
+import structlog
+import uvicorn
+from nats.aio.client import Client
+from pymongo import ASCENDING
+
+from adapters.jetstream_sink import JetStreamSink
+from adapters.mongo_assets import MongoAssetCatalogue
+from adapters.mongo_leases import MongoLeases
+from adapters.mongo_store import MongoStateStore
+from adapters.s3_objects import S3ObjectStore
+from schemas.provisioning import AccessGrantDocument
+from workflow_api.app import create_app
+from workflow_api.context import ApiContext
+from workflow_api.runs import REQUESTS
+from workflow_api.settings import WorkflowApiSettings
+
+log = structlog.get_logger("gxwf.workflow_api")
+
+
+class ServiceError(Exception):
+    """The service cannot start as configured; the message names what to fix."""
+
+
+@dataclass(frozen=True)
+class Servers:
+    nats: str
+    mongo: str
+    mongo_database: str
+    s3: str
+    s3_bucket: str
+    s3_access_key: str
+    s3_secret_key: str
+    s3_region: str = "us-east-1"
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bound here rather than by uvicorn, so a taken port is an error we can word (and port 0 works)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto given explicitly: asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and without
+    # it every response waits ~40 ms for a delayed ACK.
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(2048)
+    except OSError:
+        listener.close()
+        raise
+    listener.set_inheritable(True)
+    return listener
+
+
+class WorkflowApiService:
+    def __init__(
+        self,
+        servers: Servers,
+        state_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8490,
+        settings: WorkflowApiSettings | None = None,
+    ) -> None:
+        self.servers = servers
+        self.settings = settings or WorkflowApiSettings()
+        self.host = host
+        self.port = port
+        self.state_dir = state_dir
+        self.store = MongoStateStore.connect(servers.mongo, servers.mongo_database)
+        self.objects = S3ObjectStore(
+            servers.s3,
+            servers.s3_bucket,
+            access_key=servers.s3_access_key,
+            secret_key=servers.s3_secret_key,
+            region=servers.s3_region,
+        )
+        self.nc: Client | None = None
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.url: str | None = None
+
+    async def readiness(self) -> dict[str, str]:
+        checks = {"nats": "ok" if self.nc is not None and self.nc.is_connected else "disconnected"}
+        checks["mongo"] = await self.store.health()
+        return checks
+
+    async def start(self) -> str:
+        grants = self.store.db[AccessGrantDocument.collection]
+        # Every request looks its token up by hash.
+        await grants.create_index([("token_sha256", ASCENDING)], name="token_sha256")
+        await self.store.db[REQUESTS].create_index([("consumer_id", ASCENDING)], name="consumer_id")
+        await self.store.ensure_indexes()
+        await self.objects.ensure_bucket()
+        # Reconnect for ever: while NATS is away starts and stops answer 503 and /readyz says so.
+        self.nc = await nats.connect(
+            self.servers.nats, name="gxwf-workflow-api", connect_timeout=5, max_reconnect_attempts=-1
+        )
+        context = ApiContext(
+            store=self.store,
+            objects=self.objects,
+            events=JetStreamSink(self.nc, timeout=self.settings.workflow_api_publish_timeout_seconds),
+            catalogue=MongoAssetCatalogue(self.store.db),
+            leases=MongoLeases(self.store.db),
+            settings=self.settings,
+            runs_dir=self.state_dir / "runs",
+            scratch_dir=self.state_dir / "workflow-api" / "scratch",
+            holder=f"workflow-api:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
+        )
+        config = uvicorn.Config(
+            create_app(context, self.readiness),
+            host=self.host,
+            port=self.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+        )
+        try:
+            listener = _listen(self.host, self.port)
+        except OSError as error:
+            await self.nc.close()
+            raise ServiceError(f"cannot listen on {self.host}:{self.port}: {error.strerror}") from None
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve(sockets=[listener]), name="workflow-api")
+        while not server.started:
+            if task.done():
+                await self.nc.close()
+                task.result()
+                raise ServiceError(f"the WorkflowApi on {self.host}:{self.port} stopped while starting")
+            await asyncio.sleep(0.01)
+        port = listener.getsockname()[1]
+        self._server, self._task = server, task
+        shown = f"[{self.host}]" if ":" in self.host else self.host
+        self.url = f"http://{shown}:{port}"
+        log.info("workflow api listening", url=self.url)
+        return self.url
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError, SystemExit):
+                await self._task
+        if self.nc is not None:
+            await self.nc.close()
+        await self.store.close()
+        await self.objects.close()

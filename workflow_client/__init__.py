@@ -1,0 +1,28 @@
+"""A typed async client of the WorkflowApi (httpx); it speaks only the API's HTTP and knows none of the server."""
+
+from workflow_client.client import ApiError, WorkflowClient
+from workflow_client.models import (
+    Asset,
+    AssetDetail,
+    Input,
+    LogEvent,
+    ResultFile,
+    ResultList,
+    RunAccepted,
+    RunStatus,
+    RunSummary,
+)
+
+__all__ = [
+    "ApiError",
+    "Asset",
+    "AssetDetail",
+    "Input",
+    "LogEvent",
+    "ResultFile",
+    "ResultList",
+    "RunAccepted",
+    "RunStatus",
+    "RunSummary",
+    "WorkflowClient",
+]
