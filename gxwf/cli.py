@@ -16,10 +16,12 @@ from rich.table import Table
 from typer.exceptions import TyperException
 
 from gxwf.asset_commands import assets_app
+from gxwf.client_commands import client_app
 from gxwf.edc_commands import edc_app, edc_ingress_command
 from gxwf.errors import UserError
 from gxwf.logging_setup import configure_logging
 from gxwf.settings import Settings
+from gxwf.workflow_api_commands import workflow_api_command
 from handlers.subscriptions import GROUPS
 
 if TYPE_CHECKING:
@@ -46,6 +48,8 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(edc_app, name="edc")
 app.add_typer(assets_app, name="assets")
 app.command("edc-ingress")(edc_ingress_command)
+app.add_typer(client_app, name="client")
+app.command("workflow-api")(workflow_api_command)
 
 console = Console(stderr=True)
 StateDir = Annotated[
@@ -97,10 +101,13 @@ async def _up(settings: Settings, demo: bool) -> None:
     from gxwf.edc_commands import start_for_up
     from gxwf.runtime import Endpoints, HandlerService, write_endpoints
     from gxwf.simulate import edc_demo
+    from gxwf.workflow_api_commands import start_for_up as start_workflow_api
+    from workflow_api.service import WorkflowApiService
 
     stack = _stack(settings)
     eps = await stack.start()
     service: HandlerService | None = None
+    workflow_api: WorkflowApiService | None = None
     ingress: IngressService | None = None
     connector: SimulatedConnector | None = None
     try:
@@ -120,6 +127,10 @@ async def _up(settings: Settings, demo: bool) -> None:
             management = (connector.management_url, connector.version.management_path, connector.management_key)
         ingress, generated_key = await start_for_up(settings, Endpoints(eps.nats, eps.mongo, eps.s3), management)
         endpoints["edc_ingress"] = ingress.url
+        workflow_api = await start_workflow_api(settings, Endpoints(eps.nats, eps.mongo, eps.s3))
+        endpoints["workflow_api"] = workflow_api.url
+        # Consumers deployed on local sites are told where it listens (a free port when 8490 was taken).
+        settings = settings.model_copy(update={"workflow_api_url": workflow_api.url})
         service = HandlerService(settings, Endpoints(eps.nats, eps.mongo, eps.s3), connectors=ingress.registry)
         await service.start()
         path = write_endpoints(settings.state_dir, endpoints)
@@ -149,6 +160,8 @@ async def _up(settings: Settings, demo: bool) -> None:
         console.print("Running. Ctrl-C stops everything. In another terminal: [bold]gxwf events tail[/bold]")
         await stack.wait_until_signalled()
     finally:
+        if workflow_api is not None:
+            await workflow_api.stop()
         if ingress is not None:
             await ingress.stop()
         if service is not None:
@@ -390,6 +403,18 @@ def bench_provisioning(
         raise UserError(f"--backend {backend}: choose kubernetes or local")
     settings = _settings(None)
     asyncio.run(run_benchmark(settings, consumers, backend, console=Console()))
+
+
+@bench_app.command("data")
+def bench_data(
+    size: Annotated[str, typer.Option("--size", help="Bytes to move each way (1GiB, 64MiB, 1048576).")] = "1GiB",
+    requests: Annotated[int, typer.Option("--requests", min=10, max=1_000_000, help="GET /v1/runs/{id} calls.")] = 2000,
+) -> None:
+    """Upload and download through the WorkflowApi beside aioboto3 straight to S3: throughput, ratio, API RSS."""
+    from gxwf.bench_data import parse_size, run_benchmark
+
+    settings = _settings(None)
+    asyncio.run(run_benchmark(settings, parse_size(size), requests, console=Console()))
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -1,0 +1,136 @@
+"""`gxwf workflow-api` and the WorkflowApi inside `gxwf up`: settings and servers turned into the service."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+from urllib.parse import urlsplit
+
+import typer
+from pydantic import ValidationError
+
+from gxwf.errors import UserError
+from gxwf.settings import Settings
+
+if TYPE_CHECKING:
+    from gxwf.runtime import Endpoints
+    from workflow_api.service import Servers, WorkflowApiService
+    from workflow_api.settings import WorkflowApiSettings
+
+
+def listen_address(settings: Settings) -> tuple[str, int]:
+    """Host and port of GXWF_WORKFLOW_API_URL (port 0: any free port)."""
+    parts = urlsplit(settings.workflow_api_url)
+    host = parts.hostname or "127.0.0.1"
+    try:
+        port = parts.port if parts.port is not None else (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise UserError(f"GXWF_WORKFLOW_API_URL: {settings.workflow_api_url!r} has no valid port") from None
+    return host, port
+
+
+def api_settings() -> WorkflowApiSettings:
+    from workflow_api.settings import WorkflowApiSettings
+
+    try:
+        return WorkflowApiSettings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise UserError(f"GXWF_{str(first['loc'][0]).upper()}: {first['msg']}") from None
+
+
+def servers(settings: Settings, endpoints: Endpoints) -> Servers:
+    from workflow_api.service import Servers
+
+    return Servers(
+        nats=endpoints.nats,
+        mongo=endpoints.mongo,
+        mongo_database=settings.mongo_database,
+        s3=endpoints.s3,
+        s3_bucket=settings.s3_bucket,
+        s3_access_key=settings.s3_access_key,
+        s3_secret_key=settings.s3_secret_key.get_secret_value(),
+        s3_region=settings.s3_region,
+    )
+
+
+def _free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+async def start_for_up(settings: Settings, endpoints: Endpoints) -> WorkflowApiService:
+    """The WorkflowApi inside `gxwf up`, on GXWF_WORKFLOW_API_URL's host and port; when that URL is the default
+    and its port is taken (a second `up` on one machine), any free port: endpoints.json says which."""
+    from workflow_api.service import ServiceError, WorkflowApiService
+
+    host, port = listen_address(settings)
+    if "workflow_api_url" not in settings.model_fields_set and not _free(host, port):
+        port = 0
+    service = WorkflowApiService(
+        servers(settings, endpoints), settings.state_dir, host=host, port=port, settings=api_settings()
+    )
+    try:
+        await service.start()
+    except ServiceError as error:
+        raise UserError(str(error)) from None
+    return service
+
+
+def workflow_api_command(
+    host: Annotated[
+        str | None, typer.Option("--host", help="Listen address (default: GXWF_WORKFLOW_API_URL's).")
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", min=0, max=65535, help="Listen port (default: GXWF_WORKFLOW_API_URL's, 8490; 0: free)."),
+    ] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="Where endpoints.json and run directories are (default .gxwf).")
+    ] = None,
+) -> None:
+    """Serve the WorkflowApi alone (servers from settings or endpoints.json) until SIGTERM or Ctrl-C."""
+    from gxwf.cli import _settings
+
+    settings = _settings(state_dir)
+    asyncio.run(_serve(settings, host, port))
+
+
+async def _serve(settings: Settings, host: str | None, port: int | None) -> None:
+    from gxwf.runtime import Endpoints, prepare_streams
+    from workflow_api.service import ServiceError, WorkflowApiService
+
+    try:
+        endpoints = Endpoints.resolve(settings)
+    except LookupError as error:
+        raise UserError(str(error)) from None
+    default_host, default_port = listen_address(settings)
+    service = WorkflowApiService(
+        servers(settings, endpoints),
+        settings.state_dir,
+        host=host or default_host,
+        port=default_port if port is None else port,
+        settings=api_settings(),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await prepare_streams(endpoints.nats, settings)
+    try:
+        url = await service.start()
+    except ServiceError as error:
+        raise UserError(str(error)) from None
+    print(f"workflow api listening on {url}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await service.stop()
