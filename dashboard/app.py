@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 from sse_starlette import EventSourceResponse
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
@@ -280,9 +281,13 @@ def create_app(dash: Dashboard) -> FastAPI:
                 503, "too-many-tails", "Too many live tails", f"{dash.hub.max_clients} tails are open already"
             )
         client = TailClient(flt)
-        return EventSourceResponse(
-            dash.hub.stream(client, start), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}, ping=None
-        )
+        try:
+            body = await dash.hub.open(client, start)
+        except NotFoundError:
+            raise Problem(
+                503, "no-stream", "Stream missing", "stream WF does not exist yet: start the handlers"
+            ) from None
+        return EventSourceResponse(body, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}, ping=None)
 
     @app.get("/transfers", response_class=HTMLResponse)
     async def transfers(request: Request, role: Reader) -> HTMLResponse:

@@ -105,6 +105,11 @@ class TailHub:
             client.drop.set()
         return len(self.clients)
 
+    async def open(self, client: TailClient, start: StartAt) -> AsyncIterator[bytes]:
+        """Create the client's consumer now (so a failure is an HTTP error, not a broken stream), then stream."""
+        sub, first_cursor = await self._consumer(client.filter, start)
+        return self.stream(client, sub, first_cursor)
+
     async def _consumer(self, flt: EventFilter, start: StartAt) -> tuple[Any, int | None]:
         config = ConsumerConfig(filter_subjects=flt.stream_subjects(STREAM_SUBJECTS))
         first_cursor: int | None = None
@@ -121,9 +126,8 @@ class TailHub:
         )
         return sub, first_cursor
 
-    async def stream(self, client: TailClient, start: StartAt) -> AsyncIterator[bytes]:
+    async def stream(self, client: TailClient, sub: Any, first_cursor: int | None) -> AsyncIterator[bytes]:
         """SSE bytes: the retry hint, a cursor, then batches of matching events; pings while idle."""
-        sub, first_cursor = await self._consumer(client.filter, start)
         self.clients.add(client)
         idle = 0.0
         try:

@@ -17,6 +17,7 @@ from typer.exceptions import TyperException
 
 from gxwf.asset_commands import assets_app
 from gxwf.client_commands import client_app
+from gxwf.dashboard_commands import dashboard_command
 from gxwf.edc_commands import edc_app, edc_ingress_command
 from gxwf.errors import UserError
 from gxwf.logging_setup import configure_logging
@@ -50,6 +51,7 @@ app.add_typer(assets_app, name="assets")
 app.command("edc-ingress")(edc_ingress_command)
 app.add_typer(client_app, name="client")
 app.command("workflow-api")(workflow_api_command)
+app.command("dashboard")(dashboard_command)
 
 console = Console(stderr=True)
 StateDir = Annotated[
@@ -94,12 +96,14 @@ def up(
 
 
 async def _up(settings: Settings, demo: bool) -> None:
+    from dashboard.service import DashboardService
     from edc_ingress.service import IngressService
     from edc_simulator.connector import SimulatedConnector
     from edc_simulator.versions import version
+    from gxwf.dashboard_commands import build_dashboard, start_dashboard
     from gxwf.demo import DEMO_ASSET, run_demo, show_provisioning
     from gxwf.edc_commands import start_for_up
-    from gxwf.runtime import Endpoints, HandlerService, write_endpoints
+    from gxwf.runtime import Endpoints, HandlerService, prepare_streams, write_endpoints
     from gxwf.simulate import edc_demo
     from gxwf.workflow_api_commands import start_for_up as start_workflow_api
     from workflow_api.service import WorkflowApiService
@@ -108,6 +112,7 @@ async def _up(settings: Settings, demo: bool) -> None:
     eps = await stack.start()
     service: HandlerService | None = None
     workflow_api: WorkflowApiService | None = None
+    board: DashboardService | None = None
     ingress: IngressService | None = None
     connector: SimulatedConnector | None = None
     try:
@@ -119,6 +124,15 @@ async def _up(settings: Settings, demo: bool) -> None:
             "workflow_api": None,
             "dashboard": None,
         }
+        # The dashboard first, so an operator can watch everything that follows live.
+        await prepare_streams(eps.nats, settings)
+        board, dashboard_tokens = build_dashboard(
+            settings, Endpoints(eps.nats, eps.mongo, eps.s3), nats_monitor=eps.nats_monitor
+        )
+        endpoints["dashboard"] = await start_dashboard(board)
+        console.print(f"[bold]dashboard: {endpoints['dashboard']}[/bold]")
+        for name, token in dashboard_tokens.items():
+            console.print(f"  {name}={token} (generated; set {name} to choose)")
         management = None
         if demo:
             # The demo's connector serves its management API before the handlers start, so they can ask it.
@@ -160,6 +174,8 @@ async def _up(settings: Settings, demo: bool) -> None:
         console.print("Running. Ctrl-C stops everything. In another terminal: [bold]gxwf events tail[/bold]")
         await stack.wait_until_signalled()
     finally:
+        if board is not None:
+            await board.stop()
         if workflow_api is not None:
             await workflow_api.stop()
         if ingress is not None:
@@ -265,6 +281,14 @@ def events_tail(
         list[str] | None,
         typer.Option("--subject", "-s", help="Subject filter, NATS wildcards allowed (repeatable)."),
     ] = None,
+    consumer: Annotated[str | None, typer.Option("--consumer", help="Only events of this consumer id.")] = None,
+    transfer: Annotated[str | None, typer.Option("--transfer", help="Only events of this transfer process id.")] = None,
+    run: Annotated[str | None, typer.Option("--run", help="Only events of this run id.")] = None,
+    grep: Annotated[str | None, typer.Option("--grep", help="Only events whose JSON contains TEXT (any case).")] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Start at a stream sequence, an ISO 8601 time, or an age such as 15m."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line on stdout.")] = False,
     replay: Annotated[bool, typer.Option("--replay", help="Start from the oldest stored event.")] = False,
     count: Annotated[int | None, typer.Option("--count", min=1, help="Exit after this many events.")] = None,
@@ -274,21 +298,42 @@ def events_tail(
     ] = None,
     state_dir: StateDir = None,
 ) -> None:
-    """Print events live."""
+    """Print events live, or from a sequence or time, filtered like the dashboard's tail (payloads redacted)."""
+    from events.filters import EventFilter, FilterError, parse_since
     from gxwf.runtime import Endpoints
-    from gxwf.tail import json_emitter, rich_emitter, tail
+    from gxwf.tail import TailError, json_emitter, rich_emitter, tail
 
-    subjects = subject or ["edc.>", "wf.>", "dlq.>"]
-    for item in subjects:
-        if not item or " " in item or not all(item.split(".")) or (">" in item and not item.endswith(">")):
-            raise UserError(f"--subject {item!r}: not a NATS subject (tokens separated by '.', '>' only last)")
+    options = {"subject": "--subject", "consumer": "--consumer", "transfer": "--transfer", "run": "--run"}
+    options |= {"text": "--grep", "since": "--since"}
+    try:
+        chosen = EventFilter.build(subject or [], consumer=consumer, transfer=transfer, run=run, text=grep)
+        start = parse_since(since)
+    except FilterError as error:
+        raise UserError(f"{options.get(error.field, error.field)}: {error.message}") from None
+    if replay and since:
+        raise UserError("--replay and --since: give one (--replay is --since 1)")
+    subjects = list(chosen.subjects) or ["edc.>", "wf.>", "dlq.>"]
     settings = _settings(state_dir)
     try:
         nats_url = settings.nats_url or Endpoints.resolve(settings).nats
     except LookupError as error:
         raise UserError(str(error)) from None
     emit = json_emitter() if as_json else rich_emitter(Console())
-    asyncio.run(tail(nats_url, subjects, replay=replay, emit=emit, count=count, timeout=timeout))
+    try:
+        asyncio.run(
+            tail(
+                nats_url,
+                subjects,
+                replay=replay,
+                emit=emit,
+                count=count,
+                timeout=timeout,
+                content=chosen,
+                start=start,
+            )
+        )
+    except TailError as error:
+        raise UserError(str(error)) from None
 
 
 @runs_app.command("submit")

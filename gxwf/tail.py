@@ -1,4 +1,5 @@
-"""`gxwf events tail`: events as they happen (or from the start), for people (Rich) and scripts (JSON lines)."""
+"""`gxwf events tail`: events as they happen, or from a sequence, a time or the start, filtered like the
+dashboard's tail, for people (Rich) and scripts (JSON lines)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,19 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import nats
+from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 from rich.console import Console
 from rich.text import Text
+
+from events.filters import EventFilter, StartAt
+from events.redaction import may_hold_secret, redact
+from events.subjects import DLQ_PREFIX, STREAM
 
 _STYLE = {"succeeded": "green", "failed": "red", "timed_out": "red", "stopped": "yellow", "requested": "cyan"}
 _KEY_FIELDS = (
@@ -44,37 +52,82 @@ def describe(event: dict[str, Any]) -> Text:
     return line
 
 
+Emit = Callable[[str, dict[str, Any], int | None], None]
+
+
+def _config(subject: str, replay: bool, start: StartAt | None) -> ConsumerConfig:
+    if start is None or start.new_only:
+        return ConsumerConfig(deliver_policy=DeliverPolicy.ALL if replay else DeliverPolicy.NEW)
+    if start.sequence is not None and not subject.startswith(f"{DLQ_PREFIX}."):
+        return ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start.sequence)
+    # A sequence numbers stream WF only; dead letters are then shown from the time of that event.
+    return ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=start.time)
+
+
+async def _time_of(js: JetStreamContext, sequence: int) -> datetime:
+    try:
+        stored = await js.get_msg(STREAM, sequence)
+    except NotFoundError:
+        return datetime.now(UTC)
+    return stored.time or datetime.now(UTC)
+
+
+def decode(subject: str, raw: bytes) -> dict[str, Any]:
+    try:
+        event = json.loads(raw)
+    except ValueError:
+        return {"type": subject, "data": {"raw": raw[:200].decode("utf-8", "replace")}}
+    return event if isinstance(event, dict) else {"type": subject, "data": event}
+
+
+def shown(subject: str, event: dict[str, Any], content: EventFilter | None) -> bool:
+    """The content filter (consumer, transfer, run, text); a dead letter is judged by the event it holds."""
+    if content is None or not content.needs_event:
+        return True
+    original = event.get("original") if subject.startswith(f"{DLQ_PREFIX}.") else None
+    target = original if isinstance(original, dict) else event
+    return content.matches(str(target.get("type") or subject), target, json.dumps(event, default=str))
+
+
 async def tail(
     nats_url: str,
     subjects: Sequence[str],
     *,
     replay: bool,
-    emit: Callable[[str, dict[str, Any]], None],
+    emit: Emit,
     count: int | None = None,
     timeout: float | None = None,
+    content: EventFilter | None = None,
+    start: StartAt | None = None,
 ) -> int:
-    """Print events until interrupted, `count` events arrived, or `timeout` seconds passed with none."""
+    """Print events until interrupted, `count` events arrived, or `timeout` seconds passed with none.
+
+    `subjects` are asked of JetStream (the server drops the rest); `content` filters what arrives, with the
+    dashboard's rules; `start` (a stream sequence or a time) overrides `replay`. Payloads are redacted.
+    """
     nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=-1)
     queue: asyncio.Queue[Any] = asyncio.Queue()
     seen = 0
     try:
         js = nc.jetstream()
-        policy = DeliverPolicy.ALL if replay else DeliverPolicy.NEW
+        if start is not None and start.sequence is not None:
+            start = StartAt(sequence=start.sequence, time=await _time_of(js, start.sequence))
         for subject in subjects:
-            await js.subscribe(
-                subject, ordered_consumer=True, config=ConsumerConfig(deliver_policy=policy), cb=queue.put
-            )
+            try:
+                await js.subscribe(subject, ordered_consumer=True, config=_config(subject, replay, start), cb=queue.put)
+            except NotFoundError:
+                raise TailError(f"--subject {subject}: no stream holds it (streams: edc.>, wf.>, dlq.>)") from None
         while count is None or seen < count:
             try:
                 async with asyncio.timeout(timeout):
                     msg = await queue.get()
             except TimeoutError:
                 break
-            try:
-                event = json.loads(msg.data)
-            except ValueError:
-                event = {"type": msg.subject, "data": {"raw": msg.data[:200].decode("utf-8", "replace")}}
-            emit(msg.subject, event if isinstance(event, dict) else {"type": msg.subject, "data": event})
+            event = decode(msg.subject, msg.data)
+            if not shown(msg.subject, event, content):
+                continue
+            sequence = int(msg.metadata.sequence.stream) if msg.metadata else None
+            emit(msg.subject, redact(event) if may_hold_secret(msg.data) else event, sequence)
             seen += 1
     finally:
         with contextlib.suppress(Exception):
@@ -82,15 +135,20 @@ async def tail(
     return seen
 
 
-def json_emitter() -> Callable[[str, dict[str, Any]], None]:
-    def emit(subject: str, event: dict[str, Any]) -> None:
-        print(json.dumps({"subject": subject, "event": event}, separators=(",", ":")), flush=True)
+class TailError(Exception):
+    """A tail that cannot start as asked (the CLI turns it into one line and exit status 2)."""
+
+
+def json_emitter() -> Emit:
+    def emit(subject: str, event: dict[str, Any], sequence: int | None = None) -> None:
+        line = {"subject": subject, "seq": sequence, "event": event}
+        print(json.dumps(line, separators=(",", ":"), default=str), flush=True)
 
     return emit
 
 
-def rich_emitter(console: Console) -> Callable[[str, dict[str, Any]], None]:
-    def emit(subject: str, event: dict[str, Any]) -> None:
+def rich_emitter(console: Console) -> Emit:
+    def emit(subject: str, event: dict[str, Any], sequence: int | None = None) -> None:
         console.print(describe(event))
 
     return emit

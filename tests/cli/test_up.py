@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 from pymongo import AsyncMongoClient
 
@@ -60,7 +61,15 @@ async def test_up_demo_endpoints_restart_and_no_orphans(tmp_path: Path) -> None:
         output = "".join(await wait_for_line(proc, "Running."))
         endpoints = json.loads((state / "endpoints.json").read_text())
         assert set(endpoints) == KEYS
-        assert endpoints["workflow_api"] is None and endpoints["dashboard"] is None  # not built yet
+        assert endpoints["workflow_api"] is None  # not built yet
+        # The dashboard's URL comes first, before everything it can then show live; without a token, 401.
+        assert endpoints["dashboard"].startswith("http://127.0.0.1:")
+        assert output.index(f"dashboard: {endpoints['dashboard']}") < output.index("gaiax-workflows is up"), output
+        assert "GXWF_DASHBOARD_TOKEN=" in output and (state / "dashboard-token").exists()
+        assert httpx.get(endpoints["dashboard"] + "/tail").status_code == 401
+        token = (state / "dashboard-token").read_text().strip()
+        page = httpx.get(endpoints["dashboard"] + "/transfers", headers={"Authorization": f"Bearer {token}"})
+        assert page.status_code == 200 and "granted" in page.text
         assert endpoints["edc_ingress"].startswith("http://127.0.0.1:")
         assert endpoints["nats"].startswith("nats://127.0.0.1:")
         assert "127.0.0.1" in endpoints["mongo"] and endpoints["s3"].startswith("http://127.0.0.1:")

@@ -1,0 +1,162 @@
+"""`gxwf dashboard`, and the dashboard inside `gxwf up`: settings, tokens, start and stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from pydantic import ValidationError
+
+from gxwf.errors import UserError
+from gxwf.settings import Settings
+
+if TYPE_CHECKING:
+    from dashboard.auth import Tokens
+    from dashboard.service import DashboardService
+    from dashboard.settings import DashboardSettings
+    from gxwf.runtime import Endpoints
+
+TOKEN_FILE = "dashboard-token"  # noqa: S105 - a file name
+ADMIN_TOKEN_FILE = "dashboard-admin-token"  # noqa: S105 - a file name
+DEFAULT_PORT = 8500
+
+
+def load_dashboard_settings() -> DashboardSettings:
+    from dashboard.settings import DashboardSettings
+
+    try:
+        return DashboardSettings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise UserError(f"GXWF_{'_'.join(str(p) for p in first['loc']).upper()}: {first['msg']}") from None
+
+
+def dashboard_tokens(settings: DashboardSettings, state_dir: Path) -> tuple[Tokens, dict[str, str]]:
+    """The configured tokens, or ones kept in the state directory (made on first use); returns which of them
+    were not configured, to be printed, since nobody could log in otherwise."""
+    from dashboard.auth import Tokens, stored_or_new
+
+    shown: dict[str, str] = {}
+    values: dict[str, str] = {}
+    for name, configured, file in (
+        ("GXWF_DASHBOARD_TOKEN", settings.dashboard_token, TOKEN_FILE),
+        ("GXWF_DASHBOARD_ADMIN_TOKEN", settings.dashboard_admin_token, ADMIN_TOKEN_FILE),
+    ):
+        if configured is not None:
+            values[name] = configured.get_secret_value()
+        else:
+            values[name], _ = stored_or_new(state_dir, file)
+            shown[name] = values[name]
+    try:
+        return Tokens(values["GXWF_DASHBOARD_TOKEN"], values["GXWF_DASHBOARD_ADMIN_TOKEN"]), shown
+    except ValueError as error:
+        raise UserError(f"GXWF_DASHBOARD_TOKEN / GXWF_DASHBOARD_ADMIN_TOKEN: {error}") from None
+
+
+def _monitor_url(settings: DashboardSettings, state_dir: Path, known: str | None) -> str | None:
+    if settings.nats_monitor_url:
+        return settings.nats_monitor_url
+    if known:
+        return known
+    stack_file = state_dir / "stack.json"
+    if stack_file.exists():
+        try:
+            value = json.loads(stack_file.read_text()).get("nats_monitor")
+        except ValueError:
+            return None
+        return str(value) if value else None
+    return None
+
+
+def build_dashboard(
+    settings: Settings,
+    endpoints: Endpoints,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    nats_monitor: str | None = None,
+) -> tuple[DashboardService, dict[str, str]]:
+    from dashboard.service import DashboardService, Servers
+    from gxwf.definitions import load_sites
+
+    config = load_dashboard_settings()
+    tokens, shown = dashboard_tokens(config, settings.state_dir)
+    servers = Servers(
+        nats=endpoints.nats,
+        mongo=endpoints.mongo,
+        mongo_database=settings.mongo_database,
+        s3=endpoints.s3 or None,
+        s3_bucket=settings.s3_bucket,
+        s3_access_key=settings.s3_access_key,
+        s3_secret_key=settings.s3_secret_key.get_secret_value(),
+        s3_region=settings.s3_region,
+        nats_monitor=_monitor_url(config, settings.state_dir, nats_monitor),
+    )
+    chosen_port = port if port is not None else config.dashboard_port
+    if port is None and "dashboard_port" not in config.model_fields_set:
+        from gxwf.edc_commands import _free
+
+        # Like the ingress: the default port when free, else any, so a second `gxwf up` still starts.
+        chosen_port = DEFAULT_PORT if _free(config.dashboard_host, DEFAULT_PORT) else 0
+    service = DashboardService(
+        servers,
+        tokens,
+        sites=load_sites(settings.sites_file).sites,
+        host=host or config.dashboard_host,
+        port=chosen_port,
+        max_clients=config.dashboard_max_clients,
+        runs_dir=settings.state_dir / "runs",
+    )
+    return service, shown
+
+
+async def start_dashboard(service: DashboardService) -> str:
+    from dashboard.service import ListenError
+
+    try:
+        return await service.start()
+    except ListenError as error:
+        await service.stop()
+        raise UserError(f"GXWF_DASHBOARD_PORT: {error}") from None
+
+
+def dashboard_command(
+    host: Annotated[str | None, typer.Option("--host", help="Listen address (default GXWF_DASHBOARD_HOST).")] = None,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", min=0, max=65535, help="Listen port (default GXWF_DASHBOARD_PORT, 8500)."),
+    ] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="Where endpoints.json is (default .gxwf).")
+    ] = None,
+) -> None:
+    """Serve the ops dashboard alone (servers from settings or endpoints.json) until SIGTERM or Ctrl-C."""
+    from gxwf.cli import _settings
+    from gxwf.runtime import Endpoints
+
+    settings = _settings(state_dir)
+    try:
+        endpoints = Endpoints.resolve(settings)
+    except LookupError as error:
+        raise UserError(str(error)) from None
+    service, shown = build_dashboard(settings, endpoints, host=host, port=port)
+    asyncio.run(_serve(service, shown))
+
+
+async def _serve(service: DashboardService, shown: dict[str, str]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    url = await start_dashboard(service)
+    print(f"dashboard listening on {url}", flush=True)
+    for name, value in shown.items():
+        print(f"{name}={value} (generated; set {name} to choose)", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await service.stop()
