@@ -61,7 +61,6 @@ async def test_up_demo_endpoints_restart_and_no_orphans(tmp_path: Path) -> None:
         output = "".join(await wait_for_line(proc, "Running."))
         endpoints = json.loads((state / "endpoints.json").read_text())
         assert set(endpoints) == KEYS
-        assert endpoints["workflow_api"] is None  # not built yet
         # The dashboard's URL comes first, before everything it can then show live; without a token, 401.
         assert endpoints["dashboard"].startswith("http://127.0.0.1:")
         assert output.index(f"dashboard: {endpoints['dashboard']}") < output.index("gaiax-workflows is up"), output
