@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import structlog
-from kubernetes_asyncio.client import ApiClient, ApiException, BatchV1Api, Configuration, CoreV1Api
+from kubernetes_asyncio.client import (
+    ApiClient,
+    ApiException,
+    BatchV1Api,
+    Configuration,
+    CoreV1Api,
+    NetworkingV1Api,
+)
 from kubernetes_asyncio.config import load_incluster_config, load_kube_config
 
 from adapters import kubernetes_manifests as manifests
@@ -27,6 +34,7 @@ from adapters.kubernetes_informer import Informer
 from adapters.kubernetes_status import classify, completed
 from events.payloads.run import RunSpec
 from ports.compute import RunArtifacts, RunOwner, WorkloadPhase, WorkloadStatus
+from schemas.sites import ConsumerQuota
 
 log = structlog.get_logger("gxwf.kubernetes.compute")
 
@@ -48,8 +56,10 @@ class KubernetesJobBackend:
         watch: bool = False,
         watch_seconds: int = 300,
         log_dir: Path | None = None,
+        consumer_quota: ConsumerQuota | None = None,
     ) -> None:
         self.name = "kubernetes"
+        self.consumer_quota = consumer_quota or ConsumerQuota()
         self.site = site
         self.default_image = default_image
         self.stop_timeout_seconds = stop_timeout_seconds
@@ -116,6 +126,7 @@ class KubernetesJobBackend:
         self._api = api
         self.core = CoreV1Api(api)
         self.batch = BatchV1Api(api)
+        self.networking = NetworkingV1Api(api)
 
     async def close(self) -> None:
         for informer in (self.jobs, self.pods):
@@ -233,6 +244,33 @@ class KubernetesJobBackend:
             saved = earlier
         return RunArtifacts([], saved)
 
+    async def release(self, consumer_id: str, run_ids: list[str]) -> bool:
+        """Delete the consumer's runs namespace (its Jobs, pods, quota and ServiceAccount with it) and the logs
+        saved here; True once the namespace is gone."""
+        await self.connect()
+        namespace = manifests.namespace_name(consumer_id)
+        self._prepared.discard(namespace)
+        try:
+            await self.core.delete_namespace(namespace, propagation_policy="Foreground")
+        except ApiException as error:
+            if error.status != 404:
+                raise
+        if self.log_dir is not None:
+            for run_id in run_ids:
+                self._log_path(run_id).unlink(missing_ok=True)
+                self._namespaces.pop(run_id, None)
+        deadline = time.monotonic() + self.stop_timeout_seconds
+        while True:
+            try:
+                await self.core.read_namespace(namespace)
+            except ApiException as error:
+                if error.status == 404:
+                    return True
+                raise
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(self.poll_seconds)
+
     # --- helpers
 
     async def _end_earlier_attempts(self, namespace: str, run_id: str, attempt: int) -> None:
@@ -312,6 +350,15 @@ class KubernetesJobBackend:
         account_body: Any = manifests.service_account(owner)
         await self._create_if_missing(self.core.create_namespace(namespace_body))
         await self._create_if_missing(self.core.create_namespaced_service_account(namespace, account_body))
+        for guard in manifests.guards(owner, self.consumer_quota):
+            body: Any = guard
+            match guard["kind"]:
+                case "NetworkPolicy":
+                    await self._create_if_missing(self.networking.create_namespaced_network_policy(namespace, body))
+                case "ResourceQuota":
+                    await self._create_if_missing(self.core.create_namespaced_resource_quota(namespace, body))
+                case "LimitRange":
+                    await self._create_if_missing(self.core.create_namespaced_limit_range(namespace, body))
         self._prepared.add(namespace)
 
     @staticmethod

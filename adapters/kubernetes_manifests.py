@@ -12,6 +12,8 @@ from typing import Any
 
 from events.payloads.run import RunSpec
 from ports.compute import RunOwner
+from schemas.assets import memory_bytes
+from schemas.sites import ConsumerQuota
 
 GROUP = "gaiax-workflows.io"
 CONSUMER_LABEL = f"{GROUP}/consumer"
@@ -88,6 +90,55 @@ def service_account(owner: RunOwner) -> dict[str, Any]:
         "metadata": {"name": SERVICE_ACCOUNT, "namespace": namespace_name(owner.consumer_id), "labels": MANAGED_BY},
         "automountServiceAccountToken": False,
     }
+
+
+def guards(owner: RunOwner, quota: ConsumerQuota) -> list[dict[str, Any]]:
+    """What fences the consumer's runs namespace in: no inbound traffic to run pods (they serve nothing), and
+    the site's consumer quota as a ResourceQuota, with container defaults so pods that name no resources are
+    still admitted under it. The jobs dispatcher enforces the same quota first; this is the cluster's word."""
+    ns = namespace_name(owner.consumer_id)
+    meta = {"namespace": ns, "labels": MANAGED_BY}
+    objects: list[dict[str, Any]] = [
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "runs-deny-ingress", **meta},
+            "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
+        }
+    ]
+    hard: dict[str, str] = {}
+    if quota.cpu is not None:
+        hard["requests.cpu"] = hard["limits.cpu"] = f"{math.ceil(quota.cpu * 1000)}m"
+    if quota.memory is not None:
+        hard["requests.memory"] = hard["limits.memory"] = quota.memory
+    if quota.gpu is not None:
+        hard[f"requests.{GPU_RESOURCE}"] = str(quota.gpu)
+    if quota.runs is not None:
+        hard["pods"] = str(quota.runs)
+    if hard:
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ResourceQuota",
+                "metadata": {"name": "consumer-quota", **meta},
+                "spec": {"hard": hard},
+            }
+        )
+    if quota.cpu is not None or quota.memory is not None:
+        default: dict[str, str] = {}
+        if quota.cpu is not None:
+            default["cpu"] = f"{math.ceil(min(quota.cpu, 1.0) * 1000)}m"
+        if quota.memory is not None:
+            default["memory"] = f"{min(memory_bytes(quota.memory), 2**30) // 2**20}Mi"
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "LimitRange",
+                "metadata": {"name": "consumer-defaults", **meta},
+                "spec": {"limits": [{"type": "Container", "default": default, "defaultRequest": default}]},
+            }
+        )
+    return objects
 
 
 def _labels(run_id: str, owner: RunOwner, attempt: int) -> dict[str, str]:

@@ -232,6 +232,15 @@ class LocalProcessBackend:
     def log_path(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "log.txt"
 
+    async def release(self, consumer_id: str, run_ids: list[str]) -> bool:
+        """Remove the ended runs' directories (staged inputs, work, outputs, log): their results are in the
+        object store by now. A run whose processes are still there keeps its directory."""
+        for run_id in run_ids:
+            if any(_run_processes(run_id, 0)):
+                return False
+            await asyncio.to_thread(shutil.rmtree, self.run_dir(run_id), True)
+        return not any(self.run_dir(run_id).exists() for run_id in run_ids)
+
 
 def _place(dest: Path, relative: str) -> Path | None:
     """Where an object of a directory input goes; None if it would land outside (keys were checked at upload;

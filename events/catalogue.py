@@ -13,7 +13,7 @@ from events import subjects as s
 from events.payloads.access import AccessGranted, AccessRevoked
 from events.payloads.asset import AssetRegistered, AssetRegistrationFailed
 from events.payloads.common import Payload
-from events.payloads.consumer import ConsumerDeprovisioned, ConsumerProvisioningFailed
+from events.payloads.consumer import ConsumerDeprovisioned, ConsumerProvisioningFailed, ConsumerReleased
 from events.payloads.dead_letter import DeadLetter, HandlerError
 from events.payloads.deployment import (
     DeploymentDeleted,
@@ -344,6 +344,12 @@ CATALOGUE: tuple[EventSpec, ...] = (
         ConsumerDeprovisioned,
         "Everything a transfer gave the consumer is torn down.",
         ConsumerDeprovisioned(transfer_process_id=_TP, consumer_id=_CONSUMER, reason="transfer completed"),
+    ),
+    EventSpec(
+        s.CONSUMER_RELEASED,
+        ConsumerReleased,
+        "The consumer has no live transfer left: what its ended runs left on a compute site is removed.",
+        ConsumerReleased(consumer_id=_CONSUMER, transfer_process_id=_TP, site="gpu-hpc", runs=3),
     ),
 )
 

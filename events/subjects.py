@@ -46,6 +46,7 @@ RESULT_PUBLISH_FAILED: Final = "wf.result.publish_failed"
 
 CONSUMER_PROVISIONING_FAILED: Final = "wf.consumer.provisioning_failed"
 CONSUMER_DEPROVISIONED: Final = "wf.consumer.deprovisioned"
+CONSUMER_RELEASED: Final = "wf.consumer.released"
 
 
 def dead_letter_subject(original: str) -> str:

@@ -153,6 +153,7 @@ class HandlerService:
                 stop_timeout_seconds=settings.stop_timeout_seconds,
                 watch=settings.kubernetes_watch,
                 log_dir=settings.state_dir / "kubernetes-logs",
+                consumer_quota=self._quota_of(settings.compute_site or "kubernetes"),
             )
             self.compute = self.kubernetes_compute
         self.objects = S3ObjectStore(
@@ -211,7 +212,10 @@ class HandlerService:
 
     def consumer_quota(self) -> ConsumerQuota:
         """The quota of the site whose runs this process dispatches (the compute backend's site), if configured."""
-        site = next((site for site in self.sites if site.name == self.compute.site), None)
+        return self._quota_of(self.compute.site)
+
+    def _quota_of(self, site_name: str) -> ConsumerQuota:
+        site = next((site for site in self.sites if site.name == site_name), None)
         return site.consumer_quota if site is not None else ConsumerQuota()
 
     async def readiness(self) -> dict[str, str]:

@@ -10,6 +10,7 @@ from events import subjects as s
 from events.envelope import Envelope
 from events.payloads.asset import AssetRegistered, AssetRegistrationFailed
 from events.payloads.common import Payload
+from events.payloads.consumer import ConsumerDeprovisioned
 from events.payloads.deployment import (
     DeploymentDeleted,
     DeploymentDeleteRequested,
@@ -18,6 +19,7 @@ from events.payloads.deployment import (
     DeploymentRequested,
 )
 from events.payloads.edc import EdcDeprovisionRequested, EdcProvisionRequested, EdcTransferEvent
+from events.payloads.result import ResultPublished
 from events.payloads.run import (
     RunFailed,
     RunPending,
@@ -32,7 +34,7 @@ from events.payloads.run import (
 from handlers.assets import register
 from handlers.context import HandlerContext
 from handlers.deployment import deploy, remove
-from handlers.jobs import start, stop, submit, track
+from handlers.jobs import release, start, stop, submit, track
 from handlers.provisioning import grant, request, teardown
 from handlers.results import publish
 
@@ -130,6 +132,14 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("jobs", "jobs-track-failed", s.RUN_FAILED, RunFailed, track.on_run_fact),
     Subscription("jobs", "jobs-track-stopped", s.RUN_STOPPED, RunStopped, track.on_run_fact),
     Subscription("jobs", "jobs-track-timed-out", s.RUN_TIMED_OUT, RunTimedOut, track.on_run_fact),
+    Subscription(
+        "jobs",
+        "jobs-consumer-deprovisioned",
+        s.CONSUMER_DEPROVISIONED,
+        ConsumerDeprovisioned,
+        release.on_consumer_deprovisioned,
+    ),
+    Subscription("jobs", "jobs-result-published", s.RESULT_PUBLISHED, ResultPublished, release.on_result_published),
     Subscription("results", "results-run-succeeded", s.RUN_SUCCEEDED, RunSucceeded, publish.on_run_finished),
     Subscription("results", "results-run-failed", s.RUN_FAILED, RunFailed, publish.on_run_finished),
     Subscription("results", "results-run-stopped", s.RUN_STOPPED, RunStopped, publish.on_run_finished),

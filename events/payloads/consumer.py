@@ -16,3 +16,13 @@ class ConsumerDeprovisioned(Payload):
     transfer_process_id: Id
     consumer_id: Id | None = None
     reason: Reason | None = None
+
+
+class ConsumerReleased(Payload):
+    """A consumer with no live transfer left: what its ended runs left on a compute site is gone (on Kubernetes
+    its runs namespace). Results stay in the object store for the retention period."""
+
+    consumer_id: Id
+    transfer_process_id: Id = Field(description="The transfer whose end left the consumer without one")
+    site: Id
+    runs: int = Field(ge=0, description="Runs whose leftovers were removed")

@@ -510,9 +510,16 @@ def test_jobs_handler_rights(rendered: list[Manifest]) -> None:
         assert _grants(role, "", "pods", verb), verb
     assert _grants(role, "", "pods/log", "get")
     assert not _grants(role, "", "pods", "create"), "pods are created through Jobs"
-    # A consumer's first run makes its runs namespace and a ServiceAccount without rights there.
-    assert _grants(role, "", "namespaces", "create") and not _grants(role, "", "namespaces", "delete")
-    assert _grants(role, "", "serviceaccounts", "create")
+    # A consumer's first run makes its runs namespace, a ServiceAccount without rights, the consumer quota and
+    # a deny-ingress policy there; the consumer's last deprovisioning deletes it (the admission policy confines
+    # both to consumer namespaces).
+    assert _grants(role, "", "namespaces", "create") and _grants(role, "", "namespaces", "delete")
+    for resource in ("serviceaccounts", "resourcequotas", "limitranges"):
+        assert _grants(role, "", resource, "create"), resource
+    assert _grants(role, "networking.k8s.io", "networkpolicies", "create")
+    assert not any(
+        _grants(role, "", r, verb) for r in ("resourcequotas", "limitranges") for verb in ("patch", "delete")
+    )
     assert not any(_grants(role, "rbac.authorization.k8s.io", r, "create") for r in ("roles", "rolebindings"))
 
 

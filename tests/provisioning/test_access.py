@@ -7,7 +7,7 @@ from nats.js import JetStreamContext
 from events import subjects as s
 from events.envelope import new_event
 from events.payloads.run import RunRequested, RunSpec
-from schemas.provisioning import ProvisionDocument
+from schemas.provisioning import ProvisionDocument, ResultDocument
 from schemas.run import RunDocument
 from tests.backbone.conftest import eventually, stream_events
 from tests.edc_fixtures import OTHER_KEY
@@ -83,3 +83,13 @@ async def test_deprovisioning_stops_the_consumers_running_runs(
     assert doc.reason is None or "deprovisioned" in doc.reason
     stops = await stream_events(js, s.RUN_STOP_REQUESTED)
     assert [e["data"]["reason"] for e in stops] == ["deprovisioned: deprovision requested by the connector"]
+
+    # The consumer has no transfer left: once the stopped run's results are out, its run directory goes too.
+    async def released() -> list[dict[str, object]]:
+        return await stream_events(js, s.CONSUMER_RELEASED, settle=0.1)
+
+    (event,) = await eventually(released)
+    assert event["data"] == {"consumer_id": CONSUMER, "transfer_process_id": transfer.id, "site": "local", "runs": 1}
+    assert not provider.handlers.local_compute.run_dir(run.run_id).exists()
+    result = await provider.store.get(ResultDocument, run.run_id)
+    assert result is not None and result.state == "published", "results stay for the retention period"

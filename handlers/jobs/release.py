@@ -1,0 +1,80 @@
+"""Once a consumer has no live transfer left, remove what its runs left on this site (its runs namespace on
+Kubernetes, run directories locally), after every run has ended and its results are published; the results
+themselves stay in the object store for the retention period.
+
+Two triggers, whichever comes last does it: the consumer's deprovisioning (wf.consumer.deprovisioned), and each
+of its runs' results being published afterwards (wf.result.published), since runs stopped by the deprovisioning
+end a little later. Neither waits or retries: the other one comes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from events import subjects as s
+from events.envelope import Envelope, derived_id, new_event
+from events.payloads.consumer import ConsumerDeprovisioned, ConsumerReleased
+from events.payloads.result import ResultPublished
+from handlers.context import HandlerContext
+from schemas.provisioning import ProvisionDocument, ProvisionState, ResultDocument, ResultState
+from schemas.run import RunDocument
+
+log = structlog.get_logger("gxwf.jobs")
+SOURCE = "urn:gaiax-workflows:jobs"
+_LIVE: list[str] = [
+    ProvisionState.REQUESTED,
+    ProvisionState.DEPLOYING,
+    ProvisionState.REGISTERING,
+    ProvisionState.GRANTING,
+    ProvisionState.GRANTED,
+    # Still tearing down: its own wf.consumer.deprovisioned follows.
+    ProvisionState.DEPROVISIONING,
+]
+
+
+async def on_consumer_deprovisioned(event: Envelope[Any], ctx: HandlerContext) -> None:
+    gone: ConsumerDeprovisioned = event.data
+    if gone.consumer_id is not None:
+        await release_if_due(gone.consumer_id, ctx, event.id)
+
+
+async def on_result_published(event: Envelope[Any], ctx: HandlerContext) -> None:
+    published: ResultPublished = event.data
+    await release_if_due(published.consumer_id, ctx, event.id)
+
+
+async def release_if_due(consumer: str, ctx: HandlerContext, cause: str) -> bool:
+    compute = ctx.require_compute()
+    if await ctx.store.count(ProvisionDocument, states=_LIVE, consumer_id=consumer):
+        return False  # a live transfer keeps its runs and namespace
+    ended = await ctx.store.find(ProvisionDocument, states=[ProvisionState.DEPROVISIONED], consumer_id=consumer)
+    if not ended:
+        return False  # never provisioned through a transfer (an operator's runs): nothing to release
+    last = max(ended, key=lambda doc: doc.updated_at)
+    runs = await ctx.store.find(RunDocument, limit=100_000, consumer_id=consumer, site=compute.site)
+    if any(run.state not in RunDocument.machine.terminal for run in runs):
+        log.info("release waits for the consumer's runs to end", consumer=consumer)
+        return False
+    for run in runs:
+        result = await ctx.store.get(ResultDocument, run.id)
+        # The results handler reads the log from the workload: a pod's log dies with its namespace.
+        if result is None or result.state == ResultState.COLLECTING:
+            log.info("release waits for the results of a run", consumer=consumer, run_id=run.id)
+            return False
+    if not await compute.release(consumer, [run.id for run in runs]):
+        # Raised, so the bus redelivers with backoff: the namespace is still terminating.
+        raise RuntimeError(f"{compute.name} site {compute.site}: the consumer's runs are not gone yet")
+    await ctx.events.publish(
+        new_event(
+            s.CONSUMER_RELEASED,
+            ConsumerReleased(consumer_id=consumer, transfer_process_id=last.id, site=compute.site, runs=len(runs)),
+            id_=derived_id(last.id, compute.site, s.CONSUMER_RELEASED),
+            subject=last.id,
+            correlationid=last.id,
+            causationid=cause,
+            source=SOURCE,
+        )
+    )
+    log.info("consumer released", consumer=consumer, site=compute.site, runs=len(runs))
+    return True
