@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -92,6 +93,9 @@ def up(
 ) -> None:
     """Start the stack (what is not configured externally), every handler, and the HTTP services."""
     settings = _settings(state_dir)
+    # Local runs start `python3` from the PATH: this installation's interpreter first, so assets written in
+    # Python (the carla_standin stand-in) find the project's modules whichever shell started `gxwf up`.
+    os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     asyncio.run(_up(settings, demo))
 
 
