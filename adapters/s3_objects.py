@@ -195,9 +195,12 @@ class S3ObjectStore:
         if start or end is not None:
             extra["Range"] = f"bytes={start}-{'' if end is None else end}"
         response = await s3.get_object(Bucket=self.bucket, Key=key, **extra)
-        async with response["Body"] as body:
-            async for chunk in body.iter_chunks(_READ_CHUNK):
+        body = response["Body"]
+        try:
+            while chunk := await body.read(_READ_CHUNK):
                 yield chunk
+        finally:
+            body.close()
 
     async def get_file(self, key: str, path: Path) -> int:
         size = 0

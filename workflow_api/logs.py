@@ -72,6 +72,7 @@ _LOG_RESPONSES: dict[int | str, dict[str, Any]] = {
     "/{run_id}/logs",
     summary="The run's log: what was written so far, or followed live until the run ends",
     response_class=StreamingResponse,
+    response_model=None,
     responses=_LOG_RESPONSES,
 )
 async def get_logs(

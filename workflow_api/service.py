@@ -90,6 +90,8 @@ class WorkflowApiService:
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
         self.url: str | None = None
+        # Who this process is among the WorkflowApi replicas, for leases.
+        self.holder = f"workflow-api:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
     async def readiness(self) -> dict[str, str]:
         checks = {"nats": "ok" if self.nc is not None and self.nc.is_connected else "disconnected"}
@@ -116,7 +118,7 @@ class WorkflowApiService:
             settings=self.settings,
             runs_dir=self.state_dir / "runs",
             scratch_dir=self.state_dir / "workflow-api" / "scratch",
-            holder=f"workflow-api:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
+            holder=self.holder,
         )
         config = uvicorn.Config(
             create_app(context, self.readiness),
