@@ -27,3 +27,6 @@ class MongoLeases:
             # The document exists with another, unexpired holder: the upsert's insert lost the race.
             return False
         return result.matched_count == 1 or result.upserted_id is not None
+
+    async def held(self, name: str) -> bool:
+        return await self.coll.count_documents({"_id": name, "expires_at": {"$gte": utcnow()}}, limit=1) > 0

@@ -31,7 +31,7 @@ from events.payloads.edc import (
     EdcProvisionRequested,
     EdcTransferEvent,
 )
-from events.payloads.result import ResultFile, ResultPublished, ResultPublishFailed
+from events.payloads.result import ResultExpired, ResultFile, ResultPublished, ResultPublishFailed
 from events.payloads.run import (
     RunFailed,
     RunPending,
@@ -330,6 +330,12 @@ CATALOGUE: tuple[EventSpec, ...] = (
         ResultPublishFailed,
         "A run's outputs could not be published.",
         ResultPublishFailed(run_id=_RUN, consumer_id=_CONSUMER, reason="object store unavailable"),
+    ),
+    EventSpec(
+        s.RESULT_EXPIRED,
+        ResultExpired,
+        "A run's results outlived the retention period (GXWF_RESULT_RETENTION_DAYS) and were deleted.",
+        ResultExpired(run_id=_RUN, consumer_id=_CONSUMER, objects=4, retention_days=30),
     ),
     EventSpec(
         s.CONSUMER_PROVISIONING_FAILED,

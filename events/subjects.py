@@ -43,6 +43,7 @@ RUN_TIMED_OUT: Final = "wf.run.timed_out"
 
 RESULT_PUBLISHED: Final = "wf.result.published"
 RESULT_PUBLISH_FAILED: Final = "wf.result.publish_failed"
+RESULT_EXPIRED: Final = "wf.result.expired"
 
 CONSUMER_PROVISIONING_FAILED: Final = "wf.consumer.provisioning_failed"
 CONSUMER_DEPROVISIONED: Final = "wf.consumer.deprovisioned"

@@ -37,6 +37,7 @@ from gxwf.settings import Settings
 from handlers.context import HandlerContext, RunLimits
 from handlers.jobs.dispatch import dispatch_once
 from handlers.jobs.watch import reconcile_once
+from handlers.results.retention import expire_once
 from handlers.subscriptions import HandlerFn, for_groups
 from ports.compute import ComputeBackend
 from ports.deployments import DeploymentBackend
@@ -207,6 +208,17 @@ class HandlerService:
                     self._every(self.settings.dispatch_interval_seconds, dispatch_once, ctx), name="jobs-dispatcher"
                 ),
             ]
+        if self.groups is None or "results" in self.groups:
+            days = self.settings.result_retention_days
+
+            async def retention(context: HandlerContext) -> int:
+                return await expire_once(context, days)
+
+            self._loops.append(
+                asyncio.create_task(
+                    self._every(self.settings.retention_interval_seconds, retention, ctx), name="results-retention"
+                )
+            )
         self.ready.set()
         log.info("handlers started", groups=sorted(self.groups) if self.groups else "all")
 

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     # Answer run status from list+watch caches of the cluster's run Jobs and pods (else: API reads each pass).
     kubernetes_watch: bool = True
 
+    # A run's results stay in the object store this long after the run ended (also after the consumer's
+    # deprovisioning), then are deleted; 0 keeps them forever. Checked every retention_interval_seconds.
+    result_retention_days: float = Field(default=30.0, ge=0)
+    retention_interval_seconds: float = Field(default=600.0, gt=0)
+
     # Comma separated NAME=sleep:SECONDS or NAME=raise; empty in production.
     fault_points: str = ""
 

@@ -132,6 +132,8 @@ class ResultState(StrEnum):
     COLLECTING = "collecting"
     PUBLISHED = "published"
     FAILED = "failed"
+    # Past the retention period: its objects are deleted, the document stays as the record.
+    EXPIRED = "expired"
 
 
 RESULT_MACHINE = machine(
@@ -139,8 +141,9 @@ RESULT_MACHINE = machine(
     {ResultState.COLLECTING},
     {
         ResultState.COLLECTING: {ResultState.PUBLISHED, ResultState.FAILED},
-        ResultState.FAILED: {ResultState.COLLECTING},
-        ResultState.PUBLISHED: set(),
+        ResultState.FAILED: {ResultState.COLLECTING, ResultState.EXPIRED},
+        ResultState.PUBLISHED: {ResultState.EXPIRED},
+        ResultState.EXPIRED: set(),
     },
 )
 

@@ -23,3 +23,12 @@ class ResultPublishFailed(Payload):
     run_id: Id
     consumer_id: Id
     reason: Reason
+
+
+class ResultExpired(Payload):
+    """A run's results outlived the retention period: their objects are deleted."""
+
+    run_id: Id
+    consumer_id: Id
+    objects: int = Field(ge=0, description="Objects deleted under the run's prefix")
+    retention_days: float = Field(gt=0)
