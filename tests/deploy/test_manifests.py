@@ -45,6 +45,13 @@ CONFIG_KEYS = {
     "GXWF_S3_BUCKET",
     "GXWF_LOG_FORMAT",
     "GXWF_HEALTH_HOST",
+    "GXWF_SITES_FILE",
+    "GXWF_COMPUTE_BACKEND",
+    "GXWF_COMPUTE_SITE",
+    "GXWF_WORKFLOW_API_IMAGE",
+    "GXWF_WORKFLOW_API_URL",
+    "GXWF_DEPLOY_TIMEOUT_SECONDS",
+    "GXWF_RESULT_RETENTION_DAYS",
 }
 SECRET_KEYS = {"GXWF_EDC_API_KEY", "GXWF_S3_ACCESS_KEY", "GXWF_S3_SECRET_KEY"}
 CONSUMER_LABEL = "gaiax-workflows.io/consumer"
@@ -376,7 +383,7 @@ def test_service_accounts_and_api_access(rendered: list[Manifest]) -> None:
 
 
 def test_env_from_config_and_secret(overlay: list[Manifest]) -> None:
-    maps = _by_name(overlay, "ConfigMap")
+    maps = {name: m for name, m in _by_name(overlay, "ConfigMap").items() if not name.startswith("gxwf-sites-")}
     secrets = _by_name(overlay, "Secret")
     assert len(maps) == 1
     assert len(secrets) == 1
@@ -396,6 +403,29 @@ def test_env_from_config_and_secret(overlay: list[Manifest]) -> None:
             refs = [(k, v["name"]) for ref in container["envFrom"] for k, v in ref.items()]
             # Order matters: later sources win, so the Secret may override a ConfigMap value.
             assert refs == [("configMapRef", map_name), ("secretRef", secret_name)], _ident(deployment)
+
+
+def test_every_handler_reads_valid_sites_where_the_config_says(overlay: list[Manifest]) -> None:
+    from schemas.sites import SitesConfig
+
+    maps = _by_name(overlay, "ConfigMap")
+    ((_, config),) = [(n, m) for n, m in maps.items() if n.startswith("gxwf-config-")]
+    ((sites_name, sites),) = [(n, m) for n, m in maps.items() if n.startswith("gxwf-sites-")]
+    parsed = SitesConfig.model_validate(yaml.safe_load(sites["data"]["sites.yaml"]))
+    # The jobs handler dispatches runs for the site its settings name, under that site's consumer quota.
+    names = [site.name for site in parsed.sites]
+    assert config["data"]["GXWF_COMPUTE_SITE"] in names
+    assert all(site.backend == "kubernetes" and site.kubernetes and site.kubernetes.in_cluster for site in parsed.sites)
+    path = Path(config["data"]["GXWF_SITES_FILE"])
+    handlers = [d for d in _of_kind(overlay, "Deployment") if d["metadata"]["name"].startswith("gxwf-handler-")]
+    assert len(handlers) == len(HANDLERS)
+    for deployment in handlers:
+        pod = deployment["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        (container,) = pod["containers"]
+        (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(path.parent)]
+        assert mount.get("readOnly") is True, _ident(deployment)
+        assert volumes[mount["name"]]["configMap"]["name"] == sites_name, _ident(deployment)
 
 
 def test_overlay_namespace_and_image(overlay: list[Manifest]) -> None:
