@@ -93,6 +93,7 @@ class TailHub:
         self.ping_seconds = ping_seconds
         self.cache = RenderCache()
         self.clients: set[TailClient] = set()
+        self.opened = 0  # tails served since the start, reconnects included
         self.closing = asyncio.Event()
 
     @property
@@ -129,6 +130,7 @@ class TailHub:
     async def stream(self, client: TailClient, sub: Any, first_cursor: int | None) -> AsyncIterator[bytes]:
         """SSE bytes: the retry hint, a cursor, then batches of matching events; pings while idle."""
         self.clients.add(client)
+        self.opened += 1
         idle = 0.0
         try:
             yield f"retry: {RETRY_MS}\n\n".encode()

@@ -21,11 +21,12 @@ from events.wire import publish_to_jetstream
 from gxwf.definitions import load_sites
 from gxwf.settings import Settings
 from tests.backbone.conftest import endpoints, eventually, js, nc, settings, store
+from tests.provisioning.conftest import start_provider
 
 if TYPE_CHECKING:
     from devstack import StackEndpoints
 
-__all__ = ["endpoints", "eventually", "js", "nc", "settings", "store"]
+__all__ = ["endpoints", "eventually", "js", "nc", "settings", "start_provider", "store"]
 
 OPERATOR = "operator-token-for-tests-0001"
 ADMIN = "admin-token-for-tests-00000002"
