@@ -51,9 +51,8 @@ class ConsumerQuota(_Strict):
     cpu: float | None = Field(default=None, gt=0, description="Cores of all its active runs together")
     memory: str | None = Field(default=None, description="Memory of all its active runs together, e.g. 16Gi")
     gpu: int | None = Field(default=None, ge=0, description="GPUs of all its active runs together")
-    storage: str | None = Field(default=None, description="Uploaded inputs kept at once, e.g. 50Gi")
 
-    @field_validator("memory", "storage")
+    @field_validator("memory")
     @classmethod
     def _quantity(cls, value: str | None) -> str | None:
         if value is not None:
