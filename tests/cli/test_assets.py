@@ -21,7 +21,10 @@ ASSETS = Path(__file__).parents[2] / "deploy" / "assets"
 def test_apply_makes_a_version_only_when_a_definition_changes(stack: StackEndpoints, tmp_path: Path) -> None:
     env = {"GXWF_MONGO_URL": stack.mongo, "GXWF_MONGO_DATABASE": f"t_{uuid.uuid4().hex[:12]}"}
     folder = tmp_path / "assets"
-    shutil.copytree(ASSETS, folder)
+    folder.mkdir()
+    # Two of the shipped definitions: the catalogue's versioning, whatever else deploy/assets holds.
+    for name in ("carla-minimal.yaml", "shell-count.yaml"):
+        shutil.copy(ASSETS / name, folder / name)
 
     first = gxwf("assets", "apply", str(folder), env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
