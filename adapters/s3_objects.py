@@ -21,6 +21,7 @@ _CHUNK = 8 * 1024 * 1024
 # that memory stays at a few parts whatever the object's size.
 _PARTS_IN_FLIGHT = 4
 _READ_CHUNK = 1024 * 1024
+_READ_RESUMES = 5
 
 
 def _sha256_of(path: Path) -> tuple[str, int]:
@@ -190,17 +191,31 @@ class S3ObjectStore:
         )
 
     async def read_range(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        # A long read can end early without an error (the server closes an idle-looking connection while the
+        # consumer of these chunks is slow): the bytes still missing are asked for again from where it stopped.
         s3 = await self._s3()
-        extra: dict[str, Any] = {}
-        if start or end is not None:
-            extra["Range"] = f"bytes={start}-{'' if end is None else end}"
-        response = await s3.get_object(Bucket=self.bucket, Key=key, **extra)
-        body = response["Body"]
-        try:
-            while chunk := await body.read(_READ_CHUNK):
-                yield chunk
-        finally:
-            body.close()
+        position = start
+        for attempt in range(_READ_RESUMES + 1):
+            extra: dict[str, Any] = {}
+            if position or end is not None:
+                extra["Range"] = f"bytes={position}-{'' if end is None else end}"
+            response = await s3.get_object(Bucket=self.bucket, Key=key, **extra)
+            expected = int(response["ContentLength"])
+            received = 0
+            body = response["Body"]
+            try:
+                while chunk := await body.read(_READ_CHUNK):
+                    received += len(chunk)
+                    position += len(chunk)
+                    yield chunk
+            except Exception:
+                if attempt == _READ_RESUMES:
+                    raise
+            finally:
+                body.close()
+            if received >= expected:
+                return
+        raise OSError(f"s3://{self.bucket}/{key}: the stream kept ending early at byte {position}")
 
     async def get_file(self, key: str, path: Path) -> int:
         size = 0
