@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import mimetypes
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from pathlib import Path
@@ -130,6 +131,7 @@ class S3ObjectStore:
         parts: list[dict[str, Any]] = []
         pending: set[asyncio.Task[None]] = set()
         slots = asyncio.Semaphore(_PARTS_IN_FLIGHT)
+        numbers = itertools.count(1)
 
         async def send(number: int, data: bytes) -> None:
             try:
@@ -152,7 +154,7 @@ class S3ObjectStore:
                     data = bytes(buffer[:_CHUNK])
                     del buffer[:_CHUNK]
                     await slots.acquire()
-                    task = asyncio.create_task(send(len(parts) + len(pending) + 1, data))
+                    task = asyncio.create_task(send(next(numbers), data))
                     pending.add(task)
                     task.add_done_callback(pending.discard)
                     # Surface a failed part now rather than after the whole body was read.
@@ -163,12 +165,16 @@ class S3ObjectStore:
                 return StoredObject(key, size, digest.hexdigest(), kind)
             if buffer:
                 await slots.acquire()
-                pending.add(asyncio.create_task(send(len(parts) + len(pending) + 1, bytes(buffer))))
+                pending.add(asyncio.create_task(send(next(numbers), bytes(buffer))))
             await asyncio.gather(*pending)
             parts.sort(key=lambda part: int(part["PartNumber"]))
             await s3.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )
+            stored = await s3.head_object(Bucket=self.bucket, Key=key)
+            if int(stored["ContentLength"]) != size:
+                await s3.delete_object(Bucket=self.bucket, Key=key)
+                raise OSError(f"s3://{self.bucket}/{key}: stored {stored['ContentLength']} bytes of {size}")
         except BaseException:
             for task in pending:
                 task.cancel()
