@@ -16,6 +16,8 @@ from ports.deployments import DeploymentSpec
 
 APP = "workflow-api"
 PORT = 8080
+# The per-consumer WorkflowApi's writable state (upload scratch space) on its otherwise read-only filesystem.
+STATE_DIR = "/var/lib/gxwf"
 MANAGER = "gxwf"
 
 
@@ -23,6 +25,9 @@ MANAGER = "gxwf"
 class WorkflowApiImage:
     image: str
     pull_policy: str = "IfNotPresent"
+    # Settings the per-consumer `gxwf workflow-api` needs beside its consumer's (servers, bucket, database):
+    # GXWF_* names and values, put into its Secret.
+    settings: tuple[tuple[str, str], ...] = ()
 
 
 def namespace_of(spec: DeploymentSpec) -> str:
@@ -162,6 +167,9 @@ def manifests(spec: DeploymentSpec, image: WorkflowApiImage) -> list[dict[str, A
             "metadata": _meta(spec, "workflow-api-config"),
             "type": "Opaque",
             "stringData": {
+                **dict(image.settings),
+                # Scratch space for uploads being checked: the root filesystem is read-only.
+                "GXWF_STATE_DIR": STATE_DIR,
                 "GXWF_CONSUMER_ID": spec.consumer_id,
                 "GXWF_TRANSFER_PROCESS_ID": spec.transfer_process_id,
                 "GXWF_ASSETS": json.dumps([{"asset_id": spec.asset.asset_id, "version": spec.asset.version}]),
@@ -179,6 +187,7 @@ def manifests(spec: DeploymentSpec, image: WorkflowApiImage) -> list[dict[str, A
                     "spec": {
                         "serviceAccountName": APP,
                         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                        "volumes": [{"name": "state", "emptyDir": {"sizeLimit": "20Gi"}}],
                         "containers": [
                             {
                                 "name": APP,
@@ -187,6 +196,7 @@ def manifests(spec: DeploymentSpec, image: WorkflowApiImage) -> list[dict[str, A
                                 "args": ["workflow-api", "--host", "0.0.0.0", "--port", str(PORT)],
                                 "ports": [{"name": "http", "containerPort": PORT}],
                                 "envFrom": [{"secretRef": {"name": "workflow-api-config"}}],
+                                "volumeMounts": [{"name": "state", "mountPath": STATE_DIR}],
                                 "resources": {
                                     "requests": {"cpu": "250m", "memory": "256Mi"},
                                     "limits": {"cpu": "500m", "memory": "512Mi"},

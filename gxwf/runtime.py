@@ -133,7 +133,9 @@ class HandlerService:
         }
         self.kubernetes: KubernetesDeploymentBackend | None = None
         if any(site.backend == "kubernetes" for site in self.sites):
-            self.kubernetes = KubernetesDeploymentBackend(WorkflowApiImage(settings.workflow_api_image))
+            self.kubernetes = KubernetesDeploymentBackend(
+                WorkflowApiImage(settings.workflow_api_image, settings=workflow_api_settings(settings, endpoints))
+            )
             self.deployments["kubernetes"] = self.kubernetes
         # Without a connector the provisioning handlers cannot learn consumers or answer EDC.
         self.edc = (
@@ -264,6 +266,20 @@ class HandlerService:
             await self.kubernetes_compute.close()
         await self.store.close()
         await self.objects.close()
+
+
+def workflow_api_settings(settings: Settings, endpoints: Endpoints) -> tuple[tuple[str, str], ...]:
+    """What a per-consumer WorkflowApi on a Kubernetes site needs to reach the same servers as the handlers."""
+    return (
+        ("GXWF_NATS_URL", endpoints.nats),
+        ("GXWF_MONGO_URL", endpoints.mongo),
+        ("GXWF_MONGO_DATABASE", settings.mongo_database),
+        ("GXWF_S3_ENDPOINT", endpoints.s3),
+        ("GXWF_S3_BUCKET", settings.s3_bucket),
+        ("GXWF_S3_REGION", settings.s3_region),
+        ("GXWF_S3_ACCESS_KEY", settings.s3_access_key),
+        ("GXWF_S3_SECRET_KEY", settings.s3_secret_key.get_secret_value()),
+    )
 
 
 def write_endpoints(state_dir: Path, values: dict[str, str | None]) -> Path:
