@@ -6,14 +6,19 @@ Job and its pod (`adapters.kubernetes_status`), read from the API or, with `watc
 (`adapters.kubernetes_informer`). Stop deletes the run's Jobs with foreground propagation and only
 reports success once their pods are gone.
 
-Artifacts: the log, read from the run's pods (every attempt) into `log_dir` for the results handler; no
-outputs. Outputs live in the pod's emptyDir; moving them to the object store is the pod's own job, designed
-in docs/runs.md but not built yet, so a Kubernetes run publishes no outputs."""
+Staging: with an object store and the gxwf image, each attempt's pod fetches its inputs (an init container)
+and uploads a tar of its outputs (a native sidecar, stopped by the kubelet after the workload) itself, by
+presigned URLs in a Secret owned by the Job: the handlers never hold the data, the pod holds no credentials.
+
+Artifacts: the log, read from the run's pods (every attempt) into `log_dir`, and the last attempt's uploaded
+outputs, unpacked there, for the results handler."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tarfile
 import time
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -34,7 +39,9 @@ from adapters.kubernetes_informer import Informer
 from adapters.kubernetes_status import classify, completed
 from events.payloads.run import RunSpec
 from ports.compute import RunArtifacts, RunOwner, WorkloadPhase, WorkloadStatus
+from ports.objects import ObjectStore
 from schemas.sites import ConsumerQuota
+from schemas.staging import StageFile, StageInput, StagePlan, outputs_key, staging_prefix
 
 log = structlog.get_logger("gxwf.kubernetes.compute")
 
@@ -57,8 +64,13 @@ class KubernetesJobBackend:
         watch_seconds: int = 300,
         log_dir: Path | None = None,
         consumer_quota: ConsumerQuota | None = None,
+        objects: ObjectStore | None = None,
+        stage_image: str | None = None,
     ) -> None:
         self.name = "kubernetes"
+        # With both, a run pod fetches its inputs and uploads its outputs itself, by presigned URLs.
+        self.objects = objects
+        self.stage_image = stage_image if objects is not None else None
         self.consumer_quota = consumer_quota or ConsumerQuota()
         self.site = site
         self.default_image = default_image
@@ -152,26 +164,57 @@ class KubernetesJobBackend:
         name = manifests.job_name(run_id, attempt)
         self._namespaces[run_id] = namespace
         handle = f"{namespace}/{name}"
-        if await self._read_job(namespace, name) is not None:
+        if (existing := await self._read_job(namespace, name)) is not None:
+            await self._stage_plan(existing, run_id, spec, attempt, owner)
             return handle
         # The client takes plain manifests as well as its models; its annotations only name the models.
-        body: Any = manifests.job(run_id, spec, parameters, attempt=attempt, owner=owner, image=image)
+        body: Any = manifests.job(
+            run_id, spec, parameters, attempt=attempt, owner=owner, image=image, stage_image=self.stage_image
+        )
         for retry in (False, True):
             await self._prepare(owner)
             try:
-                await self.batch.create_namespaced_job(namespace, body)
+                created = self._plain(await self.batch.create_namespaced_job(namespace, body))
             except ApiException as error:
                 if error.status == 409:  # another replica (or an earlier try of this one) made it
+                    if (found := await self._read_job(namespace, name)) is not None:
+                        await self._stage_plan(found, run_id, spec, attempt, owner)
                     return handle
                 if error.status == 404 and not retry:
                     # The namespace went away since it was prepared (a teardown): make it again, once.
                     self._prepared.discard(namespace)
                     continue
                 raise
+            await self._stage_plan(created, run_id, spec, attempt, owner)
             if attempt > 1:
                 await self._end_earlier_attempts(namespace, run_id, attempt)
             return handle
         raise AssertionError("unreachable")
+
+    async def _stage_plan(self, job: dict[str, Any], run_id: str, spec: RunSpec, attempt: int, owner: RunOwner) -> None:
+        """The attempt's Secret of presigned URLs, made once: the pod's stage steps wait for it to be mounted."""
+        if self.objects is None or self.stage_image is None:
+            return
+        namespace = manifests.namespace_name(owner.consumer_id)
+        # No read first: the handler may not read Secrets (it could read any in the cluster); a repeated start
+        # signs again and the create answers 409, keeping the first plan.
+        # Valid while the attempt may live: the Job's own deadline, at most S3's limit of 7 days.
+        valid = min(int(spec.pending_timeout_seconds + spec.timeout_seconds) + 3600, 7 * 24 * 3600)
+        inputs = []
+        for item in spec.inputs:
+            files = []
+            for obj in await self.objects.list(item.prefix):
+                url = await self.objects.presigned_url("GET", obj.key, expires_seconds=valid)
+                relative = "" if item.kind == "file" else obj.key[len(item.prefix) :]
+                files.append(StageFile(relative=relative, url=url, size=obj.size, sha256=obj.sha256))
+            relative_path = item.path if item.path and not item.path.startswith("/") else None
+            inputs.append(StageInput(name=item.name, kind=item.kind, path=relative_path, files=files))
+        outputs_url = await self.objects.presigned_url(
+            "PUT", outputs_key(run_id, attempt), expires_seconds=valid, content_type="application/x-tar"
+        )
+        plan = StagePlan(inputs=inputs, outputs_url=outputs_url)
+        body: Any = manifests.stage_secret(run_id, attempt, owner, str(job["metadata"]["uid"]), plan.model_dump_json())
+        await self._create_if_missing(self.core.create_namespaced_secret(namespace, body))
 
     async def status(self, run_id: str, *, attempt: int = 1) -> WorkloadStatus:
         await self.connect()
@@ -242,7 +285,29 @@ class KubernetesJobBackend:
         saved = await self._save_log(run_id, namespace)
         if saved is None and (earlier := self._log_path(run_id)).exists():
             saved = earlier
-        return RunArtifacts([], saved)
+        return RunArtifacts(await self._staged_outputs(run_id), saved)
+
+    async def _staged_outputs(self, run_id: str) -> list[tuple[str, Path]]:
+        """The outputs the last attempt's stage-out sidecar uploaded, unpacked here for the results handler.
+        An attempt whose sidecar never finished (evicted, node lost) left no archive: no outputs."""
+        if self.objects is None or self.log_dir is None:
+            return []
+        archives = [o for o in await self.objects.list(staging_prefix(run_id)) if o.key.endswith("/outputs.tar")]
+        if not archives:
+            return []
+        latest = max(archives, key=lambda o: int(o.key.rsplit("/", 2)[-2]) if o.key.rsplit("/", 2)[-2].isdigit() else 0)
+        root = self._outputs_dir(run_id)
+        archive = root.with_suffix(".tar")
+        root.parent.mkdir(parents=True, exist_ok=True)
+        await self.objects.get_file(latest.key, archive)
+        try:
+            return await asyncio.to_thread(_unpack, archive, root)
+        finally:
+            archive.unlink(missing_ok=True)
+
+    def _outputs_dir(self, run_id: str) -> Path:
+        assert self.log_dir is not None
+        return self.log_dir / f"{manifests.run_label(run_id)}-outputs"
 
     async def release(self, consumer_id: str, run_ids: list[str]) -> bool:
         """Delete the consumer's runs namespace (its Jobs, pods, quota and ServiceAccount with it) and the logs
@@ -255,10 +320,15 @@ class KubernetesJobBackend:
         except ApiException as error:
             if error.status != 404:
                 raise
-        if self.log_dir is not None:
-            for run_id in run_ids:
+        for run_id in run_ids:
+            self._namespaces.pop(run_id, None)
+            if self.log_dir is not None:
                 self._log_path(run_id).unlink(missing_ok=True)
-                self._namespaces.pop(run_id, None)
+                await asyncio.to_thread(shutil.rmtree, self._outputs_dir(run_id), True)
+            if self.objects is not None:
+                staged = [o.key for o in await self.objects.list(staging_prefix(run_id))]
+                if staged:
+                    await self.objects.delete(staged)
         deadline = time.monotonic() + self.stop_timeout_seconds
         while True:
             try:
@@ -429,3 +499,26 @@ def _attempt_of(pod: dict[str, Any]) -> tuple[str, str, str]:
         str(labels.get(manifests.RUN_LABEL) or ""),
         str(labels.get(manifests.ATTEMPT_LABEL) or ""),
     )
+
+
+def _unpack(archive: Path, root: Path) -> list[tuple[str, Path]]:
+    """Regular files of the archive under `root`, none outside it: it came from a pod the consumer's code ran in."""
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    base = root.resolve()
+    found: list[tuple[str, Path]] = []
+    with tarfile.open(archive, "r:") as tar:
+        for member in tar:
+            if not member.isreg():
+                continue
+            target = (root / member.name).resolve()
+            if not target.is_relative_to(base) or target == base:
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = tar.extractfile(member)
+            if source is None:
+                continue
+            with source, target.open("wb") as out:
+                shutil.copyfileobj(source, out, 1 << 20)
+            found.append((str(target.relative_to(base)), target))
+    return sorted(found)

@@ -10,7 +10,7 @@ import hashlib
 import math
 from typing import Any
 
-from events.payloads.run import RunSpec
+from events.payloads.run import RunSpec, StagedInput
 from ports.compute import RunOwner
 from schemas.assets import memory_bytes
 from schemas.sites import ConsumerQuota
@@ -30,6 +30,11 @@ ASSET_VERSION_ANNOTATION = f"{GROUP}/asset-version"
 SERVICE_ACCOUNT = "gxwf-run"
 CONTAINER = "workload"
 OUTPUT_DIR = "/outputs"
+INPUT_DIR = "/inputs"
+STAGE_DIR = "/stage"
+STAGE_PLAN = "plan.json"
+# Time the stage-out sidecar has to upload the outputs after the workload ended.
+STAGE_OUT_GRACE_SECONDS = 300
 # The container's own /tmp, an emptyDir of the pod: writable although the root filesystem is not.
 TMP_DIR = "/tmp"  # noqa: S108
 # An arbitrary unprivileged uid: images built to run as root still start under runAsNonRoot.
@@ -187,11 +192,100 @@ def _node_selector(spec: RunSpec) -> dict[str, str]:
     return selector
 
 
+def stage_secret_name(run_id: str, attempt: int) -> str:
+    return f"{job_name(run_id, attempt)}-stage"
+
+
+def input_env_name(name: str) -> str:
+    """`GXWF_INPUT_<NAME>`, as on the local backend."""
+    return "GXWF_INPUT_" + "".join(ch if ch.isascii() and (ch.isalnum() or ch == "_") else "_" for ch in name.upper())
+
+
+def stage_secret(run_id: str, attempt: int, owner: RunOwner, job_uid: str, plan_json: str) -> dict[str, Any]:
+    """The attempt's stage plan (presigned URLs): owned by its Job, so it goes when the Job goes."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": stage_secret_name(run_id, attempt),
+            "namespace": namespace_name(owner.consumer_id),
+            "labels": _labels(run_id, owner, attempt),
+            "ownerReferences": [
+                {"apiVersion": "batch/v1", "kind": "Job", "name": job_name(run_id, attempt), "uid": job_uid}
+            ],
+        },
+        "type": "Opaque",
+        "stringData": {STAGE_PLAN: plan_json},
+    }
+
+
+def _stage_container(name: str, image: str, args: list[str], mounts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": image,
+        "args": args,
+        "volumeMounts": [{"name": "stage", "mountPath": STAGE_DIR, "readOnly": True}, *mounts],
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+
+
+def _staging(
+    run_id: str, attempt: int, image: str, inputs: list[StagedInput]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Init containers and volumes: stage-in before the workload (when it has inputs), and stage-out as a native
+    sidecar (restartPolicy Always, Kubernetes 1.29+) that the kubelet stops after the workload, when it uploads."""
+    plan = f"{STAGE_DIR}/{STAGE_PLAN}"
+    init: list[dict[str, Any]] = []
+    if inputs:
+        init.append(
+            _stage_container(
+                "stage-in",
+                image,
+                ["stage", "in", "--plan", plan, "--dest", INPUT_DIR, "--workdir", TMP_DIR],
+                [{"name": "inputs", "mountPath": INPUT_DIR}, {"name": "tmp", "mountPath": TMP_DIR}],
+            )
+        )
+    sidecar = _stage_container(
+        "stage-out",
+        image,
+        ["stage", "out", "--plan", plan, "--src", OUTPUT_DIR],
+        [
+            {"name": "outputs", "mountPath": OUTPUT_DIR, "readOnly": True},
+            {"name": "stage-scratch", "mountPath": TMP_DIR},
+        ],
+    )
+    sidecar["restartPolicy"] = "Always"
+    init.append(sidecar)
+    volumes: list[dict[str, Any]] = [
+        {"name": "stage", "secret": {"secretName": stage_secret_name(run_id, attempt), "defaultMode": 0o440}},
+        {"name": "stage-scratch", "emptyDir": {}},
+    ]
+    if inputs:
+        volumes.append({"name": "inputs", "emptyDir": {}})
+    return init, volumes
+
+
 def job(
-    run_id: str, spec: RunSpec, parameters: dict[str, str], *, attempt: int, owner: RunOwner, image: str
+    run_id: str,
+    spec: RunSpec,
+    parameters: dict[str, str],
+    *,
+    attempt: int,
+    owner: RunOwner,
+    image: str,
+    stage_image: str | None = None,
 ) -> dict[str, Any]:
+    """`stage_image`: the gxwf image, for the stage-in and stage-out steps; None: no staging (no object store)."""
     labels = _labels(run_id, owner, attempt)
     annotations = _annotations(run_id, owner)
+    staged_inputs = stage_image is not None and bool(spec.inputs)
     env = {
         **spec.env,
         **parameters,
@@ -200,6 +294,9 @@ def job(
         "GXWF_ATTEMPT": str(attempt),
         "GXWF_OUTPUT_DIR": OUTPUT_DIR,
     }
+    if staged_inputs:
+        env["GXWF_INPUT_DIR"] = INPUT_DIR
+        env |= {input_env_name(item.name): f"{INPUT_DIR}/{item.name}" for item in spec.inputs}
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": image,
@@ -218,6 +315,8 @@ def job(
             {"name": "outputs", "mountPath": OUTPUT_DIR},
         ],
     }
+    if staged_inputs:
+        container["volumeMounts"].append({"name": "inputs", "mountPath": INPUT_DIR, "readOnly": True})
     if resources := _resources(spec):
         container["resources"] = resources
     pod_spec: dict[str, Any] = {
@@ -236,6 +335,11 @@ def job(
         "containers": [container],
         "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "outputs", "emptyDir": {}}],
     }
+    if stage_image is not None:
+        init, volumes = _staging(run_id, attempt, stage_image, list(spec.inputs))
+        pod_spec["initContainers"] = init
+        pod_spec["volumes"] += volumes
+        pod_spec["terminationGracePeriodSeconds"] = STAGE_OUT_GRACE_SECONDS
     if selector := _node_selector(spec):
         pod_spec["nodeSelector"] = selector
     if spec.gpu_count:

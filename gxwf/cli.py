@@ -23,6 +23,7 @@ from gxwf.edc_commands import edc_app, edc_ingress_command
 from gxwf.errors import UserError
 from gxwf.logging_setup import configure_logging
 from gxwf.settings import Settings
+from gxwf.stage_commands import stage_app
 from gxwf.workflow_api_commands import workflow_api_command
 from handlers.subscriptions import GROUPS
 
@@ -53,6 +54,7 @@ app.command("edc-ingress")(edc_ingress_command)
 app.add_typer(client_app, name="client")
 app.command("workflow-api")(workflow_api_command)
 app.command("dashboard")(dashboard_command)
+app.add_typer(stage_app, name="stage")
 
 console = Console(stderr=True)
 StateDir = Annotated[

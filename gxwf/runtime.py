@@ -143,6 +143,13 @@ class HandlerService:
             if connectors is not None
             else None
         )
+        self.objects = S3ObjectStore(
+            endpoints.s3,
+            settings.s3_bucket,
+            access_key=settings.s3_access_key,
+            secret_key=settings.s3_secret_key.get_secret_value(),
+            region=settings.s3_region,
+        )
         # The local backend is always there: its run directories are also what tests and benchmarks inspect.
         self.local_compute = LocalProcessBackend(settings.state_dir / "runs", site=settings.compute_site or "local")
         self.kubernetes_compute: KubernetesJobBackend | None = None
@@ -157,15 +164,10 @@ class HandlerService:
                 watch=settings.kubernetes_watch,
                 log_dir=settings.state_dir / "kubernetes-logs",
                 consumer_quota=self._quota_of(settings.compute_site or "kubernetes"),
+                objects=self.objects,
+                stage_image=settings.workflow_api_image,
             )
             self.compute = self.kubernetes_compute
-        self.objects = S3ObjectStore(
-            endpoints.s3,
-            settings.s3_bucket,
-            access_key=settings.s3_access_key,
-            secret_key=settings.s3_secret_key.get_secret_value(),
-            region=settings.s3_region,
-        )
         # Runs on the local backend are staged in from the object store (their uploaded inputs).
         self.local_compute.objects = self.objects
         self.bus: Bus | None = None

@@ -547,6 +547,9 @@ def test_jobs_handler_rights(rendered: list[Manifest]) -> None:
     for resource in ("serviceaccounts", "resourcequotas", "limitranges"):
         assert _grants(role, "", resource, "create"), resource
     assert _grants(role, "networking.k8s.io", "networkpolicies", "create")
+    # Each attempt's stage plan (presigned URLs) is a Secret it creates; it can read none (nor anyone else's).
+    assert _grants(role, "", "secrets", "create")
+    assert not any(_grants(role, "", "secrets", verb) for verb in ("get", "list", "watch", "patch", "update"))
     assert not any(
         _grants(role, "", r, verb) for r in ("resourcequotas", "limitranges") for verb in ("patch", "delete")
     )

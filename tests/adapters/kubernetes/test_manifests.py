@@ -8,6 +8,8 @@ import kubernetes_validate
 import pytest
 
 from adapters import kubernetes_manifests as m
+from events.payloads.run import StagedInput
+from schemas.sites import ConsumerQuota
 from tests.adapters.kubernetes.conftest import OWNER, spec
 
 
@@ -108,3 +110,57 @@ def test_resources_and_node_selection_follow_the_spec(
 def test_the_job_deadline_is_a_backstop_behind_both_time_limits() -> None:
     job = m.job("r", spec(timeout_seconds=100, pending_timeout_seconds=30), {}, attempt=1, owner=OWNER, image="x")
     assert job["spec"]["activeDeadlineSeconds"] == 130 + m.DEADLINE_SLACK_SECONDS
+
+
+STAGED = [
+    StagedInput(name="route", kind="file", input_id="in-1", prefix="inputs/c/in-1/", path="data/route.csv"),
+    StagedInput(name="maps", kind="directory", input_id="in-2", prefix="inputs/c/in-2/"),
+]
+
+
+def test_a_staged_run_fetches_inputs_first_and_uploads_outputs_from_a_sidecar() -> None:
+    job = m.job("run-s", spec(inputs=STAGED), {}, attempt=2, owner=OWNER, image="carla:0.9", stage_image="gxwf:0.1.0")
+    _valid(job)
+    pod = _pod(job)
+    stage_in, stage_out = pod["initContainers"]
+    assert stage_in["name"] == "stage-in" and "restartPolicy" not in stage_in, "runs to completion before the workload"
+    assert stage_in["args"][:2] == ["stage", "in"] and stage_in["image"] == "gxwf:0.1.0"
+    # A native sidecar: started before the workload, stopped by the kubelet after it, when it uploads.
+    assert stage_out["name"] == "stage-out" and stage_out["restartPolicy"] == "Always"
+    assert stage_out["args"][:2] == ["stage", "out"]
+    for step in (stage_in, stage_out):
+        assert step["securityContext"]["readOnlyRootFilesystem"] is True
+        assert step["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+        assert {"name": "stage", "mountPath": m.STAGE_DIR, "readOnly": True} in step["volumeMounts"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["stage"]["secret"]["secretName"] == m.stage_secret_name("run-s", 2)
+    [workload] = pod["containers"]
+    assert {"name": "inputs", "mountPath": m.INPUT_DIR, "readOnly": True} in workload["volumeMounts"]
+    outputs = [mount for mount in stage_out["volumeMounts"] if mount["name"] == "outputs"]
+    assert outputs == [{"name": "outputs", "mountPath": m.OUTPUT_DIR, "readOnly": True}]
+    env = {e["name"]: e["value"] for e in workload["env"]}
+    assert env["GXWF_INPUT_DIR"] == "/inputs"
+    assert (env["GXWF_INPUT_ROUTE"], env["GXWF_INPUT_MAPS"]) == ("/inputs/route", "/inputs/maps")
+    assert pod["terminationGracePeriodSeconds"] >= 60, "time to upload after the workload ended"
+
+
+def test_a_run_without_inputs_still_uploads_its_outputs() -> None:
+    pod = _pod(m.job("run-o", spec(), {}, attempt=1, owner=OWNER, image="busybox:1.36", stage_image="gxwf:0.1.0"))
+    assert [c["name"] for c in pod["initContainers"]] == ["stage-out"]
+    assert "inputs" not in {v["name"] for v in pod["volumes"]}
+    # Without an object store there is nothing to stage with: the pod is the workload alone.
+    assert "initContainers" not in _pod(m.job("run-o", spec(), {}, attempt=1, owner=OWNER, image="busybox:1.36"))
+
+
+def test_the_stage_secret_is_owned_by_its_job_and_valid() -> None:
+    secret = m.stage_secret("run-s", 2, OWNER, "0b6c1d2e-3f40-4a5b-8c6d-7e8f90a1b2c3", '{"inputs": []}')
+    _valid(secret)
+    (owner,) = secret["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"]) == ("Job", m.job_name("run-s", 2)), "deleted with the Job"
+    assert secret["metadata"]["namespace"] == m.namespace_name(OWNER.consumer_id)
+
+
+def test_the_guards_of_a_runs_namespace_are_valid() -> None:
+    for quota in (ConsumerQuota(), ConsumerQuota(runs=2, cpu=1.5, memory="3Gi", gpu=1)):
+        for obj in m.guards(OWNER, quota):
+            _valid(obj)
