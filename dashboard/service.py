@@ -18,7 +18,7 @@ from adapters.mongo_store import MongoStateStore
 from adapters.s3_objects import S3ObjectStore
 from dashboard.app import Dashboard, create_app
 from dashboard.auth import Tokens
-from dashboard.tail import TailHub
+from dashboard.tail import RING_EVENTS, TailHub
 from schemas.sites import Site
 
 log = structlog.get_logger("gxwf.dashboard")
@@ -66,6 +66,7 @@ class DashboardService:
         port: int = 8500,
         max_clients: int = 200,
         runs_dir: Path | None = None,
+        ring_events: int = RING_EVENTS,
     ) -> None:
         self.servers = servers
         self.tokens = tokens
@@ -73,6 +74,7 @@ class DashboardService:
         self.host, self.port = host, port
         self.max_clients = max_clients
         self.runs_dir = runs_dir
+        self.ring_events = ring_events
         self.nc: Client | None = None
         self.store = MongoStateStore.connect(servers.mongo, servers.mongo_database)
         self.objects = (
@@ -98,7 +100,8 @@ class DashboardService:
             self.servers.nats, name="gxwf-dashboard", connect_timeout=5, max_reconnect_attempts=-1
         )
         js = self.nc.jetstream()
-        self.hub = TailHub(js, max_clients=self.max_clients)
+        self.hub = TailHub(js, max_clients=self.max_clients, ring_events=self.ring_events)
+        await self.hub.start()
         self.dashboard = Dashboard(
             tokens=self.tokens,
             nc=self.nc,
@@ -136,8 +139,7 @@ class DashboardService:
     async def stop(self) -> None:
         if self.hub is not None:
             # Open tails end first, or the server would wait for them until its graceful timeout.
-            self.hub.closing.set()
-            self.hub.drop_all()
+            await self.hub.stop()
         if self._server is not None and self._task is not None:
             self._server.should_exit = True
             with contextlib.suppress(asyncio.CancelledError, SystemExit):

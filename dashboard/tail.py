@@ -1,13 +1,18 @@
-"""The live tail: one ephemeral ordered JetStream consumer per client, events rendered once and shared.
+"""The live tail: one shared feed of stream WF for every browser, and catch-up replay per browser.
 
-The SSE event id is the stream sequence, so a browser that reconnects with Last-Event-ID resumes at the next
-sequence: nothing missed, nothing doubled. A tail of new events first sends the stream's current last
-sequence as a cursor, so even a client that saw no event yet resumes exactly where it was.
+The feed is one ordered JetStream consumer whose events are decoded, redacted and SSE-encoded once, into a
+ring of the newest events; twenty browsers tailing live cost one decode per event, not twenty. A browser that
+starts (or falls) behind the ring replays from its own ephemeral ordered consumer until it reaches the ring,
+then follows the ring. Its position is always "the next stream sequence I need": the SSE event id is the stream
+sequence, so one reconnecting with Last-Event-ID resumes at the next one, nothing missed, nothing doubled.
+A tail of new events first sends the stream's current last sequence as a cursor, so even a browser that saw no
+event yet resumes exactly where it was.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
 from collections import OrderedDict
@@ -16,26 +21,32 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import nats.errors
+import structlog
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 from sse_starlette.event import ServerSentEvent
 
 from events.filters import EventFilter, StartAt
 from events.redaction import may_hold_secret, redact
 from events.subjects import STREAM, STREAM_SUBJECTS
 
+log = structlog.get_logger("gxwf.dashboard")
+
 RETRY_MS = 1000
-_BATCH = 256
+RING_EVENTS = 20_000
+_BATCH = 512
 
 
 @dataclass(frozen=True)
 class Rendered:
-    """One stored event as the dashboard shows it: redacted, with the JSON text sent to browsers."""
+    """One stored event as the dashboard shows it: redacted, with its SSE bytes ready to send."""
 
     sequence: int
     subject: str
     event: dict[str, Any]
     text: str
+    sse: bytes
 
 
 def render(sequence: int, subject: str, raw: bytes) -> Rendered:
@@ -47,11 +58,12 @@ def render(sequence: int, subject: str, raw: bytes) -> Rendered:
     if may_hold_secret(raw):
         event = redact(event)
     text = json.dumps({"seq": sequence, "subject": subject, "event": event}, separators=(",", ":"), default=str)
-    return Rendered(sequence, subject, event, text)
+    sse = ServerSentEvent(data=text, id=str(sequence), event="event").encode()
+    return Rendered(sequence, subject, event, text, sse)
 
 
 class RenderCache:
-    """Twenty browsers tailing the same events: each is decoded and redacted once, not twenty times."""
+    """Browsers replaying the same history: each event is decoded and redacted once."""
 
     def __init__(self, size: int = 8192) -> None:
         self.size = size
@@ -68,13 +80,100 @@ class RenderCache:
         return rendered
 
 
-def sse(rendered: Rendered) -> bytes:
-    return ServerSentEvent(data=rendered.text, id=str(rendered.sequence), event="event").encode()
-
-
 def cursor(sequence: int) -> bytes:
     """An id-only event: the browser records it as its Last-Event-ID and shows nothing."""
     return ServerSentEvent(data=str(sequence), id=str(sequence), event="cursor").encode()
+
+
+class Feed:
+    """The newest events of stream WF, in stream order, rendered once; `floor` is the lowest sequence from
+    which on every stored event is (or will be) in the ring."""
+
+    def __init__(self, js: JetStreamContext, size: int = RING_EVENTS) -> None:
+        self.js = js
+        self.size = size
+        self.items: list[Rendered] = []
+        self.sequences: list[int] = []
+        self.floor = 1
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        try:
+            info = await self.js.stream_info(STREAM)
+            self.floor = int(info.state.last_seq) + 1
+        except NotFoundError:
+            self.floor = 1  # the handlers create it; the feed subscribes once it exists
+        self._task = asyncio.create_task(self._run(), name="dashboard-feed")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def covers(self, wanted: int) -> bool:
+        return wanted >= self.floor
+
+    def after(self, wanted: int, limit: int = _BATCH) -> list[Rendered]:
+        index = bisect.bisect_left(self.sequences, wanted)
+        return self.items[index : index + limit]
+
+    async def changed(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._changed.wait()
+
+    def _append(self, batch: list[Rendered]) -> None:
+        self.items.extend(batch)
+        self.sequences.extend(r.sequence for r in batch)
+        if len(self.items) > 2 * self.size:
+            del self.items[: -self.size]
+            del self.sequences[: -self.size]
+            self.floor = self.sequences[0]
+        # Wake every waiting browser once per batch, then arm a fresh event for the next one.
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def _run(self) -> None:
+        while True:
+            start = self.sequences[-1] + 1 if self.sequences else self.floor
+            try:
+                config = ConsumerConfig(
+                    filter_subjects=list(STREAM_SUBJECTS),
+                    deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                    opt_start_seq=start,
+                )
+                sub = await self.js.subscribe(
+                    "", stream=STREAM, ordered_consumer=True, config=config, pending_msgs_limit=200_000
+                )
+                try:
+                    await self._pump(sub)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # NATS away or the stream recreated: start again where we were
+                log.warning("dashboard feed interrupted", error=repr(error))
+                await asyncio.sleep(1.0)
+
+    async def _pump(self, sub: Any) -> None:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=5.0)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            batch: list[Rendered] = []
+            while True:
+                sequence = int(msg.metadata.sequence.stream)
+                if not self.sequences or sequence > self.sequences[-1]:
+                    batch.append(render(sequence, msg.subject, msg.data))
+                if sub.pending_msgs == 0 or len(batch) >= _BATCH:
+                    break
+                msg = await sub.next_msg(timeout=1.0)
+            if batch:
+                self._append(batch)
 
 
 @dataclass(eq=False)
@@ -87,14 +186,30 @@ class TailClient:
 
 
 class TailHub:
-    def __init__(self, js: JetStreamContext, *, max_clients: int = 200, ping_seconds: float = 10.0) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        *,
+        max_clients: int = 200,
+        ping_seconds: float = 10.0,
+        ring_events: int = RING_EVENTS,
+    ) -> None:
         self.js = js
         self.max_clients = max_clients
         self.ping_seconds = ping_seconds
         self.cache = RenderCache()
+        self.feed = Feed(js, ring_events)
         self.clients: set[TailClient] = set()
         self.opened = 0  # tails served since the start, reconnects included
         self.closing = asyncio.Event()
+
+    async def start(self) -> None:
+        await self.feed.start()
+
+    async def stop(self) -> None:
+        self.closing.set()
+        self.drop_all()
+        await self.feed.stop()
 
     @property
     def full(self) -> bool:
@@ -107,27 +222,34 @@ class TailHub:
         return len(self.clients)
 
     async def open(self, client: TailClient, start: StartAt) -> AsyncIterator[bytes]:
-        """Create the client's consumer now (so a failure is an HTTP error, not a broken stream), then stream."""
-        sub, first_cursor = await self._consumer(client.filter, start)
-        return self.stream(client, sub, first_cursor)
-
-    async def _consumer(self, flt: EventFilter, start: StartAt) -> tuple[Any, int | None]:
-        config = ConsumerConfig(filter_subjects=flt.stream_subjects(STREAM_SUBJECTS))
+        """Resolve where the client starts now (so a missing stream is an HTTP error, not a broken stream)."""
         first_cursor: int | None = None
+        catch_up: Any = None
         if start.sequence is not None:
-            config.deliver_policy, config.opt_start_seq = DeliverPolicy.BY_START_SEQUENCE, start.sequence
+            wanted = start.sequence
         elif start.time is not None:
-            config.deliver_policy, config.opt_start_time = DeliverPolicy.BY_START_TIME, start.time
+            # Where a time falls in the stream is known once its first event arrives: replay from it.
+            catch_up = await self._replay(DeliverPolicy.BY_START_TIME, start)
+            wanted = 1
         else:
             info = await self.js.stream_info(STREAM)
             first_cursor = int(info.state.last_seq)
-            config.deliver_policy, config.opt_start_seq = DeliverPolicy.BY_START_SEQUENCE, first_cursor + 1
-        sub = await self.js.subscribe(
-            "", stream=STREAM, ordered_consumer=True, config=config, pending_msgs_limit=100_000
-        )
-        return sub, first_cursor
+            wanted = first_cursor + 1
+        return self.stream(client, wanted, first_cursor, catch_up)
 
-    async def stream(self, client: TailClient, sub: Any, first_cursor: int | None) -> AsyncIterator[bytes]:
+    async def _replay(self, policy: DeliverPolicy, start: StartAt) -> Any:
+        config = ConsumerConfig(filter_subjects=list(STREAM_SUBJECTS), deliver_policy=policy)
+        if policy is DeliverPolicy.BY_START_TIME:
+            config.opt_start_time = start.time
+        else:
+            config.opt_start_seq = start.sequence
+        return await self.js.subscribe(
+            "", stream=STREAM, ordered_consumer=True, config=config, pending_msgs_limit=20_000
+        )
+
+    async def stream(
+        self, client: TailClient, wanted: int, first_cursor: int | None, catch_up: Any
+    ) -> AsyncIterator[bytes]:
         """SSE bytes: the retry hint, a cursor, then batches of matching events; pings while idle."""
         self.clients.add(client)
         self.opened += 1
@@ -137,31 +259,68 @@ class TailHub:
             if first_cursor is not None:
                 yield cursor(first_cursor)
             while not client.drop.is_set() and not self.closing.is_set():
-                try:
-                    msg = await sub.next_msg(timeout=0.5)
-                except (TimeoutError, nats.errors.TimeoutError):
+                if catch_up is None and self.feed.covers(wanted):
+                    batch = self.feed.after(wanted)
+                    if not batch:
+                        await self.feed.changed(0.5)
+                        idle += 0.5
+                        if idle >= self.ping_seconds:
+                            idle = 0.0
+                            yield b": ping\n\n"
+                        continue
+                    wanted = batch[-1].sequence + 1
+                    idle = 0.0
+                    chunk = self._matching(client, batch)
+                    if chunk:
+                        yield chunk
+                    continue
+                if catch_up is None:  # fell behind the ring (or started before it): replay from where it is
+                    catch_up = await self._replay(DeliverPolicy.BY_START_SEQUENCE, StartAt(sequence=wanted))
+                replayed, wanted, done = await self._catch_up(catch_up, wanted)
+                if replayed:
+                    idle = 0.0
+                    chunk = self._matching(client, replayed)
+                    if chunk:
+                        yield chunk
+                else:
                     idle += 0.5
                     if idle >= self.ping_seconds:
                         idle = 0.0
                         yield b": ping\n\n"
-                    continue
-                idle = 0.0
-                chunk = bytearray()
-                while True:
-                    self._add(client, msg, chunk)
-                    if sub.pending_msgs == 0 or len(chunk) > 256 * 1024:
-                        break
-                    msg = await sub.next_msg(timeout=0.5)
-                if chunk:
-                    yield bytes(chunk)
+                if done:
+                    with contextlib.suppress(Exception):
+                        await catch_up.unsubscribe()
+                    catch_up = None
         finally:
             self.clients.discard(client)
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+            if catch_up is not None:
+                with contextlib.suppress(Exception):
+                    await catch_up.unsubscribe()
 
-    def _add(self, client: TailClient, msg: Any, chunk: bytearray) -> None:
-        sequence = int(msg.metadata.sequence.stream)
-        rendered = self.cache.get(sequence, msg.subject, msg.data)
-        if client.filter.matches(rendered.subject, rendered.event, rendered.text):
-            chunk += sse(rendered)
-            client.sent += 1
+    async def _catch_up(self, sub: Any, wanted: int) -> tuple[list[Rendered], int, bool]:
+        """Events from the client's own consumer; done once the next one is in the ring."""
+        found: list[Rendered] = []
+        while len(found) < _BATCH:
+            try:
+                msg = await sub.next_msg(timeout=0.5 if not found else 0.05)
+            except (TimeoutError, nats.errors.TimeoutError):
+                # Quiet: done if the ring already starts at or below where the client is; otherwise the
+                # consumer still has to hand over the ring's first event, and the switch happens then.
+                return found, wanted, self.feed.covers(wanted)
+            sequence = int(msg.metadata.sequence.stream)
+            if sequence < wanted:
+                continue
+            if self.feed.covers(sequence):
+                return found, sequence, True
+            found.append(self.cache.get(sequence, msg.subject, msg.data))
+            wanted = sequence + 1
+        return found, wanted, False
+
+    def _matching(self, client: TailClient, batch: list[Rendered]) -> bytes:
+        flt = client.filter
+        if not flt.subjects and not flt.needs_event:
+            client.sent += len(batch)
+            return b"".join(r.sse for r in batch)
+        chosen = [r.sse for r in batch if flt.matches(r.subject, r.event, r.text)]
+        client.sent += len(chosen)
+        return b"".join(chosen)

@@ -442,6 +442,19 @@ def bench_runs(
     asyncio.run(run_benchmark(settings, runs, consumers, console=Console()))
 
 
+@bench_app.command("dashboard")
+def bench_dashboard(
+    rate: Annotated[int, typer.Option("--rate", min=1, max=100_000, help="Events published per second.")] = 2000,
+    seconds: Annotated[float, typer.Option("--seconds", min=1, max=3600, help="How long to publish.")] = 30,
+    clients: Annotated[int, typer.Option("--clients", min=1, max=1000, help="SSE clients tailing at once.")] = 20,
+) -> None:
+    """Events delivered to every live-tail client, publish-to-client latency, and the dashboard's CPU and RSS."""
+    from gxwf.bench_dashboard import run_benchmark as run_dashboard_benchmark
+
+    settings = _settings(None)
+    asyncio.run(run_dashboard_benchmark(settings, rate, seconds, clients, console=Console()))
+
+
 @bench_app.command("provisioning")
 def bench_provisioning(
     consumers: Annotated[int, typer.Option("--consumers", min=1, max=10_000, help="Consumers at once.")] = 200,

@@ -41,11 +41,8 @@ def output_dir() -> Path:
     return path
 
 
-@pytest.fixture
-async def dashboard(
-    stack: StackEndpoints, settings: Settings, js: JetStreamContext, store: MongoStateStore
-) -> AsyncIterator[DashboardService]:
-    service = DashboardService(
+def make_dashboard(stack: StackEndpoints, settings: Settings, **options: Any) -> DashboardService:
+    return DashboardService(
         Servers(
             nats=stack.nats,
             mongo=stack.mongo,
@@ -59,7 +56,15 @@ async def dashboard(
         host="127.0.0.1",
         port=0,
         runs_dir=settings.state_dir / "runs",
+        **options,
     )
+
+
+@pytest.fixture
+async def dashboard(
+    stack: StackEndpoints, settings: Settings, js: JetStreamContext, store: MongoStateStore
+) -> AsyncIterator[DashboardService]:
+    service = make_dashboard(stack, settings)
     await service.start()
     yield service
     await service.stop()

@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import httpx
 from nats.js import JetStreamContext
 
+from adapters.mongo_store import MongoStateStore
 from dashboard.service import DashboardService
-from tests.dashboard.conftest import ADMIN, OPERATOR, bearer, events_of, publish_run_requested, read_sse
+from gxwf.settings import Settings
+from tests.dashboard.conftest import (
+    ADMIN,
+    OPERATOR,
+    bearer,
+    events_of,
+    make_dashboard,
+    publish_run_requested,
+    read_sse,
+)
+
+if TYPE_CHECKING:
+    from devstack import StackEndpoints
 
 
 async def test_without_a_token_every_page_and_api_is_refused(http: httpx.AsyncClient) -> None:
@@ -135,3 +149,25 @@ async def test_health_reports_every_server(http: httpx.AsyncClient) -> None:
     body = response.json()
     assert body["NATS"]["status"] == "ok" and body["NATS"]["streams"] >= 2
     assert body["MongoDB"]["status"] == "ok" and body["S3"]["status"] == "ok"
+
+
+async def test_replay_from_before_the_shared_feed_hands_over_without_gaps(
+    stack: StackEndpoints, settings: Settings, js: JetStreamContext, store: MongoStateStore
+) -> None:
+    """Events older than the dashboard's ring come from the client's own consumer, newer ones from the ring;
+    a small ring makes the hand-over happen mid-stream."""
+    for index in range(3):
+        await publish_run_requested(js, f"old-{index}")
+    service = make_dashboard(stack, settings, ring_events=5)
+    await service.start()
+    try:
+        async with httpx.AsyncClient(base_url=str(service.url), timeout=10) as client:
+            for index in range(25):
+                await publish_run_requested(js, f"new-{index}")
+            replayed = events_of(await read_sse(client, "/api/events/stream?since=1", want=28))
+            assert [e["seq"] for e in replayed] == list(range(1, 29))
+            assert service.hub is not None and service.hub.feed.floor > 4  # the ring dropped its oldest
+            resumed = events_of(await read_sse(client, "/api/events/stream", want=3, headers={"Last-Event-ID": "10"}))
+            assert [e["seq"] for e in resumed] == [11, 12, 13]
+    finally:
+        await service.stop()
