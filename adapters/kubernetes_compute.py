@@ -309,6 +309,26 @@ class KubernetesJobBackend:
         assert self.log_dir is not None
         return self.log_dir / f"{manifests.run_label(run_id)}-outputs"
 
+    async def discard(self, run_id: str) -> None:
+        """Delete the run's finished Jobs (their pods and stage Secrets with them), the saved log and the unpacked
+        outputs: the results are in the object store, and a busy consumer's namespace must not fill with Jobs."""
+        await self.connect()
+        namespace = await self._namespace_of(run_id)
+        if namespace is not None:
+            jobs = await self.batch.list_namespaced_job(namespace, label_selector=manifests.run_selector(run_id))
+            for job in jobs.items:
+                if job.metadata.deletion_timestamp is None:
+                    try:
+                        await self.batch.delete_namespaced_job(
+                            job.metadata.name, namespace, propagation_policy="Background"
+                        )
+                    except ApiException as error:
+                        if error.status != 404:
+                            raise
+        if self.log_dir is not None:
+            self._log_path(run_id).unlink(missing_ok=True)
+            await asyncio.to_thread(shutil.rmtree, self._outputs_dir(run_id), True)
+
     async def release(self, consumer_id: str, run_ids: list[str]) -> bool:
         """Delete the consumer's runs namespace (its Jobs, pods, quota and ServiceAccount with it) and the logs
         saved here; True once the namespace is gone."""

@@ -232,6 +232,9 @@ class LocalProcessBackend:
     def log_path(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "log.txt"
 
+    async def discard(self, run_id: str) -> None:
+        """Nothing yet: the run directory is small and goes with the consumer's release."""
+
     async def release(self, consumer_id: str, run_ids: list[str]) -> bool:
         """Remove the ended runs' directories (staged inputs, work, outputs, log): their results are in the
         object store by now. A run whose processes are still there keeps its directory."""

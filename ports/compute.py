@@ -65,6 +65,11 @@ class ComputeBackend(Protocol):
 
     async def artifacts(self, run_id: str) -> RunArtifacts: ...
 
+    async def discard(self, run_id: str) -> None:
+        """The run ended and its results are published: drop what only served to publish them (finished Jobs and
+        their pods, saved logs). Backends whose leftovers cost nothing until the consumer's release keep them."""
+        ...
+
     async def release(self, consumer_id: str, run_ids: list[str]) -> bool:
         """Remove what the consumer's ended runs left here (its runs namespace, run directories, saved logs)
         once their results are published; True once confirmed gone (also when nothing was there)."""

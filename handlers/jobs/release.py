@@ -2,6 +2,8 @@
 Kubernetes, run directories locally), after every run has ended and its results are published; the results
 themselves stay in the object store for the retention period.
 
+A published result also lets the backend drop what it kept to publish it (a Kubernetes run's finished Jobs).
+
 Two triggers, whichever comes last does it: the consumer's deprovisioning (wf.consumer.deprovisioned), and each
 of its runs' results being published afterwards (wf.result.published), since runs stopped by the deprovisioning
 end a little later. Neither waits or retries: the other one comes."""
@@ -41,6 +43,11 @@ async def on_consumer_deprovisioned(event: Envelope[Any], ctx: HandlerContext) -
 
 async def on_result_published(event: Envelope[Any], ctx: HandlerContext) -> None:
     published: ResultPublished = event.data
+    run = await ctx.store.get(RunDocument, published.run_id)
+    compute = ctx.require_compute()
+    if run is not None and run.state in RunDocument.machine.terminal and run.site == compute.site:
+        # Published: what the backend kept to publish it (finished Jobs, saved logs) may go now.
+        await compute.discard(run.id)
     await release_if_due(published.consumer_id, ctx, event.id)
 
 

@@ -74,13 +74,14 @@ async def test_a_run_succeeds_as_a_job_in_the_consumers_namespace(
     assert doc.state == RunState.SUCCEEDED and doc.exit_code == 0 and doc.backend == "kubernetes"
     assert [h.to for h in doc.history] == ["queued", "pending", "running", "succeeded"]
     assert doc.handle == f"{NS}/{m.job_name('k8s-ok', 1)}"
-    [job] = kube.objects("jobs", NS)
-    assert job["metadata"]["annotations"][m.RUN_ID_ANNOTATION] == "k8s-ok"
     assert kube.calls["create", "jobs.batch"] == 1
     # The log outlives the pod: archived by the results handler from the pod's log.
     assert result.log_key is not None
     log = await service.objects.get_bytes(result.log_key)
     assert log == b"frame 1\nframe 2\n"
+    # Published: the finished Job and its pod go, so a busy consumer's namespace does not fill with them.
+    await eventually(lambda: _gone(kube, "jobs"))
+    await eventually(lambda: _gone(kube, "pods"))
 
 
 async def test_a_failed_pod_fails_the_run_with_its_exit_code(
@@ -107,10 +108,10 @@ async def test_an_oom_killed_attempt_is_retried_by_policy(
         "queued", "pending", "running", "queued", "pending", "running", "succeeded",
     ]  # fmt: skip
     assert doc.history[3].reason is not None and "OOMKilled" in doc.history[3].reason
-    assert sorted(j["metadata"]["name"] for j in kube.objects("jobs", NS)) == [
-        m.job_name("k8s-oom", 1),
-        m.job_name("k8s-oom", 2),
-    ]
+    # A Job per attempt, both gone once the result is published.
+    assert kube.calls["create", "jobs.batch"] == 2
+    assert doc.handle == f"{NS}/{m.job_name('k8s-oom', 2)}"
+    await eventually(lambda: _gone(kube, "jobs"))
 
 
 async def test_stop_deletes_the_job_and_its_pod_before_the_run_is_stopped(
@@ -220,3 +221,7 @@ async def _published(store: MongoStateStore, run_id: str) -> ResultDocument | No
 def _pods_of(kube: FakeKubeServer, run_id: str) -> list[dict[str, Any]]:
     label = m.run_label(run_id)
     return [p for p in kube.objects("pods", NS) if p["metadata"]["labels"].get(m.RUN_LABEL) == label]
+
+
+async def _gone(kube: FakeKubeServer, kind: str) -> bool:
+    return not kube.objects(kind, NS)
