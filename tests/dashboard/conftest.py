@@ -80,10 +80,12 @@ def bearer(token: str = OPERATOR) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def publish_run_requested(js: JetStreamContext, run_id: str, consumer: str = "did:web:c1") -> None:
-    """A real event of the catalogue, published as the WorkflowApi would (no handler runs in these tests)."""
+async def publish_run_requested(
+    js: JetStreamContext, run_id: str, consumer: str = "did:web:c1", command: tuple[str, ...] = ("/bin/true",)
+) -> None:
+    """A real event of the catalogue, published as the WorkflowApi would."""
     request = RunRequested(
-        run_id=run_id, consumer_id=consumer, asset_id="shell-count", spec=RunSpec(command=["/bin/true"])
+        run_id=run_id, consumer_id=consumer, asset_id="shell-count", spec=RunSpec(command=list(command))
     )
     await publish_to_jetstream(js, new_event("wf.run.requested", request, id_=f"req-{run_id}", correlationid=run_id))
 

@@ -183,6 +183,10 @@ async def test_the_timeline_of_a_transfer_shows_every_step(
     run = await eventually(lambda: finished(provider.store, run_id), timeout=20)
     assert isinstance(run, RunDocument) and run.state == "succeeded"
     await eventually(lambda: provider.store.db["results"].find_one({"_id": run_id, "state": "published"}))
+    broken = f"tl-broken-{transfer.id[:8]}"
+    await publish_run_requested(js, broken, consumer=CONSUMER, command=("/bin/sh", "-c", "exit 3"))
+    failed = await eventually(lambda: finished(provider.store, broken), timeout=20)
+    assert isinstance(failed, RunDocument) and failed.state == "failed"
     await provider.deprovision(transfer)
     await provider.reaches(transfer.id, "deprovisioned")
 
@@ -205,6 +209,15 @@ async def test_the_timeline_of_a_transfer_shows_every_step(
     assert log.status == 200 and log.headers["x-gxwf-log"] == "archived"
     result = await page.request.get(f"{dashboard.url}/runs/{run_id}/result")
     assert result.status == 200 and (await result.json())["state"] == "published"
+
+    # The overview: the consumer with its transfer and runs, the local site's runs, the failed run and why.
+    await page.goto(f"{dashboard.url}/overview")
+    consumer_row = await page.inner_text(f'#consumers tr:has-text("{CONSUMER}")')
+    assert consumer_row.split("\t")[:2] == [CONSUMER, "1"], consumer_row
+    site_row = await page.inner_text('#sites tr:has-text("local")')
+    assert "local" in site_row and "cpu" in site_row
+    failure = await page.inner_text(f'#failures tr:has-text("{broken}")')
+    assert "run" in failure and "exit code 3" in failure, failure
 
 
 async def test_a_poisoned_event_is_listed_as_dead_letter_and_republished(
