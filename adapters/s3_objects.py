@@ -20,8 +20,8 @@ from ports.objects import StoredObject
 _CHUNK = 8 * 1024 * 1024
 # Parts of a streamed upload in flight at once: enough to keep S3 busy while the next part arrives, few enough
 # that memory stays at a few parts whatever the object's size.
-_PARTS_IN_FLIGHT = 4
-_READ_CHUNK = 1024 * 1024
+_PARTS_IN_FLIGHT = 3
+_READ_CHUNK = 4 * 1024 * 1024
 _READ_RESUMES = 5
 
 
@@ -126,12 +126,15 @@ class S3ObjectStore:
         extra: dict[str, Any] = {"ContentType": kind, "Metadata": {"sha256": sha256} if sha256 else {}}
         digest = hashlib.sha256()
         size = 0
-        buffer = bytearray()
+        held: list[bytes] = []
+        held_size = 0
         upload_id: str | None = None
         parts: list[dict[str, Any]] = []
         pending: set[asyncio.Task[None]] = set()
         slots = asyncio.Semaphore(_PARTS_IN_FLIGHT)
         numbers = itertools.count(1)
+        # Each part is hashed in a thread (hashlib releases the GIL) while the next one arrives; in order.
+        hashing: asyncio.Future[None] | None = None
 
         async def send(number: int, data: bytes) -> None:
             try:
@@ -142,31 +145,42 @@ class S3ObjectStore:
             finally:
                 slots.release()
 
+        async def hash_after(previous: asyncio.Future[None] | None, data: bytes) -> None:
+            if previous is not None:
+                await previous
+            await asyncio.to_thread(digest.update, data)
+
         try:
             async for chunk in chunks:
-                digest.update(chunk)
                 size += len(chunk)
-                buffer += chunk
-                while len(buffer) >= _CHUNK:
-                    if upload_id is None:
-                        created = await s3.create_multipart_upload(Bucket=self.bucket, Key=key, **extra)
-                        upload_id = created["UploadId"]
-                    data = bytes(buffer[:_CHUNK])
-                    del buffer[:_CHUNK]
-                    await slots.acquire()
-                    task = asyncio.create_task(send(next(numbers), data))
-                    pending.add(task)
-                    task.add_done_callback(pending.discard)
-                    # Surface a failed part now rather than after the whole body was read.
-                    for done in [t for t in pending if t.done()]:
-                        done.result()
-            if upload_id is None:
-                await s3.put_object(Bucket=self.bucket, Key=key, Body=bytes(buffer), **extra)
-                return StoredObject(key, size, digest.hexdigest(), kind)
-            if buffer:
+                held.append(chunk)
+                held_size += len(chunk)
+                if held_size < _CHUNK:
+                    continue
+                if upload_id is None:
+                    created = await s3.create_multipart_upload(Bucket=self.bucket, Key=key, **extra)
+                    upload_id = created["UploadId"]
+                data = b"".join(held)
+                held, held_size = [], 0
+                hashing = asyncio.ensure_future(hash_after(hashing, data))
                 await slots.acquire()
-                pending.add(asyncio.create_task(send(next(numbers), bytes(buffer))))
+                task = asyncio.create_task(send(next(numbers), data))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                # Surface a failed part now rather than after the whole body was read.
+                for done in [t for t in pending if t.done()]:
+                    done.result()
+            data = b"".join(held)
+            hashing = asyncio.ensure_future(hash_after(hashing, data))
+            if upload_id is None:
+                await s3.put_object(Bucket=self.bucket, Key=key, Body=data, **extra)
+                await hashing
+                return StoredObject(key, size, digest.hexdigest(), kind)
+            if data:
+                await slots.acquire()
+                pending.add(asyncio.create_task(send(next(numbers), data)))
             await asyncio.gather(*pending)
+            await hashing
             parts.sort(key=lambda part: int(part["PartNumber"]))
             await s3.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
@@ -178,6 +192,8 @@ class S3ObjectStore:
         except BaseException:
             for task in pending:
                 task.cancel()
+            if hashing is not None:
+                hashing.cancel()
             if upload_id is not None:
                 with contextlib.suppress(Exception):
                     await s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
@@ -210,10 +226,22 @@ class S3ObjectStore:
             received = 0
             body = response["Body"]
             try:
+                # The socket gives a few dozen KiB per read; handing on about a MiB at a time saves the consumer
+                # (an HTTP response) most of its per-chunk work.
+                held: list[bytes] = []
+                held_size = 0
                 while chunk := await body.read(_READ_CHUNK):
-                    received += len(chunk)
-                    position += len(chunk)
-                    yield chunk
+                    held.append(chunk)
+                    held_size += len(chunk)
+                    if held_size >= _READ_CHUNK:
+                        received += held_size
+                        position += held_size
+                        yield b"".join(held)
+                        held, held_size = [], 0
+                if held:
+                    received += held_size
+                    position += held_size
+                    yield b"".join(held)
             except Exception:
                 if attempt == _READ_RESUMES:
                     raise

@@ -7,10 +7,11 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 
 from schemas.assets import FileInput, ParameterInput, StoredAsset
-from workflow_api.auth import AUTHENTICATED, Principal, api, visible_assets
+from workflow_api.auth import AUTHENTICATED, api, visible_assets
 from workflow_api.context import ApiContext
 from workflow_api.models import AssetDetail, AssetInput, AssetOutput, AssetPage, AssetSummary
 from workflow_api.pagination import Cursor, Limit
+from workflow_api.principals import Principal
 from workflow_api.problems import Problem, invalid, not_found, responses
 
 router = APIRouter(prefix="/v1/assets", tags=["assets"])

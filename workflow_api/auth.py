@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass, field
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -22,32 +21,13 @@ from schemas.provisioning import (
     ProvisionState,
 )
 from workflow_api.context import ApiContext
+from workflow_api.principals import Principal
 from workflow_api.problems import Problem
 
 bearer = HTTPBearer(auto_error=False, description="The token the connector handed over (`Bearer <token>`)")
 
 _BEARER = Depends(bearer)
 _ENDED = {ProvisionState.DEPROVISIONING, ProvisionState.DEPROVISIONED}
-
-
-@dataclass(frozen=True)
-class Principal:
-    consumer_id: str
-    grant_id: str
-    # None while the grant is active; else why the consumer is deprovisioned.
-    deprovisioned: str | None = None
-    scopes: frozenset[str] = field(default_factory=frozenset)
-
-    def require_active(self, action: str) -> None:
-        if self.deprovisioned is not None:
-            raise Problem(
-                403,
-                "deprovisioned",
-                f"cannot {action}: this access was deprovisioned ({self.deprovisioned}); "
-                "runs, logs and results stay readable while they are retained",
-                title="Deprovisioned",
-                errors=[{"field": "Authorization", "message": f"deprovisioned: {self.deprovisioned}"}],
-            )
 
 
 def _unauthorized(detail: str) -> Problem:
@@ -70,6 +50,9 @@ async def authenticate(request: Request, credentials: HTTPAuthorizationCredentia
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise _unauthorized("missing bearer token: send Authorization: Bearer <token>")
     digest = hashlib.sha256(credentials.credentials.encode()).hexdigest()
+    cached = context.principals.get(digest)
+    if cached is not None:
+        return cached
     raw = await context.db[AccessGrantDocument.collection].find_one({"token_sha256": digest})
     # The lookup found a candidate by its hash; the comparison that decides is constant-time.
     if raw is None or not hmac.compare_digest(str(raw.get("token_sha256", "")), digest):
@@ -86,7 +69,9 @@ async def authenticate(request: Request, credentials: HTTPAuthorizationCredentia
         )
     elif provision is not None and provision.deprovision_requested:
         reason = provision.deprovision_reason or "deprovisioning requested"
-    return Principal(grant.consumer_id, grant.id, reason)
+    principal = Principal(grant.consumer_id, grant.id, reason)
+    context.principals.put(digest, principal)
+    return principal
 
 
 AUTHENTICATED = Depends(authenticate)

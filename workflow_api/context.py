@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from adapters.mongo_store import MongoStateStore
 from ports.events import EventSink
 from ports.leases import Leases
 from ports.objects import ObjectStore
+from workflow_api.principals import PrincipalCache
 from workflow_api.settings import WorkflowApiSettings
 
 SOURCE = "urn:gaiax-workflows:workflow-api"
@@ -31,6 +32,8 @@ class ApiContext:
     # Scratch space for archives being checked and unpacked before they go to the object store.
     scratch_dir: Path
     holder: str = "workflow-api"
+    # Filled by the service: token hash -> principal, for GXWF_WORKFLOW_API_AUTH_CACHE_SECONDS.
+    principals: PrincipalCache = field(default_factory=lambda: PrincipalCache(0))
 
     @property
     def db(self) -> AsyncDatabase[dict[str, Any]]:

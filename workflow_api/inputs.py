@@ -18,10 +18,11 @@ from starlette.requests import ClientDisconnect
 
 from events.envelope import utcnow
 from schemas.inputs import InputDocument, InputState
-from workflow_api.auth import AUTHENTICATED, Principal, api
+from workflow_api.auth import AUTHENTICATED, api
 from workflow_api.context import ApiContext
 from workflow_api.models import InputFile, InputInfo, InputPage, PresignedUpload, PresignedUploadRequest
 from workflow_api.pagination import Cursor, Limit, next_link, page
+from workflow_api.principals import Principal
 from workflow_api.problems import Problem, invalid, not_found, responses
 from workflow_api.uploads import (
     ArchiveRejected,

@@ -20,8 +20,9 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from schemas.provisioning import ResultDocument, ResultState
 from schemas.run import RunDocument
-from workflow_api.auth import AUTHENTICATED, Principal, api
+from workflow_api.auth import AUTHENTICATED, api
 from workflow_api.context import ApiContext
+from workflow_api.principals import Principal
 from workflow_api.problems import responses
 from workflow_api.runs import TERMINAL, owned_run
 

@@ -24,9 +24,10 @@ from fastapi.responses import StreamingResponse
 
 from events.envelope import utcnow
 from schemas.provisioning import ResultDocument, ResultState
-from workflow_api.auth import AUTHENTICATED, Principal, api
+from workflow_api.auth import AUTHENTICATED, api
 from workflow_api.context import ApiContext
 from workflow_api.models import PresignedDownload, ResultFileInfo, ResultList
+from workflow_api.principals import Principal
 from workflow_api.problems import Problem, not_found, responses
 from workflow_api.runs import owned_run
 

@@ -26,10 +26,11 @@ from schemas.inputs import InputDocument
 from schemas.provisioning import ResultDocument, ResultState
 from schemas.run import RunDocument, RunState
 from workflow_api.assets import resolve
-from workflow_api.auth import AUTHENTICATED, Principal, api
+from workflow_api.auth import AUTHENTICATED, api
 from workflow_api.context import SOURCE, ApiContext
 from workflow_api.models import RunAccepted, RunPage, RunStatus, RunSummary, StartRun, TimelineEntry
 from workflow_api.pagination import Cursor, Limit, next_link, page
+from workflow_api.principals import Principal
 from workflow_api.problems import Problem, invalid_all, not_found, responses
 from workflow_api.validation import check_inputs, check_parameters, run_spec
 
@@ -186,7 +187,9 @@ async def owned_run(context: ApiContext, principal: Principal, run_id: str) -> R
 
 
 async def _status(context: ApiContext, run: RunDocument) -> RunStatus:
-    requested = await context.db[REQUESTS].find_one({"_id": run.id}, {"inputs": 1})
+    # The staged inputs travel in the run's spec: name -> input id, without another read.
+    staged = run.spec.get("inputs") or []
+    inputs = {str(i["name"]): str(i["input_id"]) for i in staged if isinstance(i, dict) and "input_id" in i}
     finished = run.state in TERMINAL
     results_url = None
     if finished:
@@ -204,7 +207,7 @@ async def _status(context: ApiContext, run: RunDocument) -> RunStatus:
         exit_code=run.exit_code,
         reason=run.reason,
         parameters=run.parameters,
-        inputs=(requested or {}).get("inputs", {}),
+        inputs=inputs,
         timeline=[TimelineEntry(state=h.to, at=h.at, reason=h.reason) for h in run.history],
         finished=finished,
         results_url=results_url,

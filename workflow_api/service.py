@@ -24,6 +24,7 @@ from adapters.s3_objects import S3ObjectStore
 from schemas.provisioning import AccessGrantDocument
 from workflow_api.app import create_app
 from workflow_api.context import ApiContext
+from workflow_api.principals import PrincipalCache
 from workflow_api.runs import REQUESTS
 from workflow_api.settings import WorkflowApiSettings
 
@@ -119,6 +120,7 @@ class WorkflowApiService:
             runs_dir=self.state_dir / "runs",
             scratch_dir=self.state_dir / "workflow-api" / "scratch",
             holder=self.holder,
+            principals=PrincipalCache(self.settings.workflow_api_auth_cache_seconds),
         )
         config = uvicorn.Config(
             create_app(context, self.readiness),

@@ -21,6 +21,9 @@ class WorkflowApiSettings(BaseSettings):
     workflow_api_archive_bytes_limit: int = Field(default=16 * GIB, ge=1024)
     workflow_api_presign_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
     workflow_api_publish_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # A token's grant is looked up again after this long (0: on every request); so a revocation takes effect
+    # within it.
+    workflow_api_auth_cache_seconds: float = Field(default=1.0, ge=0, le=60)
     # How often a followed log looks for new output and the run's state.
     workflow_api_log_poll_seconds: float = Field(default=0.25, gt=0, le=10)
     # A result download holds the `result-download:<run>` lease this long, renewed while it streams.

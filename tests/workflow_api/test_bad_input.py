@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import tarfile
@@ -332,3 +333,16 @@ async def test_a_deprovisioned_consumer_may_only_read(api_only: Api) -> None:
             assert "transfer terminated by the provider" in str(body["detail"])
             assert body["type"] == "urn:gxwf:problem:deprovisioned"
         assert (await http.get("/v1/runs")).status_code == 200
+
+
+async def test_a_revocation_takes_effect_within_the_auth_cache_time(api_only: Api) -> None:
+    consumer, token = await api_only.consumer()
+    async with api_only.http(token) as http:
+        assert (await http.get("/v1/inputs")).status_code == 200
+        await api_only.store.db["access_grants"].update_many({"consumer_id": consumer}, {"$set": {"state": "revoked"}})
+        await api_only.store.db["provisions"].update_many(
+            {"consumer_id": consumer}, {"$set": {"state": "deprovisioned", "deprovision_reason": "contract ended"}}
+        )
+        await asyncio.sleep(api_only.service.settings.workflow_api_auth_cache_seconds + 0.1)
+        body = _problem(await http.post("/v1/inputs", params={"name": "t"}, content=b"x"), 403)
+        assert "contract ended" in str(body["detail"])
