@@ -20,6 +20,7 @@ import os
 import shutil
 import tarfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -38,6 +39,7 @@ from adapters import kubernetes_manifests as manifests
 from adapters.kubernetes_informer import Informer
 from adapters.kubernetes_status import classify, completed
 from events.payloads.run import RunSpec
+from events.subjects import LOG_CHUNK_BYTES
 from ports.compute import RunArtifacts, RunOwner, WorkloadPhase, WorkloadStatus
 from ports.objects import ObjectStore
 from schemas.sites import ConsumerQuota
@@ -308,6 +310,37 @@ class KubernetesJobBackend:
     def _outputs_dir(self, run_id: str) -> Path:
         assert self.log_dir is not None
         return self.log_dir / f"{manifests.run_label(run_id)}-outputs"
+
+    async def follow_log(self, run_id: str, *, attempt: int, offset: int = 0) -> AsyncIterator[bytes]:
+        """The attempt's workload container log from `offset` on, streamed (`follow`) until the container ends.
+        Nothing while its pod is not there or the container waits to start: the caller asks again later."""
+        await self.connect()
+        namespace = await self._namespace_of(run_id)
+        if namespace is None:
+            return
+        pods = await self.core.list_namespaced_pod(namespace, label_selector=manifests.run_selector(run_id, attempt))
+        if not pods.items:
+            return
+        pod = max(pods.items, key=lambda item: str(item.metadata.creation_timestamp))
+        try:
+            response: Any = await self.core.read_namespaced_pod_log(
+                pod.metadata.name, namespace, container=manifests.CONTAINER, follow=True, _preload_content=False
+            )
+        except ApiException as error:
+            if error.status in (400, 404):  # waiting to start, or gone
+                return
+            raise
+        skip = offset
+        try:
+            # The API has no byte offset: a restarted follow reads from the start and skips what was shipped.
+            async for chunk in response.content.iter_chunked(LOG_CHUNK_BYTES):
+                if skip >= len(chunk):
+                    skip -= len(chunk)
+                    continue
+                yield bytes(chunk[skip:])
+                skip = 0
+        finally:
+            response.release()
 
     async def discard(self, run_id: str) -> None:
         """Delete the run's finished Jobs (their pods and stage Secrets with them), the saved log and the unpacked

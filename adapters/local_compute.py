@@ -15,9 +15,11 @@ import shutil
 import signal
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from events.payloads.run import RunSpec, StagedInput
+from events.subjects import LOG_CHUNK_BYTES
 from ports.compute import RunArtifacts, RunOwner, WorkloadPhase, WorkloadStatus
 from ports.objects import ObjectStore
 
@@ -37,6 +39,8 @@ run_dir=$1; state=$2; mem_kb=$3; shift 3
 printf '%s' "$$" >"$state/pgid.tmp" && mv "$state/pgid.tmp" "$state/pgid"
 """
 
+# How often a followed live log looks for more output.
+_LOG_POLL_SECONDS = 0.2
 # A start that died after claiming the attempt but before recording the process group is retried after this.
 _CLAIM_GRACE_SECONDS = 5.0
 
@@ -94,6 +98,9 @@ class LocalProcessBackend:
         if attempt > 1:
             with (run_dir / "log.txt").open("a") as log:
                 log.write(f"\n=== attempt {attempt} ===\n")
+        # Where this attempt's output begins in the run's log: its live log is counted from there.
+        log_size = (run_dir / "log.txt").stat().st_size if (run_dir / "log.txt").exists() else 0
+        (state / "log_start").write_text(str(log_size))
         env = {
             **{k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR")},
             **spec.env,
@@ -232,6 +239,31 @@ class LocalProcessBackend:
     def log_path(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "log.txt"
 
+    async def follow_log(self, run_id: str, *, attempt: int, offset: int = 0) -> AsyncIterator[bytes]:
+        """The attempt's part of the run's log.txt from `offset` on, polled while the attempt's processes live."""
+        state = self.attempt_dir(run_id, attempt)
+        start = _read_int(state / "log_start")
+        if start is None:
+            return  # not started yet
+        log = self.log_path(run_id)
+        position = start + offset
+        while True:
+            end = _read_int(self.attempt_dir(run_id, attempt + 1) / "log_start")
+            ended = end is not None or (state / "exit_code").exists() or not self._alive(run_id, state)
+            data = await asyncio.to_thread(_read_span, log, position, end, LOG_CHUNK_BYTES)
+            if data:
+                position += len(data)
+                yield data
+                continue
+            if ended:
+                return
+            await asyncio.sleep(_LOG_POLL_SECONDS)
+
+    @staticmethod
+    def _alive(run_id: str, state: Path) -> bool:
+        pgid = _read_int(state / "pgid")
+        return pgid is None or bool(_run_processes(run_id, pgid))
+
     async def discard(self, run_id: str) -> None:
         """Nothing yet: the run directory is small and goes with the consumer's release."""
 
@@ -259,6 +291,19 @@ def _place(dest: Path, relative: str) -> Path | None:
 def input_env_name(name: str) -> str:
     """`GXWF_INPUT_<NAME>`: the input's name upper-cased, anything but letters, digits and _ as _."""
     return "GXWF_INPUT_" + re.sub(r"[^A-Z0-9_]", "_", name.upper())
+
+
+def _read_span(path: Path, start: int, end: int | None, limit: int) -> bytes:
+    """Up to `limit` bytes of the file from `start`, not beyond `end`; nothing when it does not exist yet."""
+    size = limit if end is None else min(limit, end - start)
+    if size <= 0:
+        return b""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(start)
+            return handle.read(size)
+    except FileNotFoundError:
+        return b""
 
 
 def _exited(code: int) -> WorkloadStatus:

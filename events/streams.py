@@ -1,4 +1,5 @@
-"""The JetStream streams: all events in WF (with a de-duplication window), dead letters in WF_DLQ."""
+"""The JetStream streams: all events in WF (with a de-duplication window), dead letters in WF_DLQ, live run logs in
+WF_LOGS."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
-from events.subjects import DLQ_PREFIX, DLQ_STREAM, STREAM, STREAM_SUBJECTS
+from events.subjects import (
+    DLQ_PREFIX,
+    DLQ_STREAM,
+    LOG_CHUNK_BYTES,
+    LOG_PREFIX,
+    LOG_STREAM,
+    STREAM,
+    STREAM_SUBJECTS,
+)
 
 
 @dataclass(frozen=True)
@@ -16,6 +25,9 @@ class StreamSettings:
     duplicate_window_seconds: float = 600.0
     max_age_days: float = 30.0
     dlq_max_age_days: float = 90.0
+    # Live logs are a convenience while runs run: the archive in the object store is the record.
+    log_max_age_days: float = 7.0
+    log_max_bytes: int = 4 * 2**30
     replicas: int = 1
 
 
@@ -40,6 +52,19 @@ def stream_configs(settings: StreamSettings) -> list[StreamConfig]:
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=settings.dlq_max_age_days * day,
+            duplicate_window=settings.duplicate_window_seconds,
+            num_replicas=settings.replicas,
+        ),
+        StreamConfig(
+            name=LOG_STREAM,
+            description="Runs' output while they run, in chunks (headers: attempt, offset); archived to S3 at the end",
+            subjects=[f"{LOG_PREFIX}.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            max_age=settings.log_max_age_days * day,
+            max_bytes=settings.log_max_bytes,
+            max_msg_size=LOG_CHUNK_BYTES + 4096,
             duplicate_window=settings.duplicate_window_seconds,
             num_replicas=settings.replicas,
         ),

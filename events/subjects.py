@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Final
 
 STREAM: Final = "WF"
 STREAM_SUBJECTS: Final = ("edc.>", "wf.>")
 DLQ_STREAM: Final = "WF_DLQ"
 DLQ_PREFIX: Final = "dlq"
+# Runs' output while they run, chunk by chunk: what a live log follow reads, whatever the backend.
+LOG_STREAM: Final = "WF_LOGS"
+LOG_PREFIX: Final = "logs"
+# A log chunk's largest payload: small enough for any NATS server's max_payload.
+LOG_CHUNK_BYTES: Final = 64 * 1024
 
 EDC_PROVISION_REQUESTED: Final = "edc.provision.requested"
 EDC_DEPROVISION_REQUESTED: Final = "edc.deprovision.requested"
@@ -52,3 +58,8 @@ CONSUMER_RELEASED: Final = "wf.consumer.released"
 
 def dead_letter_subject(original: str) -> str:
     return f"{DLQ_PREFIX}.{original}"
+
+
+def log_subject(run_id: str) -> str:
+    """One subject per run; hashed, since run ids may hold characters (`.`, `*`, spaces) subjects may not."""
+    return f"{LOG_PREFIX}.{hashlib.sha256(run_id.encode()).hexdigest()[:24]}"

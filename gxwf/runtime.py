@@ -18,6 +18,7 @@ import structlog
 
 from adapters.edc_client import HttpEdcClient
 from adapters.faults import ConfiguredFaults
+from adapters.jetstream_logs import JetStreamLogSink
 from adapters.kube_deployments import KubernetesDeploymentBackend
 from adapters.kube_manifests import WorkflowApiImage
 from adapters.kubernetes_compute import KubernetesJobBackend
@@ -36,6 +37,7 @@ from gxwf.definitions import load_sites
 from gxwf.settings import Settings
 from handlers.context import HandlerContext, RunLimits
 from handlers.jobs.dispatch import dispatch_once
+from handlers.jobs.logs import LogShipper
 from handlers.jobs.watch import reconcile_once
 from handlers.results.retention import expire_once
 from handlers.subscriptions import HandlerFn, for_groups
@@ -171,6 +173,7 @@ class HandlerService:
         # Runs on the local backend are staged in from the object store (their uploaded inputs).
         self.local_compute.objects = self.objects
         self.bus: Bus | None = None
+        self.log_shipper: LogShipper | None = None
         self._loops: list[asyncio.Task[None]] = []
         self.ready = asyncio.Event()
 
@@ -212,6 +215,15 @@ class HandlerService:
                     self._every(self.settings.dispatch_interval_seconds, dispatch_once, ctx), name="jobs-dispatcher"
                 ),
             ]
+            js = bus.broker.config.connection_state.stream
+            if js is not None:
+                self.log_shipper = LogShipper(ctx, JetStreamLogSink(js))
+                self._loops.append(
+                    asyncio.create_task(
+                        self._every(self.settings.log_ship_interval_seconds, self.log_shipper.pass_once, ctx),
+                        name="jobs-log-shipper",
+                    )
+                )
         if self.groups is None or "results" in self.groups:
             days = self.settings.result_retention_days
 
@@ -258,6 +270,8 @@ class HandlerService:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.log_shipper is not None:
+            await self.log_shipper.close()
         if self.bus is not None:
             await self.bus.broker.stop()
         if self.edc is not None:

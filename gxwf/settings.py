@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     duplicate_window_seconds: float = Field(default=600.0, gt=0)
     watch_interval_seconds: float = Field(default=0.25, gt=0)
     dispatch_interval_seconds: float = Field(default=0.25, gt=0)
+    # How soon a run that started running gets its live log followed into the log stream.
+    log_ship_interval_seconds: float = Field(default=0.5, gt=0)
     runs_per_consumer: int = Field(default=4, ge=1, le=10_000)
     runs_per_site: int = Field(default=16, ge=1, le=100_000)
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -64,6 +65,11 @@ class ComputeBackend(Protocol):
         ...
 
     async def artifacts(self, run_id: str) -> RunArtifacts: ...
+
+    def follow_log(self, run_id: str, *, attempt: int, offset: int = 0) -> AsyncIterator[bytes]:
+        """The attempt's output from byte `offset` on, as it is written; ends once the workload has ended (or
+        has not started: ask again later)."""
+        ...
 
     async def discard(self, run_id: str) -> None:
         """The run ended and its results are published: drop what only served to publish them (finished Jobs and
