@@ -75,7 +75,10 @@ async def test_up_demo_endpoints_restart_and_no_orphans(tmp_path: Path) -> None:
         assert "succeeded" in output, output
         # The simulated connector's transfer ends with the consumer's access granted.
         assert re.search(r"transfer [0-9a-f-]{36}: granted", output), output
-        assert "'workflowApiUrl': 'http://127.0.0.1:8490'" in output, output
+        # The consumer is told where the WorkflowApi `up` started listens (8490 unless that port was taken).
+        assert f"'workflowApiUrl': '{endpoints['workflow_api']}'" in output, output
+        assert httpx.get(endpoints["workflow_api"] + "/healthz").json() == {"status": "alive"}
+        assert httpx.get(endpoints["workflow_api"] + "/v1/runs").status_code == 401
         servers = [child.pid for child in psutil.Process(proc.pid).children(recursive=True)]
         assert len(servers) >= 3
     finally:
