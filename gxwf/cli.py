@@ -108,6 +108,7 @@ async def _up(settings: Settings, demo: bool) -> None:
     from edc_simulator.versions import version
     from gxwf.dashboard_commands import build_dashboard, start_dashboard
     from gxwf.demo import DEMO_ASSET, run_demo, show_provisioning
+    from gxwf.demo_consumer import EDC_ASSET, carla_demo_asset, consumer_access, run_as_consumer, write_profile
     from gxwf.edc_commands import start_for_up
     from gxwf.runtime import Endpoints, HandlerService, prepare_streams, write_endpoints
     from gxwf.simulate import edc_demo
@@ -166,6 +167,8 @@ async def _up(settings: Settings, demo: bool) -> None:
         if demo and service.bus is not None and connector is not None:
             await run_demo(console, eps.nats, service.bus, service.store)
             await service.assets.apply(DEMO_ASSET)
+            carla = carla_demo_asset()
+            await service.assets.apply(carla)
             default = ingress.registry.connectors[0]
             await edc_demo(
                 console,
@@ -173,10 +176,22 @@ async def _up(settings: Settings, demo: bool) -> None:
                 default.api_key.get_secret_value(),
                 default.api_key_header,
                 connector=connector,
-                asset=DEMO_ASSET.id,
+                asset=EDC_ASSET,
             )
             for transfer_id in connector.ledger.transfers:
                 await show_provisioning(console, service.store, transfer_id)
+                access = consumer_access(connector, transfer_id)
+                if access is None:
+                    continue
+                profile = write_profile(settings.state_dir, *access)
+                console.print(f"the demo consumer's client profile (url, token): {profile}")
+                await run_as_consumer(console, *access, settings.state_dir, carla.id, endpoints["dashboard"])
+                console.print(f"the transfer's timeline: {endpoints['dashboard']}/transfers/{transfer_id}")
+                console.print(
+                    f'go on as that consumer: gxwf client --url {access[0]} --token "$(python3 -c '
+                    f'\'import json,sys; print(json.load(open(sys.argv[1]))["token"])\' {profile})" runs',
+                    markup=False,
+                )
         console.print("Running. Ctrl-C stops everything. In another terminal: [bold]gxwf events tail[/bold]")
         await stack.wait_until_signalled()
     finally:

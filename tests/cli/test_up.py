@@ -78,6 +78,20 @@ async def test_up_demo_endpoints_restart_and_no_orphans(tmp_path: Path) -> None:
         # The consumer is told where the WorkflowApi `up` started listens (8490 unless that port was taken).
         assert f"'workflowApiUrl': '{endpoints['workflow_api']}'" in output, output
         assert httpx.get(endpoints["workflow_api"] + "/healthz").json() == {"status": "alive"}
+        # The demo consumer: its client profile, its CARLA stand-in run on the route, the results downloaded,
+        # and that run on the transfer's timeline in the dashboard.
+        profile = json.loads((state / "demo-consumer.json").read_text())
+        assert profile["url"] == endpoints["workflow_api"] and len(profile["token"]) > 20
+        assert oct((state / "demo-consumer.json").stat().st_mode & 0o777) == "0o600"
+        results = list((state / "demo-results").glob("*/trajectory.png"))
+        assert len(results) == 1 and results[0].read_bytes()[:4] == b"\x89PNG", output
+        metrics = json.loads((results[0].parent / "metrics.json").read_text())
+        assert metrics["arrived"] is True
+        transfer = re.findall(r"/transfers/([0-9a-f-]{36})", output)[-1]
+        timeline = httpx.get(
+            f"{endpoints['dashboard']}/api/transfers/{transfer}/timeline", headers={"Authorization": f"Bearer {token}"}
+        ).json()
+        assert f"run:{results[0].parent.name}" in [phase["key"] for phase in timeline["phases"]]
         assert httpx.get(endpoints["workflow_api"] + "/v1/runs").status_code == 401
         servers = [child.pid for child in psutil.Process(proc.pid).children(recursive=True)]
         assert len(servers) >= 3
@@ -87,7 +101,8 @@ async def test_up_demo_endpoints_restart_and_no_orphans(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert gone(servers, 5) == []
 
-    # Same state directory: the servers come back with their data (the demo run is still stored).
+    # Same state directory: the servers come back with their data (the demo's runs are still stored: the
+    # backbone's shell run and the consumer's CARLA stand-in run).
     again = start_up(state)
     try:
         await wait_for_line(again, "Running.")
@@ -95,7 +110,7 @@ async def test_up_demo_endpoints_restart_and_no_orphans(tmp_path: Path) -> None:
         client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(endpoints["mongo"])
         runs = await client["gxwf"]["runs"].find({}).to_list()
         await client.close()
-        assert [run["state"] for run in runs] == ["succeeded"]
+        assert [run["state"] for run in runs] == ["succeeded", "succeeded"]
         servers = [child.pid for child in psutil.Process(again.pid).children(recursive=True)]
     finally:
         again.send_signal(signal.SIGKILL)
