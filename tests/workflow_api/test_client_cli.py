@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from tests.workflow_api.conftest import Api
+from tests.workflow_api.conftest import Api, eventually
 
 
 async def gxwf(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -88,3 +88,20 @@ async def test_profiles_and_one_line_errors(api: Api, tmp_path: Path) -> None:
         code, _, err = await gxwf(*args, env=env)
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and message in lines[0], (args, err)
+
+
+async def test_follow_exits_1_when_the_run_does_not_succeed(api: Api) -> None:
+    _, token = await api.consumer()
+    env = {"GXWF_CLIENT_URL": api.url, "GXWF_CLIENT_TOKEN": token}
+    follow = asyncio.create_task(gxwf("client", "run", "start", "sleeper", "--follow", env=env))
+    async with api.client(token) as client:
+
+        async def running() -> str | None:
+            runs = await client.runs(state="running")
+            return runs[0].id if runs else None
+
+        run_id = await eventually(running, timeout=60)
+        code, out, _ = await gxwf("client", "run", "stop", run_id, env=env)
+        assert code == 0 and "stop requested" in out
+    code, out, err = await follow
+    assert code == 1 and "sleeping" in out and f"run {run_id} stopped" in err, err
