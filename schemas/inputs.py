@@ -17,11 +17,14 @@ class InputState(StrEnum):
     FAILED = "failed"
 
 
-I = InputState
 INPUT_MACHINE = machine(
     "input",
-    {I.UPLOADING},
-    {I.UPLOADING: {I.READY, I.FAILED}, I.READY: set(), I.FAILED: set()},
+    {InputState.UPLOADING},
+    {
+        InputState.UPLOADING: {InputState.READY, InputState.FAILED},
+        InputState.READY: set(),
+        InputState.FAILED: set(),
+    },
 )
 
 
