@@ -30,6 +30,47 @@ function summary(event) {
     .map((k) => `${k}=${data[k]}`).join("  ");
 }
 
+// What the event is about, as a link: a transfer's timeline, or the events of one run.
+function correlation(event) {
+  const data = event && typeof event.data === "object" && event.data ? event.data : {};
+  const transfer = data.transfer_process_id || (String(event.type || "").startsWith("edc.") ? event.correlationid : null);
+  const run = data.run_id;
+  if (!transfer && !run) return null;
+  const a = document.createElement("a");
+  a.className = "corr";
+  a.href = transfer ? `/transfers/${encodeURIComponent(transfer)}` : `/tail?run=${encodeURIComponent(run)}&since=1d`;
+  a.textContent = transfer ? "timeline" : "this run";
+  a.addEventListener("click", (e) => e.stopPropagation());
+  return a;
+}
+
+// An operator's action keeps its answer on screen a while: no refresh replaces it.
+let holdUntil = 0;
+
+// Pages that show state (overview, delivery, a timeline) re-read themselves every few seconds, keeping what the
+// operator has expanded; a hidden tab does not poll.
+function autoRefresh(seconds) {
+  const main = document.querySelector("main");
+  setInterval(async () => {
+    if (document.hidden || Date.now() < holdUntil) return;
+    const open = new Set([...main.querySelectorAll("details[open]")].map((d) => d.closest("[data-seq]")?.dataset.seq));
+    try {
+      const response = await fetch(location.href, { headers: { accept: "text/html" }, credentials: "same-origin" });
+      if (!response.ok) return;
+      const fresh = new DOMParser().parseFromString(await response.text(), "text/html").querySelector("main");
+      if (!fresh) return;
+      main.replaceChildren(...fresh.childNodes);
+      for (const item of main.querySelectorAll("[data-seq]")) {
+        if (open.has(item.dataset.seq)) item.querySelector("details")?.setAttribute("open", "");
+      }
+      localTimes(main);
+      republishButtons(main);
+    } catch (error) {
+      // the next tick tries again
+    }
+  }, seconds * 1000);
+}
+
 function startTail(list) {
   const base = list.dataset.stream;
   const status = document.getElementById("status");
@@ -58,6 +99,8 @@ function startTail(list) {
       if (cls === "time") span.dataset.time = event.time || "";
       head.appendChild(span);
     }
+    const link = correlation(event);
+    if (link) head.appendChild(link);
     li.appendChild(head);
     li.addEventListener("click", () => {
       let pre = li.querySelector("pre");
@@ -106,6 +149,7 @@ function republishButtons(root) {
     button.addEventListener("click", async () => {
       const out = button.parentElement.querySelector(".outcome");
       button.disabled = true;
+      holdUntil = Date.now() + 15000;
       try {
         const response = await fetch(`/api/dead-letters/${button.dataset.seq}/republish`, {
           method: "POST", headers: { "x-gxwf-action": "1", accept: "application/json" }, credentials: "same-origin",
@@ -130,4 +174,6 @@ document.addEventListener("DOMContentLoaded", () => {
   const list = document.getElementById("events");
   if (list) startTail(list);
   republishButtons(document);
+  const every = Number(document.body.dataset.refresh || 0);
+  if (every > 0) autoRefresh(every);
 });

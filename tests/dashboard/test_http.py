@@ -171,3 +171,21 @@ async def test_replay_from_before_the_shared_feed_hands_over_without_gaps(
             assert [e["seq"] for e in resumed] == [11, 12, 13]
     finally:
         await service.stop()
+
+
+async def test_more_tails_than_allowed_are_refused_with_503(
+    stack: StackEndpoints, settings: Settings, js: JetStreamContext, store: MongoStateStore
+) -> None:
+    service = make_dashboard(stack, settings, max_clients=1)
+    await service.start()
+    try:
+        async with (
+            httpx.AsyncClient(base_url=str(service.url), timeout=10) as client,
+            client.stream("GET", "/api/events/stream", headers=bearer()) as first,
+        ):
+            assert first.status_code == 200
+            await first.aiter_lines().__anext__()
+            second = await client.get("/api/events/stream", headers=bearer())
+            assert second.status_code == 503 and second.json()["type"] == "urn:gxwf:problem:too-many-tails"
+    finally:
+        await service.stop()
