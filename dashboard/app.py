@@ -50,6 +50,8 @@ class Dashboard:
     hub: TailHub
     monitor_url: str | None = None
     runs_dir: Path | None = None
+    # Runs a site admits at once (pending or running), for the overview's capacity column.
+    runs_per_site: int | None = None
 
 
 class Unauthorized(Exception):
@@ -350,7 +352,14 @@ def create_app(dash: Dashboard) -> FastAPI:
     @app.get("/overview", response_class=HTMLResponse)
     async def overview_page(request: Request, role: Reader) -> HTMLResponse:
         found = await overview.overview(dash.store.db, dash.sites)
-        return page(request, "overview.html", role, overview=found, run_states=overview.RUN_STATES)
+        return page(
+            request,
+            "overview.html",
+            role,
+            overview=found,
+            run_states=overview.RUN_STATES,
+            runs_per_site=dash.runs_per_site,
+        )
 
     @app.get("/delivery", response_class=HTMLResponse)
     async def delivery_page(

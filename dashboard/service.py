@@ -67,6 +67,7 @@ class DashboardService:
         max_clients: int = 200,
         runs_dir: Path | None = None,
         ring_events: int = RING_EVENTS,
+        runs_per_site: int | None = None,
     ) -> None:
         self.servers = servers
         self.tokens = tokens
@@ -75,6 +76,7 @@ class DashboardService:
         self.max_clients = max_clients
         self.runs_dir = runs_dir
         self.ring_events = ring_events
+        self.runs_per_site = runs_per_site
         self.nc: Client | None = None
         self.store = MongoStateStore.connect(servers.mongo, servers.mongo_database)
         self.objects = (
@@ -113,6 +115,7 @@ class DashboardService:
             hub=self.hub,
             monitor_url=self.servers.nats_monitor,
             runs_dir=self.runs_dir,
+            runs_per_site=self.runs_per_site,
         )
         config = uvicorn.Config(
             create_app(self.dashboard),

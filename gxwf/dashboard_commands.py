@@ -110,6 +110,7 @@ def build_dashboard(
         port=chosen_port,
         max_clients=config.dashboard_max_clients,
         runs_dir=settings.state_dir / "runs",
+        runs_per_site=settings.runs_per_site,
     )
     return service, shown
 

@@ -56,6 +56,7 @@ def make_dashboard(stack: StackEndpoints, settings: Settings, **options: Any) ->
         host="127.0.0.1",
         port=0,
         runs_dir=settings.state_dir / "runs",
+        runs_per_site=settings.runs_per_site,
         **options,
     )
 

@@ -217,7 +217,7 @@ async def test_the_timeline_of_a_transfer_shows_every_step(
     consumer_row = await page.inner_text(f'#consumers tr:has-text("{CONSUMER}")')
     assert consumer_row.split("\t")[:2] == [CONSUMER, "1"], consumer_row
     site_row = await page.inner_text('#sites tr:has-text("local")')
-    assert "local" in site_row and "cpu" in site_row
+    assert f"{provider.settings.runs_per_site} runs at once" in site_row and "cpu" in site_row
     failure = await page.inner_text(f'#failures tr:has-text("{broken}")')
     assert "run" in failure and "exit code 3" in failure, failure
 
