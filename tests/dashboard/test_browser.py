@@ -220,10 +220,11 @@ async def test_the_timeline_of_a_transfer_shows_every_step(
     assert f"{provider.settings.runs_per_site} runs at once" in site_row and "cpu" in site_row
     failure = await page.inner_text(f'#failures tr:has-text("{broken}")')
     assert "run" in failure and "exit code 3" in failure, failure
+    await page.screenshot(path=str(output_dir / "overview.png"), full_page=True)
 
 
 async def test_a_poisoned_event_is_listed_as_dead_letter_and_republished(
-    page: Page, dashboard: DashboardService, start_provider: StartProvider, js: JetStreamContext
+    page: Page, dashboard: DashboardService, start_provider: StartProvider, js: JetStreamContext, output_dir: Path
 ) -> None:
     await start_provider()
     await logged_in(page, dashboard, "/delivery", token=ADMIN)
@@ -242,6 +243,7 @@ async def test_a_poisoned_event_is_listed_as_dead_letter_and_republished(
     await page.wait_for_function("() => document.querySelector('#letters .outcome').textContent.length > 0")
     text = await outcome.inner_text()
     assert text.startswith("re-published as #"), text
+    await page.screenshot(path=str(output_dir / "delivery.png"), full_page=True)
     republished = int(text.split("#")[1])
     stored = await js.get_msg("WF", republished)
     assert stored.subject == "edc.provision.requested" and json.loads(stored.data or b"{}")["id"] == "poison-1"
