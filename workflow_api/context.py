@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nats.js import JetStreamContext
 from pymongo.asynchronous.database import AsyncDatabase
 
 from adapters.mongo_assets import MongoAssetCatalogue
@@ -32,6 +33,8 @@ class ApiContext:
     # Scratch space for archives being checked and unpacked before they go to the object store.
     scratch_dir: Path
     holder: str = "workflow-api"
+    # The log stream WF_LOGS, for following runs whose log is not on this machine.
+    js: JetStreamContext | None = None
     # Filled by the service: token hash -> principal, for GXWF_WORKFLOW_API_AUTH_CACHE_SECONDS.
     principals: PrincipalCache = field(default_factory=lambda: PrincipalCache(0))
 

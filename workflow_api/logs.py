@@ -1,14 +1,16 @@
 """GET /v1/runs/{id}/logs: the run's output, live while it runs and from the archive in S3 once it ended.
 
-Live, the log is the local backend's `STATE_DIR/runs/<run>/log.txt`; after the run the results handler's
-`results/<consumer>/<run>/log.txt` (all attempts), which outlives the pod or process. `follow=true` streams
-Server-Sent Events: `log` events (one or more complete lines each, the id the byte offset after them, so
+Live, the log is the local backend's `STATE_DIR/runs/<run>/log.txt` when this process runs beside it, else the
+run's subject in the log stream WF_LOGS (what the jobs handlers ship from any backend); after the run the results
+handler's `results/<consumer>/<run>/log.txt` (all attempts), which outlives the pod or process. `follow=true`
+streams Server-Sent Events: `log` events (one or more complete lines each, the id the byte offset after them, so
 `Last-Event-ID` resumes), through queued, pending and running, and a last `end` event with the run's final state.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,8 +18,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import ConsumerConfig, DeliverPolicy
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from events.subjects import log_subject
 from schemas.provisioning import ResultDocument, ResultState
 from schemas.run import RunDocument
 from workflow_api.auth import AUTHENTICATED, api
@@ -31,6 +36,8 @@ router = APIRouter(prefix="/v1/runs", tags=["logs"])
 _EVENT_BYTES = 64 * 1024
 # How long a followed log waits, after the run ended, for its archive when there is no local log to drain.
 _ARCHIVE_WAIT_SECONDS = 30.0
+# After the run ended, the stream is read until it has been quiet this long: the shipper's last chunks may lag.
+_STREAM_QUIET_SECONDS = 1.5
 
 
 def live_log(context: ApiContext, run_id: str) -> Path | None:
@@ -117,8 +124,17 @@ def _event(chunk: bytes, end_offset: int) -> ServerSentEvent:
 
 
 async def _follow(context: ApiContext, run_id: str, offset: int) -> AsyncIterator[ServerSentEvent]:
-    position = offset
     path = live_log(context, run_id)
+    run = await context.store.get(RunDocument, run_id)
+    while run is None:  # requested, not queued yet: its backend is not known
+        await asyncio.sleep(context.settings.workflow_api_log_poll_seconds)
+        run = await context.store.get(RunDocument, run_id)
+    local = run.backend == "local" and await asyncio.to_thread(context.runs_dir.is_dir)
+    if context.js is not None and not local:
+        async for event in _follow_stream(context, run_id, offset):
+            yield event
+        return
+    position = offset
     poll = context.settings.workflow_api_log_poll_seconds
     while True:
         run = await context.store.get(RunDocument, run_id)
@@ -145,6 +161,69 @@ async def _follow(context: ApiContext, run_id: str, offset: int) -> AsyncIterato
             )
             return
         await asyncio.sleep(poll)
+
+
+def _lines(pending: bytes, position: int, *, flush: bool) -> tuple[list[ServerSentEvent], bytes, int]:
+    """Events for the complete lines in `pending` (all of it when flushing), what is left, and the new offset."""
+    cut = len(pending) if flush else pending.rfind(b"\n") + 1
+    if cut <= 0:
+        return [], pending, position
+    position += cut
+    return [_event(pending[:cut], position)], pending[cut:], position
+
+
+async def _follow_stream(context: ApiContext, run_id: str, offset: int) -> AsyncIterator[ServerSentEvent]:
+    """The run's chunks from the log stream, all attempts in order (offsets count the bytes of the concatenation,
+    attempt headers included), until the run ended and the stream went quiet."""
+    assert context.js is not None
+    subscription = await context.js.subscribe(
+        log_subject(run_id), ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+    )
+    seen = 0  # bytes of the concatenation read so far
+    position = offset  # bytes handed to the client
+    pending = b""
+    attempt = 1
+    quiet_since: float | None = None
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            try:
+                message = await subscription.next_msg(timeout=context.settings.workflow_api_log_poll_seconds)
+            except (TimeoutError, NatsTimeout):
+                run = await context.store.get(RunDocument, run_id)
+                if run is None or run.state not in TERMINAL:
+                    quiet_since = None
+                    continue
+                quiet_since = quiet_since or loop.time()
+                if loop.time() - quiet_since < _STREAM_QUIET_SECONDS:
+                    continue
+                events, pending, position = _lines(pending, position, flush=True)
+                for event in events:
+                    yield event
+                yield ServerSentEvent(
+                    data=json.dumps({"state": run.state, "exit_code": run.exit_code, "reason": run.reason}),
+                    event="end",
+                    id=str(position),
+                )
+                return
+            quiet_since = None
+            data = message.data or b""
+            headers = message.headers or {}
+            number = int(headers.get("Gxwf-Attempt", "1") or 1)
+            if number > attempt:
+                # The same separator the local backend and the archived log put between attempts.
+                data = f"\n=== attempt {number} ===\n".encode() + data
+                attempt = number
+            start, seen = seen, seen + len(data)
+            if seen <= offset:
+                continue
+            pending += data[max(0, offset - start) :]
+            events, pending, position = _lines(pending, position, flush=False)
+            for event in events:
+                yield event
+    finally:
+        with contextlib.suppress(Exception):
+            await subscription.unsubscribe()
 
 
 async def _archive_events(context: ApiContext, run_id: str, offset: int) -> AsyncIterator[ServerSentEvent]:

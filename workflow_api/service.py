@@ -120,6 +120,7 @@ class WorkflowApiService:
             runs_dir=self.state_dir / "runs",
             scratch_dir=self.state_dir / "workflow-api" / "scratch",
             holder=self.holder,
+            js=self.nc.jetstream(),
             principals=PrincipalCache(self.settings.workflow_api_auth_cache_seconds),
         )
         config = uvicorn.Config(

@@ -8,6 +8,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -140,6 +141,24 @@ def api_settings(**overrides: object) -> WorkflowApiSettings:
     return WorkflowApiSettings(_env_file=None, **(values | overrides))  # type: ignore[call-arg, arg-type]
 
 
+def api_service(settings: Settings, endpoints: Endpoints, state_dir: Path | None = None) -> WorkflowApiService:
+    """A WorkflowApi on the test's database; `state_dir` elsewhere than the handlers': no run directories beside it."""
+    return WorkflowApiService(
+        Servers(
+            nats=endpoints.nats,
+            mongo=endpoints.mongo,
+            mongo_database=settings.mongo_database,
+            s3=endpoints.s3,
+            s3_bucket=settings.s3_bucket,
+            s3_access_key=settings.s3_access_key,
+            s3_secret_key=settings.s3_secret_key.get_secret_value(),
+        ),
+        state_dir or settings.state_dir,
+        port=0,
+        settings=api_settings(),
+    )
+
+
 async def start_api(
     settings: Settings, endpoints: Endpoints, store: MongoStateStore, *, handlers: bool
 ) -> tuple[Api, list[object]]:
@@ -150,20 +169,7 @@ async def start_api(
     if handlers:
         service = HandlerService(settings, endpoints)
         await service.start()
-    api = WorkflowApiService(
-        Servers(
-            nats=endpoints.nats,
-            mongo=endpoints.mongo,
-            mongo_database=settings.mongo_database,
-            s3=endpoints.s3,
-            s3_bucket=settings.s3_bucket,
-            s3_access_key=settings.s3_access_key,
-            s3_secret_key=settings.s3_secret_key.get_secret_value(),
-        ),
-        settings.state_dir,
-        port=0,
-        settings=api_settings(),
-    )
+    api = api_service(settings, endpoints)
     url = await api.start()
     return Api(url, store, api, service, settings), [api, service]
 

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.workflow_api.conftest import Api, eventually, run_finished
-from workflow_client import ApiError
+from gxwf.runtime import Endpoints
+from gxwf.settings import Settings
+from tests.workflow_api.conftest import Api, api_service, eventually, run_finished
+from workflow_client import ApiError, WorkflowClient
 from workflow_client.client import end_state
 
 
@@ -183,3 +185,32 @@ async def test_list_runs_filters_and_pages(api: Api, tmp_path: Path) -> None:
         cursor = await http.get("/v1/runs", params={"cursor": "not-a-cursor"})
         assert cursor.status_code == 422 and cursor.json()["errors"][0]["field"] == "cursor"
         await http.post(f"/v1/runs/{sleeper.run_id}/stop")
+
+
+async def test_a_workflow_api_away_from_the_runs_follows_the_log_stream(
+    api: Api, settings: Settings, endpoints: Endpoints, tmp_path: Path
+) -> None:
+    """As on a Kubernetes site: no run directory beside this WorkflowApi, the log comes from WF_LOGS."""
+    remote = api_service(settings, endpoints, tmp_path / "elsewhere")
+    url = await remote.start()
+    try:
+        _, token = await api.consumer()
+        text = tmp_path / "t.txt"
+        text.write_text("x\n")
+        async with WorkflowClient(url, token, timeout=30) as client:
+            uploaded = await client.upload_file(text, "text")
+            accepted = await client.start_run("count-lines", parameters={"COUNT": 4}, inputs={"text": uploaded.id})
+            events = [event async for event in client.follow_logs(accepted.run_id)]
+            logged = [e for e in events if e.kind == "log"]
+            assert "\n".join(e.data for e in logged).startswith("line 0 fast\nline 1 fast\nline 2 fast\nline 3 fast")
+            assert end_state(events[-1])["state"] == "succeeded"
+            # Resumed after the first event: exactly the rest, nothing twice.
+            first = logged[0]
+            assert first.offset is not None
+            rest = [e async for e in client.follow_logs(accepted.run_id, offset=first.offset)]
+            assert "\n".join(e.data for e in rest if e.kind == "log") == "\n".join(e.data for e in logged[1:])
+            await run_finished(api, client, accepted.run_id)
+            archived = await client.logs(accepted.run_id)
+            assert archived.startswith("line 0 fast\n") and archived.rstrip().endswith("done")
+    finally:
+        await remote.stop()
