@@ -59,3 +59,6 @@ class RunDocument(StatefulDocument):
     attempt: int = 1
     # A retried run waits in the queue until then (its backoff).
     not_before: datetime | None = None
+    # False between the run's creation and its wf.run.queued being published: the dispatcher leaves it until
+    # then, so that wf.run.pending never comes before wf.run.queued on the bus.
+    announced: bool = True

@@ -109,6 +109,8 @@ async def dispatch_once(ctx: HandlerContext) -> int:
     for run in await ctx.store.find(
         RunDocument, states=[RunState.QUEUED], limit=10_000, oldest_first=True, site=compute.site
     ):
+        if not run.announced:
+            continue  # its wf.run.queued is not out yet
         if missing := never_fits(run, ctx.limits.quota):
             await _refuse(ctx, run, compute.site, missing)
         elif run.not_before is None or run.not_before <= now:  # a retry waits out its backoff

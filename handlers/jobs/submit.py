@@ -29,6 +29,7 @@ async def on_run_requested(event: Envelope[Any], ctx: HandlerContext) -> None:
         site=compute.site,
         spec=request.spec.model_dump(mode="json"),
         parameters=dict(request.parameters),
+        announced=False,
     )
     if not await ctx.store.create(run, event_id=event.id):
         existing = await ctx.store.get(RunDocument, request.run_id)
@@ -50,3 +51,5 @@ async def on_run_requested(event: Envelope[Any], ctx: HandlerContext) -> None:
             source=SOURCE,
         )
     )
+    # Only now may the dispatcher admit it (also after a redelivery that finds it created but not announced).
+    await ctx.store.set_fields(RunDocument, request.run_id, {"announced": True})
