@@ -10,15 +10,22 @@ from nats.js import JetStreamContext
 from events import subjects as s
 from events.envelope import Envelope, new_event
 from events.payloads.asset import AssetRegistered
-from events.payloads.deployment import DeploymentReady, DeploymentRequested
+from events.payloads.consumer import ConsumerDeprovisioned
+from events.payloads.deployment import (
+    DeploymentDeleted,
+    DeploymentDeleteRequested,
+    DeploymentReady,
+    DeploymentRequested,
+)
 from events.payloads.edc import EdcProvisionRequested
 from handlers.assets import register
 from handlers.context import HandlerContext
-from handlers.deployment import deploy
-from handlers.provisioning import grant, request
+from handlers.deployment import deploy, remove
+from handlers.jobs import release
+from handlers.provisioning import grant, request, teardown
 from schemas.provisioning import AccessGrantDocument, DeploymentDocument, ProvisionDocument
 from tests.backbone.conftest import eventually, stream_events
-from tests.provisioning.conftest import StartProvider
+from tests.provisioning.conftest import CONSUMER, StartProvider
 
 
 async def _counts(js: JetStreamContext) -> Counter[str]:
@@ -149,3 +156,69 @@ async def test_redelivered_events_change_nothing(start_provider: StartProvider, 
     assert len(provider.callbacks(transfer.id, "provision")) == 1
     doc = await provider.store.get(ProvisionDocument, transfer.id)
     assert doc is not None and doc.state == "granted" and len(doc.history) == 5
+
+
+async def test_redelivered_teardown_events_change_nothing(start_provider: StartProvider, js: JetStreamContext) -> None:
+    """Every deprovisioning step handled again after it settled: one of each event, one callback, no new history."""
+    provider = await start_provider()
+    transfer = await provider.begin()
+    await provider.reaches(transfer.id, "granted")
+    await provider.deprovision(transfer)
+    before = await provider.reaches(transfer.id, "deprovisioned")
+    await stream_events(js, "wf.>", settle=0.5)
+    assert provider.handlers.bus is not None
+    ctx = HandlerContext(
+        store=provider.store,
+        events=provider.handlers.bus,
+        compute=provider.handlers.compute,
+        edc=provider.handlers.edc,
+        assets=provider.handlers.assets,
+        deployments=provider.handlers.deployments,
+        sites=provider.handlers.sites,
+    )
+    steps = [
+        (s.DEPLOYMENT_DELETE_REQUESTED, DeploymentDeleteRequested, remove.on_delete_requested),
+        (s.DEPLOYMENT_DELETED, DeploymentDeleted, teardown.on_deployment_deleted),
+        (s.CONSUMER_DEPROVISIONED, ConsumerDeprovisioned, release.on_consumer_deprovisioned),
+    ]
+    for subject, payload, handle in steps:
+        (raw,) = await stream_events(js, subject, settle=0.1)
+        await handle(Envelope[payload].model_validate(raw), ctx)  # type: ignore[valid-type]
+
+    counts = await _counts(js)
+    for subject in (s.DEPLOYMENT_DELETE_REQUESTED, s.DEPLOYMENT_DELETED, s.CONSUMER_DEPROVISIONED, s.CONSUMER_RELEASED):
+        assert counts[subject] == 1, (subject, counts)
+    assert len(provider.callbacks(transfer.id, "deprovision")) == 1
+    assert await provider.store.get(ProvisionDocument, transfer.id) == before
+
+
+async def test_out_of_order_teardown_facts_leave_a_live_transfer_alone(
+    start_provider: StartProvider, js: JetStreamContext
+) -> None:
+    provider = await start_provider()
+    transfer = await provider.begin()
+    granted = await provider.reaches(transfer.id, "granted")
+    assert provider.handlers.bus is not None and granted.deployment_id is not None
+    # A "deleted" fact for a live transfer's deployment (a stale or forged one), and a delete command for a
+    # deployment that does not exist: neither tears anything down.
+    await provider.handlers.bus.publish(
+        new_event(
+            s.DEPLOYMENT_DELETED,
+            DeploymentDeleted(
+                deployment_id=granted.deployment_id, transfer_process_id=transfer.id, consumer_id=CONSUMER
+            ),
+        )
+    )
+    await provider.handlers.bus.publish(
+        new_event(
+            s.DEPLOYMENT_DELETE_REQUESTED,
+            DeploymentDeleteRequested(deployment_id="no-such-deployment", transfer_process_id="tp-x", consumer_id="c"),
+        )
+    )
+    await stream_events(js, "wf.>", settle=1.0)
+    assert (await provider.access(transfer.id)).status_code == 200
+    doc = await provider.store.get(ProvisionDocument, transfer.id)
+    assert doc is not None and doc.state == "granted"
+    deployment = await provider.store.get(DeploymentDocument, granted.deployment_id)
+    assert deployment is not None and deployment.state == "ready"
+    assert (await _counts(js))[s.CONSUMER_DEPROVISIONED] == 0
