@@ -100,7 +100,47 @@ async def get_logs(
     key = await archived_log(context, run_id) if status.finished else None
     if key is not None:
         return StreamingResponse(_from_archive(context, key, offset), media_type="text/plain; charset=utf-8")
-    return StreamingResponse(_from_file(live_log(context, run_id), offset), media_type="text/plain; charset=utf-8")
+    path = live_log(context, run_id)
+    if context.js is not None and not await asyncio.to_thread(_is_file, path):
+        return StreamingResponse(_from_stream(context, run_id, offset), media_type="text/plain; charset=utf-8")
+    return StreamingResponse(_from_file(path, offset), media_type="text/plain; charset=utf-8")
+
+
+def _is_file(path: Path | None) -> bool:
+    return path is not None and path.is_file()
+
+
+async def _from_stream(context: ApiContext, run_id: str, offset: int) -> AsyncIterator[bytes]:
+    """What the log stream holds of the run so far (its live log when it is not on this machine)."""
+    assert context.js is not None
+    subscription = await context.js.subscribe(
+        log_subject(run_id), ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+    )
+    seen = 0
+    attempt = 1
+    try:
+        while True:
+            try:
+                message = await subscription.next_msg(timeout=0.2)
+            except (TimeoutError, NatsTimeout):
+                return
+            data, attempt = _with_separator(message, attempt)
+            start, seen = seen, seen + len(data)
+            if seen > offset:
+                yield data[max(0, offset - start) :]
+    finally:
+        with contextlib.suppress(Exception):
+            await subscription.unsubscribe()
+
+
+def _with_separator(message: Any, attempt: int) -> tuple[bytes, int]:
+    """A stream chunk's bytes, after the separator the local backend and the archive put before a new attempt."""
+    data: bytes = message.data or b""
+    headers = message.headers or {}
+    number = int(headers.get("Gxwf-Attempt", "1") or 1)
+    if number > attempt:
+        return f"\n=== attempt {number} ===\n".encode() + data, number
+    return data, attempt
 
 
 async def _from_file(path: Path | None, offset: int) -> AsyncIterator[bytes]:
@@ -207,13 +247,7 @@ async def _follow_stream(context: ApiContext, run_id: str, offset: int) -> Async
                 )
                 return
             quiet_since = None
-            data = message.data or b""
-            headers = message.headers or {}
-            number = int(headers.get("Gxwf-Attempt", "1") or 1)
-            if number > attempt:
-                # The same separator the local backend and the archived log put between attempts.
-                data = f"\n=== attempt {number} ===\n".encode() + data
-                attempt = number
+            data, attempt = _with_separator(message, attempt)
             start, seen = seen, seen + len(data)
             if seen <= offset:
                 continue

@@ -50,7 +50,7 @@ COUNT_LINES = WorkflowAssetDefinition.model_validate(
         "inputs": [
             {"kind": "file", "name": "text", "path": "inputs/text"},
             {"kind": "directory", "name": "data", "path": "data", "required": False},
-            {"kind": "parameter", "name": "COUNT", "type": "integer", "default": 2, "minimum": 1, "maximum": 5},
+            {"kind": "parameter", "name": "COUNT", "type": "integer", "default": 2, "minimum": 1, "maximum": 50},
             {"kind": "parameter", "name": "MODE", "type": "string", "default": "fast", "choices": ["fast", "slow"]},
         ],
         "outputs": [{"name": "count", "path": "outputs/count.txt"}],
@@ -141,7 +141,9 @@ def api_settings(**overrides: object) -> WorkflowApiSettings:
     return WorkflowApiSettings(_env_file=None, **(values | overrides))  # type: ignore[call-arg, arg-type]
 
 
-def api_service(settings: Settings, endpoints: Endpoints, state_dir: Path | None = None) -> WorkflowApiService:
+def api_service(
+    settings: Settings, endpoints: Endpoints, state_dir: Path | None = None, **overrides: object
+) -> WorkflowApiService:
     """A WorkflowApi on the test's database; `state_dir` elsewhere than the handlers': no run directories beside it."""
     return WorkflowApiService(
         Servers(
@@ -155,7 +157,7 @@ def api_service(settings: Settings, endpoints: Endpoints, state_dir: Path | None
         ),
         state_dir or settings.state_dir,
         port=0,
-        settings=api_settings(),
+        settings=api_settings(**overrides),
     )
 
 

@@ -14,9 +14,11 @@ import httpx
 import pytest
 from nats.js import JetStreamContext
 
+from gxwf.runtime import Endpoints
+from gxwf.settings import Settings
 from schemas.inputs import InputDocument
 from tests.backbone.conftest import stream_events
-from tests.workflow_api.conftest import UPLOAD_LIMIT, Api
+from tests.workflow_api.conftest import UPLOAD_LIMIT, Api, api_service
 
 PROBLEM = "application/problem+json"
 
@@ -118,7 +120,7 @@ async def test_assets_offered_only_and_described(api_only: Api) -> None:
             "type": "integer",
             "default": 2,
             "minimum": 1.0,
-            "maximum": 5.0,
+            "maximum": 50.0,
         }
         assert detail["parameters"]["additionalProperties"] is False
         for asset in ("sleeper", "hidden", "no-such-asset"):
@@ -144,7 +146,7 @@ async def test_parameters_and_inputs_outside_the_schema_publish_nothing(api_only
             await http.post("/v1/inputs", params={"name": "data", "kind": "directory"}, content=_tar([_entry("a.txt")]))
         ).json()["id"]
         cases = [
-            ({"COUNT": 9}, {"text": text}, "parameters.COUNT", "at most 5"),
+            ({"COUNT": 51}, {"text": text}, "parameters.COUNT", "at most 50"),
             ({"COUNT": 0}, {"text": text}, "parameters.COUNT", "at least 1"),
             ({"COUNT": "three"}, {"text": text}, "parameters.COUNT", "must be an integer"),
             ({"COUNT": 2.5}, {"text": text}, "parameters.COUNT", "must be an integer"),
@@ -346,3 +348,19 @@ async def test_a_revocation_takes_effect_within_the_auth_cache_time(api_only: Ap
         await asyncio.sleep(api_only.service.settings.workflow_api_auth_cache_seconds + 0.1)
         body = _problem(await http.post("/v1/inputs", params={"name": "t"}, content=b"x"), 403)
         assert "contract ended" in str(body["detail"])
+
+
+async def test_a_per_consumer_deployment_refuses_other_consumers_tokens(
+    api_only: Api, settings: Settings, endpoints: Endpoints
+) -> None:
+    mine, token = await api_only.consumer()
+    _, other = await api_only.consumer()
+    scoped = api_service(settings, endpoints, consumer_id=mine)
+    url = await scoped.start()
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            allowed = await http.get("/v1/runs", headers={"Authorization": f"Bearer {token}"})
+            assert allowed.status_code == 200
+            _problem(await http.get("/v1/runs", headers={"Authorization": f"Bearer {other}"}), 401)
+    finally:
+        await scoped.stop()

@@ -77,8 +77,8 @@ async def test_profiles_and_one_line_errors(api: Api, tmp_path: Path) -> None:
         (["client", "assets", "list"], "no WorkflowApi URL"),
         (["client", "--profile", "mine", "run", "start", "count-lines", "-p", "COUNT=abc"], "COUNT takes a integer"),
         (
-            ["client", "--profile", "mine", "run", "start", "count-lines", "-p", "COUNT=9", "-i", "text=in-x"],
-            "422 parameters.COUNT: must be at most 5",
+            ["client", "--profile", "mine", "run", "start", "count-lines", "-p", "COUNT=99", "-i", "text=in-x"],
+            "422 parameters.COUNT: must be at most 50",
         ),
         (["client", "--profile", "mine", "run", "status", "run-unknown"], "404 no run run-unknown"),
         (["client", "--profile", "mine", "inputs", "upload", str(tmp_path / "missing")], "no such file"),
