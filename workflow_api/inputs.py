@@ -128,6 +128,8 @@ async def upload(
     if sha256 and checksum and sha256 != checksum:
         raise invalid("sha256", "the query's sha256 and the X-Checksum-Sha256 header differ")
     expected = sha256 or checksum
+    if filename in (".", ".."):
+        raise invalid("filename", "a file name, not . or ..")
     input_id = f"in-{uuid.uuid4().hex[:20]}"
     prefix = prefix_of(principal.consumer_id, input_id)
     doc = InputDocument(
@@ -247,6 +249,8 @@ async def presigned_upload(
     limit = context.settings.workflow_api_upload_limit_bytes
     if body.size > limit:
         raise too_large(limit, "size")
+    if body.filename in (".", ".."):
+        raise invalid("filename", "a file name, not . or ..")
     input_id = f"in-{uuid.uuid4().hex[:20]}"
     prefix = prefix_of(principal.consumer_id, input_id)
     filename = body.filename or body.name

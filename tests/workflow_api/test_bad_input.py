@@ -291,6 +291,8 @@ async def test_multipart_uploads_and_their_paths(api_only: Api) -> None:
             "/v1/inputs", params={"name": "tree", "kind": "directory"}, files=[("file", ("../../x", b"x"))]
         )
         _problem(escape, 422)
+        dots = await http.post("/v1/inputs", params={"name": "one", "filename": ".."}, content=b"x")
+        assert _fields(_problem(dots, 422)) == ["filename"]
         two = await http.post("/v1/inputs", params={"name": "one"}, files=files)
         assert _fields(_problem(two, 422)) == ["kind"]
         listed = (await http.get("/v1/inputs")).json()["items"]
