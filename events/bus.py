@@ -17,6 +17,7 @@ from faststream.nats.annotations import NatsMessage as NatsMessageParam
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import DeliverPolicy
 
+from events import nats_compat
 from events.catalogue import BY_SUBJECT, CATALOGUE, DEAD_LETTER, EventSpec
 from events.delivery import DeadLetterMiddleware, DeliveryPolicy
 from events.envelope import Envelope
@@ -26,6 +27,7 @@ from events.payloads.dead_letter import DeadLetter
 from events.subjects import DLQ_STREAM, STREAM
 from events.wire import publish_to_jetstream
 
+nats_compat.install()
 log = structlog.get_logger("gxwf.bus")
 FASTSTREAM_LOGGER = "gxwf.faststream"
 
