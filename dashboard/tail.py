@@ -225,12 +225,13 @@ class TailHub:
         """Resolve where the client starts now (so a missing stream is an HTTP error, not a broken stream)."""
         first_cursor: int | None = None
         catch_up: Any = None
+        wanted: int | None
         if start.sequence is not None:
             wanted = start.sequence
         elif start.time is not None:
-            # Where a time falls in the stream is known once its first event arrives: replay from it.
+            # Where a time falls in the stream is known once its first event arrives: replay until then.
             catch_up = await self._replay(DeliverPolicy.BY_START_TIME, start)
-            wanted = 1
+            wanted = None
         else:
             info = await self.js.stream_info(STREAM)
             first_cursor = int(info.state.last_seq)
@@ -248,7 +249,7 @@ class TailHub:
         )
 
     async def stream(
-        self, client: TailClient, wanted: int, first_cursor: int | None, catch_up: Any
+        self, client: TailClient, wanted: int | None, first_cursor: int | None, catch_up: Any
     ) -> AsyncIterator[bytes]:
         """SSE bytes: the retry hint, a cursor, then batches of matching events; pings while idle."""
         self.clients.add(client)
@@ -259,7 +260,7 @@ class TailHub:
             if first_cursor is not None:
                 yield cursor(first_cursor)
             while not client.drop.is_set() and not self.closing.is_set():
-                if catch_up is None and self.feed.covers(wanted):
+                if catch_up is None and wanted is not None and self.feed.covers(wanted):
                     batch = self.feed.after(wanted)
                     if not batch:
                         await self.feed.changed(0.5)
@@ -275,7 +276,7 @@ class TailHub:
                         yield chunk
                     continue
                 if catch_up is None:  # fell behind the ring (or started before it): replay from where it is
-                    catch_up = await self._replay(DeliverPolicy.BY_START_SEQUENCE, StartAt(sequence=wanted))
+                    catch_up = await self._replay(DeliverPolicy.BY_START_SEQUENCE, StartAt(sequence=wanted or 1))
                 replayed, wanted, done = await self._catch_up(catch_up, wanted)
                 if replayed:
                     idle = 0.0
@@ -297,8 +298,9 @@ class TailHub:
                 with contextlib.suppress(Exception):
                     await catch_up.unsubscribe()
 
-    async def _catch_up(self, sub: Any, wanted: int) -> tuple[list[Rendered], int, bool]:
-        """Events from the client's own consumer; done once the next one is in the ring."""
+    async def _catch_up(self, sub: Any, wanted: int | None) -> tuple[list[Rendered], int | None, bool]:
+        """Events from the client's own consumer; done once the next one is in the ring. `wanted` is None
+        until a time-started replay saw its first event."""
         found: list[Rendered] = []
         while len(found) < _BATCH:
             try:
@@ -306,9 +308,9 @@ class TailHub:
             except (TimeoutError, nats.errors.TimeoutError):
                 # Quiet: done if the ring already starts at or below where the client is; otherwise the
                 # consumer still has to hand over the ring's first event, and the switch happens then.
-                return found, wanted, self.feed.covers(wanted)
+                return found, wanted, wanted is not None and self.feed.covers(wanted)
             sequence = int(msg.metadata.sequence.stream)
-            if sequence < wanted:
+            if wanted is not None and sequence < wanted:
                 continue
             if self.feed.covers(sequence):
                 return found, sequence, True

@@ -92,11 +92,20 @@ async def publish_run_requested(
 
 
 async def read_sse(
-    client: httpx.AsyncClient, url: str, *, want: int, headers: dict[str, str] | None = None, timeout: float = 10
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    want: int,
+    headers: dict[str, str] | None = None,
+    timeout: float = 10,
+    params: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """The first `want` SSE events of type `event` (and every cursor before them), parsed."""
     found: list[dict[str, Any]] = []
-    async with asyncio.timeout(timeout), client.stream("GET", url, headers={**bearer(), **(headers or {})}) as response:
+    async with (
+        asyncio.timeout(timeout),
+        client.stream("GET", url, headers={**bearer(), **(headers or {})}, params=params) as response,
+    ):
         assert response.status_code == 200, await response.aread()
         current: dict[str, Any] = {}
         async for line in response.aiter_lines():

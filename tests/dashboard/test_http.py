@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import httpx
@@ -189,3 +190,16 @@ async def test_more_tails_than_allowed_are_refused_with_503(
             assert second.status_code == 503 and second.json()["type"] == "urn:gxwf:problem:too-many-tails"
     finally:
         await service.stop()
+
+
+async def test_replay_from_a_time(http: httpx.AsyncClient, js: JetStreamContext) -> None:
+    for index in range(3):
+        await publish_run_requested(js, f"timed-{index}")
+    found = events_of(await read_sse(http, "/api/events/stream?since=1h", want=3))
+    assert [e["seq"] for e in found] == [1, 2, 3]
+    # From a time after everything stored: only what comes next.
+    later = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    reader = asyncio.create_task(read_sse(http, "/api/events/stream", want=1, headers={}, params={"since": later}))
+    await asyncio.sleep(1.5)
+    await publish_run_requested(js, "after-the-time")
+    assert [e["event"]["data"]["run_id"] for e in events_of(await reader)] == ["after-the-time"]
