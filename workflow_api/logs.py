@@ -28,7 +28,7 @@ from schemas.run import RunDocument
 from workflow_api.auth import AUTHENTICATED, api
 from workflow_api.context import ApiContext
 from workflow_api.principals import Principal
-from workflow_api.problems import responses
+from workflow_api.problems import expired, responses
 from workflow_api.runs import TERMINAL, owned_run
 
 router = APIRouter(prefix="/v1/runs", tags=["logs"])
@@ -67,12 +67,17 @@ async def archived_log(context: ApiContext, run_id: str) -> str | None:
     return key if isinstance(key, str) else None
 
 
+async def _expired(context: ApiContext, run_id: str) -> bool:
+    result = await context.store.get(ResultDocument, run_id)
+    return result is not None and result.state == ResultState.EXPIRED
+
+
 _LOG_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The log as text, or with follow=true Server-Sent Events",
         "content": {"text/plain": {"schema": {"type": "string"}}, "text/event-stream": {"schema": {"type": "string"}}},
     },
-    **responses(401, 404, 422),
+    **responses(401, 404, 410, 422),
 }
 
 
@@ -97,6 +102,8 @@ async def get_logs(
         offset = int(last_event_id)
     if follow:
         return EventSourceResponse(_follow(context, run_id, offset), ping=15)
+    if status.finished and await _expired(context, run_id):
+        raise expired(run_id)
     key = await archived_log(context, run_id) if status.finished else None
     if key is not None:
         return StreamingResponse(_from_archive(context, key, offset), media_type="text/plain; charset=utf-8")

@@ -37,6 +37,7 @@ _TITLES = {
     403: "Forbidden",
     404: "Not found",
     409: "Conflict",
+    410: "Gone",
     413: "Payload too large",
     415: "Unsupported media type",
     416: "Range not satisfiable",
@@ -108,3 +109,10 @@ def from_validation(error: ValidationError, prefix: str = "body") -> Problem:
 def not_found(what: str, ident: str) -> Problem:
     # The same answer whether the object does not exist or belongs to another consumer.
     return Problem(404, "not-found", f"no {what} {ident}")
+
+
+def expired(run_id: str) -> Problem:
+    """Results (and the archived log) deleted at the end of their retention period (GXWF_RESULT_RETENTION_DAYS)."""
+    return Problem(
+        410, "results-expired", f"the results of run {run_id} were deleted at the end of their retention period"
+    )

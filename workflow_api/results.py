@@ -28,7 +28,7 @@ from workflow_api.auth import AUTHENTICATED, api
 from workflow_api.context import ApiContext
 from workflow_api.models import PresignedDownload, ResultFileInfo, ResultList
 from workflow_api.principals import Principal
-from workflow_api.problems import Problem, not_found, responses
+from workflow_api.problems import Problem, expired, not_found, responses
 from workflow_api.runs import owned_run
 
 router = APIRouter(prefix="/v1/runs", tags=["results"])
@@ -40,6 +40,8 @@ _BINARY = {"schema": {"type": "string", "format": "binary"}}
 async def published(context: ApiContext, principal: Principal, run_id: str) -> tuple[str, ResultDocument]:
     status = await owned_run(context, principal, run_id)
     result = await context.store.get(ResultDocument, run_id)
+    if result is not None and result.state == ResultState.EXPIRED and result.consumer_id == principal.consumer_id:
+        raise expired(run_id)
     if result is None or result.state != ResultState.PUBLISHED or result.consumer_id != principal.consumer_id:
         if not status.finished:
             detail = f"run {run_id} is {status.state}; its results are published when it ends"
@@ -87,7 +89,7 @@ async def download_lease(context: ApiContext, run_id: str) -> AsyncIterator[None
     "/{run_id}/results",
     summary="The run's result files with sizes and sha256",
     response_model=ResultList,
-    responses=responses(401, 404, 409),
+    responses=responses(401, 404, 409, 410),
 )
 async def list_results(run_id: str, request: Request, principal: Principal = AUTHENTICATED) -> ResultList:
     context = api(request)
@@ -146,7 +148,7 @@ def _unsatisfiable(size: int) -> Problem:
     responses={
         200: {"description": "The file", "content": {"application/octet-stream": _BINARY}},
         206: {"description": "The requested range", "content": {"application/octet-stream": _BINARY}},
-        **responses(401, 404, 409, 416),
+        **responses(401, 404, 409, 410, 416),
     },
 )
 async def download_file(
@@ -190,7 +192,7 @@ async def download_file(
     "/{run_id}/results/urls/{name:path}",
     summary="A presigned URL to download one result file straight from the object store",
     response_model=PresignedDownload,
-    responses=responses(401, 404, 409),
+    responses=responses(401, 404, 409, 410),
 )
 async def presigned_download(
     run_id: str, name: str, request: Request, principal: Principal = AUTHENTICATED
@@ -242,7 +244,7 @@ class _Sink(io.RawIOBase):
             "description": "The archive",
             "content": {"application/zip": _BINARY, "application/x-tar": _BINARY},
         },
-        **responses(401, 404, 409, 422),
+        **responses(401, 404, 409, 410, 422),
     },
 )
 async def download_archive(

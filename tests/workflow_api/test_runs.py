@@ -13,6 +13,8 @@ import pytest
 
 from gxwf.runtime import Endpoints
 from gxwf.settings import Settings
+from handlers.context import HandlerContext
+from handlers.results.retention import expire_once
 from tests.workflow_api.conftest import Api, api_service, eventually, run_finished
 from workflow_client import ApiError, WorkflowClient
 from workflow_client.client import end_state
@@ -222,3 +224,26 @@ async def test_a_workflow_api_away_from_the_runs_follows_the_log_stream(
             assert archived.startswith("line 0 fast\n") and archived.rstrip().endswith("done")
     finally:
         await remote.stop()
+
+
+async def test_results_past_their_retention_are_gone_and_say_so(api: Api, tmp_path: Path) -> None:
+    _, token = await api.consumer()
+    text = tmp_path / "t.txt"
+    text.write_text("x\n")
+    async with api.client(token) as client:
+        uploaded = await client.upload_file(text, "text")
+        accepted = await client.start_run("count-lines", parameters={"COUNT": 1}, inputs={"text": uploaded.id})
+        await run_finished(api, client, accepted.run_id)
+    assert api.handlers is not None and api.handlers.bus is not None
+    ctx = HandlerContext(store=api.store, events=api.handlers.bus, objects=api.handlers.objects)
+    # A retention shorter than the run's age: its results go now.
+    assert await expire_once(ctx, retention_days=1e-9) >= 1
+    async with api.http(token) as http:
+        for path in ("results", "results/files/count.txt", "results/archive", "logs"):
+            gone = await http.get(f"/v1/runs/{accepted.run_id}/{path}")
+            assert gone.status_code == 410, (path, gone.text)
+            assert gone.headers["content-type"] == "application/problem+json"
+            assert "retention" in gone.json()["detail"]
+        # The run itself is still described, with no results link.
+        status = await http.get(f"/v1/runs/{accepted.run_id}")
+        assert status.status_code == 200 and status.json()["state"] == "succeeded"
