@@ -122,7 +122,7 @@ async def start_dashboard(service: DashboardService) -> str:
         return await service.start()
     except ListenError as error:
         await service.stop()
-        raise UserError(f"GXWF_DASHBOARD_PORT: {error}") from None
+        raise UserError(f"--port / GXWF_DASHBOARD_PORT: {error}") from None
 
 
 def dashboard_command(

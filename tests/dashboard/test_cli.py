@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -100,3 +101,37 @@ def test_events_tail_bad_options_are_one_line_with_status_2(
         stderr = capsys.readouterr().err
         assert exited.value.code == 2, (args, stderr)
         assert expected in stderr and len(stderr.strip().splitlines()) == 1, (args, stderr)
+
+
+def test_dashboard_bad_settings_are_one_line_with_status_2(
+    stack: StackEndpoints,
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def refused(args: list[str], expected: str) -> None:
+        with pytest.raises(SystemExit) as exited:
+            main(args)
+        stderr = capsys.readouterr().err
+        assert exited.value.code == 2 and expected in stderr and len(stderr.strip().splitlines()) == 1, stderr
+
+    for name in [k for k in os.environ if k.startswith("GXWF_")]:
+        monkeypatch.delenv(name)
+    refused(["dashboard", "--state-dir", str(tmp_path / "empty")], "no nats, mongo, s3 server known")
+    for name, value in env_for(stack, settings).items():
+        if name.startswith("GXWF_"):
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("GXWF_DASHBOARD_TOKEN", "short")
+    refused(["dashboard"], "GXWF_DASHBOARD_TOKEN / GXWF_DASHBOARD_ADMIN_TOKEN: dashboard tokens need at least 16")
+    monkeypatch.setenv("GXWF_DASHBOARD_TOKEN", "the-same-token-twice-000")
+    monkeypatch.setenv("GXWF_DASHBOARD_ADMIN_TOKEN", "the-same-token-twice-000")
+    refused(["dashboard"], "must differ")
+    monkeypatch.setenv("GXWF_DASHBOARD_PORT", "99999")
+    refused(["dashboard"], "GXWF_DASHBOARD_PORT")
+    monkeypatch.delenv("GXWF_DASHBOARD_PORT")
+    monkeypatch.setenv("GXWF_DASHBOARD_ADMIN_TOKEN", "another-admin-token-0001")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        refused(["dashboard", "--port", str(taken.getsockname()[1])], "--port / GXWF_DASHBOARD_PORT: cannot listen")
