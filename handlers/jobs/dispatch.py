@@ -104,6 +104,9 @@ async def dispatch_once(ctx: HandlerContext) -> int:
     held: dict[str, Needs] = defaultdict(Needs)
     for run in active_runs:
         held[run.consumer_id] = held[run.consumer_id] + Needs.of(run)
+    if sum(active.values()) >= ctx.limits.per_site:
+        # Full: nothing to admit, so the queue is not even read (a pass every fraction of a second).
+        return 0
     now = utcnow()
     queued: list[RunDocument] = []
     for run in await ctx.store.find(
@@ -115,8 +118,6 @@ async def dispatch_once(ctx: HandlerContext) -> int:
             await _refuse(ctx, run, compute.site, missing)
         elif run.not_before is None or run.not_before <= now:  # a retry waits out its backoff
             queued.append(run)
-    if sum(active.values()) >= ctx.limits.per_site:
-        return 0
     admitted = 0
     for run in pick_fair(queued, active, ctx.limits, held):
         pending_id = attempt_fact_id(run.id, s.RUN_PENDING, run.attempt)
