@@ -164,3 +164,18 @@ def test_the_guards_of_a_runs_namespace_are_valid() -> None:
     for quota in (ConsumerQuota(), ConsumerQuota(runs=2, cpu=1.5, memory="3Gi", gpu=1)):
         for obj in m.guards(OWNER, quota):
             _valid(obj)
+
+
+def test_the_stage_steps_command_lines_parse_with_the_gxwf_cli() -> None:
+    """The gxwf image's entrypoint is `gxwf`: each stage container's args must be a valid command line."""
+    import typer
+
+    from gxwf.cli import app
+
+    root = typer.main.get_command(app)
+    parent = root.make_context("gxwf", [], resilient_parsing=True)
+    pod = _pod(m.job("run-s", spec(inputs=STAGED), {}, attempt=1, owner=OWNER, image="x:1", stage_image="gxwf:1"))
+    for step in pod["initContainers"]:
+        group, name, *options = step["args"]
+        command = root.commands[group].commands[name]  # type: ignore[attr-defined]
+        command.make_context(f"gxwf {group} {name}", list(options), parent=parent)
