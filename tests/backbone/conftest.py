@@ -20,9 +20,11 @@ from nats.js.errors import NotFoundError
 from adapters.mongo_store import MongoStateStore
 from events.streams import StreamSettings, ensure_streams
 from events.subjects import DLQ_STREAM, STREAM
+from fakekube import FakeKubeServer
 from gxwf.runtime import Endpoints, HandlerService
 from gxwf.settings import Settings
 from schemas.run import RunDocument
+from tests.backbone.kube import fake_cluster
 
 if TYPE_CHECKING:
     from devstack import StackEndpoints
@@ -48,6 +50,13 @@ def settings(stack: StackEndpoints, tmp_path: Path) -> Settings:
 @pytest.fixture
 def endpoints(stack: StackEndpoints) -> Endpoints:
     return Endpoints(stack.nats, stack.mongo, stack.s3)
+
+
+@pytest.fixture
+async def kube() -> AsyncIterator[FakeKubeServer]:
+    """The fake Kubernetes API over HTTP, for the tests that run jobs on Kubernetes."""
+    async with fake_cluster() as server:
+        yield server
 
 
 @pytest.fixture

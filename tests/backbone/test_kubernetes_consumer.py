@@ -16,24 +16,18 @@ from events import subjects as s
 from events.envelope import new_event
 from events.payloads.consumer import ConsumerDeprovisioned
 from events.payloads.run import RunRequested, RunSpec, RunStopRequested
-from fakekube import ControllerConfig, FakeKubeServer, Scenario
+from fakekube import FakeKubeServer, Scenario
 from gxwf.runtime import Endpoints, HandlerService
 from gxwf.settings import Settings
 from schemas.provisioning import ProvisionDocument, ProvisionState, ResultDocument, ResultState
 from schemas.run import RunDocument, RunState
 from tests.backbone.conftest import eventually, finished, stream_events
+from tests.backbone.kube import kube_service
 
 CONSUMER = "did:web:consumer.example:fenced"
 NS = m.namespace_name(CONSUMER)
 # No gpu key: the fake API (unlike a real one) makes pods name every resource a quota lists, extended ones too.
 QUOTA = {"cpu": 2, "memory": "4Gi", "runs": 3}
-
-
-@pytest_asyncio.fixture
-async def kube() -> AsyncIterator[FakeKubeServer]:
-    config = ControllerConfig(pending=0.01, duration=0.1, time_scale=0.05)
-    async with FakeKubeServer(controller=config, validate="1.30.0") as server:
-        yield server
 
 
 @pytest_asyncio.fixture
@@ -54,13 +48,7 @@ async def service(
         "consumer_quota": QUOTA,
     }
     sites.write_text(json.dumps({"sites": [site]}))
-    chosen = settings.model_copy(
-        update={"compute_backend": "kubernetes", "kubeconfig": kube.kubeconfig_path, "sites_file": sites}
-    )
-    svc = HandlerService(chosen, endpoints, groups=["jobs", "results"])
-    assert svc.kubernetes_compute is not None
-    svc.kubernetes_compute.poll_seconds = 0.02
-    await svc.start()
+    svc = await kube_service(settings, endpoints, kube, ["jobs", "results"], sites_file=sites)
     yield svc
     await svc.stop()
 

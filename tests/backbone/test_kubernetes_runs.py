@@ -14,34 +14,23 @@ from adapters.mongo_store import MongoStateStore
 from events import subjects as s
 from events.envelope import new_event
 from events.payloads.run import RetryPolicy, RunRequested, RunSpec, RunStopRequested
-from fakekube import ControllerConfig, FakeKubeServer, Scenario
+from fakekube import FakeKubeServer, Scenario
 from gxwf.runtime import Endpoints, HandlerService
 from gxwf.settings import Settings
 from schemas.provisioning import ResultDocument, ResultState
 from schemas.run import RunDocument, RunState
 from tests.backbone.conftest import eventually, finished
+from tests.backbone.kube import kube_service, on_kubernetes
 
 CONSUMER = "did:web:consumer.example:k8s"
 NS = m.namespace_name(CONSUMER)
 
 
 @pytest_asyncio.fixture
-async def kube() -> AsyncIterator[FakeKubeServer]:
-    config = ControllerConfig(pending=0.01, duration=0.1, time_scale=0.05)
-    async with FakeKubeServer(controller=config, validate="1.30.0") as server:
-        yield server
-
-
-@pytest_asyncio.fixture
 async def service(
     settings: Settings, endpoints: Endpoints, js: JetStreamContext, store: MongoStateStore, kube: FakeKubeServer
 ) -> AsyncIterator[HandlerService]:
-    # The backend is chosen by settings (GXWF_COMPUTE_BACKEND, GXWF_KUBECONFIG), as in production.
-    chosen = settings.model_copy(update={"compute_backend": "kubernetes", "kubeconfig": kube.kubeconfig_path})
-    svc = HandlerService(chosen, endpoints, groups=["jobs", "results"])
-    assert svc.kubernetes_compute is not None
-    svc.kubernetes_compute.poll_seconds = 0.02
-    await svc.start()
+    svc = await kube_service(settings, endpoints, kube, ["jobs", "results"])
     yield svc
     await svc.stop()
 
@@ -203,8 +192,7 @@ async def test_a_restarted_service_finishes_a_run_that_ended_while_it_was_down(
         lambda: (kube.get("jobs", m.job_name("k8s-restart", 1), NS) or {}).get("status", {}).get("succeeded")
     )
 
-    chosen = settings.model_copy(update={"compute_backend": "kubernetes", "kubeconfig": kube.kubeconfig_path})
-    again = HandlerService(chosen, endpoints, groups=["jobs"])
+    again = HandlerService(on_kubernetes(settings, kube), endpoints, groups=["jobs"])
     await again.start()
     try:
         doc: RunDocument = await eventually(lambda: finished(store, "k8s-restart"))

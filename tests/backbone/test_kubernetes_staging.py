@@ -23,13 +23,14 @@ from adapters.mongo_store import MongoStateStore
 from events import subjects as s
 from events.envelope import new_event
 from events.payloads.run import RunRequested, RunSpec, StagedInput
-from fakekube import ControllerConfig, FakeKubeServer, Scenario
+from fakekube import FakeKubeServer, Scenario
 from gxwf.runtime import Endpoints, HandlerService
 from gxwf.settings import Settings
 from schemas.provisioning import ResultDocument, ResultState
 from schemas.run import RunDocument, RunState
 from schemas.staging import StagePlan
 from tests.backbone.conftest import eventually
+from tests.backbone.kube import kube_service
 
 CONSUMER = "did:web:consumer.example:staged"
 NS = m.namespace_name(CONSUMER)
@@ -38,19 +39,10 @@ MAPS = {"town01.xodr": b"<OpenDRIVE/>", "signs/list.txt": b"stop\nyield\n"}
 
 
 @pytest_asyncio.fixture
-async def kube() -> AsyncIterator[FakeKubeServer]:
-    config = ControllerConfig(pending=0.01, duration=0.1, time_scale=0.05)
-    async with FakeKubeServer(controller=config, validate="1.30.0") as server:
-        yield server
-
-
-@pytest_asyncio.fixture
 async def service(
     settings: Settings, endpoints: Endpoints, js: JetStreamContext, store: MongoStateStore, kube: FakeKubeServer
 ) -> AsyncIterator[HandlerService]:
-    chosen = settings.model_copy(update={"compute_backend": "kubernetes", "kubeconfig": kube.kubeconfig_path})
-    svc = HandlerService(chosen, endpoints, groups=["jobs", "results"])
-    await svc.start()
+    svc = await kube_service(settings, endpoints, kube, ["jobs", "results"])
     yield svc
     await svc.stop()
 

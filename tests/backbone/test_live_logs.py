@@ -4,11 +4,9 @@ Kubernetes (the fake API's followed pod logs)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import nats
-import pytest_asyncio
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
@@ -17,11 +15,12 @@ from adapters.mongo_store import MongoStateStore
 from events import subjects as s
 from events.envelope import new_event
 from events.payloads.run import RetryPolicy, RunRequested, RunSpec
-from fakekube import ControllerConfig, FakeKubeServer, Scenario
+from fakekube import FakeKubeServer, Scenario
 from gxwf.runtime import Endpoints, HandlerService
 from gxwf.settings import Settings
 from schemas.run import RunDocument, RunState
 from tests.backbone.conftest import eventually, finished
+from tests.backbone.kube import kube_service
 
 FAST = {"log_ship_interval_seconds": 0.1}
 
@@ -114,20 +113,11 @@ async def test_a_restarted_shipper_goes_on_where_the_stream_ends_and_a_retry_has
     assert joined(found, 2) == b"".join(b"second %d\n" % i for i in range(1, 9))
 
 
-@pytest_asyncio.fixture
-async def kube() -> AsyncIterator[FakeKubeServer]:
-    config = ControllerConfig(pending=0.01, duration=0.1, time_scale=0.05)
-    async with FakeKubeServer(controller=config, validate="1.30.0") as server:
-        yield server
-
-
 async def test_a_kubernetes_runs_pod_log_is_followed_into_the_stream(
     settings: Settings, endpoints: Endpoints, js: JetStreamContext, store: MongoStateStore, kube: FakeKubeServer
 ) -> None:
     lines = "".join(f"frame {i}\n" for i in range(1, 9))
-    chosen = settings.model_copy(update={**FAST, "compute_backend": "kubernetes", "kubeconfig": kube.kubeconfig_path})
-    service = HandlerService(chosen, endpoints, groups=["jobs"])
-    await service.start()
+    service = await kube_service(settings, endpoints, kube, ["jobs"], **FAST)
     try:
         assert kube.controller is not None and service.bus is not None
         kube.controller.plan(Scenario("succeed", duration=2.0, log=lines), labels={m.RUN_LABEL: m.run_label("live-k")})

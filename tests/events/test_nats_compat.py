@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import nats.errors
@@ -13,7 +12,7 @@ from events import nats_compat
 
 async def test_a_bare_timeout_from_fetch_becomes_the_nats_timeout_and_others_pass_through() -> None:
     installed = nats_compat._PullSubscription.fetch
-    outcomes: list[BaseException] = [asyncio.TimeoutError(), nats.errors.TimeoutError(), ConnectionError("down")]
+    outcomes: list[BaseException] = [TimeoutError(), nats.errors.TimeoutError(), ConnectionError("down")]
 
     async def fake_fetch(self: Any, *args: Any, **kwargs: Any) -> Any:
         raise outcomes.pop(0)
