@@ -34,6 +34,8 @@ run_dir=$1; state=$2; mem_kb=$3; shift 3
   # Address-space limit for the workload and its children: the local stand-in for a pod's memory limit.
   if [ "$mem_kb" -gt 0 ]; then ulimit -v "$mem_kb"; fi
   "$@" >>"$run_dir/log.txt" 2>&1 </dev/null || rc=$?
+  # Where this attempt's output ends in the run's log (before the exit status: a follower reads it first).
+  wc -c <"$run_dir/log.txt" | tr -d ' ' >"$state/log_end.tmp" && mv "$state/log_end.tmp" "$state/log_end"
   printf '%s' "$rc" >"$state/exit_code.tmp" && mv "$state/exit_code.tmp" "$state/exit_code"
 ) &
 printf '%s' "$$" >"$state/pgid.tmp" && mv "$state/pgid.tmp" "$state/pgid"
@@ -96,11 +98,15 @@ class LocalProcessBackend:
                     return f"pgid:{pgid}"
         (state / "spec.json").write_text(json.dumps({"spec": spec.model_dump(mode="json"), "parameters": parameters}))
         if attempt > 1:
+            # The attempt before has ended: fix where its output ends (if its wrapper could not, killed with it)
+            # before this attempt's separator follows it, so its live log never includes the separator.
+            earlier = self.attempt_dir(run_id, attempt - 1) / "log_end"
+            if not earlier.exists() and earlier.parent.exists():
+                earlier.write_text(str(_size(run_dir / "log.txt")))
             with (run_dir / "log.txt").open("a") as log:
                 log.write(f"\n=== attempt {attempt} ===\n")
         # Where this attempt's output begins in the run's log: its live log is counted from there.
-        log_size = (run_dir / "log.txt").stat().st_size if (run_dir / "log.txt").exists() else 0
-        (state / "log_start").write_text(str(log_size))
+        (state / "log_start").write_text(str(_size(run_dir / "log.txt")))
         env = {
             **{k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR")},
             **spec.env,
@@ -248,9 +254,12 @@ class LocalProcessBackend:
         log = self.log_path(run_id)
         position = start + offset
         while True:
-            end = _read_int(self.attempt_dir(run_id, attempt + 1) / "log_start")
+            end = _read_int(state / "log_end")
             ended = end is not None or (state / "exit_code").exists() or not self._alive(state)
             data = await asyncio.to_thread(_read_span, log, position, end, LOG_CHUNK_BYTES)
+            if end is None and (end := _read_int(state / "log_end")) is not None:
+                # The attempt ended while this was read: a next attempt's separator may follow its end.
+                data = data[: max(0, end - position)]
             if data:
                 position += len(data)
                 yield data
@@ -301,6 +310,13 @@ def _place(dest: Path, relative: str) -> Path | None:
 def input_env_name(name: str) -> str:
     """`GXWF_INPUT_<NAME>`: the input's name upper-cased, anything but letters, digits and _ as _."""
     return "GXWF_INPUT_" + re.sub(r"[^A-Z0-9_]", "_", name.upper())
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _read_span(path: Path, start: int, end: int | None, limit: int) -> bytes:
