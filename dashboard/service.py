@@ -102,7 +102,7 @@ class DashboardService:
             self.servers.nats, name="gxwf-dashboard", connect_timeout=5, max_reconnect_attempts=-1
         )
         js = self.nc.jetstream()
-        self.hub = TailHub(js, max_clients=self.max_clients, ring_events=self.ring_events)
+        self.hub = TailHub(self.nc, js, max_clients=self.max_clients, ring_events=self.ring_events)
         await self.hub.start()
         self.dashboard = Dashboard(
             tokens=self.tokens,

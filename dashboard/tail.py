@@ -18,16 +18,17 @@ import json
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import nats.errors
 import structlog
+from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from sse_starlette.event import ServerSentEvent
 
-from events.filters import EventFilter, StartAt
+from events.filters import EventFacts, EventFilter, StartAt, facts_of
 from events.redaction import may_hold_secret, redact
 from events.subjects import STREAM, STREAM_SUBJECTS
 
@@ -38,13 +39,14 @@ RING_EVENTS = 20_000
 _BATCH = 512
 
 
-@dataclass(frozen=True)
-class Rendered:
-    """One stored event as the dashboard shows it: redacted, with its SSE bytes ready to send."""
+class Rendered(NamedTuple):
+    """One stored event as the dashboard shows it: redacted, with its SSE bytes ready to send, and the facts
+    the filters need. Only strings and tuples: tens of thousands in the ring cost the garbage collector nothing
+    (decoded events would make every full collection walk millions of objects and stall every browser)."""
 
     sequence: int
     subject: str
-    event: dict[str, Any]
+    facts: EventFacts
     text: str
     sse: bytes
 
@@ -59,7 +61,7 @@ def render(sequence: int, subject: str, raw: bytes) -> Rendered:
         event = redact(event)
     text = json.dumps({"seq": sequence, "subject": subject, "event": event}, separators=(",", ":"), default=str)
     sse = ServerSentEvent(data=text, id=str(sequence), event="event").encode()
-    return Rendered(sequence, subject, event, text, sse)
+    return Rendered(sequence, subject, facts_of(event), text, sse)
 
 
 class RenderCache:
@@ -89,7 +91,8 @@ class Feed:
     """The newest events of stream WF, in stream order, rendered once; `floor` is the lowest sequence from
     which on every stored event is (or will be) in the ring."""
 
-    def __init__(self, js: JetStreamContext, size: int = RING_EVENTS) -> None:
+    def __init__(self, nc: Client, js: JetStreamContext, size: int = RING_EVENTS) -> None:
+        self.nc = nc
         self.js = js
         self.size = size
         self.items: list[Rendered] = []
@@ -136,29 +139,49 @@ class Feed:
         changed.set()
 
     async def _run(self) -> None:
+        """A push consumer without flow control, resumed from the last sequence on any gap.
+
+        nats-py's ordered consumer answers JetStream's flow-control requests from a task that looks every
+        250 ms, and the server holds delivery until then: a quarter-second stall now and then for every browser.
+        This consumer has no flow control; the consumer sequence, which counts every delivery, shows a lost
+        message (a slow-consumer drop), and the feed then starts a new consumer after the last event it has.
+        """
         while True:
             start = self.sequences[-1] + 1 if self.sequences else self.floor
+            inbox = self.nc.new_inbox()
+            sub = await self.nc.subscribe(inbox, pending_msgs_limit=1_000_000, pending_bytes_limit=1024 * 2**20)
+            consumer: str | None = None
             try:
                 config = ConsumerConfig(
                     filter_subjects=list(STREAM_SUBJECTS),
                     deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
                     opt_start_seq=start,
+                    deliver_subject=inbox,
+                    ack_policy=AckPolicy.NONE,
+                    max_deliver=1,
+                    flow_control=False,
+                    mem_storage=True,
+                    num_replicas=1,
+                    # Gone by itself once this process is: nobody listens on its inbox any more.
+                    inactive_threshold=60.0,
                 )
-                sub = await self.js.subscribe(
-                    "", stream=STREAM, ordered_consumer=True, config=config, pending_msgs_limit=200_000
-                )
-                try:
-                    await self._pump(sub)
-                finally:
-                    with contextlib.suppress(Exception):
-                        await sub.unsubscribe()
+                consumer = (await self.js.add_consumer(STREAM, config)).name
+                await self._pump(sub)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # NATS away or the stream recreated: start again where we were
                 log.warning("dashboard feed interrupted", error=repr(error))
                 await asyncio.sleep(1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+                if consumer is not None:
+                    with contextlib.suppress(Exception):
+                        await self.js.delete_consumer(STREAM, consumer)
 
     async def _pump(self, sub: Any) -> None:
+        """Until a delivery is missing: render every event once, append them in batches."""
+        delivered = 0
         while True:
             try:
                 msg = await sub.next_msg(timeout=5.0)
@@ -166,7 +189,14 @@ class Feed:
                 continue
             batch: list[Rendered] = []
             while True:
-                sequence = int(msg.metadata.sequence.stream)
+                meta = msg.metadata
+                if int(meta.sequence.consumer) != delivered + 1:
+                    if batch:
+                        self._append(batch)
+                    log.warning("dashboard feed lost a delivery, resuming", after=delivered)
+                    return
+                delivered += 1
+                sequence = int(meta.sequence.stream)
                 if not self.sequences or sequence > self.sequences[-1]:
                     batch.append(render(sequence, msg.subject, msg.data))
                 if sub.pending_msgs == 0 or len(batch) >= _BATCH:
@@ -188,6 +218,7 @@ class TailClient:
 class TailHub:
     def __init__(
         self,
+        nc: Client,
         js: JetStreamContext,
         *,
         max_clients: int = 200,
@@ -198,7 +229,7 @@ class TailHub:
         self.max_clients = max_clients
         self.ping_seconds = ping_seconds
         self.cache = RenderCache()
-        self.feed = Feed(js, ring_events)
+        self.feed = Feed(nc, js, ring_events)
         self.clients: set[TailClient] = set()
         self.opened = 0  # tails served since the start, reconnects included
         self.closing = asyncio.Event()
@@ -323,6 +354,6 @@ class TailHub:
         if not flt.subjects and not flt.needs_event:
             client.sent += len(batch)
             return b"".join(r.sse for r in batch)
-        chosen = [r.sse for r in batch if flt.matches(r.subject, r.event, r.text)]
+        chosen = [r.sse for r in batch if flt.matches_facts(r.subject, r.facts, r.text)]
         client.sent += len(chosen)
         return b"".join(chosen)

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 MAX_SUBJECTS = 8
 MAX_VALUE_CHARS = 200
@@ -61,6 +61,31 @@ def _value(field: str, value: str | None) -> str | None:
     return value
 
 
+class EventFacts(NamedTuple):
+    """What the filters look at in an event, as plain strings: cheap to keep for many events (a tuple of
+    strings is not tracked by the garbage collector, a decoded event is)."""
+
+    consumers: tuple[str, ...]
+    transfers: tuple[str, ...]
+    runs: tuple[str, ...]
+
+
+def _texts(*values: object) -> tuple[str, ...]:
+    return tuple(v for v in values if isinstance(v, str) and v)
+
+
+def facts_of(event: Mapping[str, Any] | None) -> EventFacts:
+    event = event or {}
+    raw = event.get("data")
+    data: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+    about = (event.get("correlationid"), event.get("subject"))
+    return EventFacts(
+        _texts(data.get("consumer_id"), data.get("consumerId")),
+        _texts(*about, data.get("transfer_process_id")),
+        _texts(*about, data.get("run_id")),
+    )
+
+
 @dataclass(frozen=True)
 class EventFilter:
     """Every given criterion must hold; subjects match if any pattern does."""
@@ -108,25 +133,24 @@ class EventFilter:
 
     def matches(self, subject: str, event: Mapping[str, Any] | None, text: str | None = None) -> bool:
         """`text`: what the free-text filter searches (the redacted JSON shown to people); default: the event."""
+        if not self.needs_event:
+            return self.matches_facts(subject, None, None)
+        haystack = text if text is not None else json.dumps(event or {}, default=str)
+        return self.matches_facts(subject, facts_of(event), haystack)
+
+    def matches_facts(self, subject: str, facts: EventFacts | None, text: str | None) -> bool:
         if self.subjects and not any(subject_matches(p, subject) for p in self.subjects):
             return False
         if not self.needs_event:
             return True
-        event = event or {}
-        data = event.get("data") if isinstance(event.get("data"), Mapping) else {}
-        assert isinstance(data, Mapping)
-        about = (event.get("correlationid"), event.get("subject"))
-        if self.consumer and self.consumer not in (data.get("consumer_id"), data.get("consumerId")):
+        facts = facts or EventFacts((), (), ())
+        if self.consumer and self.consumer not in facts.consumers:
             return False
-        if self.transfer and self.transfer not in (*about, data.get("transfer_process_id")):
+        if self.transfer and self.transfer not in facts.transfers:
             return False
-        if self.run and self.run not in (*about, data.get("run_id")):
+        if self.run and self.run not in facts.runs:
             return False
-        if self._text_lower:
-            haystack = text if text is not None else json.dumps(event, default=str)
-            if self._text_lower not in haystack.lower():
-                return False
-        return True
+        return not (self._text_lower and self._text_lower not in (text or "").lower())
 
     def query(self) -> list[tuple[str, str]]:
         """The filter as URL query parameters (the dashboard's links and EventSource URL)."""

@@ -4,6 +4,10 @@ Events are published at a steady rate into stream WF while N SSE clients tail th
 started like `gxwf dashboard`). Every client must receive every event; the figures are the publish-to-client
 latency of every event at every client, beside a raw nats-py ordered consumer reading the same events in the
 same run (the baseline: what JetStream alone costs), and the dashboard process's CPU and RSS.
+
+Three processes: the dashboard; the SSE clients (`python -m gxwf.bench_dashboard clients ...`), so that reading
+40,000 events a second does not slow the publisher down; and this one, publishing and reading the baseline.
+Latency compares perf_counter readings, the machine's monotonic clock, which every process shares.
 """
 
 from __future__ import annotations
@@ -62,19 +66,27 @@ class Reader:
         self.latencies.append(now - sent)
 
 
+@dataclass(frozen=True)
+class ClientFigures:
+    received: int
+    doubled: int
+
+
 @dataclass
 class Report:
     rate: int
     seconds: float
-    clients: list[Reader]
+    clients: list[ClientFigures]
+    latency_ms: dict[str, float]  # p50, p99, max over every event at every client
     baseline: Reader
     published: Published
     cpu_percent: list[float]
     rss_bytes: list[int]
+    client_cpu_percent: list[float] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
-        return all(len(c.received) == self.published.count and c.doubled == 0 for c in self.clients)
+        return all(c.received == self.published.count and c.doubled == 0 for c in self.clients)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -152,6 +164,30 @@ async def _sse_client(host: str, port: int, token: str, reader: Reader, ready: a
             await writer.wait_closed()
 
 
+async def clients_main(host: str, port: int, count: int) -> None:
+    """The client process: N tails; "ready" once all are open, then, given how many events to expect and how long
+    to wait, one JSON line with what each got and the latencies."""
+    token = os.environ["GXWF_BENCH_TOKEN"]
+    readers = [Reader(f"client {i + 1}") for i in range(count)]
+    ready = [asyncio.Event() for _ in readers]
+    tasks = [asyncio.create_task(_sse_client(host, port, token, r, e)) for r, e in zip(readers, ready, strict=True)]
+    async with asyncio.timeout(30):
+        await asyncio.gather(*(e.wait() for e in ready))
+    print("ready", flush=True)
+    expected, settle = (await asyncio.to_thread(sys.stdin.readline)).split()
+    deadline = time.monotonic() + float(settle)
+    while time.monotonic() < deadline and not all(len(r.received) >= int(expected) for r in readers):
+        await asyncio.sleep(0.1)
+    for task in tasks:
+        task.cancel()
+    latencies = [value for r in readers for value in r.latencies]
+    figures = {
+        "clients": [{"received": len(r.received), "doubled": r.doubled} for r in readers],
+        "latency_ms": {"p50": pct(latencies, 0.5), "p99": pct(latencies, 0.99), "max": pct(latencies, 1.0)},
+    }
+    print(json.dumps(figures), flush=True)
+
+
 async def _baseline(js: JetStreamContext, reader: Reader, start: int) -> Any:
     async def on_message(msg: Any) -> None:
         found = _SENT.search(msg.data)
@@ -213,19 +249,28 @@ async def run_benchmark(
             proc = subprocess.Popen(  # noqa: ASYNC220 - started once, before any measuring
                 [sys.executable, "-m", "gxwf", "dashboard", "--port", str(port)], env=env, stdout=subprocess.DEVNULL
             )
-            tasks: list[asyncio.Task[None]] = []
+            readers: asyncio.subprocess.Process | None = None
             try:
                 url = f"http://127.0.0.1:{port}"
                 await _ready(url, proc)
+                readers = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "gxwf.bench_dashboard",
+                    "clients",
+                    "127.0.0.1",
+                    str(port),
+                    str(clients),
+                    env={**env, "GXWF_BENCH_TOKEN": token},
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                )
+                assert readers.stdin is not None and readers.stdout is not None
+                async with asyncio.timeout(60):
+                    line = await readers.stdout.readline()
+                if line.strip() != b"ready":
+                    raise RuntimeError(f"the SSE clients did not start: {line[:200]!r}")
                 published = Published()
-                readers = [Reader(f"client {i + 1}") for i in range(clients)]
-                ready = [asyncio.Event() for _ in readers]
-                tasks = [
-                    asyncio.create_task(_sse_client("127.0.0.1", port, token, r, e))
-                    for r, e in zip(readers, ready, strict=True)
-                ]
-                async with asyncio.timeout(30):
-                    await asyncio.gather(*(e.wait() for e in ready))
                 start = int((await js.stream_info(STREAM)).state.last_seq) + 1
                 baseline = Reader("raw nats-py ordered consumer")
                 raw = await _baseline(js, baseline, start)
@@ -233,21 +278,25 @@ async def run_benchmark(
                 rss: list[int] = []
                 stop = asyncio.Event()
                 sampler = asyncio.create_task(_sample(proc.pid, cpu, rss, stop))
+                client_cpu: list[float] = []
+                client_sampler = asyncio.create_task(_sample(readers.pid, client_cpu, [], stop))
                 await _publish(js, rate, seconds, published)
-                deadline = time.monotonic() + settle
-                while time.monotonic() < deadline:
-                    if all(len(r.received) >= published.count for r in [*readers, baseline]):
-                        break
+                readers.stdin.write(f"{published.count} {settle}\n".encode())
+                await readers.stdin.drain()
+                async with asyncio.timeout(settle + 30):
+                    figures = json.loads(await readers.stdout.readline())
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline and len(baseline.received) < published.count:
                     await asyncio.sleep(0.1)
                 stop.set()
                 await sampler
+                await client_sampler
                 await raw.unsubscribe()
             finally:
-                for task in tasks:
-                    task.cancel()
-                for task in tasks:
-                    with contextlib.suppress(BaseException):
-                        await task
+                if readers is not None and readers.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        readers.kill()
+                    await readers.wait()
                 proc.terminate()
                 try:
                     await asyncio.to_thread(proc.wait, 15)
@@ -255,15 +304,25 @@ async def run_benchmark(
                     proc.kill()
                     await asyncio.to_thread(proc.wait)
                 await nc.close()
-    report = Report(rate, seconds, readers, baseline, published, cpu, rss)
+    report = Report(
+        rate,
+        seconds,
+        [ClientFigures(int(c["received"]), int(c["doubled"])) for c in figures["clients"]],
+        {k: float(v) for k, v in figures["latency_ms"].items()},
+        baseline,
+        published,
+        cpu,
+        rss,
+        client_cpu,
+    )
     show(report, console)
     return report
 
 
 def show(report: Report, console: Console) -> None:
     published = report.published
-    delivered = [len(c.received) for c in report.clients]
-    latencies = [value for c in report.clients for value in c.latencies]
+    delivered = [c.received for c in report.clients]
+    latency = report.latency_ms
     table = Table(
         title=f"dashboard live tail: {report.rate} events/s for {report.seconds:g} s, {len(report.clients)} clients"
     )
@@ -278,15 +337,27 @@ def show(report: Report, console: Console) -> None:
     table.add_row("doubled (all clients)", str(sum(c.doubled for c in report.clients)))
     table.add_row(
         "publish -> browser SSE p50 / p99 / max (ms)",
-        f"{pct(latencies, 0.5):.1f} / {pct(latencies, 0.99):.1f} / {pct(latencies, 1.0):.1f}",
+        f"{latency['p50']:.1f} / {latency['p99']:.1f} / {latency['max']:.1f}",
     )
     base = report.baseline.latencies
     table.add_row("publish -> raw nats-py p50 / p99 (ms)", f"{pct(base, 0.5):.1f} / {pct(base, 0.99):.1f}")
     if base:
-        table.add_row("dashboard / raw: p99 latency", f"{pct(latencies, 0.99) / max(pct(base, 0.99), 1e-3):.1f}x")
+        table.add_row("dashboard / raw: p99 latency", f"{latency['p99'] / max(pct(base, 0.99), 1e-3):.1f}x")
     cpu = report.cpu_percent
     table.add_row(
         "dashboard CPU % (mean / max; 100 = one core)", f"{sum(cpu) / len(cpu):.0f} / {max(cpu):.0f}" if cpu else "-"
     )
     table.add_row("dashboard RSS MB (max)", f"{max(report.rss_bytes) / 2**20:.0f}" if report.rss_bytes else "-")
+    # When the clients' process is near a full core, the latency tail is theirs, not the dashboard's.
+    client = report.client_cpu_percent
+    table.add_row(
+        "SSE clients' process CPU % (mean / max)",
+        f"{sum(client) / len(client):.0f} / {max(client):.0f}" if client else "-",
+    )
     console.print(table)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 5 or sys.argv[1] != "clients":
+        sys.exit("usage: python -m gxwf.bench_dashboard clients HOST PORT COUNT (started by gxwf bench dashboard)")
+    asyncio.run(clients_main(sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))

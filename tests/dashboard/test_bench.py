@@ -14,8 +14,9 @@ async def test_bench_dashboard_delivers_every_event_to_every_client(settings: Se
     out = StringIO()
     report = await run_benchmark(settings, 200, 2, 3, console=Console(file=out, width=200), settle=20)
     assert report.published.count == 400
-    assert report.complete, [len(c.received) for c in report.clients]
-    assert all(len(c.latencies) == 400 for c in report.clients)
+    assert len(report.clients) == 3 and report.complete, report.clients
+    assert all(c.received == 400 and c.doubled == 0 for c in report.clients)
+    assert 0 < report.latency_ms["p50"] <= report.latency_ms["p99"] <= report.latency_ms["max"]
     assert len(report.baseline.received) == 400 and report.rss_bytes
     text = out.getvalue()
     assert "400 / 400 of 400  all" in text and "publish -> browser SSE p50 / p99" in text
