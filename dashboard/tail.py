@@ -35,6 +35,7 @@ from events.subjects import STREAM, STREAM_SUBJECTS
 log = structlog.get_logger("gxwf.dashboard")
 
 RETRY_MS = 1000
+HEARTBEAT_SECONDS = 5.0
 RING_EVENTS = 20_000
 _BATCH = 512
 
@@ -162,6 +163,8 @@ class Feed:
                     flow_control=False,
                     mem_storage=True,
                     num_replicas=1,
+                    # A quiet stream still sends these: silence means the consumer is gone (a NATS restart).
+                    idle_heartbeat=HEARTBEAT_SECONDS,
                     # Gone by itself once this process is: nobody listens on its inbox any more.
                     inactive_threshold=60.0,
                 )
@@ -184,11 +187,17 @@ class Feed:
         delivered = 0
         while True:
             try:
-                msg = await sub.next_msg(timeout=5.0)
+                msg = await sub.next_msg(timeout=3 * HEARTBEAT_SECONDS)
             except (TimeoutError, nats.errors.TimeoutError):
-                continue
+                log.warning("dashboard feed heard nothing, not even heartbeats: resuming", after=delivered)
+                return
             batch: list[Rendered] = []
             while True:
+                if _status(msg):
+                    if sub.pending_msgs == 0:
+                        break
+                    msg = await sub.next_msg(timeout=1.0)
+                    continue
                 meta = msg.metadata
                 if int(meta.sequence.consumer) != delivered + 1:
                     if batch:
@@ -204,6 +213,12 @@ class Feed:
                 msg = await sub.next_msg(timeout=1.0)
             if batch:
                 self._append(batch)
+
+
+def _status(msg: Any) -> bool:
+    """A control message of the consumer (idle heartbeat), not an event."""
+    headers = msg.headers or {}
+    return not msg.data and bool(headers.get("Status"))
 
 
 @dataclass(eq=False)
