@@ -92,8 +92,11 @@ class Feed:
     """The newest events of stream WF, in stream order, rendered once; `floor` is the lowest sequence from
     which on every stored event is (or will be) in the ring."""
 
-    def __init__(self, nc: Client, js: JetStreamContext, size: int = RING_EVENTS) -> None:
+    def __init__(
+        self, nc: Client, js: JetStreamContext, size: int = RING_EVENTS, heartbeat: float = HEARTBEAT_SECONDS
+    ) -> None:
         self.nc = nc
+        self.heartbeat = heartbeat
         self.js = js
         self.size = size
         self.items: list[Rendered] = []
@@ -164,7 +167,7 @@ class Feed:
                     mem_storage=True,
                     num_replicas=1,
                     # A quiet stream still sends these: silence means the consumer is gone (a NATS restart).
-                    idle_heartbeat=HEARTBEAT_SECONDS,
+                    idle_heartbeat=self.heartbeat,
                     # Gone by itself once this process is: nobody listens on its inbox any more.
                     inactive_threshold=60.0,
                 )
@@ -187,7 +190,7 @@ class Feed:
         delivered = 0
         while True:
             try:
-                msg = await sub.next_msg(timeout=3 * HEARTBEAT_SECONDS)
+                msg = await sub.next_msg(timeout=3 * self.heartbeat)
             except (TimeoutError, nats.errors.TimeoutError):
                 log.warning("dashboard feed heard nothing, not even heartbeats: resuming", after=delivered)
                 return
