@@ -202,6 +202,17 @@ def create_app(dash: Dashboard) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "alive"}
 
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        """For probes (no token): NATS connected, MongoDB answering, the shared feed running."""
+        checks = {
+            "nats": "ok" if dash.nc.is_connected else "disconnected",
+            "mongo": await dash.store.health(),
+            "feed": "ok" if dash.hub.feed.running else "stopped",
+        }
+        ready = all(value == "ok" for value in checks.values())
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
     @app.get("/login", response_class=HTMLResponse)
     async def login_form(request: Request, next: str = "/tail") -> HTMLResponse:
         return templates.TemplateResponse(request, "login.html", {"next": _local(next), "role": None, "failed": False})

@@ -119,6 +119,10 @@ class Feed:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
     def covers(self, wanted: int) -> bool:
         return wanted >= self.floor
 

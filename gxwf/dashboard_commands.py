@@ -48,9 +48,15 @@ def dashboard_tokens(settings: DashboardSettings, state_dir: Path) -> tuple[Toke
     ):
         if configured is not None:
             values[name] = configured.get_secret_value()
-        else:
+            continue
+        try:
             values[name], _ = stored_or_new(state_dir, file)
-            shown[name] = values[name]
+        except OSError as error:
+            # A read-only container, say: there the tokens come from a Secret.
+            raise UserError(
+                f"{name}: unset, and a generated one cannot be kept in {state_dir} ({error.strerror}); set it"
+            ) from None
+        shown[name] = values[name]
     try:
         return Tokens(values["GXWF_DASHBOARD_TOKEN"], values["GXWF_DASHBOARD_ADMIN_TOKEN"]), shown
     except ValueError as error:

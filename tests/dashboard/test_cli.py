@@ -122,6 +122,9 @@ def test_dashboard_bad_settings_are_one_line_with_status_2(
     for name, value in env_for(stack, settings).items():
         if name.startswith("GXWF_"):
             monkeypatch.setenv(name, value)
+    # Nowhere to keep a generated token (a read-only container; here: a state directory under a plain file).
+    (tmp_path / "a-file").write_text("")
+    refused(["dashboard", "--state-dir", str(tmp_path / "a-file" / "state")], "GXWF_DASHBOARD_TOKEN: unset, and a")
     monkeypatch.setenv("GXWF_DASHBOARD_TOKEN", "short")
     refused(["dashboard"], "GXWF_DASHBOARD_TOKEN / GXWF_DASHBOARD_ADMIN_TOKEN: dashboard tokens need at least 16")
     monkeypatch.setenv("GXWF_DASHBOARD_TOKEN", "the-same-token-twice-000")

@@ -144,6 +144,13 @@ async def test_payloads_are_redacted(http: httpx.AsyncClient, js: JetStreamConte
     assert [e["seq"] for e in probed] == [2]
 
 
+async def test_readiness_for_probes_needs_no_token(http: httpx.AsyncClient) -> None:
+    ready = await http.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json() == {"ready": True, "checks": {"nats": "ok", "mongo": "ok", "feed": "ok"}}
+    assert (await http.get("/healthz")).json() == {"status": "alive"}
+
+
 async def test_health_reports_every_server(http: httpx.AsyncClient) -> None:
     response = await http.get("/api/health", headers=bearer())
     assert response.status_code == 200, response.text
