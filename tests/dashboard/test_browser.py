@@ -85,6 +85,9 @@ async def test_pages_load_without_console_errors(page: Page, dashboard: Dashboar
 
     page.on("console", on_console)
     page.on("pageerror", lambda error: problems.append(str(error)))
+    # Works offline: nothing is fetched from anywhere but the dashboard itself (no CDN, no web fonts).
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
     await logged_in(page, dashboard, "/tail")
     await live(page)
     for path in ("/overview", "/delivery", "/transfers", "/tail?subject=wf.run.>&since=1"):
@@ -92,6 +95,7 @@ async def test_pages_load_without_console_errors(page: Page, dashboard: Dashboar
         assert response is not None and response.status == 200, path
     await live(page)
     assert problems == []
+    assert requested and all(url.startswith((str(dashboard.url), "data:")) for url in requested), requested
 
 
 async def test_an_event_published_now_shows_in_the_tail_within_two_seconds(
