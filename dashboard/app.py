@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +19,8 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from sse_starlette import EventSourceResponse
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.mongo_store import MongoStateStore
 from adapters.s3_objects import S3ObjectStore
@@ -92,6 +93,49 @@ def _seconds(value: float | None) -> str:
 
 def _time(value: Any) -> str:
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z") if isinstance(value, datetime) else ""
+
+
+_SECURITY_HEADERS = {
+    "content-security-policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
+    ),
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+}
+
+
+class _Guard:
+    """Plain ASGI (a BaseHTTPMiddleware would copy every chunk of every live tail through a memory stream):
+    `?token=` once becomes a session cookie, and every response gets the security headers."""
+
+    def __init__(self, app: ASGIApp, token_once: Callable[[Request, str], Awaitable[Response]]) -> None:
+        self.app = app
+        self.token_once = token_once
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        token = request.query_params.get("token")
+        if token is not None and scope["method"] == "GET":
+            response = await self.token_once(request, token)
+            await self._send_with_headers(response, scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in _SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+    async def _send_with_headers(self, response: Response, scope: Scope, receive: Receive, send: Send) -> None:
+        for name, value in _SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        await response(scope, receive, send)
 
 
 def reader(request: Request) -> Role:
@@ -174,29 +218,17 @@ def create_app(dash: Dashboard) -> FastAPI:
     async def on_filter_error(request: Request, error: FilterError) -> Response:
         return await on_problem(request, invalid(error.field, error.message))
 
-    class SecurityHeaders(BaseHTTPMiddleware):
-        async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-            token = request.query_params.get("token")
-            if token is not None and request.method == "GET":
-                role = dash.tokens.role_of(token)
-                if role is None:
-                    return await on_unauthorized(request, Unauthorized())
-                # The token leaves the address bar (and the history) at once; the cookie carries the session.
-                rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-                target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
-                redirect = RedirectResponse(target, status_code=303)
-                _set_session(redirect, request, dash.tokens.session(role))
-                return redirect
-            response = await call_next(request)
-            response.headers.setdefault(
-                "Content-Security-Policy",
-                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
-            )
-            response.headers.setdefault("X-Content-Type-Options", "nosniff")
-            response.headers.setdefault("Referrer-Policy", "no-referrer")
-            return response
+    async def token_once(request: Request, token: str) -> Response:
+        role = dash.tokens.role_of(token)
+        if role is None:
+            return await on_unauthorized(request, Unauthorized())
+        # The token leaves the address bar (and the history) at once; the cookie carries the session.
+        rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+        redirect = RedirectResponse(request.url.path + (f"?{urlencode(rest)}" if rest else ""), status_code=303)
+        _set_session(redirect, request, dash.tokens.session(role))
+        return redirect
 
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(_Guard, token_once=token_once)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -210,3 +210,14 @@ async def test_replay_from_a_time(http: httpx.AsyncClient, js: JetStreamContext)
     await asyncio.sleep(1.5)
     await publish_run_requested(js, "after-the-time")
     assert [e["event"]["data"]["run_id"] for e in events_of(await reader)] == ["after-the-time"]
+
+
+async def test_pages_and_streams_carry_the_security_headers(http: httpx.AsyncClient) -> None:
+    page = await http.get("/overview", headers=bearer())
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff" and page.headers["referrer-policy"] == "no-referrer"
+    once = await http.get("/overview", params={"token": OPERATOR})
+    assert once.status_code == 303 and "frame-ancestors 'none'" in once.headers["content-security-policy"]
+    async with http.stream("GET", "/api/events/stream", headers=bearer()) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        assert stream.headers["x-content-type-options"] == "nosniff"
