@@ -3,46 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-PROBLEM_JSON = "application/problem+json"
+from http_serving.problems import PROBLEM_JSON, ProblemDetails
+
+__all__ = ["PROBLEM_JSON", "Problem", "field_name", "invalid", "malformed_json"]
 
 
-class Problem(Exception):
+class Problem(ProblemDetails):
     """Raised by a route; rendered as application/problem+json with this status."""
-
-    def __init__(
-        self,
-        status: int,
-        slug: str,
-        title: str,
-        detail: str,
-        *,
-        errors: Sequence[dict[str, str]] = (),
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.slug = slug
-        self.title = title
-        self.detail = detail
-        self.errors = list(errors)
-        self.headers = headers
-
-    def response(self, instance: str) -> JSONResponse:
-        body: dict[str, Any] = {
-            "type": f"urn:gxwf:problem:{self.slug}",
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-            "instance": instance,
-        }
-        if self.errors:
-            body["errors"] = self.errors
-        return JSONResponse(body, status_code=self.status, media_type=PROBLEM_JSON, headers=self.headers)
 
 
 def field_name(loc: Sequence[int | str]) -> str:

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import socket
-
 import nats
 import structlog
-import uvicorn
 from nats.aio.client import Client
 
 from adapters.edc_client import HttpEdcClient
@@ -17,29 +12,13 @@ from adapters.mongo_call_log import MongoEdcCallLog
 from adapters.mongo_store import MongoStateStore
 from edc_ingress.app import Ingress, IngressLimits, create_app
 from edc_ingress.settings import ConfigError, EdcSettings
+from http_serving.server import ListenError, Served
 from schemas.connectors import ConnectorRegistry
 
 log = structlog.get_logger("gxwf.edc_ingress")
 
 # Envelope attributes and field names around the largest body an event can carry.
 _ENVELOPE_OVERHEAD = 16 * 1024
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """Bound here rather than by uvicorn, so a taken port is an error we can word (and port 0 works)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto given explicitly: asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and without
-    # it every response waits ~40 ms for a delayed ACK.
-    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host, port))
-        listener.listen(2048)
-    except OSError:
-        listener.close()
-        raise
-    listener.set_inheritable(True)
-    return listener
 
 
 class IngressService:
@@ -69,8 +48,7 @@ class IngressService:
             attempts=min(settings.edc_client_attempts, 2),
             backoff=settings.edc_client_backoff_seconds[:1],
         )
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._served = Served("edc-ingress", self.host, self.port)
         self.url: str | None = None
 
     async def readiness(self) -> dict[str, str]:
@@ -103,39 +81,16 @@ class IngressService:
             ),
             self.edc,
         )
-        config = uvicorn.Config(
-            create_app(ingress),
-            host=self.host,
-            port=self.port,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            server_header=False,
-        )
         try:
-            listener = _listen(self.host, self.port)
-        except OSError as error:
+            self.url = await self._served.start(create_app(ingress))
+        except ListenError as error:
             await self.nc.close()
-            raise ConfigError(f"cannot listen on {self.host}:{self.port}: {error.strerror}") from None
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve(sockets=[listener]), name="edc-ingress")
-        while not server.started:
-            if task.done():
-                await self.nc.close()
-                task.result()
-                raise ConfigError(f"the ingress on {self.host}:{self.port} stopped while starting")
-            await asyncio.sleep(0.01)
-        port = listener.getsockname()[1]
-        self._server, self._task = server, task
-        self.url = f"http://{self.host}:{port}"
+            raise ConfigError(str(error)) from None
         log.info("edc ingress listening", url=self.url, connectors=self.registry.names)
         return self.url
 
     async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            with contextlib.suppress(asyncio.CancelledError, SystemExit):
-                await self._task
+        await self._served.stop()
         if self.nc is not None:
             await self.nc.close()
         await self.edc.close()

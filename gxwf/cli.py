@@ -266,10 +266,11 @@ async def _handlers(settings: Settings, only: list[str] | None, health_port: int
     health = None
     if health_port is not None:
         from gxwf.health import health_app, serve
+        from http_serving.server import ListenError
 
         try:
             health = await serve(health_app(service.readiness), settings.health_host, health_port)
-        except (OSError, SystemExit):
+        except ListenError:
             raise UserError(
                 f"--health-port {health_port}: cannot listen on {settings.health_host}:{health_port}"
             ) from None
@@ -280,8 +281,7 @@ async def _handlers(settings: Settings, only: list[str] | None, health_port: int
     finally:
         await service.stop()
         if health is not None:
-            health[0].should_exit = True
-            await health[1]
+            await health.stop()
 
 
 def _connectors() -> ConnectorRegistry | None:

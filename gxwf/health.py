@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
-import uvicorn
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from http_serving.server import Served
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
 
@@ -33,11 +33,7 @@ def health_app(readiness: ReadinessCheck) -> FastAPI:
     return app
 
 
-async def serve(app: FastAPI, host: str, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve(), name="health-server")
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    return server, task
+async def serve(app: FastAPI, host: str, port: int) -> Served:
+    served = Served("health-server", host, port)
+    await served.start(app)
+    return served

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-PROBLEM_JSON = "application/problem+json"
+from http_serving.problems import PROBLEM_JSON, ProblemDetails
 
 # Inline and flat (no $defs), so it can sit under every response of the OpenAPI document.
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -54,8 +53,8 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-class Problem(Exception):
-    """Raised by a route; rendered as application/problem+json with this status."""
+class Problem(ProblemDetails):
+    """Raised by a route; rendered as application/problem+json, its title from the status unless given."""
 
     def __init__(
         self,
@@ -67,25 +66,7 @@ class Problem(Exception):
         errors: Sequence[dict[str, str]] = (),
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.slug = slug
-        self.title = title or _TITLES.get(status, "Error")
-        self.detail = detail
-        self.errors = list(errors)
-        self.headers = headers
-
-    def response(self, instance: str) -> JSONResponse:
-        body: dict[str, Any] = {
-            "type": f"urn:gxwf:problem:{self.slug}",
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-            "instance": instance,
-        }
-        if self.errors:
-            body["errors"] = self.errors
-        return JSONResponse(body, status_code=self.status, media_type=PROBLEM_JSON, headers=self.headers)
+        super().__init__(status, slug, title or _TITLES.get(status, "Error"), detail, errors=errors, headers=headers)
 
 
 def invalid(field: str, message: str, *, more: Sequence[dict[str, str]] = ()) -> Problem:

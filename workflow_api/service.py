@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import socket
 import uuid
@@ -12,7 +10,6 @@ from pathlib import Path
 
 import nats
 import structlog
-import uvicorn
 from nats.aio.client import Client
 from pymongo import ASCENDING
 
@@ -21,6 +18,7 @@ from adapters.mongo_assets import MongoAssetCatalogue
 from adapters.mongo_leases import MongoLeases
 from adapters.mongo_store import MongoStateStore
 from adapters.s3_objects import S3ObjectStore
+from http_serving.server import ListenError, Served
 from schemas.provisioning import AccessGrantDocument
 from workflow_api.app import create_app
 from workflow_api.context import ApiContext
@@ -47,23 +45,6 @@ class Servers:
     s3_region: str = "us-east-1"
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """Bound here rather than by uvicorn, so a taken port is an error we can word (and port 0 works)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto given explicitly: asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and without
-    # it every response waits ~40 ms for a delayed ACK.
-    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host, port))
-        listener.listen(2048)
-    except OSError:
-        listener.close()
-        raise
-    listener.set_inheritable(True)
-    return listener
-
-
 class WorkflowApiService:
     def __init__(
         self,
@@ -88,8 +69,7 @@ class WorkflowApiService:
             region=servers.s3_region,
         )
         self.nc: Client | None = None
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._served = Served("workflow-api", self.host, self.port)
         self.url: str | None = None
         # Who this process is among the WorkflowApi replicas, for leases.
         self.holder = f"workflow-api:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -123,40 +103,16 @@ class WorkflowApiService:
             js=self.nc.jetstream(),
             principals=PrincipalCache(self.settings.workflow_api_auth_cache_seconds),
         )
-        config = uvicorn.Config(
-            create_app(context, self.readiness),
-            host=self.host,
-            port=self.port,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            server_header=False,
-        )
         try:
-            listener = _listen(self.host, self.port)
-        except OSError as error:
+            self.url = await self._served.start(create_app(context, self.readiness))
+        except ListenError as error:
             await self.nc.close()
-            raise ServiceError(f"cannot listen on {self.host}:{self.port}: {error.strerror}") from None
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve(sockets=[listener]), name="workflow-api")
-        while not server.started:
-            if task.done():
-                await self.nc.close()
-                task.result()
-                raise ServiceError(f"the WorkflowApi on {self.host}:{self.port} stopped while starting")
-            await asyncio.sleep(0.01)
-        port = listener.getsockname()[1]
-        self._server, self._task = server, task
-        shown = f"[{self.host}]" if ":" in self.host else self.host
-        self.url = f"http://{shown}:{port}"
+            raise ServiceError(str(error)) from None
         log.info("workflow api listening", url=self.url)
         return self.url
 
     async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            with contextlib.suppress(asyncio.CancelledError, SystemExit):
-                await self._task
+        await self._served.stop()
         if self.nc is not None:
             await self.nc.close()
         await self.store.close()
