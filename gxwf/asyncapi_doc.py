@@ -10,6 +10,7 @@ from faststream.specification import AsyncAPI
 
 from events.bus import Bus
 from events.catalogue import CATALOGUE, DEAD_LETTER
+from events.subjects import LOG_CHUNK_BYTES, LOG_PREFIX, LOG_STREAM
 from gxwf import __version__
 from gxwf.runtime import delivery_policy, wire
 from gxwf.settings import Settings
@@ -35,6 +36,7 @@ def build_document() -> dict[str, Any]:
     )
     document: dict[str, Any] = spec.to_specification().to_jsonable()
     _add_examples(document)
+    _add_live_logs(document)
     # FastStream keeps subscribers in hash order; sort so the committed file only changes with the code.
     for key in ("channels", "operations"):
         document[key] = dict(sorted(document.get(key, {}).items()))
@@ -71,6 +73,49 @@ def _add_examples(document: dict[str, Any]) -> None:
                     "data": payload,
                 }
             message["examples"] = [{"name": spec.subject, "summary": spec.summary, "payload": example}]
+
+
+def _add_live_logs(document: dict[str, Any]) -> None:
+    """The live-log stream is not made of events: raw chunks of a run's output, documented by hand here."""
+    name = "RunLogChunk"
+    document.setdefault("channels", {})["logs.{run}"] = {
+        "address": f"{LOG_PREFIX}.{{run}}",
+        "description": (
+            f"Stream {LOG_STREAM}: a running attempt's output, chunk by chunk (events.subjects.log_subject: "
+            "`{run}` is the first 24 hex digits of the sha256 of the run id). Read from the start, or from a "
+            "stream sequence to resume; the archived log.txt in the object store is the record."
+        ),
+        "parameters": {"run": {"description": "sha256(run id)[:24]"}},
+        "messages": {name: {"$ref": f"#/components/messages/{name}"}},
+    }
+    document.setdefault("operations", {})["logs.{run}:Publish"] = {
+        "action": "send",
+        "channel": {"$ref": "#/channels/logs.{run}"},
+        "summary": "The jobs handlers' log shipper, one per site",
+        "messages": [{"$ref": "#/channels/logs.{run}/messages/" + name}],
+    }
+    document.setdefault("components", {}).setdefault("messages", {})[name] = {
+        "title": name,
+        "contentType": "text/plain",
+        "summary": f"At most {LOG_CHUNK_BYTES} bytes of output, cut after a newline where there is one",
+        "headers": {
+            "type": "object",
+            "required": ["Nats-Msg-Id", "Gxwf-Attempt", "Gxwf-Offset"],
+            "properties": {
+                "Nats-Msg-Id": {"type": "string", "description": "run:attempt:offset, so a chunk is stored once"},
+                "Gxwf-Attempt": {"type": "string", "description": "The attempt (1, 2, ...) whose output it is"},
+                "Gxwf-Offset": {"type": "string", "description": "Its first byte's offset within that attempt"},
+            },
+        },
+        "payload": {"type": "string", "format": "binary"},
+        "examples": [
+            {
+                "name": "two lines",
+                "headers": {"Nats-Msg-Id": "run-42:1:0", "Gxwf-Attempt": "1", "Gxwf-Offset": "0"},
+                "payload": "frame 1\nframe 2\n",
+            }
+        ],
+    }
 
 
 def render_yaml() -> str:
