@@ -144,6 +144,25 @@ function startTail(list) {
   connect();
 }
 
+// Dead letters live in their own stream (its own sequence numbers), so the tail shows how many there are and
+// links to them, checked every few seconds.
+function deadLetterBadge(badge) {
+  async function check() {
+    if (document.hidden) return;
+    try {
+      const response = await fetch("/api/dead-letters?limit=1", { headers: { accept: "application/json" }, credentials: "same-origin" });
+      if (!response.ok) return;
+      const body = await response.json();
+      badge.hidden = body.total === 0;
+      badge.textContent = `${body.total} dead letter${body.total === 1 ? "" : "s"}`;
+    } catch (error) {
+      // the next check tries again
+    }
+  }
+  check();
+  setInterval(check, 5000);
+}
+
 function republishButtons(root) {
   for (const button of root.querySelectorAll("button.republish")) {
     button.addEventListener("click", async () => {
@@ -173,6 +192,8 @@ document.addEventListener("DOMContentLoaded", () => {
   localTimes(document);
   const list = document.getElementById("events");
   if (list) startTail(list);
+  const badge = document.getElementById("dead-letters");
+  if (badge) deadLetterBadge(badge);
   republishButtons(document);
   const every = Number(document.body.dataset.refresh || 0);
   if (every > 0) autoRefresh(every);

@@ -256,6 +256,11 @@ async def test_a_poisoned_event_is_listed_as_dead_letter_and_republished(
     await eventually(lambda: _at_least(js, 2), timeout=10)
     await item.locator("button.republish").click()
     await page.wait_for_function("() => document.querySelector('#letters .outcome').textContent.startsWith('already')")
+    # The live tail says how many dead letters there are and links to them.
+    await page.goto(f"{dashboard.url}/tail")
+    badge = page.locator("#dead-letters")
+    await badge.wait_for(state="visible")
+    assert await badge.inner_text() == "2 dead letters" and await badge.get_attribute("href") == "/delivery"
 
 
 async def _at_least(js: JetStreamContext, count: int) -> bool:
