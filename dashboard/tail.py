@@ -102,6 +102,7 @@ class Feed:
         self.items: list[Rendered] = []
         self.sequences: list[int] = []
         self.floor = 1
+        self.generation = 0  # counts restarts of the stream's numbering
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -134,6 +135,20 @@ class Feed:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self._changed.wait()
+
+    async def _stream_started_over(self) -> bool:
+        """Stream WF deleted and created again: its sequences start over below ours. Quiet periods (heartbeats)
+        are when this is looked at; the ring is emptied and every open tail ends (browsers reconnect)."""
+        info = await self.js.stream_info(STREAM)
+        if not self.sequences or int(info.state.last_seq) >= self.sequences[-1]:
+            return False
+        log.warning("stream WF started over: the dashboard's feed too", last_seq=int(info.state.last_seq))
+        self.items, self.sequences = [], []
+        self.floor = int(info.state.first_seq or 1)
+        self.generation += 1
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+        return True
 
     def _append(self, batch: list[Rendered]) -> None:
         self.items.extend(batch)
@@ -201,6 +216,8 @@ class Feed:
             batch: list[Rendered] = []
             while True:
                 if _status(msg):
+                    if batch == [] and await self._stream_started_over():
+                        return
                     if sub.pending_msgs == 0:
                         break
                     msg = await sub.next_msg(timeout=1.0)
@@ -281,6 +298,9 @@ class TailHub:
         wanted: int | None
         if start.sequence is not None:
             wanted = start.sequence
+            last = int((await self.js.stream_info(STREAM)).state.last_seq)
+            if wanted > last + 1:  # an id from before the stream started over: go on from now
+                first_cursor, wanted = last, last + 1
         elif start.time is not None:
             # Where a time falls in the stream is known once its first event arrives: replay until then.
             catch_up = await self._replay(DeliverPolicy.BY_START_TIME, start)
@@ -307,12 +327,13 @@ class TailHub:
         """SSE bytes: the retry hint, a cursor, then batches of matching events; pings while idle."""
         self.clients.add(client)
         self.opened += 1
+        generation = self.feed.generation
         idle = 0.0
         try:
             yield f"retry: {RETRY_MS}\n\n".encode()
             if first_cursor is not None:
                 yield cursor(first_cursor)
-            while not client.drop.is_set() and not self.closing.is_set():
+            while not client.drop.is_set() and not self.closing.is_set() and generation == self.feed.generation:
                 if catch_up is None and wanted is not None and self.feed.covers(wanted):
                     batch = self.feed.after(wanted)
                     if not batch:

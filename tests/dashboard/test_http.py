@@ -221,3 +221,15 @@ async def test_pages_and_streams_carry_the_security_headers(http: httpx.AsyncCli
     async with http.stream("GET", "/api/events/stream", headers=bearer()) as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
         assert stream.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_an_id_beyond_the_stream_goes_on_from_now(http: httpx.AsyncClient, js: JetStreamContext) -> None:
+    """A browser that saw the stream before it was created again (sequences started over) is not stuck."""
+    await publish_run_requested(js, "one")
+    await publish_run_requested(js, "two")
+    reader = asyncio.create_task(read_sse(http, "/api/events/stream", want=1, headers={"Last-Event-ID": "500"}))
+    await asyncio.sleep(0.5)
+    await publish_run_requested(js, "three")
+    found = await reader
+    assert found[0]["event"] == "cursor" and found[0]["id"] == "2"
+    assert [e["seq"] for e in events_of(found)] == [3]
