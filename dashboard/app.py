@@ -29,7 +29,7 @@ from dashboard.auth import ACTION_HEADER, COOKIE, Role, Tokens
 from dashboard.problems import PROBLEM_JSON, Problem, invalid, not_found
 from dashboard.tail import TailClient, TailHub
 from events.filters import EventFilter, FilterError, StartAt, parse_last_event_id, parse_since
-from events.redaction import redact
+from events.redaction import redact, redact_text
 from schemas.sites import Site
 
 HERE = Path(__file__).parent
@@ -165,6 +165,7 @@ def create_app(dash: Dashboard) -> FastAPI:
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.filters["duration"] = _seconds
     templates.env.filters["ts"] = _time
+    templates.env.filters["scrub"] = redact_text
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     def page(request: Request, name: str, role: Role, status: int = 200, **context: Any) -> HTMLResponse:

@@ -26,6 +26,15 @@ _SECRET_KEY_PARTS = (
 )
 # Values that are secrets whatever their key: bearer credentials and JSON web tokens.
 _SECRET_VALUE = re.compile(r"^\s*(bearer|basic)\s+\S+|^eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.", re.IGNORECASE)
+# Secrets inside a longer text (an error message quoting the input, a log line): the credential after
+# "Bearer", and the value after a secret-looking key, quoted or not.
+_INLINE_CREDENTIAL = re.compile(r"\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+_INLINE_KEY_VALUE = re.compile(
+    r"""(["']?[A-Za-z_-]*(?:auth_?code|authorization|token|api_?key|password|passwd|secret|private_?key|"""
+    r"""credential|cookie)[A-Za-z_-]*["']?\s*[:=]\s*)(["']?)([^"'\s,;}\]]+)""",
+    re.IGNORECASE,
+)
+_TEXT_MARKERS = ("auth", "token", "key", "passw", "secret", "bearer", "basic", "credential", "cookie")
 # Cheap test on the raw bytes: a body with none of these needs no parsing for redaction.
 _MARKERS = (b"auth", b"token", b"key", b"passw", b"secret", b"bearer", b"basic", b"eyj", b"credential", b"cookie")
 
@@ -43,9 +52,18 @@ def redact(value: Any) -> Any:
         return {k: (REDACTED if secret_key(str(k)) and v not in (None, "") else redact(v)) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(item) for item in value]
-    if isinstance(value, str) and _SECRET_VALUE.search(value):
-        return REDACTED
+    if isinstance(value, str):
+        return REDACTED if _SECRET_VALUE.search(value) else redact_text(value)
     return value
+
+
+def redact_text(text: str) -> str:
+    """`text` with credentials inside it replaced: `Bearer [redacted]`, `authCode: '[redacted]'`."""
+    lowered = text.lower()
+    if not any(marker in lowered for marker in _TEXT_MARKERS):
+        return text
+    text = _INLINE_CREDENTIAL.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    return _INLINE_KEY_VALUE.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
 
 
 def may_hold_secret(raw: bytes) -> bool:

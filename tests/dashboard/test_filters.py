@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from events.filters import EventFilter, FilterError, parse_last_event_id, parse_since, subject_matches
-from events.redaction import REDACTED, may_hold_secret, redact
+from events.redaction import REDACTED, may_hold_secret, redact, redact_text
 
 
 @pytest.mark.parametrize(
@@ -91,3 +91,12 @@ def test_redaction_by_key_and_by_shape() -> None:
     assert shown["properties"][1] == {"secretKey": REDACTED, "note": REDACTED}
     assert shown["run_id"] == "r-1" and shown["password"] is None
     assert not may_hold_secret(b'{"run_id":"r-1","state":"queued"}') and may_hold_secret(b'{"authCode":"x"}')
+
+
+def test_secrets_inside_texts_are_redacted() -> None:
+    message = "1 validation error: input_value={'authCode': 'abc123', 'x': 1} header Authorization: Bearer zz.yy"
+    shown = redact_text(message)
+    assert "abc123" not in shown and "zz.yy" not in shown
+    assert "'authCode': '[redacted]'" in shown and "'x': 1" in shown
+    assert redact({"error": {"message": "token=s3cr3t; next"}})["error"]["message"] == "token=[redacted]; next"
+    assert redact_text("run r-1 failed with exit code 3") == "run r-1 failed with exit code 3"
