@@ -93,18 +93,20 @@ async def test_a_restarted_shipper_goes_on_where_the_stream_ends_and_a_retry_has
     retry = RetryPolicy(limit=1, backoff_seconds=0.1, exit_codes=[3])
     first = HandlerService(settings.model_copy(update=FAST), endpoints, groups=["jobs"])
     await first.start()
-    await started(first, "live-2", script, retry=retry)
+    try:
+        await started(first, "live-2", script, retry=retry)
 
-    async def second_attempt_logging() -> bool:
-        return any(a == 2 for a, *_ in await chunks(js, "live-2"))
+        async def second_attempt_logging() -> bool:
+            return any(a == 2 for a, *_ in await chunks(js, "live-2"))
 
-    await eventually(second_attempt_logging)
-    # The handlers go down mid-run (the workload outlives them) and come back.
-    await first.stop()
+        await eventually(second_attempt_logging, timeout=30)
+    finally:
+        # The handlers go down mid-run (the workload outlives them) and come back.
+        await first.stop()
     again = HandlerService(settings.model_copy(update=FAST), endpoints, groups=["jobs"])
     await again.start()
     try:
-        doc: RunDocument = await eventually(lambda: finished(store, "live-2"))
+        doc: RunDocument = await eventually(lambda: finished(store, "live-2"), timeout=30)
     finally:
         await again.stop()
     assert (doc.state, doc.attempt) == (RunState.SUCCEEDED, 2)
