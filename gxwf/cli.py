@@ -187,11 +187,7 @@ async def _up(settings: Settings, demo: bool) -> None:
                 console.print(f"the demo consumer's client profile (url, token): {profile}")
                 await run_as_consumer(console, *access, settings.state_dir, carla.id, endpoints["dashboard"])
                 console.print(f"the transfer's timeline: {endpoints['dashboard']}/transfers/{transfer_id}")
-                console.print(
-                    f'go on as that consumer: gxwf client --url {access[0]} --token "$(python3 -c '
-                    f'\'import json,sys; print(json.load(open(sys.argv[1]))["token"])\' {profile})" runs',
-                    markup=False,
-                )
+                console.print(f"go on as that consumer: gxwf client --profile {profile} run list", markup=False)
         console.print("Running. Ctrl-C stops everything. In another terminal: [bold]gxwf events tail[/bold]")
         await stack.wait_until_signalled()
     finally:

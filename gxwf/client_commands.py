@@ -58,6 +58,17 @@ def _profiles_path() -> Path:
 
 
 def _profile(name: str) -> dict[str, Any]:
+    """A profile by name from the profiles file, or a file that is one profile (`{"url": ..., "token": ...}`, as
+    `gxwf up --demo` writes DIR/demo-consumer.json)."""
+    single = Path(name).expanduser()
+    if single.is_file():
+        try:
+            data = yaml.safe_load(single.read_text()) or {}
+        except (yaml.YAMLError, UnicodeDecodeError, OSError) as error:
+            raise UserError(f"--profile {name}: not a profile file ({error.__class__.__name__})") from None
+        if not isinstance(data, dict) or not data.get("url") or not data.get("token"):
+            raise UserError(f"--profile {name}: the file has no url and token")
+        return data
     path = _profiles_path()
     if not path.exists():
         raise UserError(f"--profile {name}: no profile file {path} (set {PROFILES_ENV} or create it)")
@@ -81,7 +92,9 @@ def _connection(
     profile: Annotated[
         str | None,
         typer.Option(
-            "--profile", envvar="GXWF_CLIENT_PROFILE", help=f"url and token from this profile ({PROFILES_ENV})."
+            "--profile",
+            envvar="GXWF_CLIENT_PROFILE",
+            help=f"url and token from this profile ({PROFILES_ENV}), or from a file of one profile.",
         ),
     ] = None,
 ) -> None:

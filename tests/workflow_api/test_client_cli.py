@@ -70,6 +70,13 @@ async def test_profiles_and_one_line_errors(api: Api, tmp_path: Path) -> None:
     env = {"GXWF_CLIENT_PROFILES": str(profiles)}
     code, out, err = await gxwf("client", "--profile", "mine", "assets", "show", "count-lines", env=env)
     assert code == 0 and json.loads(out)["id"] == "count-lines", err
+    # A file that is one profile, as `gxwf up --demo` writes for its consumer (DIR/demo-consumer.json).
+    single = tmp_path / "demo-consumer.json"
+    single.write_text(json.dumps({"url": api.url, "token": token}))
+    code, out, err = await gxwf("client", "--profile", str(single), "assets", "show", "count-lines")
+    assert code == 0 and json.loads(out)["id"] == "count-lines", err
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"url": api.url}))
 
     failures = [
         (["client", "--url", api.url, "--token", "wrong", "assets", "list"], "401 unknown or wrong bearer token"),
@@ -83,6 +90,7 @@ async def test_profiles_and_one_line_errors(api: Api, tmp_path: Path) -> None:
         (["client", "--profile", "mine", "run", "status", "run-unknown"], "404 no run run-unknown"),
         (["client", "--profile", "mine", "inputs", "upload", str(tmp_path / "missing")], "no such file"),
         (["client", "--url", "http://127.0.0.1:9", "--token", "t", "assets", "list"], "cannot reach"),
+        (["client", "--profile", str(broken), "assets", "list"], "the file has no url and token"),
     ]
     for args, message in failures:
         code, _, err = await gxwf(*args, env=env)
