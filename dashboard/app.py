@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
+import nats.errors
 from fastapi import Depends, FastAPI, Form, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
@@ -17,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from sse_starlette import EventSourceResponse
 from starlette.datastructures import MutableHeaders
@@ -30,6 +34,7 @@ from dashboard.problems import PROBLEM_JSON, Problem, invalid, not_found
 from dashboard.tail import TailClient, TailHub
 from events.filters import EventFilter, FilterError, StartAt, parse_last_event_id, parse_since
 from events.redaction import redact, redact_text
+from events.subjects import log_subject
 from schemas.sites import Site
 
 HERE = Path(__file__).parent
@@ -384,6 +389,10 @@ def create_app(dash: Dashboard) -> FastAPI:
                     handle.seek(max(0, size - LOG_TAIL_BYTES))
                     data = handle.read()
                 return PlainTextResponse(_last(data), headers={"X-Gxwf-Log": "live"})
+        # A run elsewhere (a Kubernetes pod): its live output is in the log stream.
+        streamed = await _streamed_log(dash.js, run_id, LOG_TAIL_BYTES)
+        if streamed is not None:
+            return PlainTextResponse(_last(streamed), headers={"X-Gxwf-Log": "stream"})
         raise not_found(f"no log of run {run_id} here (archived or live)")
 
     @app.get("/runs/{run_id}/result")
@@ -469,6 +478,35 @@ def create_app(dash: Dashboard) -> FastAPI:
 
 def _last(data: bytes) -> str:
     return data[-LOG_TAIL_BYTES:].decode("utf-8", "replace")
+
+
+async def _streamed_log(js: JetStreamContext, run_id: str, keep: int) -> bytes | None:
+    """The last `keep` bytes of what the log stream holds of the run; None when it holds nothing."""
+    subscription = await js.subscribe(
+        log_subject(run_id), ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+    )
+    chunks: deque[bytes] = deque()
+    size = 0
+    attempt = 1
+    try:
+        while True:
+            try:
+                message = await subscription.next_msg(timeout=0.3)
+            except (TimeoutError, nats.errors.TimeoutError):
+                break
+            number = int((message.headers or {}).get("Gxwf-Attempt", "1") or 1)
+            data = message.data or b""
+            if number > attempt:
+                # As in the archived log.txt: a separator before each further attempt.
+                data, attempt = f"\n=== attempt {number} ===\n".encode() + data, number
+            chunks.append(data)
+            size += len(data)
+            while size - len(chunks[0]) >= keep:
+                size -= len(chunks.popleft())
+    finally:
+        with contextlib.suppress(Exception):
+            await subscription.unsubscribe()
+    return b"".join(chunks) if chunks else None
 
 
 def _local(target: str) -> str:

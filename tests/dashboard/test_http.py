@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import httpx
 from nats.js import JetStreamContext
 
+from adapters.jetstream_logs import JetStreamLogSink
 from adapters.mongo_store import MongoStateStore
 from dashboard.service import DashboardService
 from gxwf.settings import Settings
@@ -233,3 +234,19 @@ async def test_an_id_beyond_the_stream_goes_on_from_now(http: httpx.AsyncClient,
     found = await reader
     assert found[0]["event"] == "cursor" and found[0]["id"] == "2"
     assert [e["seq"] for e in events_of(found)] == [3]
+
+
+async def test_a_run_away_from_this_machine_shows_its_live_log_from_the_stream(
+    http: httpx.AsyncClient, js: JetStreamContext
+) -> None:
+    # A Kubernetes run: no local run directory, nothing archived yet; the jobs handlers ship its output.
+    sink = JetStreamLogSink(js)
+    await sink.append("pod-run-1", 1, 0, b"frame 1\nframe 2\n")
+    await sink.append("pod-run-1", 1, 16, b"frame 3\n")
+    await sink.append("pod-run-1", 2, 0, b"again 1\n")
+    answer = await http.get("/runs/pod-run-1/log", headers=bearer())
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-gxwf-log"] == "stream"
+    assert answer.text.rstrip("\n") == "frame 1\nframe 2\nframe 3\n\n=== attempt 2 ===\nagain 1"
+    unknown = await http.get("/runs/no-such-run/log", headers=bearer())
+    assert unknown.status_code == 404 and unknown.headers["content-type"] == "application/problem+json"
