@@ -250,6 +250,7 @@ CATALOGUE: tuple[EventSpec, ...] = (
         RunRequested(
             run_id=_RUN,
             consumer_id=_CONSUMER,
+            transfer_process_id=_TP,
             asset_id=_ASSET,
             asset_version=3,
             parameters={"EPISODES": 10},

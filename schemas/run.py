@@ -45,6 +45,8 @@ class RunDocument(StatefulDocument):
     machine = RUN_MACHINE
 
     consumer_id: str
+    # The transfer whose access started it, so a transfer's timeline shows its runs; None for operators' runs.
+    transfer_process_id: str | None = None
     asset_id: str
     asset_version: int = 1
     backend: str | None = None

@@ -108,6 +108,7 @@ async def start_run(
         command = RunRequested(
             run_id=run_id,
             consumer_id=principal.consumer_id,
+            transfer_process_id=principal.grant_id,
             asset_id=asset.asset_id,
             asset_version=asset.version,
             parameters=parameters,

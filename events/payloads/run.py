@@ -82,6 +82,9 @@ class RunSpec(Payload):
 class RunRequested(Payload):
     run_id: Id
     consumer_id: Id
+    transfer_process_id: Id | None = Field(
+        default=None, description="The transfer whose access started it (the WorkflowApi's token is per transfer)"
+    )
     asset_id: Id
     asset_version: int = Field(default=1, ge=1)
     parameters: dict[EnvName, ParamValue] = Field(default_factory=dict)

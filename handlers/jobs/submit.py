@@ -23,6 +23,7 @@ async def on_run_requested(event: Envelope[Any], ctx: HandlerContext) -> None:
         id=request.run_id,
         state=RunState.QUEUED,
         consumer_id=request.consumer_id,
+        transfer_process_id=request.transfer_process_id,
         asset_id=request.asset_id,
         asset_version=request.asset_version,
         backend=compute.name,

@@ -15,6 +15,8 @@ from gxwf.runtime import Endpoints
 from gxwf.settings import Settings
 from handlers.context import HandlerContext
 from handlers.results.retention import expire_once
+from schemas.provisioning import AccessGrantDocument
+from schemas.run import RunDocument
 from tests.workflow_api.conftest import Api, api_service, eventually, run_finished
 from workflow_client import ApiError, WorkflowClient
 from workflow_client.client import end_state
@@ -58,6 +60,11 @@ async def test_a_run_with_inputs_and_parameters_end_to_end(api: Api, tmp_path: P
         status = await run_finished(api, client, accepted.run_id)
         states = [entry.state for entry in status.timeline]  # type: ignore[attr-defined]
         assert states[:1] == ["queued"] and states[-2:] == ["running", "succeeded"]
+        # The run belongs to the transfer whose token started it: that transfer's timeline shows it.
+        run_doc = await api.store.get(RunDocument, accepted.run_id)
+        assert run_doc is not None and run_doc.transfer_process_id is not None
+        grant = await api.store.get(AccessGrantDocument, run_doc.transfer_process_id)
+        assert grant is not None and grant.token_sha256 == hashlib.sha256(token.encode()).hexdigest()
         assert status.inputs == {"text": uploaded.id, "data": folder.id}  # type: ignore[attr-defined]
 
         results = await client.results(accepted.run_id)
