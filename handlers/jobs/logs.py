@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import structlog
 
@@ -19,6 +20,8 @@ from schemas.run import RunDocument, RunState
 
 log = structlog.get_logger("gxwf.jobs.logs")
 LEASE_SECONDS = 10.0
+# Longest pause before following again an attempt whose output could not be read yet.
+IDLE_MAX_SECONDS = 10.0
 
 
 def pieces(chunk: bytes, limit: int = LOG_CHUNK_BYTES) -> list[bytes]:
@@ -38,6 +41,9 @@ class LogShipper:
         self.ctx = ctx
         self.sink = sink
         self.follows: dict[tuple[str, int], asyncio.Task[int]] = {}
+        # A follow that found nothing (a pod still pulling its image) is tried again later and later, so a
+        # thousand waiting pods do not cost the API a thousand reads every pass.
+        self.idle: dict[tuple[str, int], tuple[float, float]] = {}
 
     async def pass_once(self, ctx: HandlerContext | None = None) -> int:
         """Start a follow for every running attempt of this site that has none; the number running."""
@@ -46,16 +52,24 @@ class LogShipper:
         if leases is not None and not await leases.hold(f"jobs-logs:{compute.site}", self.ctx.holder, LEASE_SECONDS):
             await self.close()  # another replica ships now
             return 0
+        now = time.monotonic()
         for key, task in list(self.follows.items()):
             if task.done():
                 del self.follows[key]
+                shipped = 0
                 if not task.cancelled() and (error := task.exception()) is not None:
                     log.warning("log follow failed; it starts again", run_id=key[0], attempt=key[1], error=repr(error))
+                elif not task.cancelled():
+                    shipped = task.result()
+                pause = 0.0 if shipped else min(max(self.idle.get(key, (0.0, 0.25))[1] * 2, 0.5), IDLE_MAX_SECONDS)
+                self.idle[key] = (now + pause, pause)
         running = await self.ctx.store.find(RunDocument, states=[RunState.RUNNING], limit=10_000, site=compute.site)
-        for run in running:
-            key = (run.id, run.attempt)
-            if key not in self.follows:
-                self.follows[key] = asyncio.create_task(self.ship(run.id, run.attempt), name=f"log:{run.id}")
+        live = {(run.id, run.attempt) for run in running}
+        self.idle = {key: value for key, value in self.idle.items() if key in live}
+        for run_id, attempt in live:
+            key = (run_id, attempt)
+            if key not in self.follows and self.idle.get(key, (0.0, 0.0))[0] <= now:
+                self.follows[key] = asyncio.create_task(self.ship(run_id, attempt), name=f"log:{run_id}")
         return len(self.follows)
 
     async def ship(self, run_id: str, attempt: int) -> int:
