@@ -97,10 +97,13 @@ def _bind(handle: HandlerFn, ctx: HandlerContext) -> Callable[[Envelope[Any]], A
 
 
 def wire(bus: Bus, groups: set[str] | None, ctx: HandlerContext | None) -> Bus:
-    """Declare a durable subscriber per subscription row of the chosen handler groups."""
+    """Declare a durable subscriber per subscription row of the chosen handler groups; a site's own handlers
+    get a durable of that site (`jobs-start-pending-<site>`), so every site sees every event."""
+    site = ctx.compute.site if ctx is not None and ctx.compute is not None else None
     for sub in for_groups(groups):
         handler = _bind(sub.handle, ctx) if ctx is not None else _unwired
-        bus.subscribe(subject=sub.subject, durable=sub.durable, payload=sub.payload, handler=handler)
+        durable = f"{sub.durable}-{site}" if sub.per_site and site else sub.durable
+        bus.subscribe(subject=sub.subject, durable=durable, payload=sub.payload, handler=handler)
     return bus
 
 

@@ -48,6 +48,9 @@ class Subscription:
     subject: str
     payload: type[Payload]
     handle: HandlerFn
+    # The handler acts on this process's compute site only: every site gets its own durable consumer (the
+    # durable name with the site appended), so each site's handlers see every event and take their own.
+    per_site: bool = False
 
 
 SUBSCRIPTIONS: tuple[Subscription, ...] = (
@@ -123,9 +126,11 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription(
         "assets", "assets-deployment-ready", s.DEPLOYMENT_READY, DeploymentReady, register.on_deployment_ready
     ),
-    Subscription("jobs", "jobs-run-requested", s.RUN_REQUESTED, RunRequested, submit.on_run_requested),
-    Subscription("jobs", "jobs-start-pending", s.RUN_PENDING, RunPending, start.on_run_pending),
-    Subscription("jobs", "jobs-stop-requested", s.RUN_STOP_REQUESTED, RunStopRequested, stop.on_stop_requested),
+    Subscription("jobs", "jobs-run-requested", s.RUN_REQUESTED, RunRequested, submit.on_run_requested, per_site=True),
+    Subscription("jobs", "jobs-start-pending", s.RUN_PENDING, RunPending, start.on_run_pending, per_site=True),
+    Subscription(
+        "jobs", "jobs-stop-requested", s.RUN_STOP_REQUESTED, RunStopRequested, stop.on_stop_requested, per_site=True
+    ),
     Subscription("jobs", "jobs-track-running", s.RUN_RUNNING, RunRunning, track.on_run_fact),
     Subscription("jobs", "jobs-track-succeeded", s.RUN_SUCCEEDED, RunSucceeded, track.on_run_fact),
     Subscription("jobs", "jobs-track-retrying", s.RUN_RETRYING, RunRetrying, track.on_run_fact),
@@ -138,12 +143,19 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
         s.CONSUMER_DEPROVISIONED,
         ConsumerDeprovisioned,
         release.on_consumer_deprovisioned,
+        per_site=True,
     ),
-    Subscription("jobs", "jobs-result-published", s.RESULT_PUBLISHED, ResultPublished, release.on_result_published),
-    Subscription("results", "results-run-succeeded", s.RUN_SUCCEEDED, RunSucceeded, publish.on_run_finished),
-    Subscription("results", "results-run-failed", s.RUN_FAILED, RunFailed, publish.on_run_finished),
-    Subscription("results", "results-run-stopped", s.RUN_STOPPED, RunStopped, publish.on_run_finished),
-    Subscription("results", "results-run-timed-out", s.RUN_TIMED_OUT, RunTimedOut, publish.on_run_finished),
+    Subscription(
+        "jobs", "jobs-result-published", s.RESULT_PUBLISHED, ResultPublished, release.on_result_published, per_site=True
+    ),
+    Subscription(
+        "results", "results-run-succeeded", s.RUN_SUCCEEDED, RunSucceeded, publish.on_run_finished, per_site=True
+    ),
+    Subscription("results", "results-run-failed", s.RUN_FAILED, RunFailed, publish.on_run_finished, per_site=True),
+    Subscription("results", "results-run-stopped", s.RUN_STOPPED, RunStopped, publish.on_run_finished, per_site=True),
+    Subscription(
+        "results", "results-run-timed-out", s.RUN_TIMED_OUT, RunTimedOut, publish.on_run_finished, per_site=True
+    ),
 )
 
 GROUPS: tuple[str, ...] = ("provisioning", "deployment", "assets", "jobs", "results")

@@ -23,7 +23,7 @@ from events import subjects as s
 from events.envelope import Envelope, derived_id, new_event, utcnow
 from events.payloads.run import RunRequested, RunStopRequested
 from schemas.inputs import InputDocument
-from schemas.provisioning import ResultDocument, ResultState
+from schemas.provisioning import DeploymentDocument, ResultDocument, ResultState
 from schemas.run import RunDocument, RunState
 from workflow_api.assets import resolve
 from workflow_api.auth import AUTHENTICATED, api
@@ -44,6 +44,12 @@ def run_id_for(consumer_id: str, key: str | None) -> str:
     if key is None:
         return f"run-{uuid.uuid4()}"
     return f"run-{derived_id(consumer_id, 'run-start', key)}"
+
+
+async def _site_of(context: ApiContext, transfer_process_id: str) -> str | None:
+    """Where the transfer's WorkflowApi was placed, the site that fits its asset: its runs go there too."""
+    found = await context.store.find(DeploymentDocument, limit=1, transfer_process_id=transfer_process_id)
+    return found[0].site if found else None
 
 
 def _fingerprint(request: RunRequested) -> str:
@@ -109,6 +115,7 @@ async def start_run(
             run_id=run_id,
             consumer_id=principal.consumer_id,
             transfer_process_id=principal.grant_id,
+            site=await _site_of(context, principal.grant_id),
             asset_id=asset.asset_id,
             asset_version=asset.version,
             parameters=parameters,

@@ -85,6 +85,10 @@ class RunRequested(Payload):
     transfer_process_id: Id | None = Field(
         default=None, description="The transfer whose access started it (the WorkflowApi's token is per transfer)"
     )
+    site: Id | None = Field(
+        default=None,
+        description="The compute site to run on (the one its WorkflowApi was placed on); None: whichever takes it",
+    )
     asset_id: Id
     asset_version: int = Field(default=1, ge=1)
     parameters: dict[EnvName, ParamValue] = Field(default_factory=dict)

@@ -27,6 +27,8 @@ async def on_stop_requested(event: Envelope[Any], ctx: HandlerContext) -> None:
         # Another consumer's run answers as unknown: a guessed id must not stop someone else's work.
         log.warning("stop for an unknown run ignored", run_id=request.run_id, consumer_id=request.consumer_id)
         return
+    if run.site is not None and run.site != ctx.require_compute().site:
+        return  # the run's own site's jobs handlers stop it
     if run.state in RunDocument.machine.terminal:
         log.info("stop for a finished run ignored", run_id=run.id, state=run.state)
         return

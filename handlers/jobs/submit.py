@@ -19,6 +19,8 @@ SOURCE = "urn:gaiax-workflows:jobs"
 async def on_run_requested(event: Envelope[Any], ctx: HandlerContext) -> None:
     request: RunRequested = event.data
     compute = ctx.require_compute()
+    if request.site is not None and request.site != compute.site:
+        return  # another site's jobs handlers take it (each site has its own durable consumer)
     run = RunDocument(
         id=request.run_id,
         state=RunState.QUEUED,

@@ -43,6 +43,8 @@ async def on_run_finished(event: Envelope[Any], ctx: HandlerContext) -> None:
         return
     objects = ctx.require_objects()
     compute = ctx.require_compute()
+    if run.site is not None and run.site != compute.site:
+        return  # its artifacts are on its own site, whose results handlers publish them
     created = await ctx.store.create(
         ResultDocument(id=run.id, state=ResultState.COLLECTING, consumer_id=run.consumer_id), event_id=event.id
     )

@@ -104,5 +104,5 @@ async def test_sigkill_mid_handling_redelivers_and_applies_once(
     events = [e["type"] for e in await stream_events(js, "wf.run.>")]
     assert events == [s.RUN_REQUESTED, s.RUN_QUEUED, s.RUN_PENDING, s.RUN_RUNNING, s.RUN_SUCCEEDED]
     # The first process never got past the fault point, so `running` proves the redelivery was handled.
-    info = await js.consumer_info("WF", "jobs-start-pending")
+    info = await js.consumer_info("WF", "jobs-start-pending-local")
     assert info.num_ack_pending == 0 and info.num_pending == 0

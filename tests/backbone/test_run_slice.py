@@ -176,4 +176,4 @@ async def test_a_run_that_never_starts_times_out_in_pending(
     assert doc.state == RunState.TIMED_OUT
     assert doc.reason == "pending longer than 1s"
     (letter,) = await stream_events(js, "dlq.>")
-    assert letter["original_subject"] == s.RUN_PENDING and letter["handler"] == "jobs-start-pending"
+    assert letter["original_subject"] == s.RUN_PENDING and letter["handler"] == "jobs-start-pending-local"

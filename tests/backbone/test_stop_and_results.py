@@ -99,7 +99,7 @@ async def test_a_stop_from_another_consumer_or_after_the_end_changes_nothing(
     await request(service, "stop-3", "true")
     await eventually(lambda: _is(store, "stop-3", RunState.SUCCEEDED))
     await service.bus.publish(new_event(s.RUN_STOP_REQUESTED, RunStopRequested(run_id="stop-3", consumer_id=CONSUMER)))
-    await eventually(lambda: _acked(js, "jobs-stop-requested", 2))
+    await eventually(lambda: _acked(js, "jobs-stop-requested-local", 2))
 
     assert await state_of(store, "stop-2") == RunState.RUNNING
     assert run_processes("stop-2") != []
