@@ -294,18 +294,32 @@ class KubernetesJobBackend:
         An attempt whose sidecar never finished (evicted, node lost) left no archive: no outputs."""
         if self.objects is None or self.log_dir is None:
             return []
-        archives = [o for o in await self.objects.list(staging_prefix(run_id)) if o.key.endswith("/outputs.tar")]
-        if not archives:
+        keys = {o.key for o in await self.objects.list(staging_prefix(run_id))}
+        # The run's last attempt only: an earlier attempt's outputs are not what the run ended with.
+        last = await self._last_attempt(run_id)
+        key = outputs_key(run_id, last) if last is not None else None
+        if key is None or key not in keys:
             return []
-        latest = max(archives, key=lambda o: int(o.key.rsplit("/", 2)[-2]) if o.key.rsplit("/", 2)[-2].isdigit() else 0)
         root = self._outputs_dir(run_id)
         archive = root.with_suffix(".tar")
         root.parent.mkdir(parents=True, exist_ok=True)
-        await self.objects.get_file(latest.key, archive)
+        await self.objects.get_file(key, archive)
         try:
             return await asyncio.to_thread(_unpack, archive, root)
         finally:
             archive.unlink(missing_ok=True)
+
+    async def _last_attempt(self, run_id: str) -> int | None:
+        namespace = await self._namespace_of(run_id)
+        if namespace is None:
+            return None
+        jobs = await self.batch.list_namespaced_job(namespace, label_selector=manifests.run_selector(run_id))
+        numbers = [
+            int(number)
+            for job in jobs.items
+            if (number := (job.metadata.labels or {}).get(manifests.ATTEMPT_LABEL, "")).isdigit()
+        ]
+        return max(numbers) if numbers else None
 
     def _outputs_dir(self, run_id: str) -> Path:
         assert self.log_dir is not None

@@ -22,7 +22,7 @@ from adapters import kubernetes_manifests as m
 from adapters.mongo_store import MongoStateStore
 from events import subjects as s
 from events.envelope import new_event
-from events.payloads.run import RunRequested, RunSpec, StagedInput
+from events.payloads.run import RetryPolicy, RunRequested, RunSpec, StagedInput
 from fakekube import FakeKubeServer, Scenario
 from gxwf.runtime import Endpoints, HandlerService
 from gxwf.settings import Settings
@@ -147,3 +147,39 @@ async def test_a_tampered_or_missing_input_fails_the_stage_step_with_the_reason(
     bad.write_text('{"inputs": [{"name": "x", "kind": "file", "files": []}], "surprise": 1}')
     refused = gxwf("stage", "in", "--plan", str(bad), "--dest", str(dest))
     assert refused.returncode == 2 and "not a stage plan" in refused.stderr and "Traceback" not in refused.stderr
+
+
+async def test_only_the_last_attempts_outputs_are_published(
+    service: HandlerService, store: MongoStateStore, kube: FakeKubeServer, tmp_path: Path
+) -> None:
+    assert service.bus is not None and kube.controller is not None
+    # Attempt 1 wrote an output and was OOM-killed; attempt 2 (retried by policy) succeeds without its sidecar
+    # getting to upload (say the node went away afterwards): attempt 1's file is not the run's result.
+    kube.controller.plan(
+        [Scenario("oomkill"), Scenario("succeed", duration=3)], labels={m.RUN_LABEL: m.run_label("st-3")}
+    )
+    spec = RunSpec(
+        image="carla:0.9",
+        command=["python", "drive.py"],
+        memory_mb=64,
+        retry=RetryPolicy(limit=1, backoff_seconds=0.1),
+    )
+    await service.bus.publish(
+        new_event(s.RUN_REQUESTED, RunRequested(run_id="st-3", consumer_id=CONSUMER, asset_id="carla", spec=spec))
+    )
+    plan = await eventually(lambda: the_plan(kube, "st-3", attempt=1))
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(plan))
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    (outputs / "stale.csv").write_text("from attempt 1\n")
+    assert gxwf("stage", "out", "--plan", str(plan_file), "--src", str(outputs), "--now").returncode == 0
+
+    async def published() -> ResultDocument | None:
+        doc = await store.get(ResultDocument, "st-3")
+        return doc if doc is not None and doc.state == ResultState.PUBLISHED else None
+
+    result = await eventually(published, timeout=30)
+    run = await store.get(RunDocument, "st-3")
+    assert run is not None and (run.state, run.attempt) == (RunState.SUCCEEDED, 2)
+    assert result.files == []
