@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from http_serving.problems import PROBLEM_JSON, ProblemDetails
 
-from fastapi.responses import JSONResponse
-
-PROBLEM_JSON = "application/problem+json"
+__all__ = ["PROBLEM_JSON", "Problem", "invalid", "not_found"]
 
 
-class Problem(Exception):
+class Problem(ProblemDetails):
+    """`field`: the one field at fault, named in `errors` with the detail's message."""
+
     def __init__(
         self,
         status: int,
@@ -20,28 +20,8 @@ class Problem(Exception):
         field: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.slug = slug
-        self.title = title
-        self.detail = detail
-        self.errors = [{"field": field, "message": detail.split(": ", 1)[-1]}] if field else []
-        self.headers = headers
-
-    def body(self, instance: str) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "type": f"urn:gxwf:problem:{self.slug}",
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-            "instance": instance,
-        }
-        if self.errors:
-            body["errors"] = self.errors
-        return body
-
-    def response(self, instance: str) -> JSONResponse:
-        return JSONResponse(self.body(instance), status_code=self.status, media_type=PROBLEM_JSON, headers=self.headers)
+        errors = [{"field": field, "message": detail.split(": ", 1)[-1]}] if field else []
+        super().__init__(status, slug, title, detail, errors=errors, headers=headers)
 
 
 def invalid(field: str, message: str) -> Problem:

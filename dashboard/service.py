@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import nats
 import structlog
-import uvicorn
 from nats.aio.client import Client
 
 from adapters.mongo_store import MongoStateStore
@@ -19,13 +16,11 @@ from adapters.s3_objects import S3ObjectStore
 from dashboard.app import Dashboard, create_app
 from dashboard.auth import Tokens
 from dashboard.tail import RING_EVENTS, TailHub
+from http_serving.server import ListenError, Served
 from schemas.sites import Site
 
 log = structlog.get_logger("gxwf.dashboard")
-
-
-class ListenError(Exception):
-    pass
+__all__ = ["DashboardService", "ListenError", "Servers"]
 
 
 @dataclass(frozen=True)
@@ -39,20 +34,6 @@ class Servers:
     s3_secret_key: str = "gxwf-secret"  # noqa: S105 - the embedded store's default, as in gxwf settings
     s3_region: str = "us-east-1"
     nats_monitor: str | None = None
-
-
-def listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host, port))
-        listener.listen(1024)
-    except OSError as error:
-        listener.close()
-        raise ListenError(f"cannot listen on {host}:{port}: {error.strerror}") from None
-    listener.set_inheritable(True)
-    return listener
 
 
 class DashboardService:
@@ -92,12 +73,12 @@ class DashboardService:
         )
         self.hub: TailHub | None = None
         self.dashboard: Dashboard | None = None
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
+        # Open tails get 3 s to end at a stop, not uvicorn's wait for every connection.
+        self._served = Served("dashboard", self.host, self.port, timeout_graceful_shutdown=3)
         self.url: str | None = None
 
     async def start(self) -> str:
-        listener = listen(self.host, self.port)
+        listener = self._served.bind()
         self.nc = await nats.connect(
             self.servers.nats, name="gxwf-dashboard", connect_timeout=5, max_reconnect_attempts=-1
         )
@@ -117,25 +98,11 @@ class DashboardService:
             runs_dir=self.runs_dir,
             runs_per_site=self.runs_per_site,
         )
-        config = uvicorn.Config(
-            create_app(self.dashboard),
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            server_header=False,
-            timeout_graceful_shutdown=3,
-        )
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve(sockets=[listener]), name="dashboard")
-        while not server.started:
-            if task.done():
-                await self.nc.close()
-                task.result()
-                raise ListenError(f"the dashboard on {self.host}:{self.port} stopped while starting")
-            await asyncio.sleep(0.01)
-        port = listener.getsockname()[1]
-        self._server, self._task = server, task
-        self.url = f"http://{self.host}:{port}"
+        try:
+            self.url = await self._served.start(create_app(self.dashboard), listener)
+        except ListenError:
+            await self.nc.close()
+            raise
         log.info("dashboard listening", url=self.url)
         return self.url
 
@@ -143,10 +110,7 @@ class DashboardService:
         if self.hub is not None:
             # Open tails end first, or the server would wait for them until its graceful timeout.
             await self.hub.stop()
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            with contextlib.suppress(asyncio.CancelledError, SystemExit):
-                await self._task
+        await self._served.stop()
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.nc.close()
