@@ -18,7 +18,6 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from rich.table import Table
 from events.streams import ensure_streams
 from events.subjects import STREAM
 from gxwf.settings import Settings
+from http_serving.server import free_port
 
 SUBJECT = "wf.bench.tick"  # in stream WF, and no handler subscribes to it
 # One SSE event of the tail: its id (the stream sequence) and, in its payload, when the bench published it.
@@ -198,12 +198,6 @@ async def _baseline(js: JetStreamContext, reader: Reader, start: int) -> Any:
     return await js.subscribe(SUBJECT, stream=STREAM, ordered_consumer=True, config=config, cb=on_message)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def _ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient() as client:
@@ -240,7 +234,7 @@ async def run_benchmark(
         nc = await nats.connect(eps.nats)
         js = nc.jetstream()
         await ensure_streams(js)
-        port = _free_port()
+        port = free_port()
         with tempfile.TemporaryDirectory(prefix="gxwf-bench-dashboard-") as state:
             env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")}
             env |= {"GXWF_NATS_URL": eps.nats, "GXWF_MONGO_URL": eps.mongo, "GXWF_S3_ENDPOINT": eps.s3}

@@ -30,9 +30,10 @@ from rich.console import Console
 from rich.table import Table
 
 from adapters.mongo_store import MongoStateStore
-from gxwf.bench_ingress import _Connection, _free_port, _ready, _stop
+from gxwf.bench_ingress import _Connection, _ready, _stop
 from gxwf.errors import UserError
 from gxwf.settings import Settings
+from http_serving.server import free_port
 from schemas.provisioning import AccessGrantDocument, AccessState, ResultDocument, ResultState
 from schemas.run import RunDocument, RunState
 
@@ -158,7 +159,7 @@ async def run_benchmark(settings: Settings, size: int, requests: int, *, console
             env |= {"GXWF_S3_ACCESS_KEY": settings.s3_access_key}
             env |= {"GXWF_S3_SECRET_KEY": settings.s3_secret_key.get_secret_value()}
             env |= {"GXWF_WORKFLOW_API_UPLOAD_LIMIT_BYTES": str(max(size * 2, 1024 * MIB))}
-            port = _free_port()
+            port = free_port()
             api = subprocess.Popen(  # noqa: ASYNC220 - started once, before any measuring
                 [sys.executable, "-m", "gxwf", "workflow-api", "--port", str(port), "--state-dir", str(root / "state")],
                 env=env,

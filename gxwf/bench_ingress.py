@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from rich.table import Table
 
 from events.streams import ensure_streams
 from gxwf.settings import Settings
+from http_serving.server import free_port
 
 WARMUP = 200
 UVICORN = (sys.executable, "-m", "uvicorn", "--log-level", "warning", "--no-access-log")
@@ -147,12 +147,6 @@ async def _measure(name: str, url: str, key: str, total: int, concurrency: int) 
     return Figures(name, total, seconds, latencies, failures)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def _ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient() as client:
@@ -189,7 +183,7 @@ async def run_benchmark(settings: Settings, total: int, concurrency: int, *, con
         env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")}
         env |= {"GXWF_NATS_URL": eps.nats, "GXWF_MONGO_URL": eps.mongo, "GXWF_S3_ENDPOINT": eps.s3}
         env |= {"GXWF_EDC_API_KEY": key, "GXWF_MONGO_DATABASE": database, "GXWF_LOG_LEVEL": "warning"}
-        ingress_port, bare_port = _free_port(), _free_port()
+        ingress_port, bare_port = free_port(), free_port()
         ingress = subprocess.Popen(  # noqa: ASYNC220 - started once, before any measuring
             [sys.executable, "-m", "gxwf", "edc-ingress", "--port", str(ingress_port)],
             env=env,

@@ -104,10 +104,10 @@ def build_dashboard(
     )
     chosen_port = port if port is not None else config.dashboard_port
     if port is None and "dashboard_port" not in config.model_fields_set:
-        from gxwf.edc_commands import _free
+        from http_serving.server import port_free
 
         # Like the ingress: the default port when free, else any, so a second `gxwf up` still starts.
-        chosen_port = DEFAULT_PORT if _free(config.dashboard_host, DEFAULT_PORT) else 0
+        chosen_port = DEFAULT_PORT if port_free(config.dashboard_host, DEFAULT_PORT) else 0
     service = DashboardService(
         servers,
         tokens,

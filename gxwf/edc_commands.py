@@ -7,7 +7,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,6 +15,7 @@ from pydantic import SecretStr, ValidationError
 
 from gxwf.errors import UserError
 from gxwf.settings import Settings
+from http_serving.server import port_free
 
 if TYPE_CHECKING:
     from edc_ingress.service import IngressService
@@ -114,21 +114,11 @@ async def start_for_up(
         generated = generated_api_key(settings.state_dir)
         edc = edc.model_copy(update={"edc_api_key": SecretStr(generated)})
     port = None
-    if "edc_ingress_port" not in edc.model_fields_set and not _free(edc.edc_ingress_host, edc.edc_ingress_port):
+    if "edc_ingress_port" not in edc.model_fields_set and not port_free(edc.edc_ingress_host, edc.edc_ingress_port):
         port = 0
     service = build_ingress(settings, edc, endpoints, host=None, port=port)
     await start_ingress(service)
     return service, generated
-
-
-def _free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def edc_ingress_command(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
@@ -14,6 +13,7 @@ from pydantic import ValidationError
 
 from gxwf.errors import UserError
 from gxwf.settings import Settings
+from http_serving.server import port_free
 
 if TYPE_CHECKING:
     from gxwf.runtime import Endpoints
@@ -57,23 +57,13 @@ def servers(settings: Settings, endpoints: Endpoints) -> Servers:
     )
 
 
-def _free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 async def start_for_up(settings: Settings, endpoints: Endpoints) -> WorkflowApiService:
     """The WorkflowApi inside `gxwf up`, on GXWF_WORKFLOW_API_URL's host and port; when that URL is the default
     and its port is taken (a second `up` on one machine), any free port: endpoints.json says which."""
     from workflow_api.service import ServiceError, WorkflowApiService
 
     host, port = listen_address(settings)
-    if "workflow_api_url" not in settings.model_fields_set and not _free(host, port):
+    if "workflow_api_url" not in settings.model_fields_set and not port_free(host, port):
         port = 0
     service = WorkflowApiService(
         servers(settings, endpoints), settings.state_dir, host=host, port=port, settings=api_settings()

@@ -31,6 +31,26 @@ def listen(host: str, port: int) -> socket.socket:
     return listener
 
 
+def port_free(host: str, port: int) -> bool:
+    """Whether this address can be bound now (a default port another process has taken cannot)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the system has free now, for a server started elsewhere (another process) to take."""
+    with socket.socket(
+        socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
+    ) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
 def url_of(host: str, port: int) -> str:
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}"
