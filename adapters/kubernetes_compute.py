@@ -16,6 +16,7 @@ outputs, unpacked there, for the results handler."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import tarfile
@@ -40,7 +41,7 @@ from adapters.kubernetes_informer import Informer
 from adapters.kubernetes_status import classify, completed
 from events.payloads.run import RunSpec
 from events.subjects import LOG_CHUNK_BYTES
-from ports.compute import RunArtifacts, RunOwner, WorkloadPhase, WorkloadStatus
+from ports.compute import RunArtifacts, RunOwner, StartRefused, WorkloadPhase, WorkloadStatus
 from ports.objects import ObjectStore
 from schemas.sites import ConsumerQuota
 from schemas.staging import StageFile, StageInput, StagePlan, outputs_key, staging_prefix
@@ -157,11 +158,11 @@ class KubernetesJobBackend:
         self, run_id: str, spec: RunSpec, parameters: dict[str, str], *, attempt: int = 1, owner: RunOwner | None = None
     ) -> str:
         if owner is None:
-            raise ValueError(f"run {run_id}: the Kubernetes backend needs the run's consumer and asset")
+            raise StartRefused("the Kubernetes backend needs the run's consumer and asset")
         await self.connect()
         image = spec.image or self.default_image
         if not image:
-            raise ValueError(f"run {run_id}: the asset names no container image")
+            raise StartRefused("the asset names no container image")
         namespace = manifests.namespace_name(owner.consumer_id)
         name = manifests.job_name(run_id, attempt)
         self._namespaces[run_id] = namespace
@@ -186,6 +187,9 @@ class KubernetesJobBackend:
                     # The namespace went away since it was prepared (a teardown): make it again, once.
                     self._prepared.discard(namespace)
                     continue
+                if error.status in (400, 422):
+                    # The API server refuses the Job itself (an invalid manifest): the same Job is refused again.
+                    raise StartRefused(f"the cluster refused the run's Job: {_api_message(error)}") from error
                 raise
             await self._stage_plan(created, run_id, spec, attempt, owner)
             if attempt > 1:
@@ -555,6 +559,15 @@ class KubernetesJobBackend:
         assert self._api is not None
         plain: dict[str, Any] = self._api.sanitize_for_serialization(obj)
         return plain
+
+
+def _api_message(error: ApiException) -> str:
+    """The Status message the API server sent (what is wrong with the object), else the HTTP reason."""
+    try:
+        message = json.loads(error.body or "{}").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message or error.reason or error.status)[:500]
 
 
 def _attempt_of(pod: dict[str, Any]) -> tuple[str, str, str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from events.payloads.run import RunSpec, StagedInput
 from events.subjects import LOG_CHUNK_BYTES
-from ports.compute import RunArtifacts, RunOwner, WorkloadPhase, WorkloadStatus
+from ports.compute import RunArtifacts, RunOwner, StartRefused, WorkloadPhase, WorkloadStatus
 from ports.objects import ObjectStore
 
 # The wrapper records its process group, runs the command with its output appended to log.txt, then writes
@@ -58,7 +58,8 @@ class LocalProcessBackend:
     ) -> None:
         self.name = "local"
         self.site = site
-        self.root = root
+        # Absolute: the wrapper runs with the run's work directory as its cwd.
+        self.root = root.absolute()
         self.stop_grace_seconds = stop_grace_seconds
         # Where the runs' uploaded inputs come from (stage-in); without it a run that names inputs cannot start.
         self.objects = objects
@@ -121,26 +122,31 @@ class LocalProcessBackend:
                 else {}
             ),
         }
-        proc = await asyncio.create_subprocess_exec(
-            "/bin/sh",
-            "-c",
-            _WRAPPER,
-            "gxwf-run",
-            str(run_dir),
-            str(state),
-            str((spec.memory_mb or 0) * 1024),
-            *spec.command,
-            cwd=run_dir / "work",
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        await proc.wait()
+        # The wrapper's own complaints (not the workload's: that goes to log.txt) say why a start failed.
+        complaints = state / "start.err"
+        with complaints.open("wb") as stderr:
+            proc = await asyncio.create_subprocess_exec(
+                "/bin/sh",
+                "-c",
+                _WRAPPER,
+                "gxwf-run",
+                str(run_dir),
+                str(state),
+                str((spec.memory_mb or 0) * 1024),
+                *spec.command,
+                cwd=run_dir / "work",
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+            )
+            await proc.wait()
         pgid = _read_int(state / "pgid")
         if pgid is None:
-            raise RuntimeError(f"run {run_id}: the local workload did not start (wrapper exit {proc.returncode})")
+            said = complaints.read_text(errors="replace").strip().splitlines()
+            why = f": {said[-1][:300]}" if said else ""
+            raise StartRefused(f"the local workload did not start (wrapper exit {proc.returncode}){why}")
         return f"pgid:{pgid}"
 
     async def _stage_in(self, run_dir: Path, inputs: list[StagedInput]) -> None:
@@ -150,7 +156,7 @@ class LocalProcessBackend:
         target = run_dir / "inputs"
         if inputs and not target.exists():
             if self.objects is None:
-                raise RuntimeError("this run has inputs and the local backend has no object store to stage them from")
+                raise StartRefused("this run has inputs and the local backend has no object store to stage them from")
             scratch = run_dir / f".inputs-{uuid.uuid4().hex[:8]}"
             scratch.mkdir()
             try:
@@ -179,13 +185,13 @@ class LocalProcessBackend:
         found = await self.objects.list(item.prefix)
         if item.kind == "file":
             if len(found) != 1:
-                raise RuntimeError(f"input {item.name}: expected one object under {item.prefix}, found {len(found)}")
+                raise StartRefused(f"input {item.name}: expected one object under {item.prefix}, found {len(found)}")
             await self.objects.get_file(found[0].key, dest)
             return
         for obj in found:
             path = _place(dest, obj.key[len(item.prefix) :])
             if path is None:
-                raise RuntimeError(f"input {item.name}: object {obj.key} would land outside its directory")
+                raise StartRefused(f"input {item.name}: object {obj.key} would land outside its directory")
             await self.objects.get_file(obj.key, path)
 
     async def status(self, run_id: str, *, attempt: int = 1) -> WorkloadStatus:

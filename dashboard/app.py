@@ -22,7 +22,6 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
-from sse_starlette import EventSourceResponse
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,6 +34,7 @@ from dashboard.tail import TailClient, TailHub
 from events.filters import EventFilter, FilterError, StartAt, parse_last_event_id, parse_since
 from events.redaction import redact, redact_text
 from events.subjects import log_subject
+from http_serving.sse import EventStream
 from schemas.sites import Site
 
 HERE = Path(__file__).parent
@@ -338,7 +338,7 @@ def create_app(dash: Dashboard) -> FastAPI:
             raise Problem(
                 503, "no-stream", "Stream missing", "stream WF does not exist yet: start the handlers"
             ) from None
-        return EventSourceResponse(body, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}, ping=None)
+        return EventStream(body, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}, ping=None)
 
     @app.get("/transfers", response_class=HTMLResponse)
     async def transfers(request: Request, role: Reader) -> HTMLResponse:

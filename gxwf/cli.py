@@ -65,13 +65,12 @@ StateDir = Annotated[
 
 def _settings(state_dir: Path | None = None) -> Settings:
     try:
-        settings = Settings()
+        # The option goes through validation like the variable (made absolute there).
+        settings = Settings() if state_dir is None else Settings(state_dir=state_dir)
     except ValidationError as error:
         first = error.errors()[0]
         name = "GXWF_" + "_".join(str(p) for p in first["loc"]).upper()
         raise UserError(f"{name}: {first['msg']}") from None
-    if state_dir is not None:
-        settings = settings.model_copy(update={"state_dir": state_dir})
     configure_logging(settings.log_format, settings.log_level)
     return settings
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -71,3 +71,10 @@ class Settings(BaseSettings):
 
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("state_dir", "sites_file", "kubeconfig")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        # Resolved once, here: run processes start with their own work directory as cwd, so a relative
+        # state dir (the default `.gxwf`) handed to them would name another place.
+        return None if value is None else value.expanduser().absolute()

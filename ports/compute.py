@@ -9,6 +9,12 @@ from typing import Protocol
 from events.payloads.run import FailureKind, RunSpec
 
 
+class StartRefused(Exception):
+    """The backend cannot start this run, and another try would not change that (an input that is not there, a
+    spec it cannot run, a workload that cannot be launched): the run fails with this reason at once, rather
+    than being retried into the dead letters and left pending until its time limit."""
+
+
 class WorkloadPhase(StrEnum):
     RUNNING = "running"
     EXITED = "exited"

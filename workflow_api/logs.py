@@ -20,9 +20,10 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import ConsumerConfig, DeliverPolicy
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import ServerSentEvent
 
 from events.subjects import log_subject
+from http_serving.sse import EventStream
 from schemas.provisioning import ResultDocument, ResultState
 from schemas.run import RunDocument
 from workflow_api.auth import AUTHENTICATED, api
@@ -95,13 +96,13 @@ async def get_logs(
     offset: Annotated[int, Query(ge=0, le=2**53, description="Start at this byte")] = 0,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=32)] = None,
     principal: Principal = AUTHENTICATED,
-) -> StreamingResponse | EventSourceResponse:
+) -> StreamingResponse | EventStream:
     context = api(request)
     status = await owned_run(context, principal, run_id)
     if last_event_id is not None and last_event_id.isdigit():
         offset = int(last_event_id)
     if follow:
-        return EventSourceResponse(_follow(context, run_id, offset), ping=15)
+        return EventStream(_follow(context, run_id, offset), ping=15)
     if status.finished and await _expired(context, run_id):
         raise expired(run_id)
     key = await archived_log(context, run_id) if status.finished else None

@@ -8,10 +8,10 @@ import structlog
 
 from events import subjects as s
 from events.envelope import Envelope, new_event
-from events.payloads.run import RunPending, RunRunning, RunSpec
+from events.payloads.run import RunFailed, RunPending, RunRunning, RunSpec
 from handlers.context import HandlerContext
 from handlers.jobs.ids import attempt_fact_id
-from ports.compute import RunOwner
+from ports.compute import RunOwner, StartRefused
 from schemas.run import RunDocument, RunState
 
 log = structlog.get_logger("gxwf.jobs")
@@ -31,7 +31,11 @@ async def on_run_pending(event: Envelope[Any], ctx: HandlerContext) -> None:
     parameters = {name: _env_value(value) for name, value in run.parameters.items()}
     owner = RunOwner(consumer_id=run.consumer_id, asset_id=run.asset_id, asset_version=run.asset_version)
     spec = RunSpec.model_validate(run.spec)
-    handle = await compute.start(run.id, spec, parameters, attempt=run.attempt, owner=owner)
+    try:
+        handle = await compute.start(run.id, spec, parameters, attempt=run.attempt, owner=owner)
+    except StartRefused as refused:
+        await _fail(ctx, event, run, f"could not start: {refused}")
+        return
     await ctx.faults.reach("jobs.after_start")
     current = await ctx.store.get(RunDocument, run.id)
     if current is not None and current.stop_requested:
@@ -45,6 +49,22 @@ async def on_run_pending(event: Envelope[Any], ctx: HandlerContext) -> None:
                 run_id=run.id, consumer_id=run.consumer_id, backend=compute.name, handle=handle, attempt=run.attempt
             ),
             id_=attempt_fact_id(run.id, s.RUN_RUNNING, run.attempt),
+            subject=run.id,
+            correlationid=run.id,
+            causationid=event.id,
+            source=SOURCE,
+        )
+    )
+
+
+async def _fail(ctx: HandlerContext, event: Envelope[Any], run: RunDocument, reason: str) -> None:
+    """The run ends failed now, with the backend's reason; the tracker records it like any other failure."""
+    log.warning("run could not start", run_id=run.id, attempt=run.attempt, reason=reason)
+    await ctx.events.publish(
+        new_event(
+            s.RUN_FAILED,
+            RunFailed(run_id=run.id, consumer_id=run.consumer_id, reason=reason[:1000]),
+            id_=attempt_fact_id(run.id, s.RUN_FAILED, run.attempt),
             subject=run.id,
             correlationid=run.id,
             causationid=event.id,

@@ -9,7 +9,7 @@ from nats.js import JetStreamContext
 from adapters.mongo_store import MongoStateStore
 from events import subjects as s
 from events.envelope import new_event
-from events.payloads.run import RunRequested, RunSpec
+from events.payloads.run import RunRequested, RunSpec, StagedInput
 from gxwf.runtime import Endpoints, HandlerService
 from gxwf.settings import Settings
 from schemas.run import RunDocument, RunState
@@ -177,3 +177,24 @@ async def test_a_run_that_never_starts_times_out_in_pending(
     assert doc.reason == "pending longer than 1s"
     (letter,) = await stream_events(js, "dlq.>")
     assert letter["original_subject"] == s.RUN_PENDING and letter["handler"] == "jobs-start-pending-local"
+
+
+async def test_a_run_that_cannot_start_fails_at_once_with_the_reason(
+    service: HandlerService, store: MongoStateStore, js: JetStreamContext
+) -> None:
+    # An input that was never uploaded: no retry can stage it, so the run fails now instead of dead-lettering
+    # its start and staying pending until a time limit.
+    missing = StagedInput(name="route", kind="file", input_id="in-gone", prefix="inputs/c-1/in-gone/", path="r.csv")
+    spec = RunSpec(command=["/bin/sh", "-c", "cat r.csv"], inputs=[missing])
+    assert service.bus is not None
+    await service.bus.publish(
+        new_event(s.RUN_REQUESTED, RunRequested(run_id="r-nostart", consumer_id="c-1", asset_id="shell", spec=spec))
+    )
+    doc = await eventually(lambda: finished(store, "r-nostart"))
+
+    assert doc.state == RunState.FAILED
+    assert doc.reason == "could not start: input route: expected one object under inputs/c-1/in-gone/, found 0"
+    assert [(h.from_, h.to) for h in doc.history][-1] == ("pending", "failed")
+    failed = await stream_events(js, s.RUN_FAILED)
+    assert [e["data"]["reason"] for e in failed] == [doc.reason]
+    assert await stream_events(js, "dlq.>") == []

@@ -753,6 +753,6 @@ def test_dockerignore_keeps_every_package() -> None:
     ]
     assert {".git", ".venv", "tests"} <= set(patterns)
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    packages = [p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]]
+    packages = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
     for package in [*packages, "pyproject.toml"]:
         assert not any(Path(package).match(p) for p in patterns if not p.startswith("!")), package
