@@ -90,27 +90,35 @@ def _stack(settings: Settings, *, embedded_state: bool = True) -> EmbeddedStack:
 @app.command()
 def up(
     state_dir: StateDir = None,
-    demo: Annotated[bool, typer.Option("--demo", help="Send one demo run through the backbone.")] = False,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="Then play the whole story: a run through the backbone, a simulated connector's transfer "
+            "provisioned up to access granted, and the consumer's run with its results downloaded; "
+            "exit 1 at the first step that fails.",
+        ),
+    ] = False,
 ) -> None:
     """Start the stack (what is not configured externally), every handler, and the HTTP services."""
     settings = _settings(state_dir)
     # Local runs start `python3` from the PATH: this installation's interpreter first, so assets written in
     # Python (the carla_standin stand-in) find the project's modules whichever shell started `gxwf up`.
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    asyncio.run(_up(settings, demo))
+    if not asyncio.run(_up(settings, demo)):
+        raise typer.Exit(1)
 
 
-async def _up(settings: Settings, demo: bool) -> None:
+async def _up(settings: Settings, demo: bool) -> bool:
+    """Until signalled; False when the demo failed (everything is stopped by then)."""
     from dashboard.service import DashboardService
     from edc_ingress.service import IngressService
     from edc_simulator.connector import SimulatedConnector
     from edc_simulator.versions import version
     from gxwf.dashboard_commands import build_dashboard, start_dashboard
-    from gxwf.demo import DEMO_ASSET, run_demo, show_provisioning
-    from gxwf.demo_consumer import EDC_ASSET, carla_demo_asset, consumer_access, run_as_consumer, write_profile
+    from gxwf.demo_story import DemoFailed, DemoSystem, play_demo
     from gxwf.edc_commands import start_for_up
     from gxwf.runtime import Endpoints, HandlerService, prepare_streams, write_endpoints
-    from gxwf.simulate import edc_demo
     from gxwf.workflow_api_commands import start_for_up as start_workflow_api
     from workflow_api.service import WorkflowApiService
 
@@ -164,31 +172,25 @@ async def _up(settings: Settings, demo: bool) -> None:
             table.add_row("edc api key", f"{header}: {generated_key} (generated; set GXWF_EDC_API_KEY to choose)")
         console.print(table)
         if demo and service.bus is not None and connector is not None:
-            await run_demo(console, eps.nats, service.bus, service.store)
-            await service.assets.apply(DEMO_ASSET)
-            carla = carla_demo_asset()
-            await service.assets.apply(carla)
-            default = ingress.registry.connectors[0]
-            await edc_demo(
-                console,
-                str(ingress.url),
-                default.api_key.get_secret_value(),
-                default.api_key_header,
-                connector=connector,
-                asset=EDC_ASSET,
+            system = DemoSystem(
+                nats_url=eps.nats,
+                bus=service.bus,
+                store=service.store,
+                assets=service.assets,
+                ingress_url=str(ingress.url),
+                connector=ingress.registry.connectors[0],
+                dashboard_url=endpoints["dashboard"],
+                state_dir=settings.state_dir,
             )
-            for transfer_id in connector.ledger.transfers:
-                await show_provisioning(console, service.store, transfer_id)
-                access = consumer_access(connector, transfer_id)
-                if access is None:
-                    continue
-                profile = write_profile(settings.state_dir, *access)
-                console.print(f"the demo consumer's client profile (url, token): {profile}")
-                await run_as_consumer(console, *access, settings.state_dir, carla.id, endpoints["dashboard"])
-                console.print(f"the transfer's timeline: {endpoints['dashboard']}/transfers/{transfer_id}")
-                console.print(f"go on as that consumer: gxwf client --profile {profile} run list", markup=False)
+            try:
+                await play_demo(console, system, connector)
+            except DemoFailed as failed:
+                console.print(f"[red bold]the demo failed at {failed}[/red bold]")
+                console.print(f"stopping everything; the state stays in {settings.state_dir}", markup=False)
+                return False
         console.print("Running. Ctrl-C stops everything. In another terminal: [bold]gxwf events tail[/bold]")
         await stack.wait_until_signalled()
+        return True
     finally:
         if board is not None:
             await board.stop()

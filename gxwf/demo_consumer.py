@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -55,9 +56,18 @@ def write_profile(state_dir: Path, url: str, token: str) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class ConsumerRun:
+    """How the demo consumer's run ended, and the result files it downloaded."""
+
+    status: RunStatus | None
+    downloaded: list[Path]
+    error: str | None = None
+
+
 async def run_as_consumer(
     console: Console, url: str, token: str, state_dir: Path, asset_id: str, dashboard: str | None
-) -> RunStatus | None:
+) -> ConsumerRun:
     route = state_dir / "demo-route.csv"
     example = DEPLOY / "routes" / "carla-loop.csv"
     route.write_text(example.read_text() if example.exists() else _ROUTE)
@@ -72,21 +82,22 @@ async def run_as_consumer(
             console.print(f"run {accepted.run_id} {accepted.state}")
             if dashboard:
                 console.print(f"  live on the dashboard: {dashboard}/tail?run={accepted.run_id}&since=15m")
+            # Read to its end (the `end` event is the last), so the stream is closed where it was opened.
             async for event in client.follow_logs(accepted.run_id):
-                if event.kind == "end":
-                    break
-                for line in event.data.splitlines():
-                    console.print(f"  [dim]log[/dim] {line}")
+                if event.kind != "end":
+                    for line in event.data.splitlines():
+                        console.print(f"  [dim]log[/dim] {line}")
             status = await client.wait(accepted.run_id, timeout=60)
             console.print(f"run {status.id}: {status.state}" + (f" ({status.reason})" if status.reason else ""))
+            downloaded: list[Path] = []
             if status.results_url is None:
-                return status
+                return ConsumerRun(status, downloaded)
             results = await client.results(status.id)
             target = state_dir / "demo-results" / status.id
             for item in results.files:
                 saved = await client.download(status.id, item.name, target / item.name)
+                downloaded.append(saved)
                 console.print(f"  result {item.name} ({item.size} bytes) -> {saved}")
-            return status
-    except (ApiError, OSError) as error:
-        console.print(f"[red]the demo consumer stopped: {error}")
-        return None
+            return ConsumerRun(status, downloaded)
+    except (ApiError, OSError, TimeoutError) as error:
+        return ConsumerRun(None, [], str(error) or type(error).__name__)

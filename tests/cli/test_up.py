@@ -143,3 +143,32 @@ async def test_stack_up_starts_only_the_servers_and_stops_on_sigterm(tmp_path: P
         await asyncio.to_thread(proc.wait, 60)
     assert proc.returncode == 0
     assert gone(servers, 5) == []
+
+
+async def test_a_demo_that_fails_says_which_step_and_exits_1_after_stopping_everything(tmp_path: Path) -> None:
+    # A site too small for the CARLA stand-in (0.5 cpu): its transfer cannot be provisioned.
+    sites = tmp_path / "sites.yaml"
+    sites.write_text("sites:\n  - {name: local, backend: local, capabilities: {cpu: 0.25, memory: 4Gi}}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")}
+    env |= {"COLUMNS": "200", "GXWF_SITES_FILE": str(sites)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gxwf", "up", "--demo", "--state-dir", str(tmp_path / "state")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    servers: list[int] = []
+    try:
+        seen = await wait_for_line(proc, "gaiax-workflows is up")
+        servers = [child.pid for child in psutil.Process(proc.pid).children(recursive=True)]
+        _, rest = await asyncio.to_thread(proc.communicate, timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    output = " ".join(("".join(seen) + rest).split())
+    assert proc.returncode == 1, output
+    assert "the demo failed at step 3 of 4 (the consumer's access): transfer" in output, output
+    assert "is failed: no site fits" in output, output
+    assert "Running." not in output and "Traceback" not in output
+    assert gone(servers, 10) == []

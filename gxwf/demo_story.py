@@ -1,0 +1,100 @@
+"""`gxwf up --demo` step by step: each step checks what a person would look for, and the first that fails
+stops the demo with its name and cause, so a broken demo never reads like a successful one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from edc_simulator.connector import SimulatedConnector
+from events.bus import Bus
+from gxwf.demo import DEMO_ASSET, run_demo, show_provisioning
+from gxwf.demo_consumer import EDC_ASSET, carla_demo_asset, consumer_access, run_as_consumer, write_profile
+from gxwf.simulate import edc_demo
+from ports.assets import AssetCatalogue
+from ports.store import StateStore
+from schemas.connectors import EdcConnector
+from schemas.provisioning import ProvisionState
+from schemas.run import RunState
+
+STEPS = (
+    "a run through the backbone",
+    "a provider connector's transfer",
+    "the consumer's access",
+    "the consumer's run and its results",
+)
+
+
+class DemoFailed(Exception):
+    def __init__(self, step: int, detail: str) -> None:
+        super().__init__(f"step {step} of {len(STEPS)} ({STEPS[step - 1]}): {detail}")
+        self.step = step
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class DemoSystem:
+    """What the demo drives: the running handlers' bus, store and catalogue, the ingress, and the URLs."""
+
+    nats_url: str
+    bus: Bus
+    store: StateStore
+    assets: AssetCatalogue
+    ingress_url: str
+    connector: EdcConnector
+    dashboard_url: str | None
+    state_dir: Path
+
+
+async def play_demo(console: Console, system: DemoSystem, simulated: SimulatedConnector) -> None:
+    """Every step in turn; raises DemoFailed at the first that did not do what it shows."""
+    run = await run_demo(console, system.nats_url, system.bus, system.store)
+    if run is None:
+        raise DemoFailed(1, "the run was not recorded (see the handler log above)")
+    if run.state != RunState.SUCCEEDED:
+        raise DemoFailed(1, f"run {run.id} ended {run.state}" + (f": {run.reason}" if run.reason else ""))
+
+    await system.assets.apply(DEMO_ASSET)
+    carla = carla_demo_asset()
+    await system.assets.apply(carla)
+    accepted = await edc_demo(
+        console,
+        system.ingress_url,
+        system.connector.api_key.get_secret_value(),
+        system.connector.api_key_header,
+        connector=simulated,
+        asset=EDC_ASSET,
+    )
+    if not accepted:
+        raise DemoFailed(2, "the ingress refused a message of the connector (see the table above)")
+
+    transfers = list(simulated.ledger.transfers)
+    if not transfers:
+        raise DemoFailed(2, "the connector started no transfer")
+    for transfer_id in transfers:
+        provision = await show_provisioning(console, system.store, transfer_id)
+        if provision is None:
+            raise DemoFailed(3, f"no provisioning was recorded for transfer {transfer_id}")
+        if provision.state != ProvisionState.GRANTED:
+            why = provision.reason or next((h.reason for h in reversed(provision.history) if h.reason), None)
+            raise DemoFailed(3, f"transfer {transfer_id} is {provision.state}" + (f": {why}" if why else ""))
+        access = consumer_access(simulated, transfer_id)
+        if access is None:
+            raise DemoFailed(3, f"the connector was not called back with the consumer's access to {transfer_id}")
+        profile = write_profile(system.state_dir, *access)
+        console.print(f"the demo consumer's client profile (url, token): {profile}")
+        outcome = await run_as_consumer(console, *access, system.state_dir, carla.id, system.dashboard_url)
+        if outcome.status is None:
+            raise DemoFailed(4, f"the consumer could not use the WorkflowApi: {outcome.error}")
+        status = outcome.status
+        if status.state != RunState.SUCCEEDED:
+            raise DemoFailed(
+                4, f"run {status.id} ended {status.state}" + (f": {status.reason}" if status.reason else "")
+            )
+        if not outcome.downloaded:
+            raise DemoFailed(4, f"run {status.id} succeeded but no result could be downloaded")
+        console.print(f"the transfer's timeline: {system.dashboard_url}/transfers/{transfer_id}")
+        console.print(f"go on as that consumer: gxwf client --profile {profile} run list", markup=False)
+    console.print(f"[green]demo: all {len(STEPS)} steps succeeded")
