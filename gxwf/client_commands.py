@@ -8,7 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -339,12 +339,13 @@ def run_start(
 
 
 async def _stream_log(client: WorkflowClient, run_id: str) -> str | None:
-    async for event in client.follow_logs(run_id):
-        if event.kind == "log":
-            sys.stdout.write(event.data + "\n")
-            sys.stdout.flush()
-        elif event.kind == "end":
-            return str(end_state(event).get("state"))
+    async with aclosing(client.follow_logs(run_id)) as events:
+        async for event in events:
+            if event.kind == "log":
+                sys.stdout.write(event.data + "\n")
+                sys.stdout.flush()
+            elif event.kind == "end":
+                return str(end_state(event).get("state"))
     return None
 
 
