@@ -317,7 +317,7 @@ def events_tail(
 ) -> None:
     """Print events live, or from a sequence or time, filtered like the dashboard's tail (payloads redacted)."""
     from events.filters import EventFilter, FilterError, parse_since
-    from gxwf.runtime import Endpoints
+    from gxwf.endpoints import known_servers
     from gxwf.tail import TailError, json_emitter, rich_emitter, tail
 
     options = {"subject": "--subject", "consumer": "--consumer", "transfer": "--transfer", "run": "--run"}
@@ -332,7 +332,7 @@ def events_tail(
     subjects = list(chosen.subjects) or ["edc.>", "wf.>", "dlq.>"]
     settings = _settings(state_dir)
     try:
-        nats_url = settings.nats_url or Endpoints.resolve(settings).nats
+        nats_url = known_servers(settings, ("nats",))["nats"]
     except LookupError as error:
         raise UserError(str(error)) from None
     emit = json_emitter() if as_json else rich_emitter(Console())
