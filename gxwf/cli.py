@@ -308,7 +308,12 @@ def events_tail(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line on stdout.")] = False,
     replay: Annotated[bool, typer.Option("--replay", help="Start from the oldest stored event.")] = False,
-    count: Annotated[int | None, typer.Option("--count", min=1, help="Exit after this many events.")] = None,
+    count: Annotated[
+        int | None,
+        typer.Option(
+            "--count", min=1, help="Print N events and exit: the first N with --replay or --since, else the last N."
+        ),
+    ] = None,
     timeout: Annotated[
         float | None,
         typer.Option("--timeout", min=0.1, help="Exit after this many seconds without an event."),
