@@ -19,6 +19,7 @@ from events.envelope import new_event
 from events.payloads.dead_letter import HandlerError
 from events.payloads.run import RunRequested, RunSpec
 from events.streams import ensure_streams
+from tests.cli.test_bad_input import gxwf
 from tests.cli.test_live_commands import env_for
 
 if TYPE_CHECKING:
@@ -107,3 +108,22 @@ async def test_count_is_the_first_n_from_a_start_and_the_last_n_otherwise(
     newest = await asyncio.to_thread(tail, stack, tmp_path, "--json", "--count", "2")
     assert newest.returncode == 0, newest.stderr
     assert [(line["stream"], run_of(line)) for line in map(json.loads, newest.stdout.splitlines())] == order[-2:]
+
+
+async def test_overlapping_subjects_show_each_event_once(stack: StackEndpoints, tmp_path: Path) -> None:
+    marker = f"overlap-{uuid.uuid4().hex[:8]}"
+    order = await publish_interleaved(stack, marker)
+    # Two patterns that overlap without one covering the other, and one that covers another.
+    args = ["-s", "*.run.>", "-s", "wf.*.requested", "-s", "dlq.>", "-s", "dlq.wf.>"]
+    result = await asyncio.to_thread(
+        tail, stack, tmp_path, "--replay", "--json", "--grep", marker, *args, "--timeout", "2"
+    )
+    assert result.returncode == 0, result.stderr
+    assert [(line["stream"], run_of(line)) for line in map(json.loads, result.stdout.splitlines())] == order
+
+
+def test_a_subject_no_tailed_stream_holds_is_one_line(tmp_path: Path) -> None:
+    result = gxwf("events", "tail", "-s", "logs.>", env={"GXWF_NATS_URL": "nats://127.0.0.1:1"}, cwd=tmp_path)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert "--subject logs.>: no stream holds it (streams: edc.>, wf.>, dlq.>)" in lines[0]
