@@ -5,8 +5,8 @@ ring of the newest events; twenty browsers tailing live cost one decode per even
 starts (or falls) behind the ring replays from its own ephemeral ordered consumer until it reaches the ring,
 then follows the ring. Its position is always "the next stream sequence I need": the SSE event id is the stream
 sequence, so one reconnecting with Last-Event-ID resumes at the next one, nothing missed, nothing doubled.
-A tail of new events first sends the stream's current last sequence as a cursor, so even a browser that saw no
-event yet resumes exactly where it was.
+A tail opened without a starting point begins with the stream's newest 100 events, after a cursor (an id-only
+event) naming the sequence before them, so even a browser shown none of them resumes exactly where it was.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ log = structlog.get_logger("gxwf.dashboard")
 RETRY_MS = 1000
 HEARTBEAT_SECONDS = 5.0
 RING_EVENTS = 20_000
+# What a tail opened without a starting point shows first: the stream's newest events.
+OPENING_EVENTS = 100
 _BATCH = 512
 
 
@@ -263,8 +265,10 @@ class TailHub:
         max_clients: int = 200,
         ping_seconds: float = 10.0,
         ring_events: int = RING_EVENTS,
+        opening_events: int = OPENING_EVENTS,
     ) -> None:
         self.js = js
+        self.opening_events = opening_events
         self.max_clients = max_clients
         self.ping_seconds = ping_seconds
         self.cache = RenderCache()
@@ -306,9 +310,12 @@ class TailHub:
             catch_up = await self._replay(DeliverPolicy.BY_START_TIME, start)
             wanted = None
         else:
-            info = await self.js.stream_info(STREAM)
-            first_cursor = int(info.state.last_seq)
-            wanted = first_cursor + 1
+            # No starting point: the newest events first, then live, so the page never opens empty on a quiet
+            # system. The cursor before them says where a reconnect resumes even if none of them matches.
+            stored = (await self.js.stream_info(STREAM)).state
+            last = int(stored.last_seq)
+            wanted = max(int(stored.first_seq or 1), last - self.opening_events + 1, 1)
+            first_cursor = wanted - 1 if wanted > 1 else None
         return self.stream(client, wanted, first_cursor, catch_up)
 
     async def _replay(self, policy: DeliverPolicy, start: StartAt) -> Any:

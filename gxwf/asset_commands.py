@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gxwf.definitions import load_assets
+from gxwf.endpoints import ServersUnknown, known_servers
 from gxwf.errors import UserError
 from gxwf.settings import Settings
 
@@ -32,13 +33,11 @@ def _mongo(state_dir: Path | None) -> tuple[str, str]:
     from gxwf.cli import _settings
 
     settings: Settings = _settings(state_dir)
-    if settings.mongo_url:
-        return settings.mongo_url, settings.mongo_database
-    path = settings.state_dir / "endpoints.json"
-    written = json.loads(path.read_text()) if path.exists() else {}
-    if not written.get("mongo"):
-        raise UserError("no MongoDB known: start `gxwf up` or `gxwf stack up`, or set GXWF_MONGO_URL")
-    return str(written["mongo"]), settings.mongo_database
+    try:
+        found = known_servers(settings, ("mongo",))
+    except ServersUnknown as error:
+        raise UserError(str(error)) from None
+    return found["mongo"], settings.mongo_database
 
 
 def _with_catalogue(state_dir: Path | None, work: Callable[[MongoAssetCatalogue], Awaitable[T]]) -> T:

@@ -137,7 +137,9 @@ async def _sse_client(host: str, port: int, token: str, reader: Reader, ready: a
     """A raw HTTP/1.1 SSE reader: a browser-like client that spends little CPU of its own on parsing."""
     stream_reader, writer = await asyncio.open_connection(host, port)
     writer.write(
-        f"GET /api/events/stream HTTP/1.1\r\nhost: {host}:{port}\r\naccept: text/event-stream\r\n"
+        # From now (`since=0s`): a tail opened without a start would begin with the stream's newest events, and
+        # earlier runs' ticks would count as received.
+        f"GET /api/events/stream?since=0s HTTP/1.1\r\nhost: {host}:{port}\r\naccept: text/event-stream\r\n"
         f"authorization: Bearer {token}\r\n\r\n".encode()
     )
     try:

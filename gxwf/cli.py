@@ -309,7 +309,12 @@ def events_tail(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line on stdout.")] = False,
     replay: Annotated[bool, typer.Option("--replay", help="Start from the oldest stored event.")] = False,
-    count: Annotated[int | None, typer.Option("--count", min=1, help="Exit after this many events.")] = None,
+    count: Annotated[
+        int | None,
+        typer.Option(
+            "--count", min=1, help="Print N events and exit: the first N with --replay or --since, else the last N."
+        ),
+    ] = None,
     timeout: Annotated[
         float | None,
         typer.Option("--timeout", min=0.1, help="Exit after this many seconds without an event."),
@@ -318,7 +323,7 @@ def events_tail(
 ) -> None:
     """Print events live, or from a sequence or time, filtered like the dashboard's tail (payloads redacted)."""
     from events.filters import EventFilter, FilterError, parse_since
-    from gxwf.runtime import Endpoints
+    from gxwf.endpoints import known_servers
     from gxwf.tail import TailError, json_emitter, rich_emitter, tail
 
     options = {"subject": "--subject", "consumer": "--consumer", "transfer": "--transfer", "run": "--run"}
@@ -333,7 +338,7 @@ def events_tail(
     subjects = list(chosen.subjects) or ["edc.>", "wf.>", "dlq.>"]
     settings = _settings(state_dir)
     try:
-        nats_url = settings.nats_url or Endpoints.resolve(settings).nats
+        nats_url = known_servers(settings, ("nats",))["nats"]
     except LookupError as error:
         raise UserError(str(error)) from None
     emit = json_emitter() if as_json else rich_emitter(Console())

@@ -8,7 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -49,7 +49,17 @@ class Target:
     token: str
 
 
-_target: Target | None = None
+@dataclass
+class ConnectionOptions:
+    """What the group's options said; resolved into a Target only by a command that calls the API, so `--help`
+    and bad arguments never need a URL, a token or a profile file."""
+
+    url: str | None = None
+    token: str | None = None
+    profile: str | None = None
+
+
+_options = ConnectionOptions()
 
 
 def _profiles_path() -> Path:
@@ -98,9 +108,14 @@ def _connection(
         ),
     ] = None,
 ) -> None:
-    global _target
-    if profile is not None:
-        entry = _profile(profile)
+    global _options
+    _options = ConnectionOptions(url, token, profile)
+
+
+def _resolve(options: ConnectionOptions) -> Target:
+    url, token = options.url, options.token
+    if options.profile is not None:
+        entry = _profile(options.profile)
         url = url or entry.get("url")
         token = token or entry.get("token")
     if not url:
@@ -109,14 +124,12 @@ def _connection(
         raise UserError(f"--url {url!r}: give an http:// or https:// URL")
     if not token:
         raise UserError("no token: give --token, GXWF_CLIENT_TOKEN or a --profile with token")
-    _target = Target(str(url), str(token))
+    return Target(str(url), str(token))
 
 
 def _call(action: Callable[[WorkflowClient], Awaitable[T]]) -> T:
     """Run one client action; API errors and unreachable servers become one line and exit status 2."""
-    if _target is None:
-        raise UserError("no WorkflowApi URL and token")
-    target = _target
+    target = _resolve(_options)
 
     async def main() -> T:
         async with WorkflowClient(target.url, target.token) as client:
@@ -326,12 +339,13 @@ def run_start(
 
 
 async def _stream_log(client: WorkflowClient, run_id: str) -> str | None:
-    async for event in client.follow_logs(run_id):
-        if event.kind == "log":
-            sys.stdout.write(event.data + "\n")
-            sys.stdout.flush()
-        elif event.kind == "end":
-            return str(end_state(event).get("state"))
+    async with aclosing(client.follow_logs(run_id)) as events:
+        async for event in events:
+            if event.kind == "log":
+                sys.stdout.write(event.data + "\n")
+                sys.stdout.flush()
+            elif event.kind == "end":
+                return str(end_state(event).get("state"))
     return None
 
 

@@ -9,7 +9,6 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from events.delivery import DeliveryPolicy
 from events.envelope import Envelope
 from events.streams import StreamSettings, ensure_streams
 from gxwf.definitions import load_sites
+from gxwf.endpoints import Endpoints as Endpoints  # re-exported: the composition root hands it out
 from gxwf.settings import Settings
 from handlers.context import HandlerContext, RunLimits
 from handlers.jobs.dispatch import dispatch_once
@@ -47,33 +47,6 @@ from schemas.connectors import ConnectorRegistry
 from schemas.sites import ConsumerQuota
 
 log = structlog.get_logger("gxwf.runtime")
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    nats: str
-    mongo: str
-    s3: str
-
-    @classmethod
-    def resolve(cls, settings: Settings) -> Endpoints:
-        """Settings first; otherwise what `gxwf up` or `gxwf stack up` wrote into the state directory."""
-        written: dict[str, Any] = {}
-        path = settings.state_dir / "endpoints.json"
-        if path.exists():
-            written = json.loads(path.read_text())
-        values = {
-            "nats": settings.nats_url or written.get("nats"),
-            "mongo": settings.mongo_url or written.get("mongo"),
-            "s3": settings.s3_endpoint or written.get("s3"),
-        }
-        missing = [k for k, v in values.items() if not v]
-        if missing:
-            names = ", ".join(f"GXWF_{k.upper()}_{'ENDPOINT' if k == 's3' else 'URL'}" for k in missing)
-            raise LookupError(
-                f"no {', '.join(missing)} server known: start `gxwf up` or `gxwf stack up`, or set {names}"
-            )
-        return cls(**{k: str(v) for k, v in values.items()})
 
 
 def delivery_policy(settings: Settings) -> DeliveryPolicy:

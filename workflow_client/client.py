@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import tarfile
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -231,33 +232,44 @@ class WorkflowClient:
         await _raise_for(response)
         return response.text
 
-    async def follow_logs(self, run_id: str, *, offset: int = 0, reconnects: int = 5) -> AsyncIterator[LogEvent]:
+    async def follow_logs(self, run_id: str, *, offset: int = 0, reconnects: int = 5) -> AsyncGenerator[LogEvent, None]:
         """The log as it grows, until the run ends (the last event is `end`, its data the final state as JSON).
-        A dropped stream is resumed from the last offset seen (Last-Event-ID)."""
+        A dropped stream is resumed from the last offset seen (Last-Event-ID).
+
+        Close it in the task that iterates it (`contextlib.aclosing`) when stopping before `end`; stopping at
+        `end` leaves nothing open, as the response is closed before `end` is handed over."""
         position = offset
         attempts = 0
         while True:
+            end: LogEvent | None = None
             try:
-                async for event in self._sse(run_id, position):
-                    attempts = 0
-                    if event.offset is not None:
-                        position = event.offset
-                    yield event
-                    if event.kind == "end":
-                        return
+                # Closed here, in the iterating task: left to the garbage collector, the response's generators
+                # would be closed from the event loop's finaliser while still marked running ("aclose(): ...").
+                async with contextlib.aclosing(self._sse(run_id, position)) as events:
+                    async for event in events:
+                        attempts = 0
+                        if event.offset is not None:
+                            position = event.offset
+                        if event.kind == "end":
+                            end = event
+                            break
+                        yield event
             except (httpx.TransportError, httpx.RemoteProtocolError):
                 attempts += 1
                 if attempts > reconnects:
                     raise
                 await asyncio.sleep(min(0.2 * 2**attempts, 5.0))
                 continue
+            if end is not None:
+                yield end
+                return
             # The server closed without an end event (restart): resume.
             attempts += 1
             if attempts > reconnects:
                 return
             await asyncio.sleep(0.2)
 
-    async def _sse(self, run_id: str, offset: int) -> AsyncIterator[LogEvent]:
+    async def _sse(self, run_id: str, offset: int) -> AsyncGenerator[LogEvent, None]:
         headers = {"Accept": "text/event-stream", "Last-Event-ID": str(offset)}
         timeout = httpx.Timeout(None, connect=10.0)
         async with self.http.stream(

@@ -65,7 +65,7 @@ BAD_YAML = "id: x\ncommand: [a\n"
         ("id: ok\ntitle: t\ncommand: [x]\nresources: {memory: lots}\n", ["apply", "bad.yaml"], "resources.memory"),
         ("id: ok\ntitle: t\ncommand: []\n", ["apply", "bad.yaml"], "command"),
         (None, ["show", "x", "--version", "0"], "--version"),
-        (None, ["show", "x"], "no MongoDB known"),
+        (None, ["show", "x"], "no mongo server known"),
         (None, ["apply", "."], "no *.yaml asset definitions"),
     ],
 )

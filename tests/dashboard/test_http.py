@@ -11,7 +11,6 @@ from nats.js import JetStreamContext
 
 from adapters.jetstream_logs import JetStreamLogSink
 from adapters.mongo_store import MongoStateStore
-from dashboard.service import DashboardService
 from gxwf.settings import Settings
 from tests.dashboard.conftest import (
     ADMIN,
@@ -111,16 +110,54 @@ async def test_tail_replays_filters_and_resumes_after_last_event_id(
     assert [e["seq"] for e in resumed] == [5, 6]
 
 
-async def test_a_new_only_tail_sends_a_cursor_so_a_reconnect_misses_nothing(
-    http: httpx.AsyncClient, js: JetStreamContext, dashboard: DashboardService
+async def test_a_tail_without_a_start_opens_with_the_newest_100_events_then_goes_live(
+    stack: StackEndpoints, settings: Settings, js: JetStreamContext, store: MongoStateStore
 ) -> None:
+    """Opened on a quiet system, the tail is not empty: the stream's newest 100 events, after a cursor naming
+    the one before them (where a reconnect resumes), then what comes next. Some are older than the dashboard's
+    shared feed (the client's own consumer), the rest in it."""
+    for index in range(60):
+        await publish_run_requested(js, f"past-{index}")
+    service = make_dashboard(stack, settings)
+    await service.start()
+    try:
+        for index in range(60, 105):
+            await publish_run_requested(js, f"past-{index}")
+        async with (
+            httpx.AsyncClient(base_url=str(service.url), timeout=10) as client,
+            asyncio.timeout(20),
+            client.stream("GET", "/api/events/stream", headers=bearer()) as response,
+        ):
+            assert response.status_code == 200
+            found: list[dict[str, str]] = []
+            current: dict[str, str] = {}
+            async for line in response.aiter_lines():
+                if line and not line.startswith(":"):
+                    key, _, value = line.partition(":")
+                    current[key] = value.removeprefix(" ")
+                    continue
+                if current.get("event") in ("event", "cursor"):
+                    found.append(current)
+                    if len(events_of(found)) == 100:
+                        # Everything stored has been shown: what is published now comes live.
+                        await publish_run_requested(js, "live-run")
+                    if len(events_of(found)) == 101:
+                        break
+                current = {}
+        assert found[0]["event"] == "cursor" and found[0]["id"] == "5"
+        shown = events_of(found)
+        assert [e["seq"] for e in shown] == list(range(6, 107))
+        assert shown[0]["event"]["data"]["run_id"] == "past-5" and shown[-1]["event"]["data"]["run_id"] == "live-run"
+    finally:
+        await service.stop()
+
+
+async def test_from_now_shows_only_what_comes_next(http: httpx.AsyncClient, js: JetStreamContext) -> None:
     await publish_run_requested(js, "old-run")
-    reader = asyncio.create_task(read_sse(http, "/api/events/stream", want=1))
+    reader = asyncio.create_task(read_sse(http, "/api/events/stream", want=1, params={"since": "0s"}))
     await asyncio.sleep(0.5)
     await publish_run_requested(js, "new-run")
-    found = await reader
-    assert found[0]["event"] == "cursor" and found[0]["id"] == "1"
-    assert [e["event"]["data"]["run_id"] for e in events_of(found)] == ["new-run"]
+    assert [e["event"]["data"]["run_id"] for e in events_of(await reader)] == ["new-run"]
 
 
 async def test_payloads_are_redacted(http: httpx.AsyncClient, js: JetStreamContext) -> None:

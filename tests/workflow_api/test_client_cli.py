@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -113,3 +114,56 @@ async def test_follow_exits_1_when_the_run_does_not_succeed(api: Api) -> None:
         assert code == 0 and "stop requested" in out
     code, out, err = await follow
     assert code == 1 and "sleeping" in out and f"run {run_id} stopped" in err, err
+
+
+def assert_clean_exit(err: str) -> None:
+    """Nothing the interpreter prints about streams left open or closed from the wrong task."""
+    for noise in ("RuntimeError", "Traceback", "Exception ignored", "aclose"):
+        assert noise not in err, err
+
+
+async def test_follow_closes_its_log_stream_cleanly(api: Api, tmp_path: Path) -> None:
+    _, token = await api.consumer()
+    env = {"GXWF_CLIENT_URL": api.url, "GXWF_CLIENT_TOKEN": token}
+    text = tmp_path / "text.txt"
+    text.write_text("1\n2\n")
+    code, out, err = await gxwf(
+        "client", "run", "start", "count-lines", "-p", "COUNT=3", "-i", f"text=@{text}", "--follow", env=env
+    )
+    assert code == 0 and "line 2 fast" in out, err
+    assert_clean_exit(err)
+    run_id = err.split("run ", 1)[1].split()[0]
+
+    # The run has ended: `logs --follow` replays the whole log and stops at its end event.
+    code, out, err = await gxwf("client", "logs", run_id, "--follow", env=env)
+    assert code == 0 and "line 2 fast" in out and f"run {run_id} succeeded" in err, err
+    assert_clean_exit(err)
+
+
+async def test_interrupting_follow_closes_its_log_stream_cleanly(api: Api) -> None:
+    _, token = await api.consumer()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gxwf",
+        "client",
+        "run",
+        "start",
+        "sleeper",
+        "--follow",
+        env=base | {"GXWF_CLIENT_URL": api.url, "GXWF_CLIENT_TOKEN": token},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    # Interrupted mid-stream, while the response is open: Ctrl-C as a person following a long run does.
+    line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
+    assert line == b"sleeping\n"
+    proc.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 130, err
+    assert_clean_exit(err.decode())
+    async with api.client(token) as client:
+        for run in await client.runs(state="running"):
+            await client.stop_run(run.id)
