@@ -22,6 +22,7 @@ from gxwf.dashboard_commands import dashboard_command
 from gxwf.edc_commands import edc_app, edc_ingress_command
 from gxwf.errors import UserError
 from gxwf.logging_setup import configure_logging
+from gxwf.program import program
 from gxwf.settings import Settings
 from gxwf.stage_commands import stage_app
 from gxwf.workflow_api_commands import workflow_api_command
@@ -102,6 +103,7 @@ def up(
 ) -> None:
     """Start the stack (what is not configured externally), every handler, and the HTTP services."""
     settings = _settings(state_dir)
+    program()  # on the shell's PATH, before the change below
     # Local runs start `python3` from the PATH: this installation's interpreter first, so assets written in
     # Python (the carla_standin stand-in) find the project's modules whichever shell started `gxwf up`.
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
@@ -188,7 +190,7 @@ async def _up(settings: Settings, demo: bool) -> bool:
                 console.print(f"[red bold]the demo failed at {failed}[/red bold]")
                 console.print(f"stopping everything; the state stays in {settings.state_dir}", markup=False)
                 return False
-        console.print("Running. Ctrl-C stops everything. In another terminal: [bold]gxwf events tail[/bold]")
+        console.print(f"Running. Ctrl-C stops everything. In another terminal: {program()} events tail", markup=False)
         await stack.wait_until_signalled()
         return True
     finally:

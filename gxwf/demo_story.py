@@ -3,6 +3,7 @@ stops the demo with its name and cause, so a broken demo never reads like a succ
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from edc_simulator.connector import SimulatedConnector
 from events.bus import Bus
 from gxwf.demo import DEMO_ASSET, run_demo, show_provisioning
 from gxwf.demo_consumer import EDC_ASSET, carla_demo_asset, consumer_access, run_as_consumer, write_profile
+from gxwf.program import program
 from gxwf.simulate import edc_demo
 from ports.assets import AssetCatalogue
 from ports.store import StateStore
@@ -96,5 +98,6 @@ async def play_demo(console: Console, system: DemoSystem, simulated: SimulatedCo
         if not outcome.downloaded:
             raise DemoFailed(4, f"run {status.id} succeeded but no result could be downloaded")
         console.print(f"the transfer's timeline: {system.dashboard_url}/transfers/{transfer_id}")
-        console.print(f"go on as that consumer: gxwf client --profile {profile} run list", markup=False)
+        command = f"{program()} client --profile {shlex.quote(str(profile))} run list"
+        console.print(f"go on as that consumer: {command}", markup=False, soft_wrap=True)
     console.print(f"[green]demo: all {len(STEPS)} steps succeeded")

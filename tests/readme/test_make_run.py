@@ -53,16 +53,22 @@ def fresh_copy(dest: Path) -> Path:
     return dest
 
 
+def plain_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GXWF_", "VIRTUAL_ENV"))}
+    # A shell of someone who has not activated any venv.
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if "/.venv/" not in p + "/")
+    env["COLUMNS"] = "200"
+    return env
+
+
 class Terminal:
     """A command in its own process group, as a shell's foreground job: Ctrl-C reaches every process in it."""
 
     def __init__(self, command: list[str], cwd: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("GXWF_", "VIRTUAL_ENV"))}
-        env["COLUMNS"] = "200"
         self.proc = subprocess.Popen(
             command,
             cwd=cwd,
-            env=env,
+            env=plain_env(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -99,11 +105,7 @@ class Terminal:
 
 
 def trouble(output: str) -> list[str]:
-    return [
-        line
-        for line in output.splitlines()
-        if TROUBLE.search(line) and not MACHINE_PIP_NOTICE.match(line.strip())
-    ]
+    return [line for line in output.splitlines() if TROUBLE.search(line) and not MACHINE_PIP_NOTICE.match(line.strip())]
 
 
 def alive(pids: list[int], timeout: float) -> list[int]:
@@ -139,6 +141,13 @@ async def test_make_run_as_the_readme_says_twice_on_the_kept_state(tmp_path: Pat
         assert len(downloaded) == 1 and downloaded[0].read_bytes()[:4] == b"\x89PNG"
         runs = await stored_runs(clone)
         assert sorted(runs.values()) == ["succeeded", "succeeded"], runs
+        # The command the demo suggests works when pasted into the same shell (its venv is not on the PATH).
+        suggested = re.search(r"go on as that consumer: (.+)", output)
+        assert suggested is not None, output
+        pasted = subprocess.run(
+            suggested[1], shell=True, cwd=clone, capture_output=True, text=True, timeout=60, env=plain_env()
+        )
+        assert pasted.returncode == 0 and "succeeded" in pasted.stdout, pasted
         after = await first.ctrl_c()
     finally:
         first.kill()
