@@ -23,8 +23,8 @@ def test_apply_makes_a_version_only_when_a_definition_changes(stack: StackEndpoi
     folder = tmp_path / "assets"
     folder.mkdir()
     # Two of the shipped definitions: the catalogue's versioning, whatever else deploy/assets holds.
-    for name in ("carla-minimal.yaml", "shell-count.yaml"):
-        shutil.copy(ASSETS / name, folder / name)
+    for name in ("gpu/carla-minimal.yaml", "shell-count.yaml"):
+        shutil.copy(ASSETS / name, folder / Path(name).name)
 
     first = gxwf("assets", "apply", str(folder), env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
