@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import structlog
 import typer
 from pydantic import SecretStr, ValidationError
 
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from gxwf.runtime import Endpoints
     from gxwf.simulate import SimulateOptions
     from schemas.connectors import ManagementApi
+
+log = structlog.get_logger("gxwf.edc")
 
 edc_app = typer.Typer(help="EDC connectors: the ingress they call, and a connector simulator.", no_args_is_help=True)
 
@@ -122,6 +125,8 @@ async def start_for_up(
     where the default connector's management API is.
     """
     edc = load_edc_settings()
+    if demo_management is not None and edc.edc_management_url is not None:
+        log.warning("GXWF_EDC_MANAGEMENT_URL is set: the demo's transfer is asked there, not at its simulator")
     generated: str | None = None
     if edc.edc_api_key is None and edc.edc_connectors_file is None:
         generated = generated_api_key(settings.state_dir)

@@ -96,7 +96,8 @@ async def test_the_trial_fails_with_the_cause(plain_up: tuple[Path, str], tmp_pa
     assert "failed (asset): unknown EDC asset id 'nothing-here'" in unknown.stdout, unknown.stdout
 
 
-async def test_keep_access_writes_a_client_profile_that_works(plain_up: tuple[Path, str]) -> None:
+async def test_keep_access_writes_a_client_profile_that_works(plain_up: tuple[Path, str], tmp_path: Path) -> None:
+    """docs/workflow-api.md: a consumer's token outside the demo."""
     state, _ = plain_up
     done = await asyncio.to_thread(simulate, state, "--version", "0.15", "--asset", "shell-count", "--keep-access")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -114,6 +115,20 @@ async def test_keep_access_writes_a_client_profile_that_works(plain_up: tuple[Pa
     )
     assert listed.returncode == 0, listed.stderr
     assert "shell-count" in listed.stdout, listed.stdout
+    notes = tmp_path / "notes.txt"
+    notes.write_text("one\ntwo\n")
+    run = ["-i", f"text=@{notes}", "-p", "GREETING=hi", "--follow"]
+    started = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "gxwf", "client", "--profile", str(profile), "run", "start", "shell-count", *run],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert "hi" in started.stdout, started.stdout
 
 
 async def test_the_trial_after_up_demo(tmp_path: Path) -> None:
