@@ -138,6 +138,18 @@ async def test_the_trial_after_up_demo(tmp_path: Path) -> None:
     try:
         output = "".join(await wait_for_line(proc, "Running."))
         assert re.search(r"transfer [0-9a-f-]{36}: granted", output), output
+        # The demo applied the shipped definition as it is: applying deploy/assets again changes nothing, so
+        # `carla-minimal` still means the CPU stand-in.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")} | {"COLUMNS": "200"}
+        shipped = Path(__file__).parents[2] / "deploy" / "assets"
+        again = subprocess.run(
+            [sys.executable, "-m", "gxwf", "assets", "apply", str(shipped), "--state-dir", str(state)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert again.returncode == 0 and again.stdout.count("unchanged") == 2, again.stdout + again.stderr
         done = await asyncio.to_thread(simulate, state, "--version", "0.10", "--callback-timeout", "30")
         assert done.returncode == 0, done.stdout + done.stderr
         assert "deprovision callback received" in done.stdout, done.stdout
