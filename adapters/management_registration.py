@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
 from pathlib import Path
 
 import structlog
@@ -70,11 +71,11 @@ class RegisteredManagement:
 
 def _read(path: Path) -> ManagementApi | None:
     try:
-        status = path.stat()
+        status = path.lstat()
     except FileNotFoundError:
         return None
-    # Whoever can write it decides where our requests go: only a file of ours that nobody else can read.
-    if status.st_uid != os.getuid() or status.st_mode & 0o077:
+    # Whoever can write it decides where our requests go: only a plain file of ours that nobody else can read.
+    if not stat.S_ISREG(status.st_mode) or status.st_uid != os.getuid() or status.st_mode & 0o077:
         log.warning("management registration ignored: not private to this user", path=str(path))
         return None
     try:

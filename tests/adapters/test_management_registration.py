@@ -147,6 +147,14 @@ def test_only_another_connector_the_demo_fallback_and_private_live_files(tmp_pat
     path.chmod(0o644)
     assert lookup(default) == demo  # readable by others: not trusted
     path.chmod(0o600)
+    link = tmp_path / "elsewhere"
+    link.mkdir()
+    path.rename(link / FILE)
+    path.symlink_to(link / FILE)
+    assert lookup(default) == demo  # a link could point anywhere
+    path.unlink()
+    (link / FILE).rename(path)
+    assert lookup(default) == new
     record = json.loads(path.read_text())
     dead = subprocess.Popen(["true"])
     dead.wait()
