@@ -1,4 +1,4 @@
-"""The EDC client over HTTP (httpx): management API v3/v4 reads, provisioner callbacks of both generations.
+"""The EDC client over HTTP (httpx): management API v2 to v4 reads, provisioner callbacks of both generations.
 
 5xx answers and network errors are retried with backoff; a 4xx is not (the request itself is wrong, and EDC
 would answer the same again). Every attempt is recorded in the call log.
@@ -22,17 +22,20 @@ from ports.edc import (
     AgreementInfo,
     EdcCallLog,
     EdcError,
+    EdcNotConfigured,
     EdcNotFound,
     ProvisionTarget,
     TransferProcessInfo,
 )
-from schemas.connectors import ConnectorRegistry, EdcConnector
+from schemas.connectors import ConnectorRegistry, EdcConnector, ManagementApi
 from schemas.edc_calls import CallOutcome, EdcCall
 
 log = structlog.get_logger("gxwf.edc_client")
 
 EDC_NAMESPACE = "https://w3id.org/edc/v0.0.1/ns/"
 Sleep = Callable[[float], Awaitable[None]]
+# Where the management API of a connector configured without one is at the moment (a trial's simulator).
+ManagementLookup = Callable[[EdcConnector], ManagementApi | None]
 
 
 class HttpEdcClient:
@@ -46,8 +49,10 @@ class HttpEdcClient:
         backoff: Sequence[float] = (0.2, 0.5, 1.0, 2.0, 5.0),
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
+        management_lookup: ManagementLookup | None = None,
     ) -> None:
         self.registry = registry
+        self.management_lookup = management_lookup
         self.calls = calls
         self.attempts = attempts
         self.backoff = tuple(backoff) or (0.0,)
@@ -81,12 +86,21 @@ class HttpEdcClient:
             signed_at=_epoch_seconds(signed),
         )
 
+    def management_api(self, connector: EdcConnector) -> ManagementApi | None:
+        """The configured management API; only without one, what the lookup knows (read on every call, so a
+        simulator started later is found)."""
+        configured = connector.management()
+        if configured is not None or self.management_lookup is None:
+            return configured
+        return self.management_lookup(connector)
+
     async def _management(self, name: str, collection: str, item: str, operation: str) -> dict[str, Any]:
         connector = self._connector(name)
-        if connector.management_url is None:
-            raise EdcError(operation, f"connector {name!r} has no management_url configured")
-        url = f"{connector.management_url}/{connector.management_api_version}/{collection}/{quote(item, safe='')}"
-        response = await self._call(connector, operation, "GET", url, headers=_management_auth(connector), tp=item)
+        api = self.management_api(connector)
+        if api is None:
+            raise EdcNotConfigured(operation, f"connector {name!r} has no management_url configured")
+        url = f"{api.url}/{api.api_version}/{collection}/{quote(item, safe='')}"
+        response = await self._call(connector, operation, "GET", url, headers=_management_auth(api, url), tp=item)
         try:
             body = response.json()
         except ValueError:
@@ -118,7 +132,8 @@ class HttpEdcClient:
             "hasToken": False,
         }
         # The control-plane callback lives in the management API context and needs its key.
-        await self._call(connector, "provisioned", "POST", url, json=body, headers=_management_auth(connector), tp=tp)
+        headers = self._callback_auth(connector, url)
+        await self._call(connector, "provisioned", "POST", url, json=body, headers=headers, tp=tp)
 
     async def deprovisioned(
         self, target: ProvisionTarget, *, provisioned_resource_id: str | None = None, error: str | None = None
@@ -137,7 +152,15 @@ class HttpEdcClient:
             "error": error is not None,
             "errorMessage": error,
         }
-        await self._call(connector, "deprovisioned", "POST", url, json=body, headers=_management_auth(connector), tp=tp)
+        headers = self._callback_auth(connector, url)
+        await self._call(connector, "deprovisioned", "POST", url, json=body, headers=headers, tp=tp)
+
+    def _callback_auth(self, connector: EdcConnector, url: str) -> dict[str, str]:
+        """A configured key goes with every control-plane callback, as the operator set it up (with or without
+        a management URL); a registered one only to callbacks below its management API."""
+        if connector.management_api_key is not None:
+            return {connector.management_api_key_header: connector.management_api_key.get_secret_value()}
+        return _management_auth(self.management_api(connector), url)
 
     # -- the one place that talks HTTP ---------------------------------------------------------------------
 
@@ -219,10 +242,12 @@ class HttpEdcClient:
             log.warning("edc call not recorded", error=repr(failure), call=call.model_dump(mode="json"))
 
 
-def _management_auth(connector: EdcConnector) -> dict[str, str]:
-    if connector.management_api_key is None:
+def _management_auth(api: ManagementApi | None, url: str) -> dict[str, str]:
+    """The management key for `url`. A registered key goes only below its own management URL: a callback
+    address comes from a request, and must not draw a key to wherever it points."""
+    if api is None or api.key is None or (api.registered and not api.covers(url)):
         return {}
-    return {connector.management_api_key_header: connector.management_api_key.get_secret_value()}
+    return {api.key_header: api.key.get_secret_value()}
 
 
 def _resource(target: ProvisionTarget) -> str:

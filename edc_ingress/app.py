@@ -22,7 +22,7 @@ from edc_ingress.problems import Problem, invalid
 from edc_ingress.wire import ControlPlaneProvisionRequest, DataPlaneProvisionRequest, EventCallback
 from events.envelope import Envelope
 from events.payloads.edc import RequestType
-from ports.edc import EdcClient, EdcError
+from ports.edc import EdcClient, EdcError, EdcNotConfigured
 from ports.events import EventSink
 from ports.store import StateStore
 from schemas.connectors import ConnectorRegistry, EdcConnector
@@ -132,11 +132,13 @@ class Ingress:
             raise _unavailable("store-unavailable", "State store unavailable") from None
         if doc is None or doc.state not in _SETTLED:
             return "provision"
-        if self.edc is None or connector.management_url is None:
-            # Nobody to ask: once provisioned, an untyped request is taken as the deprovisioning.
+        if self.edc is None:
             return "deprovision"
         try:
             transfer = await self.edc.transfer_process(connector.name, transfer_process_id)
+        except EdcNotConfigured:
+            # Nobody to ask: once provisioned, an untyped request is taken as the deprovisioning.
+            return "deprovision"
         except EdcError as error:
             log.warning("transfer state unknown", transfer=transfer_process_id, error=str(error))
             raise _unavailable("connector-unavailable", "Connector management API unavailable") from None

@@ -6,7 +6,7 @@ import nats
 import structlog
 from nats.aio.client import Client
 
-from adapters.edc_client import HttpEdcClient
+from adapters.edc_client import HttpEdcClient, ManagementLookup
 from adapters.jetstream_sink import JetStreamSink
 from adapters.mongo_call_log import MongoEdcCallLog
 from adapters.mongo_store import MongoStateStore
@@ -32,6 +32,7 @@ class IngressService:
         mongo_database: str,
         host: str | None = None,
         port: int | None = None,
+        management_lookup: ManagementLookup | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -47,6 +48,7 @@ class IngressService:
             timeout=min(settings.edc_client_timeout_seconds, 5.0),
             attempts=min(settings.edc_client_attempts, 2),
             backoff=settings.edc_client_backoff_seconds[:1],
+            management_lookup=management_lookup,
         )
         self._served = Served("edc-ingress", self.host, self.port)
         self.url: str | None = None

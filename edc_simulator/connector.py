@@ -33,6 +33,8 @@ class StoryReport:
     sent: list[Sent] = field(default_factory=list)
     provisioned: Callback | None = None
     deprovisioned: Callback | None = None
+    # A deprovision callback instead of the provision one: the provider gave up (its error says why).
+    refused: Callback | None = None
 
 
 class SimulatedConnector:
@@ -150,9 +152,12 @@ class SimulatedConnector:
         )
         for _ in range(1 + resend):
             await self.send_provisioner_request(transfer, "provision", report.sent)
-        report.provisioned = await self.ledger.wait_for(transfer.id, "provision", callback_timeout)
-        if report.provisioned is None:
+        # A provider that cannot provision answers with a deprovision callback carrying its error: stop there.
+        answer = await self.ledger.wait_for(transfer.id, ("provision", "deprovision"), callback_timeout)
+        if answer is None or answer.action == "deprovision":
+            report.refused = answer
             return report
+        report.provisioned = answer
         await self.send_event(shapes.transfer_event(self.version, transfer, "TransferProcessProvisioned"), report.sent)
         transfer.state = "STARTED"
         await self.send_event(shapes.transfer_event(self.version, transfer, "TransferProcessStarted"), report.sent)

@@ -67,15 +67,19 @@ class Ledger:
                 transfer.state = "PROVISIONED" if callback.action == "provision" else "DEPROVISIONED"
             self._arrived.notify_all()
 
-    async def wait_for(self, transfer_process_id: str, action: str, timeout: float) -> Callback | None:
-        """The first authorized callback of this kind for the transfer, waiting up to `timeout` seconds."""
+    async def wait_for(
+        self, transfer_process_id: str, action: str | tuple[str, ...], timeout: float
+    ) -> Callback | None:
+        """The first authorized callback of this kind (or of any of these kinds) for the transfer, waiting up to
+        `timeout` seconds."""
+        actions = (action,) if isinstance(action, str) else action
 
         def found() -> Callback | None:
             return next(
                 (
                     c
                     for c in self.callbacks
-                    if c.transfer_process_id == transfer_process_id and c.action == action and c.authorized
+                    if c.transfer_process_id == transfer_process_id and c.action in actions and c.authorized
                 ),
                 None,
             )

@@ -29,6 +29,7 @@ from gxwf.workflow_api_commands import workflow_api_command
 from handlers.subscriptions import GROUPS
 
 if TYPE_CHECKING:
+    from adapters.management_registration import RegisteredManagement
     from devstack import EmbeddedStack
     from schemas.connectors import ConnectorRegistry
 
@@ -121,6 +122,8 @@ async def _up(settings: Settings, demo: bool) -> bool:
     from gxwf.demo_story import DemoFailed, DemoSystem, play_demo
     from gxwf.edc_commands import start_for_up
     from gxwf.runtime import Endpoints, HandlerService, prepare_streams, write_endpoints
+    from gxwf.shipped_assets import apply_shipped_if_empty
+    from gxwf.simulate import simulator_management
     from gxwf.workflow_api_commands import start_for_up as start_workflow_api
     from workflow_api.service import WorkflowApiService
 
@@ -154,15 +157,21 @@ async def _up(settings: Settings, demo: bool) -> bool:
             # The demo's connector serves its management API before the handlers start, so they can ask it.
             connector = SimulatedConnector(version("0.15"), ingress_url="http://127.0.0.1:9", api_key="-")
             await connector.start()
-            management = (connector.management_url, connector.version.management_path, connector.management_key)
+            management = simulator_management(connector)
         ingress, generated_key = await start_for_up(settings, Endpoints(eps.nats, eps.mongo, eps.s3), management)
         endpoints["edc_ingress"] = ingress.url
         workflow_api = await start_workflow_api(settings, Endpoints(eps.nats, eps.mongo, eps.s3))
         endpoints["workflow_api"] = workflow_api.url
         # Consumers deployed on local sites are told where it listens (a free port when 8490 was taken).
         settings = settings.model_copy(update={"workflow_api_url": workflow_api.url})
-        service = HandlerService(settings, Endpoints(eps.nats, eps.mongo, eps.s3), connectors=ingress.registry)
+        service = HandlerService(
+            settings,
+            Endpoints(eps.nats, eps.mongo, eps.s3),
+            connectors=ingress.registry,
+            management_lookup=ingress.edc.management_lookup,
+        )
         await service.start()
+        applied = await apply_shipped_if_empty(service.assets)
         path = write_endpoints(settings.state_dir, endpoints)
         table = Table(title="gaiax-workflows is up", show_header=False)
         for key, value in endpoints.items():
@@ -172,6 +181,7 @@ async def _up(settings: Settings, demo: bool) -> bool:
         if generated_key is not None:
             header = ingress.registry.connectors[0].api_key_header
             table.add_row("edc api key", f"{header}: {generated_key} (generated; set GXWF_EDC_API_KEY to choose)")
+        table.add_row("assets", applied.summary())
         console.print(table)
         if demo and service.bus is not None and connector is not None:
             system = DemoSystem(
@@ -257,7 +267,9 @@ async def _handlers(settings: Settings, only: list[str] | None, health_port: int
         endpoints = Endpoints.resolve(settings)
     except LookupError as error:
         raise UserError(str(error)) from None
-    service = HandlerService(settings, endpoints, only, connectors=_connectors())
+    service = HandlerService(
+        settings, endpoints, only, connectors=_connectors(settings), management_lookup=_trial_lookup(settings)
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -283,16 +295,30 @@ async def _handlers(settings: Settings, only: list[str] | None, health_port: int
             await health.stop()
 
 
-def _connectors() -> ConnectorRegistry | None:
-    """The connectors the provisioning handlers answer; None when none is configured (they then fail each
+def _connectors(settings: Settings) -> ConnectorRegistry | None:
+    """The connectors the provisioning handlers answer (the default one with the key `gxwf up` or `gxwf
+    edc-ingress` kept when GXWF_EDC_API_KEY is unset); None when none is configured (they then fail each
     provisioning with that reason rather than guess)."""
-    from edc_ingress.settings import ConfigError, connector_registry
-    from gxwf.edc_commands import load_edc_settings
+    from pydantic import SecretStr
 
+    from edc_ingress.settings import ConfigError, connector_registry
+    from gxwf.edc_commands import load_edc_settings, stored_api_key
+
+    edc = load_edc_settings()
+    kept = stored_api_key(settings.state_dir)
+    if edc.edc_api_key is None and edc.edc_connectors_file is None and kept is not None:
+        edc = edc.model_copy(update={"edc_api_key": SecretStr(kept)})
     try:
-        return connector_registry(load_edc_settings())
+        return connector_registry(edc)
     except ConfigError:
         return None
+
+
+def _trial_lookup(settings: Settings) -> RegisteredManagement:
+    """Where the handlers find a running `gxwf edc simulate` when GXWF_EDC_MANAGEMENT_URL is unset."""
+    from gxwf.edc_commands import load_edc_settings, management_lookup
+
+    return management_lookup(settings, load_edc_settings())
 
 
 @events_app.command("tail")

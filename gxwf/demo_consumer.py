@@ -2,7 +2,8 @@
 CARLA stand-in on it, follow its log and download the results, through the WorkflowApi like any consumer.
 
 The demo machine has no GPU site, so its catalogue serves the connector's asset `carla-minimal` with the CPU
-stand-in (deploy/assets/carla-minimal-cpu.yaml); a provider with a GPU site applies the real carla-minimal.
+stand-in (deploy/assets/carla-minimal-cpu.yaml, which answers to that id too); a provider with a GPU site applies
+the real one (deploy/assets/gpu/carla-minimal.yaml).
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from rich.console import Console
 
 from edc_simulator.connector import SimulatedConnector
 from gxwf.definitions import load_assets
+from gxwf.shipped_assets import SHIPPED
 from schemas.assets import WorkflowAssetDefinition
 from workflow_client.client import ApiError, WorkflowClient
 from workflow_client.models import RunStatus
 
-DEPLOY = Path(__file__).parents[1] / "deploy" / "assets"
 EDC_ASSET = "carla-minimal"
 PROFILE = "demo-consumer.json"
 # Used when the repository's example route is not next to the installed package.
@@ -29,8 +30,11 @@ _ROUTE = "x,y\n0,0\n60,0\n85,10\n95,35\n95,80\n80,100\n40,105\n10,95\n-5,70\n-5,
 
 
 def carla_demo_asset() -> WorkflowAssetDefinition:
-    definition = load_assets(DEPLOY / "carla-minimal-cpu.yaml")[0]
-    return definition.model_copy(update={"edc_asset_ids": [*definition.edc_asset_ids, EDC_ASSET]})
+    """The shipped definition as it is, so applying deploy/assets after the demo changes nothing."""
+    definition = load_assets(SHIPPED / "carla-minimal-cpu.yaml")[0]
+    if not definition.answers_to(EDC_ASSET):
+        raise ValueError(f"{SHIPPED / 'carla-minimal-cpu.yaml'}: edc_asset_ids must list {EDC_ASSET}")
+    return definition
 
 
 def consumer_access(connector: SimulatedConnector, transfer_id: str) -> tuple[str, str] | None:
@@ -46,10 +50,11 @@ def consumer_access(connector: SimulatedConnector, transfer_id: str) -> tuple[st
     return None
 
 
-def write_profile(state_dir: Path, url: str, token: str) -> Path:
-    """`gxwf client` profile of the demo consumer (mode 0600: it holds the consumer's token)."""
+def write_profile(state_dir: Path, url: str, token: str, name: str = PROFILE) -> Path:
+    """A consumer's `gxwf client` profile (mode 0600: it holds the consumer's token), `demo-consumer.json` for
+    the demo's consumer."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / PROFILE
+    path = state_dir / name
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(json.dumps({"url": url, "token": token}, indent=2) + "\n")
@@ -69,7 +74,7 @@ async def run_as_consumer(
     console: Console, url: str, token: str, state_dir: Path, asset_id: str, dashboard: str | None
 ) -> ConsumerRun:
     route = state_dir / "demo-route.csv"
-    example = DEPLOY / "routes" / "carla-loop.csv"
+    example = SHIPPED / "routes" / "carla-loop.csv"
     route.write_text(example.read_text() if example.exists() else _ROUTE)
     console.rule("[bold]demo: the consumer uploads a route, runs the CARLA stand-in, downloads the result")
     try:

@@ -7,9 +7,11 @@ import json
 import os
 import secrets
 import signal
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import structlog
 import typer
 from pydantic import SecretStr, ValidationError
 
@@ -18,9 +20,14 @@ from gxwf.settings import Settings
 from http_serving.server import port_free
 
 if TYPE_CHECKING:
+    from adapters.management_registration import RegisteredManagement
     from edc_ingress.service import IngressService
     from edc_ingress.settings import EdcSettings
     from gxwf.runtime import Endpoints
+    from gxwf.simulate import SimulateOptions
+    from schemas.connectors import ManagementApi
+
+log = structlog.get_logger("gxwf.edc")
 
 edc_app = typer.Typer(help="EDC connectors: the ingress they call, and a connector simulator.", no_args_is_help=True)
 
@@ -59,8 +66,24 @@ def generated_api_key(state_dir: Path) -> str:
     return key
 
 
+def management_lookup(
+    settings: Settings, edc: EdcSettings, fallback: ManagementApi | None = None
+) -> RegisteredManagement:
+    """Where the EDC clients find the default connector's management API when GXWF_EDC_MANAGEMENT_URL is
+    unset (it always wins): the simulator registered in the state directory, else `fallback`."""
+    from adapters.management_registration import RegisteredManagement
+
+    return RegisteredManagement(settings.state_dir, edc.edc_connector_name, fallback)
+
+
 def build_ingress(
-    settings: Settings, edc: EdcSettings, endpoints: Endpoints, *, host: str | None, port: int | None
+    settings: Settings,
+    edc: EdcSettings,
+    endpoints: Endpoints,
+    *,
+    host: str | None,
+    port: int | None,
+    demo_management: ManagementApi | None = None,
 ) -> IngressService:
     from edc_ingress.service import IngressService
     from edc_ingress.settings import ConfigError, connector_registry
@@ -77,6 +100,7 @@ def build_ingress(
         mongo_database=settings.mongo_database,
         host=host,
         port=port,
+        management_lookup=management_lookup(settings, edc, demo_management),
     )
 
 
@@ -91,24 +115,18 @@ async def start_ingress(service: IngressService) -> str:
 
 
 async def start_for_up(
-    settings: Settings, endpoints: Endpoints, management: tuple[str, str, str] | None = None
+    settings: Settings, endpoints: Endpoints, demo_management: ManagementApi | None = None
 ) -> tuple[IngressService, str | None]:
     """The ingress inside `gxwf up`; returns the service and the API key when it was generated here.
 
     Its port is GXWF_EDC_INGRESS_PORT when set, else 8480 when free, else any free port (endpoints.json says
-    which): a second `gxwf up` on one machine must not fail for a port clash. `management`: URL, API version
-    and key of the default connector's management API (the demo's simulated connector).
+    which): a second `gxwf up` on one machine must not fail for a port clash. `demo_management`: the demo's
+    simulated connector, asked when neither GXWF_EDC_MANAGEMENT_URL nor a running `gxwf edc simulate` says
+    where the default connector's management API is.
     """
     edc = load_edc_settings()
-    if management is not None:
-        url, api_version, key = management
-        edc = edc.model_copy(
-            update={
-                "edc_management_url": url,
-                "edc_management_api_version": api_version,
-                "edc_management_api_key": SecretStr(key),
-            }
-        )
+    if demo_management is not None and edc.edc_management_url is not None:
+        log.warning("GXWF_EDC_MANAGEMENT_URL is set: the demo's transfer is asked there, not at its simulator")
     generated: str | None = None
     if edc.edc_api_key is None and edc.edc_connectors_file is None:
         generated = generated_api_key(settings.state_dir)
@@ -116,7 +134,7 @@ async def start_for_up(
     port = None
     if "edc_ingress_port" not in edc.model_fields_set and not port_free(edc.edc_ingress_host, edc.edc_ingress_port):
         port = 0
-    service = build_ingress(settings, edc, endpoints, host=None, port=port)
+    service = build_ingress(settings, edc, endpoints, host=None, port=port, demo_management=demo_management)
     await start_ingress(service)
     return service, generated
 
@@ -136,7 +154,19 @@ def edc_ingress_command(
 
     settings = _settings(state_dir)
     edc = load_edc_settings()
-    asyncio.run(_serve_ingress(settings, edc, host, port))
+    endpoints = _bus_and_store(settings)
+    if edc.edc_api_key is None and edc.edc_connectors_file is None:
+        # The same key as `gxwf up` keeps (or a new one, kept the same way), so `gxwf edc simulate` finds it.
+        existing = stored_api_key(settings.state_dir)
+        key = generated_api_key(settings.state_dir)
+        edc = edc.model_copy(update={"edc_api_key": SecretStr(key)})
+        kept = settings.state_dir / KEY_FILE
+        origin = "kept in" if existing else "generated, kept in"
+        print(
+            f"edc api key: {edc.edc_api_key_header}: {key} ({origin} {kept}; set GXWF_EDC_API_KEY to choose)",
+            file=sys.stderr,
+        )
+    asyncio.run(_serve_ingress(settings, edc, endpoints, host, port))
 
 
 def _bus_and_store(settings: Settings) -> Endpoints:
@@ -152,10 +182,11 @@ def _bus_and_store(settings: Settings) -> Endpoints:
     return Endpoints(str(nats), str(mongo), str(settings.s3_endpoint or written.get("s3") or ""))
 
 
-async def _serve_ingress(settings: Settings, edc: EdcSettings, host: str | None, port: int | None) -> None:
+async def _serve_ingress(
+    settings: Settings, edc: EdcSettings, endpoints: Endpoints, host: str | None, port: int | None
+) -> None:
     from gxwf.runtime import prepare_streams
 
-    endpoints = _bus_and_store(settings)
     service = build_ingress(settings, edc, endpoints, host=host, port=port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -199,12 +230,27 @@ def simulate(
         str | None, typer.Option("--management-key", help="Key of its management API (default: random, printed).")
     ] = None,
     serve: Annotated[bool, typer.Option("--serve", help="Keep serving its management API afterwards.")] = False,
+    keep_access: Annotated[
+        bool,
+        typer.Option(
+            "--keep-access",
+            help="Leave the transfers started (the consumer keeps its access) and write the consumer's client "
+            "profile into the state directory.",
+        ),
+    ] = False,
     state_dir: Annotated[
-        Path | None, typer.Option("--state-dir", help="Where endpoints.json is (default .gxwf).")
+        Path | None,
+        typer.Option(
+            "--state-dir", help="The running system's state directory: endpoints.json, API key (default .gxwf)."
+        ),
     ] = None,
 ) -> None:
     """Play a provider connector of an EDC generation against the ingress: agreement, provisioning (re-sent
-    while waiting), start, completion or termination, deprovisioning; print what it sent and received."""
+    while waiting), start, completion or termination, deprovisioning; print what it sent and received.
+
+    While it runs, its management API is registered in the state directory, so a system started without
+    GXWF_EDC_MANAGEMENT_URL asks it about its transfers. Exits 1 when anything was refused or not provisioned.
+    """
     from edc_simulator.versions import version
     from gxwf.cli import _settings
 
@@ -212,16 +258,24 @@ def simulate(
         chosen = version(edc_version)
     except ValueError as error:
         raise UserError(f"--version {edc_version}: {error}") from None
+    if keep_access and terminate:
+        raise UserError("--keep-access and --terminate: give one (a kept transfer is neither ended nor terminated)")
     settings = _settings(state_dir)
     edc = load_edc_settings()
     url = ingress or _written(settings, "edc_ingress")
     if not url:
-        raise UserError("no ingress known: start `gxwf up`, or pass --ingress URL")
+        raise UserError(
+            f"no ingress known in {settings.state_dir / 'endpoints.json'}: start `gxwf up` (or pass --state-dir "
+            "DIR of the one running), or pass --ingress URL"
+        )
     key = api_key or (edc.edc_api_key.get_secret_value() if edc.edc_api_key else None)
     key = key or stored_api_key(settings.state_dir)
     if not key:
-        raise UserError("no API key: pass --api-key, set GXWF_EDC_API_KEY, or start `gxwf up` (it keeps one)")
-    from gxwf.simulate import SimulateOptions, run_simulation
+        raise UserError(
+            f"no API key: pass --api-key, set GXWF_EDC_API_KEY, or start `gxwf up` (it keeps one in "
+            f"{settings.state_dir / KEY_FILE}; --state-dir DIR for another)"
+        )
+    from gxwf.simulate import SimulateOptions
 
     options = SimulateOptions(
         version=chosen,
@@ -237,9 +291,40 @@ def simulate(
         port=port,
         management_key=management_key,
         serve=serve,
+        complete=not keep_access,
+        state_dir=settings.state_dir,
     )
-    if not asyncio.run(run_simulation(options)):
+    if edc.edc_management_url is not None:
+        print(
+            "GXWF_EDC_MANAGEMENT_URL is set: a system started with it asks that connector, not this simulator",
+            file=sys.stderr,
+        )
+    mongo = settings.mongo_url or _written(settings, "mongo")
+    if not asyncio.run(_simulate(options, mongo, settings.mongo_database)):
         raise typer.Exit(1)
+
+
+async def _simulate(options: SimulateOptions, mongo_url: str | None, database: str) -> bool:
+    """The simulation, with the running system's store to say why a provisioning failed."""
+    from adapters.mongo_store import MongoStateStore
+    from gxwf.simulate import run_simulation
+    from schemas.provisioning import ProvisionDocument
+
+    if mongo_url is None:
+        return await run_simulation(options)
+    store = MongoStateStore.connect(mongo_url, database)
+
+    async def provision(transfer_process_id: str) -> ProvisionDocument | None:
+        try:
+            async with asyncio.timeout(5):
+                return await store.get(ProvisionDocument, transfer_process_id)
+        except Exception:  # the store is only asked for the cause; the story's outcome stands without it
+            return None
+
+    try:
+        return await run_simulation(options, provisions=provision)
+    finally:
+        await store.close()
 
 
 def _written(settings: Settings, key: str) -> str | None:

@@ -15,7 +15,7 @@ from typing import Any
 import nats
 import structlog
 
-from adapters.edc_client import HttpEdcClient
+from adapters.edc_client import HttpEdcClient, ManagementLookup
 from adapters.faults import ConfiguredFaults
 from adapters.jetstream_logs import JetStreamLogSink
 from adapters.kube_deployments import KubernetesDeploymentBackend
@@ -99,6 +99,7 @@ class HandlerService:
         *,
         connectors: ConnectorRegistry | None = None,
         edc_backoff: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0, 5.0),
+        management_lookup: ManagementLookup | None = None,
     ) -> None:
         self.settings = settings
         self.endpoints = endpoints
@@ -117,7 +118,13 @@ class HandlerService:
             self.deployments["kubernetes"] = self.kubernetes
         # Without a connector the provisioning handlers cannot learn consumers or answer EDC.
         self.edc = (
-            HttpEdcClient(connectors, MongoEdcCallLog(self.store.db), backoff=edc_backoff, attempts=len(edc_backoff))
+            HttpEdcClient(
+                connectors,
+                MongoEdcCallLog(self.store.db),
+                backoff=edc_backoff,
+                attempts=len(edc_backoff),
+                management_lookup=management_lookup,
+            )
             if connectors is not None
             else None
         )

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
+from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
+from adapters.management_registration import register, unregister
 from edc_simulator.connector import SimulatedConnector, StoryReport
 from edc_simulator.versions import EdcVersion
+from gxwf.demo_consumer import consumer_access, write_profile
+from schemas.connectors import ManagementApi
+from schemas.provisioning import ProvisionDocument, ProvisionState
+
+# The provision document of a transfer, from the running system's store (None: not recorded there).
+ProvisionReader = Callable[[str], Awaitable[ProvisionDocument | None]]
+PROFILE = "simulated-consumer.json"
 
 
 @dataclass(frozen=True)
@@ -30,13 +41,29 @@ class SimulateOptions:
     management_key: str | None = None
     serve: bool = False
     complete: bool = True
+    # Where the running system looks for this simulator's management API, and consumer profiles go.
+    state_dir: Path | None = None
+
+
+def simulator_management(connector: SimulatedConnector) -> ManagementApi:
+    """The simulator's management API as the running system is to ask it: the version its EDC speaks."""
+    return ManagementApi(
+        url=connector.management_url,
+        api_version=connector.version.management_path,
+        key=SecretStr(connector.management_key),
+        registered=True,
+    )
 
 
 async def run_simulation(
-    options: SimulateOptions, console: Console | None = None, connector: SimulatedConnector | None = None
+    options: SimulateOptions,
+    console: Console | None = None,
+    connector: SimulatedConnector | None = None,
+    provisions: ProvisionReader | None = None,
 ) -> bool:
-    """True when the ingress accepted everything the connector sent. `connector`: one already serving (its
-    management API configured for the handlers), which the caller stops."""
+    """True when the ingress accepted everything the connector sent and every transfer was provisioned.
+    `connector`: one already serving (its management API known to the handlers), which the caller stops.
+    `provisions`: where to read why a provisioning failed."""
     out = console or Console()
     owned = connector is None
     if connector is None:
@@ -52,13 +79,20 @@ async def run_simulation(
     else:
         connector.ingress_url = options.ingress_url.rstrip("/")
         connector.api_key, connector.api_key_header = options.api_key, options.api_key_header
+    management = simulator_management(connector)
+    registered = owned and options.state_dir is not None
     try:
+        if registered and options.state_dir is not None:
+            path = register(options.state_dir, management)
+            where = f"; registered in {path} for the running system"
+        else:
+            where = ""
         out.print(
             f"EDC {options.version.name} simulator: management API {connector.management_url} "
-            f"(v: {options.version.management_path}, x-api-key: {connector.management_key}); "
+            f"({options.version.management_path}, x-api-key: {connector.management_key}){where}; "
             f"calling {options.ingress_url}"
         )
-        accepted = True
+        ok = True
         for _ in range(options.transfers):
             try:
                 report = await connector.story(
@@ -72,14 +106,44 @@ async def run_simulation(
             except httpx.TransportError as error:
                 out.print(f"[red]cannot reach the ingress at {options.ingress_url}: {error}")
                 return False
-            accepted = _print(out, report, options.callback_timeout, options.complete) and accepted
+            ok = _print(out, report, options.callback_timeout, options.complete) and ok
+            if report.provisioned is None:
+                ok = False
+                out.print(f"[red]{await _why_not_provisioned(report, provisions, options.callback_timeout)}")
+            elif not options.complete and options.state_dir is not None:
+                access = consumer_access(connector, report.transfer.id)
+                if access is not None:
+                    profile = write_profile(options.state_dir, *access, name=PROFILE)
+                    out.print(f"the consumer's client profile (url, token): {profile}")
+                    out.print(f"use it: gxwf client --profile {profile} assets list", markup=False)
         if options.serve:
             out.print("Serving the management API. Ctrl-C stops it.")
             await _until_signalled()
-        return accepted
+        return ok
     finally:
+        if registered and options.state_dir is not None:
+            unregister(options.state_dir, management)
         if owned:
             await connector.stop()
+
+
+async def _why_not_provisioned(report: StoryReport, provisions: ProvisionReader | None, timeout: float) -> str:
+    """The cause as the running system recorded it; the connector's view when the store cannot say."""
+    tp = report.transfer.id
+    doc = await provisions(tp) if provisions is not None else None
+    if doc is not None and doc.state == ProvisionState.FAILED:
+        return f"provisioning of transfer {tp} failed ({doc.failed_step or 'unknown step'}): {doc.reason}"
+    if doc is not None:
+        return f"provisioning of transfer {tp} still {doc.state} after {timeout:g}s"
+    if report.refused is not None:
+        body = report.refused.body if isinstance(report.refused.body, dict) else {}
+        return f"provisioning of transfer {tp} refused: {body.get('errorMessage') or 'no reason given'}"
+    if provisions is not None:
+        return (
+            f"no provisioning recorded for transfer {tp} within {timeout:g}s: are the handlers running "
+            "(`gxwf up`), and did the ingress take the request?"
+        )
+    return f"no provision callback for transfer {tp} within {timeout:g}s (no store known to say why)"
 
 
 def _print(out: Console, report: StoryReport, timeout: float, complete: bool = True) -> bool:
@@ -96,15 +160,14 @@ def _print(out: Console, report: StoryReport, timeout: float, complete: bool = T
             events = str(sent.answer)[:120]
         table.add_row(sent.what, sent.path, f"[{'green' if ok else 'red'}]{sent.status}", events)
     out.print(table)
-    for action, callback in (("provision", report.provisioned), ("deprovision", report.deprovisioned)):
-        if callback is not None:
-            out.print(f"{action} callback received ({callback.provisioner} path){_address(callback.body)}")
-        elif action == "provision" or (report.provisioned is not None and complete):
-            out.print(
-                f"[yellow]no {action} callback within {timeout:g}s: the provisioning handlers answer it "
-                "(are they running, and is this connector's management API configured?)"
-            )
-            break
+    if report.provisioned is None:
+        return accepted
+    out.print(f"provision callback received ({report.provisioned.provisioner} path){_address(report.provisioned.body)}")
+    if report.deprovisioned is not None:
+        out.print(f"deprovision callback received ({report.deprovisioned.provisioner} path)")
+    elif complete:
+        out.print(f"[yellow]no deprovision callback within {timeout:g}s")
+        return False
     return accepted
 
 

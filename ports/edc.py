@@ -96,6 +96,10 @@ class EdcNotFound(EdcError):
     pass
 
 
+class EdcNotConfigured(EdcError):
+    """Nothing says where the connector's management API is: neither configured nor registered."""
+
+
 class EdcClient(Protocol):
     async def transfer_process(self, connector: str, transfer_process_id: str) -> TransferProcessInfo: ...
 

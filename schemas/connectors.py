@@ -17,6 +17,31 @@ HttpUrl = Annotated[str, StringConstraints(min_length=8, max_length=2048, patter
 MIN_SECRET_LENGTH = 16
 
 
+class ManagementApi(BaseModel):
+    """Where a connector's management API is and how to authenticate there.
+
+    `registered`: learnt at run time (a connector simulator announced itself) rather than configured by the
+    operator. Its key then goes only to URLs under `url`, never to another address a request named.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    url: HttpUrl
+    api_version: ManagementApiVersion = "v3"
+    key: SecretStr | None = None
+    key_header: HeaderName = "x-api-key"
+    registered: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    def covers(self, url: str) -> bool:
+        """True when `url` is this management API or below it."""
+        return url == self.url or url.startswith(self.url + "/")
+
+
 class EdcConnector(BaseModel):
     """One connector that may call the ingress, and that the EDC client calls back."""
 
@@ -36,6 +61,17 @@ class EdcConnector(BaseModel):
     management_api_key: SecretStr | None = Field(
         default=None, description="Secret for the management API and the control-plane provisioner callback"
     )
+
+    def management(self) -> ManagementApi | None:
+        """The management API configured for this connector, if any."""
+        if self.management_url is None:
+            return None
+        return ManagementApi(
+            url=self.management_url,
+            api_version=self.management_api_version,
+            key=self.management_api_key,
+            key_header=self.management_api_key_header,
+        )
 
     @field_validator("api_key")
     @classmethod

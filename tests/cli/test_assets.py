@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,8 +26,8 @@ def test_apply_makes_a_version_only_when_a_definition_changes(stack: StackEndpoi
     folder = tmp_path / "assets"
     folder.mkdir()
     # Two of the shipped definitions: the catalogue's versioning, whatever else deploy/assets holds.
-    for name in ("carla-minimal.yaml", "shell-count.yaml"):
-        shutil.copy(ASSETS / name, folder / name)
+    for name in ("gpu/carla-minimal.yaml", "shell-count.yaml"):
+        shutil.copy(ASSETS / name, folder / Path(name).name)
 
     first = gxwf("assets", "apply", str(folder), env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
@@ -83,3 +86,18 @@ def test_unknown_asset_to_show_or_delete(stack: StackEndpoints, tmp_path: Path) 
     for args, names in ((["show", "nope"], "no asset 'nope'"), (["delete", "nope"], "no asset 'nope' to delete")):
         result = gxwf("assets", *args, env=env, cwd=tmp_path)
         assert result.returncode == 2 and result.stderr.count("\n") == 1 and names in result.stderr, result.stderr
+
+
+def test_apply_from_standard_input(stack: StackEndpoints, tmp_path: Path) -> None:
+    """deploy/README.md applies definitions in a cluster by `kubectl exec -i ... gxwf assets apply /dev/stdin`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")}
+    env |= {"GXWF_MONGO_URL": stack.mongo, "GXWF_MONGO_DATABASE": f"t_{uuid.uuid4().hex[:12]}"}
+    command = [sys.executable, "-m", "gxwf", "assets", "apply", "/dev/stdin"]
+    for name in ("shell-count.yaml", "carla-minimal-cpu.yaml"):
+        with (ASSETS / name).open() as definition:
+            done = subprocess.run(command, stdin=definition, env=env, cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0 and "new version" in done.stdout, done.stderr
+    listed = gxwf("assets", "list", "--json", env=env, cwd=tmp_path).stdout.splitlines()
+    assert sorted(json.loads(line)["id"] for line in listed) == ["carla-minimal-cpu", "shell-count"]
+    bad = subprocess.run(command, input="id: x\n", env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("gxwf: error: /dev/stdin: "), bad.stderr

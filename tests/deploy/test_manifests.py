@@ -5,6 +5,7 @@ what an operator would notice."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import functools
 import json
@@ -52,9 +53,12 @@ CONFIG_KEYS = {
     "GXWF_WORKFLOW_API_URL",
     "GXWF_DEPLOY_TIMEOUT_SECONDS",
     "GXWF_RESULT_RETENTION_DAYS",
+    "GXWF_EDC_MANAGEMENT_URL",
+    "GXWF_EDC_MANAGEMENT_API_VERSION",
 }
 SECRET_KEYS = {
     "GXWF_EDC_API_KEY",
+    "GXWF_EDC_MANAGEMENT_API_KEY",
     "GXWF_S3_ACCESS_KEY",
     "GXWF_S3_SECRET_KEY",
     "GXWF_DASHBOARD_TOKEN",
@@ -411,6 +415,23 @@ def test_env_from_config_and_secret(overlay: list[Manifest]) -> None:
             assert refs == [("configMapRef", map_name), ("secretRef", secret_name)], _ident(deployment)
 
 
+def test_the_connector_management_api_is_configured(overlay: list[Manifest]) -> None:
+    """URL and API version from the ConfigMap, the key from the Secret: together a default connector whose
+    management API the handlers can ask."""
+    from edc_ingress.settings import EdcSettings, connector_registry
+
+    (config,) = [m for name, m in _by_name(overlay, "ConfigMap").items() if name.startswith("gxwf-config-")]
+    (secret,) = _by_name(overlay, "Secret").values()
+    assert "GXWF_EDC_MANAGEMENT_API_KEY" not in config["data"], "a key belongs in the Secret"
+    values = {**config["data"], **{k: base64.b64decode(v).decode() for k, v in secret["data"].items()}}
+    edc = {k.removeprefix("GXWF_").lower(): v for k, v in values.items() if k.startswith("GXWF_EDC_")}
+    settings = EdcSettings(_env_file=None, **edc)  # type: ignore[call-arg]
+    api = connector_registry(settings).connectors[0].management()
+    assert api is not None and api.api_version == "v3" and not api.registered
+    assert api.url == "http://provider-controlplane.edc.svc:8181/api/management"
+    assert api.key is not None and api.key.get_secret_value() == values["GXWF_EDC_MANAGEMENT_API_KEY"]
+
+
 def test_every_handler_reads_valid_sites_where_the_config_says(overlay: list[Manifest]) -> None:
     from schemas.sites import SitesConfig
 
@@ -685,6 +706,26 @@ def test_manifest_command_lines_parse_with_the_gxwf_cli(base: list[Manifest]) ->
     assert not problems, "\n".join(problems)
     if waiting:
         pytest.skip(f"the gxwf CLI does not have these yet: {sorted(waiting)}")
+
+
+def test_the_readme_applies_assets_through_a_pod_that_has_the_settings(base: list[Manifest]) -> None:
+    """deploy/README.md's procedure: `kubectl exec` into a Deployment and container that exist and read the
+    ConfigMap and the Secret, running `gxwf` command lines the CLI accepts."""
+    import typer
+
+    from gxwf.cli import app
+
+    text = (DEPLOY / "README.md").read_text()
+    found = re.findall(r"exec (?:-i )?deploy/(\S+) -c (\S+) -- gxwf (.+?)(?: <|$)", text, re.MULTILINE)
+    assert {tuple(command.split()[:2]) for *_, command in found} == {("assets", "apply"), ("assets", "list")}
+    deployments = _by_name(base, "Deployment")
+    root = typer.main.get_command(app)
+    parent = root.make_context("gxwf", [], resilient_parsing=True)
+    for name, container_name, command in found:
+        (container,) = [c for c in _containers(deployments[name]) if c["name"] == container_name]
+        assert [next(iter(ref)) for ref in container["envFrom"]] == ["configMapRef", "secretRef"]
+        group, sub, *args = command.split()
+        root.commands[group].commands[sub].make_context(f"gxwf {group} {sub}", args, parent=parent)  # type: ignore[attr-defined]
 
 
 # ------------------------------------------------------------------------------------------ Dockerfile

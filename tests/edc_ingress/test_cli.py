@@ -101,6 +101,37 @@ async def test_edc_ingress_serves_alone(stack: StackEndpoints, js: JetStreamCont
     assert event["type"] == s.EDC_PROVISION_REQUESTED
 
 
+async def test_edc_ingress_uses_the_key_up_kept(stack: StackEndpoints, tmp_path: Path) -> None:
+    """Without GXWF_EDC_API_KEY, the key kept in the state directory, the one `gxwf edc simulate` reads; with
+    none kept, one generated and kept the same way."""
+    env = clean_env(GXWF_NATS_URL=stack.nats, GXWF_MONGO_URL=stack.mongo, GXWF_S3_ENDPOINT=stack.s3)
+    kept = tmp_path / "edc-api-key"
+    for existing in ("kept-key-0123456789abcdef", None):
+        if existing is not None:
+            kept.write_text(existing + "\n")
+        else:
+            kept.unlink()
+        proc = gxwf("edc-ingress", "--port", "0", "--state-dir", str(tmp_path), env=env)
+        try:
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
+            assert line.startswith("edc ingress listening on "), line
+            key = kept.read_text().strip()
+            if existing is None:
+                assert kept.stat().st_mode & 0o777 == 0o600
+            else:
+                assert key == existing
+            async with httpx.AsyncClient(base_url=line.split()[-1]) as client:
+                refused = await client.post("/edc/provisioner", json=control_plane(), headers={"x-api-key": "x" * 20})
+                assert refused.status_code == 401
+                response = await client.post("/edc/provisioner", json=control_plane(), headers={"x-api-key": key})
+                assert response.status_code == 200, response.text
+        finally:
+            assert await stop(proc) == 0
+        assert proc.stderr is not None
+        assert f"edc api key: x-api-key: {key}" in proc.stderr.read()
+
+
 @pytest.fixture
 def cli(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, stack: StackEndpoints, capsys: pytest.CaptureFixture[str]
@@ -131,7 +162,6 @@ def cli(
 @pytest.mark.parametrize(
     ("env", "args", "message"),
     [
-        ({}, [], "no EDC connector configured: set GXWF_EDC_API_KEY or GXWF_EDC_CONNECTORS_FILE"),
         ({"GXWF_EDC_API_KEY": "password"}, [], "GXWF_EDC_API_KEY: Value error, must be at least 16 characters"),
         ({"GXWF_EDC_API_KEY": KEY, "GXWF_EDC_API_KEY_HEADER": "bad header"}, [], "GXWF_EDC_API_KEY_HEADER: "),
         ({"GXWF_EDC_API_KEY": KEY, "GXWF_EDC_BODY_LIMIT_BYTES": "12"}, [], "GXWF_EDC_BODY_LIMIT_BYTES: "),

@@ -116,7 +116,8 @@ async def start_provider(
         await handlers.start()
         started.append(handlers.stop)
         catalogue = MongoAssetCatalogue(store.db)
-        for definition in load_assets(ASSETS):
+        # Every shipped definition, the GPU one too: it serves `carla-minimal` before its CPU stand-in.
+        for definition in [*load_assets(ASSETS), *load_assets(ASSETS / "gpu")]:
             await catalogue.apply(definition)
         http = httpx.AsyncClient(base_url=sim.ingress_url, timeout=10)
         started.append(http.aclose)

@@ -12,7 +12,7 @@ from schemas.sites import NoSiteFits, place
 
 DEPLOY = Path(__file__).parents[2] / "deploy"
 SITES = load_sites(DEPLOY / "sites.example.yaml").sites
-ASSETS = {a.id: a for a in load_assets(DEPLOY / "assets")}
+ASSETS = {a.id: a for a in [*load_assets(DEPLOY / "assets"), *load_assets(DEPLOY / "assets" / "gpu")]}
 
 
 def test_the_gpu_asset_goes_to_the_gpu_site_and_the_cpu_asset_leaves_it_free() -> None:

@@ -1,0 +1,157 @@
+"""docs/edc.md's trial as written: `gxwf up`, then `gxwf edc simulate --version V` in the same state directory,
+for every simulated EDC version; and the same after `gxwf up --demo`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from edc_simulator.versions import VERSIONS
+from tests.cli.test_up import start_up, wait_for_line
+
+
+def simulate(state: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")} | {"COLUMNS": "250"}
+    return subprocess.run(
+        [sys.executable, "-m", "gxwf", "edc", "simulate", "--state-dir", str(state), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+async def stop(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    await asyncio.to_thread(proc.wait, 60)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def plain_up(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Path, str]]:
+    """One `gxwf up` (not --demo) shared by every version: its state directory and what it printed."""
+    state = tmp_path_factory.mktemp("trial") / "state"
+    proc = start_up(state)
+    try:
+        output = "".join(await wait_for_line(proc, "Running."))
+        yield state, output
+    finally:
+        await stop(proc)
+
+
+async def test_up_applies_the_shipped_assets_to_an_empty_catalogue(plain_up: tuple[Path, str]) -> None:
+    _, output = plain_up
+    found = re.search(r"assets\s*│\s*applied (\S+) \(the catalogue was empty\): (.*?)\s*│", output)
+    assert found, output
+    assert found.group(1).endswith("deploy/assets")
+    assert "carla-minimal-cpu v1" in found.group(2) and "shell-count v1" in found.group(2)
+
+
+@pytest.mark.parametrize("edc_version", sorted(VERSIONS))
+async def test_the_trial_as_written(plain_up: tuple[Path, str], edc_version: str) -> None:
+    state, _ = plain_up
+    done = await asyncio.to_thread(simulate, state, "--version", edc_version, "--callback-timeout", "30")
+    assert done.returncode == 0, done.stdout + done.stderr
+    api = VERSIONS[edc_version].management_path
+    assert f"EDC {edc_version} simulator: management API http://127.0.0.1:" in done.stdout
+    assert f"({api}, x-api-key:" in done.stdout and "registered in" in done.stdout
+    # Access granted: the consumer's WorkflowApi address came back to the connector, then it was torn down.
+    assert re.search(r"provision callback received \(\S+ path\): http://127\.0\.0\.1:\d+", done.stdout), done.stdout
+    assert "deprovision callback received" in done.stdout, done.stdout
+    # Registered while it ran, gone when it ended.
+    assert not (state / "edc-simulator.json").exists()
+
+
+async def test_the_trial_fails_with_the_cause(plain_up: tuple[Path, str], tmp_path: Path) -> None:
+    state, _ = plain_up
+    big = tmp_path / "big.yaml"
+    big.write_text("id: big-cpu\ntitle: Too big\ncommand: [/bin/true]\nresources: {cpu: 1000, memory: 1Gi}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")}
+    applied = subprocess.run(
+        [sys.executable, "-m", "gxwf", "assets", "apply", str(big), "--state-dir", str(state)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert applied.returncode == 0, applied.stderr
+
+    too_big = await asyncio.to_thread(simulate, state, "--version", "0.15", "--asset", "big-cpu")
+    assert too_big.returncode == 1, too_big.stdout + too_big.stderr
+    assert re.search(r"failed \(deployment\): no site fits: local: 1000 cpu > \d", too_big.stdout), too_big.stdout
+    assert "management API" not in too_big.stdout.split("registered in")[-1], too_big.stdout
+
+    unknown = await asyncio.to_thread(simulate, state, "--version", "0.18", "--asset", "nothing-here")
+    assert unknown.returncode == 1, unknown.stdout + unknown.stderr
+    assert "failed (asset): unknown EDC asset id 'nothing-here'" in unknown.stdout, unknown.stdout
+
+
+async def test_keep_access_writes_a_client_profile_that_works(plain_up: tuple[Path, str], tmp_path: Path) -> None:
+    """docs/workflow-api.md: a consumer's token outside the demo."""
+    state, _ = plain_up
+    done = await asyncio.to_thread(simulate, state, "--version", "0.15", "--asset", "shell-count", "--keep-access")
+    assert done.returncode == 0, done.stdout + done.stderr
+    profile = state / "simulated-consumer.json"
+    assert f"gxwf client --profile {profile}" in done.stdout.replace("\n", ""), done.stdout
+    assert profile.stat().st_mode & 0o777 == 0o600
+    assert set(json.loads(profile.read_text())) == {"url", "token"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")}
+    listed = subprocess.run(
+        [sys.executable, "-m", "gxwf", "client", "--profile", str(profile), "assets", "list"],
+        env=env | {"COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "shell-count" in listed.stdout, listed.stdout
+    notes = tmp_path / "notes.txt"
+    notes.write_text("one\ntwo\n")
+    run = ["-i", f"text=@{notes}", "-p", "GREETING=hi", "--follow"]
+    started = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "gxwf", "client", "--profile", str(profile), "run", "start", "shell-count", *run],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert "hi" in started.stdout, started.stdout
+
+
+async def test_the_trial_after_up_demo(tmp_path: Path) -> None:
+    """The demo's own simulator answers only while no other is registered: the new one is asked."""
+    state = tmp_path / "state"
+    proc = start_up(state, "--demo")
+    try:
+        output = "".join(await wait_for_line(proc, "Running."))
+        assert re.search(r"transfer [0-9a-f-]{36}: granted", output), output
+        # The demo applied the shipped definition as it is: applying deploy/assets again changes nothing, so
+        # `carla-minimal` still means the CPU stand-in.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")} | {"COLUMNS": "200"}
+        shipped = Path(__file__).parents[2] / "deploy" / "assets"
+        again = subprocess.run(
+            [sys.executable, "-m", "gxwf", "assets", "apply", str(shipped), "--state-dir", str(state)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert again.returncode == 0 and again.stdout.count("unchanged") == 2, again.stdout + again.stderr
+        done = await asyncio.to_thread(simulate, state, "--version", "0.10", "--callback-timeout", "30")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "deprovision callback received" in done.stdout, done.stdout
+    finally:
+        await stop(proc)
