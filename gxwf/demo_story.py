@@ -69,19 +69,20 @@ async def play_demo(console: Console, system: DemoSystem, simulated: SimulatedCo
         connector=simulated,
         asset=EDC_ASSET,
     )
-    if not accepted:
-        raise DemoFailed(2, "the ingress refused a message of the connector (see the table above)")
-
     transfers = list(simulated.ledger.transfers)
     if not transfers:
         raise DemoFailed(2, "the connector started no transfer")
+    # A provisioning that failed is the cause to report, even though the connector saw it as a refusal too.
     for transfer_id in transfers:
         provision = await show_provisioning(console, system.store, transfer_id)
         if provision is None:
-            raise DemoFailed(3, f"no provisioning was recorded for transfer {transfer_id}")
+            raise DemoFailed(2 if not accepted else 3, f"no provisioning was recorded for transfer {transfer_id}")
         if provision.state != ProvisionState.GRANTED:
             why = provision.reason or next((h.reason for h in reversed(provision.history) if h.reason), None)
             raise DemoFailed(3, f"transfer {transfer_id} is {provision.state}" + (f": {why}" if why else ""))
+    if not accepted:
+        raise DemoFailed(2, "the ingress refused a message of the connector (see the table above)")
+    for transfer_id in transfers:
         access = consumer_access(simulated, transfer_id)
         if access is None:
             raise DemoFailed(3, f"the connector was not called back with the consumer's access to {transfer_id}")

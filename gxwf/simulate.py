@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from adapters.management_registration import register, unregister
 from edc_simulator.connector import SimulatedConnector, StoryReport
 from edc_simulator.versions import EdcVersion
 from gxwf.demo_consumer import consumer_access, write_profile
+from gxwf.program import program
 from schemas.connectors import ManagementApi
 from schemas.provisioning import ProvisionDocument, ProvisionState
 
@@ -115,7 +117,8 @@ async def run_simulation(
                 if access is not None:
                     profile = write_profile(options.state_dir, *access, name=PROFILE)
                     out.print(f"the consumer's client profile (url, token): {profile}")
-                    out.print(f"use it: gxwf client --profile {profile} assets list", markup=False)
+                    command = f"{program()} client --profile {shlex.quote(str(profile))} assets list"
+                    out.print(f"use it: {command}", markup=False, soft_wrap=True)
         if options.serve:
             out.print("Serving the management API. Ctrl-C stops it.")
             await _until_signalled()
