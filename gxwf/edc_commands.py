@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -171,15 +172,16 @@ def edc_ingress_command(
 
 def _bus_and_store(settings: Settings) -> Endpoints:
     """NATS and MongoDB from settings or endpoints.json; the ingress needs no object store."""
-    from gxwf.runtime import Endpoints
+    from gxwf.endpoints import Endpoints, ServersUnknown, known_servers
 
-    path = settings.state_dir / "endpoints.json"
-    written = json.loads(path.read_text()) if path.exists() else {}
-    nats, mongo = settings.nats_url or written.get("nats"), settings.mongo_url or written.get("mongo")
-    missing = [name for name, value in (("GXWF_NATS_URL", nats), ("GXWF_MONGO_URL", mongo)) if not value]
-    if missing:
-        raise UserError(f"no server known: start `gxwf up` or `gxwf stack up`, or set {' and '.join(missing)}")
-    return Endpoints(str(nats), str(mongo), str(settings.s3_endpoint or written.get("s3") or ""))
+    try:
+        found = known_servers(settings, ("nats", "mongo"))
+    except ServersUnknown as error:
+        raise UserError(str(error)) from None
+    s3 = settings.s3_endpoint or ""
+    with contextlib.suppress(ServersUnknown):
+        s3 = known_servers(settings, ("s3",))["s3"]
+    return Endpoints(found["nats"], found["mongo"], s3)
 
 
 async def _serve_ingress(

@@ -17,6 +17,7 @@ NEEDS_THE_SYSTEM = [
     ["runs", "submit", "--", "true"],
     ["dashboard"],
     ["workflow-api"],
+    ["edc-ingress"],
 ]
 
 
