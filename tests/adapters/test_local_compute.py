@@ -32,9 +32,7 @@ async def test_status_follow_stop_and_release_do_their_file_and_proc_io_off_the_
     calls: list[tuple[str, int]] = []
     for name in ("_run_processes", "_read_int", "_read_span"):
         monkeypatch.setattr(local_compute, name, _spy(calls, name, getattr(local_compute, name)))
-    monkeypatch.setattr(
-        LocalProcessBackend, "_alive", staticmethod(_spy(calls, "_alive", LocalProcessBackend._alive))
-    )
+    monkeypatch.setattr(LocalProcessBackend, "_alive", staticmethod(_spy(calls, "_alive", LocalProcessBackend._alive)))
     backend = LocalProcessBackend(tmp_path / "runs", stop_grace_seconds=1.0)
     await backend.start("busy", RunSpec(command=["/bin/sh", "-c", "echo started; sleep 60"]), {})
     calls.clear()  # starting is not what this test is about
