@@ -2,7 +2,7 @@
 
 One namespace per deployment (consumer and transfer), so that a teardown is one namespace deletion and nothing
 of one transfer can reach another's. The consumer's runs are Jobs in its run namespace (adapters/
-kubernetes_manifests.py), created by the jobs handler, not by the WorkflowApi.
+kubernetes_compute/manifests.py), created by the jobs handler, not by the WorkflowApi.
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import shutil
 import signal
 import time
@@ -18,6 +17,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from adapters.input_layout import input_env, inside, linked_path, object_relative
 from events.payloads.run import RunSpec, StagedInput
 from events.subjects import LOG_CHUNK_BYTES
 from ports.compute import RunArtifacts, RunOwner, StartRefused, WorkloadPhase, WorkloadStatus
@@ -115,12 +115,7 @@ class LocalProcessBackend:
             "GXWF_RUN_ID": run_id,
             "GXWF_ATTEMPT": str(attempt),
             "GXWF_OUTPUT_DIR": str(run_dir / "outputs"),
-            **(
-                {"GXWF_INPUT_DIR": str(run_dir / "inputs")}
-                | {input_env_name(i.name): str(run_dir / "inputs" / i.name) for i in spec.inputs}
-                if spec.inputs
-                else {}
-            ),
+            **(input_env(run_dir / "inputs", (i.name for i in spec.inputs)) if spec.inputs else {}),
         }
         # The wrapper's own complaints (not the workload's: that goes to log.txt) say why a start failed.
         complaints = state / "start.err"
@@ -171,10 +166,7 @@ class LocalProcessBackend:
                 shutil.rmtree(scratch, ignore_errors=True)
         work = run_dir / "work"
         for item in inputs:
-            if not item.path or item.path.startswith("/"):
-                continue
-            link = (work / item.path).resolve()
-            if not link.is_relative_to(work.resolve()) or link == work.resolve():
+            if (path := linked_path(item.path)) is None or (link := inside(work, path)) is None:
                 continue
             link.parent.mkdir(parents=True, exist_ok=True)
             if not link.exists() and not link.is_symlink():
@@ -189,12 +181,19 @@ class LocalProcessBackend:
             await self.objects.get_file(found[0].key, dest)
             return
         for obj in found:
-            path = _place(dest, obj.key[len(item.prefix) :])
+            # Keys were checked at upload; checked again here, since nothing may escape the input's directory.
+            path = inside(dest, object_relative(item.kind, item.prefix, obj.key))
             if path is None:
                 raise StartRefused(f"input {item.name}: object {obj.key} would land outside its directory")
+            path.parent.mkdir(parents=True, exist_ok=True)
             await self.objects.get_file(obj.key, path)
 
     async def status(self, run_id: str, *, attempt: int = 1) -> WorkloadStatus:
+        # The watcher asks for every active run on every pass, and each answer may scan all of /proc: in a worker
+        # thread, so that the handlers sharing this loop (acks, heartbeats, the log shipper) are not held up.
+        return await asyncio.to_thread(self._status_now, run_id, attempt)
+
+    def _status_now(self, run_id: str, attempt: int) -> WorkloadStatus:
         state = self.attempt_dir(run_id, attempt)
         exit_file = state / "exit_code"
         if (code := _read_int(exit_file)) is not None:
@@ -215,24 +214,28 @@ class LocalProcessBackend:
 
     async def stop(self, run_id: str) -> bool:
         """SIGTERM, a grace period, then SIGKILL to every process of the run, its escaped children included."""
-        attempts = self.run_dir(run_id) / "attempts"
-        groups = {pgid for d in attempts.glob("*") if (pgid := _read_int(d / "pgid")) is not None}
+        # Reading the records and scanning /proc run in a worker thread: the loop keeps serving other runs.
+        groups = await asyncio.to_thread(_groups, self.run_dir(run_id) / "attempts")
         deadline = time.monotonic() + self.stop_grace_seconds
         sig = signal.SIGTERM
         while True:
-            victims = {pid for pgid in groups or {0} for pid in _run_processes(run_id, pgid)}
+            victims = await asyncio.to_thread(_victims, run_id, groups)
             if not victims:
                 return True
             for pid in victims:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
             if sig == signal.SIGKILL and time.monotonic() > deadline + self.stop_grace_seconds:
-                return not any(_run_processes(run_id, pgid) for pgid in groups or {0})
+                return not await asyncio.to_thread(_victims, run_id, groups)
             await asyncio.sleep(0.05)
             if time.monotonic() > deadline:
                 sig = signal.SIGKILL
 
     async def artifacts(self, run_id: str) -> RunArtifacts:
+        # A run may leave thousands of files: walked in a worker thread.
+        return await asyncio.to_thread(self._artifacts_now, run_id)
+
+    def _artifacts_now(self, run_id: str) -> RunArtifacts:
         run_dir = self.run_dir(run_id)
         outputs_dir = run_dir / "outputs"
         outputs = (
@@ -254,18 +257,14 @@ class LocalProcessBackend:
     async def follow_log(self, run_id: str, *, attempt: int, offset: int = 0) -> AsyncIterator[bytes]:
         """The attempt's part of the run's log.txt from `offset` on, polled while the attempt's processes live."""
         state = self.attempt_dir(run_id, attempt)
-        start = _read_int(state / "log_start")
+        start = await asyncio.to_thread(_read_int, state / "log_start")
         if start is None:
             return  # not started yet
         log = self.log_path(run_id)
         position = start + offset
         while True:
-            end = _read_int(state / "log_end")
-            ended = end is not None or (state / "exit_code").exists() or not self._alive(state)
-            data = await asyncio.to_thread(_read_span, log, position, end, LOG_CHUNK_BYTES)
-            if end is None and (end := _read_int(state / "log_end")) is not None:
-                # The attempt ended while this was read: a next attempt's separator may follow its end.
-                data = data[: max(0, end - position)]
+            # Every look at the attempt's records and the log is file I/O: one worker-thread hop per poll.
+            data, ended = await asyncio.to_thread(self._next_span, log, state, position)
             if data:
                 position += len(data)
                 yield data
@@ -273,6 +272,18 @@ class LocalProcessBackend:
             if ended:
                 return
             await asyncio.sleep(_LOG_POLL_SECONDS)
+
+    @classmethod
+    def _next_span(cls, log: Path, state: Path, position: int) -> tuple[bytes, bool]:
+        """The attempt's output from `position` on (at most one chunk), and whether the attempt had ended before it
+        was read (so nothing more will come once this is shipped)."""
+        end = _read_int(state / "log_end")
+        ended = end is not None or (state / "exit_code").exists() or not cls._alive(state)
+        data = _read_span(log, position, end, LOG_CHUNK_BYTES)
+        if end is None and (end := _read_int(state / "log_end")) is not None:
+            # The attempt ended while this was read: a next attempt's separator may follow its end.
+            data = data[: max(0, end - position)]
+        return data, ended
 
     @staticmethod
     def _alive(state: Path) -> bool:
@@ -296,26 +307,10 @@ class LocalProcessBackend:
         """Remove the ended runs' directories (staged inputs, work, outputs, log): their results are in the
         object store by now. A run whose processes are still there keeps its directory."""
         for run_id in run_ids:
-            if any(_run_processes(run_id, 0)):
+            if await asyncio.to_thread(_run_processes, run_id, 0):
                 return False
             await asyncio.to_thread(shutil.rmtree, self.run_dir(run_id), True)
         return not any(self.run_dir(run_id).exists() for run_id in run_ids)
-
-
-def _place(dest: Path, relative: str) -> Path | None:
-    """Where an object of a directory input goes; None if it would land outside (keys were checked at upload;
-    checked again here, since nothing may escape the input's directory)."""
-    root = dest.resolve()
-    path = (dest / relative).resolve()
-    if not path.is_relative_to(root) or path == root:
-        return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def input_env_name(name: str) -> str:
-    """`GXWF_INPUT_<NAME>`: the input's name upper-cased, anything but letters, digits and _ as _."""
-    return "GXWF_INPUT_" + re.sub(r"[^A-Z0-9_]", "_", name.upper())
 
 
 def _size(path: Path) -> int:
@@ -356,6 +351,16 @@ def _read_int(path: Path) -> int | None:
         return int(path.read_text())
     except (FileNotFoundError, ValueError):
         return None
+
+
+def _groups(attempts: Path) -> set[int]:
+    """The process group of every attempt of a run that recorded one."""
+    return {pgid for d in attempts.glob("*") if (pgid := _read_int(d / "pgid")) is not None}
+
+
+def _victims(run_id: str, groups: set[int]) -> set[int]:
+    """Every live process of the run: its attempts' groups, or (none recorded) those found by its GXWF_RUN_ID."""
+    return {pid for pgid in groups or {0} for pid in _run_processes(run_id, pgid)}
 
 
 def _run_processes(run_id: str, pgid: int) -> list[int]:

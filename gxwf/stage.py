@@ -21,6 +21,7 @@ from typing import BinaryIO
 
 import httpx
 
+from adapters.input_layout import inside
 from schemas.staging import StageInput, StagePlan
 
 _CHUNK = 1 << 20
@@ -38,8 +39,10 @@ def load_plan(path: Path) -> StagePlan:
 
 
 def _inside(root: Path, relative: str) -> Path:
-    target = (root / relative).resolve()
-    if not target.is_relative_to(root.resolve()) or target == root.resolve():
+    # The local backend places its inputs by the same rule (adapters/input_layout.py); here a plan that breaks it
+    # fails the step, since it can only come from a tampered Secret.
+    target = inside(root, relative)
+    if target is None:
         raise StageError(f"{relative!r} would land outside {root}")
     return target
 

@@ -9,7 +9,7 @@ import pytest_asyncio
 from kubernetes_asyncio.client import CoreV1Api
 from nats.js import JetStreamContext
 
-from adapters import kubernetes_manifests as m
+from adapters.kubernetes_compute import manifests as m
 from adapters.mongo_store import MongoStateStore
 from events import subjects as s
 from events.envelope import new_event

@@ -18,7 +18,7 @@ from typing import Any
 import pytest_asyncio
 from nats.js import JetStreamContext
 
-from adapters import kubernetes_manifests as m
+from adapters.kubernetes_compute import manifests as m
 from adapters.mongo_store import MongoStateStore
 from events import subjects as s
 from events.envelope import new_event

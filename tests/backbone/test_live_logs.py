@@ -10,7 +10,7 @@ import nats
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from adapters import kubernetes_manifests as m
+from adapters.kubernetes_compute import manifests as m
 from adapters.mongo_store import MongoStateStore
 from events import subjects as s
 from events.envelope import new_event

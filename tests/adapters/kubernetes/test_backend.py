@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from adapters import kubernetes_manifests as m
 from adapters.kubernetes_compute import KubernetesJobBackend
+from adapters.kubernetes_compute import manifests as m
 from fakekube import FakeKubeServer, Scenario
 from ports.compute import WorkloadPhase, WorkloadStatus
 from tests.adapters.kubernetes.conftest import OWNER, spec, status_until

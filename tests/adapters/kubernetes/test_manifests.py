@@ -7,7 +7,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from adapters import kubernetes_manifests as m
+from adapters.kubernetes_compute import manifests as m
 from events.payloads.run import StagedInput
 from schemas.sites import ConsumerQuota
 from tests.adapters.kubernetes.conftest import OWNER, spec

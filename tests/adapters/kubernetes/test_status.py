@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapters.kubernetes_status import classify
+from adapters.kubernetes_compute.status import classify
 from ports.compute import WorkloadPhase, WorkloadStatus
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+from pathlib import PurePosixPath
 from typing import Any
 
+from adapters.input_layout import input_env
 from events.payloads.run import RunSpec, StagedInput
 from ports.compute import RunOwner
 from schemas.assets import memory_bytes
@@ -196,11 +198,6 @@ def stage_secret_name(run_id: str, attempt: int) -> str:
     return f"{job_name(run_id, attempt)}-stage"
 
 
-def input_env_name(name: str) -> str:
-    """`GXWF_INPUT_<NAME>`, as on the local backend."""
-    return "GXWF_INPUT_" + "".join(ch if ch.isascii() and (ch.isalnum() or ch == "_") else "_" for ch in name.upper())
-
-
 def stage_secret(run_id: str, attempt: int, owner: RunOwner, job_uid: str, plan_json: str) -> dict[str, Any]:
     """The attempt's stage plan (presigned URLs): owned by its Job, so it goes when the Job goes."""
     return {
@@ -295,8 +292,7 @@ def job(
         "GXWF_OUTPUT_DIR": OUTPUT_DIR,
     }
     if staged_inputs:
-        env["GXWF_INPUT_DIR"] = INPUT_DIR
-        env |= {input_env_name(item.name): f"{INPUT_DIR}/{item.name}" for item in spec.inputs}
+        env |= input_env(PurePosixPath(INPUT_DIR), (item.name for item in spec.inputs))
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": image,
