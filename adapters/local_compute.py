@@ -363,12 +363,13 @@ def _victims(run_id: str, groups: set[int]) -> set[int]:
     return {pid for pgid in groups or {0} for pid in _run_processes(run_id, pgid)}
 
 
-def _run_processes(run_id: str, pgid: int) -> list[int]:
+def _run_processes(run_id: str, pgid: int, proc: Path = Path("/proc")) -> list[int]:
     """Live processes of a run: its process group, and any descendant that left the group (setsid, daemons),
-    found by the GXWF_RUN_ID every workload process inherits. Zombies do not count."""
+    found by the GXWF_RUN_ID every workload process inherits. Zombies do not count. Group 0 means none is
+    known: kernel threads are in group 0, and must never be taken for the run's."""
     marker = f"GXWF_RUN_ID={run_id}".encode() + b"\0"
     found: list[int] = []
-    for entry in Path("/proc").iterdir():
+    for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
         try:
@@ -378,7 +379,7 @@ def _run_processes(run_id: str, pgid: int) -> list[int]:
             if fields[0] == "Z":
                 continue
             environ = b"\0" + (entry / "environ").read_bytes()
-            if int(fields[2]) == pgid or b"\0" + marker in environ:
+            if (pgid > 0 and int(fields[2]) == pgid) or b"\0" + marker in environ:
                 found.append(int(entry.name))
         except (OSError, IndexError, ValueError):
             continue

@@ -50,3 +50,19 @@ async def test_status_follow_stop_and_release_do_their_file_and_proc_io_off_the_
     assert looked == {"_run_processes", "_read_int", "_read_span", "_alive"}, "the spies saw every kind of look"
     on_loop = sorted({name for name, thread in calls if thread == loop_thread})
     assert not on_loop, f"blocking I/O on the event loop: {on_loop}"
+
+
+def test_no_known_group_never_matches_kernel_threads(tmp_path: Path) -> None:
+    # Kernel threads are in process group 0 and, read as root, have an empty environment.
+    proc = tmp_path / "proc"
+    for pid, stat, environ in [
+        ("2", "2 (kthreadd) S 0 0 0 0 -1", b""),
+        ("77", "77 (sh) S 1 77 77 0 -1", b"PATH=/bin\0GXWF_RUN_ID=r-1\0"),
+        ("78", "78 (sleep) Z 77 77 77 0 -1", b"GXWF_RUN_ID=r-1\0"),
+    ]:
+        (proc / pid).mkdir(parents=True)
+        (proc / pid / "stat").write_text(stat)
+        (proc / pid / "environ").write_bytes(environ)
+    assert local_compute._run_processes("r-1", 0, proc) == [77]
+    assert local_compute._run_processes("r-2", 0, proc) == []
+    assert local_compute._run_processes("r-2", 77, proc) == [77]
