@@ -38,6 +38,7 @@ async def on_stop_requested(event: Envelope[Any], ctx: HandlerContext) -> None:
         await ctx.faults.reach("jobs.before_stop")
         if not await ctx.require_compute().stop(run.id):
             raise StopNotConfirmed(f"run {run.id}: processes still alive after the stop")
+        await ctx.faults.reach("jobs.after_stop")
     await ctx.events.publish(
         new_event(
             s.RUN_STOPPED,

@@ -54,6 +54,7 @@ async def on_run_finished(event: Envelope[Any], ctx: HandlerContext) -> None:
             await _announce(ctx, run, existing.manifest_key or "", existing.files, event)
             return
 
+    await ctx.faults.reach("results.publish")
     prefix = result_prefix(run.consumer_id, run.id)
     artifacts = await compute.artifacts(run.id)
     files: list[dict[str, Any]] = []
