@@ -13,7 +13,8 @@ from adapters.mongo_store import MongoStateStore
 from events import subjects as s
 from events.envelope import new_event
 from events.payloads.run import RunRequested, RunSpec, RunStopRequested
-from gxwf.runtime import HandlerService
+from gxwf.runtime import Endpoints, HandlerService
+from gxwf.settings import Settings
 from schemas.provisioning import ResultDocument
 from schemas.run import RunDocument, RunState
 from tests.backbone.conftest import eventually, stream_events
@@ -142,6 +143,35 @@ async def test_a_failed_run_still_gets_its_log_archived(service: HandlerService,
     manifest = json.loads(await service.objects.get_bytes(result.manifest_key or ""))
     assert manifest["run_state"] == "failed" and manifest["exit_code"] == 4 and manifest["files"] == []
     assert "about to fail" in (await service.objects.get_bytes(manifest["log_key"])).decode()
+
+
+async def test_a_stop_the_watcher_also_sees_is_reported_once(
+    settings: Settings, endpoints: Endpoints, js: JetStreamContext, store: MongoStateStore
+) -> None:
+    # The stop handler pauses between the kill and its report: the watcher sees the workload gone meanwhile and
+    # reports the stop as well. Both must name the same fact, so the stream keeps one.
+    slow = settings.model_copy(update={"fault_points": "jobs.after_stop=sleep:1"})
+    svc = HandlerService(slow, endpoints)
+    await svc.start()
+    try:
+        assert svc.bus is not None
+        await request(svc, "stop-twice", "sleep 300")
+        await eventually(lambda: _is(store, "stop-twice", RunState.RUNNING))
+        await svc.bus.publish(
+            new_event(
+                s.RUN_STOP_REQUESTED, RunStopRequested(run_id="stop-twice", consumer_id=CONSUMER, reason="enough")
+            )
+        )
+        await eventually(lambda: _is(store, "stop-twice", RunState.STOPPED))
+        await eventually(lambda: _acked(js, "jobs-stop-requested-local", 1))
+    finally:
+        await svc.stop()
+
+    stopped = await stream_events(js, s.RUN_STOPPED)
+    assert [(e["source"], e["data"]["reason"]) for e in stopped] == [("urn:gaiax-workflows:jobs-watcher", "enough")]
+    doc = await store.get(RunDocument, "stop-twice")
+    assert doc is not None and [h.to for h in doc.history].count("stopped") == 1
+    assert await stream_events(js, "dlq.>") == []
 
 
 async def _is(store: MongoStateStore, run_id: str, state: RunState) -> bool:
