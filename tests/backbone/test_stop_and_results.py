@@ -15,7 +15,7 @@ from events.envelope import new_event
 from events.payloads.run import RunRequested, RunSpec, RunStopRequested
 from gxwf.runtime import Endpoints, HandlerService
 from gxwf.settings import Settings
-from schemas.provisioning import ResultDocument
+from schemas.provisioning import ProvisionDocument, ProvisionState, ResultDocument, ResultState
 from schemas.run import RunDocument, RunState
 from tests.backbone.conftest import eventually, stream_events
 
@@ -172,6 +172,53 @@ async def test_a_stop_the_watcher_also_sees_is_reported_once(
     doc = await store.get(RunDocument, "stop-twice")
     assert doc is not None and [h.to for h in doc.history].count("stopped") == 1
     assert await stream_events(js, "dlq.>") == []
+
+
+async def test_a_result_that_cannot_be_published_fails_and_its_consumer_is_released(
+    settings: Settings, endpoints: Endpoints, js: JetStreamContext, store: MongoStateStore
+) -> None:
+    # Publishing fails on every try (max_attempts 3): the result must settle as failed, not stay collecting
+    # for ever, or the consumer whose transfer has ended is never released.
+    broken = settings.model_copy(update={"fault_points": "results.publish=raise"})
+    svc = HandlerService(broken, endpoints)
+    await svc.start()
+    try:
+        await _ended_transfer(store, "tp-unpublished")
+        await request(svc, "res-broken", "echo done")
+        result = await eventually(lambda: _result_in(store, "res-broken", ResultState.FAILED))
+        (released,) = await eventually(lambda: stream_events(js, s.CONSUMER_RELEASED, settle=0.1))
+    finally:
+        await svc.stop()
+
+    reason = "RuntimeError: fault injected at results.publish"
+    assert result.reason == reason
+    assert [(h.to, h.reason) for h in result.history] == [("collecting", None), ("failed", reason)]
+    failed = await stream_events(js, s.RESULT_PUBLISH_FAILED)
+    assert [e["data"] for e in failed] == [{"run_id": "res-broken", "consumer_id": CONSUMER, "reason": reason}]
+    assert await stream_events(js, s.RESULT_PUBLISHED) == []
+    assert released["data"] == {
+        "consumer_id": CONSUMER,
+        "transfer_process_id": "tp-unpublished",
+        "site": "local",
+        "runs": 1,
+    }
+    assert not svc.local_compute.run_dir("res-broken").exists()
+    # The event the handler gave up on is kept with its error, as for any handler.
+    (letter,) = await stream_events(js, "dlq.>")
+    assert letter["original_subject"] == s.RUN_SUCCEEDED and letter["delivery_count"] == 3
+
+
+async def _ended_transfer(store: MongoStateStore, tp: str) -> None:
+    """The consumer's only transfer, deprovisioned: nothing but its runs' results holds its release back."""
+    doc = ProvisionDocument(id=tp, state=ProvisionState.REQUESTED, connector="default", consumer_id=CONSUMER)
+    await store.create(doc, event_id="test-requested")
+    for state in (ProvisionState.DEPROVISIONING, ProvisionState.DEPROVISIONED):
+        assert (await store.transition(ProvisionDocument, tp, state, event_id="test-teardown")).changed
+
+
+async def _result_in(store: MongoStateStore, run_id: str, state: ResultState) -> ResultDocument | None:
+    doc = await store.get(ResultDocument, run_id)
+    return doc if doc is not None and doc.state == state else None
 
 
 async def _is(store: MongoStateStore, run_id: str, state: RunState) -> bool:
