@@ -250,14 +250,13 @@ def _run(run: Doc, result: Doc | None) -> Phase:
     phase.links.append(("log", f"/runs/{run_id}/log"))
     if result is not None:
         files = len(result.get("files") or [])
-        phase.entries.append(
-            Entry(
-                f"result {result.get('state')}",
-                _at(result, result.get("state") or "") or result.get("updated_at"),
-                "failed" if result.get("state") == "failed" else "ok",
-                f"{files} file(s), manifest {result.get('manifest_key') or '-'}",
-            )
-        )
+        state = str(result.get("state") or "")
+        status = {"failed": "failed", "collecting": "active"}.get(state, "ok")
+        detail = f"{files} file(s), manifest {result.get('manifest_key') or '-'}"
+        if state == "failed":
+            # Publishing gave up: the error is what an operator needs, there is no manifest.
+            detail = str(result.get("reason") or "publishing failed")
+        phase.entries.append(Entry(f"result {state}", _at(result, state) or result.get("updated_at"), status, detail))
         phase.links.append(("result", f"/runs/{run_id}/result"))
     return phase
 

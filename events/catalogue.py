@@ -329,7 +329,7 @@ CATALOGUE: tuple[EventSpec, ...] = (
     EventSpec(
         s.RESULT_PUBLISH_FAILED,
         ResultPublishFailed,
-        "A run's outputs could not be published.",
+        "Publishing a run's outputs failed on its last try: the result is failed, and settled for the release.",
         ResultPublishFailed(run_id=_RUN, consumer_id=_CONSUMER, reason="object store unavailable"),
     ),
     EventSpec(

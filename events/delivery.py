@@ -20,6 +20,7 @@ from faststream.message import StreamMessage
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
+from events.attempt import Delivery, delivering
 from events.envelope import utcnow
 from events.payloads.dead_letter import DeadLetter, HandlerError
 from events.subjects import dead_letter_subject
@@ -118,7 +119,8 @@ class _DeadLetterScope(BaseMiddleware):
         attempt, _, consumer = _delivery_facts(msg)
         started = time.perf_counter()
         try:
-            result = await call_next(msg)
+            with delivering(Delivery(attempt, self.owner.policy.max_attempts)):
+                result = await call_next(msg)
         except NackMessage:
             raise
         except Exception as error:

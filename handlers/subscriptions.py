@@ -19,7 +19,7 @@ from events.payloads.deployment import (
     DeploymentRequested,
 )
 from events.payloads.edc import EdcDeprovisionRequested, EdcProvisionRequested, EdcTransferEvent
-from events.payloads.result import ResultPublished
+from events.payloads.result import ResultPublished, ResultPublishFailed
 from events.payloads.run import (
     RunFailed,
     RunPending,
@@ -147,6 +147,14 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     ),
     Subscription(
         "jobs", "jobs-result-published", s.RESULT_PUBLISHED, ResultPublished, release.on_result_published, per_site=True
+    ),
+    Subscription(
+        "jobs",
+        "jobs-result-publish-failed",
+        s.RESULT_PUBLISH_FAILED,
+        ResultPublishFailed,
+        release.on_result_publish_failed,
+        per_site=True,
     ),
     Subscription(
         "results", "results-run-succeeded", s.RUN_SUCCEEDED, RunSucceeded, publish.on_run_finished, per_site=True

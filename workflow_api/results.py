@@ -42,6 +42,10 @@ async def published(context: ApiContext, principal: Principal, run_id: str) -> t
     result = await context.store.get(ResultDocument, run_id)
     if result is not None and result.state == ResultState.EXPIRED and result.consumer_id == principal.consumer_id:
         raise expired(run_id)
+    if result is not None and result.state == ResultState.FAILED and result.consumer_id == principal.consumer_id:
+        # Publishing gave up for good: without Retry-After, a client does not wait for results that never come.
+        detail = f"run {run_id} ended ({status.state}); its results could not be published: {result.reason or '?'}"
+        raise Problem(409, "results-failed", detail)
     if result is None or result.state != ResultState.PUBLISHED or result.consumer_id != principal.consumer_id:
         if not status.finished:
             detail = f"run {run_id} is {status.state}; its results are published when it ends"

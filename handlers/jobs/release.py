@@ -5,8 +5,8 @@ themselves stay in the object store for the retention period.
 A published result also lets the backend drop what it kept to publish it (a Kubernetes run's finished Jobs).
 
 Two triggers, whichever comes last does it: the consumer's deprovisioning (wf.consumer.deprovisioned), and each
-of its runs' results being published afterwards (wf.result.published), since runs stopped by the deprovisioning
-end a little later. Neither waits or retries: the other one comes."""
+of its runs' results settling afterwards (wf.result.published, or wf.result.publish_failed when publishing gave
+up), since runs stopped by the deprovisioning end a little later. Neither waits or retries: the other one comes."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import structlog
 from events import subjects as s
 from events.envelope import Envelope, derived_id, new_event
 from events.payloads.consumer import ConsumerDeprovisioned, ConsumerReleased
-from events.payloads.result import ResultPublished
+from events.payloads.result import ResultPublished, ResultPublishFailed
 from handlers.context import HandlerContext
 from schemas.provisioning import ProvisionDocument, ProvisionState, ResultDocument, ResultState
 from schemas.run import RunDocument
@@ -51,6 +51,13 @@ async def on_result_published(event: Envelope[Any], ctx: HandlerContext) -> None
     await release_if_due(published.consumer_id, ctx, event.id)
 
 
+async def on_result_publish_failed(event: Envelope[Any], ctx: HandlerContext) -> None:
+    # Settled too: a failed result never becomes published, so waiting for it would keep the consumer for ever.
+    # What the backend kept stays until the release, for whoever looks into the failure.
+    failed: ResultPublishFailed = event.data
+    await release_if_due(failed.consumer_id, ctx, event.id)
+
+
 async def release_if_due(consumer: str, ctx: HandlerContext, cause: str) -> bool:
     compute = ctx.require_compute()
     if await ctx.store.count(ProvisionDocument, states=_LIVE, consumer_id=consumer):
@@ -65,7 +72,8 @@ async def release_if_due(consumer: str, ctx: HandlerContext, cause: str) -> bool
         return False
     for run in runs:
         result = await ctx.store.get(ResultDocument, run.id)
-        # The results handler reads the log from the workload: a pod's log dies with its namespace.
+        # The results handler reads the log from the workload: a pod's log dies with its namespace. Published
+        # and failed results are settled; only one still collecting is waited for.
         if result is None or result.state == ResultState.COLLECTING:
             log.info("release waits for the results of a run", consumer=consumer, run_id=run.id)
             return False

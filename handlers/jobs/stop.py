@@ -7,9 +7,10 @@ from typing import Any
 import structlog
 
 from events import subjects as s
-from events.envelope import Envelope, derived_id, new_event
+from events.envelope import Envelope, new_event
 from events.payloads.run import RunStopped, RunStopRequested
 from handlers.context import HandlerContext
+from handlers.jobs.ids import attempt_fact_id
 from schemas.run import RunDocument, RunState
 
 log = structlog.get_logger("gxwf.jobs")
@@ -38,11 +39,14 @@ async def on_stop_requested(event: Envelope[Any], ctx: HandlerContext) -> None:
         await ctx.faults.reach("jobs.before_stop")
         if not await ctx.require_compute().stop(run.id):
             raise StopNotConfirmed(f"run {run.id}: processes still alive after the stop")
+        await ctx.faults.reach("jobs.after_stop")
     await ctx.events.publish(
         new_event(
             s.RUN_STOPPED,
             RunStopped(run_id=run.id, consumer_id=run.consumer_id, reason=reason),
-            id_=derived_id(run.id, s.RUN_STOPPED),
+            # The watcher reports the same stop when it sees the workload gone first: one id for both, so
+            # JetStream keeps one fact and the results are collected once.
+            id_=attempt_fact_id(run.id, s.RUN_STOPPED, run.attempt),
             subject=run.id,
             correlationid=run.id,
             causationid=event.id,

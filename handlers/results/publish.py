@@ -1,6 +1,10 @@
 """wf.run.<terminal>: put the run's outputs and log under the consumer's prefix, write a manifest, announce it.
 
 Runs that failed, were stopped or timed out are published too: their log is what the consumer needs most.
+
+When publishing fails on the event's last delivery, the result is marked `failed` with the error and
+`wf.result.publish_failed` announces it: a result left `collecting` would hold the consumer's release back for
+ever. The error still propagates, so the event is also kept in the dead-letter stream like any other.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from urllib.parse import quote
 import structlog
 
 from events import subjects as s
+from events.attempt import current_delivery
 from events.envelope import Envelope, derived_id, new_event, utcnow
-from events.payloads.result import ResultFile, ResultPublished
+from events.payloads.result import ResultFile, ResultPublished, ResultPublishFailed
 from handlers.context import HandlerContext
 from ports.store import Outcome
 from schemas.provisioning import ResultDocument, ResultState
@@ -41,7 +46,7 @@ async def on_run_finished(event: Envelope[Any], ctx: HandlerContext) -> None:
     if run is None or run.consumer_id != event.data.consumer_id:
         log.warning("finished fact for an unknown run", run_id=run_id, fact=event.type)
         return
-    objects = ctx.require_objects()
+    ctx.require_objects()
     compute = ctx.require_compute()
     if run.site is not None and run.site != compute.site:
         return  # its artifacts are on its own site, whose results handlers publish them
@@ -53,38 +58,19 @@ async def on_run_finished(event: Envelope[Any], ctx: HandlerContext) -> None:
         if existing is not None and existing.state == ResultState.PUBLISHED:
             await _announce(ctx, run, existing.manifest_key or "", existing.files, event)
             return
+        if existing is not None and existing.state == ResultState.FAILED:
+            # Given up on already (this is the spare delivery after its dead letter could not be stored, or
+            # the same end reported again): announce it again, JetStream drops the duplicate.
+            await _announce_failure(ctx, run, existing.reason or "", event)
+            return
 
-    prefix = result_prefix(run.consumer_id, run.id)
-    artifacts = await compute.artifacts(run.id)
-    files: list[dict[str, Any]] = []
-    for name, path in artifacts.outputs:
-        stored = await objects.put_file(prefix + "outputs/" + name, path)
-        files.append(
-            {
-                "name": name,
-                "key": stored.key,
-                "size": stored.size,
-                "sha256": stored.sha256,
-                "content_type": stored.content_type,
-            }
-        )
-    log_key = None
-    if artifacts.log is not None:
-        log_key = (await objects.put_file(prefix + "log.txt", artifacts.log, content_type="text/plain")).key
-    manifest = {
-        "run_id": run.id,
-        "consumer_id": run.consumer_id,
-        "asset_id": run.asset_id,
-        "asset_version": run.asset_version,
-        "parameters": run.parameters,
-        "run_state": _END_STATE.get(event.type, event.type),
-        "exit_code": getattr(event.data, "exit_code", None),
-        "files": files,
-        "log_key": log_key,
-        "published_at": utcnow().isoformat(),
-    }
-    manifest_key = prefix + "manifest.json"
-    await objects.put_bytes(manifest_key, json.dumps(manifest, indent=2).encode(), content_type="application/json")
+    try:
+        manifest_key, files, log_key = await _collect(ctx, run, event)
+    except Exception as error:
+        delivery = current_delivery()
+        if delivery is not None and delivery.last:
+            await _give_up(ctx, run, event, error)
+        raise
     result = await ctx.store.transition(
         ResultDocument,
         run.id,
@@ -117,6 +103,72 @@ async def _announce(
                 log_key=log_key,
             ),
             id_=derived_id(run.id, s.RESULT_PUBLISHED),
+            subject=run.id,
+            correlationid=run.id,
+            causationid=cause.id,
+            source=SOURCE,
+        )
+    )
+
+
+async def _collect(
+    ctx: HandlerContext, run: RunDocument, event: Envelope[Any]
+) -> tuple[str, list[dict[str, Any]], str | None]:
+    """Outputs and log into the object store, then the manifest; returns the manifest key, files and log key."""
+    objects = ctx.require_objects()
+    compute = ctx.require_compute()
+    await ctx.faults.reach("results.publish")
+    prefix = result_prefix(run.consumer_id, run.id)
+    artifacts = await compute.artifacts(run.id)
+    files: list[dict[str, Any]] = []
+    for name, path in artifacts.outputs:
+        stored = await objects.put_file(prefix + "outputs/" + name, path)
+        files.append(
+            {
+                "name": name,
+                "key": stored.key,
+                "size": stored.size,
+                "sha256": stored.sha256,
+                "content_type": stored.content_type,
+            }
+        )
+    log_key = None
+    if artifacts.log is not None:
+        log_key = (await objects.put_file(prefix + "log.txt", artifacts.log, content_type="text/plain")).key
+    manifest = {
+        "run_id": run.id,
+        "consumer_id": run.consumer_id,
+        "asset_id": run.asset_id,
+        "asset_version": run.asset_version,
+        "parameters": run.parameters,
+        "run_state": _END_STATE.get(event.type, event.type),
+        "exit_code": getattr(event.data, "exit_code", None),
+        "files": files,
+        "log_key": log_key,
+        "published_at": utcnow().isoformat(),
+    }
+    manifest_key = prefix + "manifest.json"
+    await objects.put_bytes(manifest_key, json.dumps(manifest, indent=2).encode(), content_type="application/json")
+    return manifest_key, files, log_key
+
+
+async def _give_up(ctx: HandlerContext, run: RunDocument, cause: Envelope[Any], error: Exception) -> None:
+    reason = f"{type(error).__name__}: {error}"[:4000]
+    log.error("result publishing failed for good", run_id=run.id, reason=reason)
+    settled = await ctx.store.transition(
+        ResultDocument, run.id, ResultState.FAILED, event_id=cause.id, reason=reason, fields={"reason": reason}
+    )
+    # Rejected means another delivery settled it meanwhile: published, or failed and announced already.
+    if settled.settled:
+        await _announce_failure(ctx, run, reason, cause)
+
+
+async def _announce_failure(ctx: HandlerContext, run: RunDocument, reason: str, cause: Envelope[Any]) -> None:
+    await ctx.events.publish(
+        new_event(
+            s.RESULT_PUBLISH_FAILED,
+            ResultPublishFailed(run_id=run.id, consumer_id=run.consumer_id, reason=reason),
+            id_=derived_id(run.id, s.RESULT_PUBLISH_FAILED),
             subject=run.id,
             correlationid=run.id,
             causationid=cause.id,

@@ -13,8 +13,9 @@ from adapters.mongo_store import MongoStateStore
 from events import subjects as s
 from events.envelope import new_event
 from events.payloads.run import RunRequested, RunSpec, RunStopRequested
-from gxwf.runtime import HandlerService
-from schemas.provisioning import ResultDocument
+from gxwf.runtime import Endpoints, HandlerService
+from gxwf.settings import Settings
+from schemas.provisioning import ProvisionDocument, ProvisionState, ResultDocument, ResultState
 from schemas.run import RunDocument, RunState
 from tests.backbone.conftest import eventually, stream_events
 
@@ -142,6 +143,82 @@ async def test_a_failed_run_still_gets_its_log_archived(service: HandlerService,
     manifest = json.loads(await service.objects.get_bytes(result.manifest_key or ""))
     assert manifest["run_state"] == "failed" and manifest["exit_code"] == 4 and manifest["files"] == []
     assert "about to fail" in (await service.objects.get_bytes(manifest["log_key"])).decode()
+
+
+async def test_a_stop_the_watcher_also_sees_is_reported_once(
+    settings: Settings, endpoints: Endpoints, js: JetStreamContext, store: MongoStateStore
+) -> None:
+    # The stop handler pauses between the kill and its report: the watcher sees the workload gone meanwhile and
+    # reports the stop as well. Both must name the same fact, so the stream keeps one.
+    slow = settings.model_copy(update={"fault_points": "jobs.after_stop=sleep:1"})
+    svc = HandlerService(slow, endpoints)
+    await svc.start()
+    try:
+        assert svc.bus is not None
+        await request(svc, "stop-twice", "sleep 300")
+        await eventually(lambda: _is(store, "stop-twice", RunState.RUNNING))
+        await svc.bus.publish(
+            new_event(
+                s.RUN_STOP_REQUESTED, RunStopRequested(run_id="stop-twice", consumer_id=CONSUMER, reason="enough")
+            )
+        )
+        await eventually(lambda: _is(store, "stop-twice", RunState.STOPPED))
+        await eventually(lambda: _acked(js, "jobs-stop-requested-local", 1))
+    finally:
+        await svc.stop()
+
+    stopped = await stream_events(js, s.RUN_STOPPED)
+    assert [(e["source"], e["data"]["reason"]) for e in stopped] == [("urn:gaiax-workflows:jobs-watcher", "enough")]
+    doc = await store.get(RunDocument, "stop-twice")
+    assert doc is not None and [h.to for h in doc.history].count("stopped") == 1
+    assert await stream_events(js, "dlq.>") == []
+
+
+async def test_a_result_that_cannot_be_published_fails_and_its_consumer_is_released(
+    settings: Settings, endpoints: Endpoints, js: JetStreamContext, store: MongoStateStore
+) -> None:
+    # Publishing fails on every try (max_attempts 3): the result must settle as failed, not stay collecting
+    # for ever, or the consumer whose transfer has ended is never released.
+    broken = settings.model_copy(update={"fault_points": "results.publish=raise"})
+    svc = HandlerService(broken, endpoints)
+    await svc.start()
+    try:
+        await _ended_transfer(store, "tp-unpublished")
+        await request(svc, "res-broken", "echo done")
+        result = await eventually(lambda: _result_in(store, "res-broken", ResultState.FAILED))
+        (released,) = await eventually(lambda: stream_events(js, s.CONSUMER_RELEASED, settle=0.1))
+    finally:
+        await svc.stop()
+
+    reason = "RuntimeError: fault injected at results.publish"
+    assert result.reason == reason
+    assert [(h.to, h.reason) for h in result.history] == [("collecting", None), ("failed", reason)]
+    failed = await stream_events(js, s.RESULT_PUBLISH_FAILED)
+    assert [e["data"] for e in failed] == [{"run_id": "res-broken", "consumer_id": CONSUMER, "reason": reason}]
+    assert await stream_events(js, s.RESULT_PUBLISHED) == []
+    assert released["data"] == {
+        "consumer_id": CONSUMER,
+        "transfer_process_id": "tp-unpublished",
+        "site": "local",
+        "runs": 1,
+    }
+    assert not svc.local_compute.run_dir("res-broken").exists()
+    # The event the handler gave up on is kept with its error, as for any handler.
+    (letter,) = await stream_events(js, "dlq.>")
+    assert letter["original_subject"] == s.RUN_SUCCEEDED and letter["delivery_count"] == 3
+
+
+async def _ended_transfer(store: MongoStateStore, tp: str) -> None:
+    """The consumer's only transfer, deprovisioned: nothing but its runs' results holds its release back."""
+    doc = ProvisionDocument(id=tp, state=ProvisionState.REQUESTED, connector="default", consumer_id=CONSUMER)
+    await store.create(doc, event_id="test-requested")
+    for state in (ProvisionState.DEPROVISIONING, ProvisionState.DEPROVISIONED):
+        assert (await store.transition(ProvisionDocument, tp, state, event_id="test-teardown")).changed
+
+
+async def _result_in(store: MongoStateStore, run_id: str, state: ResultState) -> ResultDocument | None:
+    doc = await store.get(ResultDocument, run_id)
+    return doc if doc is not None and doc.state == state else None
 
 
 async def _is(store: MongoStateStore, run_id: str, state: RunState) -> bool:

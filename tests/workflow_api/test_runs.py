@@ -254,3 +254,27 @@ async def test_results_past_their_retention_are_gone_and_say_so(api: Api, tmp_pa
         # The run itself is still described, with no results link.
         status = await http.get(f"/v1/runs/{accepted.run_id}")
         assert status.status_code == 200 and status.json()["state"] == "succeeded"
+
+
+async def test_results_whose_publishing_failed_say_why_and_are_not_retried(api: Api) -> None:
+    _, token = await api.consumer()
+    async with api.client(token) as client:
+        accepted = await client.start_run("sleeper")
+        await eventually(lambda: _state_is(client, accepted.run_id, "running"), timeout=20)
+        await client.stop_run(accepted.run_id)
+        await run_finished(api, client, accepted.run_id)
+    # What the results handler leaves when publishing failed on its last try.
+    reason = "OSError: s3://gxwf/results/x: stored 1 bytes of 2"
+    await api.store.db["results"].update_one({"_id": accepted.run_id}, {"$set": {"state": "failed", "reason": reason}})
+    async with api.http(token) as http:
+        for path in ("results", "results/archive"):
+            failed = await http.get(f"/v1/runs/{accepted.run_id}/{path}")
+            assert failed.status_code == 409, (path, failed.text)
+            assert failed.json()["type"].endswith("results-failed") and reason in failed.json()["detail"]
+            assert "retry-after" not in failed.headers
+        status = await http.get(f"/v1/runs/{accepted.run_id}")
+        assert status.json()["state"] == "stopped" and status.json()["results_url"] is None
+
+
+async def _state_is(client: WorkflowClient, run_id: str, state: str) -> bool:
+    return (await client.run(run_id)).state == state
