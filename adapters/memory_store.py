@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import bson
@@ -122,6 +123,17 @@ class MemoryStateStore:
         update = {**(fields or {}), "history": [*history, entry], "state": to, "updated_at": now}
         raw.update(_through_bson(update))
         return TransitionResult(Outcome.APPLIED, to)
+
+
+    def backdate(self, kind: type[StatefulDocument], doc_id: str, seconds: float) -> None:
+        """Test hook, not part of the port: the document was created and moved that much earlier, so time
+        limits can be reached without waiting for them."""
+        raw = self._coll(kind)[doc_id]
+        shift = timedelta(seconds=seconds)
+        for key in ("created_at", "updated_at"):
+            raw[key] = raw[key] - shift
+        for entry in raw.get("history", []):
+            entry["at"] = entry["at"] - shift
 
 
 async def _yield() -> None:
