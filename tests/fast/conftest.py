@@ -64,13 +64,14 @@ async def request_run(
     tp: str | None = None,
     timeout: float = 3600,
     retry: RetryPolicy | None = None,
+    settle: bool = True,
 ) -> None:
     spec = RunSpec(command=["work"], timeout_seconds=timeout, retry=retry or RetryPolicy())
     request = RunRequested(
         run_id=run_id, consumer_id=consumer, transfer_process_id=tp, asset_id="shell-count", spec=spec
     )
     await system.bus.publish(new_event(s.RUN_REQUESTED, request, id_=derived_id(run_id, "requested")))
-    await system.bus.settle()
+    await (system.bus.settle() if settle else system.bus.run_until_quiet())
 
 
 async def stop_run(system: InProcessSystem, run_id: str, consumer: str = CONSUMER) -> None:
