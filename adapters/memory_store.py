@@ -124,7 +124,6 @@ class MemoryStateStore:
         raw.update(_through_bson(update))
         return TransitionResult(Outcome.APPLIED, to)
 
-
     def backdate(self, kind: type[StatefulDocument], doc_id: str, seconds: float) -> None:
         """Test hook, not part of the port: the document was created and moved that much earlier, so time
         limits can be reached without waiting for them."""
