@@ -1,10 +1,10 @@
-# Two entry points: `make run` and `make test`. Each creates or refreshes .venv first.
+# Entry points: `make run`, `make test`, and `make test-fast` (no servers). Each creates or refreshes .venv first.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test venv lint typecheck contracts pytest asyncapi bench clean
+.PHONY: run test test-fast venv lint typecheck contracts pytest asyncapi bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ run: venv
 	$(BIN)/gxwf up --demo
 
 test: venv lint typecheck contracts pytest
+
+# The fast tier: the in-memory flow tests (tests/fast) and every other test that needs no server and spawns no
+# CLI process; GXWF_FAST_TIER makes the `stack` fixture fail, so a test that would start servers says so.
+test-fast: venv
+	GXWF_FAST_TIER=1 $(BIN)/pytest -q -p no:cacheprovider -m "not servers and not slow" --ignore=tests/cli
 
 lint: venv
 	$(BIN)/ruff check .

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import pytest
 import pytest_asyncio
 
 from devstack import EmbeddedStack, StackEndpoints
@@ -17,6 +19,8 @@ async def stack() -> AsyncIterator[StackEndpoints]:
     GXWF_NATS_URL, GXWF_MONGO_URL and GXWF_S3_ENDPOINT point the tests at servers of your own instead;
     only the ones not given are started.
     """
+    if os.environ.get("GXWF_FAST_TIER"):
+        pytest.fail("the fast tier starts no servers: mark this test `servers` (tests/conftest.py)")
     embedded = EmbeddedStack(
         None,
         nats_url=os.environ.get("GXWF_NATS_URL"),
@@ -25,3 +29,30 @@ async def stack() -> AsyncIterator[StackEndpoints]:
     )
     async with embedded as endpoints:
         yield endpoints
+
+
+# Modules that start servers of their own (the embedded stack, `gxwf up`, a browser) rather than through `stack`.
+_OWN_SERVERS = (
+    "tests/backbone/",
+    "tests/devstack/",
+    "tests/readme/",
+    "tests/cli/test_up.py",
+    "tests/cli/test_events_tail.py",
+    "tests/cli/test_edc_trial.py",
+    "tests/cli/test_live_commands.py",
+    "tests/dashboard/test_browser.py",
+    "tests/dashboard/test_cli.py",
+    "tests/edc_ingress/test_cli.py",
+    "tests/edc_simulator/test_stories.py",
+    "tests/workflow_api/test_client_cli.py",
+    "tests/workflow_api/test_bench_data.py",
+)
+_ROOT = Path(__file__).parents[1]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that need servers carry the `servers` marker, so the fast tier (`make test-fast`) leaves them out."""
+    for item in items:
+        path = Path(str(item.path)).relative_to(_ROOT).as_posix()
+        if "stack" in getattr(item, "fixturenames", ()) or path.startswith(_OWN_SERVERS):
+            item.add_marker(pytest.mark.servers)
