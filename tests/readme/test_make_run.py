@@ -18,6 +18,8 @@ import psutil
 import pytest
 from pymongo import AsyncMongoClient
 
+from tests.cli.test_up import gone
+
 REPO = Path(__file__).resolve().parents[2]
 RUNNING = "Running. Ctrl-C stops everything."
 # This machine's pip configuration names package folders that do not exist here; pip says so on every install.
@@ -108,15 +110,6 @@ def trouble(output: str) -> list[str]:
     return [line for line in output.splitlines() if TROUBLE.search(line) and not MACHINE_PIP_NOTICE.match(line.strip())]
 
 
-def alive(pids: list[int], timeout: float) -> list[int]:
-    deadline = time.monotonic() + timeout
-    left = pids
-    while left and time.monotonic() < deadline:
-        left = [p for p in left if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
-        time.sleep(0.1)
-    return left
-
-
 async def stored_runs(clone: Path) -> dict[str, str]:
     endpoints = json.loads((clone / ".gxwf" / "endpoints.json").read_text())
     client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(endpoints["mongo"])
@@ -152,7 +145,7 @@ async def test_make_run_as_the_readme_says_twice_on_the_kept_state(tmp_path: Pat
     finally:
         first.kill()
     assert "Traceback" not in after and "ERROR" not in after, after
-    assert alive(servers, 15) == []
+    assert gone(servers, 15) == []
 
     second = Terminal(command, clone)
     try:
