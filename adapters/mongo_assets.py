@@ -9,7 +9,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from schemas.assets import StoredAsset, WorkflowAssetDefinition
+from schemas.assets import StoredAsset, WorkflowAssetDefinition, next_version
 
 COLLECTION = "workflow_assets"
 
@@ -23,18 +23,13 @@ class MongoAssetCatalogue:
         await self.coll.create_index([("definition.edc_asset_ids", ASCENDING)], name="edc_asset_ids")
 
     async def apply(self, definition: WorkflowAssetDefinition) -> tuple[StoredAsset, bool]:
-        digest = definition.digest()
         # Two operators applying at once both compute version n+1; the loser's insert collides and re-reads.
         for _ in range(5):
             current = await self.latest(definition.id)
-            if current is not None and current.digest == digest and not current.deleted:
+            stored = next_version(current, definition)
+            if stored is None:
+                assert current is not None
                 return current, False
-            stored = StoredAsset(
-                asset_id=definition.id,
-                version=(current.version + 1) if current else 1,
-                digest=digest,
-                definition=definition,
-            )
             try:
                 await self.coll.insert_one({"_id": f"{stored.asset_id}@{stored.version}", **stored.model_dump()})
             except DuplicateKeyError:

@@ -19,7 +19,7 @@ from ports.compute import RunArtifacts, RunOwner, StartRefused, WorkloadPhase, W
 from ports.deployments import DeploymentError, DeploymentSpec
 from ports.edc import AccessAddress, AgreementInfo, EdcNotFound, ProvisionTarget, TransferProcessInfo
 from ports.objects import StoredObject
-from schemas.assets import StoredAsset, WorkflowAssetDefinition
+from schemas.assets import StoredAsset, WorkflowAssetDefinition, next_version
 
 
 class RecordingSink:
@@ -232,16 +232,11 @@ class MemoryAssets:
         self.versions: dict[tuple[str, int], StoredAsset] = {}
 
     async def apply(self, definition: WorkflowAssetDefinition) -> tuple[StoredAsset, bool]:
-        digest = definition.digest()
         current = await self.latest(definition.id)
-        if current is not None and current.digest == digest and not current.deleted:
+        stored = next_version(current, definition)
+        if stored is None:
+            assert current is not None
             return current, False
-        stored = StoredAsset(
-            asset_id=definition.id,
-            version=(current.version + 1) if current else 1,
-            digest=digest,
-            definition=definition,
-        )
         self.versions[(stored.asset_id, stored.version)] = stored
         return stored.model_copy(deep=True), True
 

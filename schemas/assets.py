@@ -158,3 +158,17 @@ class StoredAsset(BaseModel):
             "gpu": r.gpu,
             "deleted": self.deleted,
         }
+
+
+def next_version(current: StoredAsset | None, definition: WorkflowAssetDefinition) -> StoredAsset | None:
+    """What applying `definition` stores after `current` (the latest version), or None when it changes nothing:
+    a new version per changed content, and a deleted asset applied again comes back as a new version."""
+    digest = definition.digest()
+    if current is not None and current.digest == digest and not current.deleted:
+        return None
+    return StoredAsset(
+        asset_id=definition.id,
+        version=(current.version + 1) if current else 1,
+        digest=digest,
+        definition=definition,
+    )
