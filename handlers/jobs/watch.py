@@ -98,7 +98,16 @@ async def reconcile_once(ctx: HandlerContext, *, limit: int = 500) -> int:
         verdict: tuple[str, Payload] | None = None
         if run.state == RunState.RUNNING:
             elapsed = max(now - _entered(run, RunState.RUNNING, now), 0.0)
-            verdict = _judge_running(run, await compute.status(run.id, attempt=run.attempt), elapsed)
+            status = await compute.status(run.id, attempt=run.attempt)
+            if status.phase is not WorkloadPhase.RUNNING and not run.stop_requested:
+                # The list was read before the workload was seen gone: a stop may have been recorded meanwhile
+                # (the stop handler records it before it kills), and a killed workload must end as stopped,
+                # not failed. Reading the run again after the status closes that window.
+                fresh = await ctx.store.get(RunDocument, run.id)
+                if fresh is None or fresh.state != run.state or fresh.attempt != run.attempt:
+                    continue
+                run = fresh
+            verdict = _judge_running(run, status, elapsed)
         else:
             # Pending: the start handler is on it. Only a start that never happens in time is ours to end
             # (its event dead-lettered, the backend refusing it, an image that never pulls).

@@ -172,3 +172,27 @@ async def test_a_refused_end_fact_publishes_no_result(system: InProcessSystem) -
     await system.bus.run_until_quiet()
     assert await system.store.get(ResultDocument, "r-12") is None
     assert system.bus.of(s.RESULT_PUBLISHED) == []
+
+
+async def test_a_stop_recorded_while_the_watcher_looks_ends_the_run_stopped(
+    system: InProcessSystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The watcher lists running runs, then asks the backend about each. A stop recorded and carried out between
+    # the two (the stop handler records it, then kills) shows the workload gone with a kill's exit status: the
+    # run must end stopped, not failed, or the stop handler's report is refused and the consumer sees a failure.
+    from handlers.jobs.watch import reconcile_once
+
+    await request_run(system, "r-race")
+    status = system.compute.status
+
+    async def stop_in_between(run_id: str, *, attempt: int = 1) -> object:
+        await system.store.set_fields(RunDocument, run_id, {"stop_requested": "enough"})
+        system.compute.finish(run_id, 143)
+        return await status(run_id, attempt=attempt)
+
+    monkeypatch.setattr(system.compute, "status", stop_in_between)
+    assert await reconcile_once(system.ctx) == 1
+    await system.bus.settle()
+
+    assert await states(system, RunDocument, "r-race") == ["queued", "pending", "running", "stopped"]
+    assert system.bus.of(s.RUN_FAILED) == []
