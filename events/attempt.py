@@ -12,6 +12,13 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 
+class AheadOfState(Exception):
+    """The event came before the state it depends on (another consumer of the same fact has not applied it yet).
+
+    The bus delivers it again after its backoff like any failure, but says so quietly: this is ordering between
+    independent consumers, not an error. Still ahead on the last try, it is dead-lettered as usual."""
+
+
 @dataclass(frozen=True)
 class Delivery:
     attempt: int

@@ -20,7 +20,7 @@ from faststream.message import StreamMessage
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
-from events.attempt import Delivery, delivering
+from events.attempt import AheadOfState, Delivery, delivering
 from events.envelope import utcnow
 from events.payloads.dead_letter import DeadLetter, HandlerError
 from events.subjects import dead_letter_subject
@@ -128,8 +128,11 @@ class _DeadLetterScope(BaseMiddleware):
             permanent = isinstance(error, policy.permanent_errors)
             if not permanent and attempt < policy.max_attempts:
                 delay = policy.delay_after(attempt)
-                log.warning(
-                    "handler failed, will retry",
+                report = log.info if isinstance(error, AheadOfState) else log.warning
+                report(
+                    "event ahead of its state, will retry"
+                    if isinstance(error, AheadOfState)
+                    else "handler failed, will retry",
                     handler=consumer,
                     subject=msg.raw_message.subject,
                     attempt=attempt,

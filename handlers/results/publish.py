@@ -16,23 +16,38 @@ from urllib.parse import quote
 import structlog
 
 from events import subjects as s
-from events.attempt import current_delivery
+from events.attempt import AheadOfState, current_delivery
 from events.envelope import Envelope, derived_id, new_event, utcnow
 from events.payloads.result import ResultFile, ResultPublished, ResultPublishFailed
 from handlers.context import HandlerContext
 from ports.store import Outcome
 from schemas.provisioning import ResultDocument, ResultState
-from schemas.run import RunDocument
+from schemas.run import RunDocument, RunState
 
 log = structlog.get_logger("gxwf.results")
 SOURCE = "urn:gaiax-workflows:results"
 
 _END_STATE = {
-    s.RUN_SUCCEEDED: "succeeded",
-    s.RUN_FAILED: "failed",
-    s.RUN_STOPPED: "stopped",
-    s.RUN_TIMED_OUT: "timed_out",
+    s.RUN_SUCCEEDED: RunState.SUCCEEDED,
+    s.RUN_FAILED: RunState.FAILED,
+    s.RUN_STOPPED: RunState.STOPPED,
+    s.RUN_TIMED_OUT: RunState.TIMED_OUT,
 }
+
+
+class RunNotEndedYet(AheadOfState):
+    """The end fact is ahead of the tracker, which has not applied it yet: the bus delivers it again."""
+
+
+def _ended_by(run: RunDocument, event: Envelope[Any]) -> bool:
+    """Whether this fact is the one that ended the run. A fact the tracker refused (out of order, or a second
+    end of a run that already ended otherwise) publishes nothing: its run has no such end."""
+    target = _END_STATE[event.type]
+    if run.state in RunDocument.machine.terminal:
+        return run.state == target and any(entry.event_id == event.id for entry in run.history)
+    if RunDocument.machine.allows(run.state, target):
+        raise RunNotEndedYet(f"run {run.id} is {run.state}; {event.type} not applied yet")
+    return False
 
 
 def result_prefix(consumer_id: str, run_id: str) -> str:
@@ -50,6 +65,9 @@ async def on_run_finished(event: Envelope[Any], ctx: HandlerContext) -> None:
     compute = ctx.require_compute()
     if run.site is not None and run.site != compute.site:
         return  # its artifacts are on its own site, whose results handlers publish them
+    if not _ended_by(run, event):
+        log.info("end fact the run did not take: nothing to publish", run_id=run.id, state=run.state, fact=event.type)
+        return
     created = await ctx.store.create(
         ResultDocument(id=run.id, state=ResultState.COLLECTING, consumer_id=run.consumer_id), event_id=event.id
     )
@@ -141,7 +159,7 @@ async def _collect(
         "asset_id": run.asset_id,
         "asset_version": run.asset_version,
         "parameters": run.parameters,
-        "run_state": _END_STATE.get(event.type, event.type),
+        "run_state": str(_END_STATE[event.type]),
         "exit_code": getattr(event.data, "exit_code", None),
         "files": files,
         "log_key": log_key,

@@ -159,11 +159,6 @@ async def test_every_run_event_redelivered_after_the_end_changes_nothing(system:
     assert system.compute.starts == [("r-11", 1)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="handlers/results/publish.py reacts to a wf.run.<end> fact without checking that the run ended: "
-    "the tracker refuses the fact, yet a result is collected and wf.result.published goes out",
-)
 async def test_a_refused_end_fact_publishes_no_result(system: InProcessSystem) -> None:
     await request_run(system, "r-12", settle=False)
     await system.bus.publish(
