@@ -123,11 +123,13 @@ class EmbeddedStack:
         finally:
             self._close_state_dir()
 
-    async def wait_until_signalled(self) -> None:
-        """Return on SIGINT or SIGTERM; raise StackError if one of the servers dies meanwhile."""
+    async def wait_until_signalled(self, signals: StopSignals | None = None) -> None:
+        """Return on SIGINT or SIGTERM; raise StackError if one of the servers dies meanwhile. `signals`: ones
+        the caller installed before starting (so a signal during start-up counts), and removes itself."""
         if self._endpoints is None:
             raise StackError("the stack is not running")
-        signals = self._signals
+        owned = signals is None and self._signals is None
+        signals = signals or self._signals
         if signals is None:
             signals = StopSignals()
             signals.install()
@@ -148,7 +150,7 @@ class EmbeddedStack:
         finally:
             for waiter in (stop_requested, *exits):
                 waiter.cancel()
-            if self._signals is None:
+            if owned:
                 signals.remove()
 
     def _specs(self) -> list[ServerSpec]:
