@@ -62,8 +62,6 @@ class EmbeddedStack:
         self._endpoints: StackEndpoints | None = None
         self._active_dir: Path | None = None
         self._lock: IO[str] | None = None
-        # Set by run_stack so that signals during start-up and stop are handled too.
-        self._signals: StopSignals | None = None
         self.startup_seconds: float | None = None
 
     @property
@@ -128,8 +126,7 @@ class EmbeddedStack:
         the caller installed before starting (so a signal during start-up counts), and removes itself."""
         if self._endpoints is None:
             raise StackError("the stack is not running")
-        owned = signals is None and self._signals is None
-        signals = signals or self._signals
+        owned = signals is None
         if signals is None:
             signals = StopSignals()
             signals.install()
