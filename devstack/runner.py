@@ -28,7 +28,6 @@ async def run_stack(state_dir: Path, **kwargs: Any) -> int:
     stack = EmbeddedStack(state_dir, **kwargs)
     signals = StopSignals()
     signals.install()
-    stack._signals = signals
     try:
         starting = asyncio.ensure_future(stack.start())
         # During start-up a signal abandons the start; start() then stops what it had started.
@@ -47,7 +46,7 @@ async def run_stack(state_dir: Path, **kwargs: Any) -> int:
         stack_file = _write_stack_file(state_dir, endpoints)
         try:
             _report(stack, endpoints, stack_file)
-            await stack.wait_until_signalled()
+            await stack.wait_until_signalled(signals)
             status = 0
         except StackError as error:
             _say(f"error: {error}")

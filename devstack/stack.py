@@ -62,8 +62,6 @@ class EmbeddedStack:
         self._endpoints: StackEndpoints | None = None
         self._active_dir: Path | None = None
         self._lock: IO[str] | None = None
-        # Set by run_stack so that signals during start-up and stop are handled too.
-        self._signals: StopSignals | None = None
         self.startup_seconds: float | None = None
 
     @property
@@ -123,11 +121,12 @@ class EmbeddedStack:
         finally:
             self._close_state_dir()
 
-    async def wait_until_signalled(self) -> None:
-        """Return on SIGINT or SIGTERM; raise StackError if one of the servers dies meanwhile."""
+    async def wait_until_signalled(self, signals: StopSignals | None = None) -> None:
+        """Return on SIGINT or SIGTERM; raise StackError if one of the servers dies meanwhile. `signals`: ones
+        the caller installed before starting (so a signal during start-up counts), and removes itself."""
         if self._endpoints is None:
             raise StackError("the stack is not running")
-        signals = self._signals
+        owned = signals is None
         if signals is None:
             signals = StopSignals()
             signals.install()
@@ -148,7 +147,7 @@ class EmbeddedStack:
         finally:
             for waiter in (stop_requested, *exits):
                 waiter.cancel()
-            if self._signals is None:
+            if owned:
                 signals.remove()
 
     def _specs(self) -> list[ServerSpec]:

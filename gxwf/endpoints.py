@@ -13,7 +13,11 @@ from typing import Any, Literal
 from gxwf.settings import Settings
 
 Server = Literal["nats", "mongo", "s3"]
+# The HTTP services `gxwf up` started; only it writes them.
+Service = Literal["edc_ingress", "workflow_api", "dashboard"]
 ENDPOINTS_FILE = "endpoints.json"
+# Written by the embedded stack itself (devstack), with what endpoints.json leaves out: the NATS monitor.
+STACK_FILE = "stack.json"
 # Each server's setting and the variable that sets it.
 _SETTINGS: dict[Server, tuple[str, str]] = {
     "nats": ("nats_url", "GXWF_NATS_URL"),
@@ -51,10 +55,41 @@ def _written(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def write_endpoints(state_dir: Path, values: dict[str, str | None]) -> Path:
+    """What `gxwf up` and `gxwf stack up` started, for the commands run later from other shells."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / ENDPOINTS_FILE
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps(values, indent=2) + "\n")
+    # Renamed into place: a reader never sees half a file.
+    partial.replace(path)
+    return path
+
+
+def endpoints_file(settings: Settings) -> Path:
+    return absolute_state_dir(settings) / ENDPOINTS_FILE
+
+
+def written_service(settings: Settings, name: Service) -> str | None:
+    """The URL `gxwf up` wrote for one of its HTTP services, None when it wrote none (or nothing)."""
+    value = _written(endpoints_file(settings)).get(name)
+    return str(value) if value else None
+
+
+def stack_nats_monitor(state_dir: Path) -> str | None:
+    """The embedded NATS server's monitoring URL, from the stack's own file; None when unknown."""
+    path = state_dir / STACK_FILE
+    try:
+        value = json.loads(path.read_text()).get("nats_monitor") if path.exists() else None
+    except (ValueError, UnicodeDecodeError, OSError, AttributeError):
+        return None
+    return str(value) if value else None
+
+
 def known_servers(settings: Settings, needed: Sequence[Server]) -> dict[Server, str]:
     """The URL of each needed server, or ServersUnknown naming the state directory looked at."""
     state_dir = absolute_state_dir(settings)
-    path = state_dir / ENDPOINTS_FILE
+    path = endpoints_file(settings)
     written = _written(path)
     found: dict[Server, str] = {}
     for name in needed:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gxwf.errors import UserError
+from gxwf.logging_setup import configure_logging
+
+AnySettings = TypeVar("AnySettings", bound=BaseSettings)
 
 
 class Settings(BaseSettings):
@@ -78,3 +83,23 @@ class Settings(BaseSettings):
         # Resolved once, here: run processes start with their own work directory as cwd, so a relative
         # state dir (the default `.gxwf`) handed to them would name another place.
         return None if value is None else value.expanduser().absolute()
+
+
+def load(kind: type[AnySettings], **values: Any) -> AnySettings:
+    """`kind` from GXWF_* variables (and `values`, which go through the same validation); a bad one is
+    UserError naming the variable, so the CLI prints one line instead of pydantic's report."""
+    try:
+        return kind(**values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        # The field, not its inner position: GXWF_BACKOFF_SECONDS, not GXWF_BACKOFF_SECONDS_0.
+        field = str(first["loc"][0]) if first["loc"] else "settings"
+        raise UserError(f"GXWF_{field.upper()}: {first['msg']}") from None
+
+
+def load_settings(state_dir: Path | None = None) -> Settings:
+    """What every command starts with: the settings (`--state-dir` wins over GXWF_STATE_DIR) and logging
+    configured from them."""
+    settings = load(Settings) if state_dir is None else load(Settings, state_dir=state_dir)
+    configure_logging(settings.log_format, settings.log_level)
+    return settings

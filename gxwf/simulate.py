@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import shlex
-import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ from edc_simulator.connector import SimulatedConnector, StoryReport
 from edc_simulator.versions import EdcVersion
 from gxwf.demo_consumer import consumer_access, write_profile
 from gxwf.program import program
+from gxwf.serving import serve_until_signalled
 from schemas.connectors import ManagementApi
 from schemas.provisioning import ProvisionDocument, ProvisionState
 
@@ -121,7 +120,7 @@ async def run_simulation(
                     out.print(f"use it: {command}", markup=False, soft_wrap=True)
         if options.serve:
             out.print("Serving the management API. Ctrl-C stops it.")
-            await _until_signalled()
+            await serve_until_signalled()
         return ok
     finally:
         if registered and options.state_dir is not None:
@@ -184,14 +183,6 @@ def _address(body: object) -> str:
         return ""
     token = str(properties.get("authCode", ""))
     return f": {properties['baseUrl']} ({properties.get('authKey')}: {len(token)}-character token)"
-
-
-async def _until_signalled() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
 
 
 async def edc_demo(

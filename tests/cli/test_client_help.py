@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import typer
 
-from gxwf.client_commands import client_app
+from gxwf.commands.client import client_app
 
 
 def command_paths(command: object, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

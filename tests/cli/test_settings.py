@@ -9,8 +9,7 @@ import pytest
 
 from adapters.local_compute import LocalProcessBackend
 from events.payloads.run import RunSpec
-from gxwf.cli import _settings
-from gxwf.settings import Settings
+from gxwf.settings import Settings, load_settings
 from ports.compute import WorkloadPhase
 
 
@@ -25,7 +24,7 @@ def test_relative_directories_become_absolute_at_settings_time(tmp_path: Path, m
     assert settings.sites_file == tmp_path / "sites.yaml"
     assert settings.kubeconfig == tmp_path / "home" / "kube config"
     # The --state-dir option goes through the same validation as the variable.
-    assert _settings(Path("other ü")).state_dir == tmp_path / "other ü"
+    assert load_settings(Path("other ü")).state_dir == tmp_path / "other ü"
     assert Settings().model_dump()["state_dir"].is_absolute()
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -172,3 +173,46 @@ async def test_a_demo_that_fails_says_which_step_and_exits_1_after_stopping_ever
     assert "is failed: no site fits" in output, output
     assert "Running." not in output and "Traceback" not in output
     assert gone(servers, 10) == []
+
+
+def processes_using(state: Path) -> list[int]:
+    """The processes whose command line names the state directory: the servers `gxwf up` started there."""
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline", "status"]):
+        cmdline = " ".join(process.info["cmdline"] or ())
+        if str(state) in cmdline and process.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(process.info["pid"])
+    return found
+
+
+async def test_a_start_that_fails_midway_stops_what_had_started(tmp_path: Path) -> None:
+    # The WorkflowApi's port is taken: it fails after the servers, the dashboard and the ingress have started.
+    state = tmp_path / "state"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")}
+        env |= {"COLUMNS": "200", "GXWF_WORKFLOW_API_URL": f"http://127.0.0.1:{port}"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gxwf", "up", "--state-dir", str(state)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            seen = await wait_for_line(proc, "dashboard: http://")
+            _, rest = await asyncio.to_thread(proc.communicate, timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    output = "".join(seen) + rest
+    assert proc.returncode == 2, output
+    errors = [line for line in output.splitlines() if line.startswith("gxwf: error:")]
+    assert len(errors) == 1 and str(port) in errors[0], output
+    assert output.rstrip().splitlines()[-1] == errors[0], output
+    assert "Traceback" not in output and "gaiax-workflows is up" not in output
+    assert not (state / "endpoints.json").exists()
+    # NATS, SecantusDB and SeaweedFS keep their data under the state directory: none of them is left running.
+    assert processes_using(state) == []

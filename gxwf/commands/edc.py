@@ -1,30 +1,29 @@
-"""`gxwf edc-ingress`, `gxwf edc ...`, and the ingress inside `gxwf up`: settings, API key, start and stop."""
+"""`gxwf edc-ingress`, `gxwf edc simulate`, and the ingress inside `gxwf up`: settings, API key, start and stop."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import secrets
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import structlog
 import typer
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 
+from gxwf.endpoints import ServersUnknown, endpoints_file, known_servers, written_service
 from gxwf.errors import UserError
-from gxwf.settings import Settings
+from gxwf.settings import Settings, load, load_settings
 from http_serving.server import port_free
 
 if TYPE_CHECKING:
     from adapters.management_registration import RegisteredManagement
     from edc_ingress.service import IngressService
     from edc_ingress.settings import EdcSettings
-    from gxwf.runtime import Endpoints
+    from gxwf.endpoints import Endpoints
     from gxwf.simulate import SimulateOptions
     from schemas.connectors import ManagementApi
 
@@ -38,11 +37,7 @@ KEY_FILE = "edc-api-key"
 def load_edc_settings() -> EdcSettings:
     from edc_ingress.settings import EdcSettings
 
-    try:
-        return EdcSettings()
-    except ValidationError as error:
-        first = error.errors()[0]
-        raise UserError(f"GXWF_{'_'.join(str(p) for p in first['loc']).upper()}: {first['msg']}") from None
+    return load(EdcSettings)
 
 
 def stored_api_key(state_dir: Path) -> str | None:
@@ -151,9 +146,7 @@ def edc_ingress_command(
     ] = None,
 ) -> None:
     """Serve the EDC ingress alone (servers from settings or endpoints.json) until SIGTERM or Ctrl-C."""
-    from gxwf.cli import _settings
-
-    settings = _settings(state_dir)
+    settings = load_settings(state_dir)
     edc = load_edc_settings()
     endpoints = _bus_and_store(settings)
     if edc.edc_api_key is None and edc.edc_connectors_file is None:
@@ -172,7 +165,7 @@ def edc_ingress_command(
 
 def _bus_and_store(settings: Settings) -> Endpoints:
     """NATS and MongoDB from settings or endpoints.json; the ingress needs no object store."""
-    from gxwf.endpoints import Endpoints, ServersUnknown, known_servers
+    from gxwf.endpoints import Endpoints
 
     try:
         found = known_servers(settings, ("nats", "mongo"))
@@ -188,19 +181,16 @@ async def _serve_ingress(
     settings: Settings, edc: EdcSettings, endpoints: Endpoints, host: str | None, port: int | None
 ) -> None:
     from gxwf.runtime import prepare_streams
+    from gxwf.serving import serve_until_signalled
 
-    service = build_ingress(settings, edc, endpoints, host=host, port=port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await prepare_streams(endpoints.nats, settings)
-    url = await start_ingress(service)
-    print(f"edc ingress listening on {url}", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await service.stop()
+    async def start(services: contextlib.AsyncExitStack) -> None:
+        service = build_ingress(settings, edc, endpoints, host=host, port=port)
+        await prepare_streams(endpoints.nats, settings)
+        url = await start_ingress(service)
+        services.push_async_callback(service.stop)
+        print(f"edc ingress listening on {url}", flush=True)
+
+    await serve_until_signalled(start)
 
 
 @edc_app.command("simulate")
@@ -254,7 +244,6 @@ def simulate(
     GXWF_EDC_MANAGEMENT_URL asks it about its transfers. Exits 1 when anything was refused or not provisioned.
     """
     from edc_simulator.versions import version
-    from gxwf.cli import _settings
 
     try:
         chosen = version(edc_version)
@@ -262,12 +251,15 @@ def simulate(
         raise UserError(f"--version {edc_version}: {error}") from None
     if keep_access and terminate:
         raise UserError("--keep-access and --terminate: give one (a kept transfer is neither ended nor terminated)")
-    settings = _settings(state_dir)
+    settings = load_settings(state_dir)
     edc = load_edc_settings()
-    url = ingress or _written(settings, "edc_ingress")
+    try:
+        url = ingress or written_service(settings, "edc_ingress")
+    except ServersUnknown as error:
+        raise UserError(str(error)) from None
     if not url:
         raise UserError(
-            f"no ingress known in {settings.state_dir / 'endpoints.json'}: start `gxwf up` (or pass --state-dir "
+            f"no ingress known in {endpoints_file(settings)}: start `gxwf up` (or pass --state-dir "
             "DIR of the one running), or pass --ingress URL"
         )
     key = api_key or (edc.edc_api_key.get_secret_value() if edc.edc_api_key else None)
@@ -301,7 +293,10 @@ def simulate(
             "GXWF_EDC_MANAGEMENT_URL is set: a system started with it asks that connector, not this simulator",
             file=sys.stderr,
         )
-    mongo = settings.mongo_url or _written(settings, "mongo")
+    mongo = None
+    # Only asked why a provisioning failed: without a store the simulation still runs.
+    with contextlib.suppress(ServersUnknown):
+        mongo = known_servers(settings, ("mongo",))["mongo"]
     if not asyncio.run(_simulate(options, mongo, settings.mongo_database)):
         raise typer.Exit(1)
 
@@ -327,9 +322,3 @@ async def _simulate(options: SimulateOptions, mongo_url: str | None, database: s
         return await run_simulation(options, provisions=provision)
     finally:
         await store.close()
-
-
-def _written(settings: Settings, key: str) -> str | None:
-    path = settings.state_dir / "endpoints.json"
-    value = json.loads(path.read_text()).get(key) if path.exists() else None
-    return str(value) if value else None

@@ -16,7 +16,7 @@ from rich.table import Table
 from gxwf.definitions import load_assets
 from gxwf.endpoints import ServersUnknown, known_servers
 from gxwf.errors import UserError
-from gxwf.settings import Settings
+from gxwf.settings import load_settings
 
 if TYPE_CHECKING:
     from adapters.mongo_assets import MongoAssetCatalogue
@@ -30,9 +30,7 @@ StateDir = Annotated[Path | None, typer.Option("--state-dir", help="Where endpoi
 
 
 def _mongo(state_dir: Path | None) -> tuple[str, str]:
-    from gxwf.cli import _settings
-
-    settings: Settings = _settings(state_dir)
+    settings = load_settings(state_dir)
     try:
         found = known_servers(settings, ("mongo",))
     except ServersUnknown as error:

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import signal
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
 import typer
-from pydantic import ValidationError
 
 from gxwf.errors import UserError
-from gxwf.settings import Settings
+from gxwf.settings import Settings, load, load_settings
 from http_serving.server import port_free
 
 if TYPE_CHECKING:
-    from gxwf.runtime import Endpoints
+    from gxwf.endpoints import Endpoints
     from workflow_api.service import Servers, WorkflowApiService
     from workflow_api.settings import WorkflowApiSettings
 
@@ -35,11 +34,7 @@ def listen_address(settings: Settings) -> tuple[str, int]:
 def api_settings() -> WorkflowApiSettings:
     from workflow_api.settings import WorkflowApiSettings
 
-    try:
-        return WorkflowApiSettings()
-    except ValidationError as error:
-        first = error.errors()[0]
-        raise UserError(f"GXWF_{str(first['loc'][0]).upper()}: {first['msg']}") from None
+    return load(WorkflowApiSettings)
 
 
 def servers(settings: Settings, endpoints: Endpoints) -> Servers:
@@ -71,6 +66,8 @@ async def start_for_up(settings: Settings, endpoints: Endpoints) -> WorkflowApiS
     try:
         await service.start()
     except ServiceError as error:
+        # Its store and object store clients were opened before the port was refused.
+        await service.stop()
         raise UserError(str(error)) from None
     return service
 
@@ -88,14 +85,14 @@ def workflow_api_command(
     ] = None,
 ) -> None:
     """Serve the WorkflowApi alone (servers from settings or endpoints.json) until SIGTERM or Ctrl-C."""
-    from gxwf.cli import _settings
-
-    settings = _settings(state_dir)
+    settings = load_settings(state_dir)
     asyncio.run(_serve(settings, host, port))
 
 
 async def _serve(settings: Settings, host: str | None, port: int | None) -> None:
-    from gxwf.runtime import Endpoints, prepare_streams
+    from gxwf.endpoints import Endpoints
+    from gxwf.runtime import prepare_streams
+    from gxwf.serving import serve_until_signalled
     from workflow_api.service import ServiceError, WorkflowApiService
 
     try:
@@ -110,17 +107,15 @@ async def _serve(settings: Settings, host: str | None, port: int | None) -> None
         port=default_port if port is None else port,
         settings=api_settings(),
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await prepare_streams(endpoints.nats, settings)
-    try:
-        url = await service.start()
-    except ServiceError as error:
-        raise UserError(str(error)) from None
-    print(f"workflow api listening on {url}", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await service.stop()
+
+    async def start(services: contextlib.AsyncExitStack) -> None:
+        await prepare_streams(endpoints.nats, settings)
+        # Pushed first: its stop also closes what a start refused midway (the port taken) had opened.
+        services.push_async_callback(service.stop)
+        try:
+            url = await service.start()
+        except ServiceError as error:
+            raise UserError(str(error)) from None
+        print(f"workflow api listening on {url}", flush=True)
+
+    await serve_until_signalled(start)

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import signal
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
 
+from gxwf.endpoints import stack_nats_monitor
 from gxwf.errors import UserError
-from gxwf.settings import Settings
+from gxwf.settings import Settings, load, load_settings
 
 if TYPE_CHECKING:
     from dashboard.auth import Tokens
     from dashboard.service import DashboardService
     from dashboard.settings import DashboardSettings
-    from gxwf.runtime import Endpoints
+    from gxwf.endpoints import Endpoints
 
 TOKEN_FILE = "dashboard-token"  # noqa: S105 - a file name
 ADMIN_TOKEN_FILE = "dashboard-admin-token"  # noqa: S105 - a file name
@@ -28,11 +27,7 @@ DEFAULT_PORT = 8500
 def load_dashboard_settings() -> DashboardSettings:
     from dashboard.settings import DashboardSettings
 
-    try:
-        return DashboardSettings()
-    except ValidationError as error:
-        first = error.errors()[0]
-        raise UserError(f"GXWF_{'_'.join(str(p) for p in first['loc']).upper()}: {first['msg']}") from None
+    return load(DashboardSettings)
 
 
 def dashboard_tokens(settings: DashboardSettings, state_dir: Path) -> tuple[Tokens, dict[str, str]]:
@@ -66,16 +61,7 @@ def dashboard_tokens(settings: DashboardSettings, state_dir: Path) -> tuple[Toke
 def _monitor_url(settings: DashboardSettings, state_dir: Path, known: str | None) -> str | None:
     if settings.nats_monitor_url:
         return settings.nats_monitor_url
-    if known:
-        return known
-    stack_file = state_dir / "stack.json"
-    if stack_file.exists():
-        try:
-            value = json.loads(stack_file.read_text()).get("nats_monitor")
-        except ValueError:
-            return None
-        return str(value) if value else None
-    return None
+    return known or stack_nats_monitor(state_dir)
 
 
 def build_dashboard(
@@ -142,10 +128,9 @@ def dashboard_command(
     ] = None,
 ) -> None:
     """Serve the ops dashboard alone (servers from settings or endpoints.json) until SIGTERM or Ctrl-C."""
-    from gxwf.cli import _settings
-    from gxwf.runtime import Endpoints
+    from gxwf.endpoints import Endpoints
 
-    settings = _settings(state_dir)
+    settings = load_settings(state_dir)
     try:
         endpoints = Endpoints.resolve(settings)
     except LookupError as error:
@@ -155,15 +140,13 @@ def dashboard_command(
 
 
 async def _serve(service: DashboardService, shown: dict[str, str]) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    url = await start_dashboard(service)
-    print(f"dashboard listening on {url}", flush=True)
-    for name, value in shown.items():
-        print(f"{name}={value} (generated; set {name} to choose)", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await service.stop()
+    from gxwf.serving import serve_until_signalled
+
+    async def start(services: contextlib.AsyncExitStack) -> None:
+        url = await start_dashboard(service)
+        services.push_async_callback(service.stop)
+        print(f"dashboard listening on {url}", flush=True)
+        for name, value in shown.items():
+            print(f"{name}={value} (generated; set {name} to choose)", flush=True)
+
+    await serve_until_signalled(start)

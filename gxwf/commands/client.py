@@ -3,27 +3,29 @@ profile file), built on workflow_client."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
 import sys
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import aclosing, contextmanager
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import httpx
 import typer
-import yaml
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
+from gxwf.commands.client_connection import (
+    PROFILES_ENV,
+    ConnectionOptions,
+    JsonFlag,
+    call,
+    err,
+    print_json,
+    progress,
+)
 from gxwf.errors import UserError
-from workflow_client import ApiError, WorkflowClient
-from workflow_client.client import ChecksumMismatch, end_state
+from workflow_client import WorkflowClient
+from workflow_client.client import end_state
 
 client_app = typer.Typer(
     help="Use a WorkflowApi as a consumer: assets, inputs, runs, logs, results.", no_args_is_help=True
@@ -37,60 +39,9 @@ client_app.add_typer(inputs_cmd, name="inputs")
 client_app.add_typer(run_cmd, name="run")
 client_app.add_typer(results_cmd, name="results")
 
-err = Console(stderr=True)
 out = Console()
 T = TypeVar("T")
-PROFILES_ENV = "GXWF_CLIENT_PROFILES"
-
-
-@dataclass
-class Target:
-    url: str
-    token: str
-
-
-@dataclass
-class ConnectionOptions:
-    """What the group's options said; resolved into a Target only by a command that calls the API, so `--help`
-    and bad arguments never need a URL, a token or a profile file."""
-
-    url: str | None = None
-    token: str | None = None
-    profile: str | None = None
-
-
 _options = ConnectionOptions()
-
-
-def _profiles_path() -> Path:
-    configured = os.environ.get(PROFILES_ENV)
-    return Path(configured) if configured else Path.home() / ".config" / "gxwf" / "profiles.yaml"
-
-
-def _profile(name: str) -> dict[str, Any]:
-    """A profile by name from the profiles file, or a file that is one profile (`{"url": ..., "token": ...}`, as
-    `gxwf up --demo` writes DIR/demo-consumer.json)."""
-    single = Path(name).expanduser()
-    if single.is_file():
-        try:
-            data = yaml.safe_load(single.read_text()) or {}
-        except (yaml.YAMLError, UnicodeDecodeError, OSError) as error:
-            raise UserError(f"--profile {name}: not a profile file ({error.__class__.__name__})") from None
-        if not isinstance(data, dict) or not data.get("url") or not data.get("token"):
-            raise UserError(f"--profile {name}: the file has no url and token")
-        return data
-    path = _profiles_path()
-    if not path.exists():
-        raise UserError(f"--profile {name}: no profile file {path} (set {PROFILES_ENV} or create it)")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise UserError(f"{path}: not YAML ({error.__class__.__name__})") from None
-    profiles = data.get("profiles", data) if isinstance(data, dict) else {}
-    entry = profiles.get(name) if isinstance(profiles, dict) else None
-    if not isinstance(entry, dict):
-        raise UserError(f"--profile {name}: not in {path}; it has {', '.join(sorted(profiles)) or 'none'}")
-    return entry
 
 
 @client_app.callback()
@@ -112,59 +63,8 @@ def _connection(
     _options = ConnectionOptions(url, token, profile)
 
 
-def _resolve(options: ConnectionOptions) -> Target:
-    url, token = options.url, options.token
-    if options.profile is not None:
-        entry = _profile(options.profile)
-        url = url or entry.get("url")
-        token = token or entry.get("token")
-    if not url:
-        raise UserError("no WorkflowApi URL: give --url, GXWF_CLIENT_URL or a --profile with url")
-    if not url.startswith(("http://", "https://")):
-        raise UserError(f"--url {url!r}: give an http:// or https:// URL")
-    if not token:
-        raise UserError("no token: give --token, GXWF_CLIENT_TOKEN or a --profile with token")
-    return Target(str(url), str(token))
-
-
 def _call(action: Callable[[WorkflowClient], Awaitable[T]]) -> T:
-    """Run one client action; API errors and unreachable servers become one line and exit status 2."""
-    target = _resolve(_options)
-
-    async def main() -> T:
-        async with WorkflowClient(target.url, target.token) as client:
-            return await action(client)
-
-    try:
-        return asyncio.run(main())
-    except ApiError as error:
-        fields = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in error.errors[1:])
-        raise UserError(f"{error.status} {error.detail}" + (f" ({fields})" if fields else "")) from None
-    except ChecksumMismatch as error:
-        raise UserError(f"checksum mismatch: {error}") from None
-    except httpx.TransportError as error:
-        raise UserError(f"cannot reach the WorkflowApi at {target.url}: {error.__class__.__name__}") from None
-
-
-def _print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
-
-
-@contextmanager
-def _progress(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=err,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
-
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="JSON on stdout.")]
+    return call(_options, action)
 
 
 # -- assets --------------------------------------------------------------------------------------------------------
@@ -175,7 +75,7 @@ def assets_list(as_json: JsonFlag = False) -> None:
     """The asset versions you may run."""
     found = _call(lambda c: c.assets())
     if as_json:
-        _print_json([a.model_dump(mode="json") for a in found])
+        print_json([a.model_dump(mode="json") for a in found])
         return
     table = Table("id", "version", "title", "cpu", "memory", "gpu")
     for a in found:
@@ -190,7 +90,7 @@ def assets_show(
 ) -> None:
     """An asset's inputs, parameters (JSON Schema) and outputs, as JSON."""
     detail = _call(lambda c: c.asset(asset_id, version))
-    _print_json(detail.model_dump(mode="json"))
+    print_json(detail.model_dump(mode="json"))
 
 
 # -- inputs --------------------------------------------------------------------------------------------------------
@@ -210,14 +110,14 @@ def inputs_upload(
     is_dir = path.is_dir()
 
     async def action(client: WorkflowClient) -> Any:
-        with _progress(f"upload {path.name}", size) as advance:
+        with progress(f"upload {path.name}", size) as advance:
             if is_dir:
                 return await client.upload_directory(path, input_name, progress=advance)
             return await client.upload_file(path, input_name, progress=advance)
 
     uploaded = _call(action)
     if as_json:
-        _print_json(uploaded.model_dump(mode="json"))
+        print_json(uploaded.model_dump(mode="json"))
     else:
         print(uploaded.id)
 
@@ -227,7 +127,7 @@ def inputs_list(as_json: JsonFlag = False) -> None:
     """Your inputs, newest first."""
     found = _call(lambda c: c.inputs())
     if as_json:
-        _print_json([i.model_dump(mode="json") for i in found])
+        print_json([i.model_dump(mode="json") for i in found])
         return
     table = Table("id", "name", "kind", "state", "size", "files", "created")
     for i in found:
@@ -309,7 +209,7 @@ def run_start(
         for name, value in raw_inputs.items():
             if name in uploads:
                 path, is_dir, size = uploads[name]
-                with _progress(f"upload {path.name}", size) as advance:
+                with progress(f"upload {path.name}", size) as advance:
                     uploaded = (
                         await client.upload_directory(path, name, progress=advance)
                         if is_dir
@@ -361,7 +261,7 @@ def run_status(run_id: Annotated[str, typer.Argument(help="Run id.")], as_json: 
     """The run's state and timeline."""
     status = _call(lambda c: c.run(run_id))
     if as_json:
-        _print_json(status.model_dump(mode="json"))
+        print_json(status.model_dump(mode="json"))
         return
     out.print(f"[bold]{status.id}[/bold] {status.asset_id}@{status.asset_version}: {status.state}")
     if status.reason:
@@ -386,7 +286,7 @@ def run_list(
             raise UserError(f"--since {since!r}: give an ISO 8601 time such as 2026-12-01T12:00:00+00:00") from None
     found = _call(lambda c: c.runs(state=state, asset=asset, since=when))
     if as_json:
-        _print_json([r.model_dump(mode="json") for r in found])
+        print_json([r.model_dump(mode="json") for r in found])
         return
     table = Table("id", "asset", "state", "created")
     for r in found:
@@ -415,7 +315,7 @@ def results_list(run_id: Annotated[str, typer.Argument(help="Run id.")], as_json
     """The run's result files with sizes and sha256."""
     found = _call(lambda c: c.results(run_id))
     if as_json:
-        _print_json(found.model_dump(mode="json"))
+        print_json(found.model_dump(mode="json"))
         return
     table = Table("name", "size", "sha256")
     for f in found.files:
@@ -442,7 +342,7 @@ def results_download(
     async def action(client: WorkflowClient) -> list[Path]:
         if archive:
             target = dest / f"{run_id}-results.zip"
-            with _progress(target.name, None) as advance:
+            with progress(target.name, None) as advance:
                 return [await client.download_archive(run_id, target, progress=advance)]
         listed = (await client.results(run_id)).files
         wanted = [f for f in listed if not name or f.name in name]
@@ -452,7 +352,7 @@ def results_download(
         written = []
         for f in wanted:
             target = _inside(dest, f.name)
-            with _progress(f.name, f.size) as advance:
+            with progress(f.name, f.size) as advance:
                 written.append(await client.download(run_id, f.name, target, progress=advance, sha256=f.sha256))
         return written
 

@@ -1,0 +1,88 @@
+"""`gxwf bench ...`: benchmarks that print figures, each on servers of its own."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from gxwf.errors import UserError
+from gxwf.settings import load_settings
+
+bench_app = typer.Typer(help="Benchmarks that print figures.", no_args_is_help=True)
+
+
+@bench_app.command("backbone")
+def bench_backbone(
+    events: Annotated[int, typer.Option("--events", min=10, max=1_000_000, help="Events per measurement.")] = 2000,
+) -> None:
+    """Events/s and publish-to-handled latency through the pipeline, beside raw nats-py on the same servers."""
+    from gxwf.bench_backbone import run_benchmark
+
+    settings = load_settings()
+    asyncio.run(run_benchmark(settings, events, console=Console()))
+
+
+@bench_app.command("ingress")
+def bench_ingress(
+    requests: Annotated[int, typer.Option("--requests", min=100, max=1_000_000, help="Requests per server.")] = 5000,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=1024, help="Concurrent clients.")] = 64,
+) -> None:
+    """Requests/s and latency of POST /edc/events until JetStream's ack, beside a bare FastAPI route."""
+    from gxwf.bench_ingress import run_benchmark as run_ingress_benchmark
+
+    settings = load_settings()
+    asyncio.run(run_ingress_benchmark(settings, requests, concurrency, console=Console()))
+
+
+@bench_app.command("runs")
+def bench_runs(
+    runs: Annotated[int, typer.Option("--runs", min=1, max=100_000, help="Runs to orchestrate.")] = 500,
+    consumers: Annotated[int, typer.Option("--consumers", min=1, max=10_000, help="Consumers they belong to.")] = 20,
+) -> None:
+    """Runs per minute and orchestration latency on the local backend, beside a bare subprocess loop."""
+    from gxwf.bench_runs import run_benchmark
+
+    settings = load_settings()
+    asyncio.run(run_benchmark(settings, runs, consumers, console=Console()))
+
+
+@bench_app.command("dashboard")
+def bench_dashboard(
+    rate: Annotated[int, typer.Option("--rate", min=1, max=100_000, help="Events published per second.")] = 2000,
+    seconds: Annotated[float, typer.Option("--seconds", min=1, max=3600, help="How long to publish.")] = 30,
+    clients: Annotated[int, typer.Option("--clients", min=1, max=1000, help="SSE clients tailing at once.")] = 20,
+) -> None:
+    """Events delivered to every live-tail client, publish-to-client latency, and the dashboard's CPU and RSS."""
+    from gxwf.bench_dashboard import run_benchmark as run_dashboard_benchmark
+
+    settings = load_settings()
+    asyncio.run(run_dashboard_benchmark(settings, rate, seconds, clients, console=Console()))
+
+
+@bench_app.command("provisioning")
+def bench_provisioning(
+    consumers: Annotated[int, typer.Option("--consumers", min=1, max=10_000, help="Consumers at once.")] = 200,
+    backend: Annotated[str, typer.Option("--backend", help="kubernetes (the fake API) or local.")] = "kubernetes",
+) -> None:
+    """Provision and deprovision N consumers at once: time to access granted, API calls and CPU per consumer."""
+    from gxwf.bench_provisioning import run_benchmark
+
+    if backend not in ("kubernetes", "local"):
+        raise UserError(f"--backend {backend}: choose kubernetes or local")
+    settings = load_settings()
+    asyncio.run(run_benchmark(settings, consumers, backend, console=Console()))
+
+
+@bench_app.command("data")
+def bench_data(
+    size: Annotated[str, typer.Option("--size", help="Bytes to move each way (1GiB, 64MiB, 1048576).")] = "1GiB",
+    requests: Annotated[int, typer.Option("--requests", min=10, max=1_000_000, help="GET /v1/runs/{id} calls.")] = 2000,
+) -> None:
+    """Upload and download through the WorkflowApi beside aioboto3 straight to S3: throughput, ratio, API RSS."""
+    from gxwf.bench_data import parse_size, run_benchmark
+
+    settings = load_settings()
+    asyncio.run(run_benchmark(settings, parse_size(size), requests, console=Console()))
