@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import nats
@@ -279,12 +277,3 @@ def workflow_api_settings(settings: Settings, endpoints: Endpoints) -> tuple[tup
         ("GXWF_S3_ACCESS_KEY", settings.s3_access_key),
         ("GXWF_S3_SECRET_KEY", settings.s3_secret_key.get_secret_value()),
     )
-
-
-def write_endpoints(state_dir: Path, values: dict[str, str | None]) -> Path:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    path = state_dir / "endpoints.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(values, indent=2) + "\n")
-    tmp.replace(path)
-    return path
