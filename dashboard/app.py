@@ -2,44 +2,38 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-import nats.errors
-from fastapi import Depends, FastAPI, Form, Query, Request
+from fastapi import FastAPI, Form, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
-from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.mongo_store import MongoStateStore
 from adapters.s3_objects import S3ObjectStore
 from dashboard import delivery, health, overview, timeline
-from dashboard.auth import ACTION_HEADER, COOKIE, Role, Tokens
+from dashboard.access import Admin, Forbidden, Guard, Reader, Unauthorized, local_target, set_session, wants_html
+from dashboard.auth import COOKIE, Role, Tokens
 from dashboard.problems import PROBLEM_JSON, Problem, invalid, not_found
+from dashboard.run_log import read_log
 from dashboard.tail import TailClient, TailHub
 from events.filters import EventFilter, FilterError, StartAt, parse_last_event_id, parse_since
 from events.redaction import redact, redact_text
-from events.subjects import log_subject
 from http_serving.sse import EventStream
 from schemas.sites import Site
 
 HERE = Path(__file__).parent
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$")
-LOG_TAIL_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -58,26 +52,6 @@ class Dashboard:
     runs_dir: Path | None = None
     # Runs a site admits at once (pending or running), for the overview's capacity column.
     runs_per_site: int | None = None
-
-
-class Unauthorized(Exception):
-    pass
-
-
-class Forbidden(Exception):
-    pass
-
-
-def _wants_html(request: Request) -> bool:
-    accept = request.headers.get("accept", "")
-    return "text/html" in accept and not request.url.path.startswith("/api/")
-
-
-def _presented_role(request: Request, tokens: Tokens) -> Role | None:
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        return tokens.role_of(header[7:].strip())
-    return tokens.role_of_session(request.cookies.get(COOKIE))
 
 
 def _check_id(field: str, value: str) -> str:
@@ -100,70 +74,6 @@ def _time(value: Any) -> str:
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z") if isinstance(value, datetime) else ""
 
 
-_SECURITY_HEADERS = {
-    "content-security-policy": (
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
-    ),
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
-}
-
-
-class _Guard:
-    """Plain ASGI (a BaseHTTPMiddleware would copy every chunk of every live tail through a memory stream):
-    `?token=` once becomes a session cookie, and every response gets the security headers."""
-
-    def __init__(self, app: ASGIApp, token_once: Callable[[Request, str], Awaitable[Response]]) -> None:
-        self.app = app
-        self.token_once = token_once
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request = Request(scope)
-        token = request.query_params.get("token")
-        if token is not None and scope["method"] == "GET":
-            response = await self.token_once(request, token)
-            await self._send_with_headers(response, scope, receive, send)
-            return
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in _SECURITY_HEADERS.items():
-                    headers.setdefault(name, value)
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
-
-    async def _send_with_headers(self, response: Response, scope: Scope, receive: Receive, send: Send) -> None:
-        for name, value in _SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        await response(scope, receive, send)
-
-
-def reader(request: Request) -> Role:
-    role = _presented_role(request, request.app.state.dashboard.tokens)
-    if role is None:
-        raise Unauthorized()
-    return role
-
-
-def admin(request: Request) -> Role:
-    role = reader(request)
-    if role is not Role.ADMIN:
-        raise Forbidden()
-    # With a cookie (a browser), only our script, which adds this header, may act: no cross-site posts.
-    if not request.headers.get("authorization") and request.headers.get(ACTION_HEADER) != "1":
-        raise Problem(403, "forbidden", "Forbidden", f"browser requests that change something need {ACTION_HEADER}: 1")
-    return role
-
-
-Reader = Annotated[Role, Depends(reader)]
-Admin = Annotated[Role, Depends(admin)]
-
-
 def create_app(dash: Dashboard) -> FastAPI:
     app = FastAPI(title="gaiax-workflows ops dashboard", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.dashboard = dash
@@ -180,7 +90,7 @@ def create_app(dash: Dashboard) -> FastAPI:
 
     @app.exception_handler(Problem)
     async def on_problem(request: Request, problem: Problem) -> Response:
-        if _wants_html(request):
+        if wants_html(request):
             return templates.TemplateResponse(
                 request, "error.html", {"problem": problem, "role": None}, status_code=problem.status
             )
@@ -189,7 +99,7 @@ def create_app(dash: Dashboard) -> FastAPI:
     @app.exception_handler(Unauthorized)
     async def on_unauthorized(request: Request, _: Unauthorized) -> Response:
         headers = {"WWW-Authenticate": 'Bearer realm="gxwf-dashboard"'}
-        if _wants_html(request):
+        if wants_html(request):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return templates.TemplateResponse(
                 request, "login.html", {"next": target, "role": None, "failed": False}, status_code=401, headers=headers
@@ -231,10 +141,10 @@ def create_app(dash: Dashboard) -> FastAPI:
         # The token leaves the address bar (and the history) at once; the cookie carries the session.
         rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
         redirect = RedirectResponse(request.url.path + (f"?{urlencode(rest)}" if rest else ""), status_code=303)
-        _set_session(redirect, request, dash.tokens.session(role))
+        set_session(redirect, request, dash.tokens.session(role))
         return redirect
 
-    app.add_middleware(_Guard, token_once=token_once)
+    app.add_middleware(Guard, token_once=token_once)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -253,7 +163,9 @@ def create_app(dash: Dashboard) -> FastAPI:
 
     @app.get("/login", response_class=HTMLResponse)
     async def login_form(request: Request, next: str = "/tail") -> HTMLResponse:
-        return templates.TemplateResponse(request, "login.html", {"next": _local(next), "role": None, "failed": False})
+        return templates.TemplateResponse(
+            request, "login.html", {"next": local_target(next), "role": None, "failed": False}
+        )
 
     @app.post("/login")
     async def login(
@@ -264,10 +176,10 @@ def create_app(dash: Dashboard) -> FastAPI:
         role = dash.tokens.role_of(token)
         if role is None:
             return templates.TemplateResponse(
-                request, "login.html", {"next": _local(next), "role": None, "failed": True}, status_code=401
+                request, "login.html", {"next": local_target(next), "role": None, "failed": True}, status_code=401
             )
-        response = RedirectResponse(_local(next), status_code=303)
-        _set_session(response, request, dash.tokens.session(role))
+        response = RedirectResponse(local_target(next), status_code=303)
+        set_session(response, request, dash.tokens.session(role))
         return response
 
     @app.post("/logout")
@@ -376,24 +288,13 @@ def create_app(dash: Dashboard) -> FastAPI:
 
     @app.get("/runs/{run_id}/log", response_class=PlainTextResponse)
     async def run_log(role: Reader, run_id: str) -> PlainTextResponse:
-        _check_id("run_id", run_id)
-        result = await dash.store.db["results"].find_one({"_id": run_id}, {"log_key": 1})
-        if result and result.get("log_key") and dash.objects is not None:
-            data = await dash.objects.get_bytes(str(result["log_key"]))
-            return PlainTextResponse(_last(data), headers={"X-Gxwf-Log": "archived"})
-        if dash.runs_dir is not None:
-            path = dash.runs_dir / run_id / "log.txt"
-            if path.is_file():
-                with path.open("rb") as handle:
-                    size = path.stat().st_size
-                    handle.seek(max(0, size - LOG_TAIL_BYTES))
-                    data = handle.read()
-                return PlainTextResponse(_last(data), headers={"X-Gxwf-Log": "live"})
-        # A run elsewhere (a Kubernetes pod): its live output is in the log stream.
-        streamed = await _streamed_log(dash.js, run_id, LOG_TAIL_BYTES)
-        if streamed is not None:
-            return PlainTextResponse(_last(streamed), headers={"X-Gxwf-Log": "stream"})
-        raise not_found(f"no log of run {run_id} here (archived or live)")
+        found = await read_log(
+            _check_id("run_id", run_id), store=dash.store, objects=dash.objects, runs_dir=dash.runs_dir, js=dash.js
+        )
+        if found is None:
+            raise not_found(f"no log of run {run_id} here (archived or live)")
+        text, source = found
+        return PlainTextResponse(text, headers={"X-Gxwf-Log": source})
 
     @app.get("/runs/{run_id}/result")
     async def run_result(role: Reader, run_id: str) -> JSONResponse:
@@ -474,56 +375,6 @@ def create_app(dash: Dashboard) -> FastAPI:
         return JSONResponse(body, status_code=200 if all(s.ok for s in servers) else 503)
 
     return app
-
-
-def _last(data: bytes) -> str:
-    return data[-LOG_TAIL_BYTES:].decode("utf-8", "replace")
-
-
-async def _streamed_log(js: JetStreamContext, run_id: str, keep: int) -> bytes | None:
-    """The last `keep` bytes of what the log stream holds of the run; None when it holds nothing."""
-    subscription = await js.subscribe(
-        log_subject(run_id), ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
-    )
-    chunks: deque[bytes] = deque()
-    size = 0
-    attempt = 1
-    try:
-        while True:
-            try:
-                message = await subscription.next_msg(timeout=0.3)
-            except (TimeoutError, nats.errors.TimeoutError):
-                break
-            number = int((message.headers or {}).get("Gxwf-Attempt", "1") or 1)
-            data = message.data or b""
-            if number > attempt:
-                # As in the archived log.txt: a separator before each further attempt.
-                data, attempt = f"\n=== attempt {number} ===\n".encode() + data, number
-            chunks.append(data)
-            size += len(data)
-            while size - len(chunks[0]) >= keep:
-                size -= len(chunks.popleft())
-    finally:
-        with contextlib.suppress(Exception):
-            await subscription.unsubscribe()
-    return b"".join(chunks) if chunks else None
-
-
-def _local(target: str) -> str:
-    """Only paths of this dashboard after a login: never an open redirect to another site."""
-    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/tail"
-
-
-def _set_session(response: Response, request: Request, value: str) -> None:
-    response.set_cookie(
-        COOKIE,
-        value,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path="/",
-        max_age=12 * 3600,
-    )
 
 
 __all__ = ["PROBLEM_JSON", "Dashboard", "create_app"]
