@@ -15,8 +15,8 @@ unschedulable, node-lost, hang, crashloop, not-ready. `python -m fakekube --port
 
 from fakekube.calls import ApiCall
 from fakekube.controller import ControllerConfig, FakeController
-from fakekube.kubelet import NodeSpec
 from fakekube.scenarios import Plan, Scenario
+from fakekube.scheduling import NodeSpec
 from fakekube.server import FakeKubeServer
 
 __all__ = ["ApiCall", "ControllerConfig", "FakeController", "FakeKubeServer", "NodeSpec", "Plan", "Scenario"]

@@ -14,18 +14,12 @@ object, so they would leak into the next answer.
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
-import json
-import secrets
 import warnings
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import attrs
 import kmock
-import yaml
 from aiohttp import web
 from kmock._internal import parsing as kmock_parsing
 
@@ -37,10 +31,11 @@ from fakekube.errors import ApiError, bad_request, invalid
 from fakekube.patching import APPLY_PATCH
 from fakekube.registry import Registry, Validator
 from fakekube.selectors import field_matcher, label_matcher
-from fakekube.store import ObjKey, Store, meta, now
+from fakekube.store import Store, meta
+from fakekube.subresources import KUBELET_PREFIX, Subresources
+from fakekube.wire import JSON, Reply, Stream, delete_options, dump, json_lines, request_body, status_ok
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-KUBELET_PREFIX = "/fakekube/v1/"
 _ACTIONS = {
     "get": kmock.action.FETCH,
     "list": kmock.action.LIST,
@@ -49,27 +44,10 @@ _ACTIONS = {
     "patch": kmock.action.UPDATE,
     "delete": kmock.action.DELETE,
 }
-_JSON = "application/json"
-_PLAIN = "text/plain"
 
 
 class _Claimed(Exception):
     """Raised by the fallback reaction: no reaction of a test took the request, fakekube answers it."""
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    body: Any  # JSON, or bytes sent as they are
-    content_type: str = _JSON
-
-
-@dataclass(frozen=True)
-class Stream:
-    """A streamed answer: JSON lines of a watch, or the text of a followed log."""
-
-    content_type: str
-    chunks: AsyncIterator[bytes]
 
 
 def _parse_path(path: str) -> kmock_parsing.ParsedPath:
@@ -101,13 +79,6 @@ def _bundled_resources() -> dict[kmock.resource, kmock.ResourceInfo]:
     return {ref: resources[ref] for ref in resources}
 
 
-def _status_ok(details: dict[str, Any] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
-    if details:
-        body["details"] = details
-    return body
-
-
 def _kubernetes_validator(version: str) -> Validator:
     import kubernetes_validate  # type: ignore[import-untyped]  # slow to import: only when asked for
 
@@ -134,6 +105,7 @@ class KubeApi(kmock.KubernetesEmulator):
     store: Store = attrs.field(init=False)
     registry: Registry = attrs.field(init=False)
     collector: Collector = attrs.field(init=False)
+    subresources: Subresources = attrs.field(init=False)
     pod_logs: logs.PodLogs = attrs.field(init=False, factory=logs.PodLogs)
     call_log: list[ApiCall] = attrs.field(init=False, factory=list)
     _builtin: frozenset[int] = attrs.field(init=False, factory=frozenset)
@@ -146,6 +118,7 @@ class KubeApi(kmock.KubernetesEmulator):
         self.store = Store(self.objects, change_limit=self.change_limit)
         self.registry = Registry(self.store, self.catalog)
         self.collector = Collector(self.registry, self.gc_delay)
+        self.subresources = Subresources(self.catalog, self.store, self.registry, self.pod_logs)
         # One notch above kmock's own fallbacks, below any reaction a test adds.
         (self.fallback**1)[self._is_ours] << self._claim
         self._builtin = frozenset(id(payload) for payload in self._payloads)
@@ -232,7 +205,7 @@ class KubeApi(kmock.KubernetesEmulator):
     async def _respond(self, request: kmock.Request) -> web.StreamResponse:
         try:
             if request.url.path.startswith(KUBELET_PREFIX):
-                result: Reply | Stream = self._kubelet_write(request)
+                result: Reply | Stream = self.subresources.kubelet_write(request)
             else:
                 found = paths.route(request.url.path, request.method.value, request.params)
                 assert found is not None and found.plural is not None
@@ -269,23 +242,25 @@ class KubeApi(kmock.KubernetesEmulator):
             label_matcher(query.get("labelSelector"))  # a bad selector is a 400, not a broken stream
             field_matcher(query.get("fieldSelector"))
             namespace = route.namespace if rtype.namespaced else None
-            return Stream(_JSON, json_lines(watching.events(self.store, rtype, namespace, route.name, query)))
+            return Stream(JSON, json_lines(watching.events(self.store, rtype, namespace, route.name, query)))
         if verb == "list":
             return Reply(200, self._list(rtype, ns, query))
         if verb == "get":
             assert name is not None
             obj = self.registry.get(rtype, ns, name)
             if sub == "log":
-                return self._log(obj, query)
+                return self.subresources.log(obj, query)
             return Reply(200, obj)
         if verb == "create":
-            body = _body(request)
+            body = request_body(request)
             if name is not None:
-                return self._create_subresource(rtype, ns, name, sub, body)
+                return self.subresources.create(rtype, ns, name, sub, body)
             return Reply(201, self.registry.create(rtype, ns, body, dry_run=dry_run))
         if verb == "update":
             assert name is not None
-            return Reply(200, self.registry.replace(rtype, ns, name, _body(request), subresource=sub, dry_run=dry_run))
+            return Reply(
+                200, self.registry.replace(rtype, ns, name, request_body(request), subresource=sub, dry_run=dry_run)
+            )
         if verb == "patch":
             assert name is not None
             content_type = request.headers.get("Content-Type", "application/merge-patch+json")
@@ -297,7 +272,7 @@ class KubeApi(kmock.KubernetesEmulator):
                 rtype,
                 ns,
                 name,
-                _body(request),
+                request_body(request),
                 content_type,
                 subresource=sub,
                 field_manager=query.get("fieldManager"),
@@ -306,12 +281,12 @@ class KubeApi(kmock.KubernetesEmulator):
             return Reply(201 if created else 200, obj)
         if verb == "delete":
             assert name is not None
-            obj, removed = self.registry.delete(rtype, ns, name, _delete_options(request), dry_run=dry_run)
+            obj, removed = self.registry.delete(rtype, ns, name, delete_options(request), dry_run=dry_run)
             return Reply(200 if removed else 202, obj)
         if verb == "deletecollection":
             items = self._select(rtype, ns, query)
-            self.registry.delete_collection(rtype, ns, items, _delete_options(request))
-            return Reply(200, _status_ok())
+            self.registry.delete_collection(rtype, ns, items, delete_options(request))
+            return Reply(200, status_ok())
         raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 
     # --- reading
@@ -335,128 +310,3 @@ class KubeApi(kmock.KubernetesEmulator):
                 metadata["remainingItemCount"] = len(items) - start - limit
             items = items[start : start + limit]
         return {"kind": f"{rtype.kind}List", "apiVersion": rtype.api_version, "metadata": metadata, "items": items}
-
-    def _log(self, pod: dict[str, Any], query: Any) -> Reply | Stream:
-        container = logs.container_of(pod, query.get("container"))
-        logs.check_readable(pod, container)
-        uid = meta(pod)["uid"]
-        timestamps = paths.is_true(query.get("timestamps"))
-        lines = self.pod_logs.lines(uid, container)
-        tail = query.get("tailLines")
-        start = max(len(lines) - int(tail), 0) if tail is not None else 0
-        if not paths.is_true(query.get("follow")) or logs.is_finished(pod, container):
-            return Reply(200, logs.render(lines[start:], timestamps), _PLAIN)
-        key = ObjKey("", "pods", meta(pod)["namespace"], meta(pod)["name"])
-
-        async def follow() -> AsyncIterator[bytes]:
-            sent = start
-            while True:
-                waiter = self.store.waiter()
-                current = self.pod_logs.lines(uid, container)
-                if sent < len(current):
-                    yield logs.render(current[sent:], timestamps)
-                    sent = len(current)
-                live = self.store.get(key)
-                if self.store.closed or live is None or meta(live).get("uid") != uid:
-                    return
-                if logs.is_finished(live, container):
-                    return
-                await self.store.wait(waiter, watching.DEFAULT_TIMEOUT)
-
-        return Stream(_PLAIN, follow())
-
-    # --- subresources and the kubelet's side channel
-
-    def _create_subresource(
-        self, rtype: ResourceType, namespace: str | None, name: str, sub: str | None, body: Any
-    ) -> Reply:
-        if rtype.key == ("", "pods") and sub == "binding":
-            return Reply(201, self._bind(namespace, name, body))
-        if rtype.key == ("", "pods") and sub == "eviction":
-            options = (body or {}).get("deleteOptions") or {}
-            self.registry.delete(rtype, namespace, name, options)
-            return Reply(201, _status_ok({"name": name, "kind": "pods"}))
-        if rtype.key == ("", "serviceaccounts") and sub == "token":
-            self.registry.get(rtype, namespace, name)
-            token = {
-                "kind": "TokenRequest",
-                "apiVersion": "authentication.k8s.io/v1",
-                "metadata": {"name": name, "namespace": namespace, "creationTimestamp": now()},
-                "spec": (body or {}).get("spec") or {},
-                "status": {"token": secrets.token_urlsafe(32), "expirationTimestamp": now()},
-            }
-            return Reply(201, token)
-        raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
-
-    def _bind(self, namespace: str | None, name: str, body: Any) -> dict[str, Any]:
-        pods = self.catalog.lookup("pods")
-        pod = self.registry.get(pods, namespace, name)
-        node = ((body or {}).get("target") or {}).get("name")
-        if not node:
-            raise bad_request("a binding needs target.name")
-        current = (pod.get("spec") or {}).get("nodeName")
-        if current:
-            raise ApiError(
-                409,
-                "Conflict",
-                f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} '
-                f'is already assigned to node "{current}"',
-            )
-        new = copy.deepcopy(pod)
-        new["spec"]["nodeName"] = node
-        status = new.setdefault("status", {})
-        conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
-        conditions.append(
-            {"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": now()}
-        )
-        status["conditions"] = conditions
-        self.registry.write(pods, pod, new)
-        return _status_ok({"name": name, "kind": "pods"})
-
-    def _kubelet_write(self, request: kmock.Request) -> Reply:
-        """POST /fakekube/v1/namespaces/{ns}/pods/{name}/log?container=c: a container printed this text."""
-        parts = request.url.path[len(KUBELET_PREFIX) :].strip("/").split("/")
-        if (
-            request.method.value != "POST"
-            or len(parts) != 5
-            or parts[0] != "namespaces"
-            or parts[2:5:2] != ["pods", "log"]
-        ):
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
-        pod = self.registry.get(self.catalog.lookup("pods"), parts[1], parts[3])
-        container = logs.container_of(pod, request.params.get("container"))
-        self.pod_logs.append(meta(pod)["uid"], container, request.text)
-        self.store.notify()
-        return Reply(201, _status_ok())
-
-
-def _body(request: kmock.Request) -> Any:
-    if request.data is not None:
-        return request.data
-    if not request.text.strip():
-        return None
-    try:
-        return yaml.safe_load(request.text)
-    except yaml.YAMLError as exc:
-        raise bad_request(f"the body of the request could not be decoded: {exc}") from exc
-
-
-def _delete_options(request: kmock.Request) -> dict[str, Any]:
-    options: dict[str, Any] = dict(request.data) if isinstance(request.data, dict) else {}
-    query = request.params
-    if "propagationPolicy" in query:
-        options["propagationPolicy"] = query["propagationPolicy"]
-    if "gracePeriodSeconds" in query:
-        options["gracePeriodSeconds"] = int(query["gracePeriodSeconds"])
-    if "orphanDependents" in query:
-        options["orphanDependents"] = paths.is_true(query["orphanDependents"])
-    return options
-
-
-def dump(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"))
-
-
-async def json_lines(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
-    async for event in events:
-        yield dump(event).encode() + b"\n"

@@ -14,8 +14,9 @@ import copy
 from typing import Any
 
 from fakekube import admission
+from fakekube.deletion import FOREGROUND
 from fakekube.errors import ApiError
-from fakekube.registry import FOREGROUND, Registry
+from fakekube.registry import Registry
 from fakekube.store import Change, ObjKey, meta, owner_uids
 
 Work = tuple[str, Any]

@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fakekube.client import Client, ClientError, Informer, path
-from fakekube.kubelet import Kubelet, NodeSpec, Scheduler, default_nodes
+from fakekube.deployments import DeploymentController, ReplicaSetController
+from fakekube.kubelet import Kubelet
 from fakekube.scenarios import Plan, Scenario, from_annotations, parse_sequence, tuned
-from fakekube.workloads import DeploymentController, JobController, ReplicaSetController
+from fakekube.scheduling import NodeSpec, Scheduler, default_nodes
+from fakekube.workloads import JobController
 
 
 @dataclass

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# The conflict of a write or delete that names a resourceVersion no longer current.
+STALE = "the object has been modified; please apply your changes to the latest version and try again"
+
 
 class ApiError(Exception):
     """A failed request; rendered as a v1 Status with this code, reason and message."""

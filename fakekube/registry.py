@@ -16,17 +16,21 @@ from typing import Any
 
 from fakekube import admission, strategies
 from fakekube.catalog import Catalog, ResourceType
-from fakekube.errors import ApiError, already_exists, bad_request, conflict, invalid, not_found
+from fakekube.deletion import (
+    FOREGROUND,
+    check_preconditions,
+    drop_empty_finalizers,
+    grace_period,
+    propagation,
+    still_stopping,
+)
+from fakekube.errors import STALE, ApiError, already_exists, bad_request, conflict, invalid, not_found
 from fakekube.patching import APPLY_PATCH, apply_patch, prune
 from fakekube.store import ObjKey, Store, meta, now
 
-FOREGROUND = "foregroundDeletion"
-ORPHAN = "orphan"
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 # Server-owned metadata: clients cannot set or change it.
 _SERVER_FIELDS = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
-# Resources whose API default is to orphan dependents (kept by kube-apiserver for compatibility).
-_ORPHAN_BY_DEFAULT = frozenset({("batch", "jobs"), ("batch", "cronjobs"), ("", "replicationcontrollers")})
 Validator = Callable[[dict[str, Any]], None]
 
 
@@ -148,7 +152,7 @@ class Registry:
             raise bad_request(f"the name of the object ({body_name}) does not match the name on the URL ({name})")
         wanted_rv = meta(body).get("resourceVersion")
         if wanted_rv and wanted_rv != meta(old).get("resourceVersion"):
-            raise conflict(rtype.plural, rtype.group, name, _STALE)
+            raise conflict(rtype.plural, rtype.group, name, STALE)
         new = copy.deepcopy(body)
         self._check_type(rtype, new)
         return self._update(rtype, old, new, subresource, dry_run=dry_run)
@@ -191,7 +195,7 @@ class Registry:
                     raise bad_request("the name of the applied object must match the name on the URL")
             wanted_rv = meta(body).get("resourceVersion")
             if wanted_rv and wanted_rv != meta(old).get("resourceVersion"):
-                raise conflict(rtype.plural, rtype.group, name, _STALE)
+                raise conflict(rtype.plural, rtype.group, name, STALE)
         new = apply_patch(content_type, copy.deepcopy(old), body)
         if media == APPLY_PATCH and not subresource:
             owned = (meta(old)["uid"], field_manager or "")
@@ -265,7 +269,7 @@ class Registry:
         if "generation" in meta(old) and _spec_of(new) != _spec_of(old):
             metadata["generation"] = meta(old)["generation"] + 1
         key = self.key(rtype, meta(old).get("namespace"), meta(old)["name"])
-        if metadata.get("deletionTimestamp") and not metadata.get("finalizers") and not _still_stopping(rtype, new):
+        if metadata.get("deletionTimestamp") and not metadata.get("finalizers") and not still_stopping(rtype, new):
             self.store.commit(key, rtype, new)
             gone = self.store.remove(key, rtype)
             assert gone is not None
@@ -288,18 +292,8 @@ class Registry:
         old = self.store.get(key)
         if old is None:
             raise not_found(rtype.plural, rtype.group, name)
-        preconditions = options.get("preconditions") or {}
-        if preconditions.get("uid") and preconditions["uid"] != meta(old).get("uid"):
-            why = (
-                f"Precondition failed: UID in precondition: {preconditions['uid']}, "
-                f"UID in object meta: {meta(old).get('uid')}"
-            )
-            raise conflict(rtype.plural, rtype.group, name, why)
-        if preconditions.get("resourceVersion") and preconditions["resourceVersion"] != meta(old).get(
-            "resourceVersion"
-        ):
-            raise conflict(rtype.plural, rtype.group, name, _STALE)
-        policy = _propagation(rtype, options)
+        check_preconditions(rtype, name, old, options)
+        policy = propagation(rtype, options)
         if dry_run:
             return old, True
         if policy == "Orphan":
@@ -311,7 +305,7 @@ class Registry:
         if policy == "Foreground" and FOREGROUND not in finalizers:
             finalizers.append(FOREGROUND)
         metadata["finalizers"] = finalizers
-        grace = self._grace_period(rtype, old, options)
+        grace = grace_period(rtype, old, options)
         if metadata.get("deletionTimestamp"):
             if grace == 0 and rtype.key == ("", "pods"):
                 metadata["deletionGracePeriodSeconds"] = 0
@@ -320,7 +314,7 @@ class Registry:
                     gone = self.store.remove(key, rtype)
                     assert gone is not None
                     return gone, True
-            return self.write(rtype, old, _drop_empty_finalizers(new)), False
+            return self.write(rtype, old, drop_empty_finalizers(new)), False
         if not finalizers and grace == 0 and rtype.key != ("", "namespaces"):
             gone = self.store.remove(key, rtype)
             assert gone is not None
@@ -330,20 +324,8 @@ class Registry:
         metadata["deletionGracePeriodSeconds"] = grace
         if rtype.key == ("", "namespaces"):
             new["status"] = {**(new.get("status") or {}), "phase": "Terminating"}
-        stored = self.store.commit(key, rtype, _drop_empty_finalizers(new))
+        stored = self.store.commit(key, rtype, drop_empty_finalizers(new))
         return stored, False
-
-    def _grace_period(self, rtype: ResourceType, obj: dict[str, Any], options: dict[str, Any]) -> int:
-        """Only pods bound to a node and not finished wait for the kubelet; everything else goes at once."""
-        if rtype.key != ("", "pods"):
-            return 0
-        spec, status = obj.get("spec") or {}, obj.get("status") or {}
-        if not spec.get("nodeName") or status.get("phase") in ("Succeeded", "Failed"):
-            return 0
-        grace = options.get("gracePeriodSeconds")
-        if grace is None:
-            grace = spec.get("terminationGracePeriodSeconds", 30)
-        return max(int(grace), 0)
 
     def orphan_dependents(self, owner_uid: str) -> None:
         for key, dependent in self.store.dependents(owner_uid):
@@ -371,21 +353,6 @@ class Registry:
         return deleted
 
 
-_STALE = "the object has been modified; please apply your changes to the latest version and try again"
-
-
-def _propagation(rtype: ResourceType, options: dict[str, Any]) -> str:
-    policy = options.get("propagationPolicy")
-    if policy in ("Orphan", "Background", "Foreground"):
-        return str(policy)
-    if policy:
-        raise bad_request(f'propagationPolicy: Unsupported value: "{policy}"')
-    orphan = options.get("orphanDependents")
-    if orphan is not None:
-        return "Orphan" if orphan else "Background"
-    return "Orphan" if rtype.key in _ORPHAN_BY_DEFAULT else "Background"
-
-
 def _comparable(obj: dict[str, Any]) -> dict[str, Any]:
     metadata = {k: v for k, v in meta(obj).items() if k not in ("resourceVersion", "managedFields")}
     if not metadata.get("finalizers"):
@@ -395,18 +362,3 @@ def _comparable(obj: dict[str, Any]) -> dict[str, Any]:
 
 def _spec_of(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
-
-
-def _drop_empty_finalizers(obj: dict[str, Any]) -> dict[str, Any]:
-    if not obj["metadata"].get("finalizers"):
-        obj["metadata"].pop("finalizers", None)
-    return obj
-
-
-def _still_stopping(rtype: ResourceType, obj: dict[str, Any]) -> bool:
-    """A namespace waits for its content; a pod in its grace period waits for the kubelet's final delete."""
-    if rtype.key == ("", "namespaces"):
-        return bool((obj.get("spec") or {}).get("finalizers"))
-    if rtype.key == ("", "pods"):
-        return bool(meta(obj).get("deletionGracePeriodSeconds"))
-    return False
