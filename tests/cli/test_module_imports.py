@@ -1,4 +1,5 @@
-"""Every gxwf module imports on its own: no import cycle among them, and only the entry point knows gxwf.cli."""
+"""Every gxwf module imports on its own: no import cycle among them, and only the entry point knows gxwf.cli;
+no module of a runtime package is over 400 lines."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import ast
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import gxwf
@@ -50,7 +52,18 @@ def test_only_the_entry_point_imports_the_assembled_cli() -> None:
     assert importers == ["__main__.py"]
 
 
-def test_no_gxwf_module_is_over_400_lines() -> None:
-    root = Path(gxwf.__file__).parent
-    lines = {p.relative_to(root).as_posix(): len(p.read_text().splitlines()) for p in root.rglob("*.py")}
+def test_no_runtime_module_is_over_400_lines() -> None:
+    # Every package the wheel ships (pyproject's hatch `packages`), not only gxwf: a module past 400 lines is split
+    # along its seams.
+    root = Path(gxwf.__file__).parent.parent
+    packages = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"][
+        "packages"
+    ]
+    assert "gxwf" in packages and "fakekube" in packages
+    lines = {
+        path.relative_to(root).as_posix(): len(path.read_text().splitlines())
+        for package in packages
+        for path in (root / package).rglob("*.py")
+    }
+    assert len(lines) > 100
     assert {name: n for name, n in lines.items() if n > 400} == {}
