@@ -1,5 +1,5 @@
 """`gxwf client ...`: the consumer's side of the WorkflowApi from a terminal (URL and token from flags, env or a
-profile file), built on workflow_client."""
+profile file), built on gxwf_client."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from gxwf_client import WorkflowClient
+from gxwf_client.client import end_state
 from rich.console import Console
 from rich.table import Table
 
@@ -24,8 +26,6 @@ from gxwf.commands.client_connection import (
     progress,
 )
 from gxwf.errors import UserError
-from workflow_client import WorkflowClient
-from workflow_client.client import end_state
 
 client_app = typer.Typer(
     help="Use a WorkflowApi as a consumer: assets, inputs, runs, logs, results.", no_args_is_help=True

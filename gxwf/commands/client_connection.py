@@ -16,12 +16,12 @@ from typing import Annotated, Any, TypeVar
 import httpx
 import typer
 import yaml
+from gxwf_client import ApiError, WorkflowClient
+from gxwf_client.client import ChecksumMismatch
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from gxwf.errors import UserError
-from workflow_client import ApiError, WorkflowClient
-from workflow_client.client import ChecksumMismatch
 
 err = Console(stderr=True)
 T = TypeVar("T")
