@@ -83,9 +83,6 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
         teardown.on_transfer_ended,
     ),
     Subscription(
-        "provisioning", "provisioning-deployment-ready", s.DEPLOYMENT_READY, DeploymentReady, grant.on_deployment_ready
-    ),
-    Subscription(
         "provisioning",
         "provisioning-deployment-failed",
         s.DEPLOYMENT_FAILED,

@@ -19,20 +19,13 @@ from events.envelope import Envelope, derived_id, new_event
 from events.payloads.consumer import ConsumerDeprovisioned, ConsumerReleased
 from events.payloads.result import ResultPublished, ResultPublishFailed
 from handlers.context import HandlerContext
-from schemas.provisioning import ProvisionDocument, ProvisionState, ResultDocument, ResultState
+from schemas.provisioning import LIVE, ProvisionDocument, ProvisionState, ResultDocument, ResultState
 from schemas.run import RunDocument
 
 log = structlog.get_logger("gxwf.jobs")
 SOURCE = "urn:gaiax-workflows:jobs"
-_LIVE: list[str] = [
-    ProvisionState.REQUESTED,
-    ProvisionState.DEPLOYING,
-    ProvisionState.REGISTERING,
-    ProvisionState.GRANTING,
-    ProvisionState.GRANTED,
-    # Still tearing down: its own wf.consumer.deprovisioned follows.
-    ProvisionState.DEPROVISIONING,
-]
+# Still tearing down counts too: its own wf.consumer.deprovisioned follows.
+_LIVE = sorted(LIVE | {ProvisionState.DEPROVISIONING})
 
 
 async def on_consumer_deprovisioned(event: Envelope[Any], ctx: HandlerContext) -> None:
