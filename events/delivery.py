@@ -128,17 +128,12 @@ class _DeadLetterScope(BaseMiddleware):
             permanent = isinstance(error, policy.permanent_errors)
             if not permanent and attempt < policy.max_attempts:
                 delay = policy.delay_after(attempt)
-                report = log.info if isinstance(error, AheadOfState) else log.warning
-                report(
-                    "event ahead of its state, will retry"
-                    if isinstance(error, AheadOfState)
-                    else "handler failed, will retry",
-                    handler=consumer,
-                    subject=msg.raw_message.subject,
-                    attempt=attempt,
-                    retry_in=delay,
-                    error=repr(error),
-                )
+                facts = {"handler": consumer, "subject": msg.raw_message.subject, "attempt": attempt, "retry_in": delay}
+                if isinstance(error, AheadOfState):
+                    # Ordering between consumers, not an error: said as what it waits for.
+                    log.info("event ahead of its state, will retry", waiting_for=str(error), **facts)
+                else:
+                    log.warning("handler failed, will retry", error=repr(error), **facts)
                 EVENTS_HANDLED.labels(consumer, "retry").inc()
                 raise NackMessage(delay=delay) from error
             letter = dead_letter_for(msg, error, consumer, attempt)
