@@ -43,8 +43,9 @@ from events.payloads.run import RunSpec
 from events.subjects import LOG_CHUNK_BYTES
 from ports.compute import RunArtifacts, RunOwner, StartRefused, WorkloadPhase, WorkloadStatus
 from ports.objects import ObjectStore
+from schemas.names import attempt_separator, outputs_key, staging_prefix
 from schemas.sites import ConsumerQuota
-from schemas.staging import StageFile, StageInput, StagePlan, outputs_key, staging_prefix
+from schemas.staging import StageFile, StageInput, StagePlan
 
 log = structlog.get_logger("gxwf.kubernetes.compute")
 
@@ -449,7 +450,7 @@ class KubernetesJobBackend:
             for pod in pods:
                 attempt = int((pod.metadata.labels or {}).get(manifests.ATTEMPT_LABEL, "0"))
                 if attempt > 1:
-                    out.write(f"\n=== attempt {attempt} ===\n".encode())
+                    out.write(attempt_separator(attempt).encode())
                 wrote = await self._copy_log(namespace, pod.metadata.name, out) or wrote
         if not wrote:
             partial.unlink()

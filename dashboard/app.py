@@ -35,6 +35,7 @@ from events.filters import EventFilter, FilterError, StartAt, parse_last_event_i
 from events.redaction import redact, redact_text
 from events.subjects import log_subject
 from http_serving.sse import EventStream
+from schemas.names import ATTEMPT_HEADER, LOG_FILE, attempt_separator
 from schemas.sites import Site
 
 HERE = Path(__file__).parent
@@ -382,7 +383,7 @@ def create_app(dash: Dashboard) -> FastAPI:
             data = await dash.objects.get_bytes(str(result["log_key"]))
             return PlainTextResponse(_last(data), headers={"X-Gxwf-Log": "archived"})
         if dash.runs_dir is not None:
-            path = dash.runs_dir / run_id / "log.txt"
+            path = dash.runs_dir / run_id / LOG_FILE
             if path.is_file():
                 with path.open("rb") as handle:
                     size = path.stat().st_size
@@ -494,11 +495,11 @@ async def _streamed_log(js: JetStreamContext, run_id: str, keep: int) -> bytes |
                 message = await subscription.next_msg(timeout=0.3)
             except (TimeoutError, nats.errors.TimeoutError):
                 break
-            number = int((message.headers or {}).get("Gxwf-Attempt", "1") or 1)
+            number = int((message.headers or {}).get(ATTEMPT_HEADER, "1") or 1)
             data = message.data or b""
             if number > attempt:
                 # As in the archived log.txt: a separator before each further attempt.
-                data, attempt = f"\n=== attempt {number} ===\n".encode() + data, number
+                data, attempt = attempt_separator(number).encode() + data, number
             chunks.append(data)
             size += len(data)
             while size - len(chunks[0]) >= keep:

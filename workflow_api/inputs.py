@@ -11,13 +11,13 @@ import hashlib
 import uuid
 from datetime import timedelta
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from starlette.requests import ClientDisconnect
 
 from events.envelope import utcnow
 from schemas.inputs import InputDocument, InputState
+from schemas.names import input_prefix
 from workflow_api.auth import AUTHENTICATED, api
 from workflow_api.context import ApiContext
 from workflow_api.models import InputFile, InputInfo, InputPage, PresignedUpload, PresignedUploadRequest
@@ -62,10 +62,6 @@ _UPLOAD_BODY = {
         },
     }
 }
-
-
-def prefix_of(consumer_id: str, input_id: str) -> str:
-    return f"inputs/{quote(consumer_id, safe='')}/{quote(input_id, safe='')}/"
 
 
 def info(doc: InputDocument, *, with_files: bool = False) -> InputInfo:
@@ -131,7 +127,7 @@ async def upload(
     if filename in (".", ".."):
         raise invalid("filename", "a file name, not . or ..")
     input_id = f"in-{uuid.uuid4().hex[:20]}"
-    prefix = prefix_of(principal.consumer_id, input_id)
+    prefix = input_prefix(principal.consumer_id, input_id)
     doc = InputDocument(
         id=input_id, state=InputState.UPLOADING, consumer_id=principal.consumer_id, name=name, kind=kind, prefix=prefix
     )
@@ -252,7 +248,7 @@ async def presigned_upload(
     if body.filename in (".", ".."):
         raise invalid("filename", "a file name, not . or ..")
     input_id = f"in-{uuid.uuid4().hex[:20]}"
-    prefix = prefix_of(principal.consumer_id, input_id)
+    prefix = input_prefix(principal.consumer_id, input_id)
     filename = body.filename or body.name
     key = prefix + filename
     doc = InputDocument(

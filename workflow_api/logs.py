@@ -24,6 +24,7 @@ from sse_starlette import ServerSentEvent
 
 from events.subjects import log_subject
 from http_serving.sse import EventStream
+from schemas.names import ATTEMPT_HEADER, LOG_FILE, attempt_separator, local_run_dir_name
 from schemas.provisioning import ResultDocument, ResultState
 from schemas.run import RunDocument
 from workflow_api.auth import AUTHENTICATED, api
@@ -42,10 +43,10 @@ _STREAM_QUIET_SECONDS = 1.5
 
 
 def live_log(context: ApiContext, run_id: str) -> Path | None:
-    safe = run_id.replace("/", "_").replace("\x00", "_")
-    if safe in {"", ".", ".."}:
+    try:
+        return context.runs_dir / local_run_dir_name(run_id) / LOG_FILE
+    except ValueError:
         return None
-    return context.runs_dir / safe / "log.txt"
 
 
 def _read(path: Path | None, start: int, size: int) -> bytes | None:
@@ -145,9 +146,9 @@ def _with_separator(message: Any, attempt: int) -> tuple[bytes, int]:
     """A stream chunk's bytes, after the separator the local backend and the archive put before a new attempt."""
     data: bytes = message.data or b""
     headers = message.headers or {}
-    number = int(headers.get("Gxwf-Attempt", "1") or 1)
+    number = int(headers.get(ATTEMPT_HEADER, "1") or 1)
     if number > attempt:
-        return f"\n=== attempt {number} ===\n".encode() + data, number
+        return attempt_separator(number).encode() + data, number
     return data, attempt
 
 

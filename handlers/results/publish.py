@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import quote
 
 import structlog
 
@@ -16,6 +15,7 @@ from events.envelope import Envelope, derived_id, new_event, utcnow
 from events.payloads.result import ResultFile, ResultPublished
 from handlers.context import HandlerContext
 from ports.store import Outcome
+from schemas.names import LOG_FILE, MANIFEST_FILE, result_prefix
 from schemas.provisioning import ResultDocument, ResultState
 from schemas.run import RunDocument
 
@@ -28,11 +28,6 @@ _END_STATE = {
     s.RUN_STOPPED: "stopped",
     s.RUN_TIMED_OUT: "timed_out",
 }
-
-
-def result_prefix(consumer_id: str, run_id: str) -> str:
-    """Every object of a run lives under its consumer's prefix; ids are quoted so none can climb out."""
-    return f"results/{quote(consumer_id, safe='')}/{quote(run_id, safe='')}/"
 
 
 async def on_run_finished(event: Envelope[Any], ctx: HandlerContext) -> None:
@@ -70,7 +65,7 @@ async def on_run_finished(event: Envelope[Any], ctx: HandlerContext) -> None:
         )
     log_key = None
     if artifacts.log is not None:
-        log_key = (await objects.put_file(prefix + "log.txt", artifacts.log, content_type="text/plain")).key
+        log_key = (await objects.put_file(prefix + LOG_FILE, artifacts.log, content_type="text/plain")).key
     manifest = {
         "run_id": run.id,
         "consumer_id": run.consumer_id,
@@ -83,7 +78,7 @@ async def on_run_finished(event: Envelope[Any], ctx: HandlerContext) -> None:
         "log_key": log_key,
         "published_at": utcnow().isoformat(),
     }
-    manifest_key = prefix + "manifest.json"
+    manifest_key = prefix + MANIFEST_FILE
     await objects.put_bytes(manifest_key, json.dumps(manifest, indent=2).encode(), content_type="application/json")
     result = await ctx.store.transition(
         ResultDocument,
