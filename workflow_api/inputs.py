@@ -286,7 +286,7 @@ async def complete_upload(input_id: str, request: Request, principal: Principal 
     principal.require_active("upload inputs")
     context = api(request)
     doc = await owned(context, principal, input_id)
-    expected: dict[str, Any] | None = getattr(doc, "expected", None)
+    expected = doc.expected
     if doc.state == InputState.READY:
         return info(doc)
     if doc.state != InputState.UPLOADING or not expected:

@@ -65,8 +65,7 @@ async def archived_log(context: ApiContext, run_id: str) -> str | None:
     result = await context.store.get(ResultDocument, run_id)
     if result is None or result.state != ResultState.PUBLISHED:
         return None
-    key = getattr(result, "log_key", None)
-    return key if isinstance(key, str) else None
+    return result.log_key
 
 
 async def _expired(context: ApiContext, run_id: str) -> bool:

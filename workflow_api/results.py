@@ -60,8 +60,7 @@ def _file(result: ResultDocument, name: str) -> dict[str, Any]:
 
 
 def _log_entry(result: ResultDocument) -> dict[str, Any] | None:
-    key = getattr(result, "log_key", None)
-    return {"name": LOG_FILE, "key": key} if isinstance(key, str) else None
+    return {"name": LOG_FILE, "key": result.log_key} if result.log_key is not None else None
 
 
 @contextlib.asynccontextmanager

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+from pydantic import ValidationError
+
 from adapters.mongo_store import MongoStateStore
 from ports.store import Outcome
+from schemas.documents import utcnow
+from schemas.inputs import InputDocument
+from schemas.provisioning import ResultDocument, ResultState
+from schemas.registry import DOCUMENT_KINDS
 from schemas.run import RunDocument, RunState
 
 
@@ -82,3 +89,60 @@ async def test_one_event_may_cause_several_transitions_each_once(store: MongoSta
     assert (first.outcome, second.outcome, again.outcome) == (Outcome.APPLIED, Outcome.APPLIED, Outcome.ALREADY_APPLIED)
     doc = await store.get(RunDocument, "s-6")
     assert doc is not None and [h.to for h in doc.history] == ["queued", "pending", "running"]
+
+
+async def test_an_undeclared_field_is_refused_on_every_write(store: MongoStateStore) -> None:
+    with pytest.raises(ValidationError, match="extra_forbidden"):
+        RunDocument(id="s-x", state=RunState.QUEUED, consumer_id="c", asset_id="a", colour="red")  # type: ignore[call-arg]
+    await store.create(run_doc("s-5"), event_id="e1")
+    with pytest.raises(ValueError, match="RunDocument declares no field colour"):
+        await store.set_fields(RunDocument, "s-5", {"colour": "red"})
+    with pytest.raises(ValueError, match="declares no field colour"):
+        await store.transition(RunDocument, "s-5", RunState.PENDING, event_id="e2", fields={"colour": "red"})
+    doc = await store.get(RunDocument, "s-5")
+    assert doc is not None and doc.state == "queued"
+    assert "colour" not in (await store.db["runs"].find_one({"_id": "s-5"}) or {})
+
+
+def test_every_kind_forbids_undeclared_fields() -> None:
+    assert all(kind.model_config.get("extra") == "forbid" for kind in DOCUMENT_KINDS)
+
+
+async def test_documents_of_earlier_versions_still_load(store: MongoStateStore) -> None:
+    """What earlier versions wrote without declaring it (a result's log key, a presigned upload's announcement)
+    is declared now; a field no version declares any more is left behind on read."""
+    now = utcnow()
+    entry = {"from": None, "to": "published", "at": now, "event_id": "old"}
+    await store.db["results"].insert_one(
+        {
+            "_id": "s-old-result",
+            "state": "published",
+            "consumer_id": "c",
+            "manifest_key": "results/c/s-old-result/manifest.json",
+            "files": [],
+            "log_key": "results/c/s-old-result/log.txt",
+            "retired_field": 1,
+            "history": [entry],
+            "created_at": now,
+            "updated_at": now,
+        }
+    )
+    result = await store.get(ResultDocument, "s-old-result")
+    assert result is not None and result.state == ResultState.PUBLISHED
+    assert result.log_key == "results/c/s-old-result/log.txt"
+    await store.db["inputs"].insert_one(
+        {
+            "_id": "s-old-input",
+            "state": "uploading",
+            "consumer_id": "c",
+            "name": "big",
+            "kind": "file",
+            "prefix": "inputs/c/s-old-input/",
+            "expected": {"key": "inputs/c/s-old-input/big", "path": "big", "size": 3, "sha256": None},
+            "history": [],
+            "created_at": now,
+            "updated_at": now,
+        }
+    )
+    found = await store.find(InputDocument, consumer_id="c")
+    assert [d.expected["path"] for d in found if d.id == "s-old-input" and d.expected] == ["big"]
