@@ -31,7 +31,7 @@ from workflow_api.auth import AUTHENTICATED, api
 from workflow_api.context import ApiContext
 from workflow_api.principals import Principal
 from workflow_api.problems import expired, responses
-from workflow_api.runs import TERMINAL, owned_run
+from workflow_api.services.runs import TERMINAL, owned_run
 
 router = APIRouter(prefix="/v1/runs", tags=["logs"])
 

@@ -30,7 +30,7 @@ from workflow_api.context import ApiContext
 from workflow_api.models import PresignedDownload, ResultFileInfo, ResultList
 from workflow_api.principals import Principal
 from workflow_api.problems import Problem, expired, not_found, responses
-from workflow_api.runs import owned_run
+from workflow_api.services.runs import owned_run
 
 router = APIRouter(prefix="/v1/runs", tags=["results"])
 
