@@ -7,9 +7,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from events.subjects import LOG_STREAM, log_subject
-
-ATTEMPT_HEADER = "Gxwf-Attempt"
-OFFSET_HEADER = "Gxwf-Offset"
+from schemas.names import ATTEMPT_HEADER, OFFSET_HEADER
 
 
 class JetStreamLogSink:

@@ -25,8 +25,6 @@ from nats.js.errors import NotFoundError
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from adapters.mongo_store import MongoStateStore
-from adapters.s3_objects import S3ObjectStore
 from dashboard import delivery, health, overview, timeline
 from dashboard.auth import ACTION_HEADER, COOKIE, Role, Tokens
 from dashboard.problems import PROBLEM_JSON, Problem, invalid, not_found
@@ -35,6 +33,9 @@ from events.filters import EventFilter, FilterError, StartAt, parse_last_event_i
 from events.redaction import redact, redact_text
 from events.subjects import log_subject
 from http_serving.sse import EventStream
+from ports.objects import ObjectStore
+from ports.queries import OpsQueries
+from schemas.names import ATTEMPT_HEADER, LOG_FILE, attempt_separator
 from schemas.sites import Site
 
 HERE = Path(__file__).parent
@@ -44,13 +45,13 @@ LOG_TAIL_BYTES = 1024 * 1024
 
 @dataclass
 class Dashboard:
-    """What the pages read: the bus, the store, the object store, and the configured sites."""
+    """What the pages read: the bus, the store's read models (ports.queries), the object store, and the sites."""
 
     tokens: Tokens
     nc: Client
     js: JetStreamContext
-    store: MongoStateStore
-    objects: S3ObjectStore | None
+    queries: OpsQueries
+    objects: ObjectStore | None
     bucket: str
     sites: Sequence[Site]
     hub: TailHub
@@ -245,7 +246,7 @@ def create_app(dash: Dashboard) -> FastAPI:
         """For probes (no token): NATS connected, MongoDB answering, the shared feed running."""
         checks = {
             "nats": "ok" if dash.nc.is_connected else "disconnected",
-            "mongo": await dash.store.health(),
+            "mongo": await dash.queries.health(),
             "feed": "ok" if dash.hub.feed.running else "stopped",
         }
         ready = all(value == "ok" for value in checks.values())
@@ -342,19 +343,19 @@ def create_app(dash: Dashboard) -> FastAPI:
 
     @app.get("/transfers", response_class=HTMLResponse)
     async def transfers(request: Request, role: Reader) -> HTMLResponse:
-        rows = await timeline.recent_transfers(dash.store.db)
+        rows = await timeline.recent_transfers(dash.queries)
         return page(request, "transfers.html", role, transfers=rows)
 
     @app.get("/transfers/{transfer_id}", response_class=HTMLResponse)
     async def transfer_page(request: Request, role: Reader, transfer_id: str) -> HTMLResponse:
-        found = await timeline.transfer_timeline(dash.store.db, _check_id("transfer_id", transfer_id))
+        found = await timeline.transfer_timeline(dash.queries, _check_id("transfer_id", transfer_id))
         if found is None:
             raise not_found(f"no transfer {transfer_id} was provisioned here")
         return page(request, "timeline.html", role, timeline=found)
 
     @app.get("/api/transfers/{transfer_id}/timeline")
     async def transfer_json(role: Reader, transfer_id: str) -> JSONResponse:
-        found = await timeline.transfer_timeline(dash.store.db, _check_id("transfer_id", transfer_id))
+        found = await timeline.transfer_timeline(dash.queries, _check_id("transfer_id", transfer_id))
         if found is None:
             raise not_found(f"no transfer {transfer_id} was provisioned here")
         return JSONResponse(
@@ -377,12 +378,12 @@ def create_app(dash: Dashboard) -> FastAPI:
     @app.get("/runs/{run_id}/log", response_class=PlainTextResponse)
     async def run_log(role: Reader, run_id: str) -> PlainTextResponse:
         _check_id("run_id", run_id)
-        result = await dash.store.db["results"].find_one({"_id": run_id}, {"log_key": 1})
+        result = await dash.queries.result(run_id)
         if result and result.get("log_key") and dash.objects is not None:
             data = await dash.objects.get_bytes(str(result["log_key"]))
             return PlainTextResponse(_last(data), headers={"X-Gxwf-Log": "archived"})
         if dash.runs_dir is not None:
-            path = dash.runs_dir / run_id / "log.txt"
+            path = dash.runs_dir / run_id / LOG_FILE
             if path.is_file():
                 with path.open("rb") as handle:
                     size = path.stat().st_size
@@ -397,14 +398,14 @@ def create_app(dash: Dashboard) -> FastAPI:
 
     @app.get("/runs/{run_id}/result")
     async def run_result(role: Reader, run_id: str) -> JSONResponse:
-        doc = await dash.store.db["results"].find_one({"_id": _check_id("run_id", run_id)}, {"history": 0})
+        doc = await dash.queries.result(_check_id("run_id", run_id))
         if doc is None:
             raise not_found(f"no result of run {run_id} yet")
         return JSONResponse(redact({k: _time(v) if isinstance(v, datetime) else v for k, v in doc.items()}))
 
     @app.get("/overview", response_class=HTMLResponse)
     async def overview_page(request: Request, role: Reader) -> HTMLResponse:
-        found = await overview.overview(dash.store.db, dash.sites)
+        found = await overview.overview(dash.queries, dash.sites)
         return page(
             request,
             "overview.html",
@@ -421,7 +422,7 @@ def create_app(dash: Dashboard) -> FastAPI:
         letters, total = await delivery.dead_letters(dash.js, before=before)
         servers = [
             await health.nats_health(dash.nc, dash.monitor_url),
-            await health.mongo_health(dash.store),
+            await health.mongo_health(dash.queries),
             await health.s3_health(dash.objects, dash.bucket),
         ]
         return page(
@@ -467,7 +468,7 @@ def create_app(dash: Dashboard) -> FastAPI:
     async def health_json(role: Reader) -> JSONResponse:
         servers = [
             await health.nats_health(dash.nc, dash.monitor_url),
-            await health.mongo_health(dash.store),
+            await health.mongo_health(dash.queries),
             await health.s3_health(dash.objects, dash.bucket),
         ]
         body = {s.name: {"status": s.status, **s.facts} for s in servers}
@@ -494,11 +495,11 @@ async def _streamed_log(js: JetStreamContext, run_id: str, keep: int) -> bytes |
                 message = await subscription.next_msg(timeout=0.3)
             except (TimeoutError, nats.errors.TimeoutError):
                 break
-            number = int((message.headers or {}).get("Gxwf-Attempt", "1") or 1)
+            number = int((message.headers or {}).get(ATTEMPT_HEADER, "1") or 1)
             data = message.data or b""
             if number > attempt:
                 # As in the archived log.txt: a separator before each further attempt.
-                data, attempt = f"\n=== attempt {number} ===\n".encode() + data, number
+                data, attempt = attempt_separator(number).encode() + data, number
             chunks.append(data)
             size += len(data)
             while size - len(chunks[0]) >= keep:

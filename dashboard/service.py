@@ -11,6 +11,7 @@ import nats
 import structlog
 from nats.aio.client import Client
 
+from adapters.mongo_queries import MongoOpsQueries
 from adapters.mongo_store import MongoStateStore
 from adapters.s3_objects import S3ObjectStore
 from dashboard.app import Dashboard, create_app
@@ -89,7 +90,7 @@ class DashboardService:
             tokens=self.tokens,
             nc=self.nc,
             js=js,
-            store=self.store,
+            queries=MongoOpsQueries(self.store),
             objects=self.objects,
             bucket=self.servers.s3_bucket,
             sites=self.sites,

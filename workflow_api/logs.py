@@ -24,13 +24,14 @@ from sse_starlette import ServerSentEvent
 
 from events.subjects import log_subject
 from http_serving.sse import EventStream
+from schemas.names import ATTEMPT_HEADER, LOG_FILE, attempt_separator, local_run_dir_name
 from schemas.provisioning import ResultDocument, ResultState
 from schemas.run import RunDocument
 from workflow_api.auth import AUTHENTICATED, api
 from workflow_api.context import ApiContext
 from workflow_api.principals import Principal
 from workflow_api.problems import expired, responses
-from workflow_api.runs import TERMINAL, owned_run
+from workflow_api.services.runs import TERMINAL, owned_run
 
 router = APIRouter(prefix="/v1/runs", tags=["logs"])
 
@@ -42,10 +43,10 @@ _STREAM_QUIET_SECONDS = 1.5
 
 
 def live_log(context: ApiContext, run_id: str) -> Path | None:
-    safe = run_id.replace("/", "_").replace("\x00", "_")
-    if safe in {"", ".", ".."}:
+    try:
+        return context.runs_dir / local_run_dir_name(run_id) / LOG_FILE
+    except ValueError:
         return None
-    return context.runs_dir / safe / "log.txt"
 
 
 def _read(path: Path | None, start: int, size: int) -> bytes | None:
@@ -64,8 +65,7 @@ async def archived_log(context: ApiContext, run_id: str) -> str | None:
     result = await context.store.get(ResultDocument, run_id)
     if result is None or result.state != ResultState.PUBLISHED:
         return None
-    key = getattr(result, "log_key", None)
-    return key if isinstance(key, str) else None
+    return result.log_key
 
 
 async def _expired(context: ApiContext, run_id: str) -> bool:
@@ -145,9 +145,9 @@ def _with_separator(message: Any, attempt: int) -> tuple[bytes, int]:
     """A stream chunk's bytes, after the separator the local backend and the archive put before a new attempt."""
     data: bytes = message.data or b""
     headers = message.headers or {}
-    number = int(headers.get("Gxwf-Attempt", "1") or 1)
+    number = int(headers.get(ATTEMPT_HEADER, "1") or 1)
     if number > attempt:
-        return f"\n=== attempt {number} ===\n".encode() + data, number
+        return attempt_separator(number).encode() + data, number
     return data, attempt
 
 
