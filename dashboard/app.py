@@ -12,15 +12,12 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-import nats.errors
 from fastapi import Depends, FastAPI, Form, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,11 +28,12 @@ from dashboard.problems import PROBLEM_JSON, Problem, invalid, not_found
 from dashboard.tail import TailClient, TailHub
 from events.filters import EventFilter, FilterError, StartAt, parse_last_event_id, parse_since
 from events.redaction import redact, redact_text
-from events.subjects import log_subject
+from http_serving.problems import ProblemDetails, install_problem_handlers
 from http_serving.sse import EventStream
+from ports.logs import LogReader
 from ports.objects import ObjectStore
 from ports.queries import OpsQueries
-from schemas.names import ATTEMPT_HEADER, LOG_FILE, attempt_separator
+from schemas.names import LOG_FILE, local_run_dir_name
 from schemas.sites import Site
 
 HERE = Path(__file__).parent
@@ -45,7 +43,8 @@ LOG_TAIL_BYTES = 1024 * 1024
 
 @dataclass
 class Dashboard:
-    """What the pages read: the bus, the store's read models (ports.queries), the object store, and the sites."""
+    """What the pages read: the bus, the store's read models (ports.queries), the log stream (ports.logs), the object
+    store, and the sites."""
 
     tokens: Tokens
     nc: Client
@@ -55,6 +54,8 @@ class Dashboard:
     bucket: str
     sites: Sequence[Site]
     hub: TailHub
+    # The log stream, read as the WorkflowApi reads it.
+    logs: LogReader
     monitor_url: str | None = None
     runs_dir: Path | None = None
     # Runs a site admits at once (pending or running), for the overview's capacity column.
@@ -179,13 +180,15 @@ def create_app(dash: Dashboard) -> FastAPI:
             request, name, {"role": role.name.lower(), "admin": role is Role.ADMIN, **context}, status_code=status
         )
 
-    @app.exception_handler(Problem)
-    async def on_problem(request: Request, problem: Problem) -> Response:
+    async def on_problem(request: Request, problem: ProblemDetails) -> Response:
+        """A browser is shown the problem as a page, anyone else gets it as problem+json."""
         if _wants_html(request):
             return templates.TemplateResponse(
                 request, "error.html", {"problem": problem, "role": None}, status_code=problem.status
             )
         return problem.response(request.url.path)
+
+    install_problem_handlers(app, service="dashboard", render=on_problem)
 
     @app.exception_handler(Unauthorized)
     async def on_unauthorized(request: Request, _: Unauthorized) -> Response:
@@ -209,17 +212,6 @@ def create_app(dash: Dashboard) -> FastAPI:
         return Problem(
             403, "forbidden", "Forbidden", "this needs the admin token (GXWF_DASHBOARD_ADMIN_TOKEN)"
         ).response(request.url.path)
-
-    @app.exception_handler(RequestValidationError)
-    async def on_invalid(request: Request, error: RequestValidationError) -> Response:
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), "message": e["msg"]}
-            for e in error.errors()
-        ]
-        first = errors[0] if errors else {"field": "request", "message": "invalid"}
-        problem = Problem(422, "invalid-request", "Invalid request", f"{first['field']}: {first['message']}")
-        problem.errors = errors
-        return await on_problem(request, problem)
 
     @app.exception_handler(FilterError)
     async def on_filter_error(request: Request, error: FilterError) -> Response:
@@ -383,7 +375,7 @@ def create_app(dash: Dashboard) -> FastAPI:
             data = await dash.objects.get_bytes(str(result["log_key"]))
             return PlainTextResponse(_last(data), headers={"X-Gxwf-Log": "archived"})
         if dash.runs_dir is not None:
-            path = dash.runs_dir / run_id / LOG_FILE
+            path = dash.runs_dir / local_run_dir_name(run_id) / LOG_FILE
             if path.is_file():
                 with path.open("rb") as handle:
                     size = path.stat().st_size
@@ -391,7 +383,7 @@ def create_app(dash: Dashboard) -> FastAPI:
                     data = handle.read()
                 return PlainTextResponse(_last(data), headers={"X-Gxwf-Log": "live"})
         # A run elsewhere (a Kubernetes pod): its live output is in the log stream.
-        streamed = await _streamed_log(dash.js, run_id, LOG_TAIL_BYTES)
+        streamed = await _streamed_log(dash.logs, run_id, LOG_TAIL_BYTES)
         if streamed is not None:
             return PlainTextResponse(_last(streamed), headers={"X-Gxwf-Log": "stream"})
         raise not_found(f"no log of run {run_id} here (archived or live)")
@@ -481,32 +473,16 @@ def _last(data: bytes) -> str:
     return data[-LOG_TAIL_BYTES:].decode("utf-8", "replace")
 
 
-async def _streamed_log(js: JetStreamContext, run_id: str, keep: int) -> bytes | None:
+async def _streamed_log(logs: LogReader, run_id: str, keep: int) -> bytes | None:
     """The last `keep` bytes of what the log stream holds of the run; None when it holds nothing."""
-    subscription = await js.subscribe(
-        log_subject(run_id), ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
-    )
     chunks: deque[bytes] = deque()
     size = 0
-    attempt = 1
-    try:
-        while True:
-            try:
-                message = await subscription.next_msg(timeout=0.3)
-            except (TimeoutError, nats.errors.TimeoutError):
-                break
-            number = int((message.headers or {}).get(ATTEMPT_HEADER, "1") or 1)
-            data = message.data or b""
-            if number > attempt:
-                # As in the archived log.txt: a separator before each further attempt.
-                data, attempt = attempt_separator(number).encode() + data, number
+    async with contextlib.aclosing(logs.read(run_id)) as stored:
+        async for data in stored:
             chunks.append(data)
             size += len(data)
             while size - len(chunks[0]) >= keep:
                 size -= len(chunks.popleft())
-    finally:
-        with contextlib.suppress(Exception):
-            await subscription.unsubscribe()
     return b"".join(chunks) if chunks else None
 
 

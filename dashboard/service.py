@@ -11,6 +11,7 @@ import nats
 import structlog
 from nats.aio.client import Client
 
+from adapters.jetstream_logs import JetStreamLogReader
 from adapters.mongo_queries import MongoOpsQueries
 from adapters.mongo_store import MongoStateStore
 from adapters.s3_objects import S3ObjectStore
@@ -95,6 +96,7 @@ class DashboardService:
             bucket=self.servers.s3_bucket,
             sites=self.sites,
             hub=self.hub,
+            logs=JetStreamLogReader(js),
             monitor_url=self.servers.nats_monitor,
             runs_dir=self.runs_dir,
             runs_per_site=self.runs_per_site,

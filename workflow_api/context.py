@@ -6,11 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nats.js import JetStreamContext
-
 from ports.assets import AssetCatalogue
 from ports.events import EventSink
 from ports.leases import Leases
+from ports.logs import LogReader
 from ports.objects import ObjectStore
 from ports.queries import ConsumerQueries
 from ports.records import ConsumerRecords
@@ -36,7 +35,7 @@ class ApiContext:
     # Scratch space for archives being checked and unpacked before they go to the object store.
     scratch_dir: Path
     holder: str = "workflow-api"
-    # The log stream WF_LOGS, for following runs whose log is not on this machine.
-    js: JetStreamContext | None = None
+    # The log stream, for following runs whose log is not on this machine.
+    logs: LogReader | None = None
     # Filled by the service: token hash -> principal, for GXWF_WORKFLOW_API_AUTH_CACHE_SECONDS.
     principals: PrincipalCache = field(default_factory=lambda: PrincipalCache(0))

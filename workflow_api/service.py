@@ -12,6 +12,7 @@ import nats
 import structlog
 from nats.aio.client import Client
 
+from adapters.jetstream_logs import JetStreamLogReader
 from adapters.jetstream_sink import JetStreamSink
 from adapters.mongo_assets import MongoAssetCatalogue
 from adapters.mongo_leases import MongoLeases
@@ -98,7 +99,7 @@ class WorkflowApiService:
             runs_dir=self.state_dir / "runs",
             scratch_dir=self.state_dir / "workflow-api" / "scratch",
             holder=self.holder,
-            js=self.nc.jetstream(),
+            logs=JetStreamLogReader(self.nc.jetstream()),
             principals=PrincipalCache(self.settings.workflow_api_auth_cache_seconds),
         )
         try:

@@ -62,3 +62,22 @@ def test_no_route_module_touches_a_collection() -> None:
         if RAW_ACCESS.search(line)
     ]
     assert offenders == []
+
+
+# The log stream's wire format: a subject per run, attempt and offset headers, a separator between attempts.
+LOG_STREAM_ACCESS = re.compile(r"\b(log_subject|LOG_STREAM|ATTEMPT_HEADER|OFFSET_HEADER|attempt_separator)\b")
+
+
+def test_the_log_stream_is_read_through_one_reader() -> None:
+    """The WorkflowApi and the dashboard read WF_LOGS through ports.logs.LogReader, which the service modules
+    fill with adapters.jetstream_logs.JetStreamLogReader: neither decodes the stream itself."""
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for package in ("workflow_api", "dashboard")
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if LOG_STREAM_ACCESS.search(line)
+    ]
+    assert offenders == []
+    for service in SERVICES:
+        assert "JetStreamLogReader(" in (ROOT / service).read_text(), service
