@@ -22,6 +22,7 @@ from events.payloads.run import RunSpec, StagedInput
 from events.subjects import LOG_CHUNK_BYTES
 from ports.compute import RunArtifacts, RunOwner, StartRefused, WorkloadPhase, WorkloadStatus
 from ports.objects import ObjectStore
+from schemas.names import LOG_FILE, attempt_separator, local_run_dir_name
 
 # The wrapper records its process group, runs the command with its output appended to log.txt, then writes
 # the exit status atomically. It backgrounds itself so that nothing in the handler has to wait for or reap it.
@@ -66,10 +67,7 @@ class LocalProcessBackend:
         root.mkdir(parents=True, exist_ok=True)
 
     def run_dir(self, run_id: str) -> Path:
-        safe = run_id.replace("/", "_").replace("\x00", "_")
-        if safe in {"", ".", ".."}:
-            raise ValueError(f"invalid run id {run_id!r}")
-        return self.root / safe
+        return self.root / local_run_dir_name(run_id)
 
     def attempt_dir(self, run_id: str, attempt: int) -> Path:
         return self.run_dir(run_id) / "attempts" / str(attempt)
@@ -103,11 +101,11 @@ class LocalProcessBackend:
             # before this attempt's separator follows it, so its live log never includes the separator.
             earlier = self.attempt_dir(run_id, attempt - 1) / "log_end"
             if not earlier.exists() and earlier.parent.exists():
-                earlier.write_text(str(_size(run_dir / "log.txt")))
-            with (run_dir / "log.txt").open("a") as log:
-                log.write(f"\n=== attempt {attempt} ===\n")
+                earlier.write_text(str(_size(run_dir / LOG_FILE)))
+            with (run_dir / LOG_FILE).open("a") as log:
+                log.write(attempt_separator(attempt))
         # Where this attempt's output begins in the run's log: its live log is counted from there.
-        (state / "log_start").write_text(str(_size(run_dir / "log.txt")))
+        (state / "log_start").write_text(str(_size(run_dir / LOG_FILE)))
         env = {
             **{k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR")},
             **spec.env,
@@ -248,11 +246,11 @@ class LocalProcessBackend:
             if outputs_dir.is_dir()
             else []
         )
-        log = run_dir / "log.txt"
+        log = run_dir / LOG_FILE
         return RunArtifacts(outputs, log if log.exists() else None)
 
     def log_path(self, run_id: str) -> Path:
-        return self.run_dir(run_id) / "log.txt"
+        return self.run_dir(run_id) / LOG_FILE
 
     async def follow_log(self, run_id: str, *, attempt: int, offset: int = 0) -> AsyncIterator[bytes]:
         """The attempt's part of the run's log.txt from `offset` on, polled while the attempt's processes live."""

@@ -59,11 +59,12 @@ class MemoryStateStore:
     async def get(self, kind: type[D], doc_id: str) -> D | None:
         await _yield()
         raw = self._coll(kind).get(doc_id)
-        return kind.model_validate(_through_bson(raw)) if raw is not None else None
+        return kind.from_store(_through_bson(raw)) if raw is not None else None
 
     async def set_fields(self, kind: type[StatefulDocument], doc_id: str, fields: Mapping[str, Any]) -> bool:
         if "state" in fields or "history" in fields:
             raise ValueError("state and history change only through transition()")
+        kind.check_fields(fields)
         await _yield()
         raw = self._coll(kind).get(doc_id)
         if raw is None:
@@ -89,7 +90,7 @@ class MemoryStateStore:
         # MongoDB reads a limit of 0 as none, and a negative one as its absolute value.
         if limit:
             found = found[: abs(limit)]
-        return [kind.model_validate(_through_bson(raw)) for raw in found]
+        return [kind.from_store(_through_bson(raw)) for raw in found]
 
     async def count(self, kind: type[StatefulDocument], *, states: list[str] | None = None, **equals: Any) -> int:
         await _yield()
@@ -105,6 +106,7 @@ class MemoryStateStore:
         reason: str | None = None,
         fields: Mapping[str, Any] | None = None,
     ) -> TransitionResult:
+        kind.check_fields(fields or {})
         await _yield()
         # Nothing below awaits: the compare and the set are one step, as MongoDB's conditional update_one is.
         raw = self._coll(kind).get(doc_id)

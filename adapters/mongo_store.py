@@ -68,11 +68,12 @@ class MongoStateStore:
 
     async def get(self, kind: type[D], doc_id: str) -> D | None:
         raw = await self.db[kind.collection].find_one({"_id": doc_id})
-        return kind.model_validate(raw) if raw is not None else None
+        return kind.from_store(raw) if raw is not None else None
 
     async def set_fields(self, kind: type[StatefulDocument], doc_id: str, fields: Mapping[str, Any]) -> bool:
         if "state" in fields or "history" in fields:
             raise ValueError("state and history change only through transition()")
+        kind.check_fields(fields)
         result = await self.db[kind.collection].update_one(
             {"_id": doc_id}, {"$set": {**fields, "updated_at": utcnow()}}
         )
@@ -90,7 +91,7 @@ class MongoStateStore:
         cursor = self.db[kind.collection].find(_query(states, equals)).limit(limit)
         if oldest_first:
             cursor = cursor.sort([("created_at", ASCENDING), ("_id", ASCENDING)])
-        return [kind.model_validate(raw) async for raw in cursor]
+        return [kind.from_store(raw) async for raw in cursor]
 
     async def count(self, kind: type[StatefulDocument], *, states: list[str] | None = None, **equals: Any) -> int:
         return int(await self.db[kind.collection].count_documents(_query(states, equals)))
@@ -105,6 +106,7 @@ class MongoStateStore:
         reason: str | None = None,
         fields: Mapping[str, Any] | None = None,
     ) -> TransitionResult:
+        kind.check_fields(fields or {})
         coll = self.db[kind.collection]
         sources = sorted(kind.machine.sources(to))
         now = utcnow()

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, Form, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -19,8 +18,6 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from adapters.mongo_store import MongoStateStore
-from adapters.s3_objects import S3ObjectStore
 from dashboard import delivery, health, overview, timeline
 from dashboard.access import Admin, Forbidden, Guard, Reader, Unauthorized, local_target, set_session, wants_html
 from dashboard.auth import COOKIE, Role, Tokens
@@ -29,7 +26,11 @@ from dashboard.run_log import read_log
 from dashboard.tail import TailClient, TailHub
 from events.filters import EventFilter, FilterError, StartAt, parse_last_event_id, parse_since
 from events.redaction import redact, redact_text
+from http_serving.problems import ProblemDetails, install_problem_handlers
 from http_serving.sse import EventStream
+from ports.logs import LogReader
+from ports.objects import ObjectStore
+from ports.queries import OpsQueries
 from schemas.sites import Site
 
 HERE = Path(__file__).parent
@@ -38,16 +39,19 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$")
 
 @dataclass
 class Dashboard:
-    """What the pages read: the bus, the store, the object store, and the configured sites."""
+    """What the pages read: the bus, the store's read models (ports.queries), the log stream (ports.logs), the object
+    store, and the sites."""
 
     tokens: Tokens
     nc: Client
     js: JetStreamContext
-    store: MongoStateStore
-    objects: S3ObjectStore | None
+    queries: OpsQueries
+    objects: ObjectStore | None
     bucket: str
     sites: Sequence[Site]
     hub: TailHub
+    # The log stream, read as the WorkflowApi reads it.
+    logs: LogReader
     monitor_url: str | None = None
     runs_dir: Path | None = None
     # Runs a site admits at once (pending or running), for the overview's capacity column.
@@ -88,13 +92,15 @@ def create_app(dash: Dashboard) -> FastAPI:
             request, name, {"role": role.name.lower(), "admin": role is Role.ADMIN, **context}, status_code=status
         )
 
-    @app.exception_handler(Problem)
-    async def on_problem(request: Request, problem: Problem) -> Response:
+    async def on_problem(request: Request, problem: ProblemDetails) -> Response:
+        """A browser is shown the problem as a page, anyone else gets it as problem+json."""
         if wants_html(request):
             return templates.TemplateResponse(
                 request, "error.html", {"problem": problem, "role": None}, status_code=problem.status
             )
         return problem.response(request.url.path)
+
+    install_problem_handlers(app, service="dashboard", render=on_problem)
 
     @app.exception_handler(Unauthorized)
     async def on_unauthorized(request: Request, _: Unauthorized) -> Response:
@@ -118,17 +124,6 @@ def create_app(dash: Dashboard) -> FastAPI:
         return Problem(
             403, "forbidden", "Forbidden", "this needs the admin token (GXWF_DASHBOARD_ADMIN_TOKEN)"
         ).response(request.url.path)
-
-    @app.exception_handler(RequestValidationError)
-    async def on_invalid(request: Request, error: RequestValidationError) -> Response:
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), "message": e["msg"]}
-            for e in error.errors()
-        ]
-        first = errors[0] if errors else {"field": "request", "message": "invalid"}
-        problem = Problem(422, "invalid-request", "Invalid request", f"{first['field']}: {first['message']}")
-        problem.errors = errors
-        return await on_problem(request, problem)
 
     @app.exception_handler(FilterError)
     async def on_filter_error(request: Request, error: FilterError) -> Response:
@@ -155,7 +150,7 @@ def create_app(dash: Dashboard) -> FastAPI:
         """For probes (no token): NATS connected, MongoDB answering, the shared feed running."""
         checks = {
             "nats": "ok" if dash.nc.is_connected else "disconnected",
-            "mongo": await dash.store.health(),
+            "mongo": await dash.queries.health(),
             "feed": "ok" if dash.hub.feed.running else "stopped",
         }
         ready = all(value == "ok" for value in checks.values())
@@ -254,19 +249,19 @@ def create_app(dash: Dashboard) -> FastAPI:
 
     @app.get("/transfers", response_class=HTMLResponse)
     async def transfers(request: Request, role: Reader) -> HTMLResponse:
-        rows = await timeline.recent_transfers(dash.store.db)
+        rows = await timeline.recent_transfers(dash.queries)
         return page(request, "transfers.html", role, transfers=rows)
 
     @app.get("/transfers/{transfer_id}", response_class=HTMLResponse)
     async def transfer_page(request: Request, role: Reader, transfer_id: str) -> HTMLResponse:
-        found = await timeline.transfer_timeline(dash.store.db, _check_id("transfer_id", transfer_id))
+        found = await timeline.transfer_timeline(dash.queries, _check_id("transfer_id", transfer_id))
         if found is None:
             raise not_found(f"no transfer {transfer_id} was provisioned here")
         return page(request, "timeline.html", role, timeline=found)
 
     @app.get("/api/transfers/{transfer_id}/timeline")
     async def transfer_json(role: Reader, transfer_id: str) -> JSONResponse:
-        found = await timeline.transfer_timeline(dash.store.db, _check_id("transfer_id", transfer_id))
+        found = await timeline.transfer_timeline(dash.queries, _check_id("transfer_id", transfer_id))
         if found is None:
             raise not_found(f"no transfer {transfer_id} was provisioned here")
         return JSONResponse(
@@ -289,7 +284,11 @@ def create_app(dash: Dashboard) -> FastAPI:
     @app.get("/runs/{run_id}/log", response_class=PlainTextResponse)
     async def run_log(role: Reader, run_id: str) -> PlainTextResponse:
         found = await read_log(
-            _check_id("run_id", run_id), store=dash.store, objects=dash.objects, runs_dir=dash.runs_dir, js=dash.js
+            _check_id("run_id", run_id),
+            queries=dash.queries,
+            objects=dash.objects,
+            runs_dir=dash.runs_dir,
+            logs=dash.logs,
         )
         if found is None:
             raise not_found(f"no log of run {run_id} here (archived or live)")
@@ -298,14 +297,14 @@ def create_app(dash: Dashboard) -> FastAPI:
 
     @app.get("/runs/{run_id}/result")
     async def run_result(role: Reader, run_id: str) -> JSONResponse:
-        doc = await dash.store.db["results"].find_one({"_id": _check_id("run_id", run_id)}, {"history": 0})
+        doc = await dash.queries.result(_check_id("run_id", run_id))
         if doc is None:
             raise not_found(f"no result of run {run_id} yet")
         return JSONResponse(redact({k: _time(v) if isinstance(v, datetime) else v for k, v in doc.items()}))
 
     @app.get("/overview", response_class=HTMLResponse)
     async def overview_page(request: Request, role: Reader) -> HTMLResponse:
-        found = await overview.overview(dash.store.db, dash.sites)
+        found = await overview.overview(dash.queries, dash.sites)
         return page(
             request,
             "overview.html",
@@ -322,7 +321,7 @@ def create_app(dash: Dashboard) -> FastAPI:
         letters, total = await delivery.dead_letters(dash.js, before=before)
         servers = [
             await health.nats_health(dash.nc, dash.monitor_url),
-            await health.mongo_health(dash.store),
+            await health.mongo_health(dash.queries),
             await health.s3_health(dash.objects, dash.bucket),
         ]
         return page(
@@ -368,7 +367,7 @@ def create_app(dash: Dashboard) -> FastAPI:
     async def health_json(role: Reader) -> JSONResponse:
         servers = [
             await health.nats_health(dash.nc, dash.monitor_url),
-            await health.mongo_health(dash.store),
+            await health.mongo_health(dash.queries),
             await health.s3_health(dash.objects, dash.bucket),
         ]
         body = {s.name: {"status": s.status, **s.facts} for s in servers}

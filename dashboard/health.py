@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 from nats.aio.client import Client
 
-from adapters.mongo_store import MongoStateStore
-from adapters.s3_objects import S3ObjectStore
+from ports.objects import ObjectStore
+from ports.queries import OpsQueries
 
 
 @dataclass
@@ -47,11 +47,11 @@ async def nats_health(nc: Client, monitor_url: str | None) -> ServerHealth:
     return ServerHealth("NATS", "ok", facts)
 
 
-async def mongo_health(store: MongoStateStore) -> ServerHealth:
-    return ServerHealth("MongoDB", await store.health(), {"database": store.db.name})
+async def mongo_health(queries: OpsQueries) -> ServerHealth:
+    return ServerHealth("MongoDB", await queries.health(), {"database": queries.database})
 
 
-async def s3_health(objects: S3ObjectStore | None, bucket: str) -> ServerHealth:
+async def s3_health(objects: ObjectStore | None, bucket: str) -> ServerHealth:
     if objects is None:
         return ServerHealth("S3", "not configured")
     try:

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pymongo.asynchronous.database import AsyncDatabase
-
+from ports.queries import OpsQueries
+from schemas.documents import StatefulDocument
+from schemas.provisioning import DeploymentDocument, ProvisionDocument, ResultDocument
+from schemas.run import RunDocument
 from schemas.sites import Site
 
 Doc = dict[str, Any]
@@ -50,14 +52,9 @@ class Overview:
     truncated: bool = False
 
 
-async def _scan(db: AsyncDatabase[Doc], collection: str, fields: dict[str, int]) -> list[Doc]:
-    cursor = db[collection].find({}, fields).sort("created_at", -1).limit(SCAN_LIMIT)
-    return [doc async for doc in cursor]
-
-
-async def overview(db: AsyncDatabase[Doc], sites: Sequence[Site], failures: int = 20) -> Overview:
-    provisions = await _scan(db, "provisions", {"consumer_id": 1, "state": 1})
-    runs = await _scan(db, "runs", {"consumer_id": 1, "state": 1, "site": 1})
+async def overview(queries: OpsQueries, sites: Sequence[Site], failures: int = 20) -> Overview:
+    rows = await queries.overview_rows(SCAN_LIMIT)
+    provisions, runs = rows.provisions, rows.runs
     consumers: dict[str, ConsumerRow] = {}
     for doc in provisions:
         row = consumers.setdefault(
@@ -75,22 +72,26 @@ async def overview(db: AsyncDatabase[Doc], sites: Sequence[Site], failures: int 
     return Overview(
         sorted(consumers.values(), key=lambda r: r.consumer_id),
         site_rows,
-        await recent_failures(db, failures),
+        await recent_failures(queries, failures),
         truncated=len(provisions) >= SCAN_LIMIT or len(runs) >= SCAN_LIMIT,
     )
 
 
-async def recent_failures(db: AsyncDatabase[Doc], limit: int) -> list[Failure]:
+async def recent_failures(queries: OpsQueries, limit: int) -> list[Failure]:
     found: list[Failure] = []
-    sources: tuple[tuple[str, str, list[str], Callable[[Doc], str]], ...] = (
-        ("provision", "provisions", ["failed"], lambda d: f"{d.get('failed_step') or '?'}: {d.get('reason') or ''}"),
-        ("deployment", "deployments", ["failed"], lambda d: str(d.get("reason") or "")),
-        ("run", "runs", ["failed", "timed_out"], _run_reason),
-        ("result", "results", ["failed"], _last_reason),
+    sources: tuple[tuple[str, type[StatefulDocument], list[str], Callable[[Doc], str]], ...] = (
+        (
+            "provision",
+            ProvisionDocument,
+            ["failed"],
+            lambda d: f"{d.get('failed_step') or '?'}: {d.get('reason') or ''}",
+        ),
+        ("deployment", DeploymentDocument, ["failed"], lambda d: str(d.get("reason") or "")),
+        ("run", RunDocument, ["failed", "timed_out"], _run_reason),
+        ("result", ResultDocument, ["failed"], _last_reason),
     )
-    for kind, collection, states, reason in sources:
-        cursor = db[collection].find({"state": {"$in": states}}).sort("updated_at", -1).limit(limit)
-        async for doc in cursor:
+    for kind, document, states, reason in sources:
+        for doc in await queries.latest_in(document, states, limit):
             found.append(Failure(kind, str(doc["_id"]), doc.get("updated_at"), reason(doc), _link(kind, doc)))
     found.sort(key=lambda f: f.at or datetime.min.replace(tzinfo=None), reverse=True)
     return found[:limit]

@@ -7,13 +7,10 @@ import contextlib
 from collections import deque
 from pathlib import Path
 
-import nats.errors
-from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DeliverPolicy
-
-from adapters.mongo_store import MongoStateStore
-from adapters.s3_objects import S3ObjectStore
-from events.subjects import log_subject
+from ports.logs import LogReader
+from ports.objects import ObjectStore
+from ports.queries import OpsQueries
+from schemas.names import LOG_FILE, local_run_dir_name
 
 LOG_TAIL_BYTES = 1024 * 1024
 
@@ -21,25 +18,25 @@ LOG_TAIL_BYTES = 1024 * 1024
 async def read_log(
     run_id: str,
     *,
-    store: MongoStateStore,
-    objects: S3ObjectStore | None,
+    queries: OpsQueries,
+    objects: ObjectStore | None,
     runs_dir: Path | None,
-    js: JetStreamContext,
+    logs: LogReader,
 ) -> tuple[str, str] | None:
     """The log's last LOG_TAIL_BYTES and where it came from (archived, live or stream); None when nowhere."""
-    result = await store.db["results"].find_one({"_id": run_id}, {"log_key": 1})
+    result = await queries.result(run_id)
     if result and result.get("log_key") and objects is not None:
         data = await objects.get_bytes(str(result["log_key"]))
         return _last(data), "archived"
     if runs_dir is not None:
-        path = runs_dir / run_id / "log.txt"
+        path = runs_dir / local_run_dir_name(run_id) / LOG_FILE
         if path.is_file():
             with path.open("rb") as handle:
                 size = path.stat().st_size
                 handle.seek(max(0, size - LOG_TAIL_BYTES))
                 data = handle.read()
             return _last(data), "live"
-    streamed = await _streamed_log(js, run_id, LOG_TAIL_BYTES)
+    streamed = await _streamed_log(logs, run_id, LOG_TAIL_BYTES)
     if streamed is not None:
         return _last(streamed), "stream"
     return None
@@ -49,30 +46,14 @@ def _last(data: bytes) -> str:
     return data[-LOG_TAIL_BYTES:].decode("utf-8", "replace")
 
 
-async def _streamed_log(js: JetStreamContext, run_id: str, keep: int) -> bytes | None:
+async def _streamed_log(logs: LogReader, run_id: str, keep: int) -> bytes | None:
     """The last `keep` bytes of what the log stream holds of the run; None when it holds nothing."""
-    subscription = await js.subscribe(
-        log_subject(run_id), ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
-    )
     chunks: deque[bytes] = deque()
     size = 0
-    attempt = 1
-    try:
-        while True:
-            try:
-                message = await subscription.next_msg(timeout=0.3)
-            except (TimeoutError, nats.errors.TimeoutError):
-                break
-            number = int((message.headers or {}).get("Gxwf-Attempt", "1") or 1)
-            data = message.data or b""
-            if number > attempt:
-                # As in the archived log.txt: a separator before each further attempt.
-                data, attempt = f"\n=== attempt {number} ===\n".encode() + data, number
+    async with contextlib.aclosing(logs.read(run_id)) as stored:
+        async for data in stored:
             chunks.append(data)
             size += len(data)
             while size - len(chunks[0]) >= keep:
                 size -= len(chunks.popleft())
-    finally:
-        with contextlib.suppress(Exception):
-            await subscription.unsubscribe()
     return b"".join(chunks) if chunks else None

@@ -11,6 +11,8 @@ import nats
 import structlog
 from nats.aio.client import Client
 
+from adapters.jetstream_logs import JetStreamLogReader
+from adapters.mongo_queries import MongoOpsQueries
 from adapters.mongo_store import MongoStateStore
 from adapters.s3_objects import S3ObjectStore
 from dashboard.app import Dashboard, create_app
@@ -89,11 +91,12 @@ class DashboardService:
             tokens=self.tokens,
             nc=self.nc,
             js=js,
-            store=self.store,
+            queries=MongoOpsQueries(self.store),
             objects=self.objects,
             bucket=self.servers.s3_bucket,
             sites=self.sites,
             hub=self.hub,
+            logs=JetStreamLogReader(js),
             monitor_url=self.servers.nats_monitor,
             runs_dir=self.runs_dir,
             runs_per_site=self.runs_per_site,

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pymongo.asynchronous.database import AsyncDatabase
+from ports.queries import OpsQueries
 
 Doc = dict[str, Any]
 MAX_RUNS = 200
+MAX_CALLS = 200
 
 
 @dataclass
@@ -83,17 +84,11 @@ def _keep(*entries: Entry | None) -> list[Entry]:
     return [e for e in entries if e is not None]
 
 
-async def transfer_timeline(db: AsyncDatabase[Doc], transfer_id: str) -> Timeline | None:
-    provision = await db["provisions"].find_one({"_id": transfer_id})
-    if provision is None:
+async def transfer_timeline(queries: OpsQueries, transfer_id: str) -> Timeline | None:
+    found = await queries.transfer(transfer_id, max_runs=MAX_RUNS, max_calls=MAX_CALLS)
+    if found is None:
         return None
-    deployment = await db["deployments"].find_one({"transfer_process_id": transfer_id})
-    grant = await db["access_grants"].find_one({"transfer_process_id": transfer_id})
-    calls = [c async for c in db["edc_calls"].find({"transfer_process_id": transfer_id}).sort("at", 1).limit(200)]
-    runs = await _runs_of(db, provision)
-    results = {
-        r["_id"]: r async for r in db["results"].find({"_id": {"$in": [run["_id"] for run in runs]}}).limit(MAX_RUNS)
-    }
+    provision, deployment, grant, calls = found.provision, found.deployment, found.grant, found.calls
     phases = [
         _negotiation(provision, calls),
         _provisioning(provision),
@@ -101,25 +96,11 @@ async def transfer_timeline(db: AsyncDatabase[Doc], transfer_id: str) -> Timelin
         _registration(provision, deployment),
         _access(provision, grant, calls),
     ]
-    phases += [_run(run, results.get(run["_id"])) for run in runs]
+    phases += [_run(run, found.results.get(run["_id"])) for run in found.runs]
     phases.append(_deprovisioning(provision, deployment, grant, calls))
     shown = [p for p in phases if p.entries]
     shown.sort(key=lambda p: (p.started is None, p.started or datetime.max))
     return Timeline(transfer_id, provision, shown)
-
-
-async def _runs_of(db: AsyncDatabase[Doc], provision: Doc) -> list[Doc]:
-    """Runs that name the transfer; failing that, the consumer's runs while the transfer was provisioned."""
-    named = [r async for r in db["runs"].find({"transfer_process_id": provision["_id"]}).limit(MAX_RUNS)]
-    if named or not provision.get("consumer_id"):
-        return sorted(named, key=lambda r: r.get("created_at") or datetime.max)
-    window: dict[str, Any] = {"$gte": provision.get("created_at")}
-    ended = _at(provision, "deprovisioned")
-    if ended is not None:
-        window["$lte"] = ended
-    query = {"consumer_id": provision["consumer_id"], "created_at": window}
-    found = [r async for r in db["runs"].find(query).limit(MAX_RUNS)]
-    return sorted(found, key=lambda r: r.get("created_at") or datetime.max)
 
 
 def _negotiation(provision: Doc, calls: list[Doc]) -> Phase:
@@ -282,6 +263,5 @@ def _deprovisioning(provision: Doc, deployment: Doc | None, grant: Doc | None, c
     return phase
 
 
-async def recent_transfers(db: AsyncDatabase[Doc], limit: int = 100) -> list[Doc]:
-    cursor = db["provisions"].find({}, {"history": 0, "target": 0}).sort("created_at", -1).limit(limit)
-    return [doc async for doc in cursor]
+async def recent_transfers(queries: OpsQueries, limit: int = 100) -> list[Doc]:
+    return await queries.recent_transfers(limit)

@@ -9,10 +9,8 @@ from typing import Any, TypeVar
 
 import structlog
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edc_ingress import normalise
 from edc_ingress.access import add_access_route
@@ -22,6 +20,7 @@ from edc_ingress.problems import Problem, invalid
 from edc_ingress.wire import ControlPlaneProvisionRequest, DataPlaneProvisionRequest, EventCallback
 from events.envelope import Envelope
 from events.payloads.edc import RequestType
+from http_serving.problems import install_problem_handlers
 from ports.edc import EdcClient, EdcError, EdcNotConfigured
 from ports.events import EventSink
 from ports.store import StateStore
@@ -167,27 +166,7 @@ def create_app(ingress: Ingress) -> FastAPI:
         redoc_url=None,
     )
 
-    @app.exception_handler(Problem)
-    async def problem(request: Request, exc: Problem) -> JSONResponse:
-        return exc.response(request.url.path)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
-        headers = dict(exc.headers) if exc.headers else None
-        slug = title.lower().replace(" ", "-")
-        return Problem(exc.status_code, slug, title, str(exc.detail), headers=headers).response(request.url.path)
-
-    @app.exception_handler(RequestValidationError)
-    async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": str(e["msg"])} for e in exc.errors()]
-        detail = f"{errors[0]['field']}: {errors[0]['message']}" if errors else "invalid request"
-        return Problem(422, "invalid-request", "Invalid request", detail, errors=errors).response(request.url.path)
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error", path=request.url.path)
-        return Problem(500, "internal-error", "Internal error", "see the ingress log").response(request.url.path)
+    install_problem_handlers(app, service="ingress")
 
     @app.post(
         "/edc/provisioner",

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from edc_simulator import shapes
 from edc_simulator.ledger import Callback, Ledger
 from edc_simulator.versions import EdcVersion
+from http_serving.problems import install_problem_handlers
 
 MANAGEMENT = "/api/management"
 DATA_PLANE_PROVISIONING = "/provisioning"
@@ -24,6 +25,9 @@ def _edc_error(status: int, message: str) -> JSONResponse:
 
 def create_app(ledger: Ledger, version: EdcVersion, *, management_key: str, key_header: str = "x-api-key") -> FastAPI:
     app = FastAPI(title=f"EDC {version.name} simulator", docs_url=None, redoc_url=None)
+    # What EDC answers is answered in EDC's error format (_edc_error); what only the framework knows (no such
+    # route, wrong method, an unexpected error) is a problem, as with every other service here.
+    install_problem_handlers(app, service="EDC simulator")
 
     def authorized(request: Request) -> bool:
         presented = request.headers.get(key_header, "")

@@ -34,6 +34,7 @@ from gxwf.bench_ingress import _Connection, _ready, _stop
 from gxwf.errors import UserError
 from gxwf.settings import Settings
 from http_serving.server import free_port
+from schemas.names import input_prefix
 from schemas.provisioning import AccessGrantDocument, AccessState, ResultDocument, ResultState
 from schemas.run import RunDocument, RunState
 
@@ -226,7 +227,7 @@ async def _measure(
         figures["api_upload_s"] = time.perf_counter() - begun
         response.raise_for_status()
         uploaded = response.json()
-        input_key = f"inputs/did%3Aweb%3Abench.example/{uploaded['id']}/bench.bin"
+        input_key = input_prefix("did:web:bench.example", uploaded["id"]) + "bench.bin"
 
         begun = time.perf_counter()
         answer = await s3.get_object(Bucket=settings.s3_bucket, Key=key)

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from http_serving.problems import install_problem_handlers
 from http_serving.server import Served
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
@@ -15,6 +16,7 @@ ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
 
 def health_app(readiness: ReadinessCheck) -> FastAPI:
     app = FastAPI(title="gxwf worker health", docs_url=None, redoc_url=None, openapi_url=None)
+    install_problem_handlers(app, service="worker")
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -20,6 +20,7 @@ from ports.deployments import DeploymentError, DeploymentSpec
 from ports.edc import AccessAddress, AgreementInfo, EdcNotFound, ProvisionTarget, TransferProcessInfo
 from ports.objects import StoredObject
 from schemas.assets import StoredAsset, WorkflowAssetDefinition, next_version, serving_edc_asset
+from schemas.names import LOG_FILE, attempt_separator
 
 
 class RecordingSink:
@@ -134,8 +135,13 @@ class FakeCompute:
         attempts = sorted(a for r, a in self.workloads if r == run_id)
         directory = self.workdir / hashlib.sha256(run_id.encode()).hexdigest()[:16]
         directory.mkdir(parents=True, exist_ok=True)
-        log = directory / "log.txt"
-        log.write_bytes(b"".join(self.workloads[(run_id, a)].output for a in attempts))
+        log = directory / LOG_FILE
+        # Every attempt in order, each after the first behind its separator, as the real backends write it.
+        log.write_bytes(
+            b"".join(
+                (attempt_separator(a).encode() if a > 1 else b"") + self.workloads[(run_id, a)].output for a in attempts
+            )
+        )
         if not attempts or self.workloads[(run_id, attempts[-1])].exit_code != 0:
             return RunArtifacts(outputs=[], log=log)
         result = directory / "result.txt"

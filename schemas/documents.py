@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,7 +28,11 @@ class HistoryEntry(BaseModel):
 
 
 class StatefulDocument(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="allow")
+    """Every field a document carries is declared: a misspelt or unplanned field is refused when the document is
+    built, and the store refuses it in a partial update too (see `check_fields`), so what is stored is what the
+    readers (WorkflowApi, dashboard) can rely on."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
 
     collection: ClassVar[str]
     machine: ClassVar[StateMachine]
@@ -40,3 +45,22 @@ class StatefulDocument(BaseModel):
 
     def to_store(self) -> dict[str, object]:
         return self.model_dump(by_alias=True, mode="python")
+
+    @classmethod
+    def stored_names(cls) -> frozenset[str]:
+        """The keys a stored document of this kind may have: field names, `_id` for the id."""
+        return frozenset(info.alias or name for name, info in cls.model_fields.items())
+
+    @classmethod
+    def check_fields(cls, fields: Mapping[str, object]) -> None:
+        """Refuse a partial update that names a field this kind does not declare."""
+        unknown = sorted(set(fields) - cls.stored_names())
+        if unknown:
+            raise ValueError(f"{cls.__name__} declares no field {', '.join(unknown)}")
+
+    @classmethod
+    def from_store(cls, raw: Mapping[str, Any]) -> Self:
+        """A stored document; a field written by an earlier version and no longer declared is left behind
+        rather than make the document unreadable."""
+        names = cls.stored_names()
+        return cls.model_validate({key: value for key, value in raw.items() if key in names})

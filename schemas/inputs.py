@@ -43,3 +43,5 @@ class InputDocument(StatefulDocument):
     size: int = 0
     sha256: str | None = None
     reason: str | None = None
+    # A presigned upload's announcement ({key, path, size, sha256}), checked against what arrived on completion.
+    expected: dict[str, Any] | None = None

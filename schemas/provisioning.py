@@ -160,6 +160,8 @@ class ResultDocument(StatefulDocument):
     consumer_id: str
     manifest_key: str | None = None
     files: list[dict[str, Any]] = Field(default_factory=list)
+    # The run's whole log (every attempt), archived beside its outputs; None when the run left none.
+    log_key: str | None = None
     # Why publishing failed for good (state failed): the error of the event's last delivery.
     reason: str | None = None
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.documents import StatefulDocument
 from schemas.state_machine import machine
@@ -64,3 +64,22 @@ class RunDocument(StatefulDocument):
     # False between the run's creation and its wf.run.queued being published: the dispatcher leaves it until
     # then, so that wf.run.pending never comes before wf.run.queued on the bus.
     announced: bool = True
+
+
+class RunRequestRecord(BaseModel):
+    """A run start as the WorkflowApi accepted it, before the jobs handler queued it: it answers a retried start
+    with the same Idempotency-Key, and reads as state `requested` until the run document exists."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    collection: ClassVar[str] = "run_requests"
+
+    id: str = Field(alias="_id")
+    consumer_id: str
+    asset_id: str
+    asset_version: int
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    inputs: dict[str, str] = Field(default_factory=dict)
+    # The sha256 of what the start asked for: the same key with different content is refused.
+    fingerprint: str
+    created_at: datetime

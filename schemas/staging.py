@@ -4,7 +4,6 @@ where to put what it wrote. Only presigned URLs, valid for this attempt: no S3 c
 from __future__ import annotations
 
 from typing import Annotated, Literal
-from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -34,12 +33,3 @@ class StagePlan(_Plan):
     inputs: list[StageInput] = Field(default_factory=list)
     # A presigned PUT for the tar of everything the workload left in its outputs directory.
     outputs_url: str | None = Field(default=None, max_length=8192)
-
-
-def outputs_key(run_id: str, attempt: int) -> str:
-    """Where an attempt's outputs arrive from its pod, before the results handler publishes them."""
-    return f"staging/runs/{quote(run_id, safe='')}/{attempt}/outputs.tar"
-
-
-def staging_prefix(run_id: str) -> str:
-    return f"staging/runs/{quote(run_id, safe='')}/"

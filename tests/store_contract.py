@@ -1,18 +1,33 @@
 """The StateStore contract, written once and run against every store (collected where a `state_store` fixture
 is defined): MongoDB in tests/backbone/test_store.py, the in-memory double in tests/fast/test_memory_store.py.
-Whatever the double gets wrong here, the fast flow tests would believe."""
+Whatever the double gets wrong here, the fast flow tests would believe.
+
+Each of those modules also defines `raw_documents`: the stored documents as the store keeps them, bypassing the
+port, to plant what an earlier version wrote and to see what a refused write left behind."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 import pytest
+from pydantic import ValidationError
 
 from ports.store import Outcome, StateStore
-from schemas.provisioning import DeploymentDocument, DeploymentState
+from schemas.documents import utcnow
+from schemas.inputs import InputDocument
+from schemas.provisioning import DeploymentDocument, DeploymentState, ResultDocument, ResultState
 from schemas.run import RunDocument, RunState
 from schemas.state_machine import TransitionRejected
+
+
+class RawDocuments(Protocol):
+    """A store's documents as stored, not through the port."""
+
+    async def insert(self, collection: str, raw: dict[str, Any]) -> None: ...
+
+    async def find_one(self, collection: str, doc_id: str) -> dict[str, Any] | None: ...
 
 
 def run_doc(run_id: str, state: RunState = RunState.QUEUED, **fields: object) -> RunDocument:
@@ -181,3 +196,60 @@ async def test_find_matches_a_value_inside_a_list_field(state_store: StateStore)
     await state_store.create(dep, event_id="e1")
     assert [d.id for d in await state_store.find(DeploymentDocument, registered_assets={"asset_id": "x", "version": 1})]
     assert await state_store.count(DeploymentDocument, registered_assets={"version": 1, "asset_id": "x"}) == 0
+
+
+async def test_an_undeclared_field_is_refused_on_every_write(
+    state_store: StateStore, raw_documents: RawDocuments
+) -> None:
+    with pytest.raises(ValidationError, match="extra_forbidden"):
+        RunDocument(id="u-x", state=RunState.QUEUED, consumer_id="c", asset_id="a", colour="red")  # type: ignore[call-arg]
+    await state_store.create(run_doc("u-1"), event_id="e1")
+    with pytest.raises(ValueError, match="RunDocument declares no field colour"):
+        await state_store.set_fields(RunDocument, "u-1", {"colour": "red"})
+    with pytest.raises(ValueError, match="declares no field colour"):
+        await state_store.transition(RunDocument, "u-1", RunState.PENDING, event_id="e2", fields={"colour": "red"})
+    doc = await state_store.get(RunDocument, "u-1")
+    assert doc is not None and doc.state == "queued" and len(doc.history) == 1
+    assert "colour" not in (await raw_documents.find_one("runs", "u-1") or {})
+
+
+async def test_documents_of_earlier_versions_still_load(state_store: StateStore, raw_documents: RawDocuments) -> None:
+    """What earlier versions wrote without declaring it (a result's log key, a presigned upload's announcement)
+    is declared now; a field no version declares any more is left behind on read."""
+    now = utcnow()
+    entry = {"from": None, "to": "published", "at": now, "event_id": "old"}
+    await raw_documents.insert(
+        "results",
+        {
+            "_id": "old-result",
+            "state": "published",
+            "consumer_id": "c",
+            "manifest_key": "results/c/old-result/manifest.json",
+            "files": [],
+            "log_key": "results/c/old-result/log.txt",
+            "retired_field": 1,
+            "history": [entry],
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    result = await state_store.get(ResultDocument, "old-result")
+    assert result is not None and result.state == ResultState.PUBLISHED
+    assert result.log_key == "results/c/old-result/log.txt"
+    await raw_documents.insert(
+        "inputs",
+        {
+            "_id": "old-input",
+            "state": "uploading",
+            "consumer_id": "c",
+            "name": "big",
+            "kind": "file",
+            "prefix": "inputs/c/old-input/",
+            "expected": {"key": "inputs/c/old-input/big", "path": "big", "size": 3, "sha256": None},
+            "history": [],
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    found = await state_store.find(InputDocument, consumer_id="c")
+    assert [d.expected["path"] for d in found if d.id == "old-input" and d.expected] == ["big"]

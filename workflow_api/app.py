@@ -4,17 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-import structlog
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from http_serving.problems import install_problem_handlers
 from workflow_api import assets, inputs, logs, results, runs
 from workflow_api.context import ApiContext
-from workflow_api.problems import Problem
-
-log = structlog.get_logger("gxwf.workflow_api")
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
 
@@ -34,33 +29,7 @@ def create_app(context: ApiContext, readiness: ReadinessCheck) -> FastAPI:
     )
     app.state.api = context
 
-    @app.exception_handler(Problem)
-    async def problem(request: Request, exc: Problem) -> JSONResponse:
-        return exc.response(request.url.path)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        headers = dict(exc.headers) if exc.headers else None
-        slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-        return Problem(exc.status_code, slug, str(exc.detail), headers=headers).response(request.url.path)
-
-    @app.exception_handler(RequestValidationError)
-    async def request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = []
-        for e in exc.errors():
-            loc = [str(p) for p in e["loc"]]
-            if loc and loc[0] in ("query", "path", "header"):
-                loc = loc[1:]
-            errors.append({"field": ".".join(loc) or "body", "message": str(e["msg"])})
-        detail = f"{errors[0]['field']}: {errors[0]['message']}" if errors else "invalid request"
-        return Problem(422, "invalid-request", detail, errors=errors).response(request.url.path)
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error", path=request.url.path)
-        return Problem(500, "internal-error", "see the WorkflowApi log", title="Internal error").response(
-            request.url.path
-        )
+    install_problem_handlers(app, service="WorkflowApi")
 
     for module in (assets, inputs, runs, logs, results):
         app.include_router(module.router)

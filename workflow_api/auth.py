@@ -53,11 +53,10 @@ async def authenticate(request: Request, credentials: HTTPAuthorizationCredentia
     cached = context.principals.get(digest)
     if cached is not None:
         return cached
-    raw = await context.db[AccessGrantDocument.collection].find_one({"token_sha256": digest})
+    grant = await context.queries.grant_by_token(digest)
     # The lookup found a candidate by its hash; the comparison that decides is constant-time.
-    if raw is None or not hmac.compare_digest(str(raw.get("token_sha256", "")), digest):
+    if grant is None or not hmac.compare_digest(grant.token_sha256, digest):
         raise _unauthorized("unknown or wrong bearer token")
-    grant = AccessGrantDocument.model_validate(raw)
     scope = context.settings.consumer_id
     if scope is not None and grant.consumer_id != scope:
         raise _unauthorized("unknown or wrong bearer token")

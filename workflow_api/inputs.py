@@ -1,40 +1,24 @@
 """/v1/inputs: upload files and directories (raw body, multipart, or a presigned PUT), list, describe, delete.
 
-Objects live under `inputs/<quoted consumer>/<input id>/`. A failed upload (too large, checksum mismatch, a refused
-archive, a client gone midway) keeps nothing: its objects and its document are deleted.
+What an upload, a completion and a removal do is in workflow_api.services.uploads; these routes parse, check
+what the request itself says, and render.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import uuid
-from datetime import timedelta
-from typing import Annotated, Any
-from urllib.parse import quote
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from starlette.requests import ClientDisconnect
 
-from events.envelope import utcnow
 from schemas.inputs import InputDocument, InputState
 from workflow_api.auth import AUTHENTICATED, api
-from workflow_api.context import ApiContext
 from workflow_api.models import InputFile, InputInfo, InputPage, PresignedUpload, PresignedUploadRequest
-from workflow_api.pagination import Cursor, Limit, next_link, page
+from workflow_api.pagination import Cursor, Limit, after, next_link
 from workflow_api.principals import Principal
-from workflow_api.problems import Problem, invalid, not_found, responses
-from workflow_api.uploads import (
-    ArchiveRejected,
-    MultipartReader,
-    check_declared_length,
-    limited,
-    remove_tree,
-    safe_relative,
-    spool,
-    too_large,
-    unpack,
-)
+from workflow_api.problems import invalid, responses
+from workflow_api.services import uploads
+from workflow_api.services.uploads import Upload
+from workflow_api.uploads import check_declared_length
 
 router = APIRouter(prefix="/v1/inputs", tags=["inputs"])
 
@@ -64,10 +48,6 @@ _UPLOAD_BODY = {
 }
 
 
-def prefix_of(consumer_id: str, input_id: str) -> str:
-    return f"inputs/{quote(consumer_id, safe='')}/{quote(input_id, safe='')}/"
-
-
 def info(doc: InputDocument, *, with_files: bool = False) -> InputInfo:
     return InputInfo(
         id=doc.id,
@@ -82,24 +62,6 @@ def info(doc: InputDocument, *, with_files: bool = False) -> InputInfo:
         if with_files
         else None,
     )
-
-
-async def owned(context: ApiContext, principal: Principal, input_id: str) -> InputDocument:
-    doc = await context.store.get(InputDocument, input_id)
-    if doc is None or doc.consumer_id != principal.consumer_id:
-        raise not_found("input", input_id)
-    return doc
-
-
-async def discard(context: ApiContext, doc_id: str, prefix: str) -> None:
-    """Nothing of a failed upload is kept: its objects, then its document."""
-    found = await context.objects.list(prefix)
-    await context.objects.delete([o.key for o in found])
-    await context.db[InputDocument.collection].delete_one({"_id": doc_id})
-
-
-def _mismatch(field: str, claimed: str, actual: str) -> Problem:
-    return invalid(field, f"sha256 mismatch: the client said {claimed}, the bytes received hash to {actual}")
 
 
 @router.post(
@@ -123,115 +85,20 @@ async def upload(
 ) -> InputInfo:
     principal.require_active("upload inputs")
     context = api(request)
-    limit = context.settings.workflow_api_upload_limit_bytes
-    check_declared_length(request, limit)
+    check_declared_length(request, context.settings.workflow_api_upload_limit_bytes)
     if sha256 and checksum and sha256 != checksum:
         raise invalid("sha256", "the query's sha256 and the X-Checksum-Sha256 header differ")
-    expected = sha256 or checksum
     if filename in (".", ".."):
         raise invalid("filename", "a file name, not . or ..")
-    input_id = f"in-{uuid.uuid4().hex[:20]}"
-    prefix = prefix_of(principal.consumer_id, input_id)
-    doc = InputDocument(
-        id=input_id, state=InputState.UPLOADING, consumer_id=principal.consumer_id, name=name, kind=kind, prefix=prefix
+    sent = Upload(
+        name=name,
+        kind=kind,
+        filename=filename,
+        expected=sha256 or checksum,
+        content_type=request.headers.get("content-type", ""),
+        body=request.stream(),
     )
-    await context.store.create(doc, event_id=f"upload:{input_id}")
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    try:
-        if media == "multipart/form-data":
-            files, size, digest = await _multipart(context, request, kind, prefix, expected)
-        elif kind == "directory":
-            files, size, digest = await _archive(context, request, prefix, expected)
-        else:
-            # A file input is kept as sent, even when it is an archive: only kind=directory unpacks.
-            key = prefix + (filename or name)
-            stored = await context.objects.put_stream(
-                key, limited(request.stream(), limit), content_type=media or None, sha256=expected
-            )
-            if expected and stored.sha256 != expected:
-                raise _mismatch("X-Checksum-Sha256", expected, stored.sha256 or "")
-            files = [{"path": filename or name, "key": key, "size": stored.size, "sha256": stored.sha256}]
-            size, digest = stored.size, stored.sha256
-    except (Problem, ClientDisconnect, asyncio.CancelledError, Exception):
-        await asyncio.shield(discard(context, input_id, prefix))
-        raise
-    await context.store.transition(
-        InputDocument,
-        input_id,
-        InputState.READY,
-        event_id=f"upload:{input_id}",
-        fields={"files": files, "size": size, "sha256": digest},
-    )
-    ready = await owned(context, principal, input_id)
-    return info(ready)
-
-
-async def _multipart(
-    context: ApiContext, request: Request, kind: str, prefix: str, expected: str | None
-) -> tuple[list[dict[str, Any]], int, str | None]:
-    limit = context.settings.workflow_api_upload_limit_bytes
-    reader = MultipartReader(request, limit)
-    files: list[dict[str, Any]] = []
-    claimed = expected
-    async for part in reader.parts():
-        if part.filename is None:
-            if part.name != "sha256":
-                raise invalid(f"form.{part.name}", "unknown form field; send file parts and an optional sha256")
-            claimed = (await reader.text()).strip().lower()
-            continue
-        if len(files) >= context.settings.workflow_api_archive_files_limit:
-            raise too_large(context.settings.workflow_api_archive_files_limit, "files")
-        relative = safe_relative(part.filename, f"form.{part.name}.filename")
-        if kind == "file":
-            relative = relative.rsplit("/", 1)[-1]
-        if any(f["path"] == relative for f in files):
-            raise invalid(f"form.{part.name}.filename", f"{relative!r} appears twice")
-        key = prefix + relative
-        stored = await context.objects.put_stream(key, reader.data(), content_type=part.content_type)
-        files.append({"path": relative, "key": key, "size": stored.size, "sha256": stored.sha256})
-    if not files:
-        raise invalid("body", "no file part in the multipart body")
-    if kind == "file" and len(files) > 1:
-        raise invalid("kind", f"kind=file takes one file part, got {len(files)}; use kind=directory")
-    size = sum(int(f["size"]) for f in files)
-    digest = files[0]["sha256"] if len(files) == 1 else None
-    if claimed:
-        if len(files) != 1:
-            raise invalid("form.sha256", "a sha256 field checks one file; this upload has several")
-        if claimed != digest:
-            raise _mismatch("form.sha256", claimed, str(digest))
-    return files, size, digest
-
-
-async def _archive(
-    context: ApiContext, request: Request, prefix: str, expected: str | None
-) -> tuple[list[dict[str, Any]], int, str | None]:
-    settings = context.settings
-    scratch = context.scratch_dir / uuid.uuid4().hex
-    scratch.mkdir(parents=True)
-    try:
-        archive = scratch / "archive"
-        _, digest = await spool(limited(request.stream(), settings.workflow_api_upload_limit_bytes), archive)
-        if expected and digest != expected:
-            raise _mismatch("X-Checksum-Sha256", expected, digest)
-        tree = scratch / "tree"
-        try:
-            written = await asyncio.to_thread(
-                unpack,
-                archive,
-                tree,
-                max_files=settings.workflow_api_archive_files_limit,
-                max_bytes=settings.workflow_api_archive_bytes_limit,
-            )
-        except ArchiveRejected as error:
-            raise error.problem() from None
-        files: list[dict[str, Any]] = []
-        for relative in written:
-            stored = await context.objects.put_file(prefix + relative, tree / relative)
-            files.append({"path": relative, "key": stored.key, "size": stored.size, "sha256": stored.sha256})
-        return files, sum(int(f["size"]) for f in files), digest
-    finally:
-        await asyncio.to_thread(remove_tree, scratch)
+    return info(await uploads.upload(context, principal, sent))
 
 
 @router.post(
@@ -245,38 +112,21 @@ async def presigned_upload(
     body: PresignedUploadRequest, request: Request, principal: Principal = AUTHENTICATED
 ) -> PresignedUpload:
     principal.require_active("upload inputs")
-    context = api(request)
-    limit = context.settings.workflow_api_upload_limit_bytes
-    if body.size > limit:
-        raise too_large(limit, "size")
-    if body.filename in (".", ".."):
-        raise invalid("filename", "a file name, not . or ..")
-    input_id = f"in-{uuid.uuid4().hex[:20]}"
-    prefix = prefix_of(principal.consumer_id, input_id)
-    filename = body.filename or body.name
-    key = prefix + filename
-    doc = InputDocument(
-        id=input_id,
-        state=InputState.UPLOADING,
-        consumer_id=principal.consumer_id,
+    started = await uploads.start_presigned(
+        api(request),
+        principal,
         name=body.name,
-        kind="file",
-        prefix=prefix,
+        filename=body.filename,
         size=body.size,
         sha256=body.sha256,
-        files=[],
-        expected={"key": key, "path": filename, "size": body.size, "sha256": body.sha256},
+        content_type=body.content_type,
     )
-    await context.store.create(doc, event_id=f"upload:{input_id}")
-    seconds = context.settings.workflow_api_presign_seconds
-    url = await context.objects.presigned_url("PUT", key, expires_seconds=seconds, content_type=body.content_type)
-    created = await owned(context, principal, input_id)
     return PresignedUpload(
-        input=info(created),
-        url=url,
+        input=info(started.doc),
+        url=started.url,
         headers={"Content-Type": body.content_type} if body.content_type else {},
-        expires_at=utcnow() + timedelta(seconds=seconds),
-        complete_url=f"/v1/inputs/{input_id}/complete",
+        expires_at=started.expires_at,
+        complete_url=f"/v1/inputs/{started.doc.id}/complete",
     )
 
 
@@ -288,41 +138,7 @@ async def presigned_upload(
 )
 async def complete_upload(input_id: str, request: Request, principal: Principal = AUTHENTICATED) -> InputInfo:
     principal.require_active("upload inputs")
-    context = api(request)
-    doc = await owned(context, principal, input_id)
-    expected: dict[str, Any] | None = getattr(doc, "expected", None)
-    if doc.state == InputState.READY:
-        return info(doc)
-    if doc.state != InputState.UPLOADING or not expected:
-        raise Problem(409, "not-a-presigned-upload", f"input {input_id} is not a presigned upload waiting to complete")
-    head = await context.objects.head(expected["key"])
-    if head is None:
-        raise Problem(
-            409, "nothing-uploaded", f"nothing was PUT to the presigned URL of input {input_id} yet; upload, then retry"
-        )
-    problem: Problem | None = None
-    digest: str | None = None
-    if head.size != expected["size"]:
-        problem = invalid("size", f"the upload has {head.size} bytes, {expected['size']} were announced")
-    else:
-        hasher = hashlib.sha256()
-        async for chunk in context.objects.read_range(expected["key"]):
-            hasher.update(chunk)
-        digest = hasher.hexdigest()
-        if expected.get("sha256") and digest != expected["sha256"]:
-            problem = _mismatch("sha256", expected["sha256"], digest)
-    if problem is not None:
-        await discard(context, input_id, doc.prefix)
-        raise problem
-    files = [{"path": expected["path"], "key": expected["key"], "size": head.size, "sha256": digest}]
-    await context.store.transition(
-        InputDocument,
-        input_id,
-        InputState.READY,
-        event_id=f"complete:{input_id}",
-        fields={"files": files, "size": head.size, "sha256": digest},
-    )
-    return info(await owned(context, principal, input_id))
+    return info(await uploads.complete(api(request), principal, input_id))
 
 
 @router.get("", summary="Your inputs, newest first", response_model=InputPage, responses=responses(401, 403, 422))
@@ -330,13 +146,8 @@ async def list_inputs(
     request: Request, limit: int = Limit, cursor: str | None = Cursor, principal: Principal = AUTHENTICATED
 ) -> InputPage:
     principal.require_active("list inputs")
-    context = api(request)
-    raws, next_cursor = await page(
-        context.db[InputDocument.collection], {"consumer_id": principal.consumer_id}, cursor, limit
-    )
-    return InputPage(
-        items=[info(InputDocument.model_validate(raw)) for raw in raws], next=next_link(request, next_cursor)
-    )
+    found = await api(request).queries.inputs(principal.consumer_id, after=after(cursor), limit=limit)
+    return InputPage(items=[info(doc) for doc in found.items], next=next_link(request, found.next))
 
 
 @router.get(
@@ -344,7 +155,7 @@ async def list_inputs(
 )
 async def get_input(input_id: str, request: Request, principal: Principal = AUTHENTICATED) -> InputInfo:
     principal.require_active("describe inputs")
-    return info(await owned(api(request), principal, input_id), with_files=True)
+    return info(await uploads.owned(api(request), principal, input_id), with_files=True)
 
 
 @router.delete(
@@ -356,7 +167,5 @@ async def get_input(input_id: str, request: Request, principal: Principal = AUTH
 )
 async def delete_input(input_id: str, request: Request, principal: Principal = AUTHENTICATED) -> Response:
     principal.require_active("delete inputs")
-    context = api(request)
-    doc = await owned(context, principal, input_id)
-    await discard(context, doc.id, doc.prefix)
+    await uploads.remove(api(request), principal, input_id)
     return Response(status_code=204)

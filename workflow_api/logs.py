@@ -18,19 +18,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
-from nats.errors import TimeoutError as NatsTimeout
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from sse_starlette import ServerSentEvent
 
-from events.subjects import log_subject
 from http_serving.sse import EventStream
+from schemas.names import LOG_FILE, local_run_dir_name
 from schemas.provisioning import ResultDocument, ResultState
 from schemas.run import RunDocument
 from workflow_api.auth import AUTHENTICATED, api
 from workflow_api.context import ApiContext
 from workflow_api.principals import Principal
 from workflow_api.problems import expired, responses
-from workflow_api.runs import TERMINAL, owned_run
+from workflow_api.services.runs import TERMINAL, owned_run
 
 router = APIRouter(prefix="/v1/runs", tags=["logs"])
 
@@ -42,10 +40,10 @@ _STREAM_QUIET_SECONDS = 1.5
 
 
 def live_log(context: ApiContext, run_id: str) -> Path | None:
-    safe = run_id.replace("/", "_").replace("\x00", "_")
-    if safe in {"", ".", ".."}:
+    try:
+        return context.runs_dir / local_run_dir_name(run_id) / LOG_FILE
+    except ValueError:
         return None
-    return context.runs_dir / safe / "log.txt"
 
 
 def _read(path: Path | None, start: int, size: int) -> bytes | None:
@@ -64,8 +62,7 @@ async def archived_log(context: ApiContext, run_id: str) -> str | None:
     result = await context.store.get(ResultDocument, run_id)
     if result is None or result.state != ResultState.PUBLISHED:
         return None
-    key = getattr(result, "log_key", None)
-    return key if isinstance(key, str) else None
+    return result.log_key
 
 
 async def _expired(context: ApiContext, run_id: str) -> bool:
@@ -109,7 +106,7 @@ async def get_logs(
     if key is not None:
         return StreamingResponse(_from_archive(context, key, offset), media_type="text/plain; charset=utf-8")
     path = live_log(context, run_id)
-    if context.js is not None and not await asyncio.to_thread(_is_file, path):
+    if context.logs is not None and not await asyncio.to_thread(_is_file, path):
         return StreamingResponse(_from_stream(context, run_id, offset), media_type="text/plain; charset=utf-8")
     return StreamingResponse(_from_file(path, offset), media_type="text/plain; charset=utf-8")
 
@@ -120,35 +117,10 @@ def _is_file(path: Path | None) -> bool:
 
 async def _from_stream(context: ApiContext, run_id: str, offset: int) -> AsyncIterator[bytes]:
     """What the log stream holds of the run so far (its live log when it is not on this machine)."""
-    assert context.js is not None
-    subscription = await context.js.subscribe(
-        log_subject(run_id), ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
-    )
-    seen = 0
-    attempt = 1
-    try:
-        while True:
-            try:
-                message = await subscription.next_msg(timeout=0.2)
-            except (TimeoutError, NatsTimeout):
-                return
-            data, attempt = _with_separator(message, attempt)
-            start, seen = seen, seen + len(data)
-            if seen > offset:
-                yield data[max(0, offset - start) :]
-    finally:
-        with contextlib.suppress(Exception):
-            await subscription.unsubscribe()
-
-
-def _with_separator(message: Any, attempt: int) -> tuple[bytes, int]:
-    """A stream chunk's bytes, after the separator the local backend and the archive put before a new attempt."""
-    data: bytes = message.data or b""
-    headers = message.headers or {}
-    number = int(headers.get("Gxwf-Attempt", "1") or 1)
-    if number > attempt:
-        return f"\n=== attempt {number} ===\n".encode() + data, number
-    return data, attempt
+    assert context.logs is not None
+    async with contextlib.aclosing(context.logs.read(run_id, offset=offset, idle_seconds=0.2)) as chunks:
+        async for chunk in chunks:
+            yield chunk
 
 
 async def _from_file(path: Path | None, offset: int) -> AsyncIterator[bytes]:
@@ -178,7 +150,7 @@ async def _follow(context: ApiContext, run_id: str, offset: int) -> AsyncIterato
         await asyncio.sleep(context.settings.workflow_api_log_poll_seconds)
         run = await context.store.get(RunDocument, run_id)
     local = run.backend == "local" and await asyncio.to_thread(context.runs_dir.is_dir)
-    if context.js is not None and not local:
+    if context.logs is not None and not local:
         async for event in _follow_stream(context, run_id, offset):
             yield event
         return
@@ -223,49 +195,37 @@ def _lines(pending: bytes, position: int, *, flush: bool) -> tuple[list[ServerSe
 async def _follow_stream(context: ApiContext, run_id: str, offset: int) -> AsyncIterator[ServerSentEvent]:
     """The run's chunks from the log stream, all attempts in order (offsets count the bytes of the concatenation,
     attempt headers included), until the run ended and the stream went quiet."""
-    assert context.js is not None
-    subscription = await context.js.subscribe(
-        log_subject(run_id), ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
-    )
-    seen = 0  # bytes of the concatenation read so far
+    assert context.logs is not None
     position = offset  # bytes handed to the client
     pending = b""
-    attempt = 1
     quiet_since: float | None = None
     loop = asyncio.get_running_loop()
-    try:
-        while True:
-            try:
-                message = await subscription.next_msg(timeout=context.settings.workflow_api_log_poll_seconds)
-            except (TimeoutError, NatsTimeout):
-                run = await context.store.get(RunDocument, run_id)
-                if run is None or run.state not in TERMINAL:
-                    quiet_since = None
-                    continue
-                quiet_since = quiet_since or loop.time()
-                if loop.time() - quiet_since < _STREAM_QUIET_SECONDS:
-                    continue
-                events, pending, position = _lines(pending, position, flush=True)
+    poll = context.settings.workflow_api_log_poll_seconds
+    async with contextlib.aclosing(context.logs.follow(run_id, offset=offset, idle_seconds=poll)) as chunks:
+        async for chunk in chunks:
+            if chunk is not None:
+                quiet_since = None
+                pending += chunk
+                events, pending, position = _lines(pending, position, flush=False)
                 for event in events:
                     yield event
-                yield ServerSentEvent(
-                    data=json.dumps({"state": run.state, "exit_code": run.exit_code, "reason": run.reason}),
-                    event="end",
-                    id=str(position),
-                )
-                return
-            quiet_since = None
-            data, attempt = _with_separator(message, attempt)
-            start, seen = seen, seen + len(data)
-            if seen <= offset:
                 continue
-            pending += data[max(0, offset - start) :]
-            events, pending, position = _lines(pending, position, flush=False)
+            run = await context.store.get(RunDocument, run_id)
+            if run is None or run.state not in TERMINAL:
+                quiet_since = None
+                continue
+            quiet_since = quiet_since or loop.time()
+            if loop.time() - quiet_since < _STREAM_QUIET_SECONDS:
+                continue
+            events, pending, position = _lines(pending, position, flush=True)
             for event in events:
                 yield event
-    finally:
-        with contextlib.suppress(Exception):
-            await subscription.unsubscribe()
+            yield ServerSentEvent(
+                data=json.dumps({"state": run.state, "exit_code": run.exit_code, "reason": run.reason}),
+                event="end",
+                id=str(position),
+            )
+            return
 
 
 async def _archive_events(context: ApiContext, run_id: str, offset: int) -> AsyncIterator[ServerSentEvent]:

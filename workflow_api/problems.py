@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from http_serving.problems import PROBLEM_JSON, ProblemDetails
+from http_serving.problems import PROBLEM_JSON, ProblemDetails, title_for
 
 # Inline and flat (no $defs), so it can sit under every response of the OpenAPI document.
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -30,31 +30,18 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     },
 }
 
-_TITLES = {
-    400: "Bad request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not found",
-    409: "Conflict",
-    410: "Gone",
-    413: "Payload too large",
-    415: "Unsupported media type",
-    416: "Range not satisfiable",
-    422: "Invalid request",
-    503: "Service unavailable",
-}
-
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The OpenAPI `responses` entries of these error statuses, all problem+json."""
     return {
-        status: {"description": _TITLES.get(status, "Error"), "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
+        status: {"description": title_for(status), "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
         for status in statuses
     }
 
 
 class Problem(ProblemDetails):
-    """Raised by a route; rendered as application/problem+json, its title from the status unless given."""
+    """Raised by a route; rendered as application/problem+json (http_serving.problems), its title from the
+    status unless given."""
 
     def __init__(
         self,
@@ -66,7 +53,7 @@ class Problem(ProblemDetails):
         errors: Sequence[dict[str, str]] = (),
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(status, slug, title or _TITLES.get(status, "Error"), detail, errors=errors, headers=headers)
+        super().__init__(status, slug, title, detail, errors=errors, headers=headers)
 
 
 def invalid(field: str, message: str, *, more: Sequence[dict[str, str]] = ()) -> Problem:

@@ -23,13 +23,14 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from events.envelope import utcnow
+from schemas.names import LOG_FILE, result_download_lease
 from schemas.provisioning import ResultDocument, ResultState
 from workflow_api.auth import AUTHENTICATED, api
 from workflow_api.context import ApiContext
 from workflow_api.models import PresignedDownload, ResultFileInfo, ResultList
 from workflow_api.principals import Principal
 from workflow_api.problems import Problem, expired, not_found, responses
-from workflow_api.runs import owned_run
+from workflow_api.services.runs import owned_run
 
 router = APIRouter(prefix="/v1/runs", tags=["results"])
 
@@ -63,14 +64,13 @@ def _file(result: ResultDocument, name: str) -> dict[str, Any]:
 
 
 def _log_entry(result: ResultDocument) -> dict[str, Any] | None:
-    key = getattr(result, "log_key", None)
-    return {"name": "log.txt", "key": key} if isinstance(key, str) else None
+    return {"name": LOG_FILE, "key": result.log_key} if result.log_key is not None else None
 
 
 @contextlib.asynccontextmanager
 async def download_lease(context: ApiContext, run_id: str) -> AsyncIterator[None]:
     ttl = context.settings.workflow_api_download_lease_seconds
-    name = f"result-download:{run_id}"
+    name = result_download_lease(run_id)
 
     async def renew() -> None:
         while True:
@@ -207,7 +207,7 @@ async def presigned_download(
     seconds = context.settings.workflow_api_presign_seconds
     # The URL outlives this request: hold the lease for its validity, so retention waits for it too.
     with contextlib.suppress(Exception):
-        await context.leases.hold(f"result-download:{run_id}", context.holder, float(seconds))
+        await context.leases.hold(result_download_lease(run_id), context.holder, float(seconds))
     url = await context.objects.presigned_url("GET", entry["key"], expires_seconds=seconds)
     return PresignedDownload(
         url=url, expires_at=utcnow() + timedelta(seconds=seconds), size=int(entry["size"]), sha256=entry.get("sha256")
@@ -264,7 +264,7 @@ async def download_archive(
     if log is not None:
         head = await context.objects.head(log["key"])
         if head is not None:
-            entries.append({"name": "log.txt", "key": log["key"], "size": head.size})
+            entries.append({"name": LOG_FILE, "key": log["key"], "size": head.size})
     stream = _zip(context, entries) if format == "zip" else _tar(context, entries)
 
     async def body() -> AsyncIterator[bytes]:

@@ -11,19 +11,18 @@ from pathlib import Path
 import nats
 import structlog
 from nats.aio.client import Client
-from pymongo import ASCENDING
 
+from adapters.jetstream_logs import JetStreamLogReader
 from adapters.jetstream_sink import JetStreamSink
 from adapters.mongo_assets import MongoAssetCatalogue
 from adapters.mongo_leases import MongoLeases
+from adapters.mongo_queries import MongoConsumerQueries, MongoConsumerRecords
 from adapters.mongo_store import MongoStateStore
 from adapters.s3_objects import S3ObjectStore
 from http_serving.server import ListenError, Served
-from schemas.provisioning import AccessGrantDocument
 from workflow_api.app import create_app
 from workflow_api.context import ApiContext
 from workflow_api.principals import PrincipalCache
-from workflow_api.runs import REQUESTS
 from workflow_api.settings import WorkflowApiSettings
 
 log = structlog.get_logger("gxwf.workflow_api")
@@ -80,10 +79,8 @@ class WorkflowApiService:
         return checks
 
     async def start(self) -> str:
-        grants = self.store.db[AccessGrantDocument.collection]
-        # Every request looks its token up by hash.
-        await grants.create_index([("token_sha256", ASCENDING)], name="token_sha256")
-        await self.store.db[REQUESTS].create_index([("consumer_id", ASCENDING)], name="consumer_id")
+        queries = MongoConsumerQueries(self.store)
+        await queries.ensure_indexes()
         await self.store.ensure_indexes()
         await self.objects.ensure_bucket()
         # Reconnect for ever: while NATS is away starts and stops answer 503 and /readyz says so.
@@ -92,6 +89,8 @@ class WorkflowApiService:
         )
         context = ApiContext(
             store=self.store,
+            queries=queries,
+            records=MongoConsumerRecords(self.store),
             objects=self.objects,
             events=JetStreamSink(self.nc, timeout=self.settings.workflow_api_publish_timeout_seconds),
             catalogue=MongoAssetCatalogue(self.store.db),
@@ -100,7 +99,7 @@ class WorkflowApiService:
             runs_dir=self.state_dir / "runs",
             scratch_dir=self.state_dir / "workflow-api" / "scratch",
             holder=self.holder,
-            js=self.nc.jetstream(),
+            logs=JetStreamLogReader(self.nc.jetstream()),
             principals=PrincipalCache(self.settings.workflow_api_auth_cache_seconds),
         )
         try:

@@ -80,12 +80,12 @@ class Part:
 class MultipartReader:
     """Parts of a multipart body in order; each part's data must be read before asking for the next part."""
 
-    def __init__(self, request: Request, limit: int) -> None:
-        content_type, options = parse_options_header(request.headers.get("content-type", ""))
+    def __init__(self, content_type_header: str, body: AsyncIterator[bytes], limit: int) -> None:
+        content_type, options = parse_options_header(content_type_header)
         boundary = options.get(b"boundary")
         if content_type != b"multipart/form-data" or not boundary:
             raise invalid("content-type", "multipart/form-data needs a boundary")
-        self._stream = limited(request.stream(), limit).__aiter__()
+        self._stream = limited(body, limit).__aiter__()
         self._events: collections.deque[tuple[str, Any]] = collections.deque()
         self._headers: dict[bytes, bytes] = {}
         self._field = b""

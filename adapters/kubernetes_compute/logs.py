@@ -12,6 +12,7 @@ from kubernetes_asyncio.client import ApiException
 from adapters.kubernetes_compute import manifests
 from adapters.kubernetes_compute.connection import Cluster
 from events.subjects import LOG_CHUNK_BYTES
+from schemas.names import attempt_separator
 
 
 def saved_log_path(log_dir: Path, run_id: str) -> Path:
@@ -65,7 +66,7 @@ async def save(cluster: Cluster, namespace: str, run_id: str, path: Path) -> Pat
         for pod in pods:
             attempt = int((pod.metadata.labels or {}).get(manifests.ATTEMPT_LABEL, "0"))
             if attempt > 1:
-                out.write(f"\n=== attempt {attempt} ===\n".encode())
+                out.write(attempt_separator(attempt).encode())
             wrote = await _copy(cluster, namespace, pod.metadata.name, out) or wrote
     if not wrote:
         partial.unlink()

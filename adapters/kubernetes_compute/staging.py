@@ -17,7 +17,8 @@ from adapters.kubernetes_compute.connection import Cluster
 from events.payloads.run import RunSpec
 from ports.compute import RunOwner
 from ports.objects import ObjectStore
-from schemas.staging import StageFile, StageInput, StagePlan, outputs_key, staging_prefix
+from schemas.names import outputs_key, staging_prefix
+from schemas.staging import StageFile, StageInput, StagePlan
 
 # S3 signs for at most 7 days.
 _LONGEST_SIGNATURE_SECONDS = 7 * 24 * 3600

@@ -17,6 +17,7 @@ from events.envelope import new_event, utcnow
 from events.payloads.run import RunFailed, RunPending
 from handlers.context import HandlerContext, RunLimits
 from handlers.jobs.ids import attempt_fact_id
+from schemas.names import dispatcher_lease
 from schemas.run import RunDocument, RunState
 from schemas.sites import ConsumerQuota
 
@@ -93,9 +94,7 @@ def never_fits(run: RunDocument, quota: ConsumerQuota) -> list[str]:
 
 async def dispatch_once(ctx: HandlerContext) -> int:
     compute = ctx.require_compute()
-    if ctx.leases is not None and not await ctx.leases.hold(
-        f"jobs-dispatcher:{compute.site}", ctx.holder, LEASE_SECONDS
-    ):
+    if ctx.leases is not None and not await ctx.leases.hold(dispatcher_lease(compute.site), ctx.holder, LEASE_SECONDS):
         return 0
     active_runs = await ctx.store.find(
         RunDocument, states=[RunState.PENDING, RunState.RUNNING], limit=100_000, site=compute.site

@@ -16,6 +16,7 @@ import structlog
 from events.subjects import LOG_CHUNK_BYTES
 from handlers.context import HandlerContext
 from ports.logs import LogSink
+from schemas.names import log_shipper_lease
 from schemas.run import RunDocument, RunState
 
 log = structlog.get_logger("gxwf.jobs.logs")
@@ -49,7 +50,9 @@ class LogShipper:
         """Start a follow for every running attempt of this site that has none; the number running."""
         compute = self.ctx.require_compute()
         leases = self.ctx.leases
-        if leases is not None and not await leases.hold(f"jobs-logs:{compute.site}", self.ctx.holder, LEASE_SECONDS):
+        if leases is not None and not await leases.hold(
+            log_shipper_lease(compute.site), self.ctx.holder, LEASE_SECONDS
+        ):
             await self.close()  # another replica ships now
             return 0
         now = time.monotonic()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import quote
 
 import structlog
 
@@ -21,6 +20,7 @@ from events.envelope import Envelope, derived_id, new_event, utcnow
 from events.payloads.result import ResultFile, ResultPublished, ResultPublishFailed
 from handlers.context import HandlerContext
 from ports.store import Outcome
+from schemas.names import LOG_FILE, MANIFEST_FILE, result_prefix
 from schemas.provisioning import ResultDocument, ResultState
 from schemas.run import RunDocument, RunState
 
@@ -48,11 +48,6 @@ def _ended_by(run: RunDocument, event: Envelope[Any]) -> bool:
     if RunDocument.machine.allows(run.state, target):
         raise RunNotEndedYet(f"run {run.id} is {run.state}; {event.type} not applied yet")
     return False
-
-
-def result_prefix(consumer_id: str, run_id: str) -> str:
-    """Every object of a run lives under its consumer's prefix; ids are quoted so none can climb out."""
-    return f"results/{quote(consumer_id, safe='')}/{quote(run_id, safe='')}/"
 
 
 async def on_run_finished(event: Envelope[Any], ctx: HandlerContext) -> None:
@@ -152,7 +147,7 @@ async def _collect(
         )
     log_key = None
     if artifacts.log is not None:
-        log_key = (await objects.put_file(prefix + "log.txt", artifacts.log, content_type="text/plain")).key
+        log_key = (await objects.put_file(prefix + LOG_FILE, artifacts.log, content_type="text/plain")).key
     manifest = {
         "run_id": run.id,
         "consumer_id": run.consumer_id,
@@ -165,7 +160,7 @@ async def _collect(
         "log_key": log_key,
         "published_at": utcnow().isoformat(),
     }
-    manifest_key = prefix + "manifest.json"
+    manifest_key = prefix + MANIFEST_FILE
     await objects.put_bytes(manifest_key, json.dumps(manifest, indent=2).encode(), content_type="application/json")
     return manifest_key, files, log_key
 

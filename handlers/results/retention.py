@@ -14,7 +14,7 @@ from events import subjects as s
 from events.envelope import derived_id, new_event, utcnow
 from events.payloads.result import ResultExpired
 from handlers.context import HandlerContext
-from handlers.results.publish import result_prefix
+from schemas.names import RESULTS_RETENTION_LEASE, result_download_lease, result_prefix
 from schemas.provisioning import ResultDocument, ResultState
 
 log = structlog.get_logger("gxwf.results")
@@ -23,16 +23,12 @@ LEASE_SECONDS = 60.0
 BATCH = 500
 
 
-def download_lease(run_id: str) -> str:
-    return f"result-download:{run_id}"
-
-
 async def expire_once(ctx: HandlerContext, retention_days: float) -> int:
     """Delete what is past retention now; the number of results expired."""
     if retention_days <= 0:
         return 0  # kept forever
     leases = ctx.leases
-    if leases is not None and not await leases.hold("results-retention", ctx.holder, LEASE_SECONDS):
+    if leases is not None and not await leases.hold(RESULTS_RETENTION_LEASE, ctx.holder, LEASE_SECONDS):
         return 0
     objects = ctx.require_objects()
     cutoff = utcnow() - timedelta(days=retention_days)
@@ -43,7 +39,7 @@ async def expire_once(ctx: HandlerContext, retention_days: float) -> int:
     ):
         if result.created_at > cutoff:
             break
-        if leases is not None and await leases.held(download_lease(result.id)):
+        if leases is not None and await leases.held(result_download_lease(result.id)):
             log.info("result past retention kept while it is downloaded", run_id=result.id)
             continue
         keys = [stored.key for stored in await objects.list(result_prefix(result.consumer_id, result.id))]

@@ -4,12 +4,14 @@ Kubernetes (the fake API's followed pod logs)."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import nats
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from adapters.jetstream_logs import JetStreamLogReader, JetStreamLogSink
 from adapters.kubernetes_compute import manifests as m
 from adapters.mongo_store import MongoStateStore
 from events import subjects as s
@@ -18,6 +20,7 @@ from events.payloads.run import RetryPolicy, RunRequested, RunSpec
 from fakekube import FakeKubeServer, Scenario
 from gxwf.runtime import Endpoints, HandlerService
 from gxwf.settings import Settings
+from schemas.names import attempt_separator
 from schemas.run import RunDocument, RunState
 from tests.backbone.conftest import eventually, finished
 from tests.backbone.kube import kube_service
@@ -134,3 +137,27 @@ async def test_a_kubernetes_runs_pod_log_is_followed_into_the_stream(
     found = await chunks(js, "live-k")
     assert joined(found, 1) == lines.encode()
     assert len(found) > 1, "followed as it was written, not read once at the end"
+
+
+async def test_the_log_reader_joins_attempts_as_the_archive_does_and_resumes_at_any_byte(js: JetStreamContext) -> None:
+    """What the WorkflowApi and the dashboard both read the stream with: offsets count the separators too."""
+    sink, reader = JetStreamLogSink(js), JetStreamLogReader(js)
+    await sink.append("read-1", 1, 0, b"one\ntwo\n")
+    await sink.append("read-1", 1, 8, b"three\n")
+    await sink.append("read-1", 1, 8, b"three\n")  # shipped again after a restart: stored once
+    await sink.append("read-1", 2, 0, b"again\n")
+    whole = b"one\ntwo\nthree\n" + attempt_separator(2).encode() + b"again\n"
+    assert b"".join([c async for c in reader.read("read-1")]) == whole
+    for offset in (0, 5, 14, 16, len(whole) - 1, len(whole), len(whole) + 10):
+        assert b"".join([c async for c in reader.read("read-1", offset=offset)]) == whole[offset:], offset
+    assert [c async for c in reader.read("never-ran")] == []
+
+    followed: list[bytes | None] = []
+    async with contextlib.aclosing(reader.follow("read-1", offset=4, idle_seconds=0.1)) as live:
+        async for chunk in live:
+            followed.append(chunk)
+            if chunk is None and len([c for c in followed if c is None]) == 1:
+                await sink.append("read-1", 2, 6, b"late\n")
+            elif chunk is None:
+                break
+    assert followed[-1] is None and b"".join(c for c in followed if c is not None) == whole[4:] + b"late\n"

@@ -16,8 +16,7 @@ from events.envelope import new_event
 from events.payloads.run import RunRequested, RunSpec
 from gxwf.runtime import Endpoints, HandlerService
 from gxwf.settings import Settings
-from handlers.results.publish import result_prefix
-from handlers.results.retention import download_lease
+from schemas.names import result_download_lease, result_prefix
 from schemas.provisioning import ResultDocument, ResultState
 from tests.backbone.conftest import eventually, stream_events
 
@@ -72,14 +71,14 @@ async def test_a_result_being_downloaded_is_kept_until_the_download_ends(
 ) -> None:
     leases = MongoLeases(store.db)
     # A download in progress: the WorkflowApi holds this lease while it streams.
-    assert await leases.hold(download_lease("ret-2"), "workflow-api", ttl_seconds=4.0)
+    assert await leases.hold(result_download_lease("ret-2"), "workflow-api", ttl_seconds=4.0)
     await run_with_output(service, "ret-2")
     await eventually(lambda: state_of(store, "ret-2", ResultState.PUBLISHED))
     prefix = result_prefix("c-ret", "ret-2")
 
     expired = await eventually(lambda: state_of(store, "ret-2", ResultState.EXPIRED), timeout=15)
     # Past the retention a second after publishing, but deleted only once the 4 s download lease had ended.
-    lease = await store.db["leases"].find_one({"_id": download_lease("ret-2")})
+    lease = await store.db["leases"].find_one({"_id": result_download_lease("ret-2")})
     assert lease is not None
     lease_end = lease["expires_at"].replace(tzinfo=UTC)
     assert expired.history[-1].at.replace(tzinfo=UTC) >= lease_end

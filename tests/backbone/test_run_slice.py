@@ -175,8 +175,12 @@ async def test_a_run_that_never_starts_times_out_in_pending(
         await svc.stop()
     assert doc.state == RunState.TIMED_OUT
     assert doc.reason == "pending longer than 1s"
-    (letter,) = await stream_events(js, "dlq.>")
-    assert letter["original_subject"] == s.RUN_PENDING and letter["handler"] == "jobs-start-pending-local"
+    letters = await stream_events(js, "dlq.>")
+    starts = [letter for letter in letters if letter["original_subject"] == s.RUN_PENDING]
+    assert [letter["handler"] for letter in starts] == ["jobs-start-pending-local"]
+    # With one try per event, the results handler may have seen the end fact before the tracker applied it
+    # (AheadOfState), and with no try left it dead-letters that too; nothing else may be dead-lettered.
+    assert all(letter["original_subject"] == s.RUN_TIMED_OUT for letter in letters if letter not in starts)
 
 
 async def test_a_run_that_cannot_start_fails_at_once_with_the_reason(
