@@ -7,12 +7,13 @@ import sys
 from typing import Any
 
 import typer
+from gxwf_client.cli import CommandError
+from gxwf_client.cli.commands import client_app
 from typer.exceptions import TyperException
 
 from gxwf.commands.assets import assets_app
 from gxwf.commands.asyncapi import asyncapi
 from gxwf.commands.bench import bench_app
-from gxwf.commands.client import client_app
 from gxwf.commands.dashboard import dashboard_command
 from gxwf.commands.edc import edc_app, edc_ingress_command
 from gxwf.commands.events import events_app
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> Any:
         # Everything that had started is stopped by now; the status says which signal, as a shell's would.
         print("gxwf: aborted", file=sys.stderr)
         sys.exit(128 + stopped.signum)
-    except UserError as error:
+    except (UserError, CommandError) as error:
         print(f"gxwf: error: {error}", file=sys.stderr)
         sys.exit(2)
     except TyperException as error:

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 import typer
-
-from gxwf.commands.client import client_app
+from gxwf_client.cli.commands import client_app
 
 
 def command_paths(command: object, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

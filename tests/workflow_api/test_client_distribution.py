@@ -40,12 +40,12 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def consumer_python(wheels: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh environment with the client wheel and its own dependencies only."""
+    """A fresh environment with the client wheel (and its command line's extra) and their dependencies only."""
     venv = tmp_path_factory.mktemp("consumer") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
     subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheels[1])],
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"{wheels[1]}[cli]"],
         check=True,
         capture_output=True,
     )
@@ -73,13 +73,17 @@ def test_the_server_wheel_carries_no_test_doubles_and_no_client(wheels: tuple[Pa
     assert {"handlers", "workflow_api", "gxwf", "dashboard"} <= names
     assert not names & {"fakekube", "inprocess", "tests", "gxwf_client", "workflow_client"}
     assert "adapters/mongo_store.py" in _files(server) and "adapters/memory_store.py" not in _files(server)
-    assert "gaiax-workflows-client==0.1.0" in _requires(server)
+    assert "gaiax-workflows-client[cli]==0.1.0" in _requires(server)
 
 
 def test_the_client_wheel_is_the_client_and_its_two_dependencies(wheels: tuple[Path, Path]) -> None:
     _, client = wheels
     assert {n for n in _names(client) if not n.endswith(".dist-info")} == {"gxwf_client"}
-    assert sorted(_requires(client)) == ["httpx==0.28.1", "pydantic==2.14.4"]
+    requires = _requires(client)
+    # The library needs httpx and pydantic; the command line (the `cli` extra) adds Typer, Rich and PyYAML.
+    assert sorted(r for r in requires if ";" not in r) == ["httpx==0.28.1", "pydantic==2.14.4"]
+    extra = sorted(r.split(";")[0].strip().lower() for r in requires if "extra ==" in r and "cli" in r)
+    assert extra == ["pyyaml==6.0.4", "rich==15.0.0", "typer==0.29.2"]
 
 
 def test_the_consumer_environment_has_nothing_of_the_server(consumer_python: Path, tmp_path: Path) -> None:
@@ -133,3 +137,33 @@ async def test_a_consumer_with_only_the_client_runs_a_workflow(api: Api, consume
     assert proc.returncode == 0, err.decode()
     assert out.decode().split() == ["succeeded"]
     assert dest.read_text().strip() == "3"
+
+
+async def test_the_consumer_command_line_comes_with_the_client(api: Api, consumer_python: Path, tmp_path: Path) -> None:
+    _, token = await api.consumer()
+    proc = await asyncio.create_subprocess_exec(
+        str(consumer_python.parent / "gxwf-client"),
+        "assets",
+        "list",
+        "--json",
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GXWF_CLIENT_URL": api.url, "GXWF_CLIENT_TOKEN": token},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 0, err.decode()
+    assert [a["id"] for a in json.loads(out)] == ["count-lines", "sleeper"]
+
+    proc = await asyncio.create_subprocess_exec(
+        str(consumer_python.parent / "gxwf-client"),
+        "run",
+        "status",
+        "no-such-run",
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GXWF_CLIENT_URL": api.url, "GXWF_CLIENT_TOKEN": token},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode != 0 and err.decode().startswith("gxwf-client: ") and "Traceback" not in err.decode()

@@ -1,5 +1,5 @@
-"""`gxwf client ...`: the consumer's side of the WorkflowApi from a terminal (URL and token from flags, env or a
-profile file), built on gxwf_client."""
+"""`gxwf-client ...`, also mounted as `gxwf client ...`: the consumer's side of the WorkflowApi from a terminal
+(URL and token from flags, env or a profile file), built on gxwf_client."""
 
 from __future__ import annotations
 
@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from gxwf_client import WorkflowClient
-from gxwf_client.client import end_state
 from rich.console import Console
 from rich.table import Table
 
-from gxwf.commands.client_connection import (
+from gxwf_client import WorkflowClient
+from gxwf_client.cli.connection import (
     PROFILES_ENV,
     ConnectionOptions,
     JsonFlag,
@@ -25,7 +24,8 @@ from gxwf.commands.client_connection import (
     print_json,
     progress,
 )
-from gxwf.errors import UserError
+from gxwf_client.cli.errors import CommandError
+from gxwf_client.client import end_state
 
 client_app = typer.Typer(
     help="Use a WorkflowApi as a consumer: assets, inputs, runs, logs, results.", no_args_is_help=True
@@ -104,7 +104,7 @@ def inputs_upload(
 ) -> None:
     """Upload a file or directory with a progress bar; the API checks its sha256. Prints the input id."""
     if not path.exists():
-        raise UserError(f"{path}: no such file or directory")
+        raise CommandError(f"{path}: no such file or directory")
     input_name = name or path.name
     size = path.stat().st_size if path.is_file() else None
     is_dir = path.is_dir()
@@ -149,7 +149,7 @@ def _parse_pairs(values: list[str], option: str) -> dict[str, str]:
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise UserError(f"{option} {item!r}: write NAME=VALUE")
+            raise CommandError(f"{option} {item!r}: write NAME=VALUE")
         pairs[key] = value
     return pairs
 
@@ -172,7 +172,7 @@ def _coerce(schema: dict[str, Any], raw: dict[str, str]) -> dict[str, Any]:
             else:
                 typed[key] = value
         except ValueError:
-            raise UserError(f"--param {key}={value}: {key} takes a {kind}") from None
+            raise CommandError(f"--param {key}={value}: {key} takes a {kind}") from None
     return typed
 
 
@@ -200,7 +200,7 @@ def run_start(
         if value.startswith("@"):
             path = Path(value[1:])
             if not path.exists():
-                raise UserError(f"--input {name}={value}: no such file or directory")
+                raise CommandError(f"--input {name}={value}: no such file or directory")
             uploads[name] = (path, path.is_dir(), path.stat().st_size if path.is_file() else None)
 
     async def action(client: WorkflowClient) -> tuple[str, str | None]:
@@ -283,7 +283,7 @@ def run_list(
         try:
             when = datetime.fromisoformat(since)
         except ValueError:
-            raise UserError(f"--since {since!r}: give an ISO 8601 time such as 2026-12-01T12:00:00+00:00") from None
+            raise CommandError(f"--since {since!r}: give an ISO 8601 time such as 2026-12-01T12:00:00+00:00") from None
     found = _call(lambda c: c.runs(state=state, asset=asset, since=when))
     if as_json:
         print_json([r.model_dump(mode="json") for r in found])
@@ -326,7 +326,7 @@ def results_list(run_id: Annotated[str, typer.Argument(help="Run id.")], as_json
 def _inside(dest: Path, name: str) -> Path:
     target = (dest / name).resolve()
     if not target.is_relative_to(dest.resolve()):
-        raise UserError(f"result file {name!r} would land outside {dest}")
+        raise CommandError(f"result file {name!r} would land outside {dest}")
     return target
 
 
@@ -348,7 +348,7 @@ def results_download(
         wanted = [f for f in listed if not name or f.name in name]
         missing = sorted(set(name or ()) - {f.name for f in listed})
         if missing:
-            raise UserError(f"run {run_id} has no result file {missing[0]}")
+            raise CommandError(f"run {run_id} has no result file {missing[0]}")
         written = []
         for f in wanted:
             target = _inside(dest, f.name)

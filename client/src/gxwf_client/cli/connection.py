@@ -1,5 +1,5 @@
-"""How `gxwf client` reaches a WorkflowApi (URL and token from flags, env or a profile file), runs one call, and
-shows JSON and progress."""
+"""How the client's command line reaches a WorkflowApi (URL and token from flags, env or a profile file), runs
+one call, and shows JSON and progress."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ from typing import Annotated, Any, TypeVar
 import httpx
 import typer
 import yaml
-from gxwf_client import ApiError, WorkflowClient
-from gxwf_client.client import ChecksumMismatch
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from gxwf.errors import UserError
+from gxwf_client import ApiError, WorkflowClient
+from gxwf_client.cli.errors import CommandError
+from gxwf_client.client import ChecksumMismatch
 
 err = Console(stderr=True)
 T = TypeVar("T")
@@ -58,21 +58,21 @@ def profile(name: str) -> dict[str, Any]:
         try:
             data = yaml.safe_load(single.read_text()) or {}
         except (yaml.YAMLError, UnicodeDecodeError, OSError) as error:
-            raise UserError(f"--profile {name}: not a profile file ({error.__class__.__name__})") from None
+            raise CommandError(f"--profile {name}: not a profile file ({error.__class__.__name__})") from None
         if not isinstance(data, dict) or not data.get("url") or not data.get("token"):
-            raise UserError(f"--profile {name}: the file has no url and token")
+            raise CommandError(f"--profile {name}: the file has no url and token")
         return data
     path = profiles_path()
     if not path.exists():
-        raise UserError(f"--profile {name}: no profile file {path} (set {PROFILES_ENV} or create it)")
+        raise CommandError(f"--profile {name}: no profile file {path} (set {PROFILES_ENV} or create it)")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
-        raise UserError(f"{path}: not YAML ({error.__class__.__name__})") from None
+        raise CommandError(f"{path}: not YAML ({error.__class__.__name__})") from None
     profiles = data.get("profiles", data) if isinstance(data, dict) else {}
     entry = profiles.get(name) if isinstance(profiles, dict) else None
     if not isinstance(entry, dict):
-        raise UserError(f"--profile {name}: not in {path}; it has {', '.join(sorted(profiles)) or 'none'}")
+        raise CommandError(f"--profile {name}: not in {path}; it has {', '.join(sorted(profiles)) or 'none'}")
     return entry
 
 
@@ -83,11 +83,11 @@ def resolve(options: ConnectionOptions) -> Target:
         url = url or entry.get("url")
         token = token or entry.get("token")
     if not url:
-        raise UserError("no WorkflowApi URL: give --url, GXWF_CLIENT_URL or a --profile with url")
+        raise CommandError("no WorkflowApi URL: give --url, GXWF_CLIENT_URL or a --profile with url")
     if not url.startswith(("http://", "https://")):
-        raise UserError(f"--url {url!r}: give an http:// or https:// URL")
+        raise CommandError(f"--url {url!r}: give an http:// or https:// URL")
     if not token:
-        raise UserError("no token: give --token, GXWF_CLIENT_TOKEN or a --profile with token")
+        raise CommandError("no token: give --token, GXWF_CLIENT_TOKEN or a --profile with token")
     return Target(str(url), str(token))
 
 
@@ -103,11 +103,11 @@ def call(options: ConnectionOptions, action: Callable[[WorkflowClient], Awaitabl
         return asyncio.run(main())
     except ApiError as error:
         fields = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in error.errors[1:])
-        raise UserError(f"{error.status} {error.detail}" + (f" ({fields})" if fields else "")) from None
+        raise CommandError(f"{error.status} {error.detail}" + (f" ({fields})" if fields else "")) from None
     except ChecksumMismatch as error:
-        raise UserError(f"checksum mismatch: {error}") from None
+        raise CommandError(f"checksum mismatch: {error}") from None
     except httpx.TransportError as error:
-        raise UserError(f"cannot reach the WorkflowApi at {target.url}: {error.__class__.__name__}") from None
+        raise CommandError(f"cannot reach the WorkflowApi at {target.url}: {error.__class__.__name__}") from None
 
 
 def print_json(value: Any) -> None:

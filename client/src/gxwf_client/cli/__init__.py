@@ -1,0 +1,42 @@
+"""`gxwf-client`: the consumer's command line (the server's CLI mounts the same commands as `gxwf client`).
+
+Needs the `cli` extra (`pip install 'gaiax-workflows-client[cli]'`): Typer, Rich and PyYAML."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from gxwf_client.cli.errors import CommandError
+
+__all__ = ["CommandError", "main"]
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point of `gxwf-client`: usage errors and bad input as one line on stderr with exit status 2."""
+    try:
+        import typer
+        from typer.exceptions import TyperException
+    except ImportError:
+        print(
+            "gxwf-client: the command line needs its extra: pip install 'gaiax-workflows-client[cli]'", file=sys.stderr
+        )
+        sys.exit(2)
+    from gxwf_client.cli.commands import client_app
+
+    try:
+        return client_app(args=argv, standalone_mode=False, prog_name="gxwf-client")
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        print("gxwf-client: aborted", file=sys.stderr)
+        sys.exit(130)
+    except CommandError as error:
+        print(f"gxwf-client: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except TyperException as error:
+        message = error.format_message() if hasattr(error, "format_message") else str(error)
+        ctx = getattr(error, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        print(f"gxwf-client: error: {' '.join(message.split())}{hint}", file=sys.stderr)
+        sys.exit(2)
