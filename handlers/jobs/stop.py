@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import structlog
 
-from events import subjects as s
-from events.envelope import Envelope, derived_id, new_event
+from events.envelope import Envelope
 from events.payloads.run import RunStopped, RunStopRequested
 from handlers.context import HandlerContext
+from handlers.declare import on
 from schemas.run import RunDocument, RunState
 
 log = structlog.get_logger("gxwf.jobs")
-SOURCE = "urn:gaiax-workflows:jobs"
 
 
 class StopNotConfirmed(Exception):
     """The workload outlived the stop; raising makes the bus retry the stop with backoff."""
 
 
-async def on_stop_requested(event: Envelope[Any], ctx: HandlerContext) -> None:
-    request: RunStopRequested = event.data
+@on(RunStopRequested, durable="jobs-stop-requested", per_site=True)
+async def on_stop_requested(event: Envelope[RunStopRequested], ctx: HandlerContext) -> None:
+    request = event.data
     run = await ctx.store.get(RunDocument, request.run_id)
     if run is None or run.consumer_id != request.consumer_id:
         # Another consumer's run answers as unknown: a guessed id must not stop someone else's work.
@@ -38,14 +36,4 @@ async def on_stop_requested(event: Envelope[Any], ctx: HandlerContext) -> None:
         await ctx.faults.reach("jobs.before_stop")
         if not await ctx.require_compute().stop(run.id):
             raise StopNotConfirmed(f"run {run.id}: processes still alive after the stop")
-    await ctx.events.publish(
-        new_event(
-            s.RUN_STOPPED,
-            RunStopped(run_id=run.id, consumer_id=run.consumer_id, reason=reason),
-            id_=derived_id(run.id, s.RUN_STOPPED),
-            subject=run.id,
-            correlationid=run.id,
-            causationid=event.id,
-            source=SOURCE,
-        )
-    )
+    await ctx.emit(RunStopped(run_id=run.id, consumer_id=run.consumer_id, reason=reason), about=run.id, cause=event)

@@ -11,23 +11,16 @@ from urllib.parse import quote
 
 import structlog
 
-from events import subjects as s
-from events.envelope import Envelope, derived_id, new_event, utcnow
+from events.envelope import Envelope, utcnow
 from events.payloads.result import ResultFile, ResultPublished
+from events.payloads.run import RunFact, RunFailed, RunStopped, RunSucceeded, RunTimedOut
 from handlers.context import HandlerContext
+from handlers.declare import on
 from ports.store import Outcome
 from schemas.provisioning import ResultDocument, ResultState
 from schemas.run import RunDocument
 
 log = structlog.get_logger("gxwf.results")
-SOURCE = "urn:gaiax-workflows:results"
-
-_END_STATE = {
-    s.RUN_SUCCEEDED: "succeeded",
-    s.RUN_FAILED: "failed",
-    s.RUN_STOPPED: "stopped",
-    s.RUN_TIMED_OUT: "timed_out",
-}
 
 
 def result_prefix(consumer_id: str, run_id: str) -> str:
@@ -35,8 +28,30 @@ def result_prefix(consumer_id: str, run_id: str) -> str:
     return f"results/{quote(consumer_id, safe='')}/{quote(run_id, safe='')}/"
 
 
-async def on_run_finished(event: Envelope[Any], ctx: HandlerContext) -> None:
-    run_id: str = event.data.run_id
+@on(RunSucceeded, durable="results-run-succeeded", per_site=True)
+async def on_run_succeeded(event: Envelope[RunSucceeded], ctx: HandlerContext) -> None:
+    await publish_results(event, ctx, "succeeded", exit_code=0)
+
+
+@on(RunFailed, durable="results-run-failed", per_site=True)
+async def on_run_failed(event: Envelope[RunFailed], ctx: HandlerContext) -> None:
+    await publish_results(event, ctx, "failed", exit_code=event.data.exit_code)
+
+
+@on(RunStopped, durable="results-run-stopped", per_site=True)
+async def on_run_stopped(event: Envelope[RunStopped], ctx: HandlerContext) -> None:
+    await publish_results(event, ctx, "stopped")
+
+
+@on(RunTimedOut, durable="results-run-timed-out", per_site=True)
+async def on_run_timed_out(event: Envelope[RunTimedOut], ctx: HandlerContext) -> None:
+    await publish_results(event, ctx, "timed_out")
+
+
+async def publish_results(
+    event: Envelope[RunFact], ctx: HandlerContext, run_state: str, *, exit_code: int | None = None
+) -> None:
+    run_id = event.data.run_id
     run = await ctx.store.get(RunDocument, run_id)
     if run is None or run.consumer_id != event.data.consumer_id:
         log.warning("finished fact for an unknown run", run_id=run_id, fact=event.type)
@@ -77,8 +92,8 @@ async def on_run_finished(event: Envelope[Any], ctx: HandlerContext) -> None:
         "asset_id": run.asset_id,
         "asset_version": run.asset_version,
         "parameters": run.parameters,
-        "run_state": _END_STATE.get(event.type, event.type),
-        "exit_code": getattr(event.data, "exit_code", None),
+        "run_state": run_state,
+        "exit_code": exit_code,
         "files": files,
         "log_key": log_key,
         "published_at": utcnow().isoformat(),
@@ -103,23 +118,17 @@ async def _announce(
     run: RunDocument,
     manifest_key: str,
     files: list[dict[str, Any]],
-    cause: Envelope[Any],
+    cause: Envelope[RunFact],
     log_key: str | None = None,
 ) -> None:
-    await ctx.events.publish(
-        new_event(
-            s.RESULT_PUBLISHED,
-            ResultPublished(
-                run_id=run.id,
-                consumer_id=run.consumer_id,
-                files=[ResultFile(name=f["name"], size=f["size"], sha256=f["sha256"]) for f in files],
-                manifest_key=manifest_key,
-                log_key=log_key,
-            ),
-            id_=derived_id(run.id, s.RESULT_PUBLISHED),
-            subject=run.id,
-            correlationid=run.id,
-            causationid=cause.id,
-            source=SOURCE,
-        )
+    await ctx.emit(
+        ResultPublished(
+            run_id=run.id,
+            consumer_id=run.consumer_id,
+            files=[ResultFile(name=f["name"], size=f["size"], sha256=f["sha256"]) for f in files],
+            manifest_key=manifest_key,
+            log_key=log_key,
+        ),
+        about=run.id,
+        cause=cause,
     )
