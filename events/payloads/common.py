@@ -31,9 +31,9 @@ class Payload(BaseModel):
             return
         # Two payloads on one subject would make a subscriber's validation depend on import order.
         taken = _BY_SUBJECT.setdefault(subject, cls)
-        if taken is not cls and taken.__qualname__ != cls.__qualname__:
-            raise TypeError(f"subject {subject!r} belongs to {taken.__qualname__} already, not {cls.__qualname__}")
-        _BY_SUBJECT[subject] = cls
+        if _name(taken) != _name(cls):
+            raise TypeError(f"subject {subject!r} belongs to {_name(taken)} already, not {_name(cls)}")
+        _BY_SUBJECT[subject] = cls  # the same class imported again (a reload) replaces itself
 
 
 def event_payloads() -> tuple[type[Payload], ...]:
@@ -46,3 +46,7 @@ def payload_for(subject: str) -> type[Payload]:
         return _BY_SUBJECT[subject]
     except KeyError:
         raise KeyError(f"no payload class names subject {subject!r}") from None
+
+
+def _name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"

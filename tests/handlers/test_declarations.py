@@ -5,18 +5,20 @@ from __future__ import annotations
 import ast
 import pkgutil
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import pytest
 import yaml
 
 import handlers
 from events.catalogue import CATALOGUE
 from events.envelope import Envelope, derived_id, new_event
-from events.payloads.common import event_payloads
+from events.payloads.common import Payload, event_payloads
 from events.payloads.run import RunQueued, RunRequested, RunSpec
 from gxwf.asyncapi_doc import build_document
 from gxwf.settings import Settings
 from handlers.context import HandlerContext
+from handlers.declare import on
 from handlers.subscriptions import GROUPS, PERIODIC, SUBSCRIPTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,3 +124,13 @@ async def test_emit_keys_explicit_ids_and_causes_that_are_no_event() -> None:
     assert keyed.id == derived_id("tp", "r1", "wf.run.queued") and keyed.correlationid == "r1"
     assert (given.id, given.causationid, given.correlationid) == ("given", "teardown-key", "r1")
     assert periodic.causationid is None and periodic.correlationid == "tp"
+
+
+def test_a_subject_belongs_to_one_payload_class_and_only_events_can_be_subscribed_to() -> None:
+    with pytest.raises(TypeError, match=r"belongs to events\.payloads\.run\.RunQueued"):
+
+        class Twin(Payload):
+            subject: ClassVar[str] = RunQueued.subject
+
+    with pytest.raises(TypeError, match="names no subject"):
+        on(RunSpec, durable="nothing")
