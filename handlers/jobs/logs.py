@@ -15,6 +15,7 @@ import structlog
 
 from events.subjects import LOG_CHUNK_BYTES
 from handlers.context import HandlerContext
+from handlers.declare import every_loop
 from ports.logs import LogSink
 from schemas.run import RunDocument, RunState
 
@@ -91,3 +92,8 @@ class LogShipper:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.follows.clear()
+
+
+@every_loop(interval="log_ship_interval_seconds", name="jobs-log-shipper")
+def log_shipper(ctx: HandlerContext) -> LogShipper:
+    return LogShipper(ctx, ctx.require_logs())

@@ -10,21 +10,25 @@ from datetime import timedelta
 
 import structlog
 
-from events import subjects as s
-from events.envelope import derived_id, new_event, utcnow
+from events.envelope import derived_id, utcnow
 from events.payloads.result import ResultExpired
 from handlers.context import HandlerContext
+from handlers.declare import every
 from handlers.results.publish import result_prefix
 from schemas.provisioning import ResultDocument, ResultState
 
 log = structlog.get_logger("gxwf.results")
-SOURCE = "urn:gaiax-workflows:results"
 LEASE_SECONDS = 60.0
 BATCH = 500
 
 
 def download_lease(run_id: str) -> str:
     return f"result-download:{run_id}"
+
+
+@every(interval="retention_interval_seconds", name="results-retention")
+async def retention_pass(ctx: HandlerContext) -> int:
+    return await expire_once(ctx, ctx.result_retention_days)
 
 
 async def expire_once(ctx: HandlerContext, retention_days: float) -> int:
@@ -49,7 +53,7 @@ async def expire_once(ctx: HandlerContext, retention_days: float) -> int:
         keys = [stored.key for stored in await objects.list(result_prefix(result.consumer_id, result.id))]
         if keys:
             await objects.delete(keys)
-        event_id = derived_id(result.id, s.RESULT_EXPIRED)
+        event_id = derived_id(result.id, ResultExpired.subject)
         moved = await ctx.store.transition(
             ResultDocument,
             result.id,
@@ -59,17 +63,13 @@ async def expire_once(ctx: HandlerContext, retention_days: float) -> int:
         )
         if not moved.settled:
             continue
-        await ctx.events.publish(
-            new_event(
-                s.RESULT_EXPIRED,
-                ResultExpired(
-                    run_id=result.id, consumer_id=result.consumer_id, objects=len(keys), retention_days=retention_days
-                ),
-                id_=event_id,
-                subject=result.id,
-                correlationid=result.id,
-                source=SOURCE,
-            )
+        await ctx.emit(
+            ResultExpired(
+                run_id=result.id, consumer_id=result.consumer_id, objects=len(keys), retention_days=retention_days
+            ),
+            about=result.id,
+            cause=None,
+            event_id=event_id,
         )
         expired += 1
     return expired
