@@ -31,13 +31,13 @@ from adapters.mongo_store import MongoStateStore
 from adapters.s3_objects import S3ObjectStore
 from events.bus import Bus
 from events.delivery import DeliveryPolicy
-from events.envelope import SOURCE, Envelope
+from events.envelope import Envelope
 from events.streams import StreamSettings, ensure_streams
 from gxwf.definitions import load_sites
 from gxwf.endpoints import Endpoints as Endpoints  # re-exported: the composition root hands it out
 from gxwf.settings import Settings
 from handlers.context import HandlerContext, RunLimits
-from handlers.declare import Loop, Periodic
+from handlers.declare import Loop, Periodic, source_of
 from handlers.subscriptions import HandlerFn, for_groups, periodic_for_groups
 from ports.compute import ComputeBackend
 from ports.deployments import DeploymentBackend
@@ -76,11 +76,6 @@ def wire(bus: Bus, groups: set[str] | None, ctx: HandlerContext | None) -> Bus:
         durable = f"{sub.durable}-{site}" if sub.per_site and site else sub.durable
         bus.subscribe(subject=sub.subject, durable=durable, payload=sub.payload, handler=handler)
     return bus
-
-
-def source_of(name: str) -> str:
-    """The CloudEvents source of what a handler group or a periodic pass emits."""
-    return f"{SOURCE}:{name}"
 
 
 async def prepare_streams(nats_url: str, settings: Settings) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from events.envelope import Envelope
+from events.envelope import SOURCE, Envelope
 from events.payloads.common import Payload
 from handlers.context import HandlerContext
 
@@ -105,6 +105,11 @@ def every_loop(*, interval: str, name: str) -> Callable[[L], L]:
         return make
 
     return declare
+
+
+def source_of(name: str) -> str:
+    """The CloudEvents source of what a handler group or a periodic pass (by its name) emits."""
+    return f"{SOURCE}:{name}"
 
 
 def subscriptions() -> tuple[Subscription, ...]:

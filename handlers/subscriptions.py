@@ -23,13 +23,15 @@ def _import_handler_modules() -> None:
 
 _import_handler_modules()
 
-SUBSCRIPTIONS: tuple[Subscription, ...] = subscriptions()
-PERIODIC: tuple[Periodic, ...] = periodic()
-
 # The order `gxwf handlers run --only` lists them in: the order of the flow.
 GROUPS: tuple[str, ...] = ("provisioning", "deployment", "assets", "jobs", "results")
-if {sub.group for sub in SUBSCRIPTIONS} | {loop.group for loop in PERIODIC} != set(GROUPS):
+if {sub.group for sub in subscriptions()} | {loop.group for loop in periodic()} != set(GROUPS):
     raise RuntimeError("a handler package is missing from GROUPS, or GROUPS names one that declares nothing")
+
+# In the order of the flow, then of declaration within a group: where one event reaches several subscriptions
+# (a run's end: its tracker, then its results), an in-process delivery takes them in that order.
+SUBSCRIPTIONS: tuple[Subscription, ...] = tuple(sorted(subscriptions(), key=lambda sub: GROUPS.index(sub.group)))
+PERIODIC: tuple[Periodic, ...] = tuple(sorted(periodic(), key=lambda loop: GROUPS.index(loop.group)))
 
 
 def for_groups(groups: set[str] | None) -> list[Subscription]:
