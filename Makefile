@@ -6,10 +6,10 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: run test test-fast venv lint typecheck contracts pytest asyncapi bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml client/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[embedded,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ./client -e '.[embedded,dev]'
 	@touch $(STAMP)
 
 venv: $(STAMP)

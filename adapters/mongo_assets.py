@@ -9,7 +9,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from schemas.assets import StoredAsset, WorkflowAssetDefinition, next_version
+from schemas.assets import StoredAsset, WorkflowAssetDefinition, next_version, serving_edc_asset
 
 COLLECTION = "workflow_assets"
 
@@ -47,14 +47,7 @@ class MongoAssetCatalogue:
     async def for_edc_asset(self, edc_asset_id: str) -> StoredAsset | None:
         query = {"$or": [{"asset_id": edc_asset_id}, {"definition.edc_asset_ids": edc_asset_id}]}
         ids = sorted({str(raw["asset_id"]) async for raw in self.coll.find(query, {"asset_id": 1})})
-        # The asset named like the EDC asset comes first (the GPU carla-minimal before its CPU stand-in, which
-        # also answers to carla-minimal), then the others by id.
-        ids.sort(key=lambda asset_id: asset_id != edc_asset_id)
-        for asset_id in ids:
-            latest = await self.latest(asset_id)
-            if latest is not None and not latest.deleted and latest.definition.answers_to(edc_asset_id):
-                return latest
-        return None
+        return serving_edc_asset(edc_asset_id, [await self.latest(asset_id) for asset_id in ids])
 
     async def list_latest(self, *, include_deleted: bool = False) -> list[StoredAsset]:
         ids = sorted({str(raw["asset_id"]) async for raw in self.coll.find({}, {"asset_id": 1})})

@@ -191,13 +191,11 @@ def _registration(provision: Doc, deployment: Doc | None) -> Phase:
     assets = ", ".join(
         f"{a.get('asset_id')} v{a.get('version')}" for a in (deployment or {}).get("registered_assets") or []
     )
-    registering, granting = _at(provision, "registering"), _at(provision, "granting")
-    phase.entries = _keep(
-        _entry(provision, "registering", "registering the asset with the WorkflowApi"),
-        _entry(provision, "granting", "asset registered", detail=assets),
-    )
-    if phase.entries and granting is not None:
-        phase.entries[-1].seconds = _seconds(registering, granting)
+    # Registration starts when the WorkflowApi is ready and ends when the provisioning hears it is registered.
+    ready, granting = _at(deployment, "ready"), _at(provision, "granting")
+    phase.entries = _keep(_entry(provision, "granting", "asset registered with the WorkflowApi", detail=assets))
+    if phase.entries and granting is not None and ready is not None:
+        phase.entries[-1].seconds = _seconds(ready, granting)
     return phase
 
 

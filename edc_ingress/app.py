@@ -26,7 +26,7 @@ from ports.edc import EdcClient, EdcError, EdcNotConfigured
 from ports.events import EventSink
 from ports.store import StateStore
 from schemas.connectors import ConnectorRegistry, EdcConnector
-from schemas.provisioning import ProvisionDocument, ProvisionState
+from schemas.provisioning import SETTLED, ProvisionDocument
 
 log = structlog.get_logger("gxwf.edc_ingress")
 
@@ -36,12 +36,6 @@ W = TypeVar("W", bound=BaseModel)
 # EDC before 0.11 sends deprovisioning to the provision endpoint with the same body. Until we answered the
 # provisioning, EDC holds nothing to deprovision, so an untyped request is a re-sent provision request. After
 # that it may be either (a re-send can cross our callback): the transfer's state at the connector decides.
-_SETTLED = {
-    ProvisionState.GRANTED,
-    ProvisionState.FAILED,
-    ProvisionState.DEPROVISIONING,
-    ProvisionState.DEPROVISIONED,
-}
 _ENDING = {"COMPLETING", "COMPLETED", "TERMINATING", "TERMINATED", "DEPROVISIONING", "DEPROVISIONING_REQUESTED"}
 _ENDING |= {"DEPROVISIONED", "SUSPENDING", "SUSPENDED"}
 # The same states as EDC's numeric codes (TransferProcessStates), which older management APIs return.
@@ -130,7 +124,7 @@ class Ingress:
         except Exception as error:
             log.warning("store unavailable", error=repr(error))
             raise _unavailable("store-unavailable", "State store unavailable") from None
-        if doc is None or doc.state not in _SETTLED:
+        if doc is None or doc.state not in SETTLED:
             return "provision"
         if self.edc is None:
             return "deprovision"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import sys
 import tempfile
@@ -30,6 +31,7 @@ from edc_simulator import shapes
 from edc_simulator.connector import SimulatedConnector
 from edc_simulator.ledger import Transfer
 from edc_simulator.versions import version
+from gxwf.errors import UserError
 from gxwf.runtime import Endpoints, HandlerService
 from gxwf.settings import Settings
 from schemas.assets import Resources, WorkflowAssetDefinition
@@ -67,6 +69,13 @@ async def _all(transfers: list[Transfer], send: Callable[[Transfer], Awaitable[A
 
 async def run_benchmark(settings: Settings, n: int, backend: str, *, console: Console, timeout: float = 600) -> None:
     from devstack import EmbeddedStack
+
+    if backend == "kubernetes" and importlib.util.find_spec("fakekube") is None:
+        # The fake API is a test double: installed images and wheels leave it out, a checkout has it.
+        raise UserError(
+            "the Kubernetes provisioning benchmark runs against the fake Kubernetes API of a development "
+            "checkout (fakekube/); run it from the repository (`make venv`, then `.venv/bin/gxwf bench ...`)"
+        )
 
     async with (
         EmbeddedStack(

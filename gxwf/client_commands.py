@@ -1,5 +1,5 @@
 """`gxwf client ...`: the consumer's side of the WorkflowApi from a terminal (URL and token from flags, env or a
-profile file), built on workflow_client."""
+profile file), built on gxwf_client."""
 
 from __future__ import annotations
 
@@ -17,13 +17,13 @@ from typing import Annotated, Any, TypeVar
 import httpx
 import typer
 import yaml
+from gxwf_client import ApiError, WorkflowClient
+from gxwf_client.client import ChecksumMismatch, end_state
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
 from gxwf.errors import UserError
-from workflow_client import ApiError, WorkflowClient
-from workflow_client.client import ChecksumMismatch, end_state
 
 client_app = typer.Typer(
     help="Use a WorkflowApi as a consumer: assets, inputs, runs, logs, results.", no_args_is_help=True

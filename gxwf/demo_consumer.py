@@ -14,14 +14,14 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from gxwf_client.client import ApiError, WorkflowClient
+from gxwf_client.models import RunStatus
 from rich.console import Console
 
 from edc_simulator.connector import SimulatedConnector
 from gxwf.definitions import load_assets
 from gxwf.shipped_assets import SHIPPED
 from schemas.assets import WorkflowAssetDefinition
-from workflow_client.client import ApiError, WorkflowClient
-from workflow_client.models import RunStatus
 
 EDC_ASSET = "carla-minimal"
 PROFILE = "demo-consumer.json"

@@ -19,7 +19,7 @@ from ports.compute import RunArtifacts, RunOwner, StartRefused, WorkloadPhase, W
 from ports.deployments import DeploymentError, DeploymentSpec
 from ports.edc import AccessAddress, AgreementInfo, EdcNotFound, ProvisionTarget, TransferProcessInfo
 from ports.objects import StoredObject
-from schemas.assets import StoredAsset, WorkflowAssetDefinition, next_version
+from schemas.assets import StoredAsset, WorkflowAssetDefinition, next_version, serving_edc_asset
 
 
 class RecordingSink:
@@ -256,12 +256,7 @@ class MemoryAssets:
                 if a == edc_asset_id or edc_asset_id in v.definition.edc_asset_ids
             }
         )
-        ids.sort(key=lambda asset_id: asset_id != edc_asset_id)
-        for asset_id in ids:
-            latest = await self.latest(asset_id)
-            if latest is not None and not latest.deleted and latest.definition.answers_to(edc_asset_id):
-                return latest
-        return None
+        return serving_edc_asset(edc_asset_id, [await self.latest(asset_id) for asset_id in ids])
 
     async def list_latest(self, *, include_deleted: bool = False) -> list[StoredAsset]:
         found = [await self.latest(asset_id) for asset_id in sorted({a for a, _ in self.versions})]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -172,3 +173,12 @@ def next_version(current: StoredAsset | None, definition: WorkflowAssetDefinitio
         digest=digest,
         definition=definition,
     )
+
+
+def serving_edc_asset(edc_asset_id: str, latest: Iterable[StoredAsset | None]) -> StoredAsset | None:
+    """Which of the candidates' latest versions serves the EDC asset `edc_asset_id`: the asset named like it
+    first (the GPU carla-minimal before its CPU stand-in, which also answers to carla-minimal), then the others
+    by id; deleted ones and ones that no longer answer to it do not count."""
+    found = [a for a in latest if a is not None and not a.deleted and a.definition.answers_to(edc_asset_id)]
+    found.sort(key=lambda a: (a.asset_id != edc_asset_id, a.asset_id))
+    return found[0] if found else None

@@ -15,7 +15,6 @@ from schemas.state_machine import machine
 class ProvisionState(StrEnum):
     REQUESTED = "requested"
     DEPLOYING = "deploying"
-    REGISTERING = "registering"
     GRANTING = "granting"
     GRANTED = "granted"
     FAILED = "failed"
@@ -29,8 +28,9 @@ PROVISION_MACHINE = machine(
     {P.REQUESTED},
     {
         P.REQUESTED: {P.DEPLOYING, P.FAILED, P.DEPROVISIONING},
-        P.DEPLOYING: {P.REGISTERING, P.FAILED, P.DEPROVISIONING},
-        P.REGISTERING: {P.GRANTING, P.FAILED, P.DEPROVISIONING},
+        # Deploying covers the WorkflowApi's deployment and the asset's registration with it: the provisioning
+        # hears of both through wf.asset.registered, the one event it waits for.
+        P.DEPLOYING: {P.GRANTING, P.FAILED, P.DEPROVISIONING},
         P.GRANTING: {P.GRANTED, P.FAILED, P.DEPROVISIONING},
         P.GRANTED: {P.DEPROVISIONING},
         P.FAILED: {P.DEPROVISIONING},
@@ -38,6 +38,11 @@ PROVISION_MACHINE = machine(
         P.DEPROVISIONED: set(),
     },
 )
+
+# A transfer whose access exists or is being built: it keeps its consumer's runs going.
+LIVE: frozenset[str] = frozenset({P.REQUESTED, P.DEPLOYING, P.GRANTING, P.GRANTED})
+# The provisioning has answered the connector (granted or failed), or the transfer is being torn down.
+SETTLED: frozenset[str] = frozenset({P.GRANTED, P.FAILED, P.DEPROVISIONING, P.DEPROVISIONED})
 
 
 class ProvisionDocument(StatefulDocument):

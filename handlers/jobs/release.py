@@ -17,19 +17,12 @@ from events.payloads.consumer import ConsumerDeprovisioned, ConsumerReleased
 from events.payloads.result import ResultPublished, ResultPublishFailed
 from handlers.context import HandlerContext
 from handlers.declare import on
-from schemas.provisioning import ProvisionDocument, ProvisionState, ResultDocument, ResultState
+from schemas.provisioning import LIVE, ProvisionDocument, ProvisionState, ResultDocument, ResultState
 from schemas.run import RunDocument
 
 log = structlog.get_logger("gxwf.jobs")
-_LIVE: list[str] = [
-    ProvisionState.REQUESTED,
-    ProvisionState.DEPLOYING,
-    ProvisionState.REGISTERING,
-    ProvisionState.GRANTING,
-    ProvisionState.GRANTED,
-    # Still tearing down: its own wf.consumer.deprovisioned follows.
-    ProvisionState.DEPROVISIONING,
-]
+# Still tearing down counts too: its own wf.consumer.deprovisioned follows.
+_LIVE = sorted(LIVE | {ProvisionState.DEPROVISIONING})
 
 
 @on(ConsumerDeprovisioned, durable="jobs-consumer-deprovisioned", per_site=True)

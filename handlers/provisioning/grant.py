@@ -1,4 +1,7 @@
-"""The provisioning's second half: deployment ready -> asset registered -> access stored and sent to EDC."""
+"""The provisioning's second half: asset registered (so its WorkflowApi is ready) -> access stored and sent to EDC.
+
+wf.deployment.ready is the assets handler's alone: the provisioning waits for what follows it, so the flow reads
+in one direction and no step has to make up for another that was slower."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import structlog
 from events.envelope import Envelope
 from events.payloads.access import AccessGranted
 from events.payloads.asset import AssetRegistered, AssetRegistrationFailed
-from events.payloads.deployment import DeploymentFailed, DeploymentReady
+from events.payloads.deployment import DeploymentFailed
 from handlers.context import HandlerContext
 from handlers.declare import on
 from handlers.provisioning.common import target_from_store
@@ -27,14 +30,6 @@ from schemas.provisioning import (
 )
 
 log = structlog.get_logger("gxwf.provisioning")
-
-
-@on(DeploymentReady, durable="provisioning-deployment-ready")
-async def on_deployment_ready(event: Envelope[DeploymentReady], ctx: HandlerContext) -> None:
-    ready = event.data
-    await ctx.store.transition(
-        ProvisionDocument, ready.transfer_process_id, ProvisionState.REGISTERING, event_id=event.id
-    )
 
 
 @on(DeploymentFailed, durable="provisioning-deployment-failed")
@@ -56,9 +51,6 @@ async def on_asset_registered(event: Envelope[AssetRegistered], ctx: HandlerCont
     doc = await ctx.store.get(ProvisionDocument, tp)
     if doc is None:
         return
-    if doc.state == ProvisionState.DEPLOYING:
-        # The assets handler was quicker than our own reading of deployment.ready: registered implies ready.
-        await ctx.store.transition(ProvisionDocument, tp, ProvisionState.REGISTERING, event_id=event.id)
     moved = await ctx.store.transition(ProvisionDocument, tp, ProvisionState.GRANTING, event_id=event.id)
     if moved.state == ProvisionState.GRANTED and moved.outcome is Outcome.ALREADY_APPLIED:
         # Redelivered after the grant: publish its fact again (same id) in case the crash came before it.

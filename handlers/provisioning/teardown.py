@@ -25,6 +25,8 @@ from handlers.declare import on
 from handlers.provisioning.common import target_from_store, target_to_store
 from ports.edc import EdcError, ProvisionTarget
 from schemas.provisioning import (
+    LIVE,
+    SETTLED,
     AccessGrantDocument,
     AccessState,
     DeploymentDocument,
@@ -36,8 +38,6 @@ from schemas.run import RunDocument
 
 log = structlog.get_logger("gxwf.provisioning")
 
-# A provision in one of these has settled: nothing is being built for it any more.
-SETTLED = {ProvisionState.REQUESTED, ProvisionState.GRANTED, ProvisionState.FAILED}
 _GONE = {ProvisionState.DEPROVISIONING, ProvisionState.DEPROVISIONED}
 
 
@@ -98,7 +98,9 @@ async def teardown_if_due(tp: str, ctx: HandlerContext) -> None:
     doc = await ctx.store.get(ProvisionDocument, tp)
     if doc is None or not doc.deprovision_requested:
         return
-    if doc.state in SETTLED or doc.state == ProvisionState.DEPROVISIONING:
+    # Nothing is being built for it: not yet (requested), or no more (settled). A teardown of a provision in the
+    # middle of deploying or granting waits for it to settle, which calls this again.
+    if doc.state == ProvisionState.REQUESTED or doc.state in SETTLED:
         await teardown(doc, ctx)
 
 
@@ -167,7 +169,7 @@ async def _stop_runs(doc: ProvisionDocument, ctx: HandlerContext, key: str, reas
     consumer = doc.consumer_id
     others = await ctx.store.find(
         ProvisionDocument,
-        states=[ProvisionState.DEPLOYING, ProvisionState.REGISTERING, ProvisionState.GRANTING, ProvisionState.GRANTED],
+        states=sorted(LIVE),
         consumer_id=consumer,
     )
     if any(other.id != doc.id for other in others):

@@ -96,17 +96,51 @@ async def service(
     await svc.stop()
 
 
-async def stream_events(js: JetStreamContext, subject: str, *, settle: float = 0.3) -> list[dict[str, Any]]:
-    """Every stored message on `subject` (wildcards allowed), oldest first, decoded."""
+async def _caught_up(js: JetStreamContext) -> bool:
+    for info in await js.consumers_info(STREAM):
+        if info.config.durable_name is None:
+            continue  # a reader's ordered consumer, not a handler
+        if info.num_ack_pending:
+            return False  # a handler holds an event: running, or waiting to retry it
+        if info.num_pending and info.num_waiting:
+            return False  # a live handler has events it has not fetched yet
+    return True
+
+
+async def quiet(js: JetStreamContext, *, timeout: float = 10.0) -> bool:
+    """Wait until every live handler consumer acked what it was given and has nothing left to fetch.
+
+    What handlers publish, they publish before they ack; once this holds, their reactions are in the stream.
+    A consumer whose service stopped (nothing fetches) does not count. Returns False after `timeout` instead
+    of failing: the caller's own assertion says what is missing."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    in_a_row = 0
+    while asyncio.get_running_loop().time() < deadline:
+        # Twice in a row: between two fetches a live consumer shows neither a pull request nor a held event.
+        in_a_row = in_a_row + 1 if await _caught_up(js) else 0
+        if in_a_row == 2:
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def stream_events(js: JetStreamContext, subject: str, *, wait: bool = True) -> list[dict[str, Any]]:
+    """Every stored message on `subject` (wildcards allowed), oldest first, decoded; with `wait`, once the
+    handlers are quiet (see `quiet`)."""
+    if wait:
+        await quiet(js)
     sub = await js.subscribe(subject, ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
     found: list[dict[str, Any]] = []
     try:
+        info = await sub.consumer_info()
+        if info.num_pending == 0 and info.delivered.consumer_seq == 0:
+            return found
+        # Each message says how many of the subject's stored messages follow it: read until none do.
         while True:
-            try:
-                msg = await sub.next_msg(timeout=settle)
-            except (TimeoutError, nats.errors.TimeoutError):
-                break
+            msg = await sub.next_msg(timeout=10)
             found.append(json.loads(msg.data))
+            if msg.metadata.num_pending == 0:
+                break
     finally:
         await sub.unsubscribe()
     return found

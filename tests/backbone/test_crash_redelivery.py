@@ -75,7 +75,13 @@ async def test_sigkill_mid_handling_redelivers_and_applies_once(
             return doc is not None and doc.state == RunState.PENDING and started == (point == "jobs.after_start")
 
         await eventually(held_at_point)
-        await asyncio.sleep(0.3)
+
+        async def handler_holds_the_event() -> bool:
+            # Delivered, not acked: the start handler sits at the fault point with the event in hand.
+            info = await js.consumer_info("WF", "jobs-start-pending-local")
+            return info.num_ack_pending == 1
+
+        await eventually(handler_holds_the_event)
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)

@@ -59,7 +59,7 @@ async def test_a_handler_that_always_raises_dead_letters_after_max_attempts(
     for n in range(1, 6):
         await bus.publish(new_event(SUBJECT, Job(n=n)))
 
-    letters = await eventually(lambda: stream_events(js, "dlq.>", settle=0.2))
+    letters = await eventually(lambda: stream_events(js, "dlq.>", wait=False))
     assert len(letters) == 1
     letter = letters[0]
     assert letter["original_subject"] == SUBJECT
@@ -103,7 +103,7 @@ async def _contains(items: list[int], value: int) -> bool:
 
 
 async def _at_least(js: JetStreamContext, count: int) -> list[dict[str, Any]] | None:
-    letters = await stream_events(js, "dlq.>", settle=0.2)
+    letters = await stream_events(js, "dlq.>", wait=False)
     return letters if len(letters) >= count else None
 
 

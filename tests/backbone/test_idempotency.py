@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from events.envelope import derived_id, new_event
 from events.payloads.run import RunRequested, RunSpec, RunSucceeded
 from gxwf.runtime import HandlerService
 from schemas.run import RunDocument, RunState
-from tests.backbone.conftest import eventually, finished, stream_events
+from tests.backbone.conftest import eventually, finished, quiet, stream_events
 
 
 async def test_the_same_event_published_twice_runs_once(
@@ -37,8 +36,8 @@ async def test_the_same_event_published_twice_runs_once(
     # ... and once around it (a redelivery, or a publish after the window): the handler must hold.
     await js.publish(s.RUN_REQUESTED, body, headers={"Nats-Msg-Id": event.id + "-again"})
 
-    doc = await eventually(lambda: finished(store, "dup-1"))
-    await asyncio.sleep(1.0)  # give the second copy every chance to do harm
+    await eventually(lambda: finished(store, "dup-1"))
+    await quiet(js)  # every handler acked both copies: the second one has had its chance to do harm
 
     doc = await store.get(RunDocument, "dup-1")
     assert doc is not None and doc.state == RunState.SUCCEEDED
@@ -49,7 +48,7 @@ async def test_the_same_event_published_twice_runs_once(
 
 
 async def test_a_request_reusing_another_runs_id_is_ignored(
-    service: HandlerService, store: MongoStateStore, tmp_path: Path
+    service: HandlerService, store: MongoStateStore, js: JetStreamContext, tmp_path: Path
 ) -> None:
     first, second = tmp_path / "first", tmp_path / "second"
     assert service.bus is not None
@@ -66,7 +65,7 @@ async def test_a_request_reusing_another_runs_id_is_ignored(
             )
         )
     await eventually(lambda: finished(store, "same-id"))
-    await asyncio.sleep(0.5)
+    assert await quiet(js)
     assert first.exists()
     assert not second.exists()
 

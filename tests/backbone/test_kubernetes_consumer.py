@@ -21,7 +21,7 @@ from gxwf.runtime import Endpoints, HandlerService
 from gxwf.settings import Settings
 from schemas.provisioning import ProvisionDocument, ProvisionState, ResultDocument, ResultState
 from schemas.run import RunDocument, RunState
-from tests.backbone.conftest import eventually, finished, stream_events
+from tests.backbone.conftest import eventually, finished, quiet, stream_events
 from tests.backbone.kube import kube_service
 
 CONSUMER = "did:web:consumer.example:fenced"
@@ -115,7 +115,7 @@ async def test_the_consumers_last_deprovisioning_removes_its_runs_namespace_afte
     # The transfer ended while a run still runs: nothing is removed under it...
     await ended_transfer(store, "tp-fenced")
     await service.bus.publish(new_event(s.CONSUMER_DEPROVISIONED, deprovisioned("tp-fenced")))
-    await stream_events(js, "wf.>", settle=0.5)
+    await quiet(js)
     assert kube.get("Namespace", NS) is not None
     # ...until it has ended (the provisioning asks the stop) and its results, log included, are published.
     await service.bus.publish(
@@ -124,7 +124,7 @@ async def test_the_consumers_last_deprovisioning_removes_its_runs_namespace_afte
     await eventually(lambda: published(store, "fenced-long"))
 
     async def released() -> list[dict[str, object]]:
-        return await stream_events(js, s.CONSUMER_RELEASED, settle=0.1)
+        return await stream_events(js, s.CONSUMER_RELEASED, wait=False)
 
     (event,) = await eventually(released, timeout=30)
     assert event["data"] == {

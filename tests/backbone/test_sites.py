@@ -65,5 +65,5 @@ async def test_each_site_runs_stops_and_publishes_its_own_runs(
     )
     stopped = await eventually(lambda: finished(store, "long-beta"))
     assert stopped.state == RunState.STOPPED
-    published = Counter(e["data"]["run_id"] for e in await stream_events(js, s.RESULT_PUBLISHED, settle=1.0))
+    published = Counter(e["data"]["run_id"] for e in await stream_events(js, s.RESULT_PUBLISHED))
     assert published == Counter({"on-alpha": 1, "on-beta": 1, "long-beta": 1})

@@ -186,7 +186,7 @@ async def test_a_result_that_cannot_be_published_fails_and_its_consumer_is_relea
         await _ended_transfer(store, "tp-unpublished")
         await request(svc, "res-broken", "echo done")
         result = await eventually(lambda: _result_in(store, "res-broken", ResultState.FAILED))
-        (released,) = await eventually(lambda: stream_events(js, s.CONSUMER_RELEASED, settle=0.1))
+        (released,) = await eventually(lambda: stream_events(js, s.CONSUMER_RELEASED, wait=False))
     finally:
         await svc.stop()
 

@@ -123,5 +123,13 @@ async def read_sse(
     return found
 
 
+async def tail_open(dashboard: DashboardService, count: int = 1, timeout: float = 10.0) -> None:
+    """Wait until `count` tails are being served: what is published from then on reaches them."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while len(dashboard.hub.clients) < count:
+        assert asyncio.get_running_loop().time() < deadline, f"{len(dashboard.hub.clients)} tails open"
+        await asyncio.sleep(0.01)
+
+
 def events_of(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [json.loads(f["data"]) for f in found if f["event"] == "event"]

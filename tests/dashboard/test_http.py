@@ -20,9 +20,11 @@ from tests.dashboard.conftest import (
     make_dashboard,
     publish_run_requested,
     read_sse,
+    tail_open,
 )
 
 if TYPE_CHECKING:
+    from dashboard.service import DashboardService
     from devstack import StackEndpoints
 
 
@@ -152,10 +154,12 @@ async def test_a_tail_without_a_start_opens_with_the_newest_100_events_then_goes
         await service.stop()
 
 
-async def test_from_now_shows_only_what_comes_next(http: httpx.AsyncClient, js: JetStreamContext) -> None:
+async def test_from_now_shows_only_what_comes_next(
+    http: httpx.AsyncClient, js: JetStreamContext, dashboard: DashboardService
+) -> None:
     await publish_run_requested(js, "old-run")
     reader = asyncio.create_task(read_sse(http, "/api/events/stream", want=1, params={"since": "0s"}))
-    await asyncio.sleep(0.5)
+    await tail_open(dashboard)
     await publish_run_requested(js, "new-run")
     assert [e["event"]["data"]["run_id"] for e in events_of(await reader)] == ["new-run"]
 
@@ -237,15 +241,19 @@ async def test_more_tails_than_allowed_are_refused_with_503(
         await service.stop()
 
 
-async def test_replay_from_a_time(http: httpx.AsyncClient, js: JetStreamContext) -> None:
+async def test_replay_from_a_time(http: httpx.AsyncClient, js: JetStreamContext, dashboard: DashboardService) -> None:
     for index in range(3):
         await publish_run_requested(js, f"timed-{index}")
     found = events_of(await read_sse(http, "/api/events/stream?since=1h", want=3))
     assert [e["seq"] for e in found] == [1, 2, 3]
     # From a time after everything stored: only what comes next.
-    later = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
-    reader = asyncio.create_task(read_sse(http, "/api/events/stream", want=1, headers={}, params={"since": later}))
-    await asyncio.sleep(1.5)
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    reader = asyncio.create_task(
+        read_sse(http, "/api/events/stream", want=1, headers={}, params={"since": later.isoformat()})
+    )
+    await tail_open(dashboard)
+    while datetime.now(UTC) <= later:  # the next event must be stored after the time asked for
+        await asyncio.sleep(0.05)
     await publish_run_requested(js, "after-the-time")
     assert [e["event"]["data"]["run_id"] for e in events_of(await reader)] == ["after-the-time"]
 
@@ -261,12 +269,14 @@ async def test_pages_and_streams_carry_the_security_headers(http: httpx.AsyncCli
         assert stream.headers["x-content-type-options"] == "nosniff"
 
 
-async def test_an_id_beyond_the_stream_goes_on_from_now(http: httpx.AsyncClient, js: JetStreamContext) -> None:
+async def test_an_id_beyond_the_stream_goes_on_from_now(
+    http: httpx.AsyncClient, js: JetStreamContext, dashboard: DashboardService
+) -> None:
     """A browser that saw the stream before it was created again (sequences started over) is not stuck."""
     await publish_run_requested(js, "one")
     await publish_run_requested(js, "two")
     reader = asyncio.create_task(read_sse(http, "/api/events/stream", want=1, headers={"Last-Event-ID": "500"}))
-    await asyncio.sleep(0.5)
+    await tail_open(dashboard)
     await publish_run_requested(js, "three")
     found = await reader
     assert found[0]["event"] == "cursor" and found[0]["id"] == "2"

@@ -775,7 +775,7 @@ def test_dockerfile() -> None:
     assert "HEALTHCHECK" not in words
     final = instructions[max(i for i, w in enumerate(words) if w == "FROM") :]
     runs = [_exec_form(rest) for word, rest in instructions if word in {"RUN", "CMD", "ENTRYPOINT"}]
-    assert ["python", "-m", "pip", "wheel", "--wheel-dir", "/wheels", "."] in runs
+    assert ["python", "-m", "pip", "wheel", "--wheel-dir", "/wheels", "./client", "."] in runs
     install = next(r for r in runs if "install" in r)
     assert install[-1] == "gaiax-workflows", "no extras: no dev tools, no embedded servers"
     env = " ".join(rest for word, rest in final if word == "ENV")

@@ -20,8 +20,8 @@ JSON = {"content-type": "application/json", "x-api-key": KEY}
 @pytest.fixture
 async def untouched(ingress: RunningIngress, js: JetStreamContext, store: MongoStateStore) -> AsyncIterator[None]:
     yield
-    assert await stream_events(js, "edc.>", settle=0.2) == []
-    assert await stream_events(js, "wf.>", settle=0.1) == []
+    assert await stream_events(js, "edc.>") == []
+    assert await stream_events(js, "wf.>") == []
     for name in await store.db.list_collection_names():
         assert await store.db[name].count_documents({}) == 0, name
 

@@ -113,7 +113,7 @@ async def test_an_untyped_request_is_a_deprovision_once_provisioning_settled(
     assert first == again
 
     await store.create(ProvisionDocument(_id=TP, state=ProvisionState.REQUESTED, connector="default"), event_id="e0")
-    for step, to in enumerate((ProvisionState.DEPLOYING, ProvisionState.REGISTERING, ProvisionState.GRANTING)):
+    for step, to in enumerate((ProvisionState.DEPLOYING, ProvisionState.GRANTING)):
         assert (await store.transition(ProvisionDocument, TP, to, event_id=f"e{step + 1}")).changed
     # Still provisioning: an untyped request is the connector asking again.
     assert accepted(await ingress.post("/edc/provisioner", control_plane(None))) == first

@@ -73,7 +73,7 @@ async def provider_side(
             request = Envelope[EdcProvisionRequested].model_validate(event).data
             tp = request.transfer_process_id
             if await store.create(ProvisionDocument(_id=tp, state="requested", connector="default"), event_id="p0"):
-                for step, state in enumerate(("deploying", "registering", "granting", ProvisionState.GRANTED)):
+                for step, state in enumerate(("deploying", "granting", ProvisionState.GRANTED)):
                     await store.transition(ProvisionDocument, tp, state, event_id=f"p{step + 1}")
             # What the handlers learn when a data-plane request lacks them: consumer and asset, from EDC.
             transfer = await client.transfer_process("default", tp)

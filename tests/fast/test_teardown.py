@@ -21,7 +21,6 @@ async def test_a_deprovision_tears_everything_down_once(system: InProcessSystem)
     assert await states(system, ProvisionDocument, "tp-1") == [
         "requested",
         "deploying",
-        "registering",
         "granting",
         "granted",
         "deprovisioning",

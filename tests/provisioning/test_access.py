@@ -86,7 +86,7 @@ async def test_deprovisioning_stops_the_consumers_running_runs(
 
     # The consumer has no transfer left: once the stopped run's results are out, its run directory goes too.
     async def released() -> list[dict[str, object]]:
-        return await stream_events(js, s.CONSUMER_RELEASED, settle=0.1)
+        return await stream_events(js, s.CONSUMER_RELEASED, wait=False)
 
     (event,) = await eventually(released)
     assert event["data"] == {"consumer_id": CONSUMER, "transfer_process_id": transfer.id, "site": "local", "runs": 1}

@@ -39,7 +39,7 @@ async def test_provision_request_to_access_granted_and_back(
     assert report.deprovisioned is not None
     provision = await provider.reaches(tp, "deprovisioned")
     states = [h.to for h in provision.history]
-    assert states == ["requested", "deploying", "registering", "granting", "granted", "deprovisioning", "deprovisioned"]
+    assert states == ["requested", "deploying", "granting", "granted", "deprovisioning", "deprovisioned"]
     assert provision.consumer_id == CONSUMER and provision.asset_id == "shell-count" and provision.asset_version == 1
     grant = await provider.store.get(AccessGrantDocument, tp)
     assert grant is not None and grant.state == "revoked"

@@ -15,7 +15,7 @@ from events.envelope import new_event
 from events.payloads.edc import EdcProvisionRequested
 from fakekube import FakeKubeServer
 from schemas.provisioning import DeploymentDocument
-from tests.backbone.conftest import stream_events
+from tests.backbone.conftest import quiet, stream_events
 from tests.provisioning.conftest import StartProvider
 
 KINDS = [
@@ -85,7 +85,7 @@ async def test_provision_on_kubernetes_and_back(
     late = EdcProvisionRequested.model_validate(original["data"])
     await provider.handlers.bus.publish(new_event(s.EDC_PROVISION_REQUESTED, late, subject=transfer.id))
     await provider.sim.send_provisioner_request(transfer, "provision")
-    await stream_events(js, "wf.>", settle=0.5)
+    await quiet(js)
     assert ours(kube, namespace) == created
     assert kube.calls["patch", "deployments.apps"] == 1
 

@@ -27,7 +27,7 @@ from handlers.jobs import release
 from handlers.provisioning import grant, request, teardown
 from handlers.subscriptions import HandlerFn
 from schemas.provisioning import AccessGrantDocument, DeploymentDocument, ProvisionDocument
-from tests.backbone.conftest import eventually, stream_events
+from tests.backbone.conftest import eventually, quiet, stream_events
 from tests.provisioning.conftest import CONSUMER, Provider, StartProvider
 
 
@@ -44,12 +44,12 @@ async def _handle_again(provider: Provider, js: JetStreamContext, steps: list[tu
         sites=provider.handlers.sites,
     )
     for subject, payload, handle in steps:
-        (raw,) = await stream_events(js, subject, settle=0.1)
+        (raw,) = await stream_events(js, subject)
         await handle(Envelope[payload].model_validate(raw), ctx)  # type: ignore[valid-type]
 
 
 async def _counts(js: JetStreamContext) -> Counter[str]:
-    return Counter(e["type"] for e in await stream_events(js, "wf.>", settle=0.2))
+    return Counter(e["type"] for e in await stream_events(js, "wf.>"))
 
 
 def _record_publishes(provider: Provider) -> Counter[str]:
@@ -168,7 +168,7 @@ async def test_an_invalid_edc_event_published_straight_to_nats_is_dead_lettered(
     await js.publish(s.EDC_PROVISION_REQUESTED, json.dumps(bad).encode())
 
     async def letters() -> list[dict[str, object]]:
-        return await stream_events(js, "dlq.edc.>", settle=0.2)
+        return await stream_events(js, "dlq.edc.>", wait=False)
 
     (letter,) = await eventually(letters)
     assert letter["original_subject"] == s.EDC_PROVISION_REQUESTED
@@ -186,7 +186,6 @@ async def test_redelivered_events_change_nothing(start_provider: StartProvider, 
         (s.EDC_PROVISION_REQUESTED, EdcProvisionRequested, request.on_provision_requested),
         (s.DEPLOYMENT_REQUESTED, DeploymentRequested, deploy.on_deployment_requested),
         (s.DEPLOYMENT_READY, DeploymentReady, register.on_deployment_ready),
-        (s.DEPLOYMENT_READY, DeploymentReady, grant.on_deployment_ready),
         (s.ASSET_REGISTERED, AssetRegistered, grant.on_asset_registered),
     ]
     await _handle_again(provider, js, steps)
@@ -196,7 +195,7 @@ async def test_redelivered_events_change_nothing(start_provider: StartProvider, 
     assert await provider.store.get(AccessGrantDocument, transfer.id) == grant_before
     assert len(provider.callbacks(transfer.id, "provision")) == 1
     doc = await provider.store.get(ProvisionDocument, transfer.id)
-    assert doc is not None and doc.state == "granted" and len(doc.history) == 5
+    assert doc is not None and doc.state == "granted" and len(doc.history) == 4
 
 
 async def test_redelivered_teardown_events_change_nothing(start_provider: StartProvider, js: JetStreamContext) -> None:
@@ -206,7 +205,7 @@ async def test_redelivered_teardown_events_change_nothing(start_provider: StartP
     await provider.reaches(transfer.id, "granted")
     await provider.deprovision(transfer)
     before = await provider.reaches(transfer.id, "deprovisioned")
-    await stream_events(js, "wf.>", settle=0.5)
+    await quiet(js)
     steps: list[tuple[str, Any, HandlerFn]] = [
         (s.DEPLOYMENT_DELETE_REQUESTED, DeploymentDeleteRequested, remove.on_delete_requested),
         (s.DEPLOYMENT_DELETED, DeploymentDeleted, teardown.on_deployment_deleted),
@@ -244,7 +243,7 @@ async def test_out_of_order_teardown_facts_leave_a_live_transfer_alone(
             DeploymentDeleteRequested(deployment_id="no-such-deployment", transfer_process_id="tp-x", consumer_id="c"),
         )
     )
-    await stream_events(js, "wf.>", settle=1.0)
+    await quiet(js)
     assert (await provider.access(transfer.id)).status_code == 200
     doc = await provider.store.get(ProvisionDocument, transfer.id)
     assert doc is not None and doc.state == "granted"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from gxwf_client import WorkflowClient
 from nats.js import JetStreamContext
 
 from adapters.mongo_assets import MongoAssetCatalogue
@@ -30,7 +31,6 @@ from schemas.provisioning import (
 from tests.backbone.conftest import endpoints, eventually, js, nc, settings, store
 from workflow_api.service import Servers, WorkflowApiService
 from workflow_api.settings import WorkflowApiSettings
-from workflow_client import WorkflowClient
 
 __all__ = ["endpoints", "eventually", "js", "nc", "settings", "store"]
 

@@ -10,6 +10,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from gxwf_client import ApiError, WorkflowClient
+from gxwf_client.client import end_state
 
 from gxwf.runtime import Endpoints
 from gxwf.settings import Settings
@@ -18,8 +20,6 @@ from handlers.results.retention import expire_once
 from schemas.provisioning import AccessGrantDocument
 from schemas.run import RunDocument
 from tests.workflow_api.conftest import Api, api_service, eventually, run_finished
-from workflow_client import ApiError, WorkflowClient
-from workflow_client.client import end_state
 
 
 def _tar(files: dict[str, bytes]) -> bytes:

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
-from workflow_client.models import (
+from gxwf_client.models import (
     Asset,
     AssetDetail,
     Input,

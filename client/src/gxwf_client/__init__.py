@@ -1,7 +1,7 @@
 """A typed async client of the WorkflowApi (httpx); it speaks only the API's HTTP and knows none of the server."""
 
-from workflow_client.client import ApiError, WorkflowClient
-from workflow_client.models import (
+from gxwf_client.client import ApiError, WorkflowClient
+from gxwf_client.models import (
     Asset,
     AssetDetail,
     Input,
