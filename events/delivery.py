@@ -128,17 +128,13 @@ class _DeadLetterScope(BaseMiddleware):
             permanent = isinstance(error, policy.permanent_errors)
             if not permanent and attempt < policy.max_attempts:
                 delay = policy.delay_after(attempt)
-                report = log.info if isinstance(error, AheadOfState) else log.warning
-                report(
-                    "event ahead of its state, will retry"
-                    if isinstance(error, AheadOfState)
-                    else "handler failed, will retry",
-                    handler=consumer,
-                    subject=msg.raw_message.subject,
-                    attempt=attempt,
-                    retry_in=delay,
-                    error=repr(error),
-                )
+                subject = msg.raw_message.subject
+                common = {"handler": consumer, "subject": subject, "attempt": attempt, "retry_in": delay}
+                if isinstance(error, AheadOfState):
+                    # Ordering between independent consumers, not a failure: said without an error.
+                    log.info("event ahead of its state, will retry", waiting_for=str(error), **common)
+                else:
+                    log.warning("handler failed, will retry", error=repr(error), **common)
                 EVENTS_HANDLED.labels(consumer, "retry").inc()
                 raise NackMessage(delay=delay) from error
             letter = dead_letter_for(msg, error, consumer, attempt)
