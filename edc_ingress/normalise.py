@@ -29,16 +29,19 @@ from events.payloads.edc import (
     EdcNegotiationFinalized,
     EdcNegotiationTerminated,
     EdcProvisionRequested,
+    EdcTransferCompleted,
     EdcTransferEvent,
+    EdcTransferStarted,
+    EdcTransferTerminated,
     RequestType,
 )
 
 INGRESS_SOURCE = f"{SOURCE}:edc-ingress"
 
-TRANSFER_EVENTS = {
-    "TransferProcessStarted": s.EDC_TRANSFER_STARTED,
-    "TransferProcessCompleted": s.EDC_TRANSFER_COMPLETED,
-    "TransferProcessTerminated": s.EDC_TRANSFER_TERMINATED,
+TRANSFER_EVENTS: dict[str, type[EdcTransferEvent]] = {
+    "TransferProcessStarted": EdcTransferStarted,
+    "TransferProcessCompleted": EdcTransferCompleted,
+    "TransferProcessTerminated": EdcTransferTerminated,
 }
 NEGOTIATION_EVENTS = {
     "ContractNegotiationFinalized": s.EDC_NEGOTIATION_FINALIZED,
@@ -130,9 +133,10 @@ def callback(connector: str, event: EventCallback, body: dict[str, Any]) -> Norm
 
 def _typed(connector: str, event: EventCallback, cause: str) -> Envelope[Any] | None:
     if event.type in TRANSFER_EVENTS:
-        subject = TRANSFER_EVENTS[event.type]
+        kind = TRANSFER_EVENTS[event.type]
+        subject = kind.subject
         transfer = TransferPayload.model_validate(event.payload)
-        payload: Any = EdcTransferEvent(
+        payload: Any = kind(
             connector=connector,
             edc_event_id=event.id,
             edc_type=event.type,

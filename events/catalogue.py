@@ -1,7 +1,7 @@
-"""Every event of the flow: subject, payload model, what it means, and a valid example.
+"""What every event of the flow means, with a valid example, by payload class (which names its subject).
 
-The AsyncAPI document is generated from this table (through the FastStream app), so a subject that is not
-here does not exist.
+The AsyncAPI document is generated from this table (through the FastStream app); a test fails when a payload
+class that names a subject is missing here.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ from events.payloads.edc import (
     EdcNegotiationFinalized,
     EdcNegotiationTerminated,
     EdcProvisionRequested,
-    EdcTransferEvent,
+    EdcTransferCompleted,
+    EdcTransferStarted,
+    EdcTransferTerminated,
 )
 from events.payloads.result import ResultExpired, ResultFile, ResultPublished, ResultPublishFailed
 from events.payloads.run import (
@@ -49,11 +51,21 @@ from events.payloads.run import (
 
 @dataclass(frozen=True)
 class EventSpec:
-    subject: str
+    """What AsyncAPI says about a payload class beyond its schema: a summary and a valid example."""
+
     payload: type[Payload]
     summary: str
     example: Payload
-    command: bool = False
+    # Only for messages that are not events on the WF stream (dead letters): events travel on their class's.
+    address: str = ""
+
+    @property
+    def subject(self) -> str:
+        return self.address or self.payload.subject
+
+    @property
+    def command(self) -> bool:
+        return self.subject.endswith(".requested")
 
 
 _TP = "b5c7d1e2-8f7a-4c1d-9e2b-3a4f5c6d7e8f"
@@ -67,7 +79,6 @@ _AT = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
 
 CATALOGUE: tuple[EventSpec, ...] = (
     EventSpec(
-        s.EDC_PROVISION_REQUESTED,
         EdcProvisionRequested,
         "A connector asks to provision a consumer's WorkflowApi (any EDC generation, normalised).",
         EdcProvisionRequested(
@@ -78,10 +89,8 @@ CATALOGUE: tuple[EventSpec, ...] = (
             callback_address=_CALLBACK,
             resource_definition_id="rd-1",
         ),
-        command=True,
     ),
     EventSpec(
-        s.EDC_DEPROVISION_REQUESTED,
         EdcDeprovisionRequested,
         "A connector asks to tear down what a transfer was given.",
         EdcDeprovisionRequested(
@@ -90,10 +99,8 @@ CATALOGUE: tuple[EventSpec, ...] = (
             transfer_process_id=_TP,
             callback_address=_CALLBACK,
         ),
-        command=True,
     ),
     EventSpec(
-        s.EDC_CALLBACK_RECEIVED,
         EdcCallbackReceived,
         "A connector event callback exactly as received (audit, dashboard).",
         EdcCallbackReceived(
@@ -105,7 +112,6 @@ CATALOGUE: tuple[EventSpec, ...] = (
         ),
     ),
     EventSpec(
-        s.EDC_NEGOTIATION_FINALIZED,
         EdcNegotiationFinalized,
         "A contract for a WorkflowAsset was agreed: the consumer may be provisioned.",
         EdcNegotiationFinalized(
@@ -123,7 +129,6 @@ CATALOGUE: tuple[EventSpec, ...] = (
         ),
     ),
     EventSpec(
-        s.EDC_NEGOTIATION_TERMINATED,
         EdcNegotiationTerminated,
         "A contract negotiation ended without agreement.",
         EdcNegotiationTerminated(
@@ -135,10 +140,9 @@ CATALOGUE: tuple[EventSpec, ...] = (
     ),
     *(
         EventSpec(
-            subject,
-            EdcTransferEvent,
+            payload,
             summary,
-            EdcTransferEvent(
+            payload(
                 connector="default",
                 edc_event_id=f"0f6c4e2a-44{i}4-4c1d-9e2b-3a4f5c6d7e8f",
                 edc_type=edc_type,
@@ -147,12 +151,12 @@ CATALOGUE: tuple[EventSpec, ...] = (
                 side="PROVIDER",
             ),
         )
-        for i, (subject, edc_type, summary) in enumerate(
+        for i, (payload, edc_type, summary) in enumerate(
             (
-                (s.EDC_TRANSFER_STARTED, "TransferProcessStarted", "A transfer process started."),
-                (s.EDC_TRANSFER_COMPLETED, "TransferProcessCompleted", "A transfer process completed."),
+                (EdcTransferStarted, "TransferProcessStarted", "A transfer process started."),
+                (EdcTransferCompleted, "TransferProcessCompleted", "A transfer process completed."),
                 (
-                    s.EDC_TRANSFER_TERMINATED,
+                    EdcTransferTerminated,
                     "TransferProcessTerminated",
                     "A transfer process was terminated: deprovision even without a deprovision request.",
                 ),
@@ -160,14 +164,11 @@ CATALOGUE: tuple[EventSpec, ...] = (
         )
     ),
     EventSpec(
-        s.DEPLOYMENT_REQUESTED,
         DeploymentRequested,
         "Deploy a WorkflowApi for a consumer.",
         DeploymentRequested(deployment_id=_DEPLOYMENT, transfer_process_id=_TP, consumer_id=_CONSUMER, asset_id=_ASSET),
-        command=True,
     ),
     EventSpec(
-        s.DEPLOYMENT_READY,
         DeploymentReady,
         "The consumer's WorkflowApi answers.",
         DeploymentReady(
@@ -181,7 +182,6 @@ CATALOGUE: tuple[EventSpec, ...] = (
         ),
     ),
     EventSpec(
-        s.DEPLOYMENT_FAILED,
         DeploymentFailed,
         "The WorkflowApi could not be deployed.",
         DeploymentFailed(
@@ -192,22 +192,18 @@ CATALOGUE: tuple[EventSpec, ...] = (
         ),
     ),
     EventSpec(
-        s.DEPLOYMENT_DELETE_REQUESTED,
         DeploymentDeleteRequested,
         "Command to the deployment handler: remove a consumer's WorkflowApi and everything around it.",
         DeploymentDeleteRequested(
             deployment_id=_DEPLOYMENT, transfer_process_id=_TP, consumer_id=_CONSUMER, reason="transfer completed"
         ),
-        command=True,
     ),
     EventSpec(
-        s.DEPLOYMENT_DELETED,
         DeploymentDeleted,
         "A consumer's WorkflowApi and everything around it is gone.",
         DeploymentDeleted(deployment_id=_DEPLOYMENT, transfer_process_id=_TP, consumer_id=_CONSUMER),
     ),
     EventSpec(
-        s.ASSET_REGISTERED,
         AssetRegistered,
         "The requested WorkflowAsset is available in the consumer's WorkflowApi.",
         AssetRegistered(
@@ -219,7 +215,6 @@ CATALOGUE: tuple[EventSpec, ...] = (
         ),
     ),
     EventSpec(
-        s.ASSET_REGISTRATION_FAILED,
         AssetRegistrationFailed,
         "The requested WorkflowAsset could not be registered.",
         AssetRegistrationFailed(
@@ -227,7 +222,6 @@ CATALOGUE: tuple[EventSpec, ...] = (
         ),
     ),
     EventSpec(
-        s.ACCESS_GRANTED,
         AccessGranted,
         "Access information was sent to the connector; the consumer can use its WorkflowApi.",
         AccessGranted(
@@ -238,13 +232,11 @@ CATALOGUE: tuple[EventSpec, ...] = (
         ),
     ),
     EventSpec(
-        s.ACCESS_REVOKED,
         AccessRevoked,
         "A consumer's token no longer opens its WorkflowApi.",
         AccessRevoked(transfer_process_id=_TP, consumer_id=_CONSUMER, reason="transfer terminated"),
     ),
     EventSpec(
-        s.RUN_REQUESTED,
         RunRequested,
         "Start a run of a WorkflowAsset (published by the WorkflowApi).",
         RunRequested(
@@ -257,65 +249,53 @@ CATALOGUE: tuple[EventSpec, ...] = (
             inputs=["in-7d2c"],
             spec=RunSpec(image="ghcr.io/example/carla-minimal:1.2", command=["python", "train.py"], env={}),
         ),
-        command=True,
     ),
     EventSpec(
-        s.RUN_STOP_REQUESTED,
         RunStopRequested,
         "Stop a run (published by the WorkflowApi).",
         RunStopRequested(run_id=_RUN, consumer_id=_CONSUMER, reason="cancelled by consumer"),
-        command=True,
     ),
     EventSpec(
-        s.RUN_QUEUED,
         RunQueued,
         "A run waits for a free slot of its consumer or site.",
         RunQueued(run_id=_RUN, consumer_id=_CONSUMER, position=2),
     ),
     EventSpec(
-        s.RUN_PENDING,
         RunPending,
         "A run was handed to a compute backend.",
         RunPending(run_id=_RUN, consumer_id=_CONSUMER, backend="local", site="local"),
     ),
     EventSpec(
-        s.RUN_RUNNING,
         RunRunning,
         "A run's workload is executing.",
         RunRunning(run_id=_RUN, consumer_id=_CONSUMER, backend="local", handle="pid:4242"),
     ),
     EventSpec(
-        s.RUN_SUCCEEDED,
         RunSucceeded,
         "A run's workload exited with status 0.",
         RunSucceeded(run_id=_RUN, consumer_id=_CONSUMER, duration_seconds=12.5),
     ),
     EventSpec(
-        s.RUN_RETRYING,
         RunRetrying,
         "An attempt failed in a way the run's retry policy covers; the run waits in the queue for the next.",
         RunRetrying(run_id=_RUN, consumer_id=_CONSUMER, attempt=2, reason="OOMKilled", retry_at=_AT),
     ),
     EventSpec(
-        s.RUN_FAILED,
         RunFailed,
         "A run's workload failed, or its process or pod vanished.",
         RunFailed(run_id=_RUN, consumer_id=_CONSUMER, exit_code=1, reason="exit status 1", duration_seconds=3.0),
     ),
     EventSpec(
-        s.RUN_STOPPED,
         RunStopped,
         "A run was stopped and its workload is verified gone.",
         RunStopped(run_id=_RUN, consumer_id=_CONSUMER, reason="cancelled by consumer"),
     ),
     EventSpec(
-        s.RUN_TIMED_OUT,
         RunTimedOut,
         "A run exceeded its pending or running time limit and was killed.",
         RunTimedOut(run_id=_RUN, consumer_id=_CONSUMER, phase="running", limit_seconds=3600),
     ),
     EventSpec(
-        s.RESULT_PUBLISHED,
         ResultPublished,
         "A run's outputs and log are in the object store, listed in a manifest.",
         ResultPublished(
@@ -327,19 +307,16 @@ CATALOGUE: tuple[EventSpec, ...] = (
         ),
     ),
     EventSpec(
-        s.RESULT_PUBLISH_FAILED,
         ResultPublishFailed,
         "Publishing a run's outputs failed on its last try: the result is failed, and settled for the release.",
         ResultPublishFailed(run_id=_RUN, consumer_id=_CONSUMER, reason="object store unavailable"),
     ),
     EventSpec(
-        s.RESULT_EXPIRED,
         ResultExpired,
         "A run's results outlived the retention period (GXWF_RESULT_RETENTION_DAYS) and were deleted.",
         ResultExpired(run_id=_RUN, consumer_id=_CONSUMER, objects=4, retention_days=30),
     ),
     EventSpec(
-        s.CONSUMER_PROVISIONING_FAILED,
         ConsumerProvisioningFailed,
         "Provisioning a consumer ended in failure; the connector was told.",
         ConsumerProvisioningFailed(
@@ -347,13 +324,11 @@ CATALOGUE: tuple[EventSpec, ...] = (
         ),
     ),
     EventSpec(
-        s.CONSUMER_DEPROVISIONED,
         ConsumerDeprovisioned,
         "Everything a transfer gave the consumer is torn down.",
         ConsumerDeprovisioned(transfer_process_id=_TP, consumer_id=_CONSUMER, reason="transfer completed"),
     ),
     EventSpec(
-        s.CONSUMER_RELEASED,
         ConsumerReleased,
         "The consumer has no live transfer left: what its ended runs left on a compute site is removed.",
         ConsumerReleased(consumer_id=_CONSUMER, transfer_process_id=_TP, site="gpu-hpc", runs=3),
@@ -361,7 +336,6 @@ CATALOGUE: tuple[EventSpec, ...] = (
 )
 
 DEAD_LETTER = EventSpec(
-    s.dead_letter_subject("{subject}"),
     DeadLetter,
     "An event a handler gave up on, with the handler, the error and the delivery count.",
     DeadLetter(
@@ -373,6 +347,7 @@ DEAD_LETTER = EventSpec(
         stream_sequence=42,
         failed_at=_AT,
     ),
+    address=s.dead_letter_subject("{subject}"),
 )
 
 BY_SUBJECT: dict[str, EventSpec] = {spec.subject: spec for spec in CATALOGUE}
@@ -382,4 +357,4 @@ def spec_for(subject: str) -> EventSpec:
     try:
         return BY_SUBJECT[subject]
     except KeyError:
-        raise KeyError(f"unknown subject {subject!r}: add it to events/catalogue.py") from None
+        raise KeyError(f"unknown subject {subject!r}: add its payload class to events/catalogue.py") from None

@@ -9,6 +9,9 @@ from typing import Any, Generic, Literal, TypeVar, cast
 from pydantic import BaseModel, ConfigDict, Field
 
 P = TypeVar("P", bound=BaseModel)
+# Covariant, so a helper that reads any run fact takes Envelope[RunFact] and a handler of Envelope[RunFailed]
+# may pass its event on; envelopes are only read once built.
+P_co = TypeVar("P_co", bound=BaseModel, covariant=True)
 
 # uuid5 namespace for ids derived from what caused an event: a retried handler derives the same id,
 # and JetStream drops the second publish inside its duplicate window (Nats-Msg-Id).
@@ -25,7 +28,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class Envelope(BaseModel, Generic[P]):
+class Envelope(BaseModel, Generic[P_co]):
     """CloudEvents attributes, our two extensions, and the typed payload in `data`."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
@@ -41,7 +44,7 @@ class Envelope(BaseModel, Generic[P]):
         default=None, max_length=200, description="Transfer process id or run id tying a flow together"
     )
     causationid: str | None = Field(default=None, max_length=200, description="Id of the event that caused it")
-    data: P
+    data: P_co
 
 
 class RawEnvelope(Envelope[Any]):

@@ -1,9 +1,46 @@
-"""Subject names: the public contract of the bus. An event's CloudEvents `type` equals its subject."""
+"""Stream names and subject helpers of the bus.
+
+Each event's subject is spelled once, on its payload class (`RunPending.subject`); the constants below are
+those same strings under the names the entry points, dashboard and tests have always used."""
 
 from __future__ import annotations
 
 import hashlib
 from typing import Final
+
+from events.payloads.access import AccessGranted, AccessRevoked
+from events.payloads.asset import AssetRegistered, AssetRegistrationFailed
+from events.payloads.consumer import ConsumerDeprovisioned, ConsumerProvisioningFailed, ConsumerReleased
+from events.payloads.deployment import (
+    DeploymentDeleted,
+    DeploymentDeleteRequested,
+    DeploymentFailed,
+    DeploymentReady,
+    DeploymentRequested,
+)
+from events.payloads.edc import (
+    EdcCallbackReceived,
+    EdcDeprovisionRequested,
+    EdcNegotiationFinalized,
+    EdcNegotiationTerminated,
+    EdcProvisionRequested,
+    EdcTransferCompleted,
+    EdcTransferStarted,
+    EdcTransferTerminated,
+)
+from events.payloads.result import ResultExpired, ResultPublished, ResultPublishFailed
+from events.payloads.run import (
+    RunFailed,
+    RunPending,
+    RunQueued,
+    RunRequested,
+    RunRetrying,
+    RunRunning,
+    RunStopped,
+    RunStopRequested,
+    RunSucceeded,
+    RunTimedOut,
+)
 
 STREAM: Final = "WF"
 STREAM_SUBJECTS: Final = ("edc.>", "wf.>")
@@ -15,45 +52,45 @@ LOG_PREFIX: Final = "logs"
 # A log chunk's largest payload: small enough for any NATS server's max_payload.
 LOG_CHUNK_BYTES: Final = 64 * 1024
 
-EDC_PROVISION_REQUESTED: Final = "edc.provision.requested"
-EDC_DEPROVISION_REQUESTED: Final = "edc.deprovision.requested"
-EDC_CALLBACK_RECEIVED: Final = "edc.callback.received"
-EDC_NEGOTIATION_FINALIZED: Final = "edc.negotiation.finalized"
-EDC_NEGOTIATION_TERMINATED: Final = "edc.negotiation.terminated"
-EDC_TRANSFER_STARTED: Final = "edc.transfer.started"
-EDC_TRANSFER_COMPLETED: Final = "edc.transfer.completed"
-EDC_TRANSFER_TERMINATED: Final = "edc.transfer.terminated"
+EDC_PROVISION_REQUESTED: Final = EdcProvisionRequested.subject
+EDC_DEPROVISION_REQUESTED: Final = EdcDeprovisionRequested.subject
+EDC_CALLBACK_RECEIVED: Final = EdcCallbackReceived.subject
+EDC_NEGOTIATION_FINALIZED: Final = EdcNegotiationFinalized.subject
+EDC_NEGOTIATION_TERMINATED: Final = EdcNegotiationTerminated.subject
+EDC_TRANSFER_STARTED: Final = EdcTransferStarted.subject
+EDC_TRANSFER_COMPLETED: Final = EdcTransferCompleted.subject
+EDC_TRANSFER_TERMINATED: Final = EdcTransferTerminated.subject
 
-DEPLOYMENT_REQUESTED: Final = "wf.deployment.requested"
-DEPLOYMENT_READY: Final = "wf.deployment.ready"
-DEPLOYMENT_FAILED: Final = "wf.deployment.failed"
-DEPLOYMENT_DELETE_REQUESTED: Final = "wf.deployment.delete.requested"
-DEPLOYMENT_DELETED: Final = "wf.deployment.deleted"
+DEPLOYMENT_REQUESTED: Final = DeploymentRequested.subject
+DEPLOYMENT_READY: Final = DeploymentReady.subject
+DEPLOYMENT_FAILED: Final = DeploymentFailed.subject
+DEPLOYMENT_DELETE_REQUESTED: Final = DeploymentDeleteRequested.subject
+DEPLOYMENT_DELETED: Final = DeploymentDeleted.subject
 
-ASSET_REGISTERED: Final = "wf.asset.registered"
-ASSET_REGISTRATION_FAILED: Final = "wf.asset.registration_failed"
+ASSET_REGISTERED: Final = AssetRegistered.subject
+ASSET_REGISTRATION_FAILED: Final = AssetRegistrationFailed.subject
 
-ACCESS_GRANTED: Final = "wf.access.granted"
-ACCESS_REVOKED: Final = "wf.access.revoked"
+ACCESS_GRANTED: Final = AccessGranted.subject
+ACCESS_REVOKED: Final = AccessRevoked.subject
 
-RUN_REQUESTED: Final = "wf.run.requested"
-RUN_STOP_REQUESTED: Final = "wf.run.stop.requested"
-RUN_QUEUED: Final = "wf.run.queued"
-RUN_PENDING: Final = "wf.run.pending"
-RUN_RUNNING: Final = "wf.run.running"
-RUN_SUCCEEDED: Final = "wf.run.succeeded"
-RUN_RETRYING: Final = "wf.run.retrying"
-RUN_FAILED: Final = "wf.run.failed"
-RUN_STOPPED: Final = "wf.run.stopped"
-RUN_TIMED_OUT: Final = "wf.run.timed_out"
+RUN_REQUESTED: Final = RunRequested.subject
+RUN_STOP_REQUESTED: Final = RunStopRequested.subject
+RUN_QUEUED: Final = RunQueued.subject
+RUN_PENDING: Final = RunPending.subject
+RUN_RUNNING: Final = RunRunning.subject
+RUN_SUCCEEDED: Final = RunSucceeded.subject
+RUN_RETRYING: Final = RunRetrying.subject
+RUN_FAILED: Final = RunFailed.subject
+RUN_STOPPED: Final = RunStopped.subject
+RUN_TIMED_OUT: Final = RunTimedOut.subject
 
-RESULT_PUBLISHED: Final = "wf.result.published"
-RESULT_PUBLISH_FAILED: Final = "wf.result.publish_failed"
-RESULT_EXPIRED: Final = "wf.result.expired"
+RESULT_PUBLISHED: Final = ResultPublished.subject
+RESULT_PUBLISH_FAILED: Final = ResultPublishFailed.subject
+RESULT_EXPIRED: Final = ResultExpired.subject
 
-CONSUMER_PROVISIONING_FAILED: Final = "wf.consumer.provisioning_failed"
-CONSUMER_DEPROVISIONED: Final = "wf.consumer.deprovisioned"
-CONSUMER_RELEASED: Final = "wf.consumer.released"
+CONSUMER_PROVISIONING_FAILED: Final = ConsumerProvisioningFailed.subject
+CONSUMER_DEPROVISIONED: Final = ConsumerDeprovisioned.subject
+CONSUMER_RELEASED: Final = ConsumerReleased.subject
 
 
 def dead_letter_subject(original: str) -> str:

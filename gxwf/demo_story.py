@@ -3,6 +3,7 @@ stops the demo with its name and cause, so a broken demo never reads like a succ
 
 from __future__ import annotations
 
+import asyncio
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from gxwf.simulate import edc_demo
 from ports.assets import AssetCatalogue
 from ports.store import StateStore
 from schemas.connectors import EdcConnector
-from schemas.provisioning import ProvisionState
+from schemas.provisioning import ProvisionDocument, ProvisionState
 from schemas.run import RunState
 
 STEPS = (
@@ -74,6 +75,8 @@ async def play_demo(console: Console, system: DemoSystem, simulated: SimulatedCo
         raise DemoFailed(2, "the connector started no transfer")
     # A provisioning that failed is the cause to report, even though the connector saw it as a refusal too.
     for transfer_id in transfers:
+        if consumer_access(simulated, transfer_id) is not None:
+            await _granted_after_callback(system.store, transfer_id)
         provision = await show_provisioning(console, system.store, transfer_id)
         if provision is None:
             raise DemoFailed(2 if not accepted else 3, f"no provisioning was recorded for transfer {transfer_id}")
@@ -102,3 +105,15 @@ async def play_demo(console: Console, system: DemoSystem, simulated: SimulatedCo
         command = f"{program()} client --profile {shlex.quote(str(profile))} run list"
         console.print(f"go on as that consumer: {command}", markup=False, soft_wrap=True)
     console.print(f"[green]demo: all {len(STEPS)} steps succeeded")
+
+
+async def _granted_after_callback(store: StateStore, transfer_id: str, timeout: float = 10.0) -> None:
+    """The grant handler calls the connector back before it records the grant: once the connector holds the
+    access, wait (briefly) for the store to leave `granting`, so the demo does not read the moment in between."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        doc = await store.get(ProvisionDocument, transfer_id)
+        if doc is None or doc.state != ProvisionState.GRANTING:
+            return
+        await asyncio.sleep(0.05)

@@ -8,6 +8,7 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 import nats
@@ -34,11 +35,8 @@ from gxwf.definitions import load_sites
 from gxwf.endpoints import Endpoints as Endpoints  # re-exported: the composition root hands it out
 from gxwf.settings import Settings
 from handlers.context import HandlerContext, RunLimits
-from handlers.jobs.dispatch import dispatch_once
-from handlers.jobs.logs import LogShipper
-from handlers.jobs.watch import reconcile_once
-from handlers.results.retention import expire_once
-from handlers.subscriptions import HandlerFn, for_groups
+from handlers.declare import Loop, Periodic, source_of
+from handlers.subscriptions import HandlerFn, for_groups, periodic_for_groups
 from ports.compute import ComputeBackend
 from ports.deployments import DeploymentBackend
 from schemas.connectors import ConnectorRegistry
@@ -68,11 +66,11 @@ def _bind(handle: HandlerFn, ctx: HandlerContext) -> Callable[[Envelope[Any]], A
 
 
 def wire(bus: Bus, groups: set[str] | None, ctx: HandlerContext | None) -> Bus:
-    """Declare a durable subscriber per subscription row of the chosen handler groups; a site's own handlers
-    get a durable of that site (`jobs-start-pending-<site>`), so every site sees every event."""
+    """Declare a durable subscriber per declared subscription of the chosen handler groups; a site's own
+    handlers get a durable of that site (`jobs-start-pending-<site>`), so every site sees every event."""
     site = ctx.compute.site if ctx is not None and ctx.compute is not None else None
     for sub in for_groups(groups):
-        handler = _bind(sub.handle, ctx) if ctx is not None else _unwired
+        handler = _bind(sub.handle, ctx.acting_as(source_of(sub.group))) if ctx is not None else _unwired
         durable = f"{sub.durable}-{site}" if sub.per_site and site else sub.durable
         bus.subscribe(subject=sub.subject, durable=durable, payload=sub.payload, handler=handler)
     return bus
@@ -154,7 +152,7 @@ class HandlerService:
         # Runs on the local backend are staged in from the object store (their uploaded inputs).
         self.local_compute.objects = self.objects
         self.bus: Bus | None = None
-        self.log_shipper: LogShipper | None = None
+        self._running: list[Loop] = []
         self._loops: list[asyncio.Task[None]] = []
         self.ready = asyncio.Event()
 
@@ -182,40 +180,17 @@ class HandlerService:
             deployments=self.deployments,
             sites=self.sites,
             deploy_timeout=self.settings.deploy_timeout_seconds,
+            result_retention_days=self.settings.result_retention_days,
         )
         wire(bus, self.groups, ctx)
         await bus.broker.start()
         await bus.forward_exhausted_deliveries()
         self.bus = bus
-        if self.groups is None or "jobs" in self.groups:
-            self._loops = [
-                asyncio.create_task(
-                    self._every(self.settings.watch_interval_seconds, reconcile_once, ctx), name="jobs-watcher"
-                ),
-                asyncio.create_task(
-                    self._every(self.settings.dispatch_interval_seconds, dispatch_once, ctx), name="jobs-dispatcher"
-                ),
-            ]
-            js = bus.broker.config.connection_state.stream
-            if js is not None:
-                self.log_shipper = LogShipper(ctx, JetStreamLogSink(js))
-                self._loops.append(
-                    asyncio.create_task(
-                        self._every(self.settings.log_ship_interval_seconds, self.log_shipper.pass_once, ctx),
-                        name="jobs-log-shipper",
-                    )
-                )
-        if self.groups is None or "results" in self.groups:
-            days = self.settings.result_retention_days
-
-            async def retention(context: HandlerContext) -> int:
-                return await expire_once(context, days)
-
-            self._loops.append(
-                asyncio.create_task(
-                    self._every(self.settings.retention_interval_seconds, retention, ctx), name="results-retention"
-                )
-            )
+        js = bus.broker.config.connection_state.stream
+        # The live-log stream is reachable only once the broker is connected.
+        loop_ctx = replace(ctx, logs=JetStreamLogSink(js)) if js is not None else ctx
+        for declared in periodic_for_groups(self.groups):
+            self._start_loop(declared, loop_ctx.acting_as(source_of(declared.name)))
         self.ready.set()
         log.info("handlers started", groups=sorted(self.groups) if self.groups else "all")
 
@@ -235,14 +210,18 @@ class HandlerService:
         checks["mongo"] = await self.store.health()
         return checks
 
-    async def _every(
-        self, interval: float, step: Callable[[HandlerContext], Awaitable[int]], ctx: HandlerContext
-    ) -> None:
+    def _start_loop(self, declared: Periodic, ctx: HandlerContext) -> None:
+        interval = float(getattr(self.settings, declared.interval))
+        loop = declared.start(ctx)
+        self._running.append(loop)
+        self._loops.append(asyncio.create_task(self._every(interval, loop, declared.name), name=declared.name))
+
+    async def _every(self, interval: float, loop: Loop, name: str) -> None:
         while True:
             try:
-                await step(ctx)
+                await loop.pass_once()
             except Exception as error:  # a transient store or bus error must not end the loop
-                log.warning("periodic pass failed", step=step.__name__, error=repr(error))
+                log.warning("periodic pass failed", step=name, error=repr(error))
             await asyncio.sleep(interval)
 
     async def stop(self) -> None:
@@ -251,8 +230,8 @@ class HandlerService:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self.log_shipper is not None:
-            await self.log_shipper.close()
+        for loop in self._running:
+            await loop.close()
         if self.bus is not None:
             await self.bus.broker.stop()
         if self.edc is not None:

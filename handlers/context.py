@@ -1,8 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
+from events.envelope import SOURCE, Envelope, derived_id, new_event
+from events.payloads.common import Payload
 from ports.assets import AssetCatalogue
 from ports.compute import ComputeBackend
 from ports.deployments import DeploymentBackend
@@ -10,6 +13,7 @@ from ports.edc import EdcClient
 from ports.events import EventSink
 from ports.faults import FaultPoints, NoFaults
 from ports.leases import Leases
+from ports.logs import LogSink
 from ports.objects import ObjectStore
 from ports.store import StateStore
 from schemas.sites import ConsumerQuota, Site
@@ -49,6 +53,52 @@ class HandlerContext:
     sites: tuple[Site, ...] = ()
     # Longest wait for a deployed WorkflowApi to answer; below the bus's ack wait, so no redelivery meanwhile.
     deploy_timeout: float = 20.0
+    # Where the live logs of running attempts go (the log shipper).
+    logs: LogSink | None = None
+    result_retention_days: float = 30.0
+    # The CloudEvents source of what this handler emits; the composition root names each handler's.
+    source: str = SOURCE
+
+    def acting_as(self, source: str) -> HandlerContext:
+        return replace(self, source=source)
+
+    async def emit(
+        self,
+        payload: Payload,
+        *,
+        about: str,
+        cause: Envelope[Any] | str | None,
+        correlation: str | None = None,
+        key: Sequence[str] = (),
+        event_id: str | None = None,
+    ) -> str:
+        """Publish `payload` on its own subject as an event about the document `about`; its id.
+
+        The id is derived, never random, so a retried handler publishes the same event again and JetStream
+        drops the copy: from `key` (default: `about`) and the subject, or `event_id` where a handler needs a
+        particular one (one per run attempt). `cause` is the event being handled, or the id of what caused it
+        where that is no event (a teardown's key, a run's last transition); the flow's correlation is the
+        cause's, else `about`."""
+        if not payload.subject:
+            raise TypeError(f"{type(payload).__qualname__} names no subject: it is no event")
+        if isinstance(cause, Envelope):
+            causation: str | None = cause.id
+            correlation = correlation or cause.correlationid
+        else:
+            causation = cause
+        event_id = event_id or derived_id(*(key or (about,)), payload.subject)
+        await self.events.publish(
+            new_event(
+                payload.subject,
+                payload,
+                id_=event_id,
+                subject=about,
+                correlationid=correlation or about,
+                causationid=causation,
+                source=self.source,
+            )
+        )
+        return event_id
 
     def require_compute(self) -> ComputeBackend:
         if self.compute is None:
@@ -64,6 +114,11 @@ class HandlerContext:
         if self.edc is None:
             raise RuntimeError("this handler needs an EDC client and none was configured")
         return self.edc
+
+    def require_logs(self) -> LogSink:
+        if self.logs is None:
+            raise RuntimeError("this handler needs a log sink and none was configured")
+        return self.logs
 
     def require_assets(self) -> AssetCatalogue:
         if self.assets is None:

@@ -4,16 +4,18 @@ What the runtime gets from JetStream and FastStream is kept: a publish with an i
 duplicate window, here as long as the test), each subscription matching an event's subject gets it (NATS
 wildcards), a site's own subscriptions (per_site) once per site and the shared ones once, the envelope
 crosses as JSON into the subscription's payload model, a malformed event or a handler that keeps failing ends as
-a dead letter after the delivery policy's attempts. Everything else is up to the test driver, deterministically:
-deliveries go in publish order until nothing is left, the periodic passes (dispatcher, watcher) run when asked,
-and any event can be delivered again, held back or delivered late.
+a dead letter after the delivery policy's attempts. Subscriptions and periodic passes are the declared ones
+(handlers.subscriptions.SUBSCRIPTIONS and PERIODIC, the tables the runtime wires), each acting under the CloudEvents
+source the runtime gives it. Everything else is up to the test driver, deterministically: deliveries go in publish
+order until nothing is left, the periodic passes (dispatcher, watcher) run when asked, and any event can be
+delivered again, held back or delivered late.
 """
 
 from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,12 +24,13 @@ from pydantic import ValidationError
 from events.envelope import Envelope
 from events.wire import encode
 from handlers.context import HandlerContext
-from handlers.jobs.dispatch import dispatch_once
-from handlers.jobs.watch import reconcile_once
-from handlers.subscriptions import SUBSCRIPTIONS, Subscription
+from handlers.declare import Periodic, source_of
+from handlers.subscriptions import PERIODIC, SUBSCRIPTIONS, Subscription
 from inprocess.doubles import RecordingSink
 
 _PERMANENT: tuple[type[BaseException], ...] = (ValidationError, json.JSONDecodeError)
+# The passes `settle` runs in turn, by their declared names: admitting queued runs, then judging running ones.
+SETTLE_PASSES: tuple[str, ...] = ("jobs-dispatcher", "jobs-watcher")
 
 
 def subject_matches(pattern: str, subject: str) -> bool:
@@ -70,6 +73,7 @@ class InProcessBus:
     `attach` them (the first one also takes the subscriptions that are not per site)."""
 
     subscriptions: Sequence[Subscription] = SUBSCRIPTIONS
+    passes: Sequence[Periodic] = PERIODIC
     max_attempts: int = 5
     # Every delivery is made a second time, after the first was handled: a redelivery after a crash before the ack.
     deliver_twice: bool = False
@@ -172,7 +176,7 @@ class InProcessBus:
         try:
             # As over the wire: JSON into the subscription's own payload model.
             event = Envelope[sub.payload].model_validate_json(encode(delivery.event))  # type: ignore[name-defined]
-            await sub.handle(event, delivery.ctx)
+            await sub.handle(event, delivery.ctx.acting_as(source_of(sub.group)))
         except Exception as error:
             if isinstance(error, _PERMANENT) or delivery.attempt >= self.max_attempts:
                 self.dead_letters.append(DeadLetter(delivery.durable, delivery.event, error, delivery.attempt))
@@ -190,12 +194,21 @@ class InProcessBus:
         """Stored events on a subject (wildcards allowed), oldest first."""
         return [event for event in self.stream if subject_matches(subject, event.type)]
 
-    async def periodic(self, *passes: Callable[[HandlerContext], Awaitable[int]]) -> int:
-        """One run of each pass in every attached context that has a compute site, as the runtime's loops."""
+    async def periodic(self, *names: str) -> int:
+        """One pass of each named periodic pass (as declared: `jobs-watcher`, ...) in every attached context that
+        has a compute site, as the runtime's loops run them; returns what the passes report."""
+        declared = {loop.name: loop for loop in self.passes}
+        unknown = [name for name in names if name not in declared]
+        if unknown:
+            raise KeyError(f"no periodic pass declared as {', '.join(unknown)}")
         total = 0
         for ctx in self._site_contexts():
-            for step in passes:
-                total += await step(ctx)
+            for name in names:
+                loop = declared[name].start(ctx.acting_as(source_of(name)))
+                try:
+                    total += await loop.pass_once()
+                finally:
+                    await loop.close()
         return total
 
     async def settle(self, *, rounds: int = 50) -> int:
@@ -204,10 +217,9 @@ class InProcessBus:
         total = await self.run_until_quiet()
         for _ in range(rounds):
             before = len(self.stream)
-            await self.periodic(dispatch_once)
-            total += await self.run_until_quiet()
-            await self.periodic(reconcile_once)
-            total += await self.run_until_quiet()
+            for name in SETTLE_PASSES:
+                await self.periodic(name)
+                total += await self.run_until_quiet()
             if len(self.stream) == before:
                 return total
         raise RuntimeError(f"still publishing after {rounds} rounds of the periodic passes")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 
 from events.payloads.common import Id, Payload, Reason, Url
@@ -8,6 +10,8 @@ from events.payloads.common import Id, Payload, Reason, Url
 class AccessGranted(Payload):
     """The consumer's access was handed to EDC; the token itself never travels on the bus."""
 
+    subject: ClassVar[str] = "wf.access.granted"
+
     transfer_process_id: Id
     consumer_id: Id
     workflow_api_url: Url
@@ -15,6 +19,8 @@ class AccessGranted(Payload):
 
 
 class AccessRevoked(Payload):
+    subject: ClassVar[str] = "wf.access.revoked"
+
     transfer_process_id: Id
     consumer_id: Id
     reason: Reason

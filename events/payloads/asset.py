@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 from events.payloads.common import Id, Payload, Reason
 
 
 class AssetRegistered(Payload):
+    subject: ClassVar[str] = "wf.asset.registered"
+
     transfer_process_id: Id
     consumer_id: Id
     deployment_id: Id
@@ -12,6 +16,8 @@ class AssetRegistered(Payload):
 
 
 class AssetRegistrationFailed(Payload):
+    subject: ClassVar[str] = "wf.asset.registration_failed"
+
     transfer_process_id: Id
     consumer_id: Id
     asset_id: Id

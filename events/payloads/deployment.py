@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 
 from events.payloads.common import Id, Payload, Reason, Url
 
 
 class DeploymentRequested(Payload):
+    subject: ClassVar[str] = "wf.deployment.requested"
+
     deployment_id: Id
     transfer_process_id: Id
     consumer_id: Id
@@ -16,6 +20,8 @@ class DeploymentRequested(Payload):
 
 
 class DeploymentReady(Payload):
+    subject: ClassVar[str] = "wf.deployment.ready"
+
     deployment_id: Id
     transfer_process_id: Id
     consumer_id: Id
@@ -26,6 +32,8 @@ class DeploymentReady(Payload):
 
 
 class DeploymentFailed(Payload):
+    subject: ClassVar[str] = "wf.deployment.failed"
+
     deployment_id: Id
     transfer_process_id: Id
     consumer_id: Id
@@ -36,6 +44,8 @@ class DeploymentFailed(Payload):
 class DeploymentDeleteRequested(Payload):
     """Remove a consumer's WorkflowApi and everything around it (a deprovisioning, or a failed provisioning)."""
 
+    subject: ClassVar[str] = "wf.deployment.delete.requested"
+
     deployment_id: Id
     transfer_process_id: Id
     consumer_id: Id
@@ -43,6 +53,8 @@ class DeploymentDeleteRequested(Payload):
 
 
 class DeploymentDeleted(Payload):
+    subject: ClassVar[str] = "wf.deployment.deleted"
+
     deployment_id: Id
     transfer_process_id: Id
     consumer_id: Id

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -22,6 +22,8 @@ _UNMAPPED = "Request fields with no field of their own here, kept as the connect
 class EdcProvisionRequested(Payload):
     """A connector asks for a consumer's WorkflowApi, whatever EDC generation sent it."""
 
+    subject: ClassVar[str] = "edc.provision.requested"
+
     connector: Id = Field(description="Name of the configured connector that called")
     generation: ProvisionerGeneration
     transfer_process_id: Id
@@ -36,6 +38,8 @@ class EdcProvisionRequested(Payload):
 
 
 class EdcDeprovisionRequested(Payload):
+    subject: ClassVar[str] = "edc.deprovision.requested"
+
     connector: Id
     generation: ProvisionerGeneration
     transfer_process_id: Id
@@ -51,6 +55,8 @@ class EdcDeprovisionRequested(Payload):
 
 class EdcCallbackReceived(Payload):
     """A connector event callback exactly as received, kept for audit and the dashboard."""
+
+    subject: ClassVar[str] = "edc.callback.received"
 
     connector: Id
     edc_event_id: Id
@@ -68,6 +74,8 @@ class ContractAgreement(Payload):
 
 
 class EdcNegotiationFinalized(Payload):
+    subject: ClassVar[str] = "edc.negotiation.finalized"
+
     connector: Id
     edc_event_id: Id
     contract_negotiation_id: Id
@@ -76,6 +84,8 @@ class EdcNegotiationFinalized(Payload):
 
 
 class EdcNegotiationTerminated(Payload):
+    subject: ClassVar[str] = "edc.negotiation.terminated"
+
     connector: Id
     edc_event_id: Id
     contract_negotiation_id: Id
@@ -93,3 +103,23 @@ class EdcTransferEvent(Payload):
     contract_id: Id | None = None
     side: Literal["CONSUMER", "PROVIDER"] | None = None
     reason: Reason | None = None
+
+
+# One class per subject, so a payload names where it travels; the fields are the same for every transfer event.
+class EdcTransferStarted(EdcTransferEvent):
+    """A connector's transfer process started (transfer.process.started)."""
+
+    subject: ClassVar[str] = "edc.transfer.started"
+
+
+class EdcTransferCompleted(EdcTransferEvent):
+    """A connector's transfer process completed (transfer.process.completed): its consumer is deprovisioned."""
+
+    subject: ClassVar[str] = "edc.transfer.completed"
+
+
+class EdcTransferTerminated(EdcTransferEvent):
+    """A connector's transfer process was terminated (transfer.process.terminated): its consumer is
+    deprovisioned."""
+
+    subject: ClassVar[str] = "edc.transfer.terminated"

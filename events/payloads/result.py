@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 
 from events.payloads.common import Id, Payload, Reason
@@ -12,6 +14,8 @@ class ResultFile(Payload):
 
 
 class ResultPublished(Payload):
+    subject: ClassVar[str] = "wf.result.published"
+
     run_id: Id
     consumer_id: Id
     files: list[ResultFile] = Field(max_length=100_000)
@@ -20,6 +24,8 @@ class ResultPublished(Payload):
 
 
 class ResultPublishFailed(Payload):
+    subject: ClassVar[str] = "wf.result.publish_failed"
+
     run_id: Id
     consumer_id: Id
     reason: Reason
@@ -27,6 +33,8 @@ class ResultPublishFailed(Payload):
 
 class ResultExpired(Payload):
     """A run's results outlived the retention period: their objects are deleted."""
+
+    subject: ClassVar[str] = "wf.result.expired"
 
     run_id: Id
     consumer_id: Id

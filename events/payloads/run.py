@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, StringConstraints
 
@@ -80,6 +80,8 @@ class RunSpec(Payload):
 
 
 class RunRequested(Payload):
+    subject: ClassVar[str] = "wf.run.requested"
+
     run_id: Id
     consumer_id: Id
     transfer_process_id: Id | None = Field(
@@ -97,6 +99,8 @@ class RunRequested(Payload):
 
 
 class RunStopRequested(Payload):
+    subject: ClassVar[str] = "wf.run.stop.requested"
+
     run_id: Id
     consumer_id: Id
     reason: Reason | None = None
@@ -108,22 +112,30 @@ class RunFact(Payload):
 
 
 class RunQueued(RunFact):
+    subject: ClassVar[str] = "wf.run.queued"
+
     position: int = Field(ge=0)
 
 
 class RunPending(RunFact):
+    subject: ClassVar[str] = "wf.run.pending"
+
     backend: str = Field(max_length=64)
     site: Id
     attempt: int = Field(default=1, ge=1)
 
 
 class RunRunning(RunFact):
+    subject: ClassVar[str] = "wf.run.running"
+
     attempt: int = Field(default=1, ge=1)
     backend: str = Field(max_length=64)
     handle: str = Field(max_length=256, description="Backend's name for the job (pid, Job name)")
 
 
 class RunSucceeded(RunFact):
+    subject: ClassVar[str] = "wf.run.succeeded"
+
     exit_code: Literal[0] = 0
     duration_seconds: float = Field(ge=0)
 
@@ -131,12 +143,16 @@ class RunSucceeded(RunFact):
 class RunRetrying(RunFact):
     """An attempt failed in a way the run's retry policy covers: the run goes back to the queue."""
 
+    subject: ClassVar[str] = "wf.run.retrying"
+
     attempt: int = Field(ge=2, description="The attempt that comes next")
     reason: Reason
     retry_at: datetime
 
 
 class RunFailed(RunFact):
+    subject: ClassVar[str] = "wf.run.failed"
+
     exit_code: int | None = None
     failure: FailureKind | None = None
     reason: Reason
@@ -144,10 +160,14 @@ class RunFailed(RunFact):
 
 
 class RunStopped(RunFact):
+    subject: ClassVar[str] = "wf.run.stopped"
+
     reason: Reason | None = None
 
 
 class RunTimedOut(RunFact):
+    subject: ClassVar[str] = "wf.run.timed_out"
+
     phase: Literal["pending", "running"]
     limit_seconds: float = Field(gt=0)
     detail: Reason | None = Field(default=None, description="What the workload waited for (image pull, scheduling)")

@@ -6,20 +6,17 @@ registered here even when the definition changes meanwhile.
 
 from __future__ import annotations
 
-from typing import Any
-
-from events import subjects as s
-from events.envelope import Envelope, derived_id, new_event
+from events.envelope import Envelope
 from events.payloads.asset import AssetRegistered, AssetRegistrationFailed
 from events.payloads.deployment import DeploymentReady
 from handlers.context import HandlerContext
+from handlers.declare import on
 from schemas.provisioning import DeploymentDocument, DeploymentState
 
-SOURCE = "urn:gaiax-workflows:assets"
 
-
-async def on_deployment_ready(event: Envelope[Any], ctx: HandlerContext) -> None:
-    ready: DeploymentReady = event.data
+@on(DeploymentReady, durable="assets-deployment-ready")
+async def on_deployment_ready(event: Envelope[DeploymentReady], ctx: HandlerContext) -> None:
+    ready = event.data
     dep = await ctx.store.get(DeploymentDocument, ready.deployment_id)
     if dep is None or dep.state != DeploymentState.READY:
         return
@@ -29,37 +26,28 @@ async def on_deployment_ready(event: Envelope[Any], ctx: HandlerContext) -> None
     tp = ready.transfer_process_id
     if asset is None:
         reason = f"asset {ready.asset_id} version {dep.asset_version} is not in the catalogue"
-        await ctx.events.publish(
-            new_event(
-                s.ASSET_REGISTRATION_FAILED,
-                AssetRegistrationFailed(
-                    transfer_process_id=tp, consumer_id=ready.consumer_id, asset_id=ready.asset_id, reason=reason
-                ),
-                id_=derived_id(dep.id, s.ASSET_REGISTRATION_FAILED),
-                subject=dep.id,
-                correlationid=tp,
-                causationid=event.id,
-                source=SOURCE,
-            )
+        await ctx.emit(
+            AssetRegistrationFailed(
+                transfer_process_id=tp, consumer_id=ready.consumer_id, asset_id=ready.asset_id, reason=reason
+            ),
+            about=dep.id,
+            cause=event,
+            correlation=tp,
         )
         return
     entry = {"asset_id": asset.asset_id, "version": asset.version}
     if entry not in dep.registered_assets:
         await ctx.store.set_fields(DeploymentDocument, dep.id, {"registered_assets": [*dep.registered_assets, entry]})
-    await ctx.events.publish(
-        new_event(
-            s.ASSET_REGISTERED,
-            AssetRegistered(
-                transfer_process_id=tp,
-                consumer_id=ready.consumer_id,
-                deployment_id=dep.id,
-                asset_id=asset.asset_id,
-                asset_version=asset.version,
-            ),
-            id_=derived_id(dep.id, asset.asset_id, str(asset.version), s.ASSET_REGISTERED),
-            subject=dep.id,
-            correlationid=tp,
-            causationid=event.id,
-            source=SOURCE,
-        )
+    await ctx.emit(
+        AssetRegistered(
+            transfer_process_id=tp,
+            consumer_id=ready.consumer_id,
+            deployment_id=dep.id,
+            asset_id=asset.asset_id,
+            asset_version=asset.version,
+        ),
+        about=dep.id,
+        cause=event,
+        key=(dep.id, asset.asset_id, str(asset.version)),
+        correlation=tp,
     )

@@ -4,27 +4,26 @@ and report it ready or failed (never left deploying)."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import structlog
 
-from events import subjects as s
-from events.envelope import Envelope, derived_id, new_event
+from events.envelope import Envelope
 from events.payloads.deployment import DeploymentFailed, DeploymentReady, DeploymentRequested
 from handlers.context import HandlerContext
+from handlers.declare import on
 from ports.deployments import DeploymentError, DeploymentSpec
 from schemas.assets import StoredAsset
 from schemas.provisioning import DeploymentDocument, DeploymentState, ProvisionDocument
 from schemas.sites import NoSiteFits, Site, place
 
 log = structlog.get_logger("gxwf.deployment")
-SOURCE = "urn:gaiax-workflows:deployment"
 # Pause between attempts after an error the backend calls retryable (API 5xx, conflicts, timeouts).
 RETRY_PAUSE = 0.5
 
 
-async def on_deployment_requested(event: Envelope[Any], ctx: HandlerContext) -> None:
-    request: DeploymentRequested = event.data
+@on(DeploymentRequested, durable="deployment-requested")
+async def on_deployment_requested(event: Envelope[DeploymentRequested], ctx: HandlerContext) -> None:
+    request = event.data
     provision = await ctx.store.get(ProvisionDocument, request.transfer_process_id)
     version = provision.asset_version if provision else None
     await ctx.store.create(
@@ -44,22 +43,22 @@ async def on_deployment_requested(event: Envelope[Any], ctx: HandlerContext) -> 
     # A redelivery after the outcome was recorded publishes it again (same id): a crash between the two
     # must not leave the provisioning waiting.
     if dep.state == DeploymentState.READY:
-        await _ready(ctx, request, dep, event.id)
+        await _ready(ctx, dep, event)
         return
     if dep.state == DeploymentState.FAILED:
-        await _failed(ctx, request, dep.reason or "deployment failed", event.id)
+        await _failed(ctx, dep.reason or "deployment failed", event)
         return
     if dep.state not in (DeploymentState.REQUESTED, DeploymentState.DEPLOYING):
         return
     assets = ctx.require_assets()
     asset = await (assets.version(request.asset_id, version) if version else assets.latest(request.asset_id))
     if asset is None:
-        await _failed(ctx, request, f"asset {request.asset_id} version {version} is not in the catalogue", event.id)
+        await _failed(ctx, f"asset {request.asset_id} version {version} is not in the catalogue", event)
         return
     try:
         site = _site(request, asset, ctx)
     except NoSiteFits as error:
-        await _failed(ctx, request, str(error), event.id)
+        await _failed(ctx, str(error), event)
         return
     backend = ctx.deployments[site.backend]
     moved = await ctx.store.transition(
@@ -75,7 +74,7 @@ async def on_deployment_requested(event: Envelope[Any], ctx: HandlerContext) -> 
     try:
         url = await _deploy_within(ctx, spec)
     except DeploymentError as error:
-        await _failed(ctx, request, str(error), event.id)
+        await _failed(ctx, str(error), event)
         return
     done = await ctx.store.transition(
         DeploymentDocument, dep.id, DeploymentState.READY, event_id=event.id, fields={"workflow_api_url": url}
@@ -83,7 +82,7 @@ async def on_deployment_requested(event: Envelope[Any], ctx: HandlerContext) -> 
     if done.settled:
         fresh = await ctx.store.get(DeploymentDocument, dep.id)
         if fresh is not None:
-            await _ready(ctx, request, fresh, event.id)
+            await _ready(ctx, fresh, event)
 
 
 def _site(request: DeploymentRequested, asset: StoredAsset, ctx: HandlerContext) -> Site:
@@ -117,54 +116,46 @@ async def _deploy_within(ctx: HandlerContext, spec: DeploymentSpec) -> str:
         raise DeploymentError(f"not ready within {ctx.deploy_timeout:g}s on site {spec.site.name}{detail}") from None
 
 
-async def _ready(ctx: HandlerContext, request: DeploymentRequested, dep: DeploymentDocument, cause: str) -> None:
+async def _ready(ctx: HandlerContext, dep: DeploymentDocument, cause: Envelope[DeploymentRequested]) -> None:
     assert dep.site is not None and dep.backend is not None and dep.workflow_api_url is not None
-    await ctx.events.publish(
-        new_event(
-            s.DEPLOYMENT_READY,
-            DeploymentReady(
-                deployment_id=dep.id,
-                transfer_process_id=request.transfer_process_id,
-                consumer_id=request.consumer_id,
-                asset_id=request.asset_id,
-                site=dep.site,
-                backend=dep.backend,
-                workflow_api_url=dep.workflow_api_url,
-            ),
-            id_=derived_id(dep.id, s.DEPLOYMENT_READY),
-            subject=dep.id,
-            correlationid=request.transfer_process_id,
-            causationid=cause,
-            source=SOURCE,
-        )
+    request = cause.data
+    await ctx.emit(
+        DeploymentReady(
+            deployment_id=dep.id,
+            transfer_process_id=request.transfer_process_id,
+            consumer_id=request.consumer_id,
+            asset_id=request.asset_id,
+            site=dep.site,
+            backend=dep.backend,
+            workflow_api_url=dep.workflow_api_url,
+        ),
+        about=dep.id,
+        cause=cause,
+        correlation=request.transfer_process_id,
     )
 
 
-async def _failed(ctx: HandlerContext, request: DeploymentRequested, reason: str, cause: str) -> None:
+async def _failed(ctx: HandlerContext, reason: str, cause: Envelope[DeploymentRequested]) -> None:
+    request = cause.data
     result = await ctx.store.transition(
         DeploymentDocument,
         request.deployment_id,
         DeploymentState.FAILED,
-        event_id=cause,
+        event_id=cause.id,
         reason=reason,
         fields={"reason": reason},
     )
     if not result.settled:
         return
     log.warning("deployment failed", deployment=request.deployment_id, reason=reason)
-    await ctx.events.publish(
-        new_event(
-            s.DEPLOYMENT_FAILED,
-            DeploymentFailed(
-                deployment_id=request.deployment_id,
-                transfer_process_id=request.transfer_process_id,
-                consumer_id=request.consumer_id,
-                reason=reason,
-            ),
-            id_=derived_id(request.deployment_id, s.DEPLOYMENT_FAILED),
-            subject=request.deployment_id,
-            correlationid=request.transfer_process_id,
-            causationid=cause,
-            source=SOURCE,
-        )
+    await ctx.emit(
+        DeploymentFailed(
+            deployment_id=request.deployment_id,
+            transfer_process_id=request.transfer_process_id,
+            consumer_id=request.consumer_id,
+            reason=reason,
+        ),
+        about=request.deployment_id,
+        cause=cause,
+        correlation=request.transfer_process_id,
     )

@@ -3,23 +3,21 @@ and say so (wf.deployment.deleted). Only this handler talks to the sites' APIs, 
 
 from __future__ import annotations
 
-from typing import Any
-
 import structlog
 
-from events import subjects as s
-from events.envelope import Envelope, derived_id, new_event
+from events.envelope import Envelope
 from events.payloads.deployment import DeploymentDeleted, DeploymentDeleteRequested
 from handlers.context import HandlerContext
+from handlers.declare import on
 from ports.deployments import DeploymentSpec
 from schemas.provisioning import DeploymentDocument, DeploymentState
 
 log = structlog.get_logger("gxwf.deployment")
-SOURCE = "urn:gaiax-workflows:deployment"
 
 
-async def on_delete_requested(event: Envelope[Any], ctx: HandlerContext) -> None:
-    request: DeploymentDeleteRequested = event.data
+@on(DeploymentDeleteRequested, durable="deployment-delete-requested")
+async def on_delete_requested(event: Envelope[DeploymentDeleteRequested], ctx: HandlerContext) -> None:
+    request = event.data
     dep = await ctx.store.get(DeploymentDocument, request.deployment_id)
     if dep is None:
         log.warning("delete requested for an unknown deployment", deployment=request.deployment_id)
@@ -33,18 +31,13 @@ async def on_delete_requested(event: Envelope[Any], ctx: HandlerContext) -> None
         if not deleted.settled:
             return
     # Also on a redelivery after the deletion was recorded: the provisioning may still wait for the fact.
-    await ctx.events.publish(
-        new_event(
-            s.DEPLOYMENT_DELETED,
-            DeploymentDeleted(
-                deployment_id=dep.id, transfer_process_id=dep.transfer_process_id, consumer_id=dep.consumer_id
-            ),
-            id_=derived_id(dep.id, s.DEPLOYMENT_DELETED),
-            subject=dep.id,
-            correlationid=dep.transfer_process_id,
-            causationid=event.id,
-            source=SOURCE,
-        )
+    await ctx.emit(
+        DeploymentDeleted(
+            deployment_id=dep.id, transfer_process_id=dep.transfer_process_id, consumer_id=dep.consumer_id
+        ),
+        about=dep.id,
+        cause=event,
+        correlation=dep.transfer_process_id,
     )
 
 

@@ -12,17 +12,16 @@ from dataclasses import dataclass
 
 import structlog
 
-from events import subjects as s
-from events.envelope import new_event, utcnow
+from events.envelope import utcnow
 from events.payloads.run import RunFailed, RunPending
 from handlers.context import HandlerContext, RunLimits
+from handlers.declare import every
 from handlers.jobs.ids import attempt_fact_id
 from schemas.names import dispatcher_lease
 from schemas.run import RunDocument, RunState
 from schemas.sites import ConsumerQuota
 
 log = structlog.get_logger("gxwf.jobs.dispatch")
-SOURCE = "urn:gaiax-workflows:jobs-dispatcher"
 LEASE_SECONDS = 10.0
 
 
@@ -92,6 +91,7 @@ def never_fits(run: RunDocument, quota: ConsumerQuota) -> list[str]:
     return quota.shortfalls(needs.cpu, needs.memory, needs.gpu)
 
 
+@every(interval="dispatch_interval_seconds", name="jobs-dispatcher")
 async def dispatch_once(ctx: HandlerContext) -> int:
     compute = ctx.require_compute()
     if ctx.leases is not None and not await ctx.leases.hold(dispatcher_lease(compute.site), ctx.holder, LEASE_SECONDS):
@@ -119,26 +119,18 @@ async def dispatch_once(ctx: HandlerContext) -> int:
             queued.append(run)
     admitted = 0
     for run in pick_fair(queued, active, ctx.limits, held):
-        pending_id = attempt_fact_id(run.id, s.RUN_PENDING, run.attempt)
+        pending_id = attempt_fact_id(run.id, RunPending, run.attempt)
         result = await ctx.store.transition(RunDocument, run.id, RunState.PENDING, event_id=pending_id)
         if not result.settled:
             continue  # stopped while queued
-        await ctx.events.publish(
-            new_event(
-                s.RUN_PENDING,
-                RunPending(
-                    run_id=run.id,
-                    consumer_id=run.consumer_id,
-                    backend=compute.name,
-                    site=compute.site,
-                    attempt=run.attempt,
-                ),
-                id_=pending_id,
-                subject=run.id,
-                correlationid=run.id,
-                causationid=run.history[-1].event_id if run.history else None,
-                source=SOURCE,
-            )
+        await ctx.emit(
+            RunPending(
+                run_id=run.id, consumer_id=run.consumer_id, backend=compute.name, site=compute.site, attempt=run.attempt
+            ),
+            about=run.id,
+            # No event caused it: the run's last recorded transition (its queueing) did.
+            cause=run.history[-1].event_id if run.history else None,
+            event_id=pending_id,
         )
         admitted += 1
     return admitted
@@ -146,22 +138,17 @@ async def dispatch_once(ctx: HandlerContext) -> int:
 
 async def _refuse(ctx: HandlerContext, run: RunDocument, site: str, missing: list[str]) -> None:
     """A run bigger than its consumer's whole quota fails now, saying so, instead of queueing forever."""
-    failed_id = attempt_fact_id(run.id, s.RUN_FAILED, run.attempt)
+    failed_id = attempt_fact_id(run.id, RunFailed, run.attempt)
     reason = f"exceeds the consumer quota on site {site}: {'; '.join(missing)}"
     result = await ctx.store.transition(
         RunDocument, run.id, RunState.FAILED, event_id=failed_id, reason=reason, fields={"reason": reason}
     )
     if not result.settled:
         return
-    await ctx.events.publish(
-        new_event(
-            s.RUN_FAILED,
-            RunFailed(run_id=run.id, consumer_id=run.consumer_id, reason=reason),
-            id_=failed_id,
-            subject=run.id,
-            correlationid=run.id,
-            causationid=run.history[-1].event_id if run.history else None,
-            source=SOURCE,
-        )
+    await ctx.emit(
+        RunFailed(run_id=run.id, consumer_id=run.consumer_id, reason=reason),
+        about=run.id,
+        cause=run.history[-1].event_id if run.history else None,
+        event_id=failed_id,
     )
     log.info("run refused by the consumer quota", run_id=run.id, reason=reason)

@@ -15,6 +15,7 @@ import structlog
 
 from events.subjects import LOG_CHUNK_BYTES
 from handlers.context import HandlerContext
+from handlers.declare import every_loop
 from ports.logs import LogSink
 from schemas.names import log_shipper_lease
 from schemas.run import RunDocument, RunState
@@ -94,3 +95,8 @@ class LogShipper:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.follows.clear()
+
+
+@every_loop(interval="log_ship_interval_seconds", name="jobs-log-shipper")
+def log_shipper(ctx: HandlerContext) -> LogShipper:
+    return LogShipper(ctx, ctx.require_logs())

@@ -10,32 +10,31 @@ up), since runs stopped by the deprovisioning end a little later. Neither waits 
 
 from __future__ import annotations
 
-from typing import Any
-
 import structlog
 
-from events import subjects as s
-from events.envelope import Envelope, derived_id, new_event
+from events.envelope import Envelope
 from events.payloads.consumer import ConsumerDeprovisioned, ConsumerReleased
 from events.payloads.result import ResultPublished, ResultPublishFailed
 from handlers.context import HandlerContext
+from handlers.declare import on
 from schemas.provisioning import LIVE, ProvisionDocument, ProvisionState, ResultDocument, ResultState
 from schemas.run import RunDocument
 
 log = structlog.get_logger("gxwf.jobs")
-SOURCE = "urn:gaiax-workflows:jobs"
 # Still tearing down counts too: its own wf.consumer.deprovisioned follows.
 _LIVE = sorted(LIVE | {ProvisionState.DEPROVISIONING})
 
 
-async def on_consumer_deprovisioned(event: Envelope[Any], ctx: HandlerContext) -> None:
-    gone: ConsumerDeprovisioned = event.data
+@on(ConsumerDeprovisioned, durable="jobs-consumer-deprovisioned", per_site=True)
+async def on_consumer_deprovisioned(event: Envelope[ConsumerDeprovisioned], ctx: HandlerContext) -> None:
+    gone = event.data
     if gone.consumer_id is not None:
         await release_if_due(gone.consumer_id, ctx, event.id)
 
 
-async def on_result_published(event: Envelope[Any], ctx: HandlerContext) -> None:
-    published: ResultPublished = event.data
+@on(ResultPublished, durable="jobs-result-published", per_site=True)
+async def on_result_published(event: Envelope[ResultPublished], ctx: HandlerContext) -> None:
+    published = event.data
     run = await ctx.store.get(RunDocument, published.run_id)
     compute = ctx.require_compute()
     if run is not None and run.state in RunDocument.machine.terminal and run.site == compute.site:
@@ -44,10 +43,11 @@ async def on_result_published(event: Envelope[Any], ctx: HandlerContext) -> None
     await release_if_due(published.consumer_id, ctx, event.id)
 
 
-async def on_result_publish_failed(event: Envelope[Any], ctx: HandlerContext) -> None:
+@on(ResultPublishFailed, durable="jobs-result-publish-failed", per_site=True)
+async def on_result_publish_failed(event: Envelope[ResultPublishFailed], ctx: HandlerContext) -> None:
     # Settled too: a failed result never becomes published, so waiting for it would keep the consumer for ever.
     # What the backend kept stays until the release, for whoever looks into the failure.
-    failed: ResultPublishFailed = event.data
+    failed = event.data
     await release_if_due(failed.consumer_id, ctx, event.id)
 
 
@@ -73,16 +73,11 @@ async def release_if_due(consumer: str, ctx: HandlerContext, cause: str) -> bool
     if not await compute.release(consumer, [run.id for run in runs]):
         # Raised, so the bus redelivers with backoff: the namespace is still terminating.
         raise RuntimeError(f"{compute.name} site {compute.site}: the consumer's runs are not gone yet")
-    await ctx.events.publish(
-        new_event(
-            s.CONSUMER_RELEASED,
-            ConsumerReleased(consumer_id=consumer, transfer_process_id=last.id, site=compute.site, runs=len(runs)),
-            id_=derived_id(last.id, compute.site, s.CONSUMER_RELEASED),
-            subject=last.id,
-            correlationid=last.id,
-            causationid=cause,
-            source=SOURCE,
-        )
+    await ctx.emit(
+        ConsumerReleased(consumer_id=consumer, transfer_process_id=last.id, site=compute.site, runs=len(runs)),
+        about=last.id,
+        cause=cause,
+        key=(last.id, compute.site),
     )
     log.info("consumer released", consumer=consumer, site=compute.site, runs=len(runs))
     return True

@@ -6,20 +6,20 @@ from typing import Any
 
 import structlog
 
-from events import subjects as s
-from events.envelope import Envelope, new_event
+from events.envelope import Envelope
 from events.payloads.run import RunFailed, RunPending, RunRunning, RunSpec
 from handlers.context import HandlerContext
+from handlers.declare import on
 from handlers.jobs.ids import attempt_fact_id
 from ports.compute import RunOwner, StartRefused
 from schemas.run import RunDocument, RunState
 
 log = structlog.get_logger("gxwf.jobs")
-SOURCE = "urn:gaiax-workflows:jobs"
 
 
-async def on_run_pending(event: Envelope[Any], ctx: HandlerContext) -> None:
-    pending: RunPending = event.data
+@on(RunPending, durable="jobs-start-pending", per_site=True)
+async def on_run_pending(event: Envelope[RunPending], ctx: HandlerContext) -> None:
+    pending = event.data
     compute = ctx.require_compute()
     run = await ctx.store.get(RunDocument, pending.run_id)
     if run is None or run.state != RunState.PENDING or run.stop_requested:
@@ -42,34 +42,24 @@ async def on_run_pending(event: Envelope[Any], ctx: HandlerContext) -> None:
         # A stop raced the start: it found nothing to kill, so end what was just started.
         await compute.stop(run.id)
         return
-    await ctx.events.publish(
-        new_event(
-            s.RUN_RUNNING,
-            RunRunning(
-                run_id=run.id, consumer_id=run.consumer_id, backend=compute.name, handle=handle, attempt=run.attempt
-            ),
-            id_=attempt_fact_id(run.id, s.RUN_RUNNING, run.attempt),
-            subject=run.id,
-            correlationid=run.id,
-            causationid=event.id,
-            source=SOURCE,
-        )
+    await ctx.emit(
+        RunRunning(
+            run_id=run.id, consumer_id=run.consumer_id, backend=compute.name, handle=handle, attempt=run.attempt
+        ),
+        about=run.id,
+        cause=event,
+        event_id=attempt_fact_id(run.id, RunRunning, run.attempt),
     )
 
 
-async def _fail(ctx: HandlerContext, event: Envelope[Any], run: RunDocument, reason: str) -> None:
+async def _fail(ctx: HandlerContext, event: Envelope[RunPending], run: RunDocument, reason: str) -> None:
     """The run ends failed now, with the backend's reason; the tracker records it like any other failure."""
     log.warning("run could not start", run_id=run.id, attempt=run.attempt, reason=reason)
-    await ctx.events.publish(
-        new_event(
-            s.RUN_FAILED,
-            RunFailed(run_id=run.id, consumer_id=run.consumer_id, reason=reason[:1000]),
-            id_=attempt_fact_id(run.id, s.RUN_FAILED, run.attempt),
-            subject=run.id,
-            correlationid=run.id,
-            causationid=event.id,
-            source=SOURCE,
-        )
+    await ctx.emit(
+        RunFailed(run_id=run.id, consumer_id=run.consumer_id, reason=reason[:1000]),
+        about=run.id,
+        cause=event,
+        event_id=attempt_fact_id(run.id, RunFailed, run.attempt),
     )
 
 

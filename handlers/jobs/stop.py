@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import structlog
 
-from events import subjects as s
-from events.envelope import Envelope, new_event
+from events.envelope import Envelope
 from events.payloads.run import RunStopped, RunStopRequested
 from handlers.context import HandlerContext
+from handlers.declare import on
 from handlers.jobs.ids import attempt_fact_id
 from schemas.run import RunDocument, RunState
 
 log = structlog.get_logger("gxwf.jobs")
-SOURCE = "urn:gaiax-workflows:jobs"
 
 
 class StopNotConfirmed(Exception):
     """The workload outlived the stop; raising makes the bus retry the stop with backoff."""
 
 
-async def on_stop_requested(event: Envelope[Any], ctx: HandlerContext) -> None:
-    request: RunStopRequested = event.data
+@on(RunStopRequested, durable="jobs-stop-requested", per_site=True)
+async def on_stop_requested(event: Envelope[RunStopRequested], ctx: HandlerContext) -> None:
+    request = event.data
     run = await ctx.store.get(RunDocument, request.run_id)
     if run is None or run.consumer_id != request.consumer_id:
         # Another consumer's run answers as unknown: a guessed id must not stop someone else's work.
@@ -40,16 +38,11 @@ async def on_stop_requested(event: Envelope[Any], ctx: HandlerContext) -> None:
         if not await ctx.require_compute().stop(run.id):
             raise StopNotConfirmed(f"run {run.id}: processes still alive after the stop")
         await ctx.faults.reach("jobs.after_stop")
-    await ctx.events.publish(
-        new_event(
-            s.RUN_STOPPED,
-            RunStopped(run_id=run.id, consumer_id=run.consumer_id, reason=reason),
-            # The watcher reports the same stop when it sees the workload gone first: one id for both, so
-            # JetStream keeps one fact and the results are collected once.
-            id_=attempt_fact_id(run.id, s.RUN_STOPPED, run.attempt),
-            subject=run.id,
-            correlationid=run.id,
-            causationid=event.id,
-            source=SOURCE,
-        )
+    await ctx.emit(
+        RunStopped(run_id=run.id, consumer_id=run.consumer_id, reason=reason),
+        about=run.id,
+        cause=event,
+        # The watcher reports the same stop when it sees the workload gone first: one id for both, so
+        # JetStream keeps one fact and the results are collected once.
+        event_id=attempt_fact_id(run.id, RunStopped, run.attempt),
     )

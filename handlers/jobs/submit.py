@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import structlog
 
-from events import subjects as s
-from events.envelope import Envelope, derived_id, new_event
+from events.envelope import Envelope
 from events.payloads.run import RunQueued, RunRequested
 from handlers.context import HandlerContext
+from handlers.declare import on
 from schemas.run import RunDocument, RunState
 
 log = structlog.get_logger("gxwf.jobs")
-SOURCE = "urn:gaiax-workflows:jobs"
 
 
-async def on_run_requested(event: Envelope[Any], ctx: HandlerContext) -> None:
-    request: RunRequested = event.data
+@on(RunRequested, durable="jobs-run-requested", per_site=True)
+async def on_run_requested(event: Envelope[RunRequested], ctx: HandlerContext) -> None:
+    request = event.data
     compute = ctx.require_compute()
     if request.site is not None and request.site != compute.site:
         return  # another site's jobs handlers take it (each site has its own durable consumer)
@@ -43,16 +41,10 @@ async def on_run_requested(event: Envelope[Any], ctx: HandlerContext) -> None:
         if existing.state != RunState.QUEUED:
             return
     ahead = await ctx.store.count(RunDocument, states=[RunState.QUEUED], site=compute.site) - 1
-    await ctx.events.publish(
-        new_event(
-            s.RUN_QUEUED,
-            RunQueued(run_id=request.run_id, consumer_id=request.consumer_id, position=max(ahead, 0)),
-            id_=derived_id(request.run_id, s.RUN_QUEUED),
-            subject=request.run_id,
-            correlationid=request.run_id,
-            causationid=event.id,
-            source=SOURCE,
-        )
+    await ctx.emit(
+        RunQueued(run_id=request.run_id, consumer_id=request.consumer_id, position=max(ahead, 0)),
+        about=request.run_id,
+        cause=event,
     )
     # Only now may the dispatcher admit it (also after a redelivery that finds it created but not announced).
     await ctx.store.set_fields(RunDocument, request.run_id, {"announced": True})

@@ -6,47 +6,56 @@ from typing import Any
 
 import structlog
 
-from events import subjects as s
 from events.envelope import Envelope
-from events.payloads.run import RunFailed, RunRetrying, RunRunning, RunStopped, RunTimedOut
+from events.payloads.run import RunFact, RunFailed, RunRetrying, RunRunning, RunStopped, RunSucceeded, RunTimedOut
 from handlers.context import HandlerContext
+from handlers.declare import on
 from ports.store import Outcome
 from schemas.run import RunDocument, RunState
 
 log = structlog.get_logger("gxwf.jobs")
 
-_TARGET = {
-    s.RUN_RUNNING: RunState.RUNNING,
-    s.RUN_SUCCEEDED: RunState.SUCCEEDED,
-    s.RUN_FAILED: RunState.FAILED,
-    s.RUN_STOPPED: RunState.STOPPED,
-    s.RUN_TIMED_OUT: RunState.TIMED_OUT,
-    s.RUN_RETRYING: RunState.QUEUED,
-}
+
+@on(RunRunning, durable="jobs-track-running")
+async def on_run_running(event: Envelope[RunRunning], ctx: HandlerContext) -> None:
+    await _record(event, ctx, RunState.RUNNING, None, {"handle": event.data.handle})
 
 
-async def on_run_fact(event: Envelope[Any], ctx: HandlerContext) -> None:
+@on(RunSucceeded, durable="jobs-track-succeeded")
+async def on_run_succeeded(event: Envelope[RunSucceeded], ctx: HandlerContext) -> None:
+    await _record(event, ctx, RunState.SUCCEEDED, None, {"exit_code": 0})
+
+
+@on(RunRetrying, durable="jobs-track-retrying")
+async def on_run_retrying(event: Envelope[RunRetrying], ctx: HandlerContext) -> None:
     fact = event.data
-    target = _TARGET[event.type]
-    fields: dict[str, Any] = {}
-    reason: str | None = None
-    match fact:
-        case RunRunning():
-            fields["handle"] = fact.handle
-        case RunFailed():
-            fields["exit_code"] = fact.exit_code
-            reason = fact.reason
-        case RunStopped():
-            reason = fact.reason
-        case RunRetrying():
-            fields.update(attempt=fact.attempt, not_before=fact.retry_at)
-            reason = f"attempt {fact.attempt - 1} failed ({fact.reason}); attempt {fact.attempt} queued"
-        case RunTimedOut():
-            reason = f"{fact.phase} longer than {fact.limit_seconds:g}s"
-            if fact.detail:
-                reason = f"{reason}: {fact.detail}"
-    if target is RunState.SUCCEEDED:
-        fields["exit_code"] = 0
+    reason = f"attempt {fact.attempt - 1} failed ({fact.reason}); attempt {fact.attempt} queued"
+    await _record(event, ctx, RunState.QUEUED, reason, {"attempt": fact.attempt, "not_before": fact.retry_at})
+
+
+@on(RunFailed, durable="jobs-track-failed")
+async def on_run_failed(event: Envelope[RunFailed], ctx: HandlerContext) -> None:
+    await _record(event, ctx, RunState.FAILED, event.data.reason, {"exit_code": event.data.exit_code})
+
+
+@on(RunStopped, durable="jobs-track-stopped")
+async def on_run_stopped(event: Envelope[RunStopped], ctx: HandlerContext) -> None:
+    await _record(event, ctx, RunState.STOPPED, event.data.reason, {})
+
+
+@on(RunTimedOut, durable="jobs-track-timed-out")
+async def on_run_timed_out(event: Envelope[RunTimedOut], ctx: HandlerContext) -> None:
+    fact = event.data
+    reason = f"{fact.phase} longer than {fact.limit_seconds:g}s"
+    if fact.detail:
+        reason = f"{reason}: {fact.detail}"
+    await _record(event, ctx, RunState.TIMED_OUT, reason, {})
+
+
+async def _record(
+    event: Envelope[RunFact], ctx: HandlerContext, target: RunState, reason: str | None, fields: dict[str, Any]
+) -> None:
+    fact = event.data
     if reason is not None:
         fields["reason"] = reason
     result = await ctx.store.transition(

@@ -11,17 +11,16 @@ from datetime import timedelta
 
 import structlog
 
-from events import subjects as s
-from events.envelope import new_event, utcnow
+from events.envelope import utcnow
 from events.payloads.common import Payload
 from events.payloads.run import RetryPolicy, RunFailed, RunRetrying, RunStopped, RunSucceeded, RunTimedOut
 from handlers.context import HandlerContext
+from handlers.declare import every
 from handlers.jobs.ids import attempt_fact_id
 from ports.compute import WorkloadPhase, WorkloadStatus
 from schemas.run import RunDocument, RunState
 
 log = structlog.get_logger("gxwf.jobs.watch")
-SOURCE = "urn:gaiax-workflows:jobs-watcher"
 
 
 def _entered(run: RunDocument, state: str, default: float) -> float:
@@ -31,13 +30,13 @@ def _entered(run: RunDocument, state: str, default: float) -> float:
     return default
 
 
-def _judge_running(run: RunDocument, status: WorkloadStatus, elapsed: float) -> tuple[str, Payload] | None:
+def _judge_running(run: RunDocument, status: WorkloadStatus, elapsed: float) -> Payload | None:
     ids = {"run_id": run.id, "consumer_id": run.consumer_id}
     if run.stop_requested and status.phase is not WorkloadPhase.RUNNING:
         # The stop handler killed it (or is doing so): the end is a stop, whatever the exit status says.
-        return s.RUN_STOPPED, RunStopped(**ids, reason=run.stop_requested)
+        return RunStopped(**ids, reason=run.stop_requested)
     if status.phase is WorkloadPhase.EXITED and status.exit_code == 0:
-        return s.RUN_SUCCEEDED, RunSucceeded(**ids, duration_seconds=elapsed)
+        return RunSucceeded(**ids, duration_seconds=elapsed)
     if status.phase in (WorkloadPhase.EXITED, WorkloadPhase.MISSING):
         if status.phase is WorkloadPhase.EXITED:
             reason = status.detail or f"exit status {status.exit_code}"
@@ -45,20 +44,18 @@ def _judge_running(run: RunDocument, status: WorkloadStatus, elapsed: float) -> 
             reason = status.detail or "workload vanished without an exit status"
         retry = _retry(run, status, reason)
         if retry is not None:
-            return s.RUN_RETRYING, retry
-        failed = RunFailed(
+            return retry
+        return RunFailed(
             **ids, exit_code=status.exit_code, failure=status.failure, reason=reason, duration_seconds=elapsed
         )
-        return s.RUN_FAILED, failed
     if status.waiting:
         # Admitted by the backend but not started (an image that never pulls, nothing schedules it).
         pending_limit = float(run.spec.get("pending_timeout_seconds") or 0)
         if pending_limit and elapsed > pending_limit:
-            timed_out = RunTimedOut(**ids, phase="pending", limit_seconds=pending_limit, detail=status.detail)
-            return s.RUN_TIMED_OUT, timed_out
+            return RunTimedOut(**ids, phase="pending", limit_seconds=pending_limit, detail=status.detail)
     limit = float(run.spec.get("timeout_seconds") or 0)
     if limit and elapsed > limit:
-        return s.RUN_TIMED_OUT, RunTimedOut(**ids, phase="running", limit_seconds=limit)
+        return RunTimedOut(**ids, phase="running", limit_seconds=limit)
     return None
 
 
@@ -82,6 +79,7 @@ def _retry(run: RunDocument, status: WorkloadStatus, reason: str) -> RunRetrying
     )
 
 
+@every(interval="watch_interval_seconds", name="jobs-watcher")
 async def reconcile_once(ctx: HandlerContext, *, limit: int = 500) -> int:
     """One pass over this backend's pending and running runs; returns how many facts it reported."""
     compute = ctx.require_compute()
@@ -95,7 +93,7 @@ async def reconcile_once(ctx: HandlerContext, *, limit: int = 500) -> int:
     )
     now = utcnow().timestamp()
     for run in runs:
-        verdict: tuple[str, Payload] | None = None
+        verdict: Payload | None = None
         if run.state == RunState.RUNNING:
             elapsed = max(now - _entered(run, RunState.RUNNING, now), 0.0)
             status = await compute.status(run.id, attempt=run.attempt)
@@ -114,27 +112,18 @@ async def reconcile_once(ctx: HandlerContext, *, limit: int = 500) -> int:
             waited = max(now - _entered(run, RunState.PENDING, now), 0.0)
             pending_limit = float(run.spec.get("pending_timeout_seconds") or 0)
             if pending_limit and waited > pending_limit:
-                verdict = (
-                    s.RUN_TIMED_OUT,
-                    RunTimedOut(
-                        run_id=run.id, consumer_id=run.consumer_id, phase="pending", limit_seconds=pending_limit
-                    ),
+                verdict = RunTimedOut(
+                    run_id=run.id, consumer_id=run.consumer_id, phase="pending", limit_seconds=pending_limit
                 )
         if verdict is None:
             continue
-        subject, fact = verdict
-        if subject == s.RUN_TIMED_OUT:
+        if isinstance(verdict, RunTimedOut):
             await compute.stop(run.id)
-        await ctx.events.publish(
-            new_event(
-                subject,
-                fact,
-                id_=attempt_fact_id(run.id, subject, run.attempt),
-                subject=run.id,
-                correlationid=run.id,
-                causationid=run.history[-1].event_id if run.history else None,
-                source=SOURCE,
-            )
+        await ctx.emit(
+            verdict,
+            about=run.id,
+            cause=run.history[-1].event_id if run.history else None,
+            event_id=attempt_fact_id(run.id, type(verdict), run.attempt),
         )
         reported += 1
     return reported

@@ -1,4 +1,4 @@
-"""What every provisioning step shares: the connector's answer address, and the event source."""
+"""What every provisioning step shares: the deployment's name and the connector's answer address."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ from dataclasses import asdict
 from typing import Any
 
 from ports.edc import ProvisionTarget
-
-SOURCE = "urn:gaiax-workflows:provisioning"
 
 
 def deployment_id_for(transfer_process_id: str) -> str:

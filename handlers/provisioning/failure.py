@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import structlog
 
-from events import subjects as s
-from events.envelope import derived_id, new_event
+from events.envelope import derived_id
 from events.payloads.consumer import ConsumerProvisioningFailed
 from handlers.context import HandlerContext
-from handlers.provisioning.common import SOURCE, target_from_store
+from handlers.provisioning.common import target_from_store
 from handlers.provisioning.teardown import _tell_deprovisioned, release, teardown_if_due
 from schemas.provisioning import ProvisionDocument, ProvisionState
 
@@ -32,16 +31,10 @@ async def fail_provision(tp: str, ctx: HandlerContext, *, step: str, reason: str
         return
     log.warning("provisioning failed", transfer=tp, step=step, reason=reason)
     await release(doc, ctx, derived_id(tp, "failed"), reason)
-    await ctx.events.publish(
-        new_event(
-            s.CONSUMER_PROVISIONING_FAILED,
-            ConsumerProvisioningFailed(transfer_process_id=tp, consumer_id=doc.consumer_id, step=step, reason=reason),
-            id_=derived_id(tp, s.CONSUMER_PROVISIONING_FAILED),
-            subject=tp,
-            correlationid=tp,
-            causationid=cause,
-            source=SOURCE,
-        )
+    await ctx.emit(
+        ConsumerProvisioningFailed(transfer_process_id=tp, consumer_id=doc.consumer_id, step=step, reason=reason),
+        about=tp,
+        cause=cause,
     )
     target = target_from_store(doc.target)
     if target is not None:

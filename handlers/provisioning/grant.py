@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from typing import Any
 
 import structlog
 
-from events import subjects as s
-from events.envelope import Envelope, derived_id, new_event
+from events.envelope import Envelope
 from events.payloads.access import AccessGranted
 from events.payloads.asset import AssetRegistered, AssetRegistrationFailed
 from events.payloads.deployment import DeploymentFailed
 from handlers.context import HandlerContext
-from handlers.provisioning.common import SOURCE, target_from_store
+from handlers.declare import on
+from handlers.provisioning.common import target_from_store
 from handlers.provisioning.failure import fail_provision
 from handlers.provisioning.teardown import teardown_if_due
 from ports.edc import AccessAddress, EdcError
@@ -33,18 +32,21 @@ from schemas.provisioning import (
 log = structlog.get_logger("gxwf.provisioning")
 
 
-async def on_deployment_failed(event: Envelope[Any], ctx: HandlerContext) -> None:
-    failed: DeploymentFailed = event.data
+@on(DeploymentFailed, durable="provisioning-deployment-failed")
+async def on_deployment_failed(event: Envelope[DeploymentFailed], ctx: HandlerContext) -> None:
+    failed = event.data
     await fail_provision(failed.transfer_process_id, ctx, step="deployment", reason=failed.reason, cause=event.id)
 
 
-async def on_asset_registration_failed(event: Envelope[Any], ctx: HandlerContext) -> None:
-    failed: AssetRegistrationFailed = event.data
+@on(AssetRegistrationFailed, durable="provisioning-asset-failed")
+async def on_asset_registration_failed(event: Envelope[AssetRegistrationFailed], ctx: HandlerContext) -> None:
+    failed = event.data
     await fail_provision(failed.transfer_process_id, ctx, step="asset", reason=failed.reason, cause=event.id)
 
 
-async def on_asset_registered(event: Envelope[Any], ctx: HandlerContext) -> None:
-    registered: AssetRegistered = event.data
+@on(AssetRegistered, durable="provisioning-asset-registered")
+async def on_asset_registered(event: Envelope[AssetRegistered], ctx: HandlerContext) -> None:
+    registered = event.data
     tp = registered.transfer_process_id
     doc = await ctx.store.get(ProvisionDocument, tp)
     if doc is None:
@@ -54,7 +56,7 @@ async def on_asset_registered(event: Envelope[Any], ctx: HandlerContext) -> None
         # Redelivered after the grant: publish its fact again (same id) in case the crash came before it.
         grant = await ctx.store.get(AccessGrantDocument, tp)
         if grant is not None:
-            await _granted(ctx, tp, grant.consumer_id, grant.workflow_api_url, grant.token_sha256, event.id)
+            await _granted(ctx, tp, grant.consumer_id, grant.workflow_api_url, grant.token_sha256, event)
         return
     if moved.state != ProvisionState.GRANTING:
         return
@@ -90,22 +92,16 @@ async def on_asset_registered(event: Envelope[Any], ctx: HandlerContext) -> None
         return
     granted = await ctx.store.transition(ProvisionDocument, tp, ProvisionState.GRANTED, event_id=event.id)
     if granted.settled:
-        await _granted(ctx, tp, doc.consumer_id, dep.workflow_api_url, digest, event.id)
+        await _granted(ctx, tp, doc.consumer_id, dep.workflow_api_url, digest, event)
         log.info("access granted", transfer=tp, consumer=doc.consumer_id)
     await teardown_if_due(tp, ctx)
 
 
-async def _granted(ctx: HandlerContext, tp: str, consumer: str, url: str, digest: str, cause: str) -> None:
-    await ctx.events.publish(
-        new_event(
-            s.ACCESS_GRANTED,
-            AccessGranted(
-                transfer_process_id=tp, consumer_id=consumer, workflow_api_url=url, token_fingerprint=digest[:8]
-            ),
-            id_=derived_id(tp, s.ACCESS_GRANTED),
-            subject=tp,
-            correlationid=tp,
-            causationid=cause,
-            source=SOURCE,
-        )
+async def _granted(
+    ctx: HandlerContext, tp: str, consumer: str, url: str, digest: str, cause: Envelope[AssetRegistered]
+) -> None:
+    await ctx.emit(
+        AccessGranted(transfer_process_id=tp, consumer_id=consumer, workflow_api_url=url, token_fingerprint=digest[:8]),
+        about=tp,
+        cause=cause,
     )

@@ -5,16 +5,14 @@ The request is handled once per transfer process: a re-sent copy finds the provi
 
 from __future__ import annotations
 
-from typing import Any
-
 import structlog
 
-from events import subjects as s
-from events.envelope import Envelope, derived_id, new_event
+from events.envelope import Envelope
 from events.payloads.deployment import DeploymentRequested
 from events.payloads.edc import EdcProvisionRequested
 from handlers.context import HandlerContext
-from handlers.provisioning.common import SOURCE, deployment_id_for, target_to_store
+from handlers.declare import on
+from handlers.provisioning.common import deployment_id_for, target_to_store
 from handlers.provisioning.failure import fail_provision
 from ports.edc import AgreementInfo, EdcError, EdcNotFound, ProvisionTarget, TransferProcessInfo
 from schemas.provisioning import ProvisionDocument, ProvisionState
@@ -29,8 +27,9 @@ class _Refused(Exception):
         self.reason = reason
 
 
-async def on_provision_requested(event: Envelope[Any], ctx: HandlerContext) -> None:
-    request: EdcProvisionRequested = event.data
+@on(EdcProvisionRequested, durable="provisioning-requested")
+async def on_provision_requested(event: Envelope[EdcProvisionRequested], ctx: HandlerContext) -> None:
+    request = event.data
     tp = request.transfer_process_id
     created = await ctx.store.create(
         ProvisionDocument(
@@ -81,18 +80,12 @@ async def on_provision_requested(event: Envelope[Any], ctx: HandlerContext) -> N
     )
     if not moved.settled:
         return
-    await ctx.events.publish(
-        new_event(
-            s.DEPLOYMENT_REQUESTED,
-            DeploymentRequested(
-                deployment_id=deployment_id, transfer_process_id=tp, consumer_id=consumer, asset_id=asset.asset_id
-            ),
-            id_=derived_id(tp, s.DEPLOYMENT_REQUESTED),
-            subject=tp,
-            correlationid=tp,
-            causationid=event.id,
-            source=SOURCE,
-        )
+    await ctx.emit(
+        DeploymentRequested(
+            deployment_id=deployment_id, transfer_process_id=tp, consumer_id=consumer, asset_id=asset.asset_id
+        ),
+        about=tp,
+        cause=event,
     )
 
 

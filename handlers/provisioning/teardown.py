@@ -7,19 +7,22 @@ overtakes a provisioning in flight is honoured as soon as that provisioning ends
 
 from __future__ import annotations
 
-from typing import Any
-
 import structlog
 
-from events import subjects as s
-from events.envelope import Envelope, derived_id, new_event
+from events.envelope import Envelope, derived_id
 from events.payloads.access import AccessRevoked
 from events.payloads.consumer import ConsumerDeprovisioned
 from events.payloads.deployment import DeploymentDeleted, DeploymentDeleteRequested
-from events.payloads.edc import EdcDeprovisionRequested, EdcTransferEvent
+from events.payloads.edc import (
+    EdcDeprovisionRequested,
+    EdcTransferCompleted,
+    EdcTransferEvent,
+    EdcTransferTerminated,
+)
 from events.payloads.run import RunStopRequested
 from handlers.context import HandlerContext
-from handlers.provisioning.common import SOURCE, target_from_store, target_to_store
+from handlers.declare import on
+from handlers.provisioning.common import target_from_store, target_to_store
 from ports.edc import EdcError, ProvisionTarget
 from schemas.provisioning import (
     LIVE,
@@ -38,8 +41,9 @@ log = structlog.get_logger("gxwf.provisioning")
 _GONE = {ProvisionState.DEPROVISIONING, ProvisionState.DEPROVISIONED}
 
 
-async def on_deprovision_requested(event: Envelope[Any], ctx: HandlerContext) -> None:
-    request: EdcDeprovisionRequested = event.data
+@on(EdcDeprovisionRequested, durable="provisioning-deprovision-requested")
+async def on_deprovision_requested(event: Envelope[EdcDeprovisionRequested], ctx: HandlerContext) -> None:
+    request = event.data
     tp = request.transfer_process_id
     doc = await ctx.store.get(ProvisionDocument, tp)
     stored = target_from_store(doc.target) if doc else None
@@ -65,8 +69,18 @@ async def on_deprovision_requested(event: Envelope[Any], ctx: HandlerContext) ->
     await teardown_if_due(tp, ctx)
 
 
-async def on_transfer_ended(event: Envelope[Any], ctx: HandlerContext) -> None:
-    ended: EdcTransferEvent = event.data
+@on(EdcTransferCompleted, durable="provisioning-transfer-completed")
+async def on_transfer_completed(event: Envelope[EdcTransferCompleted], ctx: HandlerContext) -> None:
+    await transfer_ended(event, ctx)
+
+
+@on(EdcTransferTerminated, durable="provisioning-transfer-terminated")
+async def on_transfer_terminated(event: Envelope[EdcTransferTerminated], ctx: HandlerContext) -> None:
+    await transfer_ended(event, ctx)
+
+
+async def transfer_ended(event: Envelope[EdcTransferEvent], ctx: HandlerContext) -> None:
+    ended = event.data
     tp = ended.transfer_process_id
     doc = await ctx.store.get(ProvisionDocument, tp)
     if doc is None or doc.state in _GONE:
@@ -109,8 +123,9 @@ def teardown_key(tp: str) -> str:
     return derived_id(tp, "teardown")
 
 
-async def on_deployment_deleted(event: Envelope[Any], ctx: HandlerContext) -> None:
-    deleted: DeploymentDeleted = event.data
+@on(DeploymentDeleted, durable="provisioning-deployment-deleted")
+async def on_deployment_deleted(event: Envelope[DeploymentDeleted], ctx: HandlerContext) -> None:
+    deleted = event.data
     doc = await ctx.store.get(ProvisionDocument, deleted.transfer_process_id)
     if doc is not None and doc.state == ProvisionState.DEPROVISIONING:
         await finish_teardown(doc.id, ctx)
@@ -128,16 +143,10 @@ async def finish_teardown(tp: str, ctx: HandlerContext) -> None:
         await _tell_deprovisioned(ctx, callback)
     done = await ctx.store.transition(ProvisionDocument, tp, ProvisionState.DEPROVISIONED, event_id=key, reason=reason)
     if done.settled:
-        await ctx.events.publish(
-            new_event(
-                s.CONSUMER_DEPROVISIONED,
-                ConsumerDeprovisioned(transfer_process_id=tp, consumer_id=fresh.consumer_id, reason=reason),
-                id_=derived_id(tp, s.CONSUMER_DEPROVISIONED),
-                subject=tp,
-                correlationid=tp,
-                causationid=key,
-                source=SOURCE,
-            )
+        await ctx.emit(
+            ConsumerDeprovisioned(transfer_process_id=tp, consumer_id=fresh.consumer_id, reason=reason),
+            about=tp,
+            cause=key,
         )
         log.info("consumer deprovisioned", transfer=tp, reason=reason)
 
@@ -148,12 +157,8 @@ async def release(doc: ProvisionDocument, ctx: HandlerContext, key: str, reason:
     tp = doc.id
     revoked = await ctx.store.transition(AccessGrantDocument, tp, AccessState.REVOKED, event_id=key, reason=reason)
     if revoked.settled and doc.consumer_id:
-        await _publish(
-            ctx,
-            s.ACCESS_REVOKED,
-            AccessRevoked(transfer_process_id=tp, consumer_id=doc.consumer_id, reason=reason),
-            tp,
-            key,
+        await ctx.emit(
+            AccessRevoked(transfer_process_id=tp, consumer_id=doc.consumer_id, reason=reason), about=tp, cause=key
         )
     if doc.consumer_id:
         await _stop_runs(doc, ctx, key, reason)
@@ -172,13 +177,11 @@ async def _stop_runs(doc: ProvisionDocument, ctx: HandlerContext, key: str, reas
         return
     live = [st for st in RunDocument.machine.transitions if st not in RunDocument.machine.terminal]
     for run in await ctx.store.find(RunDocument, states=live, consumer_id=consumer):
-        await _publish(
-            ctx,
-            s.RUN_STOP_REQUESTED,
+        await ctx.emit(
             RunStopRequested(run_id=run.id, consumer_id=run.consumer_id, reason=f"deprovisioned: {reason}"),
-            run.id,
-            key,
-            id_=derived_id(doc.id, run.id, s.RUN_STOP_REQUESTED),
+            about=run.id,
+            cause=key,
+            key=(doc.id, run.id),
         )
 
 
@@ -189,15 +192,13 @@ async def _deployment_gone(doc: ProvisionDocument, ctx: HandlerContext, key: str
     if dep is None or dep.state == DeploymentState.DELETED:
         return True
     # One command per deployment whichever path asks (failure, teardown, a redelivery): JetStream keeps one.
-    await _publish(
-        ctx,
-        s.DEPLOYMENT_DELETE_REQUESTED,
+    await ctx.emit(
         DeploymentDeleteRequested(
             deployment_id=dep.id, transfer_process_id=doc.id, consumer_id=dep.consumer_id, reason=reason
         ),
-        doc.id,
-        key,
-        id_=derived_id(dep.id, s.DEPLOYMENT_DELETE_REQUESTED),
+        about=doc.id,
+        cause=key,
+        key=(dep.id,),
     )
     return False
 
@@ -217,19 +218,3 @@ def _deprovision_target(request: EdcDeprovisionRequested, stored: ProvisionTarge
     if request.callback_address is not None:
         return ProvisionTarget.of(request)
     return stored
-
-
-async def _publish(
-    ctx: HandlerContext, subject: str, payload: Any, about: str, cause: str, *, id_: str | None = None
-) -> None:
-    await ctx.events.publish(
-        new_event(
-            subject,
-            payload,
-            id_=id_ or derived_id(about, subject),
-            subject=about,
-            correlationid=about,
-            causationid=cause,
-            source=SOURCE,
-        )
-    )

@@ -14,35 +14,28 @@ from typing import Any
 
 import structlog
 
-from events import subjects as s
 from events.attempt import AheadOfState, current_delivery
-from events.envelope import Envelope, derived_id, new_event, utcnow
+from events.envelope import Envelope, utcnow
 from events.payloads.result import ResultFile, ResultPublished, ResultPublishFailed
+from events.payloads.run import RunFact, RunFailed, RunStopped, RunSucceeded, RunTimedOut
 from handlers.context import HandlerContext
+from handlers.declare import on
 from ports.store import Outcome
 from schemas.names import LOG_FILE, MANIFEST_FILE, result_prefix
 from schemas.provisioning import ResultDocument, ResultState
 from schemas.run import RunDocument, RunState
 
 log = structlog.get_logger("gxwf.results")
-SOURCE = "urn:gaiax-workflows:results"
-
-_END_STATE = {
-    s.RUN_SUCCEEDED: RunState.SUCCEEDED,
-    s.RUN_FAILED: RunState.FAILED,
-    s.RUN_STOPPED: RunState.STOPPED,
-    s.RUN_TIMED_OUT: RunState.TIMED_OUT,
-}
 
 
 class RunNotEndedYet(AheadOfState):
     """The end fact is ahead of the tracker, which has not applied it yet: the bus delivers it again."""
 
 
-def _ended_by(run: RunDocument, event: Envelope[Any]) -> bool:
-    """Whether this fact is the one that ended the run. A fact the tracker refused (out of order, or a second
-    end of a run that already ended otherwise) publishes nothing: its run has no such end."""
-    target = _END_STATE[event.type]
+def _ended_by(run: RunDocument, event: Envelope[RunFact], target: RunState) -> bool:
+    """Whether this fact (ending the run in `target`) is the one that ended the run. A fact the tracker refused
+    (out of order, or a second end of a run that already ended otherwise) publishes nothing: its run has no such
+    end."""
     if run.state in RunDocument.machine.terminal:
         return run.state == target and any(entry.event_id == event.id for entry in run.history)
     if RunDocument.machine.allows(run.state, target):
@@ -50,8 +43,31 @@ def _ended_by(run: RunDocument, event: Envelope[Any]) -> bool:
     return False
 
 
-async def on_run_finished(event: Envelope[Any], ctx: HandlerContext) -> None:
-    run_id: str = event.data.run_id
+@on(RunSucceeded, durable="results-run-succeeded", per_site=True)
+async def on_run_succeeded(event: Envelope[RunSucceeded], ctx: HandlerContext) -> None:
+    await publish_results(event, ctx, RunState.SUCCEEDED, exit_code=0)
+
+
+@on(RunFailed, durable="results-run-failed", per_site=True)
+async def on_run_failed(event: Envelope[RunFailed], ctx: HandlerContext) -> None:
+    await publish_results(event, ctx, RunState.FAILED, exit_code=event.data.exit_code)
+
+
+@on(RunStopped, durable="results-run-stopped", per_site=True)
+async def on_run_stopped(event: Envelope[RunStopped], ctx: HandlerContext) -> None:
+    await publish_results(event, ctx, RunState.STOPPED)
+
+
+@on(RunTimedOut, durable="results-run-timed-out", per_site=True)
+async def on_run_timed_out(event: Envelope[RunTimedOut], ctx: HandlerContext) -> None:
+    await publish_results(event, ctx, RunState.TIMED_OUT)
+
+
+async def publish_results(
+    event: Envelope[RunFact], ctx: HandlerContext, target: RunState, *, exit_code: int | None = None
+) -> None:
+    """Publish the outputs and log of the run this fact ended in `target`."""
+    run_id = event.data.run_id
     run = await ctx.store.get(RunDocument, run_id)
     if run is None or run.consumer_id != event.data.consumer_id:
         log.warning("finished fact for an unknown run", run_id=run_id, fact=event.type)
@@ -60,7 +76,7 @@ async def on_run_finished(event: Envelope[Any], ctx: HandlerContext) -> None:
     compute = ctx.require_compute()
     if run.site is not None and run.site != compute.site:
         return  # its artifacts are on its own site, whose results handlers publish them
-    if not _ended_by(run, event):
+    if not _ended_by(run, event, target):
         log.info("end fact the run did not take: nothing to publish", run_id=run.id, state=run.state, fact=event.type)
         return
     created = await ctx.store.create(
@@ -78,7 +94,7 @@ async def on_run_finished(event: Envelope[Any], ctx: HandlerContext) -> None:
             return
 
     try:
-        manifest_key, files, log_key = await _collect(ctx, run, event)
+        manifest_key, files, log_key = await _collect(ctx, run, target, exit_code)
     except Exception as error:
         delivery = current_delivery()
         if delivery is not None and delivery.last:
@@ -102,30 +118,24 @@ async def _announce(
     run: RunDocument,
     manifest_key: str,
     files: list[dict[str, Any]],
-    cause: Envelope[Any],
+    cause: Envelope[RunFact],
     log_key: str | None = None,
 ) -> None:
-    await ctx.events.publish(
-        new_event(
-            s.RESULT_PUBLISHED,
-            ResultPublished(
-                run_id=run.id,
-                consumer_id=run.consumer_id,
-                files=[ResultFile(name=f["name"], size=f["size"], sha256=f["sha256"]) for f in files],
-                manifest_key=manifest_key,
-                log_key=log_key,
-            ),
-            id_=derived_id(run.id, s.RESULT_PUBLISHED),
-            subject=run.id,
-            correlationid=run.id,
-            causationid=cause.id,
-            source=SOURCE,
-        )
+    await ctx.emit(
+        ResultPublished(
+            run_id=run.id,
+            consumer_id=run.consumer_id,
+            files=[ResultFile(name=f["name"], size=f["size"], sha256=f["sha256"]) for f in files],
+            manifest_key=manifest_key,
+            log_key=log_key,
+        ),
+        about=run.id,
+        cause=cause,
     )
 
 
 async def _collect(
-    ctx: HandlerContext, run: RunDocument, event: Envelope[Any]
+    ctx: HandlerContext, run: RunDocument, target: RunState, exit_code: int | None
 ) -> tuple[str, list[dict[str, Any]], str | None]:
     """Outputs and log into the object store, then the manifest; returns the manifest key, files and log key."""
     objects = ctx.require_objects()
@@ -154,8 +164,8 @@ async def _collect(
         "asset_id": run.asset_id,
         "asset_version": run.asset_version,
         "parameters": run.parameters,
-        "run_state": str(_END_STATE[event.type]),
-        "exit_code": getattr(event.data, "exit_code", None),
+        "run_state": str(target),
+        "exit_code": exit_code,
         "files": files,
         "log_key": log_key,
         "published_at": utcnow().isoformat(),
@@ -165,7 +175,7 @@ async def _collect(
     return manifest_key, files, log_key
 
 
-async def _give_up(ctx: HandlerContext, run: RunDocument, cause: Envelope[Any], error: Exception) -> None:
+async def _give_up(ctx: HandlerContext, run: RunDocument, cause: Envelope[RunFact], error: Exception) -> None:
     reason = f"{type(error).__name__}: {error}"[:4000]
     log.error("result publishing failed for good", run_id=run.id, reason=reason)
     settled = await ctx.store.transition(
@@ -176,15 +186,7 @@ async def _give_up(ctx: HandlerContext, run: RunDocument, cause: Envelope[Any], 
         await _announce_failure(ctx, run, reason, cause)
 
 
-async def _announce_failure(ctx: HandlerContext, run: RunDocument, reason: str, cause: Envelope[Any]) -> None:
-    await ctx.events.publish(
-        new_event(
-            s.RESULT_PUBLISH_FAILED,
-            ResultPublishFailed(run_id=run.id, consumer_id=run.consumer_id, reason=reason),
-            id_=derived_id(run.id, s.RESULT_PUBLISH_FAILED),
-            subject=run.id,
-            correlationid=run.id,
-            causationid=cause.id,
-            source=SOURCE,
-        )
+async def _announce_failure(ctx: HandlerContext, run: RunDocument, reason: str, cause: Envelope[RunFact]) -> None:
+    await ctx.emit(
+        ResultPublishFailed(run_id=run.id, consumer_id=run.consumer_id, reason=reason), about=run.id, cause=cause
     )

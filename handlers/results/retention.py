@@ -10,17 +10,21 @@ from datetime import timedelta
 
 import structlog
 
-from events import subjects as s
-from events.envelope import derived_id, new_event, utcnow
+from events.envelope import derived_id, utcnow
 from events.payloads.result import ResultExpired
 from handlers.context import HandlerContext
+from handlers.declare import every
 from schemas.names import RESULTS_RETENTION_LEASE, result_download_lease, result_prefix
 from schemas.provisioning import ResultDocument, ResultState
 
 log = structlog.get_logger("gxwf.results")
-SOURCE = "urn:gaiax-workflows:results"
 LEASE_SECONDS = 60.0
 BATCH = 500
+
+
+@every(interval="retention_interval_seconds", name="results-retention")
+async def retention_pass(ctx: HandlerContext) -> int:
+    return await expire_once(ctx, ctx.result_retention_days)
 
 
 async def expire_once(ctx: HandlerContext, retention_days: float) -> int:
@@ -45,7 +49,7 @@ async def expire_once(ctx: HandlerContext, retention_days: float) -> int:
         keys = [stored.key for stored in await objects.list(result_prefix(result.consumer_id, result.id))]
         if keys:
             await objects.delete(keys)
-        event_id = derived_id(result.id, s.RESULT_EXPIRED)
+        event_id = derived_id(result.id, ResultExpired.subject)
         moved = await ctx.store.transition(
             ResultDocument,
             result.id,
@@ -55,17 +59,13 @@ async def expire_once(ctx: HandlerContext, retention_days: float) -> int:
         )
         if not moved.settled:
             continue
-        await ctx.events.publish(
-            new_event(
-                s.RESULT_EXPIRED,
-                ResultExpired(
-                    run_id=result.id, consumer_id=result.consumer_id, objects=len(keys), retention_days=retention_days
-                ),
-                id_=event_id,
-                subject=result.id,
-                correlationid=result.id,
-                source=SOURCE,
-            )
+        await ctx.emit(
+            ResultExpired(
+                run_id=result.id, consumer_id=result.consumer_id, objects=len(keys), retention_days=retention_days
+            ),
+            about=result.id,
+            cause=None,
+            event_id=event_id,
         )
         expired += 1
     return expired

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from events import subjects as s
 from events.payloads.deployment import DeploymentDeleted, DeploymentDeleteRequested
-from events.payloads.edc import EdcTransferEvent
+from events.payloads.edc import EdcTransferTerminated
 from handlers.provisioning.common import deployment_id_for
 from inprocess.system import InProcessSystem
 from schemas.provisioning import AccessGrantDocument, DeploymentDocument, ProvisionDocument
@@ -59,14 +59,14 @@ async def test_a_deprovision_tears_everything_down_once(system: InProcessSystem)
 
 async def test_a_terminated_transfer_is_torn_down_without_a_callback(system: InProcessSystem) -> None:
     await provision(system, "tp-2")
-    ended = EdcTransferEvent(
+    ended = EdcTransferTerminated(
         connector="default",
         edc_event_id="e-1",
         edc_type="TransferProcessTerminated",
         transfer_process_id="tp-2",
         reason="simulated",
     )
-    await publish(system, s.EDC_TRANSFER_TERMINATED, ended)
+    await publish(system, ended.subject, ended)
 
     doc = await system.store.get(ProvisionDocument, "tp-2")
     assert doc is not None and doc.state == "deprovisioned"

@@ -182,7 +182,7 @@ async def test_redelivered_events_change_nothing(start_provider: StartProvider, 
     transfer = await provider.begin()
     await provider.reaches(transfer.id, "granted")
     grant_before = await provider.store.get(AccessGrantDocument, transfer.id)
-    steps = [
+    steps: list[tuple[str, Any, HandlerFn]] = [
         (s.EDC_PROVISION_REQUESTED, EdcProvisionRequested, request.on_provision_requested),
         (s.DEPLOYMENT_REQUESTED, DeploymentRequested, deploy.on_deployment_requested),
         (s.DEPLOYMENT_READY, DeploymentReady, register.on_deployment_ready),
@@ -206,7 +206,7 @@ async def test_redelivered_teardown_events_change_nothing(start_provider: StartP
     await provider.deprovision(transfer)
     before = await provider.reaches(transfer.id, "deprovisioned")
     await quiet(js)
-    steps = [
+    steps: list[tuple[str, Any, HandlerFn]] = [
         (s.DEPLOYMENT_DELETE_REQUESTED, DeploymentDeleteRequested, remove.on_delete_requested),
         (s.DEPLOYMENT_DELETED, DeploymentDeleted, teardown.on_deployment_deleted),
         (s.CONSUMER_DEPROVISIONED, ConsumerDeprovisioned, release.on_consumer_deprovisioned),
