@@ -181,6 +181,7 @@ class HandlerService:
             sites=self.sites,
             deploy_timeout=self.settings.deploy_timeout_seconds,
             result_retention_days=self.settings.result_retention_days,
+            ahead_wait=2.0,
         )
         wire(bus, self.groups, ctx)
         await bus.broker.start()

@@ -56,6 +56,11 @@ class HandlerContext:
     # Where the live logs of running attempts go (the log shipper).
     logs: LogSink | None = None
     result_retention_days: float = 30.0
+    # How long a handler whose event is ahead of the state it needs (another consumer of the same fact has not
+    # applied it yet) waits in place before handing the event back to the bus. The runtime waits a moment, so the
+    # usual case (the tracker a few milliseconds behind) needs no redelivery; the in-process tier runs handlers
+    # one at a time, where waiting in place cannot help, and keeps 0.
+    ahead_wait: float = 0.0
     # The CloudEvents source of what this handler emits; the composition root names each handler's.
     source: str = SOURCE
 

@@ -9,6 +9,7 @@ ever. The error still propagates, so the event is also kept in the dead-letter s
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -41,6 +42,25 @@ def _ended_by(run: RunDocument, event: Envelope[RunFact], target: RunState) -> b
     if RunDocument.machine.allows(run.state, target):
         raise RunNotEndedYet(f"run {run.id} is {run.state}; {event.type} not applied yet")
     return False
+
+
+async def _ended_run(
+    ctx: HandlerContext, run: RunDocument, event: Envelope[RunFact], target: RunState
+) -> RunDocument | None:
+    """The run as this fact ended it, or None when the run did not take the fact. Ahead of the tracker, it reads
+    the run again for up to `ctx.ahead_wait` seconds before handing the event back to the bus."""
+    deadline = asyncio.get_running_loop().time() + ctx.ahead_wait
+    while True:
+        try:
+            return run if _ended_by(run, event, target) else None
+        except RunNotEndedYet:
+            if asyncio.get_running_loop().time() >= deadline:
+                raise
+        await asyncio.sleep(0.02)
+        fresh = await ctx.store.get(RunDocument, run.id)
+        if fresh is None:
+            return None
+        run = fresh
 
 
 @on(RunSucceeded, durable="results-run-succeeded", per_site=True)
@@ -76,9 +96,11 @@ async def publish_results(
     compute = ctx.require_compute()
     if run.site is not None and run.site != compute.site:
         return  # its artifacts are on its own site, whose results handlers publish them
-    if not _ended_by(run, event, target):
+    ended = await _ended_run(ctx, run, event, target)
+    if ended is None:
         log.info("end fact the run did not take: nothing to publish", run_id=run.id, state=run.state, fact=event.type)
         return
+    run = ended
     created = await ctx.store.create(
         ResultDocument(id=run.id, state=ResultState.COLLECTING, consumer_id=run.consumer_id), event_id=event.id
     )

@@ -191,3 +191,32 @@ async def test_a_stop_recorded_while_the_watcher_looks_ends_the_run_stopped(
 
     assert await states(system, RunDocument, "r-race") == ["queued", "pending", "running", "stopped"]
     assert system.bus.of(s.RUN_FAILED) == []
+
+
+async def test_an_end_fact_ahead_of_the_tracker_waits_in_place_then_publishes(system: InProcessSystem) -> None:
+    # The results handler sees the end before the tracker applied it. Given a moment to wait in place (as the
+    # runtime gives it), it publishes once the run has ended, without handing the event back to the bus.
+    import asyncio
+    import dataclasses
+
+    from handlers.results.publish import RunNotEndedYet, on_run_succeeded
+
+    await request_run(system, "r-ahead")
+    system.compute.finish("r-ahead", 0)
+    fact = new_event(
+        s.RUN_SUCCEEDED,
+        RunSucceeded(run_id="r-ahead", consumer_id=CONSUMER, duration_seconds=1),
+        id_=derived_id("r-ahead", "ahead"),
+    )
+    with pytest.raises(RunNotEndedYet):  # no wait: straight back to the bus
+        await on_run_succeeded(fact, system.ctx)
+
+    async def tracker_applies_later() -> None:
+        await asyncio.sleep(0.1)
+        await system.store.transition(RunDocument, "r-ahead", "succeeded", event_id=fact.id)
+
+    applying = asyncio.create_task(tracker_applies_later())
+    await on_run_succeeded(fact, dataclasses.replace(system.ctx, ahead_wait=5.0))
+    await applying
+    result = await system.store.get(ResultDocument, "r-ahead")
+    assert result is not None and result.state == "published"
