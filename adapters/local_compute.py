@@ -17,7 +17,8 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from adapters.input_layout import input_env, inside, linked_path, object_relative
+from adapters.input_layout import input_env
+from adapters.stager import StageError, link_paths, stage_in, stage_plan
 from events.payloads.run import RunSpec, StagedInput
 from events.subjects import LOG_CHUNK_BYTES
 from ports.compute import RunArtifacts, RunOwner, StartRefused, WorkloadPhase, WorkloadStatus
@@ -46,6 +47,8 @@ printf '%s' "$$" >"$state/pgid.tmp" && mv "$state/pgid.tmp" "$state/pgid"
 _LOG_POLL_SECONDS = 0.2
 # A start that died after claiming the attempt but before recording the process group is retried after this.
 _CLAIM_GRACE_SECONDS = 5.0
+# Presigned input URLs are used at once, by this process: an hour is plenty even for large inputs.
+_STAGE_URL_SECONDS = 3600
 
 
 class LocalProcessBackend:
@@ -143,48 +146,32 @@ class LocalProcessBackend:
         return f"pgid:{pgid}"
 
     async def _stage_in(self, run_dir: Path, inputs: list[StagedInput]) -> None:
-        """Download the run's inputs to `inputs/<name>` (once: a retried start finds them there) and link each
-        relative asset path under the work dir to it. Staged in a scratch directory renamed at the end, so a crash
-        midway leaves no half-staged inputs behind."""
+        """Fetch the run's inputs to `inputs/<name>` (once: a retried start finds them there) with the stager a
+        Kubernetes pod runs (presigned URLs, every object's size and sha256 checked), and link each relative asset
+        path under the work dir to it. Staged in a scratch directory renamed at the end, so a crash midway leaves no
+        half-staged inputs behind."""
         target = run_dir / "inputs"
-        if inputs and not target.exists():
-            if self.objects is None:
-                raise StartRefused("this run has inputs and the local backend has no object store to stage them from")
-            scratch = run_dir / f".inputs-{uuid.uuid4().hex[:8]}"
-            scratch.mkdir()
-            try:
-                for item in inputs:
-                    await self._download(item, scratch / item.name)
-                try:
-                    scratch.rename(target)
-                except OSError:
-                    if not target.exists():
-                        raise
-            finally:
-                shutil.rmtree(scratch, ignore_errors=True)
-        work = run_dir / "work"
-        for item in inputs:
-            if (path := linked_path(item.path)) is None or (link := inside(work, path)) is None:
-                continue
-            link.parent.mkdir(parents=True, exist_ok=True)
-            if not link.exists() and not link.is_symlink():
-                link.symlink_to(target / item.name, target_is_directory=item.kind == "directory")
-
-    async def _download(self, item: StagedInput, dest: Path) -> None:
-        assert self.objects is not None
-        found = await self.objects.list(item.prefix)
-        if item.kind == "file":
-            if len(found) != 1:
-                raise StartRefused(f"input {item.name}: expected one object under {item.prefix}, found {len(found)}")
-            await self.objects.get_file(found[0].key, dest)
+        if not inputs:
             return
-        for obj in found:
-            # Keys were checked at upload; checked again here, since nothing may escape the input's directory.
-            path = inside(dest, object_relative(item.kind, item.prefix, obj.key))
-            if path is None:
-                raise StartRefused(f"input {item.name}: object {obj.key} would land outside its directory")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            await self.objects.get_file(obj.key, path)
+        if self.objects is None:
+            raise StartRefused("this run has inputs and the local backend has no object store to stage them from")
+        plan = await stage_plan(self.objects, inputs, valid_seconds=_STAGE_URL_SECONDS)
+        try:
+            if not target.exists():
+                scratch = run_dir / f".inputs-{uuid.uuid4().hex[:8]}"
+                scratch.mkdir()
+                try:
+                    await asyncio.to_thread(stage_in, plan, scratch)
+                    try:
+                        scratch.rename(target)
+                    except OSError:
+                        if not target.exists():
+                            raise
+                finally:
+                    await asyncio.to_thread(shutil.rmtree, scratch, True)
+            await asyncio.to_thread(link_paths, plan.inputs, target, run_dir / "work")
+        except StageError as error:
+            raise StartRefused(str(error)) from None
 
     async def status(self, run_id: str, *, attempt: int = 1) -> WorkloadStatus:
         # The watcher asks for every active run on every pass, and each answer may scan all of /proc: in a worker

@@ -11,14 +11,14 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from adapters.input_layout import inside, linked_path, object_relative
+from adapters.input_layout import inside
 from adapters.kubernetes_compute import manifests
 from adapters.kubernetes_compute.connection import Cluster
+from adapters.stager import stage_plan
 from events.payloads.run import RunSpec
 from ports.compute import RunOwner
 from ports.objects import ObjectStore
 from schemas.names import outputs_key, staging_prefix
-from schemas.staging import StageFile, StageInput, StagePlan
 
 # S3 signs for at most 7 days.
 _LONGEST_SIGNATURE_SECONDS = 7 * 24 * 3600
@@ -39,18 +39,10 @@ async def write_plan(
     # signs again and the create answers 409, keeping the first plan.
     # Valid while the attempt may live: the Job's own deadline, at most S3's limit.
     valid = min(int(spec.pending_timeout_seconds + spec.timeout_seconds) + 3600, _LONGEST_SIGNATURE_SECONDS)
-    inputs = []
-    for item in spec.inputs:
-        files = []
-        for obj in await objects.list(item.prefix):
-            url = await objects.presigned_url("GET", obj.key, expires_seconds=valid)
-            relative = object_relative(item.kind, item.prefix, obj.key)
-            files.append(StageFile(relative=relative, url=url, size=obj.size, sha256=obj.sha256))
-        inputs.append(StageInput(name=item.name, kind=item.kind, path=linked_path(item.path), files=files))
     outputs_url = await objects.presigned_url(
         "PUT", outputs_key(run_id, attempt), expires_seconds=valid, content_type="application/x-tar"
     )
-    plan = StagePlan(inputs=inputs, outputs_url=outputs_url)
+    plan = await stage_plan(objects, spec.inputs, valid_seconds=valid, outputs_url=outputs_url)
     body: Any = manifests.stage_secret(run_id, attempt, owner, str(job["metadata"]["uid"]), plan.model_dump_json())
     await cluster.create_if_missing(cluster.core.create_namespaced_secret(namespace, body))
 

@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
+from adapters.stager import StageError, stage_in
 from gxwf.errors import UserError
-from gxwf.stage import StageError, load_plan, stage_in, stage_out
+from gxwf.stage import load_plan, stage_out
 
 stage_app = typer.Typer(help="Inside a Kubernetes run pod: fetch its inputs, upload its outputs.", no_args_is_help=True)
 Plan = Annotated[Path, typer.Option("--plan", help="The attempt's stage plan (JSON of presigned URLs).")]

@@ -200,7 +200,7 @@ async def test_a_run_that_cannot_start_fails_at_once_with_the_reason(
     doc = await eventually(lambda: finished(store, "r-nostart"))
 
     assert doc.state == RunState.FAILED
-    assert doc.reason == "could not start: input route: expected one object under inputs/c-1/in-gone/, found 0"
+    assert doc.reason == "could not start: input route: a file input is one uploaded object, found 0"
     assert [(h.from_, h.to) for h in doc.history][-1] == ("pending", "failed")
     failed = await stream_events(js, s.RUN_FAILED)
     assert [e["data"]["reason"] for e in failed] == [doc.reason]
