@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+import pytest
 import nats
 
 from events import subjects as s
@@ -103,5 +104,33 @@ async def test_handlers_serve_health_readiness_and_metrics(stack: StackEndpoints
             assert "gxwf_events_handled_total" in metrics.text and "gxwf_handler_seconds" in metrics.text
     finally:
         proc.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(proc.wait, 30)
+        try:
+            await asyncio.to_thread(proc.wait, 30)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # never left behind, whatever failed
+            proc.wait()
+            raise
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("after", [0.3, 1.0, 2.0])
+async def test_handlers_stopped_while_starting_exit_promptly(
+    stack: StackEndpoints, tmp_path: Path, after: float
+) -> None:
+    # A SIGTERM (Kubernetes stopping a pod, a test giving up) may come at any moment of the start-up: the process
+    # must stop what had started and exit, never hang half-started.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gxwf", "handlers", "run", "--only", "jobs", "--health-port", str(free_port())],
+        env=env_for(stack, tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        await asyncio.sleep(after)
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(proc.wait, 20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode in (0, 128 + signal.SIGTERM, -signal.SIGTERM)
