@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
-import pytest
 import nats
+import pytest
 
 from events import subjects as s
 from events.envelope import new_event
