@@ -229,12 +229,15 @@ class HandlerService:
         self.ready.clear()
         for task in self._loops:
             task.cancel()
+        for task in self._loops:
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await _bounded(task, f"cancelling {task.get_name()}")
+        # Bounded: a handler that does not finish in time is abandoned, its event unacked, so JetStream delivers
+        # it again (to this service's next start or another replica). A stop must never hang a pod's shutdown.
         for loop in self._running:
-            await loop.close()
+            await _bounded(loop.close(), f"closing {type(loop).__name__}")
         if self.bus is not None:
-            await self.bus.broker.stop()
+            await _bounded(self.bus.broker.stop(), "stopping the subscribers (handlers still busy)")
         if self.edc is not None:
             await self.edc.close()
         if self.kubernetes is not None:
@@ -257,3 +260,13 @@ def workflow_api_settings(settings: Settings, endpoints: Endpoints) -> tuple[tup
         ("GXWF_S3_ACCESS_KEY", settings.s3_access_key),
         ("GXWF_S3_SECRET_KEY", settings.s3_secret_key.get_secret_value()),
     )
+
+
+_STOP_SECONDS = 10.0
+
+
+async def _bounded(step: Awaitable[Any], what: str) -> None:
+    try:
+        await asyncio.wait_for(step, _STOP_SECONDS)
+    except TimeoutError:
+        log.warning("stop step abandoned after its time", step=what, seconds=_STOP_SECONDS)

@@ -84,11 +84,12 @@ def free_port() -> int:
 
 async def test_handlers_serve_health_readiness_and_metrics(stack: StackEndpoints, tmp_path: Path) -> None:
     port = free_port()
+    log = tmp_path / "handlers.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "gxwf", "handlers", "run", "--only", "jobs", "--health-port", str(port)],
         env=env_for(stack, tmp_path),
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=log.open("wb"),
     )
     try:
         assert proc.stdout is not None
@@ -109,7 +110,7 @@ async def test_handlers_serve_health_readiness_and_metrics(stack: StackEndpoints
         except subprocess.TimeoutExpired:
             proc.kill()  # never left behind, whatever failed
             proc.wait()
-            raise
+            raise AssertionError("still running 30 s after SIGTERM; its log:\n" + log.read_text()[-6000:]) from None
     assert proc.returncode == 0
 
 
