@@ -9,6 +9,7 @@ from typing import Any
 import typer
 from gxwf_client.cli import CommandError
 from gxwf_client.cli.commands import client_app
+from gxwf_client.cli.errors import usage_line
 from typer.exceptions import TyperException
 
 from gxwf.commands.assets import assets_app
@@ -66,11 +67,7 @@ def main(argv: list[str] | None = None) -> Any:
         print(f"gxwf: error: {error}", file=sys.stderr)
         sys.exit(2)
     except TyperException as error:
-        # Typer's own copy of Click's usage errors: missing or malformed arguments and options.
-        message = error.format_message() if hasattr(error, "format_message") else str(error)
-        ctx = getattr(error, "ctx", None)
-        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-        print(f"gxwf: error: {' '.join(message.split())}{hint}", file=sys.stderr)
+        print(f"gxwf: error: {usage_line(error)}", file=sys.stderr)
         sys.exit(2)
     except Exception as error:
         from devstack import StackError

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from gxwf_client.cli.errors import CommandError
+from gxwf_client.cli.errors import CommandError, usage_line
 
 __all__ = ["CommandError", "main"]
 
@@ -35,8 +35,5 @@ def main(argv: list[str] | None = None) -> Any:
         print(f"gxwf-client: error: {error}", file=sys.stderr)
         sys.exit(2)
     except TyperException as error:
-        message = error.format_message() if hasattr(error, "format_message") else str(error)
-        ctx = getattr(error, "ctx", None)
-        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-        print(f"gxwf-client: error: {' '.join(message.split())}{hint}", file=sys.stderr)
+        print(f"gxwf-client: error: {usage_line(error)}", file=sys.stderr)
         sys.exit(2)
