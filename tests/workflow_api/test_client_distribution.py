@@ -139,31 +139,26 @@ async def test_a_consumer_with_only_the_client_runs_a_workflow(api: Api, consume
     assert dest.read_text().strip() == "3"
 
 
+async def _gxwf_client(python: Path, cwd: Path, url: str, token: str, *args: str) -> tuple[int, bytes, bytes]:
+    """`gxwf-client ARGS` from the consumer's environment, with nothing of this machine's configuration."""
+    proc = await asyncio.create_subprocess_exec(
+        str(python.parent / "gxwf-client"),
+        *args,
+        cwd=cwd,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(cwd), "GXWF_CLIENT_URL": url, "GXWF_CLIENT_TOKEN": token},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode is not None
+    return proc.returncode, out, err
+
+
 async def test_the_consumer_command_line_comes_with_the_client(api: Api, consumer_python: Path, tmp_path: Path) -> None:
     _, token = await api.consumer()
-    proc = await asyncio.create_subprocess_exec(
-        str(consumer_python.parent / "gxwf-client"),
-        "assets",
-        "list",
-        "--json",
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GXWF_CLIENT_URL": api.url, "GXWF_CLIENT_TOKEN": token},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode == 0, err.decode()
+    code, out, err = await _gxwf_client(consumer_python, tmp_path, api.url, token, "assets", "list", "--json")
+    assert code == 0, err.decode()
     assert [a["id"] for a in json.loads(out)] == ["count-lines", "sleeper"]
 
-    proc = await asyncio.create_subprocess_exec(
-        str(consumer_python.parent / "gxwf-client"),
-        "run",
-        "status",
-        "no-such-run",
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "GXWF_CLIENT_URL": api.url, "GXWF_CLIENT_TOKEN": token},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode != 0 and err.decode().startswith("gxwf-client: ") and "Traceback" not in err.decode()
+    code, out, err = await _gxwf_client(consumer_python, tmp_path, api.url, token, "run", "status", "no-such-run")
+    assert code != 0 and err.decode().startswith("gxwf-client: ") and "Traceback" not in err.decode()
