@@ -27,7 +27,8 @@ def origin(url: str) -> str:
     """scheme://host[:port] of a URL: the default callback base of a connector with a management URL."""
     parsed = httpx.URL(url)
     port = f":{parsed.port}" if parsed.port is not None else ""
-    return f"{parsed.scheme}://{parsed.host}{port}"
+    host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
+    return f"{parsed.scheme}://{host}{port}"
 
 
 def check_callback_address(address: str) -> None:
@@ -53,8 +54,11 @@ def check_callback(url: str, bases: Iterable[str]) -> None:
     if any(unquote(segment) in (".", "..") for segment in path.split("/")):
         raise CallbackRefused(f"callback URL {_shown(url)} has . or .. path segments")
     for base in bases:
-        if _under(parsed, httpx.URL(base)):
-            return
+        try:
+            if _under(parsed, httpx.URL(base)):
+                return
+        except (httpx.InvalidURL, ValueError):
+            continue  # a base that does not parse allows nothing
     raise CallbackRefused(
         f"callback URL {_shown(url)} is not under the connector's callback base(s) {', '.join(bases)}"
     )

@@ -12,13 +12,19 @@ from typing import Any
 
 import pytest
 from nats.js import JetStreamContext
+from pydantic import SecretStr
 
 from adapters.callback_policy import CallbackRefused, check_callback, check_callback_address
+from adapters.edc_client import HttpEdcClient
 from adapters.mongo_queries import MongoOpsQueries
 from dashboard.timeline import transfer_timeline
+from edc_ingress.settings import ConfigError, EdcSettings, connector_registry
 from edc_simulator import shapes
 from edc_simulator.ledger import Transfer
 from events import subjects as s
+from ports.edc import EdcCallbackRefused, ProvisionTarget
+from schemas.connectors import ConnectorRegistry, EdcConnector
+from schemas.edc_calls import EdcCall
 from schemas.provisioning import ProvisionDocument
 from tests.backbone.conftest import eventually, stream_events
 from tests.provisioning import conftest as provisioning
@@ -188,3 +194,41 @@ def test_callback_urls_under_the_base_are_allowed(url: str) -> None:
 def test_no_base_refuses_everything() -> None:
     with pytest.raises(CallbackRefused):
         check_callback(f"http://good.example/{uuid.uuid4()}", [])
+
+
+def test_the_default_connectors_callback_base_comes_from_gxwf_edc_callback_url() -> None:
+    settings = EdcSettings(  # type: ignore[call-arg]
+        _env_file=None,
+        edc_api_key=SecretStr("k" * 20),
+        edc_management_url="http://cp.example:8181/api/management",
+        edc_callback_url="http://dp.example:8765/provisioning/",
+    )
+    (connector,) = connector_registry(settings).connectors
+    assert connector.callback_urls == ("http://dp.example:8765/provisioning",)
+
+
+@pytest.mark.parametrize("base", ["http://user@good.example/", "http://good.example/x#", "http://good.example/%2e"])
+def test_a_callback_base_with_user_info_fragment_or_escapes_is_a_configuration_error(base: str) -> None:
+    settings = EdcSettings(_env_file=None, edc_api_key=SecretStr("k" * 20), edc_callback_url=base)  # type: ignore[call-arg]
+    with pytest.raises(ConfigError, match=r"^GXWF_EDC_CALLBACK_URL: "):
+        connector_registry(settings)
+
+
+async def test_without_callback_base_or_management_url_nobody_is_called() -> None:
+    registry = ConnectorRegistry(connectors=(EdcConnector(name="default", api_key=SecretStr("k" * 20)),))
+    edc = HttpEdcClient(registry, _NoLog())
+    target = ProvisionTarget("default", "control-plane-http", "tp-1", "http://127.0.0.1:9/callback")
+    try:
+        assert edc.callback_bases(registry.get("default")) == ()
+        with pytest.raises(EdcCallbackRefused, match="no callback base"):
+            await edc.deprovisioned(target)
+    finally:
+        await edc.close()
+
+
+class _NoLog:
+    async def record(self, call: EdcCall) -> None:
+        return None
+
+    async def calls(self, **equals: Any) -> list[EdcCall]:
+        return []
