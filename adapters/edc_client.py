@@ -17,9 +17,11 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 import structlog
 
+from adapters.callback_policy import CallbackRefused, check_callback, check_callback_address, origin
 from ports.edc import (
     AccessAddress,
     AgreementInfo,
+    EdcCallbackRefused,
     EdcCallLog,
     EdcError,
     EdcNotConfigured,
@@ -118,10 +120,12 @@ class HttpEdcClient:
         if target.generation == "data-plane-provision-http":
             # The data plane's provision API has no auth filter; its path names the flow and the resource.
             url = f"{base}/{quote(target.flow_id or tp, safe='')}/{quote(_resource(target), safe='')}/provision"
+            await self._allowed(connector, "provisioned", target, url)
             body: dict[str, Any] = {"dataAddress": {"properties": access.properties()}}
             await self._call(connector, "provisioned", "POST", url, json=body, tp=tp)
             return
         url = f"{base}/{quote(tp, safe='')}/provision"
+        await self._allowed(connector, "provisioned", target, url)
         body = {
             "edctype": "dataspaceconnector:provisioner-callback-request",
             "resourceDefinitionId": target.resource_definition_id,
@@ -143,9 +147,11 @@ class HttpEdcClient:
         tp = target.transfer_process_id
         if target.generation == "data-plane-provision-http":
             url = f"{base}/{quote(target.flow_id or tp, safe='')}/{quote(_resource(target), safe='')}/deprovision"
+            await self._allowed(connector, "deprovisioned", target, url)
             await self._call(connector, "deprovisioned", "POST", url, tp=tp)
             return
         url = f"{base}/{quote(tp, safe='')}/deprovision"
+        await self._allowed(connector, "deprovisioned", target, url)
         body = {
             "provisionedResourceId": provisioned_resource_id or target.resource_definition_id or tp,
             "inProcess": False,
@@ -155,9 +161,37 @@ class HttpEdcClient:
         headers = self._callback_auth(connector, url)
         await self._call(connector, "deprovisioned", "POST", url, json=body, headers=headers, tp=tp)
 
+    def callback_bases(self, connector: EdcConnector) -> tuple[str, ...]:
+        """Where this connector may be called back: its configured bases, else its management API's origin
+        (configured or registered); none when neither is known, and then nobody is called back."""
+        if connector.callback_urls:
+            return connector.callback_urls
+        api = self.management_api(connector)
+        return (origin(api.url),) if api is not None else ()
+
+    async def verify_callback(self, target: ProvisionTarget) -> None:
+        """EdcCallbackRefused (recorded) when the target's address could never be called back."""
+        connector = self._connector(target.connector)
+        await self._allowed(connector, "provisioned", target, target.callback_address)
+
+    async def _allowed(self, connector: EdcConnector, operation: str, target: ProvisionTarget, url: str) -> None:
+        """Refused, recorded and logged unless `url` lies under one of the connector's callback bases."""
+        try:
+            check_callback_address(target.callback_address)
+            check_callback(url, self.callback_bases(connector))
+        except CallbackRefused as refused:
+            reason = str(refused)
+            tp = target.transfer_process_id
+            log.warning("callback refused", connector=connector.name, transfer=tp, reason=reason)
+            await self._record(
+                connector, operation, "POST", url, tp, 1, True, "refused", None, reason, time.perf_counter()
+            )
+            raise EdcCallbackRefused(operation, reason) from None
+
     def _callback_auth(self, connector: EdcConnector, url: str) -> dict[str, str]:
         """A configured key goes with every control-plane callback, as the operator set it up (with or without
-        a management URL); a registered one only to callbacks below its management API."""
+        a management URL); a registered one only to callbacks below its management API. Callers have checked
+        `url` against the connector's callback bases: the key never follows an address a request chose."""
         if connector.management_api_key is not None:
             return {connector.management_api_key_header: connector.management_api_key.get_secret_value()}
         return _management_auth(self.management_api(connector), url)
@@ -256,9 +290,12 @@ def _resource(target: ProvisionTarget) -> str:
 
 def _public(url: str) -> str:
     """Without query string or user info: an endpoint URL may carry a credential there."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+    except ValueError:  # a refused address from a request may not even parse
+        return url.split("//", 1)[0] + "//(unparseable)"
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 

@@ -193,9 +193,10 @@ def _access(provision: Doc, grant: Doc | None, calls: list[Doc]) -> Phase:
     for call in calls:
         if call.get("operation") == "provisioned":
             status = "ok" if call.get("outcome") == "ok" else "failed"
+            label = f"connector told: provisioned (attempt {call.get('attempt')})"
             phase.entries.append(
                 Entry(
-                    f"connector told: provisioned (attempt {call.get('attempt')})",
+                    _refused_label(call) or label,
                     call.get("at"),
                     status,
                     f"{call.get('status') or call.get('error') or ''}",
@@ -240,6 +241,13 @@ def _run(run: Doc, result: Doc | None) -> Phase:
     return phase
 
 
+def _refused_label(call: Doc) -> str | None:
+    """A callback the EDC client would not send: its address was not under the connector's callback bases."""
+    if call.get("outcome") != "refused":
+        return None
+    return f"callback refused, nobody called: {call.get('operation')}"
+
+
 def _deprovisioning(provision: Doc, deployment: Doc | None, grant: Doc | None, calls: list[Doc]) -> Phase:
     phase = Phase("deprovisioning", "Deprovisioning")
     phase.entries = _keep(
@@ -251,8 +259,9 @@ def _deprovisioning(provision: Doc, deployment: Doc | None, grant: Doc | None, c
     for call in calls:
         if call.get("operation") == "deprovisioned":
             status = "ok" if call.get("outcome") == "ok" else "failed"
+            label = _refused_label(call) or "connector told: deprovisioned"
             phase.entries.append(
-                Entry("connector told: deprovisioned", call.get("at"), status, str(call.get("status") or ""))
+                Entry(label, call.get("at"), status, str(call.get("status") or call.get("error") or ""))
             )
     done = _entry(provision, "deprovisioned", "deprovisioned")
     if done is not None:

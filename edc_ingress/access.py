@@ -36,10 +36,15 @@ def _missing(tp: str, step: str, detail: str) -> Problem:
     )
 
 
-async def access_info(store: StateStore, tp: str) -> dict[str, Any]:
+def not_found(tp: str) -> Problem:
+    """For a transfer nobody knows and for another connector's alike: the answer tells them apart for no one."""
+    return Problem(404, "not-found", "Not found", f"no provisioning for transfer {tp}")
+
+
+async def access_info(store: StateStore, tp: str, connector: str) -> dict[str, Any]:
     provision = await store.get(ProvisionDocument, tp)
-    if provision is None:
-        raise Problem(404, "not-found", "Not found", f"no provisioning for transfer {tp}")
+    if provision is None or provision.connector != connector:
+        raise not_found(tp)
     if provision.state in _ENDED:
         raise _missing(tp, "deprovisioned", "deprovisioned: its access was revoked")
     if provision.state == ProvisionState.FAILED:
@@ -57,7 +62,9 @@ async def access_info(store: StateStore, tp: str) -> dict[str, Any]:
         raise _missing(tp, "access", "the access information is not stored and sent to the connector yet")
     return {
         "transferProcessId": tp,
-        "consumerId": provision.consumer_id,
+        "consumerId": provision.edc_consumer_id or provision.consumer_id,
+        # Connector and consumer: what the consumer's runs, inputs and results are filed under.
+        "tenantId": provision.consumer_id,
         "assetId": provision.asset_id,
         "assetVersion": provision.asset_version,
         "workflowApiUrl": deployment.workflow_api_url,
@@ -70,7 +77,8 @@ def add_access_route(app: FastAPI, auth: Authenticator, store: StateStore) -> No
 
     @app.get("/access/{transfer_process_id}", summary="Where the transfer's consumer reaches its WorkflowApi")
     async def access(transfer_process_id: str, request: Request) -> dict[str, Any]:
-        if auth.identify(request.headers, request.query_params) is None:
+        connector = auth.identify(request.headers, request.query_params)
+        if connector is None:
             names = " or ".join(auth.header_names)
             raise Problem(
                 401,
@@ -80,4 +88,4 @@ def add_access_route(app: FastAPI, auth: Authenticator, store: StateStore) -> No
                 errors=[{"field": names, "message": "missing or wrong"}],
                 headers={"WWW-Authenticate": f'ApiKey realm="edc-ingress", header="{auth.header_names[0]}"'},
             )
-        return await access_info(store, transfer_process_id)
+        return await access_info(store, transfer_process_id, connector.name)

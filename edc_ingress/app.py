@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from edc_ingress import normalise
-from edc_ingress.access import add_access_route
+from edc_ingress.access import add_access_route, not_found
 from edc_ingress.auth import Authenticator
 from edc_ingress.body import parse_object, read_limited, require_json
 from edc_ingress.problems import Problem, invalid
@@ -116,13 +116,24 @@ class Ingress:
                 headers={"Retry-After": "2"},
             ) from None
 
-    async def classify_untyped(self, connector: EdcConnector, transfer_process_id: str) -> RequestType:
+    async def provision_of(self, connector: EdcConnector, transfer_process_id: str) -> ProvisionDocument | None:
+        """The transfer's provisioning if there is one; 404 when it is another connector's, the answer a
+        connector gets for a transfer nobody knows: it may neither change nor learn of other connectors' ones."""
         try:
             async with asyncio.timeout(self.limits.publish_timeout):
                 doc = await self.store.get(ProvisionDocument, transfer_process_id)
         except Exception as error:
             log.warning("store unavailable", error=repr(error))
             raise _unavailable("store-unavailable", "State store unavailable") from None
+        if doc is not None and doc.connector != connector.name:
+            log.warning(
+                "request for another connector's transfer", connector=connector.name, transfer=transfer_process_id
+            )
+            raise not_found(transfer_process_id)
+        return doc
+
+    async def classify_untyped(self, connector: EdcConnector, transfer_process_id: str) -> RequestType:
+        doc = await self.provision_of(connector, transfer_process_id)
         if doc is None or doc.state not in SETTLED:
             return "provision"
         if self.edc is None:
@@ -175,6 +186,8 @@ def create_app(ingress: Ingress) -> FastAPI:
     )
     async def control_plane_provisioner(request: Request) -> dict[str, Any]:
         connector, body, _, size = await ingress.accept(request, ControlPlaneProvisionRequest)
+        if body.type is not None:
+            await ingress.provision_of(connector, body.transfer_process_id)  # classify_untyped checks it too
         kind = body.type or await ingress.classify_untyped(connector, body.transfer_process_id)
         event = normalise.control_plane(connector.name, body, kind)
         await ingress.publish([event], size)
@@ -188,6 +201,7 @@ def create_app(ingress: Ingress) -> FastAPI:
     )
     async def data_plane_provisioner(request: Request) -> dict[str, Any]:
         connector, body, _, size = await ingress.accept(request, DataPlaneProvisionRequest)
+        await ingress.provision_of(connector, body.flow_id)
         event = normalise.data_plane(connector.name, body)
         await ingress.publish([event], size)
         log.debug("data-plane request", connector=connector.name, kind=body.type, flow=body.flow_id)
@@ -200,6 +214,9 @@ def create_app(ingress: Ingress) -> FastAPI:
     )
     async def events(request: Request) -> dict[str, Any]:
         connector, body, raw, size = await ingress.accept(request, EventCallback)
+        transfer = normalise.transfer_of(body)
+        if transfer is not None:
+            await ingress.provision_of(connector, transfer)
         result = normalise.callback(connector.name, body, raw)
         await ingress.publish(result.events, size)
         for warning in result.warnings:

@@ -131,6 +131,14 @@ def callback(connector: str, event: EventCallback, body: dict[str, Any]) -> Norm
     return result
 
 
+def transfer_of(event: EventCallback) -> str | None:
+    """The transfer a transfer.process.* callback is about, when it names one."""
+    if not event.type.startswith("TransferProcess"):
+        return None
+    value = event.payload.get("transferProcessId")
+    return value if isinstance(value, str) and 0 < len(value) <= 200 else None
+
+
 def _typed(connector: str, event: EventCallback, cause: str) -> Envelope[Any] | None:
     if event.type in TRANSFER_EVENTS:
         kind = TRANSFER_EVENTS[event.type]

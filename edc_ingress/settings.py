@@ -35,6 +35,9 @@ class EdcSettings(BaseSettings):
     edc_management_api_version: ManagementApiVersion = "v3"
     edc_management_api_key: SecretStr | None = None
     edc_management_api_key_header: HeaderName = "x-api-key"
+    # Where the default connector may be called back (its provisioner callbacks); unset: the management URL's
+    # origin, or a registered simulator's. A callbackAddress anywhere else is refused.
+    edc_callback_url: HttpUrl | None = None
 
     edc_ingress_host: str = "127.0.0.1"
     edc_ingress_port: int = Field(default=8480, ge=0, le=65535)
@@ -61,12 +64,15 @@ def connector_registry(settings: EdcSettings) -> ConnectorRegistry:
                     management_api_version=settings.edc_management_api_version,
                     management_api_key_header=settings.edc_management_api_key_header,
                     management_api_key=settings.edc_management_api_key,
+                    callback_urls=(settings.edc_callback_url,) if settings.edc_callback_url else (),
                 )
             )
         except ValidationError as error:
             first = error.errors()[0]
             field = str(first["loc"][0]) if first["loc"] else "api_key"
-            name = "GXWF_EDC_" + {"api_key": "API_KEY", "name": "CONNECTOR_NAME"}.get(field, field.upper())
+            name = "GXWF_EDC_" + {"api_key": "API_KEY", "name": "CONNECTOR_NAME", "callback_urls": "CALLBACK_URL"}.get(
+                field, field.upper()
+            )
             raise ConfigError(f"{name}: {first['msg']}") from None
     if settings.edc_connectors_file is not None:
         connectors.extend(_from_file(settings.edc_connectors_file))

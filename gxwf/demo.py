@@ -86,7 +86,7 @@ async def show_provisioning(console: Console, store: StateStore, transfer_proces
         table.add_row(entry.from_ or "-", entry.to, entry.at.isoformat(timespec="milliseconds"), entry.reason or "")
     console.print(table)
     try:
-        info = await access_info(store, transfer_process_id)
+        info = await access_info(store, transfer_process_id, doc.connector)
         console.print(f"GET /access/{transfer_process_id}: {info}")
     except Problem as problem:
         console.print(f"[yellow]GET /access/{transfer_process_id}: {problem.status} {problem.detail}")

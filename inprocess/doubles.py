@@ -319,6 +319,9 @@ class FakeEdc:
             raise EdcNotFound("contract_agreement", f"{agreement_id} not found", status=404)
         return self.agreements[agreement_id]
 
+    async def verify_callback(self, target: ProvisionTarget) -> None:
+        return None
+
     async def provisioned(self, target: ProvisionTarget, access: AccessAddress, *, resource_name: str) -> None:
         self.provisioned_calls.append(ProvisionedCall(target, access, resource_name))
 

@@ -96,6 +96,10 @@ class EdcNotFound(EdcError):
     pass
 
 
+class EdcCallbackRefused(EdcError):
+    """The callback address is not under any callback base configured for the connector: nobody was called."""
+
+
 class EdcNotConfigured(EdcError):
     """Nothing says where the connector's management API is: neither configured nor registered."""
 
@@ -104,6 +108,11 @@ class EdcClient(Protocol):
     async def transfer_process(self, connector: str, transfer_process_id: str) -> TransferProcessInfo: ...
 
     async def contract_agreement(self, connector: str, agreement_id: str) -> AgreementInfo: ...
+
+    async def verify_callback(self, target: ProvisionTarget) -> None:
+        """EdcCallbackRefused (and the refusal recorded) when the target's callback address is not under a
+        callback base configured for its connector: such a provisioning is refused before anything is built."""
+        ...
 
     async def provisioned(self, target: ProvisionTarget, access: AccessAddress, *, resource_name: str) -> None:
         """Tell the connector the resource is ready: `resource_name` must be unique per transfer (EDC stores

@@ -61,6 +61,11 @@ class EdcConnector(BaseModel):
     management_api_key: SecretStr | None = Field(
         default=None, description="Secret for the management API and the control-plane provisioner callback"
     )
+    callback_urls: tuple[HttpUrl, ...] = Field(
+        default=(),
+        description="Bases a provision request's callbackAddress must lie under (scheme, host, port and path "
+        "prefix); empty: the management URL's origin, and without a management URL nobody is called back",
+    )
 
     def management(self) -> ManagementApi | None:
         """The management API configured for this connector, if any."""
@@ -84,6 +89,15 @@ class EdcConnector(BaseModel):
     @classmethod
     def _no_trailing_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
+
+    @field_validator("callback_urls")
+    @classmethod
+    def _plain_bases(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            netloc = url.split("//", 1)[1].split("/", 1)[0]
+            if "@" in netloc or any(ch in url for ch in "?#%\\"):
+                raise ValueError(f"{url}: a callback base has no user info, query, fragment or percent-escapes")
+        return tuple(url.rstrip("/") for url in value)
 
 
 class ConnectorRegistry(BaseModel):

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.documents import utcnow
 
-CallOutcome = Literal["ok", "client_error", "server_error", "network_error", "not_configured"]
+CallOutcome = Literal["ok", "client_error", "server_error", "network_error", "not_configured", "refused"]
 
 
 class EdcCall(BaseModel):
@@ -28,6 +28,7 @@ class EdcCall(BaseModel):
     attempt: int = Field(ge=1)
     # True on the attempt after which the client stopped: success, a 4xx, or the last retry.
     final: bool
+    # refused: the URL was not under the connector's callback bases, so nothing was sent.
     outcome: CallOutcome
     status: int | None = None
     error: str | None = None

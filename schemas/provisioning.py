@@ -51,8 +51,12 @@ class ProvisionDocument(StatefulDocument):
     collection = "provisions"
     machine = PROVISION_MACHINE
 
+    # The connector whose request created it: only that connector may deprovision it or read its access.
     connector: str
+    # The tenant (schemas.tenancy): connector and consumer together, the key of everything the consumer owns.
     consumer_id: str | None = None
+    # The consumer as the contract agreement names it, for display.
+    edc_consumer_id: str | None = None
     asset_id: str | None = None
     callback_address: str | None = None
     deprovision_requested: bool = False

@@ -8,14 +8,17 @@ from events.envelope import derived_id
 from events.payloads.consumer import ConsumerProvisioningFailed
 from handlers.context import HandlerContext
 from handlers.provisioning.common import target_from_store
-from handlers.provisioning.teardown import _tell_deprovisioned, release, teardown_if_due
+from handlers.provisioning.teardown import release, teardown_if_due, tell_deprovisioned
 from schemas.provisioning import ProvisionDocument, ProvisionState
 
 log = structlog.get_logger("gxwf.provisioning")
 
 
-async def fail_provision(tp: str, ctx: HandlerContext, *, step: str, reason: str, cause: str) -> None:
-    """`step`: negotiation, asset, deployment or callback."""
+async def fail_provision(
+    tp: str, ctx: HandlerContext, *, step: str, reason: str, cause: str, tell: bool = True
+) -> None:
+    """`step`: negotiation, asset, deployment or callback. `tell`: False when the connector's callback address
+    was refused, so no answer is attempted."""
     failed = await ctx.store.transition(
         ProvisionDocument,
         tp,
@@ -36,9 +39,9 @@ async def fail_provision(tp: str, ctx: HandlerContext, *, step: str, reason: str
         about=tp,
         cause=cause,
     )
-    target = target_from_store(doc.target)
+    target = target_from_store(doc.target) if tell else None
     if target is not None:
         # Neither provisioner generation has a failure answer to a provision request; the deprovision
         # answer with its error set is the one that ends the connector's wait with our reason.
-        await _tell_deprovisioned(ctx, target, error=f"{step}: {reason}")
+        await tell_deprovisioned(ctx, target, error=f"{step}: {reason}")
     await teardown_if_due(tp, ctx)

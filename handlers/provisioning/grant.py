@@ -19,7 +19,7 @@ from handlers.declare import on
 from handlers.provisioning.common import target_from_store
 from handlers.provisioning.failure import fail_provision
 from handlers.provisioning.teardown import teardown_if_due
-from ports.edc import AccessAddress, EdcError
+from ports.edc import AccessAddress, EdcCallbackRefused, EdcError
 from ports.store import Outcome
 from schemas.provisioning import (
     AccessGrantDocument,
@@ -83,12 +83,13 @@ async def on_asset_registered(event: Envelope[AssetRegistered], ctx: HandlerCont
     access = AccessAddress(
         base_url=dep.workflow_api_url,
         auth_code=f"Bearer {token}",
-        extra={"consumerId": doc.consumer_id, "assetId": registered.asset_id},
+        extra={"consumerId": doc.edc_consumer_id or doc.consumer_id, "assetId": registered.asset_id},
     )
     try:
         await ctx.require_edc().provisioned(target, access, resource_name=f"gxwf-{tp}")
     except EdcError as error:
-        await fail_provision(tp, ctx, step="callback", reason=str(error), cause=event.id)
+        refused = isinstance(error, EdcCallbackRefused)
+        await fail_provision(tp, ctx, step="callback", reason=str(error), cause=event.id, tell=not refused)
         return
     granted = await ctx.store.transition(ProvisionDocument, tp, ProvisionState.GRANTED, event_id=event.id)
     if granted.settled:

@@ -46,8 +46,14 @@ async def on_deprovision_requested(event: Envelope[EdcDeprovisionRequested], ctx
     request = event.data
     tp = request.transfer_process_id
     doc = await ctx.store.get(ProvisionDocument, tp)
-    stored = target_from_store(doc.target) if doc else None
-    callback = _deprovision_target(request, stored)
+    if doc is not None and doc.connector != request.connector:
+        log.warning("deprovision of another connector's transfer ignored", transfer=tp, by=request.connector)
+        return
+    # For a transfer we know nothing of (no provision request of its connector yet), nobody is called back: an
+    # unknown transfer is no reason to send anything anywhere, least of all to an address the request named.
+    # Its provision request, if it comes, is answered with the deprovisioning (handlers.provisioning.request).
+    stored = target_from_store(doc.target) if doc is not None else None
+    callback = _deprovision_target(request, stored) if stored is not None else None
     fields = {
         "deprovision_requested": True,
         "deprovision_reason": request.reason or "deprovision requested by the connector",
@@ -62,7 +68,7 @@ async def on_deprovision_requested(event: Envelope[EdcDeprovisionRequested], ctx
     elif doc.state == ProvisionState.DEPROVISIONED:
         # Torn down already (the transfer's end came first): the connector still waits for this answer.
         if callback is not None:
-            await _tell_deprovisioned(ctx, callback)
+            await tell_deprovisioned(ctx, callback)
         return
     else:
         await ctx.store.set_fields(ProvisionDocument, tp, fields)
@@ -84,6 +90,9 @@ async def transfer_ended(event: Envelope[EdcTransferEvent], ctx: HandlerContext)
     tp = ended.transfer_process_id
     doc = await ctx.store.get(ProvisionDocument, tp)
     if doc is None or doc.state in _GONE:
+        return
+    if doc.connector != ended.connector:
+        log.warning("end of another connector's transfer ignored", transfer=tp, by=ended.connector)
         return
     reason = f"transfer {ended.edc_type.removeprefix('TransferProcess').lower()}"
     if ended.reason:
@@ -140,7 +149,7 @@ async def finish_teardown(tp: str, ctx: HandlerContext) -> None:
     reason = fresh.deprovision_reason or "deprovisioned"
     callback = target_from_store(fresh.deprovision_callback)
     if callback is not None:
-        await _tell_deprovisioned(ctx, callback)
+        await tell_deprovisioned(ctx, callback)
     done = await ctx.store.transition(ProvisionDocument, tp, ProvisionState.DEPROVISIONED, event_id=key, reason=reason)
     if done.settled:
         await ctx.emit(
@@ -203,7 +212,7 @@ async def _deployment_gone(doc: ProvisionDocument, ctx: HandlerContext, key: str
     return False
 
 
-async def _tell_deprovisioned(ctx: HandlerContext, target: ProvisionTarget, error: str | None = None) -> None:
+async def tell_deprovisioned(ctx: HandlerContext, target: ProvisionTarget, error: str | None = None) -> None:
     if ctx.edc is None:
         log.warning("no EDC connector configured: the connector is not told", transfer=target.transfer_process_id)
         return
@@ -215,6 +224,8 @@ async def _tell_deprovisioned(ctx: HandlerContext, target: ProvisionTarget, erro
 
 
 def _deprovision_target(request: EdcDeprovisionRequested, stored: ProvisionTarget | None) -> ProvisionTarget | None:
+    """The request's own address, else the provision request's; the EDC client calls either only when it lies
+    under the connector's callback bases."""
     if request.callback_address is not None:
         return ProvisionTarget.of(request)
     return stored

@@ -17,7 +17,7 @@ from adapters.mongo_call_log import MongoEdcCallLog
 from adapters.mongo_store import MongoStateStore
 from edc_simulator.connector import SimulatedConnector
 from edc_simulator.versions import version
-from ports.edc import AccessAddress, EdcError, EdcNotConfigured, EdcNotFound, ProvisionTarget
+from ports.edc import AccessAddress, EdcCallbackRefused, EdcNotConfigured, EdcNotFound, ProvisionTarget
 from schemas.connectors import ConnectorRegistry, EdcConnector, ManagementApi
 
 INBOUND = SecretStr("inbound-key-0123456789")
@@ -88,11 +88,12 @@ async def test_the_registered_simulator_is_asked_fresh_and_its_key_goes_nowhere_
         access = AccessAddress(base_url="http://127.0.0.1:8490", auth_code="token-for-the-consumer")
         await edc.provisioned(target(first, transfer.id), access, resource_name="gxwf-1")
         assert first.ledger.callbacks[-1].authorized
-        # A callback address elsewhere gets no key, even one that would accept it.
+        # A callback address elsewhere is not called at all: it is not under the registered API's origin.
         elsewhere = second.ledger.new_transfer("carla-minimal", "did:web:consumer.example")
-        with pytest.raises(EdcError):
+        with pytest.raises(EdcCallbackRefused):
             await edc.provisioned(target(second, elsewhere.id), access, resource_name="gxwf-2")
-        assert [c.authorized for c in second.ledger.callbacks] == [False]
+        assert second.ledger.callbacks == []
+        assert (await calls.calls())[-1].outcome == "refused"
 
         unregister(tmp_path, api_of(first))
         assert not path.exists()

@@ -18,8 +18,11 @@ from events.payloads.run import RetryPolicy, RunRequested, RunSpec, RunStopReque
 from inprocess.system import InProcessSystem
 from schemas.assets import Resources, WorkflowAssetDefinition
 from schemas.documents import StatefulDocument
+from schemas.tenancy import tenant_id
 
 CONSUMER = "did:web:consumer.example"
+# What the default connector's consumer owns its runs, inputs and results under.
+TENANT = tenant_id("default", CONSUMER)
 CALLBACK = "http://connector.test/callback"
 
 
@@ -60,7 +63,7 @@ async def request_run(
     system: InProcessSystem,
     run_id: str,
     *,
-    consumer: str = CONSUMER,
+    consumer: str = TENANT,
     tp: str | None = None,
     timeout: float = 3600,
     retry: RetryPolicy | None = None,
@@ -74,7 +77,7 @@ async def request_run(
     await (system.bus.settle() if settle else system.bus.run_until_quiet())
 
 
-async def stop_run(system: InProcessSystem, run_id: str, consumer: str = CONSUMER) -> None:
+async def stop_run(system: InProcessSystem, run_id: str, consumer: str = TENANT) -> None:
     stop = RunStopRequested(run_id=run_id, consumer_id=consumer, reason="enough")
     await system.bus.publish(new_event(s.RUN_STOP_REQUESTED, stop, id_=derived_id(run_id, "stop")))
     await system.bus.settle()

@@ -11,7 +11,7 @@ from handlers.provisioning.common import deployment_id_for
 from handlers.subscriptions import SUBSCRIPTIONS
 from inprocess.system import InProcessSystem
 from schemas.provisioning import AccessGrantDocument, DeploymentDocument, ProvisionDocument
-from tests.fast.conftest import CONSUMER, provision, publish, states, types
+from tests.fast.conftest import CONSUMER, TENANT, provision, publish, states, types
 
 GRANTED_FLOW = [
     s.EDC_PROVISION_REQUESTED,
@@ -37,7 +37,7 @@ async def test_a_provision_request_ends_with_access_granted_once(system: InProce
     dep = await system.store.get(DeploymentDocument, dep_id)
     assert dep is not None and dep.registered_assets == [{"asset_id": "shell-count", "version": 1}]
     grant = await system.store.get(AccessGrantDocument, "tp-1")
-    assert grant is not None and grant.state == "active" and grant.consumer_id == CONSUMER
+    assert grant is not None and grant.state == "active" and grant.consumer_id == TENANT
     assert system.deployments.deploys == [dep_id]
     (call,) = system.edc.provisioned_calls
     assert call.access.base_url == dep.workflow_api_url

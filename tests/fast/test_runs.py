@@ -3,6 +3,8 @@ the retry policy; facts out of order."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 
 from events import subjects as s
@@ -11,7 +13,7 @@ from events.payloads.run import RetryPolicy, RunRunning, RunSucceeded
 from inprocess.system import InProcessSystem
 from schemas.provisioning import ResultDocument
 from schemas.run import RunDocument
-from tests.fast.conftest import CONSUMER, publish, request_run, states, stop_run, types
+from tests.fast.conftest import TENANT, publish, request_run, states, stop_run, types
 
 STARTED = [s.RUN_REQUESTED, s.RUN_QUEUED, s.RUN_PENDING, s.RUN_RUNNING]
 
@@ -29,7 +31,7 @@ async def test_a_run_goes_from_requested_to_succeeded_with_its_results(system: I
     assert system.compute.starts == [("r-1", 1)]
     result = await system.store.get(ResultDocument, "r-1")
     assert result is not None and result.state == "published" and [f["name"] for f in result.files] == ["result.txt"]
-    keys = {o.key for o in await system.objects.list(f"results/{CONSUMER.replace(':', '%3A')}/r-1/")}
+    keys = {o.key for o in await system.objects.list(f"results/{quote(TENANT, safe='')}/r-1/")}
     assert {k.rsplit("/", 1)[-1] for k in keys} == {"result.txt", "log.txt", "manifest.json"}
     assert system.bus.dead_letters == []
 
@@ -123,8 +125,8 @@ async def test_a_success_reported_for_a_queued_run_is_refused(system: InProcessS
     assert before is not None and before.state == "queued"
 
     for subject, fact in (
-        (s.RUN_SUCCEEDED, RunSucceeded(run_id="r-9", consumer_id=CONSUMER, duration_seconds=1)),
-        (s.RUN_RUNNING, RunRunning(run_id="r-9", consumer_id=CONSUMER, backend="fake", handle="forged")),
+        (s.RUN_SUCCEEDED, RunSucceeded(run_id="r-9", consumer_id=TENANT, duration_seconds=1)),
+        (s.RUN_RUNNING, RunRunning(run_id="r-9", consumer_id=TENANT, backend="fake", handle="forged")),
     ):
         await system.bus.publish(new_event(subject, fact))
     await system.bus.run_until_quiet()
@@ -138,7 +140,7 @@ async def test_a_fact_for_an_earlier_state_after_the_end_is_refused(system: InPr
     await system.bus.settle()
     done = await system.store.get(RunDocument, "r-10")
     # A running fact with a new id (not a redelivery): the run ended, so it is out of order.
-    running = RunRunning(run_id="r-10", consumer_id=CONSUMER, backend="fake", handle="late")
+    running = RunRunning(run_id="r-10", consumer_id=TENANT, backend="fake", handle="late")
     await publish(system, s.RUN_RUNNING, running, id_=derived_id("r-10", "late-running"))
     assert await system.store.get(RunDocument, "r-10") == done
 
@@ -162,7 +164,7 @@ async def test_every_run_event_redelivered_after_the_end_changes_nothing(system:
 async def test_a_refused_end_fact_publishes_no_result(system: InProcessSystem) -> None:
     await request_run(system, "r-12", settle=False)
     await system.bus.publish(
-        new_event(s.RUN_SUCCEEDED, RunSucceeded(run_id="r-12", consumer_id=CONSUMER, duration_seconds=1))
+        new_event(s.RUN_SUCCEEDED, RunSucceeded(run_id="r-12", consumer_id=TENANT, duration_seconds=1))
     )
     await system.bus.run_until_quiet()
     assert await system.store.get(ResultDocument, "r-12") is None
@@ -205,7 +207,7 @@ async def test_an_end_fact_ahead_of_the_tracker_waits_in_place_then_publishes(sy
     system.compute.finish("r-ahead", 0)
     fact = new_event(
         s.RUN_SUCCEEDED,
-        RunSucceeded(run_id="r-ahead", consumer_id=CONSUMER, duration_seconds=1),
+        RunSucceeded(run_id="r-ahead", consumer_id=TENANT, duration_seconds=1),
         id_=derived_id("r-ahead", "ahead"),
     )
     with pytest.raises(RunNotEndedYet):  # no wait: straight back to the bus

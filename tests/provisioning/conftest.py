@@ -24,6 +24,7 @@ from gxwf.definitions import load_assets
 from gxwf.runtime import Endpoints, HandlerService
 from gxwf.settings import Settings
 from schemas.provisioning import ProvisionDocument
+from schemas.tenancy import tenant_id
 from tests.backbone.conftest import endpoints, eventually, js, nc, settings, store
 from tests.edc_fixtures import KEY, registry_for
 
@@ -34,6 +35,8 @@ __all__ = ["endpoints", "js", "nc", "settings", "store"]
 
 ASSETS = Path(__file__).parents[2] / "deploy" / "assets"
 CONSUMER = "did:web:consumer.example"
+# What the default connector's consumer owns its runs, inputs and results under.
+TENANT = tenant_id("default", CONSUMER)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from schemas.provisioning import ProvisionDocument, ResultDocument
 from schemas.run import RunDocument
 from tests.backbone.conftest import eventually, stream_events
 from tests.edc_fixtures import OTHER_KEY
-from tests.provisioning.conftest import CONSUMER, StartProvider
+from tests.provisioning.conftest import CONSUMER, TENANT, StartProvider
 
 
 async def test_access_names_the_missing_step_until_everything_is_done(start_provider: StartProvider) -> None:
@@ -60,7 +60,7 @@ async def test_deprovisioning_stops_the_consumers_running_runs(
     await provider.reaches(transfer.id, "granted")
     run = RunRequested(
         run_id="run-of-consumer",
-        consumer_id=CONSUMER,
+        consumer_id=TENANT,
         asset_id="shell-count",
         spec=RunSpec(command=["/bin/sh", "-c", "sleep 60"], timeout_seconds=120),
     )
@@ -89,7 +89,7 @@ async def test_deprovisioning_stops_the_consumers_running_runs(
         return await stream_events(js, s.CONSUMER_RELEASED, wait=False)
 
     (event,) = await eventually(released)
-    assert event["data"] == {"consumer_id": CONSUMER, "transfer_process_id": transfer.id, "site": "local", "runs": 1}
+    assert event["data"] == {"consumer_id": TENANT, "transfer_process_id": transfer.id, "site": "local", "runs": 1}
     assert not provider.handlers.local_compute.run_dir(run.run_id).exists()
     result = await provider.store.get(ResultDocument, run.run_id)
     assert result is not None and result.state == "published", "results stay for the retention period"

@@ -12,7 +12,7 @@ from nats.js import JetStreamContext
 from events import subjects as s
 from schemas.provisioning import AccessGrantDocument, DeploymentDocument
 from tests.backbone.conftest import stream_events
-from tests.provisioning.conftest import CONSUMER, StartProvider
+from tests.provisioning.conftest import CONSUMER, TENANT, StartProvider
 
 
 @pytest.mark.parametrize("edc_version", ["0.15", "0.18"])
@@ -40,7 +40,8 @@ async def test_provision_request_to_access_granted_and_back(
     provision = await provider.reaches(tp, "deprovisioned")
     states = [h.to for h in provision.history]
     assert states == ["requested", "deploying", "granting", "granted", "deprovisioning", "deprovisioned"]
-    assert provision.consumer_id == CONSUMER and provision.asset_id == "shell-count" and provision.asset_version == 1
+    assert (provision.consumer_id, provision.edc_consumer_id) == (TENANT, CONSUMER)
+    assert provision.asset_id == "shell-count" and provision.asset_version == 1
     grant = await provider.store.get(AccessGrantDocument, tp)
     assert grant is not None and grant.state == "revoked"
     deployment = await provider.store.get(DeploymentDocument, provision.deployment_id or "")

@@ -28,7 +28,7 @@ from handlers.provisioning import grant, request, teardown
 from handlers.subscriptions import HandlerFn
 from schemas.provisioning import AccessGrantDocument, DeploymentDocument, ProvisionDocument
 from tests.backbone.conftest import eventually, quiet, stream_events
-from tests.provisioning.conftest import CONSUMER, Provider, StartProvider
+from tests.provisioning.conftest import TENANT, Provider, StartProvider
 
 
 async def _handle_again(provider: Provider, js: JetStreamContext, steps: list[tuple[str, Any, HandlerFn]]) -> None:
@@ -128,9 +128,12 @@ async def test_a_deprovision_before_any_provision_request_leaves_nothing_to_prov
     transfer = provider.sim.ledger.new_transfer("shell-count", "did:web:early.example")
     await provider.deprovision(transfer)
     await provider.reaches(transfer.id, "deprovisioned")
-    assert len(provider.callbacks(transfer.id, "deprovision")) == 1
+    # The transfer was unknown: nobody was called back. Its provision request is answered with the end.
+    assert provider.callbacks(transfer.id, "deprovision") == []
 
     await provider.sim.send_provisioner_request(transfer, "provision")
+    assert await provider.sim.ledger.wait_for(transfer.id, "deprovision", 10) is not None
+    assert len(provider.callbacks(transfer.id, "deprovision")) == 1
     counts = await _counts(js)
     assert counts[s.DEPLOYMENT_REQUESTED] == 0, counts
     assert (await provider.store.get(ProvisionDocument, transfer.id)).state == "deprovisioned"  # type: ignore[union-attr]
@@ -232,9 +235,7 @@ async def test_out_of_order_teardown_facts_leave_a_live_transfer_alone(
     await provider.handlers.bus.publish(
         new_event(
             s.DEPLOYMENT_DELETED,
-            DeploymentDeleted(
-                deployment_id=granted.deployment_id, transfer_process_id=transfer.id, consumer_id=CONSUMER
-            ),
+            DeploymentDeleted(deployment_id=granted.deployment_id, transfer_process_id=transfer.id, consumer_id=TENANT),
         )
     )
     await provider.handlers.bus.publish(
