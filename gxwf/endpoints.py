@@ -185,7 +185,9 @@ class Endpoints:
         """Settings first; otherwise what `gxwf up` or `gxwf stack up` wrote into the state directory, with
         `component`'s own NATS user where it wrote one."""
         found = known_servers(settings, ("nats", "mongo", "s3"), component)
-        return cls(found["nats"], found["mongo"], found["s3"], s3_credentials(settings))
+        users = _written(endpoints_file(settings)).get("nats_users") if settings.nats_url is None else None
+        known = {str(name): str(url) for name, url in users.items()} if isinstance(users, dict) else {}
+        return cls(found["nats"], found["mongo"], found["s3"], s3_credentials(settings), known)
 
     @classmethod
     def of_stack(cls, eps: Any, component: Component | None = None) -> Endpoints:
@@ -193,9 +195,7 @@ class Endpoints:
         keys = eps.s3_credentials
         users = {name: url for name, url in eps.nats_users.items() if name != "admin"}
         nats = users.get(component, eps.nats) if component is not None else eps.nats
-        return cls(
-            nats, eps.mongo, eps.s3, S3Credentials(keys.access_key, keys.secret_key) if keys else None, users
-        )
+        return cls(nats, eps.mongo, eps.s3, S3Credentials(keys.access_key, keys.secret_key) if keys else None, users)
 
     def with_s3(self, settings: Settings) -> Endpoints:
         """GXWF_S3_ACCESS_KEY/GXWF_S3_SECRET_KEY for an S3 the stack did not start (it has no keys of its own)."""

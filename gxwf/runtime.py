@@ -256,7 +256,8 @@ class HandlerService:
 def workflow_api_settings(settings: Settings, endpoints: Endpoints) -> tuple[tuple[str, str], ...]:
     """What a per-consumer WorkflowApi on a Kubernetes site needs to reach the same servers as the handlers."""
     return (
-        ("GXWF_NATS_URL", endpoints.nats),
+        # Its own NATS user where the stack made one, not the handlers'.
+        ("GXWF_NATS_URL", endpoints.as_component("workflow_api").nats),
         ("GXWF_MONGO_URL", endpoints.mongo),
         ("GXWF_MONGO_DATABASE", settings.mongo_database),
         ("GXWF_S3_ENDPOINT", endpoints.s3),
