@@ -45,8 +45,8 @@ async def mongo_ping(url: str) -> str | None:
 
 
 async def mongo_set_users(url: str, users: dict[str, tuple[str, list[dict[str, str]]]]) -> str | None:
-    """Each user (name -> password, roles) created in `admin`, or updated to that password and those roles;
-    then the server's data flushed to disk, so that killing it loses none of them."""
+    """Each user (name -> password, roles) created in `admin`, or updated to that password and those roles, and
+    no other user left there; then the server's data flushed to disk, so that killing it loses none of this."""
     from pymongo import AsyncMongoClient
     from pymongo.errors import OperationFailure, PyMongoError
 
@@ -59,6 +59,10 @@ async def mongo_set_users(url: str, users: dict[str, tuple[str, list[dict[str, s
                 if error.code != _MONGO_DUPLICATE_USER:
                     raise
                 await client.admin.command("updateUser", name, pwd=password, roles=roles)
+        # Anyone may connect while the server runs without --auth: a user someone else slipped in is removed.
+        for found in (await client.admin.command("usersInfo", 1)).get("users", []):
+            if found.get("user") not in users:
+                await client.admin.command("dropUser", found["user"])
         await client.admin.command("fsync")
     except PyMongoError as error:
         return str(error)

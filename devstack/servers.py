@@ -161,7 +161,8 @@ class SecantusServer(ServerSpec):
 
         secantusd has no localhost exception: with --auth every command but the handshake needs a user, so
         users are made by a run without --auth, on a port of its own that nobody has been told, killed after
-        an fsync (a graceful stop takes 2 s and saves nothing more). That costs ~0.6 s, on the first start only.
+        an fsync (a graceful stop takes 2 s and saves nothing more). That costs ~0.6 s (idle machine) to ~1.3 s,
+        on the first start only, beside SeaweedFS's longer start. A user someone else created meanwhile is dropped.
         """
         self.prepare(home, ())
         users = {user: mongo_password(self.credentials, user) for user in MONGO_ROLES}
