@@ -41,8 +41,8 @@ class S3ObjectStore:
         endpoint: str,
         bucket: str,
         *,
-        access_key: str,
-        secret_key: str,
+        access_key: str | None,
+        secret_key: str | None,
         region: str = "us-east-1",
     ) -> None:
         self.bucket = bucket

@@ -18,6 +18,7 @@ from adapters.s3_objects import S3ObjectStore
 from dashboard.app import Dashboard, create_app
 from dashboard.auth import Tokens
 from dashboard.tail import RING_EVENTS, TailHub
+from events.permissions import connect_options
 from http_serving.server import ListenError, Served
 from schemas.sites import Site
 
@@ -32,8 +33,9 @@ class Servers:
     mongo_database: str
     s3: str | None = None
     s3_bucket: str = "gxwf"
-    s3_access_key: str = "gxwf"
-    s3_secret_key: str = "gxwf-secret"  # noqa: S105 - the embedded store's default, as in gxwf settings
+    # None: the S3 client's usual places (its environment variables, ~/.aws).
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
     s3_region: str = "us-east-1"
     nats_monitor: str | None = None
 
@@ -82,7 +84,11 @@ class DashboardService:
     async def start(self) -> str:
         listener = self._served.bind()
         self.nc = await nats.connect(
-            self.servers.nats, name="gxwf-dashboard", connect_timeout=5, max_reconnect_attempts=-1
+            self.servers.nats,
+            name="gxwf-dashboard",
+            connect_timeout=5,
+            max_reconnect_attempts=-1,
+            **connect_options(self.servers.nats),
         )
         js = self.nc.jetstream()
         self.hub = TailHub(self.nc, js, max_clients=self.max_clients, ring_events=self.ring_events)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from devstack.access import S3Keys
+
 
 @dataclass(frozen=True)
 class StackEndpoints:
@@ -15,14 +17,33 @@ class StackEndpoints:
     s3_bucket: str
     # Keyed by role ("nats", "mongo", "s3"), like the URLs above; a server used from outside has none.
     pids: dict[str, int] = field(default_factory=dict)
+    # The URL of each NATS user the stack was given (`nats` is the unrestricted admin's); none for an outside server.
+    nats_users: dict[str, str] = field(default_factory=dict)
+    # The embedded S3's keys; None for an outside server.
+    s3_credentials: S3Keys | None = None
+
+    @property
+    def s3_access_key(self) -> str | None:
+        return self.s3_credentials.access_key if self.s3_credentials else None
+
+    @property
+    def s3_secret_key(self) -> str | None:
+        return self.s3_credentials.secret_key if self.s3_credentials else None
+
+    def nats_for(self, user: str) -> str:
+        """The URL of NATS user `user`, or the one NATS URL when the stack made no such user."""
+        return self.nats_users.get(user, self.nats)
 
     def to_json(self) -> dict[str, object]:
+        keys = self.s3_credentials
         return {
             "nats": self.nats,
             "nats_monitor": self.nats_monitor,
+            "nats_users": dict(self.nats_users),
             "mongo": self.mongo,
             "s3": self.s3,
             "s3_bucket": self.s3_bucket,
+            "s3_credentials": {"access_key": keys.access_key, "secret_key": keys.secret_key} if keys else None,
             "pids": dict(self.pids),
         }
 
@@ -36,6 +57,12 @@ class StackEndpoints:
                 raise TypeError("nats_monitor")
             if not isinstance(pids, Mapping):
                 raise TypeError("pids")
+            users = data.get("nats_users") or {}
+            if not isinstance(users, Mapping):
+                raise TypeError("nats_users")
+            keys = data.get("s3_credentials")
+            if keys is not None and not isinstance(keys, Mapping):
+                raise TypeError("s3_credentials")
             return cls(
                 nats=_text(data, "nats"),
                 nats_monitor=monitor,
@@ -43,6 +70,8 @@ class StackEndpoints:
                 s3=_text(data, "s3"),
                 s3_bucket=_text(data, "s3_bucket"),
                 pids={str(role): int(pid) for role, pid in pids.items()},
+                nats_users={str(user): str(url) for user, url in users.items()},
+                s3_credentials=S3Keys(_text(keys, "access_key"), _text(keys, "secret_key")) if keys else None,
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"not a stack endpoints document: bad or missing {error}") from None

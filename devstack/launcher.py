@@ -51,6 +51,8 @@ async def launch(
     home = state_dir / spec.name
     log_path = state_dir / "logs" / f"{spec.name}.log"
     where = f" (log: {log_path})" if mention_log else ""
+    home.mkdir(parents=True, exist_ok=True)
+    await spec.provision(executable, home, log_path, ready_timeout)
     for attempt in range(1, _BIND_ATTEMPTS + 1):
         if fixed_port is None:
             ports = reserve_ports(spec.port_count)

@@ -6,6 +6,7 @@ The drivers are imported inside the checks so that importing devstack stays chea
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -43,15 +44,46 @@ async def mongo_ping(url: str) -> str | None:
     return None
 
 
-async def s3_bucket_writable(endpoint: str, bucket: str) -> str | None:
-    """Creates `bucket` if missing, then writes and deletes an object in it.
+async def mongo_set_users(url: str, users: dict[str, tuple[str, list[dict[str, str]]]]) -> str | None:
+    """Each user (name -> password, roles) created in `admin`, or updated to that password and those roles, and
+    no other user left there; then the server's data flushed to disk, so that killing it loses none of this."""
+    from pymongo import AsyncMongoClient
+    from pymongo.errors import OperationFailure, PyMongoError
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url, serverSelectionTimeoutMS=int(_TIMEOUT * 1000))
+    try:
+        for name, (password, roles) in users.items():
+            try:
+                await client.admin.command("createUser", name, pwd=password, roles=roles)
+            except OperationFailure as error:
+                if error.code != _MONGO_DUPLICATE_USER:
+                    raise
+                await client.admin.command("updateUser", name, pwd=password, roles=roles)
+        # Anyone may connect while the server runs without --auth: a user someone else slipped in is removed.
+        for found in (await client.admin.command("usersInfo", 1)).get("users", []):
+            if found.get("user") not in users:
+                await client.admin.command("dropUser", found["user"])
+        await client.admin.command("fsync")
+    except PyMongoError as error:
+        return str(error)
+    finally:
+        await client.close()
+    return None
+
+
+_MONGO_DUPLICATE_USER = 51003
+
+
+async def s3_bucket_writable(endpoint: str, bucket: str, access_key: str, secret_key: str) -> str | None:
+    """Creates `bucket` if missing, then writes and deletes an object in it, with requests signed by the keys.
 
     Answering S3 requests is not enough: SeaweedFS lists buckets before its volume server has joined the
-    master, and until then every upload fails. Unsigned requests suffice because no identities are set up.
+    master, and until then every upload fails.
     """
     import httpx
 
-    async with httpx.AsyncClient(base_url=endpoint, timeout=_TIMEOUT, trust_env=False) as client:
+    sign = _s3_signer(access_key, secret_key)
+    async with httpx.AsyncClient(base_url=endpoint, timeout=_TIMEOUT, trust_env=False, auth=sign) as client:
         try:
             created = await client.put(f"/{bucket}")
             # 409: the bucket exists already (BucketAlreadyOwnedByYou), as after every restart.
@@ -64,6 +96,24 @@ async def s3_bucket_writable(endpoint: str, bucket: str) -> str | None:
         except httpx.HTTPError as error:
             return f"{endpoint}: {error!r}"
     return None
+
+
+def _s3_signer(access_key: str, secret_key: str) -> Callable[[httpx.Request], httpx.Request]:
+    """An httpx auth hook signing each request with AWS Signature V4, by botocore (aioboto3 brings it)."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    signer = S3SigV4Auth(Credentials(access_key, secret_key), "s3", "us-east-1")
+
+    def sign(request: httpx.Request) -> httpx.Request:
+        unsigned = AWSRequest(method=request.method, url=str(request.url), data=request.content)
+        signer.add_auth(unsigned)
+        for name in ("Authorization", "X-Amz-Date", "X-Amz-Content-SHA256"):
+            request.headers[name] = str(unsigned.headers[name])
+        return request
+
+    return sign
 
 
 def _s3_failure(response: httpx.Response) -> str:

@@ -122,6 +122,12 @@ class ServerProcess:
                     self._signal_group(signal.SIGKILL)
         await self._process.wait()
 
+    async def kill(self) -> None:
+        """SIGKILL to the server's process group, for a server whose data needs no graceful stop."""
+        if self._process.returncode is None:
+            self._signal_group(signal.SIGKILL)
+        await self._process.wait()
+
     def _signal_group(self, sig: signal.Signals) -> None:
         # The group id is the server's pid (process_group=0); the group also holds anything it forked.
         with contextlib.suppress(ProcessLookupError):

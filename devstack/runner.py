@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from devstack.access import without_user
+from devstack.credentials import write_private
 from devstack.endpoints import StackEndpoints
 from devstack.errors import StackError
 from devstack.signals import StopSignals
@@ -62,10 +63,8 @@ async def run_stack(state_dir: Path, **kwargs: Any) -> int:
 
 def _write_stack_file(state_dir: Path, endpoints: StackEndpoints) -> Path:
     path = Path(state_dir).absolute() / STACK_FILE
-    # Readers poll for this file: it must never be seen half written.
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    partial.write_text(json.dumps(endpoints.to_json(), indent=2) + "\n")
-    partial.replace(path)
+    # Readers poll for this file: write_private renames it into place, never half written; 0600, it has secrets.
+    write_private(path, json.dumps(endpoints.to_json(), indent=2) + "\n")
     return path
 
 
@@ -84,8 +83,8 @@ def _report(stack: EmbeddedStack, endpoints: StackEndpoints, stack_file: Path) -
     for role, url, extra in rows:
         pid = endpoints.pids.get(role)
         origin = f"pid {pid}" if pid is not None else "external"
-        _say(f"  {role:<5} {url}  {extra}  ({origin})".replace("    ", "  "))
-    _say(f"endpoints in {stack_file}; Ctrl-C or SIGTERM stops the stack")
+        _say(f"  {role:<5} {without_user(url)}  {extra}  ({origin})".replace("    ", "  "))
+    _say(f"endpoints and credentials in {stack_file}; Ctrl-C or SIGTERM stops the stack")
 
 
 def _say(message: str) -> None:

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
 import re
 import shutil
 import signal
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import ClassVar
 
 from devstack import probes
-from devstack.netports import LOOPBACK
+from devstack.access import (
+    ADMIN,
+    MONGO_ADMIN,
+    MONGO_ROLES,
+    NatsUser,
+    S3Keys,
+    mongo_password,
+    nats_password,
+    with_user,
+)
+from devstack.credentials import StackCredentials, write_private
+from devstack.errors import StackError
+from devstack.netports import LOOPBACK, reserve_ports
+from devstack.process import ServerProcess
 
 
 class ServerSpec(ABC):
@@ -39,6 +55,9 @@ class ServerSpec(ABC):
     def cleanup(self, ports: Sequence[int]) -> None:  # noqa: B027 - a hook most servers need not fill
         """Called once the process is gone, whether it stopped or crashed."""
 
+    async def provision(self, executable: str, home: Path, log_path: Path, timeout: float) -> None:  # noqa: B027
+        """Called once before the server is started, for set-up that needs the server itself running."""
+
 
 class NatsServer(ServerSpec):
     name = "nats"
@@ -46,10 +65,32 @@ class NatsServer(ServerSpec):
     program = "nats-server"
     port_count = 2  # clients, monitoring
 
+    def __init__(self, credentials: StackCredentials, users: Sequence[NatsUser] = ()) -> None:
+        self.users = [NatsUser(ADMIN), *(user for user in users if user.name != ADMIN)]
+        self.credentials = credentials
+        # Made now, so that the caller saves them before anything uses them.
+        for user in self.users:
+            nats_password(credentials, user.name)
+
+    def prepare(self, home: Path, ports: Sequence[int]) -> None:
+        super().prepare(home, ports)
+        # Only the users: ports and the rest stay command-line flags. The format is a superset of JSON.
+        authorization = {
+            "users": [user.authorization(nats_password(self.credentials, user.name)) for user in self.users]
+        }
+        write_private(home / "nats.conf", json.dumps({"authorization": authorization}, indent=2) + "\n")
+
     def argv(self, executable: str, home: Path, ports: Sequence[int]) -> list[str]:
         # The monitoring port listens on the -a address too; nats-server has no flag for it.
         client, monitor = ports
-        return [executable, "-js", "-a", LOOPBACK, "-p", str(client), "-m", str(monitor), "-sd", str(home)]
+        return [
+            executable,
+            *("-c", str(home / "nats.conf")),
+            *("-js", "-a", LOOPBACK, "-p", str(client), "-m", str(monitor), "-sd", str(home)),
+        ]
+
+    def user_url(self, ports: Sequence[int], user: str) -> str:
+        return with_user(self.url(ports), user, nats_password(self.credentials, user))
 
     def url(self, ports: Sequence[int]) -> str:
         return f"nats://{LOOPBACK}:{ports[0]}"
@@ -79,6 +120,11 @@ class SecantusServer(ServerSpec):
     # killed parent holds the state directory forever; a parent killed with SIGKILL crashed anyway.
     death_signal = signal.SIGKILL
 
+    def __init__(self, credentials: StackCredentials) -> None:
+        self.credentials = credentials
+        for user in MONGO_ROLES:
+            mongo_password(credentials, user)
+
     def prepare(self, home: Path, ports: Sequence[int]) -> None:
         super().prepare(home, ports)
         config = home / "secantusd.toml"
@@ -89,19 +135,58 @@ class SecantusServer(ServerSpec):
             )
 
     def argv(self, executable: str, home: Path, ports: Sequence[int]) -> list[str]:
+        return [*self._argv(executable, home, ports[0]), "--auth"]
+
+    @staticmethod
+    def _argv(executable: str, home: Path, port: int) -> list[str]:
         return [
             executable,
             *("--config", str(home / "secantusd.toml")),
-            *("--host", LOOPBACK, "--port", str(ports[0])),
+            *("--host", LOOPBACK, "--port", str(port)),
             *("--storage-path", str(home / "data")),
         ]
 
     def url(self, ports: Sequence[int]) -> str:
         # directConnection: talk to this one server, whatever host list its replica-set reply names.
-        return f"mongodb://{LOOPBACK}:{ports[0]}/?directConnection=true"
+        return f"mongodb://{LOOPBACK}:{ports[0]}/?directConnection=true&authSource=admin"
+
+    def user_url(self, ports: Sequence[int], user: str) -> str:
+        return with_user(self.url(ports), user, mongo_password(self.credentials, user))
 
     async def probe(self, ports: Sequence[int]) -> str | None:
-        return await probes.mongo_ping(self.url(ports))
+        return await probes.mongo_ping(self.user_url(ports, MONGO_ADMIN))
+
+    async def provision(self, executable: str, home: Path, log_path: Path, timeout: float) -> None:
+        """Create the users, or reset their passwords, when the data directory does not have the current ones.
+
+        secantusd has no localhost exception: with --auth every command but the handshake needs a user, so
+        users are made by a run without --auth, on a port of its own that nobody has been told, killed after
+        an fsync (a graceful stop takes 2 s and saves nothing more). That costs ~0.6 s (idle machine) to ~1.3 s,
+        on the first start only, beside SeaweedFS's longer start. A user someone else created meanwhile is dropped.
+        """
+        self.prepare(home, ())
+        users = {user: mongo_password(self.credentials, user) for user in MONGO_ROLES}
+        marker = home / "users.sha256"
+        fingerprint = hashlib.sha256(json.dumps(users, sort_keys=True).encode()).hexdigest()
+        if marker.exists() and marker.read_text().strip() == fingerprint:
+            return
+        (port,) = reserve_ports(1)
+        process = await ServerProcess.spawn(
+            self.name,
+            self._argv(executable, home, port),
+            cwd=home,
+            log_path=log_path,
+            death_signal=signal.SIGKILL,
+        )
+        try:
+            url = f"mongodb://{LOOPBACK}:{port}/?directConnection=true"
+            await _until_ready(process, lambda: probes.mongo_ping(url), timeout)
+            failure = await probes.mongo_set_users(url, {u: (users[u], MONGO_ROLES[u]) for u in users})
+            if failure is not None:
+                raise StackError(f"{self.name}: could not create its users: {failure} (log: {log_path})")
+        finally:
+            await process.kill()
+        write_private(marker, fingerprint + "\n")
 
 
 # One volume per new bucket instead of seven: SeaweedFS makes every bucket a collection with its own
@@ -128,13 +213,30 @@ class SeaweedServer(ServerSpec):
     stop_grace = 2.0
     death_signal = signal.SIGKILL
 
-    def __init__(self, bucket: str) -> None:
+    def __init__(self, bucket: str, credentials: StackCredentials) -> None:
         self.bucket = bucket
+        self.credentials = credentials
+        self.keys = S3Keys.of(credentials)
+        self.jwt_keys = {
+            part: credentials.secret(f"s3:jwt:{part}")
+            for part in ("signing", "signing.read", "filer_signing", "filer_signing.read")
+        }
 
     def prepare(self, home: Path, ports: Sequence[int]) -> None:
         data = home / "data"
         data.mkdir(parents=True, exist_ok=True)
         (home / "master.toml").write_text(_SEAWEEDFS_MASTER_TOML)
+        # One identity, allowed everything (buckets, and users through the S3 port's IAM API); no anonymous one,
+        # so an unsigned request is refused. Identities added through the IAM API are kept by the filer.
+        identity = {
+            "name": "gxwf",
+            "credentials": [{"accessKey": self.keys.access_key, "secretKey": self.keys.secret_key}],
+            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+        }
+        write_private(home / "s3.json", json.dumps({"identities": [identity]}, indent=2) + "\n")
+        # The filer's and volume server's HTTP ports would otherwise serve and take every object unasked.
+        security = "".join(f'[jwt.{part}]\nkey = "{key}"\n' for part, key in self.jwt_keys.items())
+        write_private(home / "security.toml", security)
         # The master keeps its raft state in data/m<port>; a new port means a new directory and the old
         # one is never read again, so drop those left by earlier runs instead of piling them up.
         for stale in data.iterdir():
@@ -166,6 +268,10 @@ class SeaweedServer(ServerSpec):
             # Otherwise fixed ports 8181 and 9101, on which two stacks on one machine collide.
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
+            f"-s3.config={home / 's3.json'}",
+            # The administrator identity may add users (say one per consumer, limited to a prefix) while the
+            # server runs, through the IAM API on the S3 port; other identities and unsigned requests may not.
+            "-s3.iam.readOnly=false",
             # The default election timeout (10 s) is waited out in full on every restart of the single
             # master; 1 s takes a restart from ~17 s to ~3.5 s.
             "-master.electionTimeout=1s",
@@ -182,7 +288,7 @@ class SeaweedServer(ServerSpec):
         return f"http://{LOOPBACK}:{ports[6]}"
 
     async def probe(self, ports: Sequence[int]) -> str | None:
-        return await probes.s3_bucket_writable(self.url(ports), self.bucket)
+        return await probes.s3_bucket_writable(self.url(ports), self.bucket, self.keys.access_key, self.keys.secret_key)
 
     def cleanup(self, ports: Sequence[int]) -> None:
         # weed puts a Unix socket per port in /tmp, whatever TMPDIR says (seaweedfs-filer-8888.sock,
@@ -190,3 +296,12 @@ class SeaweedServer(ServerSpec):
         for port in ports:
             for socket_file in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):  # noqa: S108 - weed's choice
                 socket_file.unlink(missing_ok=True)
+
+
+async def _until_ready(process: ServerProcess, check: Callable[[], Awaitable[str | None]], timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (reason := await check()) is not None:
+        if process.returncode is not None or loop.time() >= deadline:
+            raise StackError(f"{process.name} did not become ready: {process.log_summary()} (last check: {reason})")
+        await asyncio.sleep(0.05)

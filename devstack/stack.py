@@ -10,11 +10,13 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
+from devstack.access import ADMIN, MONGO_APP, NatsUser
 from devstack.binaries import find_binary
+from devstack.credentials import StackCredentials
 from devstack.endpoints import StackEndpoints
 from devstack.errors import StackError
 from devstack.launcher import RunningServer, launch
@@ -32,6 +34,11 @@ class EmbeddedStack:
     across restarts; None means a temporary directory removed on stop. A given URL means that server is
     used as it is and not started. `ports` and `binaries`, keyed by role ("nats", "mongo", "s3"), pin a
     server's main port or program, for users who want fixed URLs and for tests.
+
+    Every server it starts requires credentials, generated on the first start into STATE_DIR/credentials.json
+    (mode 0600) and reused afterwards: NATS has the unrestricted user `admin` plus `nats_users` with their
+    permissions, the MongoDB-wire server the users of devstack.access, S3 one identity. The endpoints carry them:
+    URLs with `user:password@`, the S3 keys beside the S3 URL.
     """
 
     def __init__(
@@ -45,6 +52,7 @@ class EmbeddedStack:
         ready_timeout: float = 60.0,
         ports: Mapping[str, int] | None = None,
         binaries: Mapping[str, str | Path] | None = None,
+        nats_users: Sequence[NatsUser] = (),
     ) -> None:
         if not _BUCKET_NAME.fullmatch(s3_bucket):
             raise StackError(
@@ -58,6 +66,7 @@ class EmbeddedStack:
         self._ready_timeout = ready_timeout
         self._ports = dict(ports or {})
         self._binaries = {role: str(path) for role, path in (binaries or {}).items()}
+        self._nats_users = tuple(nats_users)
         self._servers: list[RunningServer] = []
         self._endpoints: StackEndpoints | None = None
         self._active_dir: Path | None = None
@@ -83,12 +92,14 @@ class EmbeddedStack:
         if self._endpoints is not None:
             raise StackError("the stack is already running")
         began = time.monotonic()
-        specs = self._specs()
         # Before any directory or process exists: a missing program is the most common first-run error.
-        executables = {spec.role: self._binaries.get(spec.role) or find_binary(spec.program) for spec in specs}
+        executables = {kind.role: self._binaries.get(kind.role) or find_binary(kind.program) for kind in self._kinds()}
         state_dir = self._open_state_dir()
         tasks: list[asyncio.Task[RunningServer]] = []
         try:
+            credentials = StackCredentials.load(state_dir)
+            specs = self._specs(credentials)
+            credentials.save()
             async with asyncio.TaskGroup() as group:
                 for spec in specs:
                     coroutine = launch(
@@ -150,14 +161,24 @@ class EmbeddedStack:
             if owned:
                 signals.remove()
 
-    def _specs(self) -> list[ServerSpec]:
+    def _kinds(self) -> list[type[ServerSpec]]:
+        kinds: list[type[ServerSpec]] = []
+        if self._nats_url is None:
+            kinds.append(NatsServer)
+        if self._mongo_url is None:
+            kinds.append(SecantusServer)
+        if self._s3_endpoint is None:
+            kinds.append(SeaweedServer)
+        return kinds
+
+    def _specs(self, credentials: StackCredentials) -> list[ServerSpec]:
         specs: list[ServerSpec] = []
         if self._nats_url is None:
-            specs.append(NatsServer())
+            specs.append(NatsServer(credentials, self._nats_users))
         if self._mongo_url is None:
-            specs.append(SecantusServer())
+            specs.append(SecantusServer(credentials))
         if self._s3_endpoint is None:
-            specs.append(SeaweedServer(self._s3_bucket))
+            specs.append(SeaweedServer(self._s3_bucket, credentials))
         return specs
 
     def _describe(self) -> StackEndpoints:
@@ -166,15 +187,25 @@ class EmbeddedStack:
         mongo = running.get("mongo")
         s3 = running.get("s3")
         monitor = None
+        nats_url = str(self._nats_url)
+        nats_users: dict[str, str] = {}
         if nats is not None and isinstance(nats.spec, NatsServer):
             monitor = nats.spec.monitor_url(nats.ports)
+            nats_url = nats.spec.user_url(nats.ports, ADMIN)
+            nats_users = {user.name: nats.spec.user_url(nats.ports, user.name) for user in nats.spec.users}
+        mongo_url = str(self._mongo_url)
+        if mongo is not None and isinstance(mongo.spec, SecantusServer):
+            mongo_url = mongo.spec.user_url(mongo.ports, MONGO_APP)
+        keys = s3.spec.keys if s3 is not None and isinstance(s3.spec, SeaweedServer) else None
         return StackEndpoints(
-            nats=nats.url if nats is not None else str(self._nats_url),
+            nats=nats_url,
             nats_monitor=monitor,
-            mongo=mongo.url if mongo is not None else str(self._mongo_url),
+            mongo=mongo_url,
             s3=s3.url if s3 is not None else str(self._s3_endpoint),
             s3_bucket=self._s3_bucket,
             pids={role: server.process.pid for role, server in running.items()},
+            nats_users=nats_users,
+            s3_credentials=keys,
         )
 
     def _open_state_dir(self) -> Path:

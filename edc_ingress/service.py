@@ -12,6 +12,7 @@ from adapters.mongo_call_log import MongoEdcCallLog
 from adapters.mongo_store import MongoStateStore
 from edc_ingress.app import Ingress, IngressLimits, create_app
 from edc_ingress.settings import ConfigError, EdcSettings
+from events.permissions import connect_options
 from http_serving.server import ListenError, Served
 from schemas.connectors import ConnectorRegistry
 
@@ -61,7 +62,11 @@ class IngressService:
     async def start(self) -> str:
         # Reconnect for ever: while NATS is away the ingress answers 503 (EDC retries) and /readyz says so.
         self.nc = await nats.connect(
-            self.nats_url, name="gxwf-edc-ingress", connect_timeout=5, max_reconnect_attempts=-1
+            self.nats_url,
+            name="gxwf-edc-ingress",
+            connect_timeout=5,
+            max_reconnect_attempts=-1,
+            **connect_options(self.nats_url),
         )
         sink = JetStreamSink(self.nc, timeout=self.settings.edc_publish_timeout_seconds)
         max_payload = sink.max_payload

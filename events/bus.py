@@ -24,6 +24,7 @@ from events.envelope import Envelope
 from events.exhausted import forward_exhausted_deliveries
 from events.payloads.common import Payload
 from events.payloads.dead_letter import DeadLetter
+from events.permissions import connect_options
 from events.subjects import DLQ_STREAM, STREAM
 from events.wire import publish_to_jetstream
 
@@ -46,6 +47,7 @@ class Bus:
         self.broker = NatsBroker(
             nats_url,
             name=name,
+            **connect_options(nats_url),
             middlewares=[DeadLetterMiddleware(self.policy, self._publish_dead_letter)],
             ack_policy=AckPolicy.NACK_ON_ERROR,
             description="gaiax-workflows event bus",

@@ -211,9 +211,14 @@ async def _bench_gxwf(nats_url: str, mongo_url: str, database: str, n: int) -> R
 
 async def run_benchmark(settings: Settings, n: int, *, console: Console) -> list[Row]:
     from devstack import EmbeddedStack
+    from gxwf.stack_users import nats_users
 
     async with EmbeddedStack(
-        None, nats_url=settings.nats_url, mongo_url=settings.mongo_url, s3_endpoint=settings.s3_endpoint
+        None,
+        nats_url=settings.nats_url,
+        mongo_url=settings.mongo_url,
+        s3_endpoint=settings.s3_endpoint,
+        nats_users=nats_users(),
     ) as eps:
         nc = await nats.connect(eps.nats)
         js = nc.jetstream()

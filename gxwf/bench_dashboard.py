@@ -228,10 +228,15 @@ async def run_benchmark(
     settings: Settings, rate: int, seconds: float, clients: int, *, console: Console, settle: float = 30.0
 ) -> Report:
     from devstack import EmbeddedStack
+    from gxwf.stack_users import nats_users
 
     token, admin = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     async with EmbeddedStack(
-        None, nats_url=settings.nats_url, mongo_url=settings.mongo_url, s3_endpoint=settings.s3_endpoint
+        None,
+        nats_url=settings.nats_url,
+        mongo_url=settings.mongo_url,
+        s3_endpoint=settings.s3_endpoint,
+        nats_users=nats_users(),
     ) as eps:
         nc = await nats.connect(eps.nats)
         js = nc.jetstream()
@@ -239,7 +244,9 @@ async def run_benchmark(
         port = free_port()
         with tempfile.TemporaryDirectory(prefix="gxwf-bench-dashboard-") as state:
             env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")}
-            env |= {"GXWF_NATS_URL": eps.nats, "GXWF_MONGO_URL": eps.mongo, "GXWF_S3_ENDPOINT": eps.s3}
+            env |= {"GXWF_NATS_URL": eps.nats_for("dashboard"), "GXWF_MONGO_URL": eps.mongo, "GXWF_S3_ENDPOINT": eps.s3}
+            if eps.s3_access_key and eps.s3_secret_key:
+                env |= {"GXWF_S3_ACCESS_KEY": eps.s3_access_key, "GXWF_S3_SECRET_KEY": eps.s3_secret_key}
             env |= {"GXWF_DASHBOARD_TOKEN": token, "GXWF_DASHBOARD_ADMIN_TOKEN": admin, "GXWF_LOG_LEVEL": "warning"}
             env |= {"GXWF_STATE_DIR": state, "GXWF_MONGO_DATABASE": f"bench_{uuid.uuid4().hex[:8]}"}
             proc = subprocess.Popen(  # noqa: ASYNC220 - started once, before any measuring

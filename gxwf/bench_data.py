@@ -31,6 +31,7 @@ from rich.table import Table
 
 from adapters.mongo_store import MongoStateStore
 from gxwf.bench_ingress import _Connection, _ready, _stop
+from gxwf.endpoints import Endpoints
 from gxwf.errors import UserError
 from gxwf.settings import Settings
 from http_serving.server import free_port
@@ -127,6 +128,7 @@ async def _rps(url: str, path: str, token: str, total: int, concurrency: int = 3
 
 async def run_benchmark(settings: Settings, size: int, requests: int, *, console: Console) -> dict[str, float]:
     from devstack import EmbeddedStack
+    from gxwf.stack_users import nats_users
 
     database = f"bench_{uuid.uuid4().hex[:8]}"
     token = secrets.token_urlsafe(32)
@@ -136,8 +138,13 @@ async def run_benchmark(settings: Settings, size: int, requests: int, *, console
         source = root / "source.bin"
         await asyncio.to_thread(_make_file, source, size)
         async with EmbeddedStack(
-            None, nats_url=settings.nats_url, mongo_url=settings.mongo_url, s3_endpoint=settings.s3_endpoint
+            None,
+            nats_url=settings.nats_url,
+            mongo_url=settings.mongo_url,
+            s3_endpoint=settings.s3_endpoint,
+            nats_users=nats_users(),
         ) as eps:
+            servers = Endpoints.of_stack(eps, "workflow_api").with_s3(settings)
             store = MongoStateStore.connect(eps.mongo, database)
             await store.create(
                 AccessGrantDocument(
@@ -155,10 +162,10 @@ async def run_benchmark(settings: Settings, size: int, requests: int, *, console
                 event_id="bench",
             )
             env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")}
-            env |= {"GXWF_NATS_URL": eps.nats, "GXWF_MONGO_URL": eps.mongo, "GXWF_S3_ENDPOINT": eps.s3}
+            env |= {"GXWF_NATS_URL": servers.nats, "GXWF_MONGO_URL": eps.mongo, "GXWF_S3_ENDPOINT": eps.s3}
             env |= {"GXWF_MONGO_DATABASE": database, "GXWF_LOG_LEVEL": "warning", "GXWF_S3_BUCKET": settings.s3_bucket}
-            env |= {"GXWF_S3_ACCESS_KEY": settings.s3_access_key}
-            env |= {"GXWF_S3_SECRET_KEY": settings.s3_secret_key.get_secret_value()}
+            if servers.s3_access_key and servers.s3_secret_key:
+                env |= {"GXWF_S3_ACCESS_KEY": servers.s3_access_key, "GXWF_S3_SECRET_KEY": servers.s3_secret_key}
             env |= {"GXWF_WORKFLOW_API_UPLOAD_LIMIT_BYTES": str(max(size * 2, 1024 * MIB))}
             port = free_port()
             api = subprocess.Popen(  # noqa: ASYNC220 - started once, before any measuring
@@ -171,7 +178,7 @@ async def run_benchmark(settings: Settings, size: int, requests: int, *, console
             try:
                 await _ready(url, api)
                 sampler = _RssSampler(api.pid)
-                figures = await _measure(url, token, source, size, sampler, settings, eps.s3, store, requests)
+                figures = await _measure(url, token, source, size, sampler, settings, servers, store, requests)
             finally:
                 _stop(api)
                 await store.client.drop_database(database)
@@ -187,13 +194,14 @@ async def _measure(
     size: int,
     sampler: _RssSampler,
     settings: Settings,
-    s3_url: str,
+    servers: Endpoints,
     store: MongoStateStore,
     requests: int,
 ) -> dict[str, float]:
+    s3_url = servers.s3
     session = aioboto3.Session(
-        aws_access_key_id=settings.s3_access_key,
-        aws_secret_access_key=settings.s3_secret_key.get_secret_value(),
+        aws_access_key_id=servers.s3_access_key,
+        aws_secret_access_key=servers.s3_secret_key,
         region_name=settings.s3_region,
     )
     config = Config(s3={"addressing_style": "path"})

@@ -172,16 +172,21 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 async def run_benchmark(settings: Settings, total: int, concurrency: int, *, console: Console) -> list[Figures]:
     from devstack import EmbeddedStack
+    from gxwf.stack_users import nats_users
 
     key = secrets.token_urlsafe(24)
     database = f"bench_{uuid.uuid4().hex[:8]}"
     async with EmbeddedStack(
-        None, nats_url=settings.nats_url, mongo_url=settings.mongo_url, s3_endpoint=settings.s3_endpoint
+        None,
+        nats_url=settings.nats_url,
+        mongo_url=settings.mongo_url,
+        s3_endpoint=settings.s3_endpoint,
+        nats_users=nats_users(),
     ) as eps:
         nc = await nats.connect(eps.nats)
         await ensure_streams(nc.jetstream())
         env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")}
-        env |= {"GXWF_NATS_URL": eps.nats, "GXWF_MONGO_URL": eps.mongo, "GXWF_S3_ENDPOINT": eps.s3}
+        env |= {"GXWF_NATS_URL": eps.nats_for("edc_ingress"), "GXWF_MONGO_URL": eps.mongo, "GXWF_S3_ENDPOINT": eps.s3}
         env |= {"GXWF_EDC_API_KEY": key, "GXWF_MONGO_DATABASE": database, "GXWF_LOG_LEVEL": "warning"}
         ingress_port, bare_port = free_port(), free_port()
         ingress = subprocess.Popen(  # noqa: ASYNC220 - started once, before any measuring

@@ -69,6 +69,7 @@ async def _all(transfers: list[Transfer], send: Callable[[Transfer], Awaitable[A
 
 async def run_benchmark(settings: Settings, n: int, backend: str, *, console: Console, timeout: float = 600) -> None:
     from devstack import EmbeddedStack
+    from gxwf.stack_users import nats_users
 
     if backend == "kubernetes" and importlib.util.find_spec("fakekube") is None:
         # The fake API is a test double: installed images and wheels leave it out, a checkout has it.
@@ -79,7 +80,11 @@ async def run_benchmark(settings: Settings, n: int, backend: str, *, console: Co
 
     async with (
         EmbeddedStack(
-            None, nats_url=settings.nats_url, mongo_url=settings.mongo_url, s3_endpoint=settings.s3_endpoint
+            None,
+            nats_url=settings.nats_url,
+            mongo_url=settings.mongo_url,
+            s3_endpoint=settings.s3_endpoint,
+            nats_users=nats_users(),
         ) as eps,
         contextlib.AsyncExitStack() as stack,
     ):
@@ -115,7 +120,7 @@ async def run_benchmark(settings: Settings, n: int, backend: str, *, console: Co
         ingress = IngressService(
             EdcSettings(_env_file=None),
             registry,
-            nats_url=eps.nats,
+            nats_url=eps.nats_for("edc_ingress"),
             mongo_url=eps.mongo,
             mongo_database=database,
             host="127.0.0.1",
@@ -132,7 +137,7 @@ async def run_benchmark(settings: Settings, n: int, backend: str, *, console: Co
                 "handler_concurrency": max(settings.handler_concurrency, 32),
             }
         )
-        service = HandlerService(bench, Endpoints(eps.nats, eps.mongo, eps.s3), connectors=registry)
+        service = HandlerService(bench, Endpoints.of_stack(eps, "handlers").with_s3(bench), connectors=registry)
         await service.start()
         stack.push_async_callback(service.stop)
         await service.assets.apply(ASSET)

@@ -88,16 +88,21 @@ async def _pipeline(
 
 async def run_benchmark(settings: Settings, n: int, consumers: int, *, console: Console) -> None:
     from devstack import EmbeddedStack
+    from gxwf.stack_users import nats_users
 
     async with EmbeddedStack(
-        None, nats_url=settings.nats_url, mongo_url=settings.mongo_url, s3_endpoint=settings.s3_endpoint
+        None,
+        nats_url=settings.nats_url,
+        mongo_url=settings.mongo_url,
+        s3_endpoint=settings.s3_endpoint,
+        nats_users=nats_users(),
     ) as eps:
         with tempfile.TemporaryDirectory(prefix="gxwf-bench-runs-") as tmp:
             bench_settings = settings.model_copy(
                 update={"state_dir": Path(tmp), "mongo_database": f"bench_runs_{uuid.uuid4().hex[:8]}"}
             )
             seconds, to_running, exit_to_recorded = await _pipeline(
-                bench_settings, Endpoints(eps.nats, eps.mongo, eps.s3), n, consumers
+                bench_settings, Endpoints.of_stack(eps, "handlers").with_s3(settings), n, consumers
             )
         bare_seconds, launch = await _bare_loop(n, settings.runs_per_site)
 

@@ -30,6 +30,7 @@ from adapters.s3_objects import S3ObjectStore
 from events.bus import Bus
 from events.delivery import DeliveryPolicy
 from events.envelope import Envelope
+from events.permissions import connect_options, manages_streams
 from events.streams import StreamSettings, ensure_streams
 from gxwf.definitions import load_sites
 from gxwf.endpoints import Endpoints as Endpoints  # re-exported: the composition root hands it out
@@ -77,7 +78,11 @@ def wire(bus: Bus, groups: set[str] | None, ctx: HandlerContext | None) -> Bus:
 
 
 async def prepare_streams(nats_url: str, settings: Settings) -> None:
-    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=3)
+    """Create or update the streams. A component's own restricted user may not: whoever started the servers
+    (`gxwf up`, `gxwf stack up`) or the handlers did."""
+    if not manages_streams(nats_url):
+        return
+    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=3, **connect_options(nats_url))
     try:
         await ensure_streams(nc.jetstream(), StreamSettings(duplicate_window_seconds=settings.duplicate_window_seconds))
     finally:
@@ -127,8 +132,8 @@ class HandlerService:
         self.objects = S3ObjectStore(
             endpoints.s3,
             settings.s3_bucket,
-            access_key=settings.s3_access_key,
-            secret_key=settings.s3_secret_key.get_secret_value(),
+            access_key=endpoints.s3_access_key,
+            secret_key=endpoints.s3_secret_key,
             region=settings.s3_region,
         )
         # The local backend is always there: its run directories are also what tests and benchmarks inspect.
@@ -251,14 +256,15 @@ class HandlerService:
 def workflow_api_settings(settings: Settings, endpoints: Endpoints) -> tuple[tuple[str, str], ...]:
     """What a per-consumer WorkflowApi on a Kubernetes site needs to reach the same servers as the handlers."""
     return (
-        ("GXWF_NATS_URL", endpoints.nats),
+        # Its own NATS user where the stack made one, not the handlers'.
+        ("GXWF_NATS_URL", endpoints.as_component("workflow_api").nats),
         ("GXWF_MONGO_URL", endpoints.mongo),
         ("GXWF_MONGO_DATABASE", settings.mongo_database),
         ("GXWF_S3_ENDPOINT", endpoints.s3),
         ("GXWF_S3_BUCKET", settings.s3_bucket),
         ("GXWF_S3_REGION", settings.s3_region),
-        ("GXWF_S3_ACCESS_KEY", settings.s3_access_key),
-        ("GXWF_S3_SECRET_KEY", settings.s3_secret_key.get_secret_value()),
+        *((("GXWF_S3_ACCESS_KEY", endpoints.s3_access_key),) if endpoints.s3_access_key else ()),
+        *((("GXWF_S3_SECRET_KEY", endpoints.s3_secret_key),) if endpoints.s3_secret_key else ()),
     )
 
 

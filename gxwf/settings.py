@@ -24,8 +24,9 @@ class Settings(BaseSettings):
 
     mongo_database: str = Field(default="gxwf", pattern=r"^[A-Za-z0-9_-]{1,63}$")
     s3_bucket: str = Field(default="gxwf", min_length=3, max_length=63)
-    s3_access_key: str = "gxwf"
-    s3_secret_key: SecretStr = SecretStr("gxwf-secret")
+    # Unset: the keys the embedded stack generated (STATE_DIR/endpoints.json), for its own S3 only.
+    s3_access_key: str | None = None
+    s3_secret_key: SecretStr | None = None
     s3_region: str = "us-east-1"
 
     state_dir: Path = Path(".gxwf")

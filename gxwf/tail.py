@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.text import Text
 
 from events.filters import EventFilter, StartAt
+from events.permissions import connect_options
 from events.redaction import may_hold_secret, redact
 from events.subjects import DLQ_PREFIX, DLQ_STREAM, STREAM, STREAM_SUBJECTS
 from gxwf.time_merge import TimeMerge
@@ -203,7 +204,7 @@ async def tail(
         if filters:
             sources.append((stream, filters, sorted(filters) == sorted(held)))
 
-    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=-1)
+    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=-1, **connect_options(nats_url))
     queue: asyncio.Queue[tuple[int, Msg]] = asyncio.Queue()
     merge: TimeMerge[Tailed] = TimeMerge(len(sources))
     newest: deque[Tailed] | None = deque(maxlen=last) if last is not None else None

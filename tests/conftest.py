@@ -10,6 +10,7 @@ import pytest
 import pytest_asyncio
 
 from devstack import EmbeddedStack, StackEndpoints
+from gxwf.stack_users import nats_users
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -17,7 +18,8 @@ async def stack() -> AsyncIterator[StackEndpoints]:
     """One set of real servers for the whole run, in a throwaway directory.
 
     GXWF_NATS_URL, GXWF_MONGO_URL and GXWF_S3_ENDPOINT point the tests at servers of your own instead;
-    only the ones not given are started.
+    only the ones not given are started. The servers started require credentials: `stack.nats` is NATS's
+    unrestricted user, `stack.nats_for(component)` a component's, `stack.s3_credentials` the S3 keys.
     """
     if os.environ.get("GXWF_FAST_TIER"):
         pytest.fail("the fast tier starts no servers: mark this test `servers` (tests/conftest.py)")
@@ -26,6 +28,8 @@ async def stack() -> AsyncIterator[StackEndpoints]:
         nats_url=os.environ.get("GXWF_NATS_URL"),
         mongo_url=os.environ.get("GXWF_MONGO_URL"),
         s3_endpoint=os.environ.get("GXWF_S3_ENDPOINT"),
+        # A user per component, with its permissions: the fixtures that start a component give it its own.
+        nats_users=nats_users(),
     )
     async with embedded as endpoints:
         yield endpoints

@@ -73,7 +73,7 @@ async def ingress(
     service = IngressService(
         EdcSettings(_env_file=None, edc_body_limit_bytes=BODY_LIMIT),  # type: ignore[call-arg]
         registry(),
-        nats_url=stack.nats,
+        nats_url=stack.nats_for("edc_ingress"),
         mongo_url=stack.mongo,
         mongo_database=settings.mongo_database,
         host="127.0.0.1",

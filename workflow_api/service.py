@@ -19,6 +19,7 @@ from adapters.mongo_leases import MongoLeases
 from adapters.mongo_queries import MongoConsumerQueries, MongoConsumerRecords
 from adapters.mongo_store import MongoStateStore
 from adapters.s3_objects import S3ObjectStore
+from events.permissions import connect_options
 from http_serving.server import ListenError, Served
 from workflow_api.app import create_app
 from workflow_api.context import ApiContext
@@ -39,8 +40,8 @@ class Servers:
     mongo_database: str
     s3: str
     s3_bucket: str
-    s3_access_key: str
-    s3_secret_key: str
+    s3_access_key: str | None
+    s3_secret_key: str | None
     s3_region: str = "us-east-1"
 
 
@@ -85,7 +86,11 @@ class WorkflowApiService:
         await self.objects.ensure_bucket()
         # Reconnect for ever: while NATS is away starts and stops answer 503 and /readyz says so.
         self.nc = await nats.connect(
-            self.servers.nats, name="gxwf-workflow-api", connect_timeout=5, max_reconnect_attempts=-1
+            self.servers.nats,
+            name="gxwf-workflow-api",
+            connect_timeout=5,
+            max_reconnect_attempts=-1,
+            **connect_options(self.servers.nats),
         )
         context = ApiContext(
             store=self.store,

@@ -83,8 +83,8 @@ def build_dashboard(
         mongo_database=settings.mongo_database,
         s3=endpoints.s3 or None,
         s3_bucket=settings.s3_bucket,
-        s3_access_key=settings.s3_access_key,
-        s3_secret_key=settings.s3_secret_key.get_secret_value(),
+        s3_access_key=endpoints.s3_access_key,
+        s3_secret_key=endpoints.s3_secret_key,
         s3_region=settings.s3_region,
         nats_monitor=_monitor_url(config, settings.state_dir, nats_monitor),
     )
@@ -132,7 +132,7 @@ def dashboard_command(
 
     settings = load_settings(state_dir)
     try:
-        endpoints = Endpoints.resolve(settings)
+        endpoints = Endpoints.resolve(settings, "dashboard")
     except LookupError as error:
         raise UserError(str(error)) from None
     service, shown = build_dashboard(settings, endpoints, host=host, port=port)

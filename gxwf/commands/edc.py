@@ -168,7 +168,7 @@ def _bus_and_store(settings: Settings) -> Endpoints:
     from gxwf.endpoints import Endpoints
 
     try:
-        found = known_servers(settings, ("nats", "mongo"))
+        found = known_servers(settings, ("nats", "mongo"), "edc_ingress")
     except ServersUnknown as error:
         raise UserError(str(error)) from None
     s3 = settings.s3_endpoint or ""

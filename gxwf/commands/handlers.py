@@ -50,7 +50,7 @@ async def _handlers(settings: Settings, only: list[str] | None, health_port: int
     from gxwf.serving import serve_until_signalled
 
     try:
-        endpoints = Endpoints.resolve(settings)
+        endpoints = Endpoints.resolve(settings, "handlers")
     except LookupError as error:
         raise UserError(str(error)) from None
     service = HandlerService(

@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,6 +20,7 @@ from gxwf.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from devstack import EmbeddedStack
+    from gxwf.endpoints import Component, Endpoints
 
 stack_app = typer.Typer(help="The embedded servers (NATS JetStream, MongoDB-wire, S3).", no_args_is_help=True)
 console = Console(stderr=True)
@@ -29,9 +30,20 @@ StateDir = Annotated[
 ]
 
 
+ShowSecrets = Annotated[
+    bool,
+    typer.Option(
+        "--show-secrets",
+        help="Also print the generated secrets (server credentials, API key, dashboard tokens); "
+        "otherwise only the files that keep them (mode 0600) are named.",
+    ),
+]
+
+
 def embedded_stack(settings: Settings) -> EmbeddedStack:
-    """The servers the settings do not name; configured ones are used as they are."""
+    """The servers the settings do not name; configured ones are used as they are. NATS gets a user per component."""
     from devstack import EmbeddedStack
+    from gxwf.stack_users import nats_users
 
     return EmbeddedStack(
         settings.state_dir,
@@ -39,7 +51,20 @@ def embedded_stack(settings: Settings) -> EmbeddedStack:
         mongo_url=settings.mongo_url,
         s3_endpoint=settings.s3_endpoint,
         s3_bucket=settings.s3_bucket,
+        nats_users=nats_users(),
     )
+
+
+def shown_url(url: str | None) -> str | None:
+    """`url` without the password of its `user:password@`, for output."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{parts.netloc.rpartition('@')[2]}"))
 
 
 def up(
@@ -53,6 +78,7 @@ def up(
             "exit 1 at the first step that fails.",
         ),
     ] = False,
+    show_secrets: ShowSecrets = False,
 ) -> None:
     """Start the stack (what is not configured externally), every handler, and the HTTP services."""
     settings = load_settings(state_dir)
@@ -60,34 +86,34 @@ def up(
     # Local runs start `python3` from the PATH: this installation's interpreter first, so assets written in
     # Python (the carla_standin stand-in) find the project's modules whichever shell started `gxwf up`.
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    if not asyncio.run(_up(settings, demo)):
+    if not asyncio.run(_up(settings, demo, show_secrets)):
         raise typer.Exit(1)
 
 
-async def _up(settings: Settings, demo: bool) -> bool:
+async def _up(settings: Settings, demo: bool, show_secrets: bool) -> bool:
     """Until signalled; False when the demo failed (everything is stopped by then)."""
     from gxwf.serving import serve_until_signalled
 
     stack = embedded_stack(settings)
 
     async def start(services: contextlib.AsyncExitStack) -> bool:
-        return await _start_everything(services, stack, settings, demo)
+        return await _start_everything(services, stack, settings, demo, show_secrets)
 
     return await serve_until_signalled(start, stack=stack)
 
 
 async def _start_everything(
-    services: contextlib.AsyncExitStack, stack: EmbeddedStack, settings: Settings, demo: bool
+    services: contextlib.AsyncExitStack, stack: EmbeddedStack, settings: Settings, demo: bool, show_secrets: bool
 ) -> bool:
     """Each service's stop goes onto `services` as it starts, so a failure midway stops exactly what had
     started, last first. False: the demo failed."""
     from edc_simulator.connector import SimulatedConnector
     from edc_simulator.versions import version
-    from gxwf.commands.dashboard import build_dashboard, start_dashboard
-    from gxwf.commands.edc import start_for_up
+    from gxwf.commands.dashboard import ADMIN_TOKEN_FILE, TOKEN_FILE, build_dashboard, start_dashboard
+    from gxwf.commands.edc import KEY_FILE, start_for_up
     from gxwf.commands.workflow_api import start_for_up as start_workflow_api
     from gxwf.demo_story import DemoFailed, DemoSystem, play_demo
-    from gxwf.endpoints import Endpoints, write_endpoints
+    from gxwf.endpoints import CREDENTIALS_FILE, Endpoints, stack_values, write_endpoints
     from gxwf.runtime import HandlerService, prepare_streams
     from gxwf.shipped_assets import apply_shipped_if_empty
     from gxwf.simulate import simulator_management
@@ -95,23 +121,24 @@ async def _start_everything(
 
     eps = await stack.start()
     services.push_async_callback(stack.stop)
-    servers = Endpoints(eps.nats, eps.mongo, eps.s3)
-    endpoints: dict[str, str | None] = {
-        "nats": eps.nats,
-        "mongo": eps.mongo,
-        "s3": eps.s3,
-        "edc_ingress": None,
-        "workflow_api": None,
-        "dashboard": None,
-    }
+    written: dict[str, Any] = stack_values(eps)
+    endpoints: dict[str, str | None] = {"edc_ingress": None, "workflow_api": None, "dashboard": None}
+
+    def servers(component: Component) -> Endpoints:
+        """Each component with its own NATS user; S3 keys from the settings for an S3 the stack did not start."""
+        return Endpoints.of_stack(eps, component).with_s3(settings)
+
+    state = settings.state_dir
     # The dashboard first, so an operator can watch everything that follows live.
     await prepare_streams(eps.nats, settings)
-    board, dashboard_tokens = build_dashboard(settings, servers, nats_monitor=eps.nats_monitor)
+    board, dashboard_tokens = build_dashboard(settings, servers("dashboard"), nats_monitor=eps.nats_monitor)
     endpoints["dashboard"] = await start_dashboard(board)
     services.push_async_callback(board.stop)
     console.print(f"[bold]dashboard: {endpoints['dashboard']}[/bold]")
+    token_files = {"GXWF_DASHBOARD_TOKEN": TOKEN_FILE, "GXWF_DASHBOARD_ADMIN_TOKEN": ADMIN_TOKEN_FILE}
     for name, token in dashboard_tokens.items():
-        console.print(f"  {name}={token} (generated; set {name} to choose)")
+        shown = token if show_secrets else f"in {state / token_files[name]}"
+        console.print(f"  {name}: {shown} (generated; set {name} to choose)", markup=False)
     connector = None
     management = None
     if demo:
@@ -120,34 +147,45 @@ async def _start_everything(
         await connector.start()
         services.push_async_callback(connector.stop)
         management = simulator_management(connector)
-    ingress, generated_key = await start_for_up(settings, servers, management)
+    ingress, generated_key = await start_for_up(settings, servers("edc_ingress"), management)
     services.push_async_callback(ingress.stop)
     endpoints["edc_ingress"] = ingress.url
-    workflow_api = await start_workflow_api(settings, servers)
+    workflow_api = await start_workflow_api(settings, servers("workflow_api"))
     services.push_async_callback(workflow_api.stop)
     endpoints["workflow_api"] = workflow_api.url
     # Consumers deployed on local sites are told where it listens (a free port when 8490 was taken).
     settings = settings.model_copy(update={"workflow_api_url": workflow_api.url})
     service = HandlerService(
-        settings, servers, connectors=ingress.registry, management_lookup=ingress.edc.management_lookup
+        settings, servers("handlers"), connectors=ingress.registry, management_lookup=ingress.edc.management_lookup
     )
     # Pushed before its start: its stop also undoes a start that failed halfway (streams, loops, clients).
     services.push_async_callback(service.stop)
     await service.start()
     applied = await apply_shipped_if_empty(service.assets)
-    path = write_endpoints(settings.state_dir, endpoints)
+    path = write_endpoints(settings.state_dir, {**written, **endpoints})
     table = Table(title="gaiax-workflows is up", show_header=False)
+    for key in ("nats", "mongo", "s3"):
+        table.add_row(key, written[key] if show_secrets else shown_url(written[key]))
     for key, value in endpoints.items():
         table.add_row(key, value or "[dim]not in this version[/dim]")
-    table.add_row("endpoints file", str(path))
+    table.add_row("endpoints file", f"{path} (mode 0600: URLs with credentials, S3 keys, each component's NATS user)")
+    if eps.pids:
+        table.add_row("credentials", f"generated, in {state / CREDENTIALS_FILE} (mode 0600)")
+    if show_secrets and written["s3_credentials"]:
+        keys = written["s3_credentials"]
+        table.add_row("s3 keys", f"access key {keys['access_key']}, secret key {keys['secret_key']}")
     table.add_row("handlers", ", ".join(GROUPS))
     if generated_key is not None:
         header = ingress.registry.connectors[0].api_key_header
-        table.add_row("edc api key", f"{header}: {generated_key} (generated; set GXWF_EDC_API_KEY to choose)")
+        shown_key = generated_key if show_secrets else f"in {state / KEY_FILE}"
+        table.add_row("edc api key", f"{header}: {shown_key} (generated; set GXWF_EDC_API_KEY to choose)")
+    if not show_secrets:
+        table.add_row("secrets", "--show-secrets prints them")
     table.add_row("assets", applied.summary())
     console.print(table)
     if demo and service.bus is not None and connector is not None:
         system = DemoSystem(
+            # The operator's view: the unrestricted user, like `gxwf events tail`.
             nats_url=eps.nats,
             bus=service.bus,
             store=service.store,
@@ -168,12 +206,13 @@ async def _start_everything(
 
 
 @stack_app.command("up")
-def stack_up(state_dir: StateDir = None) -> None:
-    """Start only the servers; their URLs go to STATE_DIR/endpoints.json."""
+def stack_up(state_dir: StateDir = None, show_secrets: ShowSecrets = False) -> None:
+    """Start only the servers; their URLs and credentials go to STATE_DIR/endpoints.json (mode 0600)."""
     settings = load_settings(state_dir)
 
     async def main() -> None:
-        from gxwf.endpoints import write_endpoints
+        from gxwf.endpoints import stack_values, write_endpoints
+        from gxwf.runtime import prepare_streams
         from gxwf.serving import serve_until_signalled
 
         stack = embedded_stack(settings)
@@ -181,8 +220,12 @@ def stack_up(state_dir: StateDir = None) -> None:
         async def start(services: contextlib.AsyncExitStack) -> None:
             eps = await stack.start()
             services.push_async_callback(stack.stop)
-            values: dict[str, str | None] = {"nats": eps.nats, "mongo": eps.mongo, "s3": eps.s3}
-            write_endpoints(settings.state_dir, values)
+            values = stack_values(eps)
+            path = write_endpoints(settings.state_dir, values)
+            # Here, with the unrestricted user: the components' own users may not create them.
+            await prepare_streams(eps.nats, settings)
+            if not show_secrets:
+                values = {key: shown_url(values[key]) for key in ("nats", "mongo", "s3")} | {"credentials": str(path)}
             print(json.dumps({**values, "pids": eps.pids}), flush=True)
 
         await serve_until_signalled(start, stack=stack)

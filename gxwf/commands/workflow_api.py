@@ -46,8 +46,8 @@ def servers(settings: Settings, endpoints: Endpoints) -> Servers:
         mongo_database=settings.mongo_database,
         s3=endpoints.s3,
         s3_bucket=settings.s3_bucket,
-        s3_access_key=settings.s3_access_key,
-        s3_secret_key=settings.s3_secret_key.get_secret_value(),
+        s3_access_key=endpoints.s3_access_key,
+        s3_secret_key=endpoints.s3_secret_key,
         s3_region=settings.s3_region,
     )
 
@@ -96,7 +96,7 @@ async def _serve(settings: Settings, host: str | None, port: int | None) -> None
     from workflow_api.service import ServiceError, WorkflowApiService
 
     try:
-        endpoints = Endpoints.resolve(settings)
+        endpoints = Endpoints.resolve(settings, "workflow_api")
     except LookupError as error:
         raise UserError(str(error)) from None
     default_host, default_port = listen_address(settings)

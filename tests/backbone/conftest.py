@@ -30,9 +30,17 @@ if TYPE_CHECKING:
     from devstack import StackEndpoints
 
 
+def s3_keys(stack: StackEndpoints) -> dict[str, str]:
+    """The embedded S3's keys as settings; none for an S3 of your own (GXWF_S3_ACCESS_KEY/SECRET_KEY then)."""
+    if stack.s3_access_key is None or stack.s3_secret_key is None:
+        return {}
+    return {"s3_access_key": stack.s3_access_key, "s3_secret_key": stack.s3_secret_key}
+
+
 @pytest.fixture
 def settings(stack: StackEndpoints, tmp_path: Path) -> Settings:
     return Settings(
+        **s3_keys(stack),  # type: ignore[arg-type]
         nats_url=stack.nats,
         mongo_url=stack.mongo,
         s3_endpoint=stack.s3,
@@ -48,8 +56,9 @@ def settings(stack: StackEndpoints, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def endpoints(stack: StackEndpoints) -> Endpoints:
-    return Endpoints(stack.nats, stack.mongo, stack.s3)
+def endpoints(stack: StackEndpoints, settings: Settings) -> Endpoints:
+    """As the handlers use them: their own NATS user (`as_component` gives another component's)."""
+    return Endpoints.of_stack(stack, "handlers").with_s3(settings)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from events import subjects as s
 from events.envelope import new_event
 from events.payloads.run import RunRequested, RunSpec
 from events.streams import ensure_streams
+from tests.stack_env import server_env
 
 if TYPE_CHECKING:
     from devstack import StackEndpoints
@@ -28,9 +29,7 @@ if TYPE_CHECKING:
 def env_for(stack: StackEndpoints, tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")}
     env.update(
-        GXWF_NATS_URL=stack.nats,
-        GXWF_MONGO_URL=stack.mongo,
-        GXWF_S3_ENDPOINT=stack.s3,
+        **server_env(stack),
         GXWF_STATE_DIR=str(tmp_path / "state"),
         GXWF_MONGO_DATABASE=f"cli_{os.getpid()}_{tmp_path.name[-8:]}".replace("-", "_"),
     )

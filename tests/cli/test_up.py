@@ -17,7 +17,7 @@ import httpx
 import psutil
 from pymongo import AsyncMongoClient
 
-KEYS = {"nats", "mongo", "s3", "edc_ingress", "workflow_api", "dashboard"}
+KEYS = {"nats", "nats_users", "mongo", "s3", "s3_credentials", "edc_ingress", "workflow_api", "dashboard"}
 
 
 def start_up(state_dir: Path, *extra: str) -> subprocess.Popen[str]:
@@ -65,13 +65,13 @@ async def test_up_demo_endpoints_restart_and_no_orphans(tmp_path: Path) -> None:
         # The dashboard's URL comes first, before everything it can then show live; without a token, 401.
         assert endpoints["dashboard"].startswith("http://127.0.0.1:")
         assert output.index(f"dashboard: {endpoints['dashboard']}") < output.index("gaiax-workflows is up"), output
-        assert "GXWF_DASHBOARD_TOKEN=" in output and (state / "dashboard-token").exists()
+        assert f"GXWF_DASHBOARD_TOKEN: in {state / 'dashboard-token'}" in output
         assert httpx.get(endpoints["dashboard"] + "/tail").status_code == 401
         token = (state / "dashboard-token").read_text().strip()
         page = httpx.get(endpoints["dashboard"] + "/transfers", headers={"Authorization": f"Bearer {token}"})
         assert page.status_code == 200 and "granted" in page.text
         assert endpoints["edc_ingress"].startswith("http://127.0.0.1:")
-        assert endpoints["nats"].startswith("nats://127.0.0.1:")
+        assert endpoints["nats"].startswith("nats://admin:") and "@127.0.0.1:" in endpoints["nats"]
         assert "127.0.0.1" in endpoints["mongo"] and endpoints["s3"].startswith("http://127.0.0.1:")
         assert "succeeded" in output, output
         # The simulated connector's transfer ends with the consumer's access granted.
@@ -135,7 +135,7 @@ async def test_stack_up_starts_only_the_servers_and_stops_on_sigterm(tmp_path: P
         printed = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout=120)
         assert printed.strip(), "stack up printed nothing"
         endpoints = json.loads((state / "endpoints.json").read_text())
-        assert set(endpoints) == {"nats", "mongo", "s3"}
+        assert set(endpoints) == {"nats", "nats_users", "mongo", "s3", "s3_credentials"}
         names = {psutil.Process(c.pid).name() for c in psutil.Process(proc.pid).children(recursive=True)}
         assert any("nats-server" in n for n in names) and any("weed" in n for n in names)
         servers = [child.pid for child in psutil.Process(proc.pid).children(recursive=True)]

@@ -44,11 +44,13 @@ def output_dir() -> Path:
 def make_dashboard(stack: StackEndpoints, settings: Settings, **options: Any) -> DashboardService:
     return DashboardService(
         Servers(
-            nats=stack.nats,
+            nats=stack.nats_for("dashboard"),
             mongo=stack.mongo,
             mongo_database=settings.mongo_database,
             s3=stack.s3,
             s3_bucket=stack.s3_bucket,
+            s3_access_key=stack.s3_access_key,
+            s3_secret_key=stack.s3_secret_key,
             nats_monitor=stack.nats_monitor,
         ),
         TOKENS,

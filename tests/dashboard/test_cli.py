@@ -19,6 +19,7 @@ from nats.js import JetStreamContext
 from gxwf.cli import main
 from gxwf.settings import Settings
 from tests.dashboard.conftest import publish_run_requested
+from tests.stack_env import server_env
 
 if TYPE_CHECKING:
     from devstack import StackEndpoints
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 def env_for(stack: StackEndpoints, settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")}
-    env |= {"GXWF_NATS_URL": stack.nats, "GXWF_MONGO_URL": stack.mongo, "GXWF_S3_ENDPOINT": stack.s3}
+    env |= server_env(stack, "dashboard")
     env |= {"GXWF_MONGO_DATABASE": settings.mongo_database, "GXWF_STATE_DIR": str(settings.state_dir)}
     return env
 

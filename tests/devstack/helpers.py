@@ -10,16 +10,18 @@ from typing import Any
 import aioboto3
 import psutil
 
+from devstack import StackEndpoints
+
 
 @asynccontextmanager
-async def s3_client(endpoint: str) -> AsyncIterator[Any]:
-    # Any key works: the embedded SeaweedFS has no identities configured.
+async def s3_client(endpoints: StackEndpoints) -> AsyncIterator[Any]:
+    """A client of the stack's S3 with the keys the stack generated."""
     session = aioboto3.Session()
     async with session.client(
         "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="devstack",
-        aws_secret_access_key="devstack",
+        endpoint_url=endpoints.s3,
+        aws_access_key_id=endpoints.s3_access_key,
+        aws_secret_access_key=endpoints.s3_secret_key,
         region_name="us-east-1",
     ) as client:
         yield client

@@ -25,7 +25,7 @@ async def test_data_survives_a_restart_with_the_same_state_dir(tmp_path: Path) -
         mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(first.mongo)
         await mongo.devstack.kept.insert_one({"_id": "one", "text": "in the database"})
         await mongo.close()
-        async with s3_client(first.s3) as s3:
+        async with s3_client(first) as s3:
             await s3.put_object(Bucket=first.s3_bucket, Key="kept.txt", Body=b"in the bucket")
 
         with pytest.raises(StackError, match=r"in use by another stack"):
@@ -40,7 +40,7 @@ async def test_data_survives_a_restart_with_the_same_state_dir(tmp_path: Path) -
         mongo = AsyncMongoClient(second.mongo)
         document = await mongo.devstack.kept.find_one({"_id": "one"})
         await mongo.close()
-        async with s3_client(second.s3) as s3:
+        async with s3_client(second) as s3:
             response = await s3.get_object(Bucket=second.s3_bucket, Key="kept.txt")
             body = await response["Body"].read()
 

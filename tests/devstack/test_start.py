@@ -62,7 +62,7 @@ async def test_mongo_gives_transactions_and_change_streams(stack: StackEndpoints
 
 async def test_s3_stores_and_returns_objects_in_the_stack_bucket(stack: StackEndpoints) -> None:
     key = f"devstack/{uuid.uuid4().hex}.txt"
-    async with s3_client(stack.s3) as s3:
+    async with s3_client(stack) as s3:
         await s3.put_object(Bucket=stack.s3_bucket, Key=key, Body=b"hello")
         try:
             response = await s3.get_object(Bucket=stack.s3_bucket, Key=key)
@@ -76,7 +76,7 @@ async def test_embedded_s3_takes_more_buckets(stack: StackEndpoints) -> None:
     if "s3" not in stack.pids:
         return  # an external S3 is not ours to fill with buckets
     buckets = [f"devstack-{uuid.uuid4().hex[:12]}" for _ in range(4)]
-    async with s3_client(stack.s3) as s3:
+    async with s3_client(stack) as s3:
         for bucket in buckets:
             await s3.create_bucket(Bucket=bucket)
             await s3.put_object(Bucket=bucket, Key="k", Body=bucket.encode())

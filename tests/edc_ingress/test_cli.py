@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -24,6 +23,7 @@ from gxwf.cli import main
 from tests.backbone.conftest import stream_events
 from tests.cli.test_up import start_up, wait_for_line
 from tests.edc_ingress.test_routes import control_plane
+from tests.stack_env import server_env
 
 if TYPE_CHECKING:
     from devstack import StackEndpoints
@@ -59,9 +59,10 @@ async def test_up_generates_prints_and_keeps_an_api_key_and_demos_a_connector(tm
         # The demo's connector got its negotiation and provision request through the ingress.
         assert "demo: a provider connector (EDC 0.15) calls the ingress" in output
         assert "edc.negotiation.finalized" in output and "edc.provision.requested" in output
-        found = re.search(r"edc api key\s*│\s*x-api-key: (\S+) \(generated", output)
-        assert found, output
-        key = found.group(1)
+        # Not printed without --show-secrets: where it is kept is.
+        assert f"x-api-key: in {state / 'edc-api-key'} (generated" in output, output
+        key = (state / "edc-api-key").read_text().strip()
+        assert key not in output
         url = json.loads((state / "endpoints.json").read_text())["edc_ingress"]
         assert url.startswith("http://127.0.0.1:")
         async with httpx.AsyncClient(base_url=url) as client:
@@ -79,9 +80,7 @@ async def test_up_generates_prints_and_keeps_an_api_key_and_demos_a_connector(tm
 
 async def test_edc_ingress_serves_alone(stack: StackEndpoints, js: JetStreamContext, tmp_path: Path) -> None:
     env = clean_env(
-        GXWF_NATS_URL=stack.nats,
-        GXWF_MONGO_URL=stack.mongo,
-        GXWF_S3_ENDPOINT=stack.s3,
+        **server_env(stack, "edc_ingress"),
         GXWF_EDC_API_KEY=KEY,
         GXWF_EDC_API_KEY_HEADER="X-Edc-Key",
     )
@@ -104,7 +103,7 @@ async def test_edc_ingress_serves_alone(stack: StackEndpoints, js: JetStreamCont
 async def test_edc_ingress_uses_the_key_up_kept(stack: StackEndpoints, tmp_path: Path) -> None:
     """Without GXWF_EDC_API_KEY, the key kept in the state directory, the one `gxwf edc simulate` reads; with
     none kept, one generated and kept the same way."""
-    env = clean_env(GXWF_NATS_URL=stack.nats, GXWF_MONGO_URL=stack.mongo, GXWF_S3_ENDPOINT=stack.s3)
+    env = clean_env(**server_env(stack, "edc_ingress"))
     kept = tmp_path / "edc-api-key"
     for existing in ("kept-key-0123456789abcdef", None):
         if existing is not None:
@@ -140,7 +139,7 @@ def cli(
     for name in [n for n in os.environ if n.startswith("GXWF_")]:
         monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("GXWF_NATS_URL", stack.nats)
+    monkeypatch.setenv("GXWF_NATS_URL", stack.nats_for("edc_ingress"))
     monkeypatch.setenv("GXWF_MONGO_URL", stack.mongo)
 
     def run(*args: str, **env: str) -> str:

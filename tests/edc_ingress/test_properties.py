@@ -92,7 +92,7 @@ async def client(stack: Any) -> AsyncIterator[httpx.AsyncClient]:
     service = IngressService(
         EdcSettings(_env_file=None, edc_body_limit_bytes=64 * 1024),  # type: ignore[call-arg]
         registry(),
-        nats_url=stack.nats,
+        nats_url=stack.nats_for("edc_ingress"),
         mongo_url=stack.mongo,
         mongo_database=database,
         port=0,

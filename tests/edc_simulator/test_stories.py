@@ -46,7 +46,7 @@ async def connector(
     service = IngressService(
         EdcSettings(_env_file=None),  # type: ignore[call-arg]
         registry_for(sim),
-        nats_url=stack.nats,
+        nats_url=stack.nats_for("edc_ingress"),
         mongo_url=stack.mongo,
         mongo_database=settings.mongo_database,
         port=0,

@@ -106,7 +106,7 @@ async def start_provider(
         ingress = IngressService(
             EdcSettings(_env_file=None),  # type: ignore[call-arg]
             registry,
-            nats_url=stack.nats,
+            nats_url=stack.nats_for("edc_ingress"),
             mongo_url=stack.mongo,
             mongo_database=settings.mongo_database,
             host="127.0.0.1",

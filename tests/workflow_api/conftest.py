@@ -147,13 +147,13 @@ def api_service(
     """A WorkflowApi on the test's database; `state_dir` elsewhere than the handlers': no run directories beside it."""
     return WorkflowApiService(
         Servers(
-            nats=endpoints.nats,
+            nats=endpoints.as_component("workflow_api").nats,
             mongo=endpoints.mongo,
             mongo_database=settings.mongo_database,
             s3=endpoints.s3,
             s3_bucket=settings.s3_bucket,
-            s3_access_key=settings.s3_access_key,
-            s3_secret_key=settings.s3_secret_key.get_secret_value(),
+            s3_access_key=endpoints.s3_access_key,
+            s3_secret_key=endpoints.s3_secret_key,
         ),
         state_dir or settings.state_dir,
         port=0,

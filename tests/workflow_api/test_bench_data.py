@@ -8,13 +8,15 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
+from tests.stack_env import server_env
+
 if TYPE_CHECKING:
     from devstack import StackEndpoints
 
 
 async def test_bench_data_prints_throughputs_ratio_rss_and_requests_per_second(stack: StackEndpoints) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")} | {"COLUMNS": "200"}
-    env |= {"GXWF_NATS_URL": stack.nats, "GXWF_MONGO_URL": stack.mongo, "GXWF_S3_ENDPOINT": stack.s3}
+    env |= server_env(stack)
     done = subprocess.run(
         [sys.executable, "-m", "gxwf", "bench", "data", "--size", "2MiB", "--requests", "50"],
         env=env,

@@ -19,7 +19,7 @@ MIB = 1024 * 1024
 
 
 async def test_a_multipart_stream_arrives_whole_and_reads_back_in_ranges(stack: StackEndpoints) -> None:
-    objects = S3ObjectStore(stack.s3, "gxwf", access_key="gxwf", secret_key="gxwf-secret")
+    objects = S3ObjectStore(stack.s3, "gxwf", access_key=stack.s3_access_key, secret_key=stack.s3_secret_key)
     await objects.ensure_bucket()
     data = os.urandom(MIB) * 37 + b"tail"  # more than four 8 MiB parts in flight, and a short last part
     key = f"tests/stream-{uuid.uuid4().hex}"
@@ -44,7 +44,7 @@ async def test_a_multipart_stream_arrives_whole_and_reads_back_in_ranges(stack: 
 
 
 async def test_a_failing_stream_leaves_no_object(stack: StackEndpoints) -> None:
-    objects = S3ObjectStore(stack.s3, "gxwf", access_key="gxwf", secret_key="gxwf-secret")
+    objects = S3ObjectStore(stack.s3, "gxwf", access_key=stack.s3_access_key, secret_key=stack.s3_secret_key)
     await objects.ensure_bucket()
     key = f"tests/broken-{uuid.uuid4().hex}"
 
