@@ -62,6 +62,21 @@ class Settings(BaseSettings):
     stop_timeout_seconds: float = Field(default=30.0, gt=0)
     # Answer run status from list+watch caches of the cluster's run Jobs and pods (else: API reads each pass).
     kubernetes_watch: bool = True
+    # Run pods reach only the cluster DNS and the object store (a NetworkPolicy). A store given by IP address is
+    # allowed as that address; one given by host name needs its CIDRs (outside the cluster) or its namespace
+    # and pod labels (inside it), since a NetworkPolicy cannot name hosts.
+    run_egress_object_store_cidrs: list[str] = Field(default_factory=list)
+    run_egress_object_store_namespace: str | None = None
+    run_egress_object_store_pod_labels: dict[str, str] = Field(default_factory=dict)
+    # The port run pods reach the object store on; unset: the endpoint URL's.
+    run_egress_object_store_port: int | None = Field(default=None, ge=1, le=65535)
+    run_egress_dns_namespace: str = "kube-system"
+    run_egress_dns_pod_labels: dict[str, str] = Field(default_factory=lambda: {"k8s-app": "kube-dns"})
+    # The sizeLimit of each emptyDir of a run pod (/tmp, outputs, inputs, staging scratch).
+    run_scratch_size_limit: str = Field(default="2Gi", pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")
+    # What a run's outputs archive may unpack to on the handlers' disk: beyond it the run's results fail.
+    run_outputs_max_bytes: int = Field(default=10 * 2**30, ge=1)
+    run_outputs_max_files: int = Field(default=10_000, ge=1)
 
     # A run's results stay in the object store this long after the run ended (also after the consumer's
     # deprovisioning), then are deleted; 0 keeps them forever. Checked every retention_interval_seconds.

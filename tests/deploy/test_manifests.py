@@ -526,35 +526,75 @@ def test_only_the_api_users_have_rights(rendered: list[Manifest]) -> None:
     assert set(bound) == set(API_USERS.values())
     for names in bound.values():
         assert names <= set(roles)
-    for binding in _of_kind(rendered, "ClusterRoleBinding"):
-        assert binding["roleRef"]["name"] != "gxwf-consumer-workflow-api", "bind it per consumer namespace only"
+
+
+def _workflow_api_objects() -> list[Manifest]:
+    """What the deployment handler creates for one consumer on a Kubernetes site, ingress included."""
+    from adapters.kube_manifests import WorkflowApiImage, manifests
+    from gxwf.definitions import load_assets
+    from ports.deployments import DeploymentSpec
+    from schemas.assets import StoredAsset
+    from schemas.sites import Site
+
+    definition = load_assets(DEPLOY / "assets")[0]
+    asset = StoredAsset(asset_id=definition.id, version=1, digest=definition.digest(), definition=definition)
+    site = Site.model_validate(
+        {
+            "name": "cluster",
+            "backend": "kubernetes",
+            "kubernetes": {"ingress_class": "nginx", "ingress_domain": "gxwf.example.org"},
+            "capabilities": {"cpu": 8, "memory": "32Gi"},
+        }
+    )
+    spec = DeploymentSpec("dep-1", "tp-1", "did:web:consumer.example", asset, site)
+    return manifests(spec, WorkflowApiImage(f"{IMAGE}:0.1.0"))
+
+
+_RESOURCES = {
+    "Namespace": ("", "namespaces"),
+    "ServiceAccount": ("", "serviceaccounts"),
+    "Secret": ("", "secrets"),
+    "Service": ("", "services"),
+    "ResourceQuota": ("", "resourcequotas"),
+    "LimitRange": ("", "limitranges"),
+    "Deployment": ("apps", "deployments"),
+    "NetworkPolicy": ("networking.k8s.io", "networkpolicies"),
+    "Ingress": ("networking.k8s.io", "ingresses"),
+}
 
 
 def test_deployment_handler_rights(rendered: list[Manifest]) -> None:
     roles = _by_name(rendered, "ClusterRole")
     (name,) = _bound_roles(rendered)["gxwf-deployment"]
     role = roles[name]
-    creates = {
-        ("", "namespaces"),
-        ("", "serviceaccounts"),
-        ("", "secrets"),
-        ("", "services"),
-        ("", "resourcequotas"),
-        ("", "limitranges"),
-        ("apps", "deployments"),
-        ("networking.k8s.io", "networkpolicies"),
-        ("networking.k8s.io", "ingresses"),
-        ("rbac.authorization.k8s.io", "rolebindings"),
-    }
-    for group, resource in creates:
+    created = _workflow_api_objects()
+    # It holds the right to create (and apply, patch, delete) every kind of object it creates, and it creates
+    # no RBAC objects: granting rights it does not hold would need `escalate` or `bind`.
+    assert {o["kind"] for o in created} <= set(_RESOURCES)
+    for group, resource in {_RESOURCES[o["kind"]] for o in created}:
         for verb in ("create", "patch", "delete"):
             assert _grants(role, group, resource, verb), f"{verb} {resource}"
+    for verb in ("create", "update", "patch", "bind", "escalate"):
+        for resource in ("roles", "rolebindings", "clusterroles", "clusterrolebindings"):
+            assert not any(
+                "rbac.authorization.k8s.io" in rule.get("apiGroups", [])
+                and resource in rule.get("resources", [])
+                and verb in rule.get("verbs", [])
+                for rule in _rules(role)
+            ), f"{verb} {resource}"
     # Secrets are write-only for it: no reading other namespaces' Secrets.
     assert not any(_grants(role, "", "secrets", verb) for verb in ("get", "list", "watch"))
-    # The RoleBindings it creates may name only the consumer ClusterRole, which must exist.
-    (bind,) = [rule for rule in _rules(role) if "bind" in rule["verbs"]]
-    assert bind["resources"] == ["clusterroles"]
-    assert set(bind["resourceNames"]) <= set(roles)
+
+
+def test_the_deployed_workflow_api_has_no_api_access() -> None:
+    created = _workflow_api_objects()
+    (account,) = [o for o in created if o["kind"] == "ServiceAccount"]
+    (deployment,) = [o for o in created if o["kind"] == "Deployment"]
+    assert account["automountServiceAccountToken"] is False
+    assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    for volume in deployment["spec"]["template"]["spec"]["volumes"]:
+        if "emptyDir" in volume:
+            assert volume["emptyDir"].get("sizeLimit"), volume["name"]
 
 
 def test_jobs_handler_rights(rendered: list[Manifest]) -> None:
