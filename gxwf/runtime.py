@@ -201,6 +201,7 @@ class HandlerService:
             holder=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
             edc=self.edc,
             assets=self.assets,
+            adhoc_runs=self.settings.adhoc_runs,
             deployments=self.deployments,
             sites=self.sites,
             deploy_timeout=self.settings.deploy_timeout_seconds,

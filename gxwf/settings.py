@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     dispatch_interval_seconds: float = Field(default=0.25, gt=0)
     # How soon a run that started running gets its live log followed into the log stream.
     log_ship_interval_seconds: float = Field(default=0.5, gt=0)
+    # Development and tests only: a wf.run.requested naming an asset the catalogue does not know runs the command
+    # it carries. Off (the default), the jobs handler runs only what the catalogue holds for the asset version.
+    adhoc_runs: bool = False
     runs_per_consumer: int = Field(default=4, ge=1, le=10_000)
     runs_per_site: int = Field(default=16, ge=1, le=100_000)
 

@@ -15,7 +15,7 @@ from adapters.input_layout import input_env
 from adapters.kubernetes_compute.egress import RunEgress
 from events.payloads.run import RunSpec, StagedInput
 from ports.compute import RunOwner
-from schemas.assets import memory_bytes
+from schemas.assets import memory_bytes, reserved_env_name
 from schemas.sites import ConsumerQuota
 
 GROUP = "gaiax-workflows.io"
@@ -319,8 +319,8 @@ def job(
     annotations = _annotations(run_id, owner)
     staged_inputs = stage_image is not None and bool(spec.inputs)
     env = {
-        **spec.env,
-        **parameters,
+        # Never a reserved name (PATH, LD_PRELOAD, GXWF_*...): catalogue and jobs handler refuse them already.
+        **{k: v for k, v in {**spec.env, **parameters}.items() if not reserved_env_name(k)},
         "HOME": TMP_DIR,
         "GXWF_RUN_ID": run_id,
         "GXWF_ATTEMPT": str(attempt),
