@@ -56,13 +56,26 @@ CONFIG_KEYS = {
     "GXWF_EDC_MANAGEMENT_URL",
     "GXWF_EDC_MANAGEMENT_API_VERSION",
 }
-SECRET_KEYS = {
-    "GXWF_EDC_API_KEY",
-    "GXWF_EDC_MANAGEMENT_API_KEY",
-    "GXWF_S3_ACCESS_KEY",
-    "GXWF_S3_SECRET_KEY",
-    "GXWF_DASHBOARD_TOKEN",
-    "GXWF_DASHBOARD_ADMIN_TOKEN",
+# Each kind of credential in a Secret of its own, and the Secrets each component mounts: no component holds a
+# key it does not use (the ingress no S3 key, the dashboard no connector key, only the provisioning handler the
+# connector's management API key).
+SECRETS = {
+    "gxwf-secrets": set(),
+    "gxwf-edc-secrets": {"GXWF_EDC_API_KEY"},
+    "gxwf-edc-management-secrets": {"GXWF_EDC_MANAGEMENT_API_KEY"},
+    "gxwf-s3-secrets": {"GXWF_S3_ACCESS_KEY", "GXWF_S3_SECRET_KEY"},
+    "gxwf-dashboard-secrets": {"GXWF_DASHBOARD_TOKEN", "GXWF_DASHBOARD_ADMIN_TOKEN"},
+}
+SECRET_KEYS = set().union(*SECRETS.values())
+MOUNTED_SECRETS = {
+    "gxwf-handler-provisioning": ["gxwf-secrets", "gxwf-edc-secrets", "gxwf-edc-management-secrets", "gxwf-s3-secrets"],
+    "gxwf-handler-deployment": ["gxwf-secrets", "gxwf-s3-secrets"],
+    "gxwf-handler-assets": ["gxwf-secrets", "gxwf-s3-secrets"],
+    "gxwf-handler-jobs": ["gxwf-secrets", "gxwf-s3-secrets"],
+    "gxwf-handler-results": ["gxwf-secrets", "gxwf-s3-secrets"],
+    "gxwf-edc-ingress": ["gxwf-secrets", "gxwf-edc-secrets"],
+    "gxwf-workflow-api": ["gxwf-secrets", "gxwf-s3-secrets"],
+    "gxwf-dashboard": ["gxwf-secrets", "gxwf-s3-secrets", "gxwf-dashboard-secrets"],
 }
 CONSUMER_LABEL = "gaiax-workflows.io/consumer"
 
@@ -392,27 +405,35 @@ def test_service_accounts_and_api_access(rendered: list[Manifest]) -> None:
         assert account.get("automountServiceAccountToken") is False, f"{name}: pods opt in explicitly"
 
 
-def test_env_from_config_and_secret(overlay: list[Manifest]) -> None:
+def _generated(name: str) -> str:
+    """The Secret's name without the content hash kustomize appends."""
+    return name.rsplit("-", 1)[0]
+
+
+def test_env_from_config_and_secrets(overlay: list[Manifest]) -> None:
     maps = {name: m for name, m in _by_name(overlay, "ConfigMap").items() if not name.startswith("gxwf-sites-")}
-    secrets = _by_name(overlay, "Secret")
+    secrets = {_generated(name): (name, secret) for name, secret in _by_name(overlay, "Secret").items()}
     assert len(maps) == 1
-    assert len(secrets) == 1
     ((map_name, config),) = maps.items()
-    ((secret_name, secret),) = secrets.items()
     assert map_name.startswith("gxwf-config-")
-    assert secret_name.startswith("gxwf-secrets-")
     assert set(config["data"]) == CONFIG_KEYS
     assert config["data"]["GXWF_NATS_URL"] == "nats://nats.nats.svc:4222"
     assert config["data"]["GXWF_LOG_FORMAT"] == "json"
     # The handlers' probe and metrics port must be reachable from the kubelet, not only from loopback.
     assert config["data"]["GXWF_HEALTH_HOST"] == "0.0.0.0"
     assert not any(".invalid" in value for value in config["data"].values()), "the overlay sets every URL"
-    assert set(secret["data"]) == SECRET_KEYS
+    assert set(secrets) == set(SECRETS)
+    for name, keys in SECRETS.items():
+        assert set(secrets[name][1].get("data") or {}) == keys, name
+    assert not SECRET_KEYS & set(config["data"]), "a key belongs in a Secret"
     for deployment in _of_kind(overlay, "Deployment"):
+        name = deployment["metadata"]["name"]
         for container in _containers(deployment):
             refs = [(k, v["name"]) for ref in container["envFrom"] for k, v in ref.items()]
-            # Order matters: later sources win, so the Secret may override a ConfigMap value.
-            assert refs == [("configMapRef", map_name), ("secretRef", secret_name)], _ident(deployment)
+            # Order matters: later sources win, so a Secret may override a ConfigMap value.
+            assert refs[0] == ("configMapRef", map_name), _ident(deployment)
+            assert [kind for kind, _ in refs[1:]] == ["secretRef"] * (len(refs) - 1)
+            assert [_generated(ref) for _, ref in refs[1:]] == MOUNTED_SECRETS[name], name
 
 
 def test_the_connector_management_api_is_configured(overlay: list[Manifest]) -> None:
@@ -421,9 +442,10 @@ def test_the_connector_management_api_is_configured(overlay: list[Manifest]) -> 
     from edc_ingress.settings import EdcSettings, connector_registry
 
     (config,) = [m for name, m in _by_name(overlay, "ConfigMap").items() if name.startswith("gxwf-config-")]
-    (secret,) = _by_name(overlay, "Secret").values()
     assert "GXWF_EDC_MANAGEMENT_API_KEY" not in config["data"], "a key belongs in the Secret"
-    values = {**config["data"], **{k: base64.b64decode(v).decode() for k, v in secret["data"].items()}}
+    values = dict(config["data"])
+    for secret in _by_name(overlay, "Secret").values():
+        values |= {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
     edc = {k.removeprefix("GXWF_").lower(): v for k, v in values.items() if k.startswith("GXWF_EDC_")}
     settings = EdcSettings(_env_file=None, **edc)  # type: ignore[call-arg]
     api = connector_registry(settings).connectors[0].management()
@@ -763,7 +785,8 @@ def test_the_readme_applies_assets_through_a_pod_that_has_the_settings(base: lis
     parent = root.make_context("gxwf", [], resilient_parsing=True)
     for name, container_name, command in found:
         (container,) = [c for c in _containers(deployments[name]) if c["name"] == container_name]
-        assert [next(iter(ref)) for ref in container["envFrom"]] == ["configMapRef", "secretRef"]
+        kinds = [next(iter(ref)) for ref in container["envFrom"]]
+        assert kinds[0] == "configMapRef" and set(kinds[1:]) == {"secretRef"}
         group, sub, *args = command.split()
         root.commands[group].commands[sub].make_context(f"gxwf {group} {sub}", args, parent=parent)  # type: ignore[attr-defined]
 

@@ -351,3 +351,54 @@ async def test_the_deployment_handler_creates_only_what_its_rbac_grants_it(kube:
     (deployment,) = [o for o in created if o["kind"] == "Deployment"]
     assert account.get("automountServiceAccountToken") is False
     assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+# ------------------------------------------------------------------ per-component secrets (finding 3)
+
+
+def _rendered_overlay() -> list[dict[str, Any]]:
+    kubectl = Path(sys.executable).parent / "kubectl"
+    out = subprocess.run(
+        [str(kubectl), "kustomize", str(REPO / "deploy/kustomize/overlays/example")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def test_a_compromised_component_holds_only_the_keys_it_uses() -> None:
+    """What an attacker who runs code in a component's pod reads from its environment and its token mount."""
+    objects = _rendered_overlay()
+    secrets = {o["metadata"]["name"]: set(o.get("data") or {}) for o in objects if o["kind"] == "Secret"}
+    readable: dict[str, set[str]] = {}
+    tokens: dict[str, bool] = {}
+    for deployment in [o for o in objects if o["kind"] == "Deployment"]:
+        pod = deployment["spec"]["template"]["spec"]
+        keys: set[str] = set()
+        for container in pod["containers"]:
+            for ref in container.get("envFrom", []):
+                if "secretRef" in ref:
+                    keys |= secrets[ref["secretRef"]["name"]]
+        readable[deployment["metadata"]["name"]] = keys
+        tokens[deployment["metadata"]["name"]] = pod.get("automountServiceAccountToken", True)
+    s3 = {"GXWF_S3_ACCESS_KEY", "GXWF_S3_SECRET_KEY"}
+    dashboard = {"GXWF_DASHBOARD_TOKEN", "GXWF_DASHBOARD_ADMIN_TOKEN"}
+    management = {"GXWF_EDC_MANAGEMENT_API_KEY"}
+    assert readable["gxwf-edc-ingress"] == {"GXWF_EDC_API_KEY"}
+    assert not readable["gxwf-dashboard"] & (management | {"GXWF_EDC_API_KEY"})
+    assert not readable["gxwf-workflow-api"] & (management | dashboard | {"GXWF_EDC_API_KEY"})
+    for name, keys in readable.items():
+        if name != "gxwf-handler-provisioning":
+            assert not keys & management, f"{name} holds the connector's management API key"
+        if name != "gxwf-dashboard":
+            assert not keys & dashboard, f"{name} holds the dashboard's tokens"
+        assert (
+            name == "gxwf-dashboard"
+            or name.startswith("gxwf-handler-")
+            or name == "gxwf-workflow-api"
+            or (not keys & s3)
+        ), f"{name} holds the S3 keys"
+    api_users = {"gxwf-handler-deployment", "gxwf-handler-jobs"}
+    assert {name for name, mounted in tokens.items() if mounted} == api_users
