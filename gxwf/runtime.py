@@ -99,7 +99,12 @@ def wire(bus: Bus, groups: set[str] | None, ctx: HandlerContext | None) -> Bus:
 async def prepare_streams(nats_url: str, settings: Settings) -> None:
     nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=3)
     try:
-        await ensure_streams(nc.jetstream(), StreamSettings(duplicate_window_seconds=settings.duplicate_window_seconds))
+        await ensure_streams(
+            nc.jetstream(),
+            StreamSettings(
+                duplicate_window_seconds=settings.duplicate_window_seconds, max_bytes=settings.stream_max_bytes
+            ),
+        )
     finally:
         await nc.close()
 

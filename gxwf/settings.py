@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     ack_wait_seconds: float = Field(default=30.0, gt=0)
     handler_concurrency: int = Field(default=8, ge=1, le=1024)
     duplicate_window_seconds: float = Field(default=600.0, gt=0)
+    # The WF event stream's size limit; when full, publishes are refused (the EDC ingress answers 503) and no
+    # acknowledged event is dropped.
+    stream_max_bytes: int = Field(default=8 * 2**30, ge=1024 * 1024)
     watch_interval_seconds: float = Field(default=0.25, gt=0)
     dispatch_interval_seconds: float = Field(default=0.25, gt=0)
     # How soon a run that started running gets its live log followed into the log stream.

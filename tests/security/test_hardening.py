@@ -13,7 +13,7 @@ import tarfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -25,9 +25,13 @@ from adapters.kube_deployments import KubernetesDeploymentBackend
 from adapters.kube_manifests import WorkflowApiImage, namespace_of
 from adapters.kubernetes_compute import manifests as m
 from adapters.mongo_store import MongoStateStore
+from edc_ingress.service import IngressService
+from edc_ingress.settings import EdcSettings
 from events import subjects as s
 from events.envelope import new_event
 from events.payloads.run import RunRequested, RunSpec, spec_for_asset
+from events.streams import StreamSettings, ensure_streams
+from events.subjects import STREAM
 from fakekube import FakeKubeServer, Scenario
 from gxwf.errors import UserError
 from gxwf.runtime import Endpoints, HandlerService
@@ -48,6 +52,10 @@ from tests.backbone.conftest import (  # noqa: F401
     store,
 )
 from tests.backbone.kube import kube_service
+from tests.edc_fixtures import OTHER_KEY, RunningIngress, ingress, registry  # noqa: F401
+
+if TYPE_CHECKING:
+    from devstack import StackEndpoints
 
 REPO = Path(__file__).resolve().parents[2]
 CONSUMER = "did:web:consumer.example:mallory"
@@ -402,3 +410,91 @@ def test_a_compromised_component_holds_only_the_keys_it_uses() -> None:
         ), f"{name} holds the S3 keys"
     api_users = {"gxwf-handler-deployment", "gxwf-handler-jobs"}
     assert {name for name, mounted in tokens.items() if mounted} == api_users
+
+
+# ------------------------------------------------------------------ the EDC ingress under a flood (finding 10)
+
+
+def _transfer_event(event_id: str) -> dict[str, Any]:
+    payload = {
+        "transferProcessId": "tp-flood",
+        "callbackAddresses": [],
+        "assetId": "carla-minimal",
+        "type": "PROVIDER",
+        "contractId": "agreement-1",
+        "participantContextId": "provider",
+        "protocol": "dataspace-protocol-http",
+    }
+    return {"id": event_id, "at": 1764063000123, "payload": payload, "type": "TransferProcessStarted"}
+
+
+def _is_problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert body["type"].endswith(slug), body
+    return body
+
+
+async def test_a_full_event_stream_refuses_new_events_and_keeps_every_acknowledged_one(
+    ingress: RunningIngress,  # noqa: F811
+    js: JetStreamContext,  # noqa: F811
+) -> None:
+    info = await js.stream_info(STREAM)
+    try:
+        # A flood has filled the stream to its limit (a few KiB here).
+        config = info.config
+        config.max_bytes = 8 * 1024
+        await js.update_stream(config)
+        answers: list[httpx.Response] = []
+        for i in range(60):
+            answers.append(await ingress.post("/edc/events", _transfer_event(f"flood-{i}")))
+            if answers[-1].status_code != 200:
+                break
+        refused = answers[-1]
+        _is_problem(refused, 503, "bus-full")
+        assert refused.headers["Retry-After"]
+        acknowledged = sum(1 for a in answers if a.status_code == 200)
+        state = (await js.stream_info(STREAM)).state
+        # Nothing the ingress acknowledged was dropped to make room: the stream still starts at its first event.
+        assert state.first_seq == 1
+        assert state.messages >= acknowledged
+    finally:
+        await js.delete_stream(STREAM)
+        await ensure_streams(js, StreamSettings(duplicate_window_seconds=info.config.duplicate_window or 600))
+
+
+@pytest_asyncio.fixture
+async def limited_ingress(
+    stack: StackEndpoints,
+    js: JetStreamContext,  # noqa: F811
+    settings: Settings,  # noqa: F811
+    store: MongoStateStore,  # noqa: F811
+) -> AsyncIterator[RunningIngress]:
+    edc = EdcSettings(_env_file=None, edc_rate_limit_per_second=1, edc_rate_limit_burst=3)  # type: ignore[call-arg]
+    service = IngressService(
+        edc,
+        registry(),
+        nats_url=stack.nats,
+        mongo_url=stack.mongo,
+        mongo_database=settings.mongo_database,
+        host="127.0.0.1",
+        port=0,
+    )
+    url = await service.start()
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        yield RunningIngress(url, service, client)
+    await service.stop()
+
+
+async def test_one_connector_flooding_the_ingress_is_limited_and_does_not_limit_another(
+    limited_ingress: RunningIngress,
+) -> None:
+    flood = [await limited_ingress.post("/edc/events", _transfer_event(f"f-{i}")) for i in range(10)]
+    limited = [a for a in flood if a.status_code == 429]
+    assert len(limited) >= 6, [a.status_code for a in flood]
+    body = _is_problem(limited[0], 429, "too-many-requests")
+    assert "default" in body["detail"]
+    assert int(limited[0].headers["Retry-After"]) >= 1
+    other = await limited_ingress.post("/edc/events", _transfer_event("o-1"), key=OTHER_KEY, header="X-Other-Key")
+    assert other.status_code == 200, other.text
