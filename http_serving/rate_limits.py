@@ -40,6 +40,15 @@ class TokenBuckets:
         self._remember(key, tokens, now)
         return (1.0 - tokens) / self.rate
 
+    def wait(self, key: str) -> float:
+        """Like take, without taking: 0 when a token is there, else the seconds until one is."""
+        if self.rate <= 0:
+            return 0.0
+        now = self.clock()
+        tokens, at = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
     def _remember(self, key: str, tokens: float, now: float) -> None:
         self._buckets[key] = (tokens, now)
         while len(self._buckets) > self.max_keys:

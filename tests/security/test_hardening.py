@@ -25,6 +25,8 @@ from adapters.kube_deployments import KubernetesDeploymentBackend
 from adapters.kube_manifests import WorkflowApiImage, namespace_of
 from adapters.kubernetes_compute import manifests as m
 from adapters.mongo_store import MongoStateStore
+from dashboard.auth import COOKIE
+from dashboard.service import DashboardService
 from edc_ingress.service import IngressService
 from edc_ingress.settings import EdcSettings
 from events import subjects as s
@@ -52,6 +54,8 @@ from tests.backbone.conftest import (  # noqa: F401
     store,
 )
 from tests.backbone.kube import kube_service
+from tests.dashboard.conftest import OPERATOR as DASHBOARD_OPERATOR
+from tests.dashboard.conftest import make_dashboard
 from tests.edc_fixtures import OTHER_KEY, RunningIngress, ingress, registry  # noqa: F401
 
 if TYPE_CHECKING:
@@ -498,3 +502,62 @@ async def test_one_connector_flooding_the_ingress_is_limited_and_does_not_limit_
     assert int(limited[0].headers["Retry-After"]) >= 1
     other = await limited_ingress.post("/edc/events", _transfer_event("o-1"), key=OTHER_KEY, header="X-Other-Key")
     assert other.status_code == 200, other.text
+
+
+# ------------------------------------------------------------------ dashboard logins and sessions (finding 10)
+
+
+@pytest_asyncio.fixture
+async def board(
+    stack: StackEndpoints,
+    settings: Settings,  # noqa: F811
+    js: JetStreamContext,  # noqa: F811
+    store: MongoStateStore,  # noqa: F811
+) -> AsyncIterator[DashboardService]:
+    service = make_dashboard(stack, settings, session_seconds=1.5, login_failures_per_address=3)
+    await service.start()
+    yield service
+    await service.stop()
+
+
+async def _logged_in(url: str) -> str:
+    async with httpx.AsyncClient(base_url=url, timeout=10) as browser:
+        done = await browser.post("/login", data={"token": DASHBOARD_OPERATOR, "next": "/overview"})
+        assert done.status_code == 303
+        cookie = browser.cookies.get(COOKIE)
+        assert cookie and DASHBOARD_OPERATOR not in cookie
+        return cookie
+
+
+async def _with_cookie(url: str, cookie: str) -> int:
+    async with httpx.AsyncClient(base_url=url, timeout=10, cookies={COOKIE: cookie}) as thief:
+        return (await thief.get("/overview", headers={"accept": "application/json"})).status_code
+
+
+async def test_a_session_cookie_is_refused_after_logout_and_after_expiry(board: DashboardService) -> None:
+    url = str(board.url)
+    cookie = await _logged_in(url)
+    assert await _with_cookie(url, cookie) == 200
+    async with httpx.AsyncClient(base_url=url, timeout=10, cookies={COOKIE: cookie}) as browser:
+        assert (await browser.post("/logout")).status_code == 303
+    # Someone who copied the cookie before the logout (or a browser that kept it) is not let in.
+    assert await _with_cookie(url, cookie) == 401
+
+    expiring = await _logged_in(url)
+    assert await _with_cookie(url, expiring) == 200
+    await asyncio.sleep(2.0)
+    assert await _with_cookie(url, expiring) == 401, "a session ends at its expiry"
+
+
+async def test_guessing_dashboard_tokens_is_rate_limited(board: DashboardService) -> None:
+    async with httpx.AsyncClient(base_url=str(board.url), timeout=10) as guesser:
+        answers = [await guesser.post("/login", data={"token": f"guess-{i:020d}", "next": "/tail"}) for i in range(5)]
+        assert [a.status_code for a in answers[:3]] == [401, 401, 401]
+        limited = answers[3]
+        _is_problem(limited, 429, "too-many-requests")
+        assert int(limited.headers["Retry-After"]) >= 1
+        # Bearer guesses count too, and while limited even the right token waits.
+        bearer = await guesser.get("/overview", headers={"authorization": "Bearer another-guess-0000000000"})
+        assert bearer.status_code == 429
+        right = await guesser.post("/login", data={"token": DASHBOARD_OPERATOR, "next": "/tail"})
+        assert right.status_code == 429
