@@ -8,7 +8,8 @@ from events.envelope import Envelope
 from events.payloads.run import RunQueued, RunRequested, RunSpec, spec_for_asset
 from handlers.context import HandlerContext
 from handlers.declare import on
-from schemas.assets import ParameterInput, reserved_env_name
+from schemas.assets import FileInput, ParameterInput, reserved_env_name
+from schemas.inputs import InputDocument, InputState
 from schemas.run import RunDocument, RunState
 
 log = structlog.get_logger("gxwf.jobs")
@@ -72,4 +73,15 @@ async def _resolve(ctx: HandlerContext, request: RunRequested) -> tuple[RunSpec 
     undeclared = sorted(set(request.parameters) - declared)
     if undeclared:
         return None, f"parameters the asset does not declare: {', '.join(undeclared)}"
+    files = {i.name: i for i in asset.definition.inputs if isinstance(i, FileInput)}
+    for item in request.spec.inputs:
+        # Staged from where the consumer's own upload is, to where the asset says: nothing of another consumer.
+        doc = await ctx.store.get(InputDocument, item.input_id)
+        wanted = files.get(item.name)
+        if wanted is None or item.path != wanted.path or item.kind != wanted.kind:
+            return None, f"input {item.name} is not one the asset declares"
+        if doc is None or doc.consumer_id != request.consumer_id or doc.prefix != item.prefix:
+            return None, f"input {item.input_id} is not an upload of consumer {request.consumer_id}"
+        if doc.state != InputState.READY:
+            return None, f"input {item.input_id} is {doc.state}, not ready"
     return spec_for_asset(asset, list(request.spec.inputs)), ""

@@ -31,7 +31,7 @@ from edc_ingress.service import IngressService
 from edc_ingress.settings import EdcSettings
 from events import subjects as s
 from events.envelope import new_event
-from events.payloads.run import RunRequested, RunSpec, spec_for_asset
+from events.payloads.run import RunRequested, RunSpec, StagedInput, spec_for_asset
 from events.streams import StreamSettings, ensure_streams
 from events.subjects import STREAM
 from fakekube import FakeKubeServer, Scenario
@@ -40,6 +40,7 @@ from gxwf.runtime import Endpoints, HandlerService
 from gxwf.settings import Settings
 from ports.deployments import DeploymentSpec
 from schemas.assets import StoredAsset, WorkflowAssetDefinition
+from schemas.inputs import InputDocument, InputState
 from schemas.provisioning import ResultDocument, ResultState
 from schemas.run import RunDocument, RunState
 from schemas.sites import Site
@@ -146,6 +147,60 @@ async def test_a_forged_run_request_cannot_put_reserved_names_into_the_runs_envi
     )
     await eventually(lambda: finished(store, "smuggle-2"))
     assert await store.get(RunDocument, "smuggle-1") is None, "parameters the asset does not declare are refused"
+
+
+async def test_a_forged_run_request_cannot_stage_another_consumers_input(
+    local_service: HandlerService,
+    js: JetStreamContext,  # noqa: F811
+    store: MongoStateStore,  # noqa: F811
+) -> None:
+    asset = WorkflowAssetDefinition.model_validate(
+        {
+            "id": "reads-a-file",
+            "title": "Reads a file",
+            "command": ["/bin/sh", "-c", "cat inputs/data"],
+            "inputs": [{"kind": "file", "name": "data", "path": "inputs/data"}],
+        }
+    )
+    stored, _ = await local_service.assets.apply(asset)
+    victim = InputDocument(
+        id="in-victim",
+        state=InputState.UPLOADING,
+        consumer_id="did:web:victim.example",
+        name="data",
+        kind="file",
+        prefix="inputs/victim/in-victim/",
+    )
+    await store.create(victim, event_id="test-upload")
+    await store.transition(InputDocument, victim.id, InputState.READY, event_id="test-uploaded")
+    stolen = StagedInput(name="data", kind="file", input_id=victim.id, prefix=victim.prefix, path="inputs/data")
+    await publish_forged(
+        js,
+        RunRequested(
+            run_id="steal-1",
+            consumer_id=CONSUMER,
+            asset_id=stored.asset_id,
+            inputs=[victim.id],
+            spec=spec_for_asset(stored, [stolen]),
+        ),
+    )
+    own = victim.model_copy(update={"id": "in-own", "consumer_id": CONSUMER, "prefix": "inputs/own/in-own/"})
+    await store.create(own, event_id="test-upload-own")
+    await store.transition(InputDocument, own.id, InputState.READY, event_id="test-uploaded-own")
+    mine = stolen.model_copy(update={"input_id": own.id, "prefix": own.prefix})
+    await publish_forged(
+        js,
+        RunRequested(
+            run_id="own-1",
+            consumer_id=CONSUMER,
+            asset_id=stored.asset_id,
+            inputs=[own.id],
+            spec=spec_for_asset(stored, [mine]),
+        ),
+    )
+    await eventually(lambda: store.get(RunDocument, "own-1"))
+    await asyncio.sleep(0.5)
+    assert await store.get(RunDocument, "steal-1") is None, "another consumer's upload is never staged"
 
 
 def test_an_asset_declaring_a_reserved_parameter_name_is_refused_at_load(tmp_path: Path) -> None:
