@@ -81,6 +81,19 @@ def manifests(spec: DeploymentSpec, image: WorkflowApiImage) -> list[dict[str, A
     ns = namespace_of(spec)
     site = spec.site.kubernetes
     allowed = site.allowed_namespaces if site else []
+    # No namespace named: no rule at all (deny). A rule whose `from` is empty would admit every source.
+    ingress = (
+        [
+            {
+                "from": [
+                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}} for name in allowed
+                ],
+                "ports": [{"protocol": "TCP", "port": PORT}],
+            }
+        ]
+        if allowed
+        else []
+    )
     pod_labels = {**labels_of(spec), "app.kubernetes.io/name": APP}
     # Sized for the WorkflowApi alone (two pods during a rollout): nothing else is meant to run here.
     hard = {
@@ -98,29 +111,10 @@ def manifests(spec: DeploymentSpec, image: WorkflowApiImage) -> list[dict[str, A
             "apiVersion": "v1",
             "kind": "ServiceAccount",
             "metadata": _meta(spec, APP),
-            "automountServiceAccountToken": True,
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": _meta(spec, APP),
             # The WorkflowApi reads the store and publishes commands; runs are the jobs handler's, in the
-            # consumer's run namespace. Here it may only read its own configuration.
-            "rules": [
-                {
-                    "apiGroups": [""],
-                    "resources": ["secrets"],
-                    "resourceNames": ["workflow-api-config"],
-                    "verbs": ["get"],
-                }
-            ],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": _meta(spec, APP),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": APP},
-            "subjects": [{"kind": "ServiceAccount", "name": APP, "namespace": ns}],
+            # consumer's run namespace, and its configuration comes from its Secret as environment. It has no
+            # use for the Kubernetes API: no Role, no token.
+            "automountServiceAccountToken": False,
         },
         {
             "apiVersion": "v1",
@@ -150,15 +144,7 @@ def manifests(spec: DeploymentSpec, image: WorkflowApiImage) -> list[dict[str, A
             "spec": {
                 "podSelector": {"matchLabels": {"app.kubernetes.io/name": APP}},
                 "policyTypes": ["Ingress"],
-                "ingress": [
-                    {
-                        "from": [
-                            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
-                            for name in allowed
-                        ],
-                        "ports": [{"protocol": "TCP", "port": PORT}],
-                    }
-                ],
+                "ingress": ingress,
             },
         },
         {
@@ -186,6 +172,8 @@ def manifests(spec: DeploymentSpec, image: WorkflowApiImage) -> list[dict[str, A
                     "metadata": {"labels": pod_labels},
                     "spec": {
                         "serviceAccountName": APP,
+                        "automountServiceAccountToken": False,
+                        "enableServiceLinks": False,
                         "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
                         "volumes": [{"name": "state", "emptyDir": {"sizeLimit": "20Gi"}}],
                         "containers": [

@@ -23,6 +23,7 @@ from events.payloads.run import RunSpec, StagedInput
 from events.subjects import LOG_CHUNK_BYTES
 from ports.compute import RunArtifacts, RunOwner, StartRefused, WorkloadPhase, WorkloadStatus
 from ports.objects import ObjectStore
+from schemas.assets import reserved_env_name
 from schemas.names import LOG_FILE, attempt_separator, local_run_dir_name
 
 # The wrapper records its process group, runs the command with its output appended to log.txt, then writes
@@ -111,8 +112,8 @@ class LocalProcessBackend:
         (state / "log_start").write_text(str(_size(run_dir / LOG_FILE)))
         env = {
             **{k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR")},
-            **spec.env,
-            **parameters,
+            # Never a reserved name (PATH, LD_PRELOAD, GXWF_*...): catalogue and jobs handler refuse them already.
+            **{k: v for k, v in {**spec.env, **parameters}.items() if not reserved_env_name(k)},
             "GXWF_RUN_ID": run_id,
             "GXWF_ATTEMPT": str(attempt),
             "GXWF_OUTPUT_DIR": str(run_dir / "outputs"),

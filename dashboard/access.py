@@ -11,8 +11,9 @@ from fastapi.responses import Response
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dashboard.auth import ACTION_HEADER, COOKIE, Role, Tokens
+from dashboard.auth import ACTION_HEADER, COOKIE, Role, Sessions, Tokens
 from dashboard.problems import Problem
+from http_serving.rate_limits import TokenBuckets, retry_after
 
 
 class Unauthorized(Exception):
@@ -28,11 +29,42 @@ def wants_html(request: Request) -> bool:
     return "text/html" in accept and not request.url.path.startswith("/api/")
 
 
-def presented_role(request: Request, tokens: Tokens) -> Role | None:
+class LoginThrottle:
+    """Failed attempts to present a token (the login form, `?token=`, a bearer header): each client address may
+    fail `per_address` times a minute, everyone together `failures` times, so neither one client nor many can
+    guess at tokens quickly. Past either, every attempt is refused with 429 and Retry-After until it refills;
+    successful ones cost nothing, so the API's bearer clients are not slowed."""
+
+    def __init__(self, per_address: float = 10, failures: float = 100) -> None:
+        self.addresses = TokenBuckets(per_address / 60, per_address)
+        self.everyone = TokenBuckets(failures / 60, failures)
+
+    def attempt(self, request: Request) -> None:
+        """Before a token is checked: Problem 429 when this client, or everyone, has failed too often."""
+        wait = max(self.everyone.wait("*"), self.addresses.wait(_address(request)))
+        if wait > 0:
+            raise Problem(
+                429,
+                "too-many-requests",
+                "Too many login attempts",
+                "too many failed attempts to present a dashboard token; retry after the time given",
+                headers={"Retry-After": retry_after(wait)},
+            )
+
+    def failed(self, request: Request) -> None:
+        self.addresses.take(_address(request))
+        self.everyone.take("*")
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def presented_role(request: Request, tokens: Tokens, sessions: Sessions) -> Role | None:
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         return tokens.role_of(header[7:].strip())
-    return tokens.role_of_session(request.cookies.get(COOKIE))
+    return sessions.role_of(request.cookies.get(COOKIE))
 
 
 _SECURITY_HEADERS = {
@@ -79,8 +111,14 @@ class Guard:
 
 
 def reader(request: Request) -> Role:
-    role = presented_role(request, request.app.state.dashboard.tokens)
+    dash = request.app.state.dashboard
+    bearer = request.headers.get("authorization", "").lower().startswith("bearer ")
+    if bearer:
+        dash.logins.attempt(request)
+    role = presented_role(request, dash.tokens, dash.sessions)
     if role is None:
+        if bearer:
+            dash.logins.failed(request)
         raise Unauthorized()
     return role
 
@@ -104,7 +142,7 @@ def local_target(target: str) -> str:
     return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/tail"
 
 
-def set_session(response: Response, request: Request, value: str) -> None:
+def set_session(response: Response, request: Request, value: str, lifetime_seconds: float) -> None:
     response.set_cookie(
         COOKIE,
         value,
@@ -112,5 +150,5 @@ def set_session(response: Response, request: Request, value: str) -> None:
         samesite="strict",
         secure=request.url.scheme == "https",
         path="/",
-        max_age=12 * 3600,
+        max_age=int(lifetime_seconds),
     )

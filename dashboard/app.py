@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,8 +19,18 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from dashboard import delivery, health, overview, timeline
-from dashboard.access import Admin, Forbidden, Guard, Reader, Unauthorized, local_target, set_session, wants_html
-from dashboard.auth import COOKIE, Role, Tokens
+from dashboard.access import (
+    Admin,
+    Forbidden,
+    Guard,
+    LoginThrottle,
+    Reader,
+    Unauthorized,
+    local_target,
+    set_session,
+    wants_html,
+)
+from dashboard.auth import COOKIE, Role, Sessions, Tokens
 from dashboard.problems import PROBLEM_JSON, Problem, invalid, not_found
 from dashboard.run_log import read_log
 from dashboard.tail import TailClient, TailHub
@@ -56,6 +66,8 @@ class Dashboard:
     runs_dir: Path | None = None
     # Runs a site admits at once (pending or running), for the overview's capacity column.
     runs_per_site: int | None = None
+    sessions: Sessions = field(default_factory=Sessions)
+    logins: LoginThrottle = field(default_factory=LoginThrottle)
 
 
 def _check_id(field: str, value: str) -> str:
@@ -130,13 +142,18 @@ def create_app(dash: Dashboard) -> FastAPI:
         return await on_problem(request, invalid(error.field, error.message))
 
     async def token_once(request: Request, token: str) -> Response:
+        try:
+            dash.logins.attempt(request)
+        except Problem as refused:
+            return await on_problem(request, refused)
         role = dash.tokens.role_of(token)
         if role is None:
+            dash.logins.failed(request)
             return await on_unauthorized(request, Unauthorized())
         # The token leaves the address bar (and the history) at once; the cookie carries the session.
         rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
         redirect = RedirectResponse(request.url.path + (f"?{urlencode(rest)}" if rest else ""), status_code=303)
-        set_session(redirect, request, dash.tokens.session(role))
+        set_session(redirect, request, dash.sessions.start(role), dash.sessions.lifetime_seconds)
         return redirect
 
     app.add_middleware(Guard, token_once=token_once)
@@ -168,17 +185,21 @@ def create_app(dash: Dashboard) -> FastAPI:
         token: Annotated[str, Form(max_length=500)],
         next: Annotated[str, Form(max_length=2000)] = "/tail",
     ) -> Response:
+        dash.logins.attempt(request)
         role = dash.tokens.role_of(token)
         if role is None:
+            dash.logins.failed(request)
             return templates.TemplateResponse(
                 request, "login.html", {"next": local_target(next), "role": None, "failed": True}, status_code=401
             )
         response = RedirectResponse(local_target(next), status_code=303)
-        set_session(response, request, dash.tokens.session(role))
+        set_session(response, request, dash.sessions.start(role), dash.sessions.lifetime_seconds)
         return response
 
     @app.post("/logout")
-    async def logout() -> Response:
+    async def logout(request: Request) -> Response:
+        # The session ends here, not only in this browser: the cookie, if kept or copied, is refused from now on.
+        dash.sessions.end(request.cookies.get(COOKIE))
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE, path="/")
         return response

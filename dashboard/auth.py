@@ -1,7 +1,8 @@
 """Who may look (operator token) and who may act (admin token): bearer header, session cookie, or ?token= once.
 
 Tokens are compared as sha256 digests with hmac.compare_digest against both roles, so neither a token's length
-nor which role matched shows in the time an answer takes. The cookie holds an HMAC of the token, not the token.
+nor which role matched shows in the time an answer takes. The cookie holds a random session id that this process
+maps to a role until the session expires or logout ends it: a copied cookie is worth nothing after either.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ import hashlib
 import hmac
 import os
 import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -19,7 +23,6 @@ COOKIE = "gxwf_dashboard"
 # so a cookie alone never re-publishes anything (CSRF).
 ACTION_HEADER = "x-gxwf-action"
 _NOTHING = hashlib.sha256(b"\x00no token presented\x00").digest()
-_SESSION = b"gxwf-dashboard-session-v1"
 
 
 class Role(IntEnum):
@@ -44,16 +47,51 @@ class Tokens:
         operator = hmac.compare_digest(digest, hashlib.sha256(self.operator.encode()).digest())
         return Role.ADMIN if admin else Role.OPERATOR if operator else None
 
-    def session(self, role: Role) -> str:
-        token = self.admin if role is Role.ADMIN else self.operator
-        return f"{role.name.lower()}.{hmac.new(token.encode(), _SESSION, hashlib.sha256).hexdigest()}"
 
-    def role_of_session(self, cookie: str | None) -> Role | None:
-        found: Role | None = None
-        for role in (Role.ADMIN, Role.OPERATOR):
-            if hmac.compare_digest((cookie or "").encode(), self.session(role).encode()) and found is None:
-                found = role
-        return found
+class Sessions:
+    """Server-side sessions: a random id (the cookie) -> role and expiry, in this process's memory. Replicas do
+    not share them, so a replicated dashboard needs session affinity (its Service has ClientIP affinity)."""
+
+    def __init__(
+        self,
+        lifetime_seconds: float = 12 * 3600,
+        *,
+        max_sessions: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.lifetime_seconds = lifetime_seconds
+        self.max_sessions = max_sessions
+        self.clock = clock
+        # Keyed by the id's sha256: the ids themselves are never kept; oldest first.
+        self._sessions: OrderedDict[bytes, tuple[Role, float]] = OrderedDict()
+
+    def start(self, role: Role) -> str:
+        session_id = secrets.token_urlsafe(32)
+        self._sessions[self._key(session_id)] = (role, self.clock() + self.lifetime_seconds)
+        while len(self._sessions) > self.max_sessions:
+            self._sessions.popitem(last=False)
+        return session_id
+
+    def role_of(self, session_id: str | None) -> Role | None:
+        if not session_id:
+            return None
+        key = self._key(session_id)
+        found = self._sessions.get(key)
+        if found is None:
+            return None
+        role, expires = found
+        if self.clock() >= expires:
+            del self._sessions[key]
+            return None
+        return role
+
+    def end(self, session_id: str | None) -> None:
+        if session_id:
+            self._sessions.pop(self._key(session_id), None)
+
+    @staticmethod
+    def _key(session_id: str) -> bytes:
+        return hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).digest()
 
 
 def stored_or_new(state_dir: Path, name: str) -> tuple[str, bool]:

@@ -15,8 +15,9 @@ from adapters.jetstream_logs import JetStreamLogReader
 from adapters.mongo_queries import MongoOpsQueries
 from adapters.mongo_store import MongoStateStore
 from adapters.s3_objects import S3ObjectStore
+from dashboard.access import LoginThrottle
 from dashboard.app import Dashboard, create_app
-from dashboard.auth import Tokens
+from dashboard.auth import Sessions, Tokens
 from dashboard.tail import RING_EVENTS, TailHub
 from events.permissions import connect_options
 from http_serving.server import ListenError, Served
@@ -53,6 +54,9 @@ class DashboardService:
         runs_dir: Path | None = None,
         ring_events: int = RING_EVENTS,
         runs_per_site: int | None = None,
+        session_seconds: float = 12 * 3600,
+        login_failures_per_address: float = 10,
+        login_failures_total: float = 100,
     ) -> None:
         self.servers = servers
         self.tokens = tokens
@@ -62,6 +66,8 @@ class DashboardService:
         self.runs_dir = runs_dir
         self.ring_events = ring_events
         self.runs_per_site = runs_per_site
+        self.sessions = Sessions(session_seconds)
+        self.logins = LoginThrottle(login_failures_per_address, login_failures_total)
         self.nc: Client | None = None
         self.store = MongoStateStore.connect(servers.mongo, servers.mongo_database)
         self.objects = (
@@ -106,6 +112,8 @@ class DashboardService:
             monitor_url=self.servers.nats_monitor,
             runs_dir=self.runs_dir,
             runs_per_site=self.runs_per_site,
+            sessions=self.sessions,
+            logins=self.logins,
         )
         try:
             self.url = await self._served.start(create_app(self.dashboard), listener)

@@ -21,6 +21,7 @@ from edc_ingress.wire import ControlPlaneProvisionRequest, DataPlaneProvisionReq
 from events.envelope import Envelope
 from events.payloads.edc import RequestType
 from http_serving.problems import install_problem_handlers
+from http_serving.rate_limits import TokenBuckets, retry_after
 from ports.edc import EdcClient, EdcError, EdcNotConfigured
 from ports.events import EventSink
 from ports.store import StateStore
@@ -50,6 +51,9 @@ class IngressLimits:
     publish_timeout: float = 5.0
     # The bus's message size limit (NATS max_payload); a larger event is refused with 413 before publishing.
     event_bytes: int = 1024 * 1024
+    # Requests per second each connector may make (in bursts of `burst`); 0: no limit.
+    rate_per_second: float = 0.0
+    burst: int = 1
 
 
 class Ingress:
@@ -68,6 +72,8 @@ class Ingress:
         self.readiness = readiness
         self.limits = limits
         self.edc = edc
+        # Per connector: one connector flooding the ingress does not slow another's requests.
+        self.rates = TokenBuckets(limits.rate_per_second, limits.burst)
 
     async def accept(self, request: Request, model: type[W]) -> tuple[EdcConnector, W, dict[str, Any], int]:
         """Authenticated, JSON, within the size limit, and valid, in that order; a Problem otherwise.
@@ -82,6 +88,15 @@ class Ingress:
                 f"missing or wrong API key: send the connector's secret in the {names} header",
                 errors=[{"field": names, "message": "missing or wrong"}],
                 headers={"WWW-Authenticate": f'ApiKey realm="edc-ingress", header="{self.auth.header_names[0]}"'},
+            )
+        if (wait := self.rates.take(connector.name)) > 0:
+            raise Problem(
+                429,
+                "too-many-requests",
+                "Too many requests",
+                f"connector {connector.name} is over its {self.limits.rate_per_second:g} requests per second; "
+                "retry after the time given",
+                headers={"Retry-After": retry_after(wait)},
             )
         require_json(request)
         raw = await read_limited(request, self.limits.body_bytes)
@@ -108,6 +123,15 @@ class Ingress:
                 await asyncio.gather(*(self.sink.publish(e) for e in events))
         except Exception as error:
             log.warning("publish failed", error=repr(error), events=[e.id for e in events])
+            if "maximum bytes" in str(error) or "maximum messages" in str(error):
+                # The stream refuses new events rather than drop acknowledged ones: the connector retries later.
+                raise Problem(
+                    503,
+                    "bus-full",
+                    "Event bus full",
+                    "the event stream is at its size limit; retry later",
+                    headers={"Retry-After": "30"},
+                ) from None
             raise Problem(
                 503,
                 "bus-unavailable",

@@ -85,6 +85,8 @@ class IngressService:
                 body_bytes=self.settings.edc_body_limit_bytes,
                 publish_timeout=self.settings.edc_publish_timeout_seconds,
                 event_bytes=max_payload,
+                rate_per_second=self.settings.edc_rate_limit_per_second,
+                burst=self.settings.edc_rate_limit_burst,
             ),
             self.edc,
         )

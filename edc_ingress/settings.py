@@ -42,6 +42,10 @@ class EdcSettings(BaseSettings):
     edc_ingress_host: str = "127.0.0.1"
     edc_ingress_port: int = Field(default=8480, ge=0, le=65535)
     edc_body_limit_bytes: int = Field(default=DEFAULT_BODY_LIMIT, ge=1024, le=16 * 1024 * 1024)
+    # Requests per second one connector may make, in bursts of up to the burst; beyond it 429 with Retry-After.
+    # Per connector and per ingress process; 0: no limit.
+    edc_rate_limit_per_second: float = Field(default=20.0, ge=0)
+    edc_rate_limit_burst: int = Field(default=100, ge=1)
     # Longer than this without JetStream's ack: answer 503, which EDC retries.
     edc_publish_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 

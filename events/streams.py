@@ -24,6 +24,9 @@ from events.subjects import (
 class StreamSettings:
     duplicate_window_seconds: float = 600.0
     max_age_days: float = 30.0
+    # The WF stream's size on the server's disk. When full, new publishes are refused (DiscardPolicy.NEW) and
+    # their publishers answer "retry later"; nothing already acknowledged is dropped to make room.
+    max_bytes: int = 8 * 2**30
     dlq_max_age_days: float = 90.0
     # Live logs are a convenience while runs run: the archive in the object store is the record.
     log_max_age_days: float = 7.0
@@ -40,8 +43,10 @@ def stream_configs(settings: StreamSettings) -> list[StreamConfig]:
             subjects=list(STREAM_SUBJECTS),
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
-            discard=DiscardPolicy.OLD,
+            # Old events are the pipeline's state in flight: a flood must be refused, not make room by them.
+            discard=DiscardPolicy.NEW,
             max_age=settings.max_age_days * day,
+            max_bytes=settings.max_bytes,
             duplicate_window=settings.duplicate_window_seconds,
             num_replicas=settings.replicas,
         ),

@@ -24,12 +24,13 @@ class NodeSpec:
     name: str
     cpu: str = "16"
     memory: str = "64Gi"
+    ephemeral_storage: str = "100Gi"
     gpus: int = 0
     gpu_resource: str = "nvidia.com/gpu"
     labels: dict[str, str] = field(default_factory=dict)
 
     def allocatable(self) -> dict[str, str]:
-        amounts = {"cpu": self.cpu, "memory": self.memory, "pods": "110"}
+        amounts = {"cpu": self.cpu, "memory": self.memory, "ephemeral-storage": self.ephemeral_storage, "pods": "110"}
         if self.gpus:
             amounts[self.gpu_resource] = str(self.gpus)
         return amounts

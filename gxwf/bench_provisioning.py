@@ -118,7 +118,8 @@ async def run_benchmark(settings: Settings, n: int, backend: str, *, console: Co
         )
         database = f"bench_prov_{uuid.uuid4().hex[:8]}"
         ingress = IngressService(
-            EdcSettings(_env_file=None),
+            # N consumers at once through one connector: not the rate limit's business here.
+            EdcSettings(_env_file=None, edc_rate_limit_per_second=0),
             registry,
             nats_url=eps.nats_for("edc_ingress"),
             mongo_url=eps.mongo,

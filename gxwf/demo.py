@@ -12,10 +12,11 @@ from rich.table import Table
 from events import subjects as s
 from events.bus import Bus
 from events.envelope import new_event
-from events.payloads.run import RunRequested, RunSpec
+from events.payloads.run import RunRequested, spec_for_asset
 from gxwf.tail import rich_emitter, tail
+from ports.assets import AssetCatalogue
 from ports.store import StateStore
-from schemas.assets import FileInput, Output, Resources, WorkflowAssetDefinition
+from schemas.assets import FileInput, Output, Resources, TimeLimits, WorkflowAssetDefinition
 from schemas.provisioning import ProvisionDocument
 from schemas.run import RUN_MACHINE, RunDocument
 
@@ -26,13 +27,28 @@ DEMO_COMMAND = [
 ]
 
 
-async def run_demo(console: Console, nats_url: str, bus: Bus, store: StateStore) -> RunDocument | None:
+# The first step's run: the jobs handler runs only what the catalogue holds, so it is an asset too.
+STEPS_ASSET = WorkflowAssetDefinition(
+    id="demo-steps",
+    title="Demo: three steps",
+    description="The demo's first run, straight through the backbone.",
+    command=DEMO_COMMAND,
+    resources=Resources(cpu=0.5, memory="256Mi"),
+    time_limits=TimeLimits(running_seconds=60),
+)
+
+
+async def run_demo(
+    console: Console, nats_url: str, bus: Bus, store: StateStore, assets: AssetCatalogue
+) -> RunDocument | None:
     run_id = f"demo-{uuid.uuid4().hex[:8]}"
+    stored, _ = await assets.apply(STEPS_ASSET)
     request = RunRequested(
         run_id=run_id,
         consumer_id="did:web:demo-consumer",
-        asset_id="demo-shell",
-        spec=RunSpec(command=DEMO_COMMAND, timeout_seconds=60),
+        asset_id=stored.asset_id,
+        asset_version=stored.version,
+        spec=spec_for_asset(stored, []),
     )
     console.rule(f"[bold]demo: run {run_id}")
     watcher = asyncio.create_task(tail(nats_url, ["wf.run.>"], replay=False, emit=rich_emitter(console), timeout=15.0))

@@ -53,7 +53,7 @@ class DemoSystem:
 
 async def play_demo(console: Console, system: DemoSystem, simulated: SimulatedConnector) -> None:
     """Every step in turn; raises DemoFailed at the first that did not do what it shows."""
-    run = await run_demo(console, system.nats_url, system.bus, system.store)
+    run = await run_demo(console, system.nats_url, system.bus, system.store, system.assets)
     if run is None:
         raise DemoFailed(1, "the run was not recorded (see the handler log above)")
     if run.state != RunState.SUCCEEDED:

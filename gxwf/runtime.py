@@ -20,6 +20,7 @@ from adapters.jetstream_logs import JetStreamLogSink
 from adapters.kube_deployments import KubernetesDeploymentBackend
 from adapters.kube_manifests import WorkflowApiImage
 from adapters.kubernetes_compute import KubernetesJobBackend
+from adapters.kubernetes_compute.egress import EgressNotConfigured, RunEgress, run_egress
 from adapters.local_compute import LocalProcessBackend
 from adapters.local_deployments import LocalDeploymentBackend
 from adapters.mongo_assets import MongoAssetCatalogue
@@ -34,6 +35,7 @@ from events.permissions import connect_options, manages_streams
 from events.streams import StreamSettings, ensure_streams
 from gxwf.definitions import load_sites
 from gxwf.endpoints import Endpoints as Endpoints  # re-exported: the composition root hands it out
+from gxwf.errors import UserError
 from gxwf.settings import Settings
 from handlers.context import HandlerContext, RunLimits
 from handlers.declare import Loop, Periodic, source_of
@@ -44,6 +46,24 @@ from schemas.connectors import ConnectorRegistry
 from schemas.sites import ConsumerQuota
 
 log = structlog.get_logger("gxwf.runtime")
+
+
+def _run_egress(settings: Settings, object_store_url: str) -> RunEgress:
+    """Where run pods may connect to; a store named by host name without its addresses or pods is a config error."""
+    try:
+        return run_egress(
+            object_store_url,
+            cidrs=settings.run_egress_object_store_cidrs,
+            namespace=settings.run_egress_object_store_namespace,
+            pod_labels=settings.run_egress_object_store_pod_labels,
+            port=settings.run_egress_object_store_port,
+            dns_namespace=settings.run_egress_dns_namespace,
+            dns_pod_labels=settings.run_egress_dns_pod_labels,
+        )
+    except EgressNotConfigured as error:
+        raise UserError(str(error)) from None
+    except ValueError as error:
+        raise UserError(f"GXWF_RUN_EGRESS_OBJECT_STORE_CIDRS: {error}") from None
 
 
 def delivery_policy(settings: Settings) -> DeliveryPolicy:
@@ -84,7 +104,12 @@ async def prepare_streams(nats_url: str, settings: Settings) -> None:
         return
     nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=3, **connect_options(nats_url))
     try:
-        await ensure_streams(nc.jetstream(), StreamSettings(duplicate_window_seconds=settings.duplicate_window_seconds))
+        await ensure_streams(
+            nc.jetstream(),
+            StreamSettings(
+                duplicate_window_seconds=settings.duplicate_window_seconds, max_bytes=settings.stream_max_bytes
+            ),
+        )
     finally:
         await nc.close()
 
@@ -152,6 +177,10 @@ class HandlerService:
                 consumer_quota=self._quota_of(settings.compute_site or "kubernetes"),
                 objects=self.objects,
                 stage_image=settings.workflow_api_image,
+                egress=_run_egress(settings, endpoints.s3),
+                scratch_size_limit=settings.run_scratch_size_limit,
+                outputs_max_bytes=settings.run_outputs_max_bytes,
+                outputs_max_entries=settings.run_outputs_max_files,
             )
             self.compute = self.kubernetes_compute
         # Runs on the local backend are staged in from the object store (their uploaded inputs).
@@ -182,6 +211,7 @@ class HandlerService:
             holder=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
             edc=self.edc,
             assets=self.assets,
+            adhoc_runs=self.settings.adhoc_runs,
             deployments=self.deployments,
             sites=self.sites,
             deploy_timeout=self.settings.deploy_timeout_seconds,

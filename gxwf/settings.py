@@ -36,10 +36,16 @@ class Settings(BaseSettings):
     ack_wait_seconds: float = Field(default=30.0, gt=0)
     handler_concurrency: int = Field(default=8, ge=1, le=1024)
     duplicate_window_seconds: float = Field(default=600.0, gt=0)
+    # The WF event stream's size limit; when full, publishes are refused (the EDC ingress answers 503) and no
+    # acknowledged event is dropped.
+    stream_max_bytes: int = Field(default=8 * 2**30, ge=1024 * 1024)
     watch_interval_seconds: float = Field(default=0.25, gt=0)
     dispatch_interval_seconds: float = Field(default=0.25, gt=0)
     # How soon a run that started running gets its live log followed into the log stream.
     log_ship_interval_seconds: float = Field(default=0.5, gt=0)
+    # Development and tests only: a wf.run.requested naming an asset the catalogue does not know runs the command
+    # it carries. Off (the default), the jobs handler runs only what the catalogue holds for the asset version.
+    adhoc_runs: bool = False
     runs_per_consumer: int = Field(default=4, ge=1, le=10_000)
     runs_per_site: int = Field(default=16, ge=1, le=100_000)
 
@@ -63,6 +69,21 @@ class Settings(BaseSettings):
     stop_timeout_seconds: float = Field(default=30.0, gt=0)
     # Answer run status from list+watch caches of the cluster's run Jobs and pods (else: API reads each pass).
     kubernetes_watch: bool = True
+    # Run pods reach only the cluster DNS and the object store (a NetworkPolicy). A store given by IP address is
+    # allowed as that address; one given by host name needs its CIDRs (outside the cluster) or its namespace
+    # and pod labels (inside it), since a NetworkPolicy cannot name hosts.
+    run_egress_object_store_cidrs: list[str] = Field(default_factory=list)
+    run_egress_object_store_namespace: str | None = None
+    run_egress_object_store_pod_labels: dict[str, str] = Field(default_factory=dict)
+    # The port run pods reach the object store on; unset: the endpoint URL's.
+    run_egress_object_store_port: int | None = Field(default=None, ge=1, le=65535)
+    run_egress_dns_namespace: str = "kube-system"
+    run_egress_dns_pod_labels: dict[str, str] = Field(default_factory=lambda: {"k8s-app": "kube-dns"})
+    # The sizeLimit of each emptyDir of a run pod (/tmp, outputs, inputs, staging scratch).
+    run_scratch_size_limit: str = Field(default="2Gi", pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")
+    # What a run's outputs archive may unpack to on the handlers' disk: beyond it the run's results fail.
+    run_outputs_max_bytes: int = Field(default=10 * 2**30, ge=1)
+    run_outputs_max_files: int = Field(default=10_000, ge=1)
 
     # A run's results stay in the object store this long after the run ended (also after the consumer's
     # deprovisioning), then are deleted; 0 keeps them forever. Checked every retention_interval_seconds.

@@ -48,6 +48,9 @@ class HandlerContext:
     holder: str = "gxwf"
     edc: EdcClient | None = None
     assets: AssetCatalogue | None = None
+    # Development and tests only: a run request naming an asset the catalogue does not know runs the command it
+    # carries. Off, whoever can publish wf.run.requested can run only what the catalogue holds.
+    adhoc_runs: bool = False
     # Deployment backends by kind of site ("local", "kubernetes"); a site whose kind is missing fits nowhere.
     deployments: Mapping[str, DeploymentBackend] = field(default_factory=dict)
     sites: tuple[Site, ...] = ()

@@ -55,6 +55,8 @@ class InProcessSystem:
                 holder="in-process",
                 edc=edc,
                 assets=assets,
+                # The tier's tests request runs of commands of their own, as a developer's bus would.
+                adhoc_runs=True,
                 deployments={"local": deployments},
                 sites=chosen,
             )

@@ -22,6 +22,40 @@ _FACTORS = {None: 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 _FACTORS |= {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 
 
+# Environment variables that steer how the workload's process starts or where its platform data lives: a
+# parameter of these names (passed to the workload as environment) would let a run request change the program
+# that runs (LD_PRELOAD, PATH, PYTHONPATH...) or what the platform tells it (GXWF_*). Compared upper-cased.
+RESERVED_ENV_NAMES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "SHELL",
+        "TMPDIR",
+        "IFS",
+        "ENV",
+        "BASH_ENV",
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "PYTHONSTARTUP",
+        "PYTHONINSPECT",
+        "PERL5LIB",
+        "PERL5OPT",
+        "RUBYOPT",
+        "RUBYLIB",
+        "NODE_OPTIONS",
+        "NODE_PATH",
+        "JAVA_TOOL_OPTIONS",
+        "_JAVA_OPTIONS",
+    }
+)
+RESERVED_ENV_PREFIXES = ("GXWF_", "LD_", "DYLD_")
+
+
+def reserved_env_name(name: str) -> bool:
+    upper = name.upper()
+    return upper in RESERVED_ENV_NAMES or upper.startswith(RESERVED_ENV_PREFIXES)
+
+
 def memory_bytes(quantity: str) -> int:
     """A Kubernetes memory quantity ("512Mi", "2G", "1073741824") in bytes."""
     match = _MEMORY.match(quantity.strip())
@@ -53,6 +87,16 @@ class ParameterInput(_Strict):
     choices: list[str | int | float] | None = None
     required: bool = False
     description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if reserved_env_name(value):
+            raise ValueError(
+                f"parameter name {value!r} is reserved: parameters become the workload's environment, and "
+                "PATH, HOME, LD_*, PYTHONPATH, GXWF_* and the like steer how it starts; choose another name"
+            )
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> ParameterInput:

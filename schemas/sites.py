@@ -26,6 +26,19 @@ class KubernetesTarget(_Strict):
     # Only these namespaces reach a consumer's WorkflowApi: the ingress controller and the connector's data plane.
     allowed_namespaces: list[str] = Field(default_factory=lambda: ["ingress-nginx", "edc"])
 
+    @field_validator("allowed_namespaces")
+    @classmethod
+    def _some_namespace(cls, value: list[str]) -> list[str]:
+        # A NetworkPolicy rule with an empty `from` admits every source: empty must not mean "everyone".
+        if not value:
+            raise ValueError(
+                "must name at least one namespace (the ingress controller's, the connector's): "
+                "an empty list would let every pod of the cluster reach the consumers' WorkflowApis"
+            )
+        if any(not name.strip() for name in value):
+            raise ValueError("namespace names must not be empty")
+        return value
+
 
 class Capabilities(_Strict):
     cpu: float = Field(gt=0, description="Cores one deployment or run may use at most")
@@ -51,8 +64,12 @@ class ConsumerQuota(_Strict):
     cpu: float | None = Field(default=None, gt=0, description="Cores of all its active runs together")
     memory: str | None = Field(default=None, description="Memory of all its active runs together, e.g. 16Gi")
     gpu: int | None = Field(default=None, ge=0, description="GPUs of all its active runs together")
+    ephemeral_storage: str | None = Field(
+        default="50Gi",
+        description="Node disk all its run pods' containers may use together (Kubernetes); null: not limited",
+    )
 
-    @field_validator("memory")
+    @field_validator("memory", "ephemeral_storage")
     @classmethod
     def _quantity(cls, value: str | None) -> str | None:
         if value is not None:

@@ -12,6 +12,11 @@ import pytest_asyncio
 from devstack import EmbeddedStack, StackEndpoints
 from gxwf.stack_users import nats_users
 
+# Most tests request runs of commands of their own, without putting an asset into the catalogue first: the
+# handlers they start (also as `gxwf` subprocesses, which inherit this) accept such ad-hoc runs. The tests of
+# the catalogue-only rule set it off for their own handlers.
+os.environ.setdefault("GXWF_ADHOC_RUNS", "true")
+
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def stack() -> AsyncIterator[StackEndpoints]:

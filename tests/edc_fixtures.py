@@ -71,7 +71,8 @@ async def ingress(
     stack: StackEndpoints, js: JetStreamContext, settings: Settings, store: MongoStateStore
 ) -> AsyncIterator[RunningIngress]:
     service = IngressService(
-        EdcSettings(_env_file=None, edc_body_limit_bytes=BODY_LIMIT),  # type: ignore[call-arg]
+        # No rate limit: the property tests send hundreds of requests as one connector.
+        EdcSettings(_env_file=None, edc_body_limit_bytes=BODY_LIMIT, edc_rate_limit_per_second=0),  # type: ignore[call-arg]
         registry(),
         nats_url=stack.nats_for("edc_ingress"),
         mongo_url=stack.mongo,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from events.payloads.run import RetryPolicy, RunSpec, StagedInput
+from events.payloads.run import RunSpec, StagedInput, spec_for_asset
 from schemas.assets import FileInput, ParameterInput, StoredAsset
 from schemas.inputs import InputDocument, InputState
 
@@ -108,17 +108,4 @@ def check_inputs(
 
 def run_spec(asset: StoredAsset, inputs: list[StagedInput]) -> RunSpec:
     """What the jobs handler runs, resolved from the asset version now: later versions do not change it."""
-    d = asset.definition
-    memory_mb = max(16, d.resources.memory_bytes // 2**20)
-    return RunSpec(
-        image=d.image,
-        command=list(d.command),
-        timeout_seconds=d.time_limits.running_seconds,
-        pending_timeout_seconds=d.time_limits.pending_seconds,
-        memory_mb=memory_mb,
-        cpu=d.resources.cpu,
-        gpu_count=d.resources.gpu,
-        gpu_type=d.resources.gpu_type,
-        retry=RetryPolicy(limit=d.retry.max_attempts - 1, backoff_seconds=d.retry.backoff_seconds),
-        inputs=inputs,
-    )
+    return spec_for_asset(asset, inputs)

@@ -17,6 +17,7 @@ from kubernetes_asyncio.client import ApiClient, ApiException, BatchV1Api, CoreV
 
 from adapters.kubernetes_compute import jobs, logs, manifests, staging
 from adapters.kubernetes_compute.connection import Cluster
+from adapters.kubernetes_compute.egress import RunEgress, run_egress
 from adapters.kubernetes_compute.informer import Informer
 from adapters.kubernetes_compute.namespaces import ConsumerNamespaces
 from events.payloads.run import RunSpec
@@ -47,8 +48,17 @@ class KubernetesJobBackend:
         consumer_quota: ConsumerQuota | None = None,
         objects: ObjectStore | None = None,
         stage_image: str | None = None,
+        egress: RunEgress | None = None,
+        scratch_size_limit: str = manifests.SCRATCH_SIZE_LIMIT,
+        outputs_max_bytes: int = staging.OUTPUTS_MAX_BYTES,
+        outputs_max_entries: int = staging.OUTPUTS_MAX_ENTRIES,
     ) -> None:
+        """`egress`: where run pods may connect to (None: the cluster DNS only)."""
         self.name = "kubernetes"
+        self.egress = egress if egress is not None else run_egress(None)
+        self.scratch_size_limit = scratch_size_limit
+        self.outputs_max_bytes = outputs_max_bytes
+        self.outputs_max_entries = outputs_max_entries
         # With both, a run pod fetches its inputs and uploads its outputs itself, by presigned URLs.
         self.objects = objects
         self.stage_image = stage_image if objects is not None else None
@@ -60,7 +70,7 @@ class KubernetesJobBackend:
         self.log_dir = log_dir
         # With watch on, status is answered from list+watch caches of our Jobs and pods (see Informer).
         self.cluster = Cluster(api, kubeconfig=kubeconfig, context=context, watch=watch, watch_seconds=watch_seconds)
-        self.namespaces = ConsumerNamespaces(self.cluster)
+        self.namespaces = ConsumerNamespaces(self.cluster, self.egress, scratch_size_limit)
 
     @classmethod
     async def from_kubeconfig(cls, path: Path | None = None, **kwargs: Any) -> KubernetesJobBackend:
@@ -111,7 +121,14 @@ class KubernetesJobBackend:
             return handle
         # The client takes plain manifests as well as its models; its annotations only name the models.
         body: Any = manifests.job(
-            run_id, spec, parameters, attempt=attempt, owner=owner, image=image, stage_image=self.stage_image
+            run_id,
+            spec,
+            parameters,
+            attempt=attempt,
+            owner=owner,
+            image=image,
+            stage_image=self.stage_image,
+            scratch_size_limit=self.scratch_size_limit,
         )
         job, created = await jobs.create(self.cluster, self.namespaces, owner, self.consumer_quota, name, body)
         if job is not None:
@@ -160,7 +177,14 @@ class KubernetesJobBackend:
         outputs: list[tuple[str, Path]] = []
         # The run's last attempt only: an earlier attempt's outputs are not what the run ended with.
         if self.objects is not None and (last := await jobs.last_attempt(self.cluster, namespace, run_id)) is not None:
-            outputs = await staging.fetch_outputs(self.objects, run_id, last, staging.outputs_dir(self.log_dir, run_id))
+            outputs = await staging.fetch_outputs(
+                self.objects,
+                run_id,
+                last,
+                staging.outputs_dir(self.log_dir, run_id),
+                max_bytes=self.outputs_max_bytes,
+                max_entries=self.outputs_max_entries,
+            )
         return RunArtifacts(outputs, saved)
 
     async def follow_log(self, run_id: str, *, attempt: int, offset: int = 0) -> AsyncIterator[bytes]:

@@ -12,9 +12,10 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from adapters.input_layout import input_env
+from adapters.kubernetes_compute.egress import RunEgress
 from events.payloads.run import RunSpec, StagedInput
 from ports.compute import RunOwner
-from schemas.assets import memory_bytes
+from schemas.assets import memory_bytes, reserved_env_name
 from schemas.sites import ConsumerQuota
 
 GROUP = "gaiax-workflows.io"
@@ -48,6 +49,11 @@ GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 # The Job's own deadline is only a backstop for when no watcher is running: the watcher ends a run at its
 # pending and running limits (as timed_out, with the reason), and Kubernetes counts both phases together.
 DEADLINE_SLACK_SECONDS = 60
+# Each emptyDir of a run pod, unless the backend is given another: a pod filling its node's disk is evicted
+# at this size instead of starving the node's other pods.
+SCRATCH_SIZE_LIMIT = "2Gi"
+# What a container that names no ephemeral storage is counted with against the namespace's quota.
+EPHEMERAL_DEFAULT_REQUEST = "64Mi"
 
 
 def short_hash(value: str, length: int = 16) -> str:
@@ -99,10 +105,16 @@ def service_account(owner: RunOwner) -> dict[str, Any]:
     }
 
 
-def guards(owner: RunOwner, quota: ConsumerQuota) -> list[dict[str, Any]]:
-    """What fences the consumer's runs namespace in: no inbound traffic to run pods (they serve nothing), and
-    the site's consumer quota as a ResourceQuota, with container defaults so pods that name no resources are
-    still admitted under it. The jobs dispatcher enforces the same quota first; this is the cluster's word."""
+def guards(
+    owner: RunOwner,
+    quota: ConsumerQuota,
+    egress: RunEgress | None = None,
+    scratch_size_limit: str = SCRATCH_SIZE_LIMIT,
+) -> list[dict[str, Any]]:
+    """What fences the consumer's runs namespace in: no inbound traffic to run pods (they serve nothing), no
+    outbound traffic but DNS and the object store (`egress`; None: none at all), and the site's consumer quota
+    as a ResourceQuota, with container defaults so pods that name no resources are still admitted under it.
+    The jobs dispatcher enforces the same quota first; this is the cluster's word."""
     ns = namespace_name(owner.consumer_id)
     meta = {"namespace": ns, "labels": MANAGED_BY}
     objects: list[dict[str, Any]] = [
@@ -111,7 +123,19 @@ def guards(owner: RunOwner, quota: ConsumerQuota) -> list[dict[str, Any]]:
             "kind": "NetworkPolicy",
             "metadata": {"name": "runs-deny-ingress", **meta},
             "spec": {"podSelector": {}, "policyTypes": ["Ingress"]},
-        }
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "runs-egress", **meta},
+            # Run code is the consumer's: it may not reach the cluster API, the control plane's servers, the
+            # node's metadata service or the internet, only what its stage steps need.
+            "spec": {
+                "podSelector": {},
+                "policyTypes": ["Egress"],
+                "egress": [dict(rule) for rule in (egress.rules if egress else ())],
+            },
+        },
     ]
     hard: dict[str, str] = {}
     if quota.cpu is not None:
@@ -122,6 +146,8 @@ def guards(owner: RunOwner, quota: ConsumerQuota) -> list[dict[str, Any]]:
         hard[f"requests.{GPU_RESOURCE}"] = str(quota.gpu)
     if quota.runs is not None:
         hard["pods"] = str(quota.runs)
+    if quota.ephemeral_storage is not None:
+        hard["requests.ephemeral-storage"] = hard["limits.ephemeral-storage"] = quota.ephemeral_storage
     if hard:
         objects.append(
             {
@@ -131,18 +157,24 @@ def guards(owner: RunOwner, quota: ConsumerQuota) -> list[dict[str, Any]]:
                 "spec": {"hard": hard},
             }
         )
-    if quota.cpu is not None or quota.memory is not None:
+    if quota.cpu is not None or quota.memory is not None or quota.ephemeral_storage is not None:
         default: dict[str, str] = {}
         if quota.cpu is not None:
             default["cpu"] = f"{math.ceil(min(quota.cpu, 1.0) * 1000)}m"
         if quota.memory is not None:
             default["memory"] = f"{min(memory_bytes(quota.memory), 2**30) // 2**20}Mi"
+        request = dict(default)
+        if quota.ephemeral_storage is not None:
+            # Every container is limited on the node's disk too; a pod's emptyDirs have their own sizeLimit.
+            limit = min(memory_bytes(quota.ephemeral_storage), memory_bytes(scratch_size_limit))
+            default["ephemeral-storage"] = f"{max(limit // 2**20, 1)}Mi"
+            request["ephemeral-storage"] = EPHEMERAL_DEFAULT_REQUEST
         objects.append(
             {
                 "apiVersion": "v1",
                 "kind": "LimitRange",
                 "metadata": {"name": "consumer-defaults", **meta},
-                "spec": {"limits": [{"type": "Container", "default": default, "defaultRequest": default}]},
+                "spec": {"limits": [{"type": "Container", "default": default, "defaultRequest": request}]},
             }
         )
     return objects
@@ -234,7 +266,7 @@ def _stage_container(name: str, image: str, args: list[str], mounts: list[dict[s
 
 
 def _staging(
-    run_id: str, attempt: int, image: str, inputs: list[StagedInput]
+    run_id: str, attempt: int, image: str, inputs: list[StagedInput], scratch: dict[str, str]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Init containers and volumes: stage-in before the workload (when it has inputs), and stage-out as a native
     sidecar (restartPolicy Always, Kubernetes 1.29+) that the kubelet stops after the workload, when it uploads."""
@@ -262,10 +294,10 @@ def _staging(
     init.append(sidecar)
     volumes: list[dict[str, Any]] = [
         {"name": "stage", "secret": {"secretName": stage_secret_name(run_id, attempt), "defaultMode": 0o440}},
-        {"name": "stage-scratch", "emptyDir": {}},
+        {"name": "stage-scratch", "emptyDir": dict(scratch)},
     ]
     if inputs:
-        volumes.append({"name": "inputs", "emptyDir": {}})
+        volumes.append({"name": "inputs", "emptyDir": dict(scratch)})
     return init, volumes
 
 
@@ -278,14 +310,17 @@ def job(
     owner: RunOwner,
     image: str,
     stage_image: str | None = None,
+    scratch_size_limit: str = SCRATCH_SIZE_LIMIT,
 ) -> dict[str, Any]:
-    """`stage_image`: the gxwf image, for the stage-in and stage-out steps; None: no staging (no object store)."""
+    """`stage_image`: the gxwf image, for the stage-in and stage-out steps; None: no staging (no object store).
+    `scratch_size_limit`: the sizeLimit of each of the pod's emptyDirs."""
+    scratch = {"sizeLimit": scratch_size_limit}
     labels = _labels(run_id, owner, attempt)
     annotations = _annotations(run_id, owner)
     staged_inputs = stage_image is not None and bool(spec.inputs)
     env = {
-        **spec.env,
-        **parameters,
+        # Never a reserved name (PATH, LD_PRELOAD, GXWF_*...): catalogue and jobs handler refuse them already.
+        **{k: v for k, v in {**spec.env, **parameters}.items() if not reserved_env_name(k)},
         "HOME": TMP_DIR,
         "GXWF_RUN_ID": run_id,
         "GXWF_ATTEMPT": str(attempt),
@@ -329,10 +364,10 @@ def job(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "containers": [container],
-        "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "outputs", "emptyDir": {}}],
+        "volumes": [{"name": "tmp", "emptyDir": dict(scratch)}, {"name": "outputs", "emptyDir": dict(scratch)}],
     }
     if stage_image is not None:
-        init, volumes = _staging(run_id, attempt, stage_image, list(spec.inputs))
+        init, volumes = _staging(run_id, attempt, stage_image, list(spec.inputs), scratch)
         pod_spec["initContainers"] = init
         pod_spec["volumes"] += volumes
         pod_spec["terminationGracePeriodSeconds"] = STAGE_OUT_GRACE_SECONDS

@@ -11,13 +11,18 @@ from kubernetes_asyncio.client import ApiException
 
 from adapters.kubernetes_compute import manifests
 from adapters.kubernetes_compute.connection import Cluster
+from adapters.kubernetes_compute.egress import RunEgress
 from ports.compute import RunOwner
 from schemas.sites import ConsumerQuota
 
 
 class ConsumerNamespaces:
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(
+        self, cluster: Cluster, egress: RunEgress | None = None, scratch_size_limit: str = manifests.SCRATCH_SIZE_LIMIT
+    ) -> None:
         self.cluster = cluster
+        self.egress = egress
+        self.scratch_size_limit = scratch_size_limit
         # Namespaces known to be ready: it only saves calls, and a new process finds them ready by its 409s.
         self._prepared: set[str] = set()
 
@@ -31,7 +36,7 @@ class ConsumerNamespaces:
         account_body: Any = manifests.service_account(owner)
         await cluster.create_if_missing(cluster.core.create_namespace(namespace_body))
         await cluster.create_if_missing(cluster.core.create_namespaced_service_account(namespace, account_body))
-        for guard in manifests.guards(owner, quota):
+        for guard in manifests.guards(owner, quota, self.egress, self.scratch_size_limit):
             body: Any = guard
             match guard["kind"]:
                 case "NetworkPolicy":

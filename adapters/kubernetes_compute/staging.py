@@ -22,6 +22,13 @@ from schemas.names import outputs_key, staging_prefix
 
 # S3 signs for at most 7 days.
 _LONGEST_SIGNATURE_SECONDS = 7 * 24 * 3600
+# What a run's outputs archive may unpack to on the handlers' disk, unless the backend is given other limits.
+OUTPUTS_MAX_BYTES = 10 * 2**30
+OUTPUTS_MAX_ENTRIES = 10_000
+
+
+class OutputsTooLarge(ValueError):
+    """The outputs archive a run pod uploaded unpacks to more than the limits: nothing of it is kept."""
 
 
 async def write_plan(
@@ -51,7 +58,15 @@ def outputs_dir(log_dir: Path, run_id: str) -> Path:
     return log_dir / f"{manifests.run_label(run_id)}-outputs"
 
 
-async def fetch_outputs(objects: ObjectStore, run_id: str, attempt: int, root: Path) -> list[tuple[str, Path]]:
+async def fetch_outputs(
+    objects: ObjectStore,
+    run_id: str,
+    attempt: int,
+    root: Path,
+    *,
+    max_bytes: int = OUTPUTS_MAX_BYTES,
+    max_entries: int = OUTPUTS_MAX_ENTRIES,
+) -> list[tuple[str, Path]]:
     """What the attempt's stage-out sidecar uploaded, unpacked under `root`. An attempt whose sidecar never
     finished (evicted, node lost) left no archive: no outputs."""
     key = outputs_key(run_id, attempt)
@@ -61,7 +76,7 @@ async def fetch_outputs(objects: ObjectStore, run_id: str, attempt: int, root: P
     root.parent.mkdir(parents=True, exist_ok=True)
     await objects.get_file(key, archive)
     try:
-        return await asyncio.to_thread(unpack, archive, root)
+        return await asyncio.to_thread(unpack, archive, root, max_bytes=max_bytes, max_entries=max_entries)
     finally:
         archive.unlink(missing_ok=True)
 
@@ -73,16 +88,39 @@ async def remove_staged(objects: ObjectStore, run_id: str) -> None:
         await objects.delete(staged)
 
 
-def unpack(archive: Path, root: Path) -> list[tuple[str, Path]]:
-    """Regular files of the archive under `root`, none outside it: it came from a pod the consumer's code ran in."""
+def unpack(
+    archive: Path, root: Path, *, max_bytes: int = OUTPUTS_MAX_BYTES, max_entries: int = OUTPUTS_MAX_ENTRIES
+) -> list[tuple[str, Path]]:
+    """Regular files of the archive under `root`, none outside it: it came from a pod the consumer's code ran in,
+    so its size is the consumer's choice too. Past `max_entries` members (of any kind) or `max_bytes` of files,
+    nothing is kept and OutputsTooLarge says which limit."""
+    try:
+        return _unpack(archive, root, max_bytes, max_entries)
+    except OutputsTooLarge:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
+def _unpack(archive: Path, root: Path, max_bytes: int, max_entries: int) -> list[tuple[str, Path]]:
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     base = root.resolve()
     found: list[tuple[str, Path]] = []
+    entries = 0
+    total = 0
     with tarfile.open(archive, "r:") as tar:
-        for member in tar:
+        # next() rather than iteration, clearing what tarfile keeps of each member: a member list as long as
+        # the archive would be memory the consumer chooses.
+        while (member := tar.next()) is not None:
+            tar.members.clear()  # type: ignore[attr-defined]  # an attribute typeshed leaves out
+            entries += 1
+            if entries > max_entries:
+                raise OutputsTooLarge(f"the run's outputs hold more than {max_entries} entries")
             if not member.isreg():
                 continue
+            total += member.size
+            if total > max_bytes:
+                raise OutputsTooLarge(f"the run's outputs unpack to more than {max_bytes} bytes")
             target = inside(root, member.name)
             if target is None:
                 continue

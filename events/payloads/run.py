@@ -8,6 +8,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field, StringConstraints
 
 from events.payloads.common import Id, Payload, Reason
+from schemas.assets import StoredAsset
 
 ParamValue = str | int | float | bool
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
@@ -76,6 +77,26 @@ class RunSpec(Payload):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     inputs: list[StagedInput] = Field(
         default_factory=list, max_length=64, description="Staged into the run before its workload starts"
+    )
+
+
+def spec_for_asset(asset: StoredAsset, inputs: list[StagedInput]) -> RunSpec:
+    """What runs for a version of an asset: image, command, resources, limits and retries from the catalogue,
+    only the staged inputs from the request. The WorkflowApi publishes it, and the jobs handler builds it again
+    from the catalogue rather than trust what an event carries."""
+    d = asset.definition
+    memory_mb = max(16, d.resources.memory_bytes // 2**20)
+    return RunSpec(
+        image=d.image,
+        command=list(d.command),
+        timeout_seconds=d.time_limits.running_seconds,
+        pending_timeout_seconds=d.time_limits.pending_seconds,
+        memory_mb=memory_mb,
+        cpu=d.resources.cpu,
+        gpu_count=d.resources.gpu,
+        gpu_type=d.resources.gpu_type,
+        retry=RetryPolicy(limit=d.retry.max_attempts - 1, backoff_seconds=d.retry.backoff_seconds),
+        inputs=inputs,
     )
 
 

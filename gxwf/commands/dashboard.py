@@ -103,6 +103,9 @@ def build_dashboard(
         max_clients=config.dashboard_max_clients,
         runs_dir=settings.state_dir / "runs",
         runs_per_site=settings.runs_per_site,
+        session_seconds=config.dashboard_session_seconds,
+        login_failures_per_address=config.dashboard_login_failures_per_address,
+        login_failures_total=config.dashboard_login_failures_total,
     )
     return service, shown
 

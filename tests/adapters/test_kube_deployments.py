@@ -48,10 +48,12 @@ def test_every_object_is_valid_for_kubernetes_strictly(asset_id: str) -> None:
     assert [o["kind"] for o in objects][-3:] == ["Deployment", "Service", "Ingress"]
     for obj in objects:
         kubernetes_validate.validate(obj, "1.33.0", strict=True)
-    role = next(o for o in objects if o["kind"] == "Role")
-    assert role["rules"] == [
-        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["workflow-api-config"], "verbs": ["get"]}
-    ]
+    # The WorkflowApi uses no Kubernetes API: nothing grants it rights, and no token is mounted.
+    assert not [o for o in objects if o["kind"] in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")]
+    account = next(o for o in objects if o["kind"] == "ServiceAccount")
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    assert account["automountServiceAccountToken"] is False
+    assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
 
 
 async def test_quota_exceeded_is_a_final_failure_with_the_apis_reason(kube: FakeKubeServer) -> None:

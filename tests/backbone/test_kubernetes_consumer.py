@@ -92,11 +92,14 @@ async def test_the_runs_namespace_carries_the_consumer_quota_and_admits_no_ingre
         "requests.memory": "4Gi",
         "limits.memory": "4Gi",
         "pods": "3",
+        "requests.ephemeral-storage": "50Gi",
+        "limits.ephemeral-storage": "50Gi",
     }
     (limits,) = kube.objects("limitranges", NS)
-    assert limits["spec"]["limits"][0]["default"] == {"cpu": "1000m", "memory": "1024Mi"}
-    (policy,) = kube.objects("networkpolicies", NS)
-    assert policy["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}, "no rule: nothing may connect in"
+    assert limits["spec"]["limits"][0]["default"] == {"cpu": "1000m", "memory": "1024Mi", "ephemeral-storage": "2048Mi"}
+    policies = {p["metadata"]["name"]: p["spec"] for p in kube.objects("networkpolicies", NS)}
+    assert policies["runs-deny-ingress"] == {"podSelector": {}, "policyTypes": ["Ingress"]}, "nothing may connect in"
+    assert policies["runs-egress"]["policyTypes"] == ["Egress"]
 
 
 async def test_the_consumers_last_deprovisioning_removes_its_runs_namespace_after_its_results(

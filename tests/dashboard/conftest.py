@@ -88,7 +88,12 @@ async def publish_run_requested(
 ) -> None:
     """A real event of the catalogue, published as the WorkflowApi would."""
     request = RunRequested(
-        run_id=run_id, consumer_id=consumer, asset_id="shell-count", spec=RunSpec(command=list(command))
+        # An asset the catalogue does not hold: an ad-hoc run of the command given (the catalogue's shell-count
+        # would run its own command instead).
+        run_id=run_id,
+        consumer_id=consumer,
+        asset_id="adhoc-shell",
+        spec=RunSpec(command=list(command)),
     )
     await publish_to_jetstream(js, new_event("wf.run.requested", request, id_=f"req-{run_id}", correlationid=run_id))
 

@@ -56,13 +56,26 @@ CONFIG_KEYS = {
     "GXWF_EDC_MANAGEMENT_URL",
     "GXWF_EDC_MANAGEMENT_API_VERSION",
 }
-SECRET_KEYS = {
-    "GXWF_EDC_API_KEY",
-    "GXWF_EDC_MANAGEMENT_API_KEY",
-    "GXWF_S3_ACCESS_KEY",
-    "GXWF_S3_SECRET_KEY",
-    "GXWF_DASHBOARD_TOKEN",
-    "GXWF_DASHBOARD_ADMIN_TOKEN",
+# Each kind of credential in a Secret of its own, and the Secrets each component mounts: no component holds a
+# key it does not use (the ingress no S3 key, the dashboard no connector key, only the provisioning handler the
+# connector's management API key).
+SECRETS = {
+    "gxwf-secrets": set(),
+    "gxwf-edc-secrets": {"GXWF_EDC_API_KEY"},
+    "gxwf-edc-management-secrets": {"GXWF_EDC_MANAGEMENT_API_KEY"},
+    "gxwf-s3-secrets": {"GXWF_S3_ACCESS_KEY", "GXWF_S3_SECRET_KEY"},
+    "gxwf-dashboard-secrets": {"GXWF_DASHBOARD_TOKEN", "GXWF_DASHBOARD_ADMIN_TOKEN"},
+}
+SECRET_KEYS = set().union(*SECRETS.values())
+MOUNTED_SECRETS = {
+    "gxwf-handler-provisioning": ["gxwf-secrets", "gxwf-edc-secrets", "gxwf-edc-management-secrets", "gxwf-s3-secrets"],
+    "gxwf-handler-deployment": ["gxwf-secrets", "gxwf-s3-secrets"],
+    "gxwf-handler-assets": ["gxwf-secrets", "gxwf-s3-secrets"],
+    "gxwf-handler-jobs": ["gxwf-secrets", "gxwf-s3-secrets"],
+    "gxwf-handler-results": ["gxwf-secrets", "gxwf-s3-secrets"],
+    "gxwf-edc-ingress": ["gxwf-secrets", "gxwf-edc-secrets"],
+    "gxwf-workflow-api": ["gxwf-secrets", "gxwf-s3-secrets"],
+    "gxwf-dashboard": ["gxwf-secrets", "gxwf-s3-secrets", "gxwf-dashboard-secrets"],
 }
 CONSUMER_LABEL = "gaiax-workflows.io/consumer"
 
@@ -392,27 +405,35 @@ def test_service_accounts_and_api_access(rendered: list[Manifest]) -> None:
         assert account.get("automountServiceAccountToken") is False, f"{name}: pods opt in explicitly"
 
 
-def test_env_from_config_and_secret(overlay: list[Manifest]) -> None:
+def _generated(name: str) -> str:
+    """The Secret's name without the content hash kustomize appends."""
+    return name.rsplit("-", 1)[0]
+
+
+def test_env_from_config_and_secrets(overlay: list[Manifest]) -> None:
     maps = {name: m for name, m in _by_name(overlay, "ConfigMap").items() if not name.startswith("gxwf-sites-")}
-    secrets = _by_name(overlay, "Secret")
+    secrets = {_generated(name): (name, secret) for name, secret in _by_name(overlay, "Secret").items()}
     assert len(maps) == 1
-    assert len(secrets) == 1
     ((map_name, config),) = maps.items()
-    ((secret_name, secret),) = secrets.items()
     assert map_name.startswith("gxwf-config-")
-    assert secret_name.startswith("gxwf-secrets-")
     assert set(config["data"]) == CONFIG_KEYS
     assert config["data"]["GXWF_NATS_URL"] == "nats://nats.nats.svc:4222"
     assert config["data"]["GXWF_LOG_FORMAT"] == "json"
     # The handlers' probe and metrics port must be reachable from the kubelet, not only from loopback.
     assert config["data"]["GXWF_HEALTH_HOST"] == "0.0.0.0"
     assert not any(".invalid" in value for value in config["data"].values()), "the overlay sets every URL"
-    assert set(secret["data"]) == SECRET_KEYS
+    assert set(secrets) == set(SECRETS)
+    for name, keys in SECRETS.items():
+        assert set(secrets[name][1].get("data") or {}) == keys, name
+    assert not SECRET_KEYS & set(config["data"]), "a key belongs in a Secret"
     for deployment in _of_kind(overlay, "Deployment"):
+        name = deployment["metadata"]["name"]
         for container in _containers(deployment):
             refs = [(k, v["name"]) for ref in container["envFrom"] for k, v in ref.items()]
-            # Order matters: later sources win, so the Secret may override a ConfigMap value.
-            assert refs == [("configMapRef", map_name), ("secretRef", secret_name)], _ident(deployment)
+            # Order matters: later sources win, so a Secret may override a ConfigMap value.
+            assert refs[0] == ("configMapRef", map_name), _ident(deployment)
+            assert [kind for kind, _ in refs[1:]] == ["secretRef"] * (len(refs) - 1)
+            assert [_generated(ref) for _, ref in refs[1:]] == MOUNTED_SECRETS[name], name
 
 
 def test_the_connector_management_api_is_configured(overlay: list[Manifest]) -> None:
@@ -421,9 +442,10 @@ def test_the_connector_management_api_is_configured(overlay: list[Manifest]) -> 
     from edc_ingress.settings import EdcSettings, connector_registry
 
     (config,) = [m for name, m in _by_name(overlay, "ConfigMap").items() if name.startswith("gxwf-config-")]
-    (secret,) = _by_name(overlay, "Secret").values()
     assert "GXWF_EDC_MANAGEMENT_API_KEY" not in config["data"], "a key belongs in the Secret"
-    values = {**config["data"], **{k: base64.b64decode(v).decode() for k, v in secret["data"].items()}}
+    values = dict(config["data"])
+    for secret in _by_name(overlay, "Secret").values():
+        values |= {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
     edc = {k.removeprefix("GXWF_").lower(): v for k, v in values.items() if k.startswith("GXWF_EDC_")}
     settings = EdcSettings(_env_file=None, **edc)  # type: ignore[call-arg]
     api = connector_registry(settings).connectors[0].management()
@@ -526,35 +548,75 @@ def test_only_the_api_users_have_rights(rendered: list[Manifest]) -> None:
     assert set(bound) == set(API_USERS.values())
     for names in bound.values():
         assert names <= set(roles)
-    for binding in _of_kind(rendered, "ClusterRoleBinding"):
-        assert binding["roleRef"]["name"] != "gxwf-consumer-workflow-api", "bind it per consumer namespace only"
+
+
+def _workflow_api_objects() -> list[Manifest]:
+    """What the deployment handler creates for one consumer on a Kubernetes site, ingress included."""
+    from adapters.kube_manifests import WorkflowApiImage, manifests
+    from gxwf.definitions import load_assets
+    from ports.deployments import DeploymentSpec
+    from schemas.assets import StoredAsset
+    from schemas.sites import Site
+
+    definition = load_assets(DEPLOY / "assets")[0]
+    asset = StoredAsset(asset_id=definition.id, version=1, digest=definition.digest(), definition=definition)
+    site = Site.model_validate(
+        {
+            "name": "cluster",
+            "backend": "kubernetes",
+            "kubernetes": {"ingress_class": "nginx", "ingress_domain": "gxwf.example.org"},
+            "capabilities": {"cpu": 8, "memory": "32Gi"},
+        }
+    )
+    spec = DeploymentSpec("dep-1", "tp-1", "did:web:consumer.example", asset, site)
+    return manifests(spec, WorkflowApiImage(f"{IMAGE}:0.1.0"))
+
+
+_RESOURCES = {
+    "Namespace": ("", "namespaces"),
+    "ServiceAccount": ("", "serviceaccounts"),
+    "Secret": ("", "secrets"),
+    "Service": ("", "services"),
+    "ResourceQuota": ("", "resourcequotas"),
+    "LimitRange": ("", "limitranges"),
+    "Deployment": ("apps", "deployments"),
+    "NetworkPolicy": ("networking.k8s.io", "networkpolicies"),
+    "Ingress": ("networking.k8s.io", "ingresses"),
+}
 
 
 def test_deployment_handler_rights(rendered: list[Manifest]) -> None:
     roles = _by_name(rendered, "ClusterRole")
     (name,) = _bound_roles(rendered)["gxwf-deployment"]
     role = roles[name]
-    creates = {
-        ("", "namespaces"),
-        ("", "serviceaccounts"),
-        ("", "secrets"),
-        ("", "services"),
-        ("", "resourcequotas"),
-        ("", "limitranges"),
-        ("apps", "deployments"),
-        ("networking.k8s.io", "networkpolicies"),
-        ("networking.k8s.io", "ingresses"),
-        ("rbac.authorization.k8s.io", "rolebindings"),
-    }
-    for group, resource in creates:
+    created = _workflow_api_objects()
+    # It holds the right to create (and apply, patch, delete) every kind of object it creates, and it creates
+    # no RBAC objects: granting rights it does not hold would need `escalate` or `bind`.
+    assert {o["kind"] for o in created} <= set(_RESOURCES)
+    for group, resource in {_RESOURCES[o["kind"]] for o in created}:
         for verb in ("create", "patch", "delete"):
             assert _grants(role, group, resource, verb), f"{verb} {resource}"
+    for verb in ("create", "update", "patch", "bind", "escalate"):
+        for resource in ("roles", "rolebindings", "clusterroles", "clusterrolebindings"):
+            assert not any(
+                "rbac.authorization.k8s.io" in rule.get("apiGroups", [])
+                and resource in rule.get("resources", [])
+                and verb in rule.get("verbs", [])
+                for rule in _rules(role)
+            ), f"{verb} {resource}"
     # Secrets are write-only for it: no reading other namespaces' Secrets.
     assert not any(_grants(role, "", "secrets", verb) for verb in ("get", "list", "watch"))
-    # The RoleBindings it creates may name only the consumer ClusterRole, which must exist.
-    (bind,) = [rule for rule in _rules(role) if "bind" in rule["verbs"]]
-    assert bind["resources"] == ["clusterroles"]
-    assert set(bind["resourceNames"]) <= set(roles)
+
+
+def test_the_deployed_workflow_api_has_no_api_access() -> None:
+    created = _workflow_api_objects()
+    (account,) = [o for o in created if o["kind"] == "ServiceAccount"]
+    (deployment,) = [o for o in created if o["kind"] == "Deployment"]
+    assert account["automountServiceAccountToken"] is False
+    assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    for volume in deployment["spec"]["template"]["spec"]["volumes"]:
+        if "emptyDir" in volume:
+            assert volume["emptyDir"].get("sizeLimit"), volume["name"]
 
 
 def test_jobs_handler_rights(rendered: list[Manifest]) -> None:
@@ -723,7 +785,8 @@ def test_the_readme_applies_assets_through_a_pod_that_has_the_settings(base: lis
     parent = root.make_context("gxwf", [], resilient_parsing=True)
     for name, container_name, command in found:
         (container,) = [c for c in _containers(deployments[name]) if c["name"] == container_name]
-        assert [next(iter(ref)) for ref in container["envFrom"]] == ["configMapRef", "secretRef"]
+        kinds = [next(iter(ref)) for ref in container["envFrom"]]
+        assert kinds[0] == "configMapRef" and set(kinds[1:]) == {"secretRef"}
         group, sub, *args = command.split()
         root.commands[group].commands[sub].make_context(f"gxwf {group} {sub}", args, parent=parent)  # type: ignore[attr-defined]
 

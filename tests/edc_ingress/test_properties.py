@@ -90,7 +90,8 @@ async def client(stack: Any) -> AsyncIterator[httpx.AsyncClient]:
         await ensure_streams(nc.jetstream())
     await nc.close()
     service = IngressService(
-        EdcSettings(_env_file=None, edc_body_limit_bytes=64 * 1024),  # type: ignore[call-arg]
+        # No rate limit: hypothesis sends hundreds of requests as one connector.
+        EdcSettings(_env_file=None, edc_body_limit_bytes=64 * 1024, edc_rate_limit_per_second=0),  # type: ignore[call-arg]
         registry(),
         nats_url=stack.nats_for("edc_ingress"),
         mongo_url=stack.mongo,

@@ -71,7 +71,12 @@ async def request_run(
 ) -> None:
     spec = RunSpec(command=["work"], timeout_seconds=timeout, retry=retry or RetryPolicy())
     request = RunRequested(
-        run_id=run_id, consumer_id=consumer, transfer_process_id=tp, asset_id="shell-count", spec=spec
+        # Not the catalogue's shell-count: an ad-hoc run, so the spec above (limits, retries) is what runs.
+        run_id=run_id,
+        consumer_id=consumer,
+        transfer_process_id=tp,
+        asset_id="adhoc-work",
+        spec=spec,
     )
     await system.bus.publish(new_event(s.RUN_REQUESTED, request, id_=derived_id(run_id, "requested")))
     await (system.bus.settle() if settle else system.bus.run_until_quiet())

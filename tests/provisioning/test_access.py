@@ -61,7 +61,8 @@ async def test_deprovisioning_stops_the_consumers_running_runs(
     run = RunRequested(
         run_id="run-of-consumer",
         consumer_id=TENANT,
-        asset_id="shell-count",
+        # Not the catalogue's shell-count (its own command would run): an ad-hoc run that lasts.
+        asset_id="adhoc-sleep",
         spec=RunSpec(command=["/bin/sh", "-c", "sleep 60"], timeout_seconds=120),
     )
     assert provider.handlers.bus is not None
