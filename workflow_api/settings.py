@@ -14,6 +14,8 @@ class WorkflowApiSettings(BaseSettings):
     # Set on a per-consumer deployment (the Kubernetes backend's Secret): tokens of other consumers are refused.
     consumer_id: str | None = None
 
+    # Any other request's body (JSON): refused with 413 beyond this, before it is parsed or authenticated.
+    workflow_api_json_limit_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     # One upload's body (a file, or an archive before unpacking).
     workflow_api_upload_limit_bytes: int = Field(default=8 * GIB, ge=1024)
     # An unpacked archive: files and bytes in all.
