@@ -9,7 +9,7 @@ import asyncio
 import shutil
 import tarfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from adapters.input_layout import inside
 from adapters.kubernetes_compute import manifests
@@ -80,7 +80,10 @@ def unpack(archive: Path, root: Path) -> list[tuple[str, Path]]:
     base = root.resolve()
     found: list[tuple[str, Path]] = []
     with tarfile.open(archive, "r:") as tar:
-        for member in tar:
+        # One member at a time, none kept: TarFile.next() appends each to `tar.members`, so a tar of a million
+        # empty directory headers from the pod would otherwise be held whole.
+        while (member := tar.next()) is not None:
+            cast(Any, tar).members.clear()
             if not member.isreg():
                 continue
             target = inside(root, member.name)
