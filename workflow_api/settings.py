@@ -28,5 +28,12 @@ class WorkflowApiSettings(BaseSettings):
     workflow_api_auth_cache_seconds: float = Field(default=1.0, ge=0, le=60)
     # How often a followed log looks for new output and the run's state.
     workflow_api_log_poll_seconds: float = Field(default=0.25, gt=0, le=10)
+    # Log follows one consumer may have open at once (429 beyond), and how long each lasts before it ends with a
+    # `reconnect` event (the client resumes with Last-Event-ID, nothing lost).
+    workflow_api_log_follows_per_consumer: int = Field(default=8, ge=1, le=1000)
+    workflow_api_log_follow_seconds: float = Field(default=900.0, gt=0, le=24 * 3600)
+    # A followed run still not queued this long after its start was recorded (its publish failed and was never
+    # retried) ends the follow with state `requested`.
+    workflow_api_log_queue_wait_seconds: float = Field(default=120.0, gt=0, le=24 * 3600)
     # A result download holds the `result-download:<run>` lease this long, renewed while it streams.
     workflow_api_download_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
