@@ -27,7 +27,9 @@ from adapters.mongo_store import MongoStateStore
 from events.envelope import utcnow
 from gxwf.runtime import Endpoints, HandlerService
 from gxwf.settings import Settings
-from schemas.names import result_download_lease
+from handlers.context import HandlerContext
+from handlers.results.retention import expire_once
+from schemas.names import RESULTS_RETENTION_LEASE, result_download_lease
 from tests.workflow_api.conftest import (
     COUNT_LINES,
     Api,
@@ -189,3 +191,25 @@ async def test_a_download_holds_the_results_lease_no_longer_than_its_longest_tim
         assert not held()  # past its longest time: the download stops here
         await asyncio.sleep(0.5)
         assert not await leases.held(name)  # and retention may go ahead
+
+
+async def test_presigned_urls_asked_again_and_again_do_not_keep_results_for_ever(api: Api) -> None:
+    """Each presigned URL holds the download lease for its validity; asking for one every few minutes would
+    renew it for ever. Retention waits for a held lease only so long past the results' due time."""
+    _, token = await api.consumer()
+    run_id = await _finished_run(api, token)
+    async with api.http(token) as http:
+        assert (await http.get(f"/v1/runs/{run_id}/results/urls/count.txt")).status_code == 200
+    assert api.handlers is not None and api.handlers.bus is not None
+    ctx = HandlerContext(
+        store=api.store, events=api.handlers.bus, objects=api.handlers.objects, leases=MongoLeases(api.store.db)
+    )
+    # This pass, not the handlers' own (which took the retention lease when they started), decides here.
+    await api.store.db["leases"].delete_one({"_id": RESULTS_RETENTION_LEASE})
+    # Due a moment ago, and held: kept while within the longest hold ...
+    assert await expire_once(ctx, retention_days=1e-9, held_at_most_seconds=3600) == 0
+    assert await api.store.db["results"].count_documents({"_id": run_id, "state": "published"}) == 1
+    # ... and deleted once past it, held or not.
+    assert await expire_once(ctx, retention_days=1e-9, held_at_most_seconds=0) == 1
+    async with api.http(token) as http:
+        assert (await http.get(f"/v1/runs/{run_id}/results")).status_code == 410
