@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import itertools
@@ -33,6 +34,11 @@ def _sha256_of(path: Path) -> tuple[str, int]:
             digest.update(chunk)
             size += len(chunk)
     return digest.hexdigest(), size
+
+
+def checksum_header(sha256: str) -> str:
+    """`x-amz-checksum-sha256`: the digest base64-encoded, where we keep it as hex."""
+    return base64.b64encode(bytes.fromhex(sha256)).decode()
 
 
 class S3ObjectStore:
@@ -266,7 +272,13 @@ class S3ObjectStore:
             await s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
 
     async def presigned_url(
-        self, method: str, key: str, *, expires_seconds: int, content_type: str | None = None
+        self,
+        method: str,
+        key: str,
+        *,
+        expires_seconds: int,
+        content_type: str | None = None,
+        sha256: str | None = None,
     ) -> str:
         if method not in ("GET", "PUT"):
             raise ValueError(f"presigned {method}: only GET and PUT")
@@ -274,6 +286,8 @@ class S3ObjectStore:
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if method == "PUT" and content_type:
             params["ContentType"] = content_type
+        if method == "PUT" and sha256:
+            params["ChecksumSHA256"] = checksum_header(sha256)
         url: str = await s3.generate_presigned_url(
             "get_object" if method == "GET" else "put_object", Params=params, ExpiresIn=expires_seconds
         )

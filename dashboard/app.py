@@ -36,6 +36,7 @@ from dashboard.run_log import read_log
 from dashboard.tail import TailClient, TailHub
 from events.filters import EventFilter, FilterError, StartAt, parse_last_event_id, parse_since
 from events.redaction import redact, redact_text
+from http_serving.body_limit import BodyLimit
 from http_serving.problems import ProblemDetails, install_problem_handlers
 from http_serving.sse import EventStream
 from ports.logs import LogReader
@@ -157,6 +158,8 @@ def create_app(dash: Dashboard) -> FastAPI:
         return redirect
 
     app.add_middleware(Guard, token_once=token_once)
+    # Outermost, before the login form is parsed: nothing here takes more than a small form or JSON body.
+    app.add_middleware(BodyLimit)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -20,6 +20,7 @@ from edc_ingress.problems import Problem, invalid
 from edc_ingress.wire import ControlPlaneProvisionRequest, DataPlaneProvisionRequest, EventCallback
 from events.envelope import Envelope
 from events.payloads.edc import RequestType
+from http_serving.body_limit import BodyLimit
 from http_serving.problems import install_problem_handlers
 from http_serving.rate_limits import TokenBuckets, retry_after
 from ports.edc import EdcClient, EdcError, EdcNotConfigured
@@ -202,6 +203,8 @@ def create_app(ingress: Ingress) -> FastAPI:
     )
 
     install_problem_handlers(app, service="ingress")
+    # Before the key is checked: an unauthenticated body is bounded like any other.
+    app.add_middleware(BodyLimit, limit=ingress.limits.body_bytes, setting="GXWF_EDC_BODY_LIMIT_BYTES")
 
     @app.post(
         "/edc/provisioner",

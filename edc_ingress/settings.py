@@ -27,6 +27,8 @@ class EdcSettings(BaseSettings):
     # The default connector. No built-in secret: `gxwf up` generates one when this is unset.
     edc_api_key: SecretStr | None = None
     edc_api_key_header: HeaderName = "x-api-key"
+    # Accept the default connector's secret in the query too (stock provisioners send no headers); off by default.
+    edc_api_key_in_query: bool = False
     edc_connector_name: str = "default"
     # More connectors (YAML or JSON), see docs/edc.md and deploy/edc/connectors.yaml.
     edc_connectors_file: Path | None = None
@@ -64,6 +66,7 @@ def connector_registry(settings: EdcSettings) -> ConnectorRegistry:
                     name=settings.edc_connector_name,
                     api_key_header=settings.edc_api_key_header,
                     api_key=settings.edc_api_key,
+                    api_key_in_query=settings.edc_api_key_in_query,
                     management_url=settings.edc_management_url,
                     management_api_version=settings.edc_management_api_version,
                     management_api_key_header=settings.edc_management_api_key_header,

@@ -110,6 +110,8 @@ async def run_benchmark(settings: Settings, n: int, backend: str, *, console: Co
                 EdcConnector(
                     name="default",
                     api_key=SecretStr(KEY),
+                    # The simulated stock provisioner sends its key in the query.
+                    api_key_in_query=True,
                     management_url=sim.management_url,
                     management_api_version=sim.version.management_path,
                     management_api_key=SecretStr(sim.management_key),

@@ -225,7 +225,13 @@ class MemoryObjects:
             self.objects.pop(key, None)
 
     async def presigned_url(
-        self, method: str, key: str, *, expires_seconds: int, content_type: str | None = None
+        self,
+        method: str,
+        key: str,
+        *,
+        expires_seconds: int,
+        content_type: str | None = None,
+        sha256: str | None = None,
     ) -> str:
         return f"memory://{method.lower()}/{key}?expires={expires_seconds}"
 

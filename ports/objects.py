@@ -56,7 +56,15 @@ class ObjectStore(Protocol):
         ...
 
     async def presigned_url(
-        self, method: str, key: str, *, expires_seconds: int, content_type: str | None = None
+        self,
+        method: str,
+        key: str,
+        *,
+        expires_seconds: int,
+        content_type: str | None = None,
+        sha256: str | None = None,
     ) -> str:
-        """A URL that allows GET (download) or PUT (upload) of this one key until it expires."""
+        """A URL that allows GET (download) or PUT (upload) of this one key until it expires. For a PUT, `sha256`
+        (hex) binds the body: the signature covers it as `x-amz-checksum-sha256`, which the store checks against
+        what is sent."""
         ...

@@ -50,9 +50,14 @@ class EdcConnector(BaseModel):
     name: ConnectorName
     api_key_header: HeaderName = Field(
         default="x-api-key",
-        description="Header (or, for stock provisioners that cannot send headers, query parameter) with the secret",
+        description="Header (or, with api_key_in_query, query parameter) with the secret",
     )
     api_key: SecretStr = Field(description="Secret the connector presents to the ingress")
+    api_key_in_query: bool = Field(
+        default=False,
+        description="Also accept the secret as a query parameter named like the header: only for stock "
+        "provisioners that cannot send headers (a URL's query ends up in logs and proxies)",
+    )
     management_url: HttpUrl | None = Field(
         default=None, description="Management API base, e.g. http://provider:8181/api/management"
     )

@@ -42,6 +42,12 @@ def input_prefix(consumer_id: str, input_id: str) -> str:
     return f"inputs/{quote(consumer_id, safe='')}/{quote(input_id, safe='')}/"
 
 
+def presigned_upload_key(consumer_id: str, input_id: str) -> str:
+    """Where a presigned PUT lands: beside the input's prefix, never in it. Completing the upload copies it into
+    the input; a PUT with the same URL afterwards changes only this object, which nothing reads."""
+    return f"inputs/{quote(consumer_id, safe='')}/{quote(input_id, safe='')}.presigned"
+
+
 def result_prefix(consumer_id: str, run_id: str) -> str:
     return f"results/{quote(consumer_id, safe='')}/{quote(run_id, safe='')}/"
 

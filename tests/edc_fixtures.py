@@ -45,19 +45,22 @@ class RunningIngress:
 def registry() -> ConnectorRegistry:
     return ConnectorRegistry(
         connectors=(
-            EdcConnector(name="default", api_key=SecretStr(KEY)),
+            # The default connector's stock provisioners send its key in the query; the other sends headers only.
+            EdcConnector(name="default", api_key=SecretStr(KEY), api_key_in_query=True),
             EdcConnector(name="other", api_key_header="X-Other-Key", api_key=SecretStr(OTHER_KEY)),
         )
     )
 
 
 def registry_for(sim: SimulatedConnector) -> ConnectorRegistry:
-    """The simulated connector as the deployment knows it: its key, and how to reach its management API."""
+    """The simulated connector as the deployment knows it: its key (in the query too: the simulator plays stock
+    provisioners), and how to reach its management API."""
     return ConnectorRegistry(
         connectors=(
             EdcConnector(
                 name="default",
                 api_key=SecretStr(KEY),
+                api_key_in_query=True,
                 management_url=sim.management_url,
                 management_api_version=sim.version.management_path,
                 management_api_key=SecretStr(sim.management_key),

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from http_serving.body_limit import BodyLimit
 from http_serving.problems import install_problem_handlers
 from workflow_api import assets, inputs, logs, results, runs
 from workflow_api.context import ApiContext
@@ -30,6 +31,13 @@ def create_app(context: ApiContext, readiness: ReadinessCheck) -> FastAPI:
     app.state.api = context
 
     install_problem_handlers(app, service="WorkflowApi")
+    # Before anything reads a body (FastAPI parses JSON before authenticating): uploads stream to their own limit.
+    settings = context.settings
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.workflow_api_json_limit_bytes,
+        streamed={("POST", "/v1/inputs"): settings.workflow_api_upload_limit_bytes},
+    )
 
     for module in (assets, inputs, runs, logs, results):
         app.include_router(module.router)

@@ -1,17 +1,21 @@
 """Bearer tokens: the sha256 of the token names an access grant; the grant names the consumer.
 
-A revoked grant (its transfer was deprovisioned) still authenticates, read-only: the consumer may read its runs,
-logs and results while they are retained, and nothing else (no uploads, no starts, no stops).
+A revoked grant (its transfer was deprovisioned or its end requested) no longer authenticates. Only when the
+operator grants a grace period (GXWF_WORKFLOW_API_REVOKED_GRACE_SECONDS, default 0) does it stay readable for that
+long after the revocation: runs, logs and results, nothing else (no uploads, no starts, no stops). The principal
+cache carries the grace's end, so a cached answer never outlives it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from datetime import datetime, timedelta
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from events.envelope import utcnow
 from schemas.provisioning import (
     AccessGrantDocument,
     AccessState,
@@ -52,7 +56,7 @@ async def authenticate(request: Request, credentials: HTTPAuthorizationCredentia
     digest = hashlib.sha256(credentials.credentials.encode()).hexdigest()
     cached = context.principals.get(digest)
     if cached is not None:
-        return cached
+        return _within_grace(cached)
     grant = await context.queries.grant_by_token(digest)
     # The lookup found a candidate by its hash; the comparison that decides is constant-time.
     if grant is None or not hmac.compare_digest(grant.token_sha256, digest):
@@ -68,9 +72,33 @@ async def authenticate(request: Request, credentials: HTTPAuthorizationCredentia
         )
     elif provision is not None and provision.deprovision_requested:
         reason = provision.deprovision_reason or "deprovisioning requested"
-    principal = Principal(grant.consumer_id, grant.id, reason)
+    readable_until: datetime | None = None
+    if reason is not None:
+        grace = timedelta(seconds=context.settings.workflow_api_revoked_grace_seconds)
+        readable_until = _revoked_at(grant, provision) + grace
+    principal = Principal(grant.consumer_id, grant.id, reason, readable_until)
     context.principals.put(digest, principal)
+    return _within_grace(principal)
+
+
+def _within_grace(principal: Principal) -> Principal:
+    if principal.readable_until is not None and utcnow() >= principal.readable_until:
+        raise _unauthorized(f"this access was deprovisioned ({principal.deprovisioned}); its token is revoked")
     return principal
+
+
+def _revoked_at(grant: AccessGrantDocument, provision: ProvisionDocument | None) -> datetime:
+    """When the access ended: the earliest of the grant's revocation and the provision's end (or, when only its
+    end was requested so far, its last change)."""
+    times = [h.at for h in grant.history if h.to == AccessState.REVOKED]
+    if grant.state == AccessState.REVOKED and not times:
+        times.append(grant.updated_at)
+    if provision is not None:
+        ended = [h.at for h in provision.history if h.to in _ENDED]
+        times.extend(
+            ended or ([provision.updated_at] if provision.deprovision_requested or provision.state in _ENDED else [])
+        )
+    return min(times, default=utcnow())
 
 
 AUTHENTICATED = Depends(authenticate)

@@ -14,6 +14,7 @@ from ports.objects import ObjectStore
 from ports.queries import ConsumerQueries
 from ports.records import ConsumerRecords
 from ports.store import StateStore
+from workflow_api.follows import FollowSlots
 from workflow_api.principals import PrincipalCache
 from workflow_api.settings import WorkflowApiSettings
 
@@ -39,3 +40,5 @@ class ApiContext:
     logs: LogReader | None = None
     # Filled by the service: token hash -> principal, for GXWF_WORKFLOW_API_AUTH_CACHE_SECONDS.
     principals: PrincipalCache = field(default_factory=lambda: PrincipalCache(0))
+    # Open log follows per consumer, capped at GXWF_WORKFLOW_API_LOG_FOLLOWS_PER_CONSUMER (the service sets it).
+    follows: FollowSlots = field(default_factory=lambda: FollowSlots(8))

@@ -6,6 +6,7 @@ what the request itself says, and render.
 
 from __future__ import annotations
 
+import base64
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -121,10 +122,14 @@ async def presigned_upload(
         sha256=body.sha256,
         content_type=body.content_type,
     )
+    # The headers the PUT must carry: those the URL's signature covers.
+    headers = {"Content-Type": body.content_type} if body.content_type else {}
+    if body.sha256:
+        headers["x-amz-checksum-sha256"] = base64.b64encode(bytes.fromhex(body.sha256)).decode()
     return PresignedUpload(
         input=info(started.doc),
         url=started.url,
-        headers={"Content-Type": body.content_type} if body.content_type else {},
+        headers=headers,
         expires_at=started.expires_at,
         complete_url=f"/v1/inputs/{started.doc.id}/complete",
     )

@@ -12,23 +12,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from sse_starlette import ServerSentEvent
+from starlette.types import Receive, Scope, Send
 
+from events.envelope import utcnow
 from http_serving.sse import EventStream
 from schemas.names import LOG_FILE, local_run_dir_name
 from schemas.provisioning import ResultDocument, ResultState
 from schemas.run import RunDocument
 from workflow_api.auth import AUTHENTICATED, api
 from workflow_api.context import ApiContext
+from workflow_api.models import RunStatus
 from workflow_api.principals import Principal
-from workflow_api.problems import expired, responses
-from workflow_api.services.runs import TERMINAL, owned_run
+from workflow_api.problems import Problem, expired, responses
+from workflow_api.services.runs import REQUESTED, TERMINAL, owned_run
 
 router = APIRouter(prefix="/v1/runs", tags=["logs"])
 
@@ -75,7 +79,7 @@ _LOG_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "The log as text, or with follow=true Server-Sent Events",
         "content": {"text/plain": {"schema": {"type": "string"}}, "text/event-stream": {"schema": {"type": "string"}}},
     },
-    **responses(401, 404, 410, 422),
+    **responses(401, 404, 410, 422, 429),
 }
 
 
@@ -99,7 +103,7 @@ async def get_logs(
     if last_event_id is not None and last_event_id.isdigit():
         offset = int(last_event_id)
     if follow:
-        return EventStream(_follow(context, run_id, offset), ping=15)
+        return _open_follow(context, principal, status, offset)
     if status.finished and await _expired(context, run_id):
         raise expired(run_id)
     key = await archived_log(context, run_id) if status.finished else None
@@ -143,10 +147,89 @@ def _event(chunk: bytes, end_offset: int) -> ServerSentEvent:
     return ServerSentEvent(data=text[:-1] if text.endswith("\n") else text, event="log", id=str(end_offset))
 
 
-async def _follow(context: ApiContext, run_id: str, offset: int) -> AsyncIterator[ServerSentEvent]:
+class _Follow(EventStream):
+    """A follow that gives its consumer's slot back however the stream ends (run ended, deadline, client gone)."""
+
+    def __init__(self, events: AsyncIterator[ServerSentEvent], release: Callable[[], None]) -> None:
+        super().__init__(events, ping=15)
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
+
+
+def _open_follow(context: ApiContext, principal: Principal, status: RunStatus, offset: int) -> EventStream:
+    settings = context.settings
+    consumer = principal.consumer_id
+    if not context.follows.acquire(consumer):
+        raise Problem(
+            429,
+            "too-many-follows",
+            f"{settings.workflow_api_log_follows_per_consumer} log follows are open for this consumer already; "
+            "close one or retry later",
+            headers={"Retry-After": "5"},
+        )
+    try:
+        events = _until_deadline(_follow(context, status, offset), offset, settings.workflow_api_log_follow_seconds)
+        return _Follow(events, lambda: context.follows.release(consumer))
+    except BaseException:
+        context.follows.release(consumer)
+        raise
+
+
+async def _until_deadline(
+    events: AsyncIterator[ServerSentEvent], offset: int, seconds: float
+) -> AsyncIterator[ServerSentEvent]:
+    """The events until the follow's deadline, then a `reconnect` event whose id is the offset after the last
+    event sent: a client resuming there (Last-Event-ID) misses nothing and gets nothing twice."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    position = offset
+    try:
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    event = await anext(events)
+            except TimeoutError:
+                break
+            except StopAsyncIteration:
+                return
+            if event.id is not None and event.id.isdigit():
+                position = int(event.id)
+            yield event
+        yield ServerSentEvent(
+            data=json.dumps({"reason": f"a follow lasts at most {seconds:g} s; resume with Last-Event-ID"}),
+            event="reconnect",
+            id=str(position),
+        )
+    finally:
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _follow(context: ApiContext, status: RunStatus, offset: int) -> AsyncIterator[ServerSentEvent]:
+    run_id = status.id
     path = live_log(context, run_id)
     run = await context.store.get(RunDocument, run_id)
-    while run is None:  # requested, not queued yet: its backend is not known
+    # Requested, not queued yet: its backend is not known. A start whose publish failed and was never retried is
+    # never queued: the wait ends, with the state it is in.
+    give_up = status.created_at + timedelta(seconds=context.settings.workflow_api_log_queue_wait_seconds)
+    while run is None:
+        if utcnow() >= give_up:
+            reason = (
+                "not queued since it was requested; its start may not have reached the bus: "
+                "start it again with the same Idempotency-Key"
+            )
+            yield ServerSentEvent(
+                data=json.dumps({"state": REQUESTED, "exit_code": None, "reason": reason}),
+                event="end",
+                id=str(offset),
+            )
+            return
         await asyncio.sleep(context.settings.workflow_api_log_poll_seconds)
         run = await context.store.get(RunDocument, run_id)
     local = run.backend == "local" and await asyncio.to_thread(context.runs_dir.is_dir)

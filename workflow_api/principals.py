@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from workflow_api.problems import Problem
 
@@ -14,6 +15,8 @@ class Principal:
     grant_id: str
     # None while the grant is active; else why the consumer is deprovisioned.
     deprovisioned: str | None = None
+    # Deprovisioned: until when its token may still read (the revocation plus the operator's grace period).
+    readable_until: datetime | None = None
 
     def require_active(self, action: str) -> None:
         if self.deprovisioned is not None:
@@ -21,7 +24,7 @@ class Principal:
                 403,
                 "deprovisioned",
                 f"cannot {action}: this access was deprovisioned ({self.deprovisioned}); "
-                "runs, logs and results stay readable while they are retained",
+                "runs, logs and results stay readable for the grace period the operator set",
                 title="Deprovisioned",
                 errors=[{"field": "Authorization", "message": f"deprovisioned: {self.deprovisioned}"}],
             )

@@ -14,11 +14,12 @@ import re
 import tarfile
 import time
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import quote
 
+import structlog
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
@@ -33,6 +34,7 @@ from workflow_api.problems import Problem, expired, not_found, responses
 from workflow_api.services.runs import owned_run
 
 router = APIRouter(prefix="/v1/runs", tags=["results"])
+log = structlog.get_logger("gxwf.workflow_api")
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
@@ -68,25 +70,44 @@ def _log_entry(result: ResultDocument) -> dict[str, Any] | None:
 
 
 @contextlib.asynccontextmanager
-async def download_lease(context: ApiContext, run_id: str) -> AsyncIterator[None]:
-    ttl = context.settings.workflow_api_download_lease_seconds
+async def download_lease(context: ApiContext, run_id: str) -> AsyncIterator[Callable[[], bool]]:
+    """Hold `result-download:<run>` while the download lasts, renewed, but no longer than the longest lease in
+    all: what it yields says whether the lease still holds (a download past it stops)."""
+    settings = context.settings
+    ttl = settings.workflow_api_download_lease_seconds
     name = result_download_lease(run_id)
+    loop = asyncio.get_running_loop()
+    until = loop.time() + settings.workflow_api_download_lease_max_seconds
+
+    async def hold() -> None:
+        with contextlib.suppress(Exception):
+            await context.leases.hold(name, context.holder, min(ttl, max(until - loop.time(), 0.001)))
 
     async def renew() -> None:
-        while True:
-            with contextlib.suppress(Exception):
-                await context.leases.hold(name, context.holder, ttl)
-            await asyncio.sleep(ttl / 3)
+        while (left := until - loop.time()) > 0:
+            await asyncio.sleep(min(ttl / 3, left))
+            if until - loop.time() > 0:
+                await hold()
 
-    with contextlib.suppress(Exception):
-        await context.leases.hold(name, context.holder, ttl)
+    await hold()
     task = asyncio.create_task(renew())
     try:
-        yield
+        yield lambda: loop.time() < until
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def _leased(context: ApiContext, run_id: str, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The chunks while the download lease holds; past its longest time the response ends short (Content-Length
+    tells the client, which resumes with Range)."""
+    async with download_lease(context, run_id) as held:
+        async for chunk in chunks:
+            if not held():
+                log.warning("download cut at the longest lease", run=run_id)
+                return
+            yield chunk
 
 
 @router.get(
@@ -185,9 +206,8 @@ async def download_file(
     async def body() -> AsyncIterator[bytes]:
         if size == 0:
             return
-        async with download_lease(context, run_id):
-            async for chunk in context.objects.read_range(entry["key"], start, end):
-                yield chunk
+        async for chunk in _leased(context, run_id, context.objects.read_range(entry["key"], start, end)):
+            yield chunk
 
     return StreamingResponse(body(), status_code=status, headers=headers, media_type="application/octet-stream")
 
@@ -204,8 +224,9 @@ async def presigned_download(
     context = api(request)
     _, result = await published(context, principal, run_id)
     entry = _file(result, name)
-    seconds = context.settings.workflow_api_presign_seconds
-    # The URL outlives this request: hold the lease for its validity, so retention waits for it too.
+    settings = context.settings
+    seconds = int(min(settings.workflow_api_download_url_seconds, settings.workflow_api_download_lease_max_seconds))
+    # The URL outlives this request: hold the lease for its (short) validity, so retention waits for it too.
     with contextlib.suppress(Exception):
         await context.leases.hold(result_download_lease(run_id), context.holder, float(seconds))
     url = await context.objects.presigned_url("GET", entry["key"], expires_seconds=seconds)
@@ -268,9 +289,8 @@ async def download_archive(
     stream = _zip(context, entries) if format == "zip" else _tar(context, entries)
 
     async def body() -> AsyncIterator[bytes]:
-        async with download_lease(context, run_id):
-            async for chunk in stream:
-                yield chunk
+        async for chunk in _leased(context, run_id, stream):
+            yield chunk
 
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", run_id)
     return StreamingResponse(

@@ -23,6 +23,7 @@ from events.permissions import connect_options
 from http_serving.server import ListenError, Served
 from workflow_api.app import create_app
 from workflow_api.context import ApiContext
+from workflow_api.follows import FollowSlots
 from workflow_api.principals import PrincipalCache
 from workflow_api.settings import WorkflowApiSettings
 
@@ -106,6 +107,7 @@ class WorkflowApiService:
             holder=self.holder,
             logs=JetStreamLogReader(self.nc.jetstream()),
             principals=PrincipalCache(self.settings.workflow_api_auth_cache_seconds),
+            follows=FollowSlots(self.settings.workflow_api_log_follows_per_consumer),
         )
         try:
             self.url = await self._served.start(create_app(context, self.readiness))

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import io
 import posixpath
 import shutil
+import struct
 import tarfile
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
@@ -23,6 +25,10 @@ from starlette.requests import Request
 from workflow_api.problems import Problem, invalid
 
 _COPY_CHUNK = 1024 * 1024
+# zipfile's end-record reader (with its zip64 variant) and record layouts: private and not in its type stubs, but
+# they decide where ZipFile reads its central directory from, so counting from the same place counts what it would
+# load.
+_ZIP: Any = zipfile
 
 
 def too_large(limit: int, what: str = "body") -> Problem:
@@ -219,41 +225,88 @@ def _copy(source: Any, dest: Path, budget: list[int]) -> None:
             out.write(chunk)
 
 
+def _zip_entries_within(archive: Path, limit: int) -> None:
+    """Refuse a zip whose central directory holds more than `limit` entries, counted record by record before
+    zipfile reads it: zipfile.ZipFile loads the whole directory into memory as ZipInfo objects when it opens, and
+    the count in the end record is whatever the sender wrote."""
+    with archive.open("rb") as handle:
+        end = _ZIP._EndRecData(handle)
+        if end is None:
+            raise ArchiveRejected(422, "the archive is damaged: no zip end record")
+        start = end[_ZIP._ECD_LOCATION] - end[_ZIP._ECD_SIZE]
+        if end[_ZIP._ECD_SIGNATURE] == _ZIP.stringEndArchive64:
+            start -= _ZIP.sizeEndCentDir64 + _ZIP.sizeEndCentDir64Locator
+        stop = start + end[_ZIP._ECD_SIZE]
+        if start < 0:
+            raise ArchiveRejected(422, "the archive is damaged: its central directory lies outside it")
+        handle.seek(start)
+        count = 0
+        while handle.tell() < stop:
+            record = handle.read(_ZIP.sizeCentralDir)
+            if len(record) != _ZIP.sizeCentralDir or record[:4] != _ZIP.stringCentralDir:
+                return  # not a directory record: zipfile refuses the archive as damaged
+            count += 1
+            if count > limit:
+                raise ArchiveRejected(413, f"the archive holds more than {limit} entries (directories count)")
+            fields = struct.unpack(_ZIP.structCentralDir, record)
+            skip = (
+                fields[_ZIP._CD_FILENAME_LENGTH] + fields[_ZIP._CD_EXTRA_FIELD_LENGTH] + fields[_ZIP._CD_COMMENT_LENGTH]
+            )
+            handle.seek(skip, io.SEEK_CUR)
+
+
+def _tar_members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """The members one by one, none kept: TarFile.next() appends each to `tar.members`, so a tar of a million
+    tiny headers would otherwise be held whole. (Links, which need that list, are refused anyway.)"""
+    while (member := tar.next()) is not None:
+        cast(Any, tar).members.clear()
+        yield member
+
+
 def unpack(archive: Path, dest: Path, *, max_files: int, max_bytes: int) -> list[str]:
     """Unpack a tar (plain or compressed) or zip archive into `dest` member by member; the relative paths written.
 
     Refused (ArchiveRejected): entries outside the input (absolute, `..`), links of any kind, devices and FIFOs,
-    duplicate entries, more files or more unpacked bytes than the limits (counted while copying: a zip bomb's
-    declared sizes are not trusted).
+    duplicate entries, more entries (directories count: they cost as much to read) than `max_files`, more
+    unpacked bytes than `max_bytes` (counted while copying: a zip bomb's declared sizes are not trusted).
     """
     dest.mkdir(parents=True, exist_ok=True)
     seen: set[str] = set()
     budget = [max_bytes]
     written: list[str] = []
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zipped:
-            for info in zipped.infolist():
-                if info.is_dir():
-                    continue
-                mode = (info.external_attr >> 16) & 0o170000
-                if mode == 0o120000:
-                    raise ArchiveRejected(
-                        422, f"archive entry {info.filename!r} is a symbolic link; links are not allowed"
-                    )
-                if mode not in (0, 0o100000):
-                    raise ArchiveRejected(422, f"archive entry {info.filename!r} is not a regular file")
-                relative = _check_member(info.filename, seen)
-                if len(written) >= max_files:
-                    raise ArchiveRejected(413, f"the archive holds more than {max_files} files")
-                with zipped.open(info) as source:
-                    _copy(source, dest / relative, budget)
-                written.append(relative)
-        return written
-    if not tarfile.is_tarfile(archive):
-        raise ArchiveRejected(422, "kind=directory takes a tar, tar.gz, tar.bz2, tar.xz or zip archive")
+    entries = 0
+
+    def count_entry() -> None:
+        nonlocal entries
+        entries += 1
+        if entries > max_files:
+            raise ArchiveRejected(413, f"the archive holds more than {max_files} entries (directories count)")
+
     try:
+        if zipfile.is_zipfile(archive):
+            _zip_entries_within(archive, max_files)
+            with zipfile.ZipFile(archive) as zipped:
+                for info in zipped.infolist():
+                    count_entry()
+                    if info.is_dir():
+                        continue
+                    mode = (info.external_attr >> 16) & 0o170000
+                    if mode == 0o120000:
+                        raise ArchiveRejected(
+                            422, f"archive entry {info.filename!r} is a symbolic link; links are not allowed"
+                        )
+                    if mode not in (0, 0o100000):
+                        raise ArchiveRejected(422, f"archive entry {info.filename!r} is not a regular file")
+                    relative = _check_member(info.filename, seen)
+                    with zipped.open(info) as source:
+                        _copy(source, dest / relative, budget)
+                    written.append(relative)
+            return written
+        if not tarfile.is_tarfile(archive):
+            raise ArchiveRejected(422, "kind=directory takes a tar, tar.gz, tar.bz2, tar.xz or zip archive")
         with tarfile.open(archive, "r:*") as tar:
-            for member in tar:
+            for member in _tar_members(tar):
+                count_entry()
                 if member.isdir():
                     # Directories are implied by their files' paths; nothing to create for them.
                     continue
@@ -264,8 +317,6 @@ def unpack(archive: Path, dest: Path, *, max_files: int, max_bytes: int) -> list
                 if not member.isreg():
                     raise ArchiveRejected(422, f"archive entry {member.name!r} is a device, FIFO or other special file")
                 relative = _check_member(member.name, seen)
-                if len(written) >= max_files:
-                    raise ArchiveRejected(413, f"the archive holds more than {max_files} files")
                 if member.size > budget[0]:
                     raise ArchiveRejected(413, "unpacked, the archive is larger than the limit")
                 content = tar.extractfile(member)
@@ -274,7 +325,7 @@ def unpack(archive: Path, dest: Path, *, max_files: int, max_bytes: int) -> list
                 with content:
                     _copy(content, dest / relative, budget)
                 written.append(relative)
-    except (tarfile.TarError, EOFError, zipfile.BadZipFile) as error:
+    except (tarfile.TarError, EOFError, zipfile.BadZipFile, struct.error) as error:
         raise ArchiveRejected(422, f"the archive is damaged: {error}") from None
     return written
 

@@ -62,6 +62,16 @@ def generated_api_key(state_dir: Path) -> str:
     return key
 
 
+def trial_key(edc: EdcSettings, key: str) -> EdcSettings:
+    """The default connector with a key generated on this machine: a trial, whose simulated stock provisioners
+    send the key in the query as real ones must, so the query is accepted unless GXWF_EDC_API_KEY_IN_QUERY says
+    otherwise. A configured key (GXWF_EDC_API_KEY) is accepted there only when that variable says so."""
+    update: dict[str, object] = {"edc_api_key": SecretStr(key)}
+    if "edc_api_key_in_query" not in edc.model_fields_set:
+        update["edc_api_key_in_query"] = True
+    return edc.model_copy(update=update)
+
+
 def management_lookup(
     settings: Settings, edc: EdcSettings, fallback: ManagementApi | None = None
 ) -> RegisteredManagement:
@@ -126,7 +136,7 @@ async def start_for_up(
     generated: str | None = None
     if edc.edc_api_key is None and edc.edc_connectors_file is None:
         generated = generated_api_key(settings.state_dir)
-        edc = edc.model_copy(update={"edc_api_key": SecretStr(generated)})
+        edc = trial_key(edc, generated)
     port = None
     if "edc_ingress_port" not in edc.model_fields_set and not port_free(edc.edc_ingress_host, edc.edc_ingress_port):
         port = 0
@@ -153,7 +163,7 @@ def edc_ingress_command(
         # The same key as `gxwf up` keeps (or a new one, kept the same way), so `gxwf edc simulate` finds it.
         existing = stored_api_key(settings.state_dir)
         key = generated_api_key(settings.state_dir)
-        edc = edc.model_copy(update={"edc_api_key": SecretStr(key)})
+        edc = trial_key(edc, key)
         kept = settings.state_dir / KEY_FILE
         origin = "kept in" if existing else "generated, kept in"
         print(

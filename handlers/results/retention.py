@@ -2,7 +2,9 @@
 its consumer was deprovisioned), then their objects are deleted and the result marked expired.
 
 A periodic pass, one replica at a time (a lease). A result being downloaded (the WorkflowApi holds the lease
-`result-download:<run id>` while it streams, and for a presigned URL's validity) is left for a later pass."""
+`result-download:<run id>` while it streams, and for a presigned URL's validity) is left for a later pass, but
+for at most HELD_AT_MOST_SECONDS past its retention: downloads started one after another (each renewing the lease)
+cannot keep results for ever."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from schemas.provisioning import ResultDocument, ResultState
 log = structlog.get_logger("gxwf.results")
 LEASE_SECONDS = 60.0
 BATCH = 500
+HELD_AT_MOST_SECONDS = 86_400.0
 
 
 @every(interval="retention_interval_seconds", name="results-retention")
@@ -27,7 +30,9 @@ async def retention_pass(ctx: HandlerContext) -> int:
     return await expire_once(ctx, ctx.result_retention_days)
 
 
-async def expire_once(ctx: HandlerContext, retention_days: float) -> int:
+async def expire_once(
+    ctx: HandlerContext, retention_days: float, *, held_at_most_seconds: float = HELD_AT_MOST_SECONDS
+) -> int:
     """Delete what is past retention now; the number of results expired."""
     if retention_days <= 0:
         return 0  # kept forever
@@ -36,6 +41,7 @@ async def expire_once(ctx: HandlerContext, retention_days: float) -> int:
         return 0
     objects = ctx.require_objects()
     cutoff = utcnow() - timedelta(days=retention_days)
+    held_cutoff = cutoff - timedelta(seconds=held_at_most_seconds)
     expired = 0
     # Oldest first: the pass stops at the first result still within its retention.
     for result in await ctx.store.find(
@@ -43,7 +49,11 @@ async def expire_once(ctx: HandlerContext, retention_days: float) -> int:
     ):
         if result.created_at > cutoff:
             break
-        if leases is not None and await leases.held(result_download_lease(result.id)):
+        if (
+            leases is not None
+            and result.created_at > held_cutoff
+            and await leases.held(result_download_lease(result.id))
+        ):
             log.info("result past retention kept while it is downloaded", run_id=result.id)
             continue
         keys = [stored.key for stored in await objects.list(result_prefix(result.consumer_id, result.id))]

@@ -5,6 +5,7 @@ none of these requests gets as far as a store or a bus."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any, cast
 
 import httpx
@@ -23,6 +24,7 @@ from gxwf.health import health_app
 from schemas.connectors import ConnectorRegistry
 from workflow_api.app import create_app as workflow_api_app
 from workflow_api.context import ApiContext
+from workflow_api.settings import WorkflowApiSettings
 
 
 async def _ready() -> dict[str, str]:
@@ -34,7 +36,9 @@ def _nothing() -> Any:
 
 
 def _workflow_api() -> FastAPI:
-    return workflow_api_app(cast(ApiContext, _nothing()), _ready)
+    # Only its settings are read while the app is built (its body limits).
+    context = SimpleNamespace(settings=WorkflowApiSettings(_env_file=None))
+    return workflow_api_app(cast(ApiContext, context), _ready)
 
 
 def _dashboard() -> FastAPI:

@@ -137,6 +137,8 @@ def api_settings(**overrides: object) -> WorkflowApiSettings:
         "workflow_api_archive_files_limit": 20,
         "workflow_api_archive_bytes_limit": 2 * UPLOAD_LIMIT,
         "workflow_api_log_poll_seconds": 0.05,
+        # The tests of what a deprovisioned consumer may still do run within an operator's grace period.
+        "workflow_api_revoked_grace_seconds": 3600,
     }
     return WorkflowApiSettings(_env_file=None, **(values | overrides))  # type: ignore[call-arg, arg-type]
 

@@ -16,8 +16,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from events.envelope import utcnow
+from ports.objects import StoredObject
 from schemas.inputs import InputDocument, InputState
-from schemas.names import input_prefix
+from schemas.names import input_prefix, presigned_upload_key
 from workflow_api.context import ApiContext
 from workflow_api.principals import Principal
 from workflow_api.problems import Problem, invalid, not_found
@@ -65,10 +66,11 @@ async def owned(context: ApiContext, principal: Principal, input_id: str) -> Inp
     return doc
 
 
-async def discard(context: ApiContext, doc_id: str, prefix: str) -> None:
-    """Nothing of a failed upload is kept: its objects, then its document."""
+async def discard(context: ApiContext, doc_id: str, prefix: str, *also: str) -> None:
+    """Nothing of a failed upload is kept: its objects (and `also`: a presigned upload's landing key), then its
+    document."""
     found = await context.objects.list(prefix)
-    await context.objects.delete([o.key for o in found])
+    await context.objects.delete([o.key for o in found] + list(also))
     await context.records.delete_input(doc_id)
 
 
@@ -203,6 +205,9 @@ async def start_presigned(
     prefix = input_prefix(principal.consumer_id, input_id)
     path = filename or name
     key = prefix + path
+    # The PUT lands beside the input; `complete` copies it in, so a later PUT with the same URL changes nothing a
+    # run reads.
+    landing = presigned_upload_key(principal.consumer_id, input_id)
     doc = InputDocument(
         id=input_id,
         state=InputState.UPLOADING,
@@ -213,53 +218,71 @@ async def start_presigned(
         size=size,
         sha256=sha256,
         files=[],
-        expected={"key": key, "path": path, "size": size, "sha256": sha256},
+        expected={"key": key, "path": path, "size": size, "sha256": sha256, "landing": landing},
     )
     await context.store.create(doc, event_id=f"upload:{input_id}")
     seconds = context.settings.workflow_api_presign_seconds
-    url = await context.objects.presigned_url("PUT", key, expires_seconds=seconds, content_type=content_type)
+    # An announced sha256 is signed into the URL: the object store refuses a body that does not hash to it.
+    url = await context.objects.presigned_url(
+        "PUT", landing, expires_seconds=seconds, content_type=content_type, sha256=sha256
+    )
     created = await owned(context, principal, input_id)
     return PresignedStart(created, url, utcnow() + timedelta(seconds=seconds))
 
 
 async def complete(context: ApiContext, principal: Principal, input_id: str) -> InputDocument:
-    """Check a presigned upload's size and sha256; a mismatch keeps nothing."""
+    """Copy a presigned upload into its input, checking the size and sha256 of the bytes copied (the copy is what
+    runs read: what the URL receives afterwards goes nowhere); a mismatch keeps nothing."""
     doc = await owned(context, principal, input_id)
     expected = doc.expected
     if doc.state == InputState.READY:
         return doc
     if doc.state != InputState.UPLOADING or not expected:
         raise Problem(409, "not-a-presigned-upload", f"input {input_id} is not a presigned upload waiting to complete")
-    head = await context.objects.head(expected["key"])
+    landing = str(expected.get("landing") or expected["key"])
+    head = await context.objects.head(landing)
     if head is None:
         raise Problem(
             409, "nothing-uploaded", f"nothing was PUT to the presigned URL of input {input_id} yet; upload, then retry"
         )
     problem: Problem | None = None
-    digest: str | None = None
+    stored: StoredObject | None = None
     if head.size != expected["size"]:
         problem = invalid("size", f"the upload has {head.size} bytes, {expected['size']} were announced")
+    elif landing != expected["key"]:
+        # Hashed as it is written, so the digest is that of the copy, even if a PUT replaced the landing object
+        # meanwhile.
+        stored = await context.objects.put_stream(
+            expected["key"], context.objects.read_range(landing), content_type=head.content_type
+        )
     else:
         hasher = hashlib.sha256()
-        async for chunk in context.objects.read_range(expected["key"]):
+        async for chunk in context.objects.read_range(landing):
             hasher.update(chunk)
-        digest = hasher.hexdigest()
-        if expected.get("sha256") and digest != expected["sha256"]:
-            problem = _mismatch("sha256", expected["sha256"], digest)
+        stored = StoredObject(key=landing, size=head.size, sha256=hasher.hexdigest())
+    if stored is not None:
+        if stored.size != expected["size"]:
+            problem = invalid("size", f"the upload has {stored.size} bytes, {expected['size']} were announced")
+        elif expected.get("sha256") and stored.sha256 != expected["sha256"]:
+            problem = _mismatch("sha256", expected["sha256"], stored.sha256 or "")
     if problem is not None:
-        await discard(context, input_id, doc.prefix)
+        await discard(context, input_id, doc.prefix, landing)
         raise problem
-    files = [{"path": expected["path"], "key": expected["key"], "size": head.size, "sha256": digest}]
+    assert stored is not None
+    if landing != expected["key"]:
+        await context.objects.delete([landing])
+    files = [{"path": expected["path"], "key": expected["key"], "size": stored.size, "sha256": stored.sha256}]
     await context.store.transition(
         InputDocument,
         input_id,
         InputState.READY,
         event_id=f"complete:{input_id}",
-        fields={"files": files, "size": head.size, "sha256": digest},
+        fields={"files": files, "size": stored.size, "sha256": stored.sha256},
     )
     return await owned(context, principal, input_id)
 
 
 async def remove(context: ApiContext, principal: Principal, input_id: str) -> None:
     doc = await owned(context, principal, input_id)
-    await discard(context, doc.id, doc.prefix)
+    landing = doc.expected.get("landing") if doc.expected else None
+    await discard(context, doc.id, doc.prefix, *([str(landing)] if landing else []))

@@ -234,7 +234,8 @@ class WorkflowClient:
 
     async def follow_logs(self, run_id: str, *, offset: int = 0, reconnects: int = 5) -> AsyncGenerator[LogEvent, None]:
         """The log as it grows, until the run ends (the last event is `end`, its data the final state as JSON).
-        A dropped stream is resumed from the last offset seen (Last-Event-ID).
+        A dropped stream, or one the server ended at its deadline for a follow (a `reconnect` event), is resumed
+        from the last offset seen (Last-Event-ID).
 
         Close it in the task that iterates it (`contextlib.aclosing`) when stopping before `end`; stopping at
         `end` leaves nothing open, as the response is closed before `end` is handed over."""
@@ -253,6 +254,9 @@ class WorkflowClient:
                         if event.kind == "end":
                             end = event
                             break
+                        if event.kind == "reconnect":
+                            # The server's deadline for one follow: it closes next, and the loop resumes.
+                            continue
                         yield event
             except (httpx.TransportError, httpx.RemoteProtocolError):
                 attempts += 1
