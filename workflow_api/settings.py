@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GIB = 1024**3
@@ -13,6 +13,11 @@ class WorkflowApiSettings(BaseSettings):
 
     # Set on a per-consumer deployment (the Kubernetes backend's Secret): tokens of other consumers are refused.
     consumer_id: str | None = None
+
+    # Set on a per-consumer deployment on a Kubernetes site: the consumer's data is reached only through the tenant
+    # gateway with this token, and the process holds no NATS, MongoDB or S3 setting at all.
+    workflow_api_gateway_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    workflow_api_gateway_token: SecretStr | None = None
 
     # One upload's body (a file, or an archive before unpacking).
     workflow_api_upload_limit_bytes: int = Field(default=8 * GIB, ge=1024)

@@ -1,0 +1,74 @@
+"""`gxwf tenant-gateway`: what per-consumer WorkflowApis on Kubernetes sites read, write and publish, for their
+one consumer each; it holds the installation's server credentials so that they hold none."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from gxwf.errors import UserError
+from gxwf.settings import Settings, load, load_settings
+
+if TYPE_CHECKING:
+    from gxwf.endpoints import Endpoints
+    from tenant_gateway.service import Servers
+
+
+def servers(settings: Settings, endpoints: Endpoints) -> Servers:
+    from tenant_gateway.service import Servers
+
+    return Servers(
+        nats=endpoints.nats,
+        mongo=endpoints.mongo,
+        mongo_database=settings.mongo_database,
+        s3=endpoints.s3,
+        s3_bucket=settings.s3_bucket,
+        s3_access_key=settings.s3_access_key,
+        s3_secret_key=settings.s3_secret_key.get_secret_value(),
+        s3_region=settings.s3_region,
+    )
+
+
+def tenant_gateway_command(
+    host: Annotated[str, typer.Option("--host", help="Listen address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Listen port (0: any free one).")] = 8495,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="Where endpoints.json is (default .gxwf).")
+    ] = None,
+) -> None:
+    """Serve the tenant gateway (servers from settings or endpoints.json; GXWF_GATEWAY_KEY required) until
+    SIGTERM or Ctrl-C."""
+    settings = load_settings(state_dir)
+    asyncio.run(_serve(settings, host, port))
+
+
+async def _serve(settings: Settings, host: str, port: int) -> None:
+    from gxwf.endpoints import Endpoints
+    from gxwf.runtime import prepare_streams
+    from gxwf.serving import serve_until_signalled
+    from tenant_gateway.service import ServiceError, TenantGatewayService
+    from tenant_gateway.settings import TenantGatewaySettings
+
+    try:
+        endpoints = Endpoints.resolve(settings)
+    except LookupError as error:
+        raise UserError(str(error)) from None
+    try:
+        service = TenantGatewayService(servers(settings, endpoints), load(TenantGatewaySettings), host=host, port=port)
+    except ServiceError as error:
+        raise UserError(str(error)) from None
+
+    async def start(services: contextlib.AsyncExitStack) -> None:
+        await prepare_streams(endpoints.nats, settings)
+        services.push_async_callback(service.stop)
+        try:
+            url = await service.start()
+        except ServiceError as error:
+            raise UserError(str(error)) from None
+        print(f"tenant gateway listening on {url}", flush=True)
+
+    await serve_until_signalled(start)
