@@ -105,6 +105,9 @@ class GatewayStore:
         **equals: Any,
     ) -> list[D]:
         # The gateway answers only its tenant's: a consumer_id filter is implied.
+        unknown = set(equals) - {"consumer_id", "transfer_process_id"}
+        if unknown:
+            raise GatewayError(f"the tenant gateway filters by no {sorted(unknown)}")
         params: dict[str, Any] = {"limit": limit, "oldest_first": oldest_first}
         if states:
             params["states"] = states

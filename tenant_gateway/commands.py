@@ -17,7 +17,14 @@ from events.envelope import Envelope
 from events.payloads.run import RunRequested, RunStopRequested
 from http_serving.problems import ProblemDetails
 from schemas.names import result_download_lease
-from schemas.provisioning import AccessGrantDocument, ResultDocument
+from schemas.provisioning import (
+    AccessGrantDocument,
+    DeploymentDocument,
+    DeploymentState,
+    ProvisionDocument,
+    ProvisionState,
+    ResultDocument,
+)
 from schemas.run import RunDocument
 from tenant_gateway.auth import TENANT, gateway
 from tenant_gateway.body import capped, invalid_body, json_body
@@ -61,6 +68,30 @@ async def _owned_run(context: GatewayContext, tenant: Tenant, run_id: str) -> No
         raise not_found("run", run_id)
 
 
+async def _check_start(context: GatewayContext, tenant: Tenant, command: RunRequested) -> None:
+    """A start names one of the tenant's transfers, an asset version offered to the tenant, and a site one of its
+    WorkflowApis was placed on: what the WorkflowApi itself would have put there."""
+    if command.transfer_process_id is not None:
+        grant = await context.store.get(AccessGrantDocument, command.transfer_process_id)
+        if grant is None or grant.consumer_id != tenant.consumer_id:
+            raise forbidden("data.transfer_process_id", "not a transfer of this consumer")
+    offered: set[tuple[str | None, int | None]] = set()
+    sites: set[str | None] = set()
+    for provision in await context.store.find(
+        ProvisionDocument, consumer_id=tenant.consumer_id, states=[ProvisionState.GRANTED]
+    ):
+        offered.add((provision.asset_id, provision.asset_version))
+    for deployment in await context.store.find(
+        DeploymentDocument, consumer_id=tenant.consumer_id, states=[DeploymentState.READY]
+    ):
+        sites.add(deployment.site)
+        offered |= {(item.get("asset_id"), item.get("version")) for item in deployment.registered_assets}
+    if (command.asset_id, command.asset_version) not in offered:
+        raise forbidden("data.asset_id", f"{command.asset_id}@{command.asset_version} is not offered to this consumer")
+    if command.site is not None and command.site not in sites:
+        raise forbidden("data.site", "not a site this consumer's WorkflowApi was placed on")
+
+
 @router.post("/events", status_code=202, summary="Publish a run start or stop of the tenant")
 async def publish(request: Request, tenant: Tenant = TENANT) -> Response:
     context = gateway(request)
@@ -81,10 +112,8 @@ async def publish(request: Request, tenant: Tenant = TENANT) -> Response:
         raise forbidden("data.consumer_id", "a command for another consumer")
     if await _run_of_other(context, tenant, command.run_id):
         raise forbidden("data.run_id", "a run of another consumer")
-    if isinstance(command, RunRequested) and command.transfer_process_id is not None:
-        grant = await context.store.get(AccessGrantDocument, command.transfer_process_id)
-        if grant is None or grant.consumer_id != tenant.consumer_id:
-            raise forbidden("data.transfer_process_id", "not a transfer of this consumer")
+    if isinstance(command, RunRequested):
+        await _check_start(context, tenant, command)
     # Built again from what was checked: no attribute the check did not see travels on.
     checked = Envelope[kind](  # type: ignore[valid-type]
         id=event.id,

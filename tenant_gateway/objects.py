@@ -48,7 +48,7 @@ async def delete(request: Request, tenant: Tenant = TENANT) -> Response:
     context = gateway(request)
     # A listing of a large directory input: the one JSON body allowed more than the usual limit.
     body = await json_body(request, Keys, 16 * context.settings.tenant_gateway_body_limit_bytes)
-    keys = [check_key(tenant, key, "keys") for key in body.keys]
+    keys = [check_key(tenant, key, "keys", writing=True) for key in body.keys]
     await context.objects.delete(keys)
     return Response(status_code=204)
 
@@ -56,7 +56,7 @@ async def delete(request: Request, tenant: Tenant = TENANT) -> Response:
 @router.put("/content", summary="Write an object of the tenant from the body, streamed")
 async def put(key: Key, request: Request, tenant: Tenant = TENANT) -> dict[str, Any]:
     context = gateway(request)
-    check_key(tenant, key)
+    check_key(tenant, key, writing=True)
     claimed = request.headers.get("x-checksum-sha256") or None
     media = request.headers.get("content-type") or None
     stored = await context.objects.put_stream(
@@ -96,7 +96,7 @@ class Presign(BaseModel):
 async def presign(request: Request, tenant: Tenant = TENANT) -> dict[str, str]:
     context = gateway(request)
     body = await json_body(request, Presign, context.settings.tenant_gateway_body_limit_bytes)
-    key = check_key(tenant, body.key, "key")
+    key = check_key(tenant, body.key, "key", writing=body.method == "PUT")
     seconds = min(body.expires_seconds, context.settings.tenant_gateway_presign_max_seconds)
     url = await context.objects.presigned_url(body.method, key, expires_seconds=seconds, content_type=body.content_type)
     return {"url": url}

@@ -15,10 +15,12 @@ class Tenant:
     deployment_id: str
     transfer_process_id: str
 
-    def prefixes(self) -> tuple[str, ...]:
-        """The object keys of this consumer's inputs and results (schemas.names.input_prefix/result_prefix)."""
+    def prefixes(self, *, writing: bool = False) -> tuple[str, ...]:
+        """The object keys of this consumer's inputs and results (schemas.names.input_prefix/result_prefix); a
+        WorkflowApi writes inputs only, results are the results handler's."""
         quoted = quote(self.consumer_id, safe="")
-        return (f"inputs/{quoted}/", f"results/{quoted}/")
+        inputs = f"inputs/{quoted}/"
+        return (inputs,) if writing else (inputs, f"results/{quoted}/")
 
 
 class TenantCache:
@@ -58,13 +60,13 @@ def invalid(field: str, message: str) -> ProblemDetails:
     )
 
 
-def check_key(tenant: Tenant, key: str, field: str = "key") -> str:
+def check_key(tenant: Tenant, key: str, field: str = "key", *, writing: bool = False) -> str:
     """The key, if it lies under one of the tenant's prefixes and cannot be read as climbing out of it."""
     segments = key.split("/")
     if any(part in {".", ".."} for part in segments) or "//" in key or "\\" in key or "\x00" in key:
         raise invalid(field, "an object key without empty, '.' or '..' segments")
-    if not key.startswith(tenant.prefixes()):
-        raise forbidden(field, "not an object of this consumer")
+    if not key.startswith(tenant.prefixes(writing=writing)):
+        raise forbidden(field, "not an object of this consumer" + (" that it may write" if writing else ""))
     return key
 
 

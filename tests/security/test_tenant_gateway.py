@@ -108,9 +108,9 @@ def problem(response: httpx.Response, status: int) -> dict[str, Any]:
     return body
 
 
-def run_event(consumer_id: str, run_id: str, tp: str | None = None) -> dict[str, Any]:
+def run_event(consumer_id: str, run_id: str, tp: str | None = None, asset: str = "carla-minimal") -> dict[str, Any]:
     spec = RunSpec(image="busybox:1.36", command=["sh", "-c", "cat /etc/passwd"], cpu=1, memory_mb=256)
-    command = RunRequested(run_id=run_id, consumer_id=consumer_id, transfer_process_id=tp, asset_id="x", spec=spec)
+    command = RunRequested(run_id=run_id, consumer_id=consumer_id, transfer_process_id=tp, asset_id=asset, spec=spec)
     return new_event(s.RUN_REQUESTED, command, subject=run_id).model_dump(mode="json")
 
 
@@ -174,23 +174,40 @@ async def test_a_consumers_workflow_api_credentials_reach_no_other_consumers_dat
                     problem(await http.post("/v1/objects/presign", json=presign), 403)
                 problem(await http.put("/v1/objects/content", params={"key": key}, content=b"overwritten"), 403)
             problem(await http.get("/v1/objects/list", params={"prefix": "inputs/"}), 403)
+            # A's own results are the results handler's: A's WorkflowApi reads them, it does not write them.
+            problem(await http.put("/v1/objects/content", params={"key": mine["result_key"]}, content=b"forged"), 403)
+            presign_put = {"method": "PUT", "key": mine["result_key"], "expires_seconds": 60}
+            problem(await http.post("/v1/objects/presign", json=presign_put), 403)
             problem(await http.post("/v1/objects/delete", json={"keys": [theirs["input_key"]]}), 403)
             climbing = mine["input_key"].rsplit("/", 3)[0] + "/../" + theirs["input_key"].split("/", 1)[1]
             problem(await http.get("/v1/objects/content", params={"key": climbing}), 422)
             assert await provider.handlers.objects.get_bytes(theirs["input_key"]) == b"private input"
 
             # Commands for B: a run for B, a stop of B's run, A's run id pointed at B's run or transfer.
-            problem(await http.post("/v1/events", json=run_event(B, "run-evil")), 403)
+            def refused_at(response: httpx.Response) -> str:
+                return str(problem(response, 403)["errors"][0]["field"])
+
+            assert refused_at(await http.post("/v1/events", json=run_event(B, "run-evil"))) == "data.consumer_id"
             stop = RunStopRequested(run_id=theirs["run"], consumer_id=B)
             problem(
                 await http.post("/v1/events", json=new_event(s.RUN_STOP_REQUESTED, stop).model_dump(mode="json")), 403
             )
-            problem(await http.post("/v1/events", json=run_event(A, theirs["run"])), 403)
-            problem(await http.post("/v1/events", json=run_event(A, "run-evil-2", doc_b.id)), 403)
+            assert refused_at(await http.post("/v1/events", json=run_event(A, theirs["run"]))) == "data.run_id"
+            evil = run_event(A, "run-evil-2", doc_b.id)
+            assert refused_at(await http.post("/v1/events", json=evil)) == "data.transfer_process_id"
+            # Nor an asset that was not offered to A, on a site none of its WorkflowApis is on.
+            assert refused_at(await http.post("/v1/events", json=run_event(A, "run-evil-4"))) == "data.asset_id"
+            elsewhere = run_event(A, "run-evil-5", doc_a.id, asset="shell-count")
+            elsewhere["data"]["site"] = "another-site"
+            assert refused_at(await http.post("/v1/events", json=elsewhere)) == "data.site"
+            # A's own start is published: the refusals above are about what they name.
+            own_start = await http.post("/v1/events", json=run_event(A, "run-a-2", doc_a.id, asset="shell-count"))
+            assert own_start.status_code == 202, own_start.text
             # Any other event is none of a WorkflowApi's business.
             other = {**run_event(A, "run-evil-3"), "type": s.CONSUMER_DEPROVISIONED}
             problem(await http.post("/v1/events", json=other), 422)
-            assert await stream_events(js, s.RUN_REQUESTED, wait=False) == []
+            published = await stream_events(js, s.RUN_REQUESTED, wait=False)
+            assert [(e["data"]["consumer_id"], e["data"]["run_id"]) for e in published] == [(A, "run-a-2")]
             assert await stream_events(js, s.RUN_STOP_REQUESTED, wait=False) == []
 
             # Writes of B's documents.
