@@ -224,6 +224,10 @@ async def test_a_consumers_workflow_api_credentials_reach_no_other_consumers_dat
             problem(await http.delete(f"/v1/inputs/{theirs['input']}"), 404)
             assert await provider.store.get(InputDocument, theirs["input"]) is not None
 
+            # Bodies are capped before they are parsed.
+            huge = b'{"type": "' + b"x" * (1024 * 1024) + b'"}'
+            problem(await http.post("/v1/events", content=huge, headers={"Content-Type": "application/json"}), 413)
+
             # B's run's download lease and live log.
             lease = await http.post(
                 f"/v1/leases/result-download:{theirs['run']}", json={"holder": "x", "ttl_seconds": 60}
