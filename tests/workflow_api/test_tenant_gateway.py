@@ -4,7 +4,11 @@ stream, its results downloaded (streamed, by range, presigned), its inputs liste
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
+import signal
+import sys
 import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,8 +18,10 @@ import pytest
 from gxwf_client import WorkflowClient
 from gxwf_client.client import end_state
 
+from adapters.mongo_store import MongoStateStore
 from gxwf.runtime import Endpoints
 from gxwf.settings import Settings
+from http_serving.server import free_port
 from schemas import tenant_gateway
 from schemas.provisioning import DeploymentDocument
 from tenant_gateway.service import Servers, TenantGatewayService
@@ -46,7 +52,7 @@ def gateway_service(settings: Settings, endpoints: Endpoints, **overrides: objec
 
 
 @pytest.fixture
-async def gateway_url(settings: Settings, endpoints: Endpoints, api: Api) -> AsyncIterator[str]:
+async def gateway_url(settings: Settings, endpoints: Endpoints, store: MongoStateStore) -> AsyncIterator[str]:
     service = gateway_service(settings, endpoints)
     url = await service.start()
     yield url
@@ -125,3 +131,46 @@ async def test_a_workflow_api_with_only_the_gateway_serves_its_consumer(
             assert done.status_code == 200 and done.json()["state"] == "ready", done.text
     finally:
         await remote.stop()
+
+
+async def test_gxwf_workflow_api_starts_with_the_gateway_and_no_server_setting(
+    api_only: Api, settings: Settings, gateway_url: str, tmp_path: Path
+) -> None:
+    """The command a per-consumer pod runs, with the environment its Secret gives it: no endpoints.json, no
+    NATS, MongoDB or S3 setting."""
+    consumer_id, token = await api_only.consumer()
+    (deployment, *_) = await api_only.store.find(DeploymentDocument, consumer_id=consumer_id)
+    assert settings.gateway_key is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")}
+    env |= {
+        "GXWF_STATE_DIR": str(tmp_path / "pod"),
+        "GXWF_CONSUMER_ID": consumer_id,
+        "GXWF_WORKFLOW_API_GATEWAY_URL": gateway_url,
+        "GXWF_WORKFLOW_API_GATEWAY_TOKEN": tenant_gateway.mint(settings.gateway_key.get_secret_value(), deployment.id),
+    }
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gxwf",
+        "workflow-api",
+        "--port",
+        str(port),
+        env=env,
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(30):
+            while b"workflow api listening on" not in (line := await process.stdout.readline()):
+                assert line, "the process ended before it listened"
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            ready = await http.get("/readyz")
+            assert ready.json() == {"ready": True, "checks": {"tenant-gateway": "ok"}}
+            assets = await http.get("/v1/assets", headers={"Authorization": f"Bearer {token}"})
+            assert assets.status_code == 200 and {a["id"] for a in assets.json()["items"]} == {"count-lines", "sleeper"}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 20)
