@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,7 +17,23 @@ from gxwf.settings import Settings, load, load_settings
 
 if TYPE_CHECKING:
     from gxwf.endpoints import Endpoints
-    from tenant_gateway.service import Servers
+    from tenant_gateway.service import Servers, TenantGatewayService
+
+KEY_FILE = "gateway-key"
+
+
+def generated_gateway_key(state_dir: Path) -> str:
+    """The key `gxwf up` mints tenant gateway tokens with when GXWF_GATEWAY_KEY is unset: kept in the state
+    directory (mode 0600), so the tokens of WorkflowApis deployed before a restart stay valid."""
+    path = state_dir / KEY_FILE
+    if path.exists() and (existing := path.read_text().strip()):
+        return existing
+    state_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key
 
 
 def servers(settings: Settings, endpoints: Endpoints) -> Servers:
@@ -31,6 +49,31 @@ def servers(settings: Settings, endpoints: Endpoints) -> Servers:
         s3_secret_key=settings.s3_secret_key.get_secret_value(),
         s3_region=settings.s3_region,
     )
+
+
+async def start_for_up(settings: Settings, endpoints: Endpoints) -> tuple[Settings, TenantGatewayService | None]:
+    """Inside `gxwf up`, when a site deploys per-consumer WorkflowApis on Kubernetes: a tenant gateway on a free
+    loopback port, and settings that tell the deployment handlers its URL (unless GXWF_TENANT_GATEWAY_URL names
+    another, reachable from the cluster) and the key (GXWF_GATEWAY_KEY, else one kept in the state directory)."""
+    from pydantic import SecretStr
+
+    from gxwf.definitions import load_sites
+    from tenant_gateway.service import ServiceError, TenantGatewayService
+    from tenant_gateway.settings import TenantGatewaySettings
+
+    if not any(site.backend == "kubernetes" for site in load_sites(settings.sites_file).sites):
+        return settings, None
+    key = settings.gateway_key or SecretStr(generated_gateway_key(settings.state_dir))
+    configured = load(TenantGatewaySettings, gateway_key=key)
+    service = TenantGatewayService(servers(settings, endpoints), configured, port=0)
+    try:
+        url = await service.start()
+    except ServiceError as error:
+        await service.stop()
+        raise UserError(str(error)) from None
+    return settings.model_copy(
+        update={"gateway_key": key, "tenant_gateway_url": settings.tenant_gateway_url or url}
+    ), service
 
 
 def tenant_gateway_command(
