@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ports.deployments import DeploymentSpec
+from schemas import tenant_gateway
 
 APP = "workflow-api"
 PORT = 8080
@@ -25,9 +26,11 @@ MANAGER = "gxwf"
 class WorkflowApiImage:
     image: str
     pull_policy: str = "IfNotPresent"
-    # Settings the per-consumer `gxwf workflow-api` needs beside its consumer's (servers, bucket, database):
-    # GXWF_* names and values, put into its Secret.
+    # Settings the per-consumer `gxwf workflow-api` needs beside its consumer's (the tenant gateway's URL):
+    # GXWF_* names and values, put into its Secret. Never a server's credentials: it reaches its consumer's
+    # data only through the tenant gateway, with the token minted from `gateway_key` for its deployment.
     settings: tuple[tuple[str, str], ...] = ()
+    gateway_key: str | None = field(default=None, repr=False)
 
 
 def namespace_of(spec: DeploymentSpec) -> str:
@@ -154,6 +157,11 @@ def manifests(spec: DeploymentSpec, image: WorkflowApiImage) -> list[dict[str, A
             "type": "Opaque",
             "stringData": {
                 **dict(image.settings),
+                **(
+                    {"GXWF_WORKFLOW_API_GATEWAY_TOKEN": tenant_gateway.mint(image.gateway_key, spec.deployment_id)}
+                    if image.gateway_key
+                    else {}
+                ),
                 # Scratch space for uploads being checked: the root filesystem is read-only.
                 "GXWF_STATE_DIR": STATE_DIR,
                 "GXWF_CONSUMER_ID": spec.consumer_id,

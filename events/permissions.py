@@ -59,6 +59,7 @@ HANDLERS: Final = "handlers"
 EDC_INGRESS: Final = "edc_ingress"
 WORKFLOW_API: Final = "workflow_api"
 DASHBOARD: Final = "dashboard"
+TENANT_GATEWAY: Final = "tenant_gateway"
 
 COMPONENTS: Final[dict[str, BusPermissions]] = {
     # They create the streams and consumers and publish every event: everything.
@@ -67,6 +68,10 @@ COMPONENTS: Final[dict[str, BusPermissions]] = {
     EDC_INGRESS: BusPermissions(publish=("edc.>",), subscribe=()),
     # The two commands a consumer gives, and runs' live logs read back.
     WORKFLOW_API: BusPermissions(publish=(RUN_REQUESTED, RUN_STOP_REQUESTED, *_read_stream(LOG_STREAM)), subscribe=()),
+    # The same, for the per-consumer WorkflowApis it serves.
+    TENANT_GATEWAY: BusPermissions(
+        publish=(RUN_REQUESTED, RUN_STOP_REQUESTED, *_read_stream(LOG_STREAM)), subscribe=()
+    ),
     # Reads every stream; re-publishing a dead letter publishes its original event again, on its own subject.
     DASHBOARD: BusPermissions(
         publish=(

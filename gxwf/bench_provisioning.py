@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import importlib.util
 import json
+import secrets
 import sys
 import tempfile
 import time
@@ -138,6 +139,9 @@ async def run_benchmark(settings: Settings, n: int, backend: str, *, console: Co
                 "sites_file": sites_file,
                 "deploy_timeout_seconds": 25.0,
                 "handler_concurrency": max(settings.handler_concurrency, 32),
+                # The fake cluster runs no WorkflowApi that would call a tenant gateway; the Secrets need the names.
+                "tenant_gateway_url": settings.tenant_gateway_url or "http://gxwf-tenant-gateway.bench.invalid",
+                "gateway_key": settings.gateway_key or SecretStr(secrets.token_urlsafe(32)),
             }
         )
         service = HandlerService(bench, Endpoints.of_stack(eps, "handlers").with_s3(bench), connectors=registry)

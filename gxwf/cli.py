@@ -21,6 +21,7 @@ from gxwf.commands.events import events_app
 from gxwf.commands.handlers import handlers_app
 from gxwf.commands.runs import runs_app
 from gxwf.commands.stage import stage_app
+from gxwf.commands.tenant_gateway import tenant_gateway_command
 from gxwf.commands.up import stack_app, up
 from gxwf.commands.workflow_api import workflow_api_command
 from gxwf.errors import UserError
@@ -44,6 +45,7 @@ app.add_typer(assets_app, name="assets")
 app.command("edc-ingress")(edc_ingress_command)
 app.add_typer(client_app, name="client")
 app.command("workflow-api")(workflow_api_command)
+app.command("tenant-gateway")(tenant_gateway_command)
 app.command("dashboard")(dashboard_command)
 app.add_typer(stage_app, name="stage")
 app.command()(up)

@@ -23,7 +23,7 @@ STACK_FILE = "stack.json"
 # The embedded stack's generated secrets (devstack.credentials), for the messages that say where they are.
 CREDENTIALS_FILE = "credentials.json"
 # The components whose NATS user `gxwf up` writes into endpoints.json (events.permissions.COMPONENTS).
-Component = Literal["handlers", "edc_ingress", "workflow_api", "dashboard"]
+Component = Literal["handlers", "edc_ingress", "workflow_api", "dashboard", "tenant_gateway"]
 # Each server's setting and the variable that sets it.
 _SETTINGS: dict[Server, tuple[str, str]] = {
     "nats": ("nats_url", "GXWF_NATS_URL"),

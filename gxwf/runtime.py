@@ -137,9 +137,15 @@ class HandlerService:
             "local": LocalDeploymentBackend(settings.state_dir / "consumers", settings.workflow_api_url)
         }
         self.kubernetes: KubernetesDeploymentBackend | None = None
-        if any(site.backend == "kubernetes" for site in self.sites):
+        # Only the deployment handlers deploy per-consumer WorkflowApis, so only they need the gateway settings.
+        deploys = self.groups is None or "deployment" in self.groups
+        if deploys and any(site.backend == "kubernetes" for site in self.sites):
             self.kubernetes = KubernetesDeploymentBackend(
-                WorkflowApiImage(settings.workflow_api_image, settings=workflow_api_settings(settings, endpoints))
+                WorkflowApiImage(
+                    settings.workflow_api_image,
+                    settings=workflow_api_settings(settings),
+                    gateway_key=_gateway_key(settings),
+                )
             )
             self.deployments["kubernetes"] = self.kubernetes
         # Without a connector the provisioning handlers cannot learn consumers or answer EDC.
@@ -283,19 +289,24 @@ class HandlerService:
         await self.objects.close()
 
 
-def workflow_api_settings(settings: Settings, endpoints: Endpoints) -> tuple[tuple[str, str], ...]:
-    """What a per-consumer WorkflowApi on a Kubernetes site needs to reach the same servers as the handlers."""
-    return (
-        # Its own NATS user where the stack made one, not the handlers'.
-        ("GXWF_NATS_URL", endpoints.as_component("workflow_api").nats),
-        ("GXWF_MONGO_URL", endpoints.mongo),
-        ("GXWF_MONGO_DATABASE", settings.mongo_database),
-        ("GXWF_S3_ENDPOINT", endpoints.s3),
-        ("GXWF_S3_BUCKET", settings.s3_bucket),
-        ("GXWF_S3_REGION", settings.s3_region),
-        *((("GXWF_S3_ACCESS_KEY", endpoints.s3_access_key),) if endpoints.s3_access_key else ()),
-        *((("GXWF_S3_SECRET_KEY", endpoints.s3_secret_key),) if endpoints.s3_secret_key else ()),
-    )
+def workflow_api_settings(settings: Settings) -> tuple[tuple[str, str], ...]:
+    """What a per-consumer WorkflowApi on a Kubernetes site is told besides its consumer and token: where the
+    tenant gateway is. No server URL or credential: those would reach every consumer's data."""
+    if not settings.tenant_gateway_url:
+        raise UserError(
+            "GXWF_TENANT_GATEWAY_URL: required when a Kubernetes site deploys per-consumer WorkflowApis "
+            "(where they reach the tenant gateway, `gxwf tenant-gateway`)"
+        )
+    return (("GXWF_WORKFLOW_API_GATEWAY_URL", settings.tenant_gateway_url),)
+
+
+def _gateway_key(settings: Settings) -> str:
+    if settings.gateway_key is None or not settings.gateway_key.get_secret_value():
+        raise UserError(
+            "GXWF_GATEWAY_KEY: required when a Kubernetes site deploys per-consumer WorkflowApis "
+            "(the key their tenant gateway tokens are minted with; the tenant gateway needs the same)"
+        )
+    return settings.gateway_key.get_secret_value()
 
 
 _STOP_SECONDS = 10.0

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     deploy_timeout_seconds: float = Field(default=20.0, gt=0)
     # The image of the per-consumer WorkflowApi on Kubernetes sites.
     workflow_api_image: str = "ghcr.io/gaiax-workflows/gxwf:0.1.0"
+    # Where per-consumer WorkflowApis on Kubernetes sites reach their consumer's data (`gxwf tenant-gateway`);
+    # required when a Kubernetes site deploys them.
+    tenant_gateway_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    # The key tenant gateway tokens are minted with (the deployment handler) and checked with (the gateway).
+    gateway_key: SecretStr | None = None
 
     # Where runs execute: processes on this machine, or a Job each on a Kubernetes cluster.
     compute_backend: Literal["local", "kubernetes"] = "local"

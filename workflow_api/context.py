@@ -3,33 +3,73 @@ built once by the service, which chooses their adapters."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
-from ports.assets import AssetCatalogue
 from ports.events import EventSink
-from ports.leases import Leases
 from ports.logs import LogReader
 from ports.objects import ObjectStore
 from ports.queries import ConsumerQueries
 from ports.records import ConsumerRecords
-from ports.store import StateStore
+from ports.store import TransitionResult
+from schemas.assets import StoredAsset
+from schemas.documents import StatefulDocument
 from workflow_api.follows import FollowSlots
 from workflow_api.principals import PrincipalCache
 from workflow_api.settings import WorkflowApiSettings
 
 SOURCE = "urn:gaiax-workflows:workflow-api"
 
+D = TypeVar("D", bound=StatefulDocument)
+
+
+# Of each port, what the WorkflowApi uses: the store's adapter or the tenant gateway's client answers it.
+class ApiStore(Protocol):
+    async def create(self, doc: StatefulDocument, *, event_id: str) -> bool: ...
+
+    async def get(self, kind: type[D], doc_id: str) -> D | None: ...
+
+    async def transition(
+        self,
+        kind: type[StatefulDocument],
+        doc_id: str,
+        to: str,
+        *,
+        event_id: str,
+        reason: str | None = None,
+        fields: Mapping[str, Any] | None = None,
+    ) -> TransitionResult: ...
+
+    async def find(
+        self,
+        kind: type[D],
+        *,
+        states: list[str] | None = None,
+        limit: int = 1000,
+        oldest_first: bool = False,
+        **equals: Any,
+    ) -> list[D]: ...
+
+
+class AssetVersions(Protocol):
+    async def version(self, asset_id: str, version: int) -> StoredAsset | None: ...
+
+
+class LeaseHolder(Protocol):
+    async def hold(self, name: str, holder: str, ttl_seconds: float) -> bool: ...
+
 
 @dataclass
 class ApiContext:
-    store: StateStore
+    store: ApiStore
     queries: ConsumerQueries
     records: ConsumerRecords
     objects: ObjectStore
     events: EventSink
-    catalogue: AssetCatalogue
-    leases: Leases
+    catalogue: AssetVersions
+    leases: LeaseHolder
     settings: WorkflowApiSettings
     # The local backend's run directories, where a running run's log grows (STATE_DIR/runs).
     runs_dir: Path

@@ -1,4 +1,5 @@
-"""The WorkflowApi as a running service: NATS, MongoDB and S3 connections, the HTTP server, readiness."""
+"""The WorkflowApi as a running service: NATS, MongoDB and S3 connections (or, for one consumer's deployment on a
+Kubernetes site, the tenant gateway instead), the HTTP server, readiness."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import socket
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nats
 import structlog
@@ -19,6 +21,17 @@ from adapters.mongo_leases import MongoLeases
 from adapters.mongo_queries import MongoConsumerQueries, MongoConsumerRecords
 from adapters.mongo_store import MongoStateStore
 from adapters.s3_objects import S3ObjectStore
+from adapters.tenant_gateway_client import (
+    GatewayCatalogue,
+    GatewayEvents,
+    GatewayLeases,
+    GatewayLogs,
+    GatewayObjects,
+    GatewayQueries,
+    GatewayRecords,
+    GatewayStore,
+    TenantGateway,
+)
 from events.permissions import connect_options
 from http_serving.server import ListenError, Served
 from workflow_api.app import create_app
@@ -46,10 +59,18 @@ class Servers:
     s3_region: str = "us-east-1"
 
 
+@dataclass(frozen=True)
+class Gateway:
+    """A per-consumer deployment's only access to its consumer's data: the tenant gateway and its token."""
+
+    url: str
+    token: str
+
+
 class WorkflowApiService:
     def __init__(
         self,
-        servers: Servers,
+        servers: Servers | Gateway,
         state_dir: Path,
         *,
         host: str = "127.0.0.1",
@@ -61,14 +82,20 @@ class WorkflowApiService:
         self.host = host
         self.port = port
         self.state_dir = state_dir
-        self.store = MongoStateStore.connect(servers.mongo, servers.mongo_database)
-        self.objects = S3ObjectStore(
-            servers.s3,
-            servers.s3_bucket,
-            access_key=servers.s3_access_key,
-            secret_key=servers.s3_secret_key,
-            region=servers.s3_region,
-        )
+        self.store: MongoStateStore | None = None
+        self.objects: S3ObjectStore | None = None
+        self.gateway: TenantGateway | None = None
+        if isinstance(servers, Gateway):
+            self.gateway = TenantGateway(servers.url, servers.token)
+        else:
+            self.store = MongoStateStore.connect(servers.mongo, servers.mongo_database)
+            self.objects = S3ObjectStore(
+                servers.s3,
+                servers.s3_bucket,
+                access_key=servers.s3_access_key,
+                secret_key=servers.s3_secret_key,
+                region=servers.s3_region,
+            )
         self.nc: Client | None = None
         self._served = Served("workflow-api", self.host, self.port)
         self.url: str | None = None
@@ -76,24 +103,51 @@ class WorkflowApiService:
         self.holder = f"workflow-api:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
     async def readiness(self) -> dict[str, str]:
+        if self.gateway is not None:
+            return {"tenant-gateway": await self.gateway.health()}
+        assert self.store is not None
         checks = {"nats": "ok" if self.nc is not None and self.nc.is_connected else "disconnected"}
         checks["mongo"] = await self.store.health()
         return checks
 
-    async def start(self) -> str:
+    def _context(self, **ports: Any) -> ApiContext:
+        return ApiContext(
+            **ports,
+            settings=self.settings,
+            runs_dir=self.state_dir / "runs",
+            scratch_dir=self.state_dir / "workflow-api" / "scratch",
+            holder=self.holder,
+            principals=PrincipalCache(self.settings.workflow_api_auth_cache_seconds),
+            follows=FollowSlots(self.settings.workflow_api_log_follows_per_consumer),
+        )
+
+    async def _gateway_context(self, gateway: TenantGateway) -> ApiContext:
+        return self._context(
+            store=GatewayStore(gateway),
+            queries=GatewayQueries(gateway),
+            records=GatewayRecords(gateway),
+            objects=GatewayObjects(gateway),
+            events=GatewayEvents(gateway),
+            catalogue=GatewayCatalogue(gateway),
+            leases=GatewayLeases(gateway),
+            logs=GatewayLogs(gateway),
+        )
+
+    async def _servers_context(self, servers: Servers) -> ApiContext:
+        assert self.store is not None and self.objects is not None
         queries = MongoConsumerQueries(self.store)
         await queries.ensure_indexes()
         await self.store.ensure_indexes()
         await self.objects.ensure_bucket()
         # Reconnect for ever: while NATS is away starts and stops answer 503 and /readyz says so.
         self.nc = await nats.connect(
-            self.servers.nats,
+            servers.nats,
             name="gxwf-workflow-api",
             connect_timeout=5,
             max_reconnect_attempts=-1,
-            **connect_options(self.servers.nats),
+            **connect_options(servers.nats),
         )
-        context = ApiContext(
+        return self._context(
             store=self.store,
             queries=queries,
             records=MongoConsumerRecords(self.store),
@@ -101,25 +155,31 @@ class WorkflowApiService:
             events=JetStreamSink(self.nc, timeout=self.settings.workflow_api_publish_timeout_seconds),
             catalogue=MongoAssetCatalogue(self.store.db),
             leases=MongoLeases(self.store.db),
-            settings=self.settings,
-            runs_dir=self.state_dir / "runs",
-            scratch_dir=self.state_dir / "workflow-api" / "scratch",
-            holder=self.holder,
             logs=JetStreamLogReader(self.nc.jetstream()),
-            principals=PrincipalCache(self.settings.workflow_api_auth_cache_seconds),
-            follows=FollowSlots(self.settings.workflow_api_log_follows_per_consumer),
         )
+
+    async def start(self) -> str:
+        if isinstance(self.servers, Gateway):
+            assert self.gateway is not None
+            context = await self._gateway_context(self.gateway)
+        else:
+            context = await self._servers_context(self.servers)
         try:
             self.url = await self._served.start(create_app(context, self.readiness))
         except ListenError as error:
-            await self.nc.close()
+            if self.nc is not None:
+                await self.nc.close()
             raise ServiceError(str(error)) from None
-        log.info("workflow api listening", url=self.url)
+        log.info("workflow api listening", url=self.url, through="tenant gateway" if self.gateway else "servers")
         return self.url
 
     async def stop(self) -> None:
         await self._served.stop()
         if self.nc is not None:
             await self.nc.close()
-        await self.store.close()
-        await self.objects.close()
+        if self.store is not None:
+            await self.store.close()
+        if self.objects is not None:
+            await self.objects.close()
+        if self.gateway is not None:
+            await self.gateway.close()

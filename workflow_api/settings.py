@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GIB = 1024**3
@@ -16,6 +16,11 @@ class WorkflowApiSettings(BaseSettings):
 
     # Any other request's body (JSON): refused with 413 beyond this, before it is parsed or authenticated.
     workflow_api_json_limit_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # Set on a per-consumer deployment on a Kubernetes site: the consumer's data is reached only through the tenant
+    # gateway with this token, and the process holds no NATS, MongoDB or S3 setting at all.
+    workflow_api_gateway_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    workflow_api_gateway_token: SecretStr | None = None
+
     # One upload's body (a file, or an archive before unpacking).
     workflow_api_upload_limit_bytes: int = Field(default=8 * GIB, ge=1024)
     # An unpacked archive: files and bytes in all.

@@ -111,6 +111,7 @@ async def _start_everything(
     from edc_simulator.versions import version
     from gxwf.commands.dashboard import ADMIN_TOKEN_FILE, TOKEN_FILE, build_dashboard, start_dashboard
     from gxwf.commands.edc import KEY_FILE, start_for_up
+    from gxwf.commands.tenant_gateway import start_for_up as start_tenant_gateway
     from gxwf.commands.workflow_api import start_for_up as start_workflow_api
     from gxwf.demo_story import DemoFailed, DemoSystem, play_demo
     from gxwf.endpoints import CREDENTIALS_FILE, Endpoints, stack_values, write_endpoints
@@ -155,6 +156,11 @@ async def _start_everything(
     endpoints["workflow_api"] = workflow_api.url
     # Consumers deployed on local sites are told where it listens (a free port when 8490 was taken).
     settings = settings.model_copy(update={"workflow_api_url": workflow_api.url})
+    # Those deployed on Kubernetes sites reach their data through a tenant gateway (none without such a site).
+    settings, gateway = await start_tenant_gateway(settings, servers("tenant_gateway"))
+    if gateway is not None:
+        services.push_async_callback(gateway.stop)
+        endpoints["tenant_gateway"] = gateway.url
     service = HandlerService(
         settings, servers("handlers"), connectors=ingress.registry, management_lookup=ingress.edc.management_lookup
     )

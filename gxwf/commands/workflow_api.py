@@ -16,7 +16,7 @@ from http_serving.server import port_free
 
 if TYPE_CHECKING:
     from gxwf.endpoints import Endpoints
-    from workflow_api.service import Servers, WorkflowApiService
+    from workflow_api.service import Gateway, Servers, WorkflowApiService
     from workflow_api.settings import WorkflowApiSettings
 
 
@@ -89,27 +89,45 @@ def workflow_api_command(
     asyncio.run(_serve(settings, host, port))
 
 
+def gateway_of(configured: WorkflowApiSettings) -> Gateway | None:
+    """The tenant gateway a per-consumer deployment reaches its data through, when it is configured so."""
+    from workflow_api.service import Gateway
+
+    if configured.workflow_api_gateway_url is None:
+        return None
+    token = configured.workflow_api_gateway_token
+    if token is None or not token.get_secret_value():
+        raise UserError("GXWF_WORKFLOW_API_GATEWAY_TOKEN: required with GXWF_WORKFLOW_API_GATEWAY_URL")
+    return Gateway(configured.workflow_api_gateway_url, token.get_secret_value())
+
+
 async def _serve(settings: Settings, host: str | None, port: int | None) -> None:
     from gxwf.endpoints import Endpoints
     from gxwf.runtime import prepare_streams
     from gxwf.serving import serve_until_signalled
     from workflow_api.service import ServiceError, WorkflowApiService
 
-    try:
-        endpoints = Endpoints.resolve(settings, "workflow_api")
-    except LookupError as error:
-        raise UserError(str(error)) from None
+    configured = api_settings()
+    target: Servers | Gateway | None = gateway_of(configured)
+    endpoints: Endpoints | None = None
+    if target is None:
+        try:
+            endpoints = Endpoints.resolve(settings, "workflow_api")
+        except LookupError as error:
+            raise UserError(str(error)) from None
+        target = servers(settings, endpoints)
     default_host, default_port = listen_address(settings)
     service = WorkflowApiService(
-        servers(settings, endpoints),
+        target,
         settings.state_dir,
         host=host or default_host,
         port=default_port if port is None else port,
-        settings=api_settings(),
+        settings=configured,
     )
 
     async def start(services: contextlib.AsyncExitStack) -> None:
-        await prepare_streams(endpoints.nats, settings)
+        if endpoints is not None:
+            await prepare_streams(endpoints.nats, settings)
         # Pushed first: its stop also closes what a start refused midway (the port taken) had opened.
         services.push_async_callback(service.stop)
         try:

@@ -14,6 +14,7 @@ from adapters.kube_manifests import WorkflowApiImage, manifests, namespace_of
 from fakekube import FakeKubeServer
 from gxwf.definitions import load_assets
 from ports.deployments import DeploymentError, DeploymentSpec
+from schemas import tenant_gateway
 from schemas.assets import StoredAsset
 from schemas.sites import Site
 
@@ -54,6 +55,20 @@ def test_every_object_is_valid_for_kubernetes_strictly(asset_id: str) -> None:
     deployment = next(o for o in objects if o["kind"] == "Deployment")
     assert account["automountServiceAccountToken"] is False
     assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+def test_the_secret_holds_the_gateway_and_a_token_of_this_deployment_only() -> None:
+    spec = spec_for("shell-count")
+    gateway = (("GXWF_WORKFLOW_API_GATEWAY_URL", "http://gw.invalid"),)
+    image = WorkflowApiImage("img:1", settings=gateway, gateway_key="gateway-key")
+    (secret,) = [o for o in manifests(spec, image) if o["kind"] == "Secret"]
+    data = secret["stringData"]
+    assert data["GXWF_WORKFLOW_API_GATEWAY_TOKEN"] == tenant_gateway.mint("gateway-key", spec.deployment_id)
+    token = data["GXWF_WORKFLOW_API_GATEWAY_TOKEN"]
+    assert tenant_gateway.verified_deployment("gateway-key", token) == spec.deployment_id
+    assert tenant_gateway.verified_deployment("other", token) is None
+    assert not [name for name in data if name.startswith(("GXWF_NATS", "GXWF_MONGO", "GXWF_S3"))]
+    assert "gateway-key" not in repr(image), "the key stays out of logs and reprs"
 
 
 async def test_quota_exceeded_is_a_final_failure_with_the_apis_reason(kube: FakeKubeServer) -> None:

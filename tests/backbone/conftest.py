@@ -16,6 +16,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
+from pydantic import SecretStr
 
 from adapters.mongo_store import MongoStateStore
 from events.streams import StreamSettings, ensure_streams
@@ -52,6 +53,9 @@ def settings(stack: StackEndpoints, tmp_path: Path) -> Settings:
         watch_interval_seconds=0.1,
         dispatch_interval_seconds=0.05,
         duplicate_window_seconds=120.0,
+        # What a Kubernetes site's deployment handlers need; the gateway itself is started by the tests that use it.
+        tenant_gateway_url="http://127.0.0.1:9",
+        gateway_key=SecretStr("test-gateway-key"),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -35,6 +36,16 @@ def gxwf(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None)
         (["asyncapi", "--check"], {}, "--output"),
         (["no-such-command"], {}, "no-such-command"),
         (["up", "--state-dir"], {}, "--state-dir"),
+        (
+            ["tenant-gateway"],
+            {
+                "GXWF_NATS_URL": "nats://127.0.0.1:1",
+                "GXWF_MONGO_URL": "mongodb://127.0.0.1:1",
+                "GXWF_S3_ENDPOINT": "http://127.0.0.1:1",
+            },
+            "GXWF_GATEWAY_KEY",
+        ),
+        (["workflow-api"], {"GXWF_WORKFLOW_API_GATEWAY_URL": "http://127.0.0.1:1"}, "GXWF_WORKFLOW_API_GATEWAY_TOKEN"),
     ],
 )
 def test_bad_input_gets_one_line_and_status_2(args: list[str], env: dict[str, str], names: str, tmp_path: Path) -> None:
@@ -62,3 +73,27 @@ def test_help_lists_the_commands() -> None:
     assert result.returncode == 0
     for command in ("up", "stack", "events", "handlers", "runs", "asyncapi", "bench"):
         assert command in result.stdout
+
+
+def test_handlers_deploying_to_kubernetes_need_the_tenant_gateway(tmp_path: Path) -> None:
+    """A per-consumer WorkflowApi gets no server credential, so the deployment handlers refuse to start without
+    the gateway it should use instead."""
+    sites = tmp_path / "sites.json"
+    site = {
+        "name": "cloud",
+        "backend": "kubernetes",
+        "kubernetes": {"in_cluster": True},
+        "capabilities": {"cpu": 1, "memory": "1Gi"},
+    }
+    sites.write_text(json.dumps({"sites": [site]}))
+    servers = {"GXWF_NATS_URL": "nats://127.0.0.1:1", "GXWF_MONGO_URL": "mongodb://127.0.0.1:1"}
+    env = {"GXWF_STATE_DIR": str(tmp_path / "state"), "GXWF_SITES_FILE": str(sites), **servers}
+    env["GXWF_S3_ENDPOINT"] = "http://127.0.0.1:1"
+    for missing, extra in [
+        ("GXWF_TENANT_GATEWAY_URL", {}),
+        ("GXWF_GATEWAY_KEY", {"GXWF_TENANT_GATEWAY_URL": "http://gw.invalid"}),
+    ]:
+        result = gxwf("handlers", "run", "--only", "deployment", env={**env, **extra}, cwd=tmp_path)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 2 and len(lines) == 1, result.stderr
+        assert lines[0].startswith(f"gxwf: error: {missing}: required"), lines

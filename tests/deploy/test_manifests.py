@@ -34,7 +34,7 @@ PART_OF = ("app.kubernetes.io/part-of", "gaiax-workflows")
 NAMESPACE = "gxwf-system"
 USER_ID = 10001
 HANDLERS = ("provisioning", "deployment", "assets", "jobs", "results")
-HTTP_COMPONENTS = ("edc-ingress", "workflow-api", "dashboard")
+HTTP_COMPONENTS = ("edc-ingress", "workflow-api", "dashboard", "tenant-gateway")
 HEALTH_PORT = 9090
 HTTP_PORT = 8080
 # Handlers that talk to the Kubernetes API, with their ServiceAccount; every other pod has no token.
@@ -51,6 +51,7 @@ CONFIG_KEYS = {
     "GXWF_COMPUTE_SITE",
     "GXWF_WORKFLOW_API_IMAGE",
     "GXWF_WORKFLOW_API_URL",
+    "GXWF_TENANT_GATEWAY_URL",
     "GXWF_DEPLOY_TIMEOUT_SECONDS",
     "GXWF_RESULT_RETENTION_DAYS",
     "GXWF_EDC_MANAGEMENT_URL",
@@ -65,17 +66,19 @@ SECRETS = {
     "gxwf-edc-management-secrets": {"GXWF_EDC_MANAGEMENT_API_KEY"},
     "gxwf-s3-secrets": {"GXWF_S3_ACCESS_KEY", "GXWF_S3_SECRET_KEY"},
     "gxwf-dashboard-secrets": {"GXWF_DASHBOARD_TOKEN", "GXWF_DASHBOARD_ADMIN_TOKEN"},
+    "gxwf-gateway-secrets": {"GXWF_GATEWAY_KEY"},
 }
 SECRET_KEYS = set().union(*SECRETS.values())
 MOUNTED_SECRETS = {
     "gxwf-handler-provisioning": ["gxwf-secrets", "gxwf-edc-secrets", "gxwf-edc-management-secrets", "gxwf-s3-secrets"],
-    "gxwf-handler-deployment": ["gxwf-secrets", "gxwf-s3-secrets"],
+    "gxwf-handler-deployment": ["gxwf-secrets", "gxwf-s3-secrets", "gxwf-gateway-secrets"],
     "gxwf-handler-assets": ["gxwf-secrets", "gxwf-s3-secrets"],
     "gxwf-handler-jobs": ["gxwf-secrets", "gxwf-s3-secrets"],
     "gxwf-handler-results": ["gxwf-secrets", "gxwf-s3-secrets"],
     "gxwf-edc-ingress": ["gxwf-secrets", "gxwf-edc-secrets"],
     "gxwf-workflow-api": ["gxwf-secrets", "gxwf-s3-secrets"],
     "gxwf-dashboard": ["gxwf-secrets", "gxwf-s3-secrets", "gxwf-dashboard-secrets"],
+    "gxwf-tenant-gateway": ["gxwf-secrets", "gxwf-s3-secrets", "gxwf-gateway-secrets"],
 }
 CONSUMER_LABEL = "gaiax-workflows.io/consumer"
 
@@ -711,6 +714,14 @@ def test_network_policies(rendered: list[Manifest]) -> None:
         assert selected, name
         declared = {p["containerPort"] for c in _containers(deployment) for p in c.get("ports", [])}
         assert ports == declared, f"{name}: allowed {ports}, declared {declared}"
+        if name == "gxwf-tenant-gateway":
+            # It holds the servers' credentials for the WorkflowApis of consumer namespaces, and answers them only.
+            assert peers and all(rule_peers for rule_peers in peers), "a rule without `from` admits everyone"
+            for rule_peers in peers:
+                for peer in rule_peers:
+                    expressions = peer["namespaceSelector"]["matchExpressions"]
+                    assert {"key": CONSUMER_LABEL, "operator": "Exists"} in expressions, name
+                    assert peer["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "workflow-api"}}
         if name.startswith("gxwf-handler-"):
             assert ports == {HEALTH_PORT}
             # Only pods of the same namespace: podSelector peers, no namespaceSelector or ipBlock.
