@@ -31,11 +31,12 @@ from dashboard.access import (
     wants_html,
 )
 from dashboard.auth import COOKIE, Role, Sessions, Tokens
+from dashboard.formatting import install_filters, timestamp
 from dashboard.problems import PROBLEM_JSON, Problem, invalid, not_found
 from dashboard.run_log import read_log
 from dashboard.tail import TailClient, TailHub
 from events.filters import EventFilter, FilterError, StartAt, parse_last_event_id, parse_since
-from events.redaction import redact, redact_text
+from events.redaction import redact
 from http_serving.body_limit import BodyLimit
 from http_serving.problems import ProblemDetails, install_problem_handlers
 from http_serving.sse import EventStream
@@ -77,27 +78,11 @@ def _check_id(field: str, value: str) -> str:
     return value
 
 
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return ""
-    if value < 1:
-        return f"{value * 1000:.0f} ms"
-    if value < 120:
-        return f"{value:.1f} s"
-    return f"{value / 60:.1f} min"
-
-
-def _time(value: Any) -> str:
-    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z") if isinstance(value, datetime) else ""
-
-
 def create_app(dash: Dashboard) -> FastAPI:
     app = FastAPI(title="gaiax-workflows ops dashboard", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.dashboard = dash
     templates = Jinja2Templates(directory=HERE / "templates")
-    templates.env.filters["duration"] = _seconds
-    templates.env.filters["ts"] = _time
-    templates.env.filters["scrub"] = redact_text
+    install_filters(templates)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     def page(request: Request, name: str, role: Role, status: int = 200, **context: Any) -> HTMLResponse:
@@ -297,7 +282,7 @@ def create_app(dash: Dashboard) -> FastAPI:
                         "key": p.key,
                         "title": p.title,
                         "status": p.status,
-                        "entries": [{**asdict(e), "at": _time(e.at)} for e in p.entries],
+                        "entries": [{**asdict(e), "at": timestamp(e.at)} for e in p.entries],
                         "links": [{"label": label, "href": href} for label, href in p.links],
                     }
                     for p in found.phases
@@ -324,7 +309,7 @@ def create_app(dash: Dashboard) -> FastAPI:
         doc = await dash.queries.result(_check_id("run_id", run_id))
         if doc is None:
             raise not_found(f"no result of run {run_id} yet")
-        return JSONResponse(redact({k: _time(v) if isinstance(v, datetime) else v for k, v in doc.items()}))
+        return JSONResponse(redact({k: timestamp(v) if isinstance(v, datetime) else v for k, v in doc.items()}))
 
     @app.get("/overview", response_class=HTMLResponse)
     async def overview_page(request: Request, role: Reader) -> HTMLResponse:
@@ -370,7 +355,7 @@ def create_app(dash: Dashboard) -> FastAPI:
             {
                 "total": total,
                 "items": [
-                    {"sequence": item.sequence, "subject": item.subject, "at": _time(item.at), "record": item.shown}
+                    {"sequence": item.sequence, "subject": item.subject, "at": timestamp(item.at), "record": item.shown}
                     for item in letters
                 ],
             }

@@ -21,7 +21,7 @@ from events.subjects import DLQ_STREAM
 from schemas.run import RunDocument
 from tests.backbone.conftest import eventually, finished
 from tests.dashboard.conftest import ADMIN, OPERATOR, publish_run_requested
-from tests.provisioning.conftest import CONSUMER, StartProvider
+from tests.provisioning.conftest import CONSUMER, TENANT, StartProvider
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="needs Debian's chromium (.ci/run installs it)")
@@ -185,12 +185,12 @@ async def test_the_timeline_of_a_transfer_shows_every_step(
     transfer = await provider.begin("shell-count", CONSUMER)
     await provider.reaches(transfer.id, "granted")
     run_id = f"tl-{transfer.id[:8]}"
-    await publish_run_requested(js, run_id, consumer=CONSUMER)
+    await publish_run_requested(js, run_id, consumer=TENANT)
     run = await eventually(lambda: finished(provider.store, run_id), timeout=20)
     assert isinstance(run, RunDocument) and run.state == "succeeded"
     await eventually(lambda: provider.store.db["results"].find_one({"_id": run_id, "state": "published"}))
     broken = f"tl-broken-{transfer.id[:8]}"
-    await publish_run_requested(js, broken, consumer=CONSUMER, command=("/bin/sh", "-c", "exit 3"))
+    await publish_run_requested(js, broken, consumer=TENANT, command=("/bin/sh", "-c", "exit 3"))
     failed = await eventually(lambda: finished(provider.store, broken), timeout=20)
     assert isinstance(failed, RunDocument) and failed.state == "failed"
     await provider.deprovision(transfer)
@@ -218,8 +218,8 @@ async def test_the_timeline_of_a_transfer_shows_every_step(
 
     # The overview: the consumer with its transfer and runs, the local site's runs, the failed run and why.
     await page.goto(f"{dashboard.url}/overview")
-    consumer_row = await page.inner_text(f'#consumers tr:has-text("{CONSUMER}")')
-    assert consumer_row.split("\t")[:2] == [CONSUMER, "1"], consumer_row
+    consumer_row = await page.inner_text(f'#consumers tr:has-text("{TENANT}")')
+    assert consumer_row.split("\t")[:2] == [TENANT, "1"], consumer_row
     site_row = await page.inner_text('#sites tr:has-text("local")')
     assert f"{provider.settings.runs_per_site} runs at once" in site_row and "cpu" in site_row
     failure = await page.inner_text(f'#failures tr:has-text("{broken}")')

@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.stack_env import server_env
+
 if TYPE_CHECKING:
     from devstack import StackEndpoints
 
@@ -69,16 +71,17 @@ def _start(args: list[str], env: dict[str, str], marker: str) -> Server:
 @pytest.fixture(scope="module")
 def servers(stack: StackEndpoints, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
     state = tmp_path_factory.mktemp("state")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")} | {
-        "GXWF_NATS_URL": stack.nats,
-        "GXWF_MONGO_URL": stack.mongo,
-        "GXWF_S3_ENDPOINT": stack.s3,
-        "GXWF_MONGO_DATABASE": f"t_{uuid.uuid4().hex[:12]}",
-        "GXWF_STATE_DIR": str(state),
-        "GXWF_EDC_API_KEY": "body-attack-key-0123456789",
-        "GXWF_DASHBOARD_TOKEN": "operator-token-0123456789",
-        "GXWF_DASHBOARD_ADMIN_TOKEN": "admin-token-0123456789ab",
-    }
+    env = (
+        {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")}
+        | server_env(stack)
+        | {
+            "GXWF_MONGO_DATABASE": f"t_{uuid.uuid4().hex[:12]}",
+            "GXWF_STATE_DIR": str(state),
+            "GXWF_EDC_API_KEY": "body-attack-key-0123456789",
+            "GXWF_DASHBOARD_TOKEN": "operator-token-0123456789",
+            "GXWF_DASHBOARD_ADMIN_TOKEN": "admin-token-0123456789ab",
+        }
+    )
     started: dict[str, Server] = {}
     try:
         started["workflow-api"] = _start(["workflow-api"], env, "workflow api listening on")

@@ -363,7 +363,7 @@ async def test_up_names_where_the_secrets_are_and_prints_them_only_when_asked(tm
         # What another shell's commands use: credentials in the URLs, S3's keys beside them.
         assert urlsplit(written["nats"]).password and urlsplit(written["mongo"]).password
         assert set(written["s3_credentials"]) == {"access_key", "secret_key"}
-        assert set(written["nats_users"]) == {"handlers", "edc_ingress", "workflow_api", "dashboard"}
+        assert set(written["nats_users"]) == {"handlers", "edc_ingress", "workflow_api", "dashboard", "tenant_gateway"}
         secrets = [
             urlsplit(written["nats"]).password,
             urlsplit(written["mongo"]).password,
