@@ -8,7 +8,6 @@ import socket
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import nats
 import structlog
@@ -34,8 +33,13 @@ from adapters.tenant_gateway_client import (
 )
 from events.permissions import connect_options
 from http_serving.server import ListenError, Served
+from ports.events import EventSink
+from ports.logs import LogReader
+from ports.objects import ObjectStore
+from ports.queries import ConsumerQueries
+from ports.records import ConsumerRecords
 from workflow_api.app import create_app
-from workflow_api.context import ApiContext
+from workflow_api.context import ApiContext, ApiStore, AssetVersions, LeaseHolder
 from workflow_api.follows import FollowSlots
 from workflow_api.principals import PrincipalCache
 from workflow_api.settings import WorkflowApiSettings
@@ -110,9 +114,29 @@ class WorkflowApiService:
         checks["mongo"] = await self.store.health()
         return checks
 
-    def _context(self, **ports: Any) -> ApiContext:
+    def _context(
+        self,
+        *,
+        store: ApiStore,
+        queries: ConsumerQueries,
+        records: ConsumerRecords,
+        objects: ObjectStore,
+        events: EventSink,
+        catalogue: AssetVersions,
+        leases: LeaseHolder,
+        logs: LogReader,
+    ) -> ApiContext:
+        # Typed port by port, so that an adapter (the gateway's or the servers') that falls behind a port is a type
+        # error, not a TypeError on the first request that uses it.
         return ApiContext(
-            **ports,
+            store=store,
+            queries=queries,
+            records=records,
+            objects=objects,
+            events=events,
+            catalogue=catalogue,
+            leases=leases,
+            logs=logs,
             settings=self.settings,
             runs_dir=self.state_dir / "runs",
             scratch_dir=self.state_dir / "workflow-api" / "scratch",

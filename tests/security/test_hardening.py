@@ -453,18 +453,27 @@ def test_a_compromised_component_holds_only_the_keys_it_uses() -> None:
     s3 = {"GXWF_S3_ACCESS_KEY", "GXWF_S3_SECRET_KEY"}
     dashboard = {"GXWF_DASHBOARD_TOKEN", "GXWF_DASHBOARD_ADMIN_TOKEN"}
     management = {"GXWF_EDC_MANAGEMENT_API_KEY"}
+    # With it, anyone can mint a token for any consumer's WorkflowApi and read that consumer's data.
+    gateway = {"GXWF_GATEWAY_KEY"}
     assert readable["gxwf-edc-ingress"] == {"GXWF_EDC_API_KEY"}
     assert not readable["gxwf-dashboard"] & (management | {"GXWF_EDC_API_KEY"})
     assert not readable["gxwf-workflow-api"] & (management | dashboard | {"GXWF_EDC_API_KEY"})
+    # The gateway holds the servers' credentials its per-consumer WorkflowApis do without, and the key it checks
+    # their tokens with: nothing of the connector's or the dashboard's.
+    assert gateway | s3 <= readable["gxwf-tenant-gateway"]
+    assert not readable["gxwf-tenant-gateway"] & (management | dashboard | {"GXWF_EDC_API_KEY"})
+    assert gateway <= readable["gxwf-handler-deployment"], "the deployment handler mints the tokens"
     for name, keys in readable.items():
         if name != "gxwf-handler-provisioning":
             assert not keys & management, f"{name} holds the connector's management API key"
         if name != "gxwf-dashboard":
             assert not keys & dashboard, f"{name} holds the dashboard's tokens"
+        if name not in ("gxwf-handler-deployment", "gxwf-tenant-gateway"):
+            assert not keys & gateway, f"{name} holds the tenant gateway's key"
         assert (
             name == "gxwf-dashboard"
             or name.startswith("gxwf-handler-")
-            or name == "gxwf-workflow-api"
+            or name in ("gxwf-workflow-api", "gxwf-tenant-gateway")
             or (not keys & s3)
         ), f"{name} holds the S3 keys"
     api_users = {"gxwf-handler-deployment", "gxwf-handler-jobs"}

@@ -31,6 +31,7 @@ from schemas.inputs import InputDocument, InputState
 from schemas.names import input_prefix, result_prefix
 from schemas.provisioning import DeploymentDocument, ProvisionDocument
 from schemas.run import RunDocument, RunState
+from schemas.tenancy import tenant_id
 from tests.backbone.conftest import endpoints, eventually, js, nc, settings, store, stream_events
 from tests.provisioning.conftest import Provider, StartProvider, start_provider
 from tests.workflow_api.test_tenant_gateway import gateway_service
@@ -39,8 +40,11 @@ __all__ = ["endpoints", "js", "nc", "settings", "start_provider", "store"]
 
 pytestmark = pytest.mark.servers
 
-A = "did:web:consumer-a.example"
-B = "did:web:consumer-b.example"
+A_EDC = "did:web:consumer-a.example"
+B_EDC = "did:web:consumer-b.example"
+# The tenants the provider's connector ("default") sells to: what runs, inputs, results and grants are keyed by.
+A = tenant_id("default", A_EDC)
+B = tenant_id("default", B_EDC)
 # What a WorkflowApi needed before to reach the servers: none of it may be in a per-consumer Secret.
 SERVER_SETTINGS = {
     "GXWF_NATS_URL",
@@ -123,8 +127,9 @@ async def test_a_consumers_workflow_api_credentials_reach_no_other_consumers_dat
     tmp_path: Path,
 ) -> None:
     provider = await start_provider(sites_file=sites_file(tmp_path, kube))
-    doc_a, doc_b = await granted(provider, A), await granted(provider, B)
+    doc_a, doc_b = await granted(provider, A_EDC), await granted(provider, B_EDC)
     assert doc_a.deployment_id and doc_b.deployment_id
+    assert (doc_a.consumer_id, doc_b.consumer_id) == (A, B)
 
     # What the deployment handler handed A's WorkflowApi: no server URL, no server credential, only its token.
     handed = secret_of(kube, doc_a.deployment_id)

@@ -40,7 +40,8 @@ def gateway_service(settings: Settings, endpoints: Endpoints, **overrides: objec
         **overrides,  # type: ignore[arg-type]
     )
     servers = Servers(
-        nats=endpoints.nats,
+        # Its own NATS user, as `gxwf up` and the kustomize base give it: the WorkflowApi's permissions.
+        nats=endpoints.as_component("tenant_gateway").nats,
         mongo=endpoints.mongo,
         mongo_database=settings.mongo_database,
         s3=endpoints.s3,
@@ -125,7 +126,13 @@ async def test_a_workflow_api_with_only_the_gateway_serves_its_consumer(
                 json={"name": "text", "size": len(body), "sha256": hashlib.sha256(body).hexdigest()},
             )
             assert announced.status_code in (200, 201), announced.text
-            put = await http.put(announced.json()["url"], content=body, headers={"Authorization": ""})
+            # With the headers its signature covers (the sha256 signed in through the gateway): the store checks them.
+            signed = announced.json()["headers"]
+            assert signed["x-amz-checksum-sha256"]
+            direct_headers = {"Authorization": "", **signed}
+            swapped = await http.put(announced.json()["url"], content=b"swapped!\n", headers=direct_headers)
+            assert swapped.status_code != 200, "the sha256 the gateway signed in binds the body"
+            put = await http.put(announced.json()["url"], content=body, headers=direct_headers)
             assert put.status_code == 200
             done = await http.post(f"/v1/inputs/{announced.json()['input']['id']}/complete")
             assert done.status_code == 200 and done.json()["state"] == "ready", done.text
