@@ -253,9 +253,21 @@ class GatewayObjects:
             await self.gateway.post_json("/v1/objects/delete", {"keys": list(keys)})
 
     async def presigned_url(
-        self, method: str, key: str, *, expires_seconds: int, content_type: str | None = None
+        self,
+        method: str,
+        key: str,
+        *,
+        expires_seconds: int,
+        content_type: str | None = None,
+        sha256: str | None = None,
     ) -> str:
-        body = {"method": method, "key": key, "expires_seconds": expires_seconds, "content_type": content_type}
+        body = {
+            "method": method,
+            "key": key,
+            "expires_seconds": expires_seconds,
+            "content_type": content_type,
+            "sha256": sha256,
+        }
         return str((await self.gateway.post_json("/v1/objects/presign", body))["url"])
 
 

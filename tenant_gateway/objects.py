@@ -90,6 +90,8 @@ class Presign(BaseModel):
     key: str = Field(min_length=1, max_length=1024)
     expires_seconds: int = Field(ge=1)
     content_type: str | None = Field(default=None, max_length=200)
+    # A PUT's announced sha256 (hex): signed into the URL, so the object store refuses other bytes.
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
 @router.post("/presign", summary="A short-lived URL for the consumer to GET or PUT one object of its own")
@@ -98,5 +100,7 @@ async def presign(request: Request, tenant: Tenant = TENANT) -> dict[str, str]:
     body = await json_body(request, Presign, context.settings.tenant_gateway_body_limit_bytes)
     key = check_key(tenant, body.key, "key", writing=body.method == "PUT")
     seconds = min(body.expires_seconds, context.settings.tenant_gateway_presign_max_seconds)
-    url = await context.objects.presigned_url(body.method, key, expires_seconds=seconds, content_type=body.content_type)
+    url = await context.objects.presigned_url(
+        body.method, key, expires_seconds=seconds, content_type=body.content_type, sha256=body.sha256
+    )
     return {"url": url}
