@@ -56,7 +56,14 @@ class S3ObjectStore:
             aws_access_key_id=access_key, aws_secret_access_key=secret_key, region_name=region
         )
         self._endpoint = endpoint
-        self._config = Config(retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"})
+        # SigV4 also for presigned URLs (botocore would presign with SigV2 here): it is what S3 accepts in every
+        # region, and it lists the headers it covers (`X-Amz-SignedHeaders`), so a PUT without the announced
+        # `x-amz-checksum-sha256` is refused rather than its checksum skipped.
+        self._config = Config(
+            signature_version="s3v4",
+            retries={"max_attempts": 5, "mode": "standard"},
+            s3={"addressing_style": "path"},
+        )
         self._stack = contextlib.AsyncExitStack()
         self._client: Any = None
 
@@ -287,6 +294,8 @@ class S3ObjectStore:
         if method == "PUT" and content_type:
             params["ContentType"] = content_type
         if method == "PUT" and sha256:
+            # A signed header, not a query parameter: S3 ignores a checksum in a presigned URL's query (SeaweedFS
+            # checks it), but checks the header against the body, and the signature makes the header mandatory.
             params["ChecksumSHA256"] = checksum_header(sha256)
         url: str = await s3.generate_presigned_url(
             "get_object" if method == "GET" else "put_object", Params=params, ExpiresIn=expires_seconds

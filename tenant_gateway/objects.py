@@ -90,7 +90,7 @@ class Presign(BaseModel):
     key: str = Field(min_length=1, max_length=1024)
     expires_seconds: int = Field(ge=1)
     content_type: str | None = Field(default=None, max_length=200)
-    # For a PUT: the body's sha256 (hex), signed into the URL so that the object store refuses other bytes.
+    # A PUT's announced sha256 (hex): signed into the URL, so the object store refuses other bytes.
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 

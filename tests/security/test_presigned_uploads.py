@@ -1,11 +1,12 @@
 """Attack: a presigned upload URL used again after the upload was completed and checked, to swap the content a
 run will read; and PUTs of other bytes than were announced.
 
-Against the real WorkflowApi, SeaweedFS and the jobs handlers (the run really runs). What SeaweedFS enforces of a
-presigned PUT: a sha256 signed into the URL (`x-amz-checksum-sha256`, carried in the URL's query) is checked
-against the body, sent header or not; a signed Content-Length or Content-MD5 is not (a different length is
-accepted). So the WorkflowApi signs the announced sha256 into the URL, and checks the size (and the sha256) of
-the bytes it copies into the input when the upload is completed.
+Against the real WorkflowApi, SeaweedFS (requiring signatures) and the jobs handlers (the run really runs). The
+announced sha256 is a header the URL's SigV4 signature covers (`x-amz-checksum-sha256`): a PUT without it fails
+the signature (403), a PUT with it whose body hashes otherwise is refused (400 BadDigest). That is what S3 does
+too; a checksum in the URL's query would be ignored by S3. A signed length is not enforced (a different length
+is accepted), so the WorkflowApi also checks the size (and the sha256) of the bytes it copies into the input
+when the upload is completed.
 """
 
 from __future__ import annotations
@@ -100,11 +101,12 @@ async def test_bytes_other_than_announced_are_refused(api: Api) -> None:
     async with api.http(token) as http, httpx.AsyncClient(timeout=30) as s3:
         bound = await _presigned(http, VALIDATED, sha256=True)
         for other in (SWAPPED, VALIDATED + b"d\n"):
-            # Refused by the object store itself, whether the client sends the checksum header or not.
-            sent_headers: list[dict[str, str]] = [bound["headers"], {}]
-            for headers in sent_headers:
-                refused = await s3.put(bound["url"], content=other, headers=headers)
-                assert refused.status_code == 400, refused.text
+            # Refused by the object store itself: with the checksum header the body does not hash to it...
+            refused = await s3.put(bound["url"], content=other, headers=bound["headers"])
+            assert refused.status_code == 400 and "BadDigest" in refused.text, refused.text
+            # ...and leaving the header out does not skip the check: the signature covers it.
+            refused = await s3.put(bound["url"], content=other)
+            assert refused.status_code == 403 and "SignatureDoesNotMatch" in refused.text, refused.text
         assert (await http.post(bound["complete_url"])).status_code == 409  # nothing arrived
 
         # Without a sha256 the object store takes any length: completion refuses it and keeps nothing.
