@@ -10,9 +10,12 @@ import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from gxwf.settings import Settings
+
+if TYPE_CHECKING:
+    from adapters.servers import Servers
 
 Server = Literal["nats", "mongo", "s3"]
 # The HTTP services `gxwf up` started; only it writes them.
@@ -196,6 +199,21 @@ class Endpoints:
         users = {name: url for name, url in eps.nats_users.items() if name != "admin"}
         nats = users.get(component, eps.nats) if component is not None else eps.nats
         return cls(nats, eps.mongo, eps.s3, S3Credentials(keys.access_key, keys.secret_key) if keys else None, users)
+
+    def servers(self, settings: Settings) -> Servers:
+        """What a service connects to: these servers, with the database, bucket and region of `settings`."""
+        from adapters.servers import Servers
+
+        return Servers(
+            nats=self.nats,
+            mongo=self.mongo,
+            mongo_database=settings.mongo_database,
+            s3=self.s3,
+            s3_bucket=settings.s3_bucket,
+            s3_access_key=self.s3_access_key,
+            s3_secret_key=self.s3_secret_key,
+            s3_region=settings.s3_region,
+        )
 
     def with_s3(self, settings: Settings) -> Endpoints:
         """GXWF_S3_ACCESS_KEY/GXWF_S3_SECRET_KEY for an S3 the stack did not start (it has no keys of its own)."""

@@ -8,19 +8,15 @@ from typing import Any, TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
+from http_serving.body_limit import BodyTooLarge
 from http_serving.problems import ProblemDetails
 
 M = TypeVar("M", bound=BaseModel)
 
 
 def too_large(limit: int) -> ProblemDetails:
-    return ProblemDetails(
-        413,
-        "body-too-large",
-        None,
-        f"the body exceeds {limit} bytes",
-        errors=[{"field": "body", "message": f"at most {limit} bytes"}],
-    )
+    # The same 413 as every other service's (http_serving.body_limit).
+    return BodyTooLarge(limit)
 
 
 def _declared(request: Request) -> int | None:

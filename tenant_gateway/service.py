@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import nats
 import structlog
 from nats.aio.client import Client
@@ -15,6 +13,7 @@ from adapters.mongo_leases import MongoLeases
 from adapters.mongo_queries import MongoConsumerQueries, MongoConsumerRecords
 from adapters.mongo_store import MongoStateStore
 from adapters.s3_objects import S3ObjectStore
+from adapters.servers import Servers
 from events.permissions import connect_options
 from http_serving.server import ListenError, Served
 from tenant_gateway.app import create_app
@@ -27,18 +26,6 @@ log = structlog.get_logger("gxwf.tenant_gateway")
 
 class ServiceError(Exception):
     """The service cannot start as configured; the message names what to fix."""
-
-
-@dataclass(frozen=True)
-class Servers:
-    nats: str
-    mongo: str
-    mongo_database: str
-    s3: str
-    s3_bucket: str
-    s3_access_key: str | None
-    s3_secret_key: str | None
-    s3_region: str = "us-east-1"
 
 
 class TenantGatewayService:

@@ -20,6 +20,7 @@ from adapters.mongo_leases import MongoLeases
 from adapters.mongo_queries import MongoConsumerQueries, MongoConsumerRecords
 from adapters.mongo_store import MongoStateStore
 from adapters.s3_objects import S3ObjectStore
+from adapters.servers import Servers
 from adapters.tenant_gateway_client import (
     GatewayCatalogue,
     GatewayEvents,
@@ -49,18 +50,6 @@ log = structlog.get_logger("gxwf.workflow_api")
 
 class ServiceError(Exception):
     """The service cannot start as configured; the message names what to fix."""
-
-
-@dataclass(frozen=True)
-class Servers:
-    nats: str
-    mongo: str
-    mongo_database: str
-    s3: str
-    s3_bucket: str
-    s3_access_key: str | None
-    s3_secret_key: str | None
-    s3_region: str = "us-east-1"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from gxwf.settings import Settings, load, load_settings
 
 if TYPE_CHECKING:
     from gxwf.endpoints import Endpoints
-    from tenant_gateway.service import Servers, TenantGatewayService
+    from tenant_gateway.service import TenantGatewayService
 
 KEY_FILE = "gateway-key"
 
@@ -36,21 +36,6 @@ def generated_gateway_key(state_dir: Path) -> str:
     return key
 
 
-def servers(settings: Settings, endpoints: Endpoints) -> Servers:
-    from tenant_gateway.service import Servers
-
-    return Servers(
-        nats=endpoints.nats,
-        mongo=endpoints.mongo,
-        mongo_database=settings.mongo_database,
-        s3=endpoints.s3,
-        s3_bucket=settings.s3_bucket,
-        s3_access_key=endpoints.s3_access_key,
-        s3_secret_key=endpoints.s3_secret_key,
-        s3_region=settings.s3_region,
-    )
-
-
 async def start_for_up(settings: Settings, endpoints: Endpoints) -> tuple[Settings, TenantGatewayService | None]:
     """Inside `gxwf up`, when a site deploys per-consumer WorkflowApis on Kubernetes: a tenant gateway on a free
     loopback port, and settings that tell the deployment handlers its URL (unless GXWF_TENANT_GATEWAY_URL names
@@ -65,7 +50,7 @@ async def start_for_up(settings: Settings, endpoints: Endpoints) -> tuple[Settin
         return settings, None
     key = settings.gateway_key or SecretStr(generated_gateway_key(settings.state_dir))
     configured = load(TenantGatewaySettings, gateway_key=key)
-    service = TenantGatewayService(servers(settings, endpoints), configured, port=0)
+    service = TenantGatewayService(endpoints.servers(settings), configured, port=0)
     try:
         url = await service.start()
     except ServiceError as error:
@@ -101,7 +86,7 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
     except LookupError as error:
         raise UserError(str(error)) from None
     try:
-        service = TenantGatewayService(servers(settings, endpoints), load(TenantGatewaySettings), host=host, port=port)
+        service = TenantGatewayService(endpoints.servers(settings), load(TenantGatewaySettings), host=host, port=port)
     except ServiceError as error:
         raise UserError(str(error)) from None
 

@@ -15,8 +15,9 @@ from gxwf.settings import Settings, load, load_settings
 from http_serving.server import port_free
 
 if TYPE_CHECKING:
+    from adapters.servers import Servers
     from gxwf.endpoints import Endpoints
-    from workflow_api.service import Gateway, Servers, WorkflowApiService
+    from workflow_api.service import Gateway, WorkflowApiService
     from workflow_api.settings import WorkflowApiSettings
 
 
@@ -37,21 +38,6 @@ def api_settings() -> WorkflowApiSettings:
     return load(WorkflowApiSettings)
 
 
-def servers(settings: Settings, endpoints: Endpoints) -> Servers:
-    from workflow_api.service import Servers
-
-    return Servers(
-        nats=endpoints.nats,
-        mongo=endpoints.mongo,
-        mongo_database=settings.mongo_database,
-        s3=endpoints.s3,
-        s3_bucket=settings.s3_bucket,
-        s3_access_key=endpoints.s3_access_key,
-        s3_secret_key=endpoints.s3_secret_key,
-        s3_region=settings.s3_region,
-    )
-
-
 async def start_for_up(settings: Settings, endpoints: Endpoints) -> WorkflowApiService:
     """The WorkflowApi inside `gxwf up`, on GXWF_WORKFLOW_API_URL's host and port; when that URL is the default
     and its port is taken (a second `up` on one machine), any free port: endpoints.json says which."""
@@ -61,7 +47,7 @@ async def start_for_up(settings: Settings, endpoints: Endpoints) -> WorkflowApiS
     if "workflow_api_url" not in settings.model_fields_set and not port_free(host, port):
         port = 0
     service = WorkflowApiService(
-        servers(settings, endpoints), settings.state_dir, host=host, port=port, settings=api_settings()
+        endpoints.servers(settings), settings.state_dir, host=host, port=port, settings=api_settings()
     )
     try:
         await service.start()
@@ -115,7 +101,7 @@ async def _serve(settings: Settings, host: str | None, port: int | None) -> None
             endpoints = Endpoints.resolve(settings, "workflow_api")
         except LookupError as error:
             raise UserError(str(error)) from None
-        target = servers(settings, endpoints)
+        target = endpoints.servers(settings)
     default_host, default_port = listen_address(settings)
     service = WorkflowApiService(
         target,

@@ -17,6 +17,7 @@ from nats.js import JetStreamContext
 
 from adapters.mongo_assets import MongoAssetCatalogue
 from adapters.mongo_store import MongoStateStore
+from adapters.servers import Servers
 from gxwf.runtime import Endpoints, HandlerService
 from gxwf.settings import Settings
 from schemas.assets import WorkflowAssetDefinition
@@ -29,7 +30,7 @@ from schemas.provisioning import (
     ProvisionState,
 )
 from tests.backbone.conftest import endpoints, eventually, js, nc, settings, store
-from workflow_api.service import Servers, WorkflowApiService
+from workflow_api.service import WorkflowApiService
 from workflow_api.settings import WorkflowApiSettings
 
 __all__ = ["endpoints", "eventually", "js", "nc", "settings", "store"]

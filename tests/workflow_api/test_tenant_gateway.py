@@ -19,12 +19,13 @@ from gxwf_client import WorkflowClient
 from gxwf_client.client import end_state
 
 from adapters.mongo_store import MongoStateStore
+from adapters.servers import Servers
 from gxwf.runtime import Endpoints
 from gxwf.settings import Settings
 from http_serving.server import free_port
 from schemas import tenant_gateway
 from schemas.provisioning import DeploymentDocument
-from tenant_gateway.service import Servers, TenantGatewayService
+from tenant_gateway.service import TenantGatewayService
 from tenant_gateway.settings import TenantGatewaySettings
 from tests.workflow_api.conftest import Api, api_settings, eventually, run_finished
 from workflow_api.service import Gateway, WorkflowApiService
