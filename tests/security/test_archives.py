@@ -111,7 +111,9 @@ async def _refused_cheaply(api: Api, body: bytes) -> None:
         assert refused.headers["content-type"] == "application/problem+json"
         assert "more than 10000 entries" in refused.json()["detail"]
     assert took < 1.0, f"refused after {took:.2f} s"
-    assert peak < 10 * MB, f"peak {peak / MB:.1f} MB traced"
+    # Client and server share this process: the client's copy of the body in flight counts too. What must not
+    # happen is the server holding the entries (zipfile's list of 200,000 records alone is over 90 MB).
+    assert peak < len(body) + 10 * MB, f"peak {peak / MB:.1f} MB traced for a {len(body) / MB:.1f} MB body"
     assert await api.store.db[InputDocument.collection].count_documents({"consumer_id": consumer}) == 0
 
 
