@@ -60,7 +60,9 @@ async def test_up_applies_the_shipped_assets_to_an_empty_catalogue(plain_up: tup
 @pytest.mark.parametrize("edc_version", sorted(VERSIONS))
 async def test_the_trial_as_written(plain_up: tuple[Path, str], edc_version: str) -> None:
     state, _ = plain_up
-    done = await asyncio.to_thread(simulate, state, "--version", edc_version, "--callback-timeout", "30")
+    # EDC 0.18 also speaks Data Plane Signaling (its default): here its provisioner requests.
+    flow = ["--provisioning"] if edc_version == "0.18" else []
+    done = await asyncio.to_thread(simulate, state, "--version", edc_version, *flow, "--callback-timeout", "30")
     assert done.returncode == 0, done.stdout + done.stderr
     api = VERSIONS[edc_version].management_path
     assert f"EDC {edc_version} simulator: management API http://127.0.0.1:" in done.stdout
@@ -91,7 +93,7 @@ async def test_the_trial_fails_with_the_cause(plain_up: tuple[Path, str], tmp_pa
     assert re.search(r"failed \(deployment\): no site fits: local: 1000 cpu > \d", too_big.stdout), too_big.stdout
     assert "management API" not in too_big.stdout.split("registered in")[-1], too_big.stdout
 
-    unknown = await asyncio.to_thread(simulate, state, "--version", "0.18", "--asset", "nothing-here")
+    unknown = await asyncio.to_thread(simulate, state, "--version", "0.18", "--provisioning", "--asset", "nothing-here")
     assert unknown.returncode == 1, unknown.stdout + unknown.stderr
     assert "failed (asset): unknown EDC asset id 'nothing-here'" in unknown.stdout, unknown.stdout
 
