@@ -214,6 +214,12 @@ async def _why_not_started(report: DpsReport, provisions: ProvisionReader | None
     if report.missing is not None:
         return f"transfer {tp}: {report.missing}"
     refused = next((s for s in report.sent if not 200 <= s.status < 300), None)
+    if refused is not None and refused.what == "start" and refused.status in (404, 405):
+        where = report.dataplane.endpoint if report.dataplane is not None else "the data plane"
+        return (
+            f"transfer {tp}: {where}/start answered {refused.status}: no Data Plane Signaling endpoint there "
+            "(an ingress without /dataflows? with --version 0.18, --provisioning plays its provisioner requests)"
+        )
     if refused is not None:
         return f"transfer {tp}: the data plane answered {refused.what} with {refused.status}: {refused.answer}"
     failed = [c for c in report.checks if not c.ok]
