@@ -94,8 +94,9 @@ def start_message(generation: Generation, transfer: Transfer, callback_base: str
     return body
 
 
-def suspend_message(transfer: Transfer, reason: str | None = None) -> dict[str, Any]:
-    return {"messageId": str(uuid.uuid4()), "processId": transfer.id, "reason": reason}
+def suspend_message(reason: str | None = None) -> dict[str, Any]:
+    """Suspend and terminate carry only an optional reason: the process is the path's."""
+    return {"reason": reason}
 
 
 def resume_message(generation: Generation, transfer: Transfer, callback_base: str) -> dict[str, Any]:
@@ -103,8 +104,12 @@ def resume_message(generation: Generation, transfer: Transfer, callback_base: st
     return start_message(generation, transfer, callback_base)
 
 
-def terminate_message(transfer: Transfer, reason: str | None = None) -> dict[str, Any]:
-    return {"messageId": str(uuid.uuid4()), "processId": transfer.id, "reason": reason}
+def terminate_message(reason: str | None = None) -> dict[str, Any]:
+    return {"reason": reason}
+
+
+def completed_message() -> dict[str, Any]:
+    return {}
 
 
 def access_of(address: Any) -> tuple[str, str] | None:

@@ -111,7 +111,7 @@ async def dps_story(
     if not complete:
         return report
 
-    await _send(connector, report, plane, "suspend", f"/{transfer.id}/suspend", dps.suspend_message(transfer, "paused"))
+    await _send(connector, report, plane, "suspend", f"/{transfer.id}/suspend", dps.suspend_message("paused"))
     transfer.state = "SUSPENDED"
     connector.ledger.access.pop(transfer.id, None)
     await _check(connector, report, "after suspend", report.address, 401)
@@ -132,11 +132,11 @@ async def dps_story(
     await _check(connector, report, "after resume (new token)", resumed, 200)
 
     if terminate:
-        message = dps.terminate_message(transfer, "simulated")
+        message = dps.terminate_message("simulated")
         await _send(connector, report, plane, "terminate", f"/{transfer.id}/terminate", message)
         transfer.state = "TERMINATED"
     else:
-        message = {"messageId": dps.start_message(generation, transfer, base)["messageId"], "processId": transfer.id}
+        message = dps.completed_message()
         await _send(connector, report, plane, "completed", f"/{transfer.id}/completed", message)
         transfer.state = "COMPLETED"
     connector.ledger.access.pop(transfer.id, None)

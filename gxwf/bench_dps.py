@@ -123,7 +123,7 @@ async def run_started_latency(transfers: int, concurrency: int, consumers: int, 
             with contextlib.suppress(httpx.HTTPError):
                 await connector.http.post(
                     f"{plane.endpoint}/{transfer}/terminate",
-                    json={"messageId": transfer, "processId": transfer, "reason": "benchmark over"},
+                    json=dps.terminate_message("benchmark over"),
                     headers={connector.api_key_header: connector.api_key},
                 )
         _report(console, figures, concurrency, consumers)

@@ -166,7 +166,9 @@ async def test_a_dps_story_in_each_generations_shapes(
     else:
         assert start["profile"] == "HttpData-PULL" and "transferType" not in start
         assert start["callbackAddress"] is None
-    assert standin.received[1][1]["processId"] == tp.id and "reason" in standin.received[1][1]
+    # Suspend and terminate name the process in the path; the body carries the reason.
+    assert standin.received[1][1] == {"reason": "paused"} and standin.received[3][1] == {"reason": "simulated"}
+    assert standin.received[2][1]["processId"] == tp.id  # resume: the start message's fields again
 
     # The first `started` callback was answered 409, the retry 204; both recorded at the signaling path.
     started = f"{simulator.signaling_url}/transfers/{tp.id}/dataflow/started"
