@@ -111,6 +111,10 @@ def create_app(ledger: Ledger, version: EdcVersion, *, management_key: str, key_
     async def callbacks() -> list[dict[str, Any]]:
         return [dataclasses.asdict(c) for c in ledger.callbacks]
 
+    @app.get("/sim/signals")
+    async def signals() -> list[dict[str, Any]]:
+        return [dataclasses.asdict(c) for c in ledger.signals]
+
     @app.get("/sim/transfers")
     async def transfers() -> list[dict[str, Any]]:
         return [dataclasses.asdict(t) for t in ledger.transfers.values()]
