@@ -5,6 +5,7 @@ the data plane retries), and the consumer's token as each step leaves it."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import subprocess
@@ -310,3 +311,29 @@ async def test_an_ingress_without_dataflows_is_named(ingress: RunningIngress, tm
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"{ingress.url}/dataflows/start answered 404: no Data Plane Signaling endpoint there" in done.stdout
     assert "Traceback" not in done.stderr
+
+
+async def test_keep_access_stops_after_start_and_writes_the_profile(tmp_path: Path) -> None:
+    port = free_port()
+    plane = StandIn(f"http://127.0.0.1:{port}{dps.SIGNALING}")
+    served = Served("dps-standin", "127.0.0.1", 0)
+    plane.url = await served.start(plane.app())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")} | {"COLUMNS": "250"}
+    args = ["--version", "main", "--ingress", plane.url, "--api-key", KEY, "--port", str(port), "--keep-access"]
+    try:
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "gxwf", "edc", "simulate", *args, "--state-dir", str(tmp_path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        await served.stop()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [what for what, _ in plane.received] == ["start"]
+    profile = tmp_path / "simulated-consumer.json"
+    assert json.loads(profile.read_text()) == {"url": plane.url, "token": next(iter(plane.tokens.values()))}
+    assert profile.stat().st_mode & 0o777 == 0o600
