@@ -13,6 +13,7 @@ import httpx
 import uvicorn
 
 from edc_simulator import shapes
+from edc_simulator.dps import SIGNALING
 from edc_simulator.ledger import Callback, Ledger, Transfer
 from edc_simulator.server import DATA_PLANE_PROVISIONING, MANAGEMENT, create_app
 from edc_simulator.versions import EdcVersion
@@ -98,6 +99,15 @@ class SimulatedConnector:
         if self.version.provisioner == "data-plane":
             return f"{self._url()}{DATA_PLANE_PROVISIONING}"
         return f"{self._url()}{MANAGEMENT}/callback"
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return self._http
+
+    @property
+    def signaling_url(self) -> str:
+        """The base of this control plane's Data Plane Signaling callbacks."""
+        return f"{self._url()}{SIGNALING}"
 
     def _url(self) -> str:
         if self.url is None:

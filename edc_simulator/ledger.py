@@ -50,6 +50,14 @@ class Ledger:
         self.agreements: dict[str, Agreement] = {}
         self.transfers: dict[str, Transfer] = {}
         self.callbacks: list[Callback] = []
+        # Data Plane Signaling: the registered data planes (by id), and every signaling callback.
+        self.dataplanes: dict[str, Any] = {}
+        self.signals: list[Any] = []
+        # The consumer's current (endpoint, token) per transfer, from the data plane's answers and callbacks.
+        self.access: dict[str, tuple[str, str]] = {}
+        # Answer the first signaling callback of each transfer with 409, as a busy control plane does.
+        self.conflict_first = False
+        self._conflicted: set[str] = set()
         self._arrived = asyncio.Condition()
 
     def new_transfer(self, asset_id: str, consumer_id: str) -> Transfer:
@@ -80,6 +88,39 @@ class Ledger:
                     c
                     for c in self.callbacks
                     if c.transfer_process_id == transfer_process_id and c.action in actions and c.authorized
+                ),
+                None,
+            )
+
+        async with self._arrived:
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._arrived.wait_for(lambda: found() is not None)
+            except TimeoutError:
+                return None
+            return found()
+
+    def conflict_once(self, transfer_id: str) -> bool:
+        """True (answer 409) for the first signaling callback of the transfer, when asked to."""
+        if not self.conflict_first or transfer_id in self._conflicted:
+            return False
+        self._conflicted.add(transfer_id)
+        return True
+
+    async def signal(self, callback: Any) -> None:
+        async with self._arrived:
+            self.signals.append(callback)
+            self._arrived.notify_all()
+
+    async def wait_for_signal(self, transfer_id: str, kinds: tuple[str, ...], after: int, timeout: float) -> Any:
+        """The first accepted signaling callback of these kinds for the transfer among those from index `after`."""
+
+        def found() -> Any:
+            return next(
+                (
+                    c
+                    for c in self.signals[after:]
+                    if c.transfer_id == transfer_id and c.kind in kinds and 200 <= c.status < 300
                 ),
                 None,
             )

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from edc_simulator import shapes
+from edc_simulator import dps, shapes
 from edc_simulator.ledger import Callback, Ledger
 from edc_simulator.versions import EdcVersion
 from http_serving.problems import install_problem_handlers
@@ -20,7 +20,8 @@ DATA_PLANE_PROVISIONING = "/provisioning"
 
 def _edc_error(status: int, message: str) -> JSONResponse:
     # EDC's error body: a list of {message, type, path, invalidValue}
-    return JSONResponse([{"message": message, "type": "ObjectNotFound" if status == 404 else "NotAuthorized"}], status)
+    kind = {404: "ObjectNotFound", 409: "ObjectConflict"}.get(status, "NotAuthorized")
+    return JSONResponse([{"message": message, "type": kind}], status)
 
 
 def create_app(ledger: Ledger, version: EdcVersion, *, management_key: str, key_header: str = "x-api-key") -> FastAPI:
@@ -73,9 +74,46 @@ def create_app(ledger: Ledger, version: EdcVersion, *, management_key: str, key_
             return _edc_error(404, f"Object of type DataFlow with ID={flow} was not found")
         return Response(status_code=204)
 
+    @app.put(f"{MANAGEMENT}/v4/dataplanes")
+    async def register_dataplane(request: Request) -> Response:
+        if not authorized(request):
+            return _edc_error(401, "Request could not be authenticated")
+        plane = dps.registration(await _json(request))
+        if isinstance(plane, str):
+            return JSONResponse([{"message": plane, "type": "ValidationFailure"}], 400)
+        ledger.dataplanes[plane.dataplane_id] = plane
+        return Response(status_code=204)
+
+    @app.get(f"{MANAGEMENT}/v4/dataplanes")
+    async def dataplanes(request: Request) -> Response:
+        if not authorized(request):
+            return _edc_error(401, "Request could not be authenticated")
+        return JSONResponse([p.body for p in ledger.dataplanes.values()])
+
+    @app.post(dps.SIGNALING + "/transfers/{tp}/dataflow/{kind}")
+    async def signaling_callback(tp: str, kind: str, request: Request) -> Response:
+        body = await _json(request)
+        authorization = request.headers.get("authorization")
+        if tp not in ledger.transfers or kind not in dps.CALLBACK_KINDS:
+            status = 404
+        elif ledger.conflict_once(tp):
+            status = 409
+        else:
+            status = 204
+        await ledger.signal(dps.SignalingCallback(tp, kind, body, status, authorization))
+        if status == 404:
+            return _edc_error(404, f"Object of type TransferProcess with ID={tp} was not found")
+        if status == 409:
+            return _edc_error(409, f"TransferProcess {tp} is being processed: retry")
+        return Response(status_code=204)
+
     @app.get("/sim/callbacks")
     async def callbacks() -> list[dict[str, Any]]:
         return [dataclasses.asdict(c) for c in ledger.callbacks]
+
+    @app.get("/sim/signals")
+    async def signals() -> list[dict[str, Any]]:
+        return [dataclasses.asdict(c) for c in ledger.signals]
 
     @app.get("/sim/transfers")
     async def transfers() -> list[dict[str, Any]]:

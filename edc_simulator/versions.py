@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 Provisioner = Literal["control-plane", "data-plane"]
@@ -58,8 +58,16 @@ VERSIONS: dict[str, EdcVersion] = {
 }
 
 
+# EDC's main line: no provisioners any more, only Data Plane Signaling; its management API as 0.18's.
+MAIN = replace(VERSIONS["0.18"], name="main")
+# The generations that drive a data plane through Data Plane Signaling (by default, in the simulator).
+DPS_VERSIONS = ("0.18", "main")
+
+
 def version(name: str) -> EdcVersion:
+    if name == MAIN.name:
+        return MAIN
     try:
         return VERSIONS[name]
     except KeyError:
-        raise ValueError(f"unknown EDC version {name!r}: choose from {', '.join(VERSIONS)}") from None
+        raise ValueError(f"unknown EDC version {name!r}: choose from {', '.join([*VERSIONS, MAIN.name])}") from None

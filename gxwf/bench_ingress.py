@@ -1,4 +1,5 @@
-"""`gxwf bench ingress`: what the EDC ingress costs per event callback, beside a bare FastAPI route.
+"""`gxwf bench ingress`: what the EDC ingress costs per event callback (with `--dps`: per Data Plane Signaling
+start message, until its 202), beside a bare FastAPI route.
 
 Both servers run as their own processes on the same uvicorn, and the same 64 concurrent HTTP clients send the
 same TransferProcessStarted callbacks to each, in the same run. The ingress answers only after JetStream acked
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +59,10 @@ def bare_app() -> FastAPI:
     @app.post("/edc/events")
     async def events() -> Response:
         return Response(status_code=200)
+
+    @app.post("/dataflows/start")
+    async def start() -> Response:
+        return Response(status_code=202)
 
     return app
 
@@ -108,11 +114,22 @@ class _Connection:
             await self.writer.wait_closed()
 
 
-async def _load(url: str, key: str, total: int, concurrency: int) -> tuple[float, list[float], int]:
+async def _load(
+    url: str,
+    key: str,
+    total: int,
+    concurrency: int,
+    path: str = "/edc/events",
+    body_of: Callable[[str], dict[str, Any]] | None = None,
+    expected: int = 200,
+) -> tuple[float, list[float], int]:
+    """`total` POSTs to `path` from `concurrency` connections; `body_of(transfer)` builds each body (a
+    TransferProcessStarted callback unless given), and answers other than `expected` count as failures."""
     parts = httpx.URL(url)
     host, port = parts.host, parts.port or 80
+    make = body_of or _callback
     head = (
-        f"POST /edc/events HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/json\r\n"
+        f"POST {path} HTTP/1.1\r\nhost: {host}:{port}\r\ncontent-type: application/json\r\n"
         f"x-api-key: {key}\r\ncontent-length: "
     ).encode()
     latencies: list[float] = []
@@ -125,11 +142,11 @@ async def _load(url: str, key: str, total: int, concurrency: int) -> tuple[float
         transfer = str(uuid.uuid4())
         while remaining > 0:
             remaining -= 1
-            body = json.dumps(_callback(transfer)).encode()
+            body = json.dumps(make(transfer)).encode()
             started = time.perf_counter()
             status = await connection.post(head, body)
             latencies.append(time.perf_counter() - started)
-            if status != 200:
+            if status != expected:
                 failures += 1
 
     begun = time.perf_counter()
@@ -141,9 +158,9 @@ async def _load(url: str, key: str, total: int, concurrency: int) -> tuple[float
             await connection.close()
 
 
-async def _measure(name: str, url: str, key: str, total: int, concurrency: int) -> Figures:
-    await _load(url, key, WARMUP, concurrency)
-    seconds, latencies, failures = await _load(url, key, total, concurrency)
+async def _measure(name: str, url: str, key: str, total: int, concurrency: int, **request: Any) -> Figures:
+    await _load(url, key, WARMUP, concurrency, **request)
+    seconds, latencies, failures = await _load(url, key, total, concurrency, **request)
     return Figures(name, total, seconds, latencies, failures)
 
 
@@ -170,7 +187,40 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-async def run_benchmark(settings: Settings, total: int, concurrency: int, *, console: Console) -> list[Figures]:
+def _start_message(_: str) -> dict[str, Any]:
+    """An EDC main start message for a new transfer each time (a second start for a process is refused)."""
+    process = str(uuid.uuid4())
+    return {
+        "messageId": str(uuid.uuid4()),
+        "participantId": "did:web:provider.example",
+        "counterPartyId": "did:web:bench-consumer",
+        "dataspaceContext": "dspace-2025-1",
+        "processId": process,
+        "agreementId": f"agreement-{process}",
+        "datasetId": "shell-count",
+        "profile": "HttpData-PULL",
+        "callbackAddress": None,
+        "labels": [],
+        "metadata": {},
+        "claims": {},
+    }
+
+
+DPS_START = {"path": "/dataflows/start", "body_of": _start_message, "expected": 202}
+NO_DATAFLOWS = "the ingress has no /dataflows route (Data Plane Signaling): its start messages cannot be measured"
+
+
+async def serves_dataflows(url: str, key: str) -> bool:
+    """An ingress with Data Plane Signaling refuses an empty start as bad input; one without answers 404."""
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(f"{url}/dataflows/start", json={}, headers={"x-api-key": key})
+    return answer.status_code not in (404, 405)
+
+
+async def run_benchmark(
+    settings: Settings, total: int, concurrency: int, *, console: Console, dps: bool = False
+) -> list[Figures]:
+    """POST /edc/events (or with `dps`, POST /dataflows/start until 202) on the ingress and on a bare route."""
     from devstack import EmbeddedStack
     from gxwf.stack_users import nats_users
 
@@ -190,6 +240,8 @@ async def run_benchmark(settings: Settings, total: int, concurrency: int, *, con
         env |= {"GXWF_EDC_API_KEY": key, "GXWF_MONGO_DATABASE": database, "GXWF_LOG_LEVEL": "warning"}
         # The benchmark floods as one connector on purpose: measured is the ingress, not its rate limit.
         env["GXWF_EDC_RATE_LIMIT_PER_SECOND"] = "0"
+        # Nothing answers there: no handler runs to call back; the start messages are measured until 202.
+        env["GXWF_EDC_SIGNALING_URL"] = "http://127.0.0.1:9/api/signaling"
         ingress_port, bare_port = free_port(), free_port()
         ingress = subprocess.Popen(  # noqa: ASYNC220 - started once, before any measuring
             [sys.executable, "-m", "gxwf", "edc-ingress", "--port", str(ingress_port)],
@@ -206,23 +258,31 @@ async def run_benchmark(settings: Settings, total: int, concurrency: int, *, con
             await _ready(ingress_url, ingress)
             await _ready(bare_url, bare)  # its 404 for /healthz proves it answers
             before = (await nc.jetstream().stream_info("WF")).state.messages
+            if dps and not await serves_dataflows(ingress_url, key):
+                console.print(f"[yellow]{NO_DATAFLOWS}")
+                return []
+            request: dict[str, Any] = DPS_START if dps else {}
+            answer = "202" if dps else "200"
             results = [
-                await _measure("bare FastAPI route (200 at once)", bare_url, key, total, concurrency),
-                await _measure("edc ingress (acked by JetStream)", ingress_url, key, total, concurrency),
+                await _measure(f"bare FastAPI route ({answer} at once)", bare_url, key, total, concurrency, **request),
+                await _measure("edc ingress (acked by JetStream)", ingress_url, key, total, concurrency, **request),
             ]
             stored = (await nc.jetstream().stream_info("WF")).state.messages - before
         finally:
             _stop(ingress)
             _stop(bare)
             await nc.close()
-    _report(console, results, total, concurrency, stored)
+    _report(console, results, total, concurrency, stored, dps)
     return results
 
 
-def _report(console: Console, results: list[Figures], total: int, concurrency: int, stored: int) -> None:
+def _report(
+    console: Console, results: list[Figures], total: int, concurrency: int, stored: int, dps: bool = False
+) -> None:
     bare, ingress = results
-    table = Table(title=f"POST /edc/events: {total} requests from {concurrency} concurrent clients")
-    for column in ("server", "req/s", "p50 ms", "p99 ms", "non-200"):
+    route = "POST /dataflows/start (until 202)" if dps else "POST /edc/events"
+    table = Table(title=f"{route}: {total} requests from {concurrency} concurrent clients")
+    for column in ("server", "req/s", "p50 ms", "p99 ms", "non-202" if dps else "non-200"):
         table.add_column(column, justify="left" if column == "server" else "right")
     for row in results:
         table.add_row(
@@ -237,5 +297,6 @@ def _report(console: Console, results: list[Figures], total: int, concurrency: i
         f"ingress / bare: throughput {ingress.per_second / bare.per_second:.2f}x, "
         f"p50 latency {ingress.percentile(0.5) / bare.percentile(0.5):.1f}x, "
         f"p99 latency {ingress.percentile(0.99) / bare.percentile(0.99):.1f}x; "
-        f"{stored} events stored by JetStream (raw + typed per callback, warm-up included)"
+        f"{stored} events stored by JetStream ({'per start message' if dps else 'raw + typed per callback'}, "
+        "warm-up included)"
     )

@@ -38,7 +38,10 @@ def carla_demo_asset() -> WorkflowAssetDefinition:
 
 
 def consumer_access(connector: SimulatedConnector, transfer_id: str) -> tuple[str, str] | None:
-    """The WorkflowApi URL and token our provisioning sent the connector for this transfer."""
+    """The WorkflowApi URL and token our provisioning sent the connector for this transfer (through Data Plane
+    Signaling: the data address of the `started` callback or answer)."""
+    if transfer_id in connector.ledger.access:
+        return connector.ledger.access[transfer_id]
     for callback in connector.ledger.callbacks:
         if callback.transfer_process_id != transfer_id or callback.action != "provision" or not callback.authorized:
             continue

@@ -14,6 +14,8 @@ from rich.table import Table
 
 from adapters.management_registration import register, unregister
 from edc_simulator.connector import SimulatedConnector, StoryReport
+from edc_simulator.dps import Generation
+from edc_simulator.dps_story import DpsReport, dps_story
 from edc_simulator.versions import EdcVersion
 from gxwf.demo_consumer import consumer_access, write_profile
 from gxwf.program import program
@@ -44,6 +46,10 @@ class SimulateOptions:
     complete: bool = True
     # Where the running system looks for this simulator's management API, and consumer profiles go.
     state_dir: Path | None = None
+    # Drive the data plane through Data Plane Signaling (EDC 0.18's default, main's only way) instead of the
+    # provisioner requests; with it, answer the first signaling callback of each transfer 409 (a retry test).
+    signaling: bool = False
+    conflict_first: bool = False
 
 
 def simulator_management(connector: SimulatedConnector) -> ManagementApi:
@@ -93,6 +99,12 @@ async def run_simulation(
             f"({options.version.management_path}, x-api-key: {connector.management_key}){where}; "
             f"calling {options.ingress_url}"
         )
+        if options.signaling:
+            ok = await _signaling_stories(options, connector, out, provisions)
+            if options.serve:
+                out.print("Serving the management API and the signaling callbacks. Ctrl-C stops it.")
+                await serve_until_signalled()
+            return ok
         ok = True
         for _ in range(options.transfers):
             try:
@@ -127,6 +139,91 @@ async def run_simulation(
             unregister(options.state_dir, management)
         if owned:
             await connector.stop()
+
+
+async def _signaling_stories(
+    options: SimulateOptions,
+    connector: SimulatedConnector,
+    out: Console,
+    provisions: ProvisionReader | None,
+) -> bool:
+    """Each transfer as a Data Plane Signaling control plane drives it; True when all went as EDC expects."""
+    connector.ledger.conflict_first = options.conflict_first
+    out.print(f"signaling callbacks served at {connector.signaling_url}")
+    generation: Generation = "main" if options.version.name == "main" else "0.18"
+    ok = True
+    for _ in range(options.transfers):
+        try:
+            report = await dps_story(
+                connector,
+                generation,
+                asset_id=options.asset,
+                consumer_id=options.consumer,
+                callback_timeout=options.callback_timeout,
+                terminate=options.terminate,
+                complete=options.complete,
+            )
+        except httpx.TransportError as error:
+            out.print(f"[red]cannot reach the data plane: {error}")
+            return False
+        print_dps(out, report)
+        if not report.ok:
+            ok = False
+            out.print(f"[red]{await _why_not_started(report, provisions)}")
+        elif not options.complete and options.state_dir is not None and report.address is not None:
+            profile = write_profile(options.state_dir, *report.address, name=PROFILE)
+            out.print(f"the consumer's client profile (url, token): {profile}")
+            command = f"{program()} client --profile {shlex.quote(str(profile))} assets list"
+            out.print(f"use it: {command}", markup=False, soft_wrap=True)
+    return ok
+
+
+def print_dps(out: Console, report: DpsReport) -> None:
+    plane = report.dataplane
+    if plane is not None:
+        out.print(f"data plane {plane.dataplane_id} at {plane.endpoint}", markup=False, soft_wrap=True)
+    table = Table(title=f"EDC {report.version} (Data Plane Signaling): transfer {report.transfer.id}")
+    for column in ("sent", "route", "status", "answer"):
+        table.add_column(column)
+    for sent in report.sent:
+        ok = 200 <= sent.status < 300
+        answer = sent.answer.get("state", sent.answer) if isinstance(sent.answer, dict) else sent.answer
+        table.add_row(sent.what, sent.path, f"[{'green' if ok else 'red'}]{sent.status}", str(answer)[:120])
+    out.print(table)
+    for callback in report.callbacks:
+        state = callback.body.get("state") if isinstance(callback.body, dict) else None
+        out.print(f"callback received: {callback.kind} ({state}), answered {callback.status}", markup=False)
+    for address, moment in ((report.address, "started"), (report.resumed, "resumed")):
+        if address is not None:
+            out.print(f"data address ({moment}): {address[0]} (bearer: {len(address[1])}-character token)")
+    for check in report.checks:
+        colour = "green" if check.ok else "red"
+        out.print(
+            f"token {check.moment}: GET {check.url} -> [{colour}]{check.status}[/{colour}] (expected {check.expected})"
+        )
+
+
+async def _why_not_started(report: DpsReport, provisions: ProvisionReader | None) -> str:
+    tp = report.transfer.id
+    doc = await provisions(tp) if provisions is not None else None
+    if doc is not None and doc.state == ProvisionState.FAILED:
+        return f"provisioning of transfer {tp} failed ({doc.failed_step or 'unknown step'}): {doc.reason}"
+    if report.errored is not None:
+        body = report.errored.body if isinstance(report.errored.body, dict) else {}
+        return f"the data plane called back errored for transfer {tp}: {body.get('error') or 'no reason given'}"
+    if report.missing is not None:
+        return f"transfer {tp}: {report.missing}"
+    refused = next((s for s in report.sent if not 200 <= s.status < 300), None)
+    if refused is not None and refused.what == "start" and refused.status in (404, 405):
+        where = report.dataplane.endpoint if report.dataplane is not None else "the data plane"
+        return (
+            f"transfer {tp}: {where}/start answered {refused.status}: no Data Plane Signaling endpoint there "
+            "(an ingress without /dataflows? with --version 0.18, --provisioning plays its provisioner requests)"
+        )
+    if refused is not None:
+        return f"transfer {tp}: the data plane answered {refused.what} with {refused.status}: {refused.answer}"
+    failed = [c for c in report.checks if not c.ok]
+    return "; ".join(f"token {c.moment}: {c.status}, expected {c.expected}" for c in failed) or f"transfer {tp}"
 
 
 async def _why_not_provisioned(report: StoryReport, provisions: ProvisionReader | None, timeout: float) -> str:
@@ -193,18 +290,23 @@ async def edc_demo(
     connector: SimulatedConnector | None = None,
     asset: str = "carla-minimal",
 ) -> bool:
-    """The `gxwf up --demo` part on the EDC side: one transfer of a simulated EDC 0.15 provider connector,
-    left started with the consumer's access granted."""
-    from edc_simulator.versions import version
+    """The `gxwf up --demo` part on the EDC side: one transfer of a simulated provider connector (EDC 0.15
+    unless the connector given speaks another), left started with the consumer's access granted; EDC 0.18 and
+    main through Data Plane Signaling."""
+    from edc_simulator.versions import DPS_VERSIONS, version
 
-    console.rule("[bold]demo: a provider connector (EDC 0.15) calls the ingress")
+    chosen = connector.version if connector is not None else version("0.15")
+    signaling = chosen.name in DPS_VERSIONS
+    how = "the data plane signaling endpoint" if signaling else "the ingress"
+    console.rule(f"[bold]demo: a provider connector (EDC {chosen.name}) calls {how}")
     options = SimulateOptions(
-        version=connector.version if connector is not None else version("0.15"),
+        version=chosen,
         ingress_url=ingress_url,
         api_key=api_key,
         api_key_header=api_key_header,
         asset=asset,
         callback_timeout=15.0,
         complete=False,
+        signaling=signaling,
     )
     return await run_simulation(options, console, connector)

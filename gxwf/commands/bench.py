@@ -29,12 +29,33 @@ def bench_backbone(
 def bench_ingress(
     requests: Annotated[int, typer.Option("--requests", min=100, max=1_000_000, help="Requests per server.")] = 5000,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=1024, help="Concurrent clients.")] = 64,
+    dps: Annotated[
+        bool,
+        typer.Option(
+            "--dps",
+            help="Data Plane Signaling: POST /dataflows/start until its 202 (beside a bare route), then the time "
+            "from start to the `started` callback for --transfers transfers on the local site.",
+        ),
+    ] = False,
+    transfers: Annotated[
+        int, typer.Option("--transfers", min=1, max=10_000, help="With --dps: transfers started to callback.")
+    ] = 200,
+    consumers: Annotated[
+        int, typer.Option("--consumers", min=1, max=10_000, help="With --dps: consumers those transfers are for.")
+    ] = 20,
 ) -> None:
-    """Requests/s and latency of POST /edc/events until JetStream's ack, beside a bare FastAPI route."""
+    """Requests/s and latency of POST /edc/events until JetStream's ack, beside a bare FastAPI route; with --dps,
+    of Data Plane Signaling start messages, and start-to-started latency on a whole local system."""
     from gxwf.bench_ingress import run_benchmark as run_ingress_benchmark
 
     settings = load_settings()
-    asyncio.run(run_ingress_benchmark(settings, requests, concurrency, console=Console()))
+    console = Console()
+    asyncio.run(run_ingress_benchmark(settings, requests, concurrency, console=console, dps=dps))
+    if dps:
+        from gxwf.bench_dps import run_started_latency
+
+        if not asyncio.run(run_started_latency(transfers, min(concurrency, transfers), consumers, console=console)):
+            raise typer.Exit(1)
 
 
 @bench_app.command("runs")

@@ -206,8 +206,23 @@ async def _serve_ingress(
 @edc_app.command("simulate")
 def simulate(
     edc_version: Annotated[
-        str, typer.Option("--version", help="EDC generation to speak: 0.5, 0.10, 0.15 or 0.18.")
+        str, typer.Option("--version", help="EDC generation to speak: 0.5, 0.10, 0.15, 0.18 or main.")
     ] = "0.15",
+    provisioning: Annotated[
+        bool,
+        typer.Option(
+            "--provisioning",
+            help="EDC 0.18 only: its data-plane provisioner requests (ProvisionHttp) instead of Data Plane "
+            "Signaling, the default of 0.18 and the only way of main.",
+        ),
+    ] = False,
+    conflict_first_callback: Annotated[
+        bool,
+        typer.Option(
+            "--conflict-first-callback",
+            help="Data Plane Signaling: answer the first callback of each transfer 409, so the data plane retries.",
+        ),
+    ] = False,
     ingress: Annotated[
         str | None, typer.Option("--ingress", help="Ingress URL (default: edc_ingress in endpoints.json).")
     ] = None,
@@ -250,15 +265,25 @@ def simulate(
     """Play a provider connector of an EDC generation against the ingress: agreement, provisioning (re-sent
     while waiting), start, completion or termination, deprovisioning; print what it sent and received.
 
+    EDC 0.18 and main act as a Data Plane Signaling control plane instead: the data plane registered at the
+    simulator's management API (`{ingress}/dataflows` unless another was registered) gets start, suspend, resume
+    and terminate (or completed); the callbacks are served under /api/signaling, and the consumer's token is tried
+    at the WorkflowApi after each step.
+
     While it runs, its management API is registered in the state directory, so a system started without
     GXWF_EDC_MANAGEMENT_URL asks it about its transfers. Exits 1 when anything was refused or not provisioned.
     """
-    from edc_simulator.versions import version
+    from edc_simulator.versions import DPS_VERSIONS, version
 
     try:
         chosen = version(edc_version)
     except ValueError as error:
         raise UserError(f"--version {edc_version}: {error}") from None
+    if provisioning and chosen.name != "0.18":
+        raise UserError(f"--provisioning with --version {edc_version}: only EDC 0.18 has both ways")
+    signaling = chosen.name in DPS_VERSIONS and not provisioning
+    if conflict_first_callback and not signaling:
+        raise UserError("--conflict-first-callback: only with Data Plane Signaling (--version 0.18 or main)")
     if keep_access and terminate:
         raise UserError("--keep-access and --terminate: give one (a kept transfer is neither ended nor terminated)")
     settings = load_settings(state_dir)
@@ -297,6 +322,8 @@ def simulate(
         serve=serve,
         complete=not keep_access,
         state_dir=settings.state_dir,
+        signaling=signaling,
+        conflict_first=conflict_first_callback,
     )
     if edc.edc_management_url is not None:
         print(

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from gxwf.errors import UserError
 from gxwf.program import program
 from gxwf.settings import Settings, load_settings
 
@@ -78,37 +79,58 @@ def up(
             "exit 1 at the first step that fails.",
         ),
     ] = False,
+    edc_version: Annotated[
+        str,
+        typer.Option(
+            "--edc-version",
+            help="The demo's simulated connector: 0.5, 0.10, 0.15 (its provisioner requests), 0.18 or main "
+            "(Data Plane Signaling to the ingress's /dataflows).",
+        ),
+    ] = "0.15",
     show_secrets: ShowSecrets = False,
 ) -> None:
     """Start the stack (what is not configured externally), every handler, and the HTTP services."""
+    from edc_simulator.versions import version
+
+    try:
+        version(edc_version)
+    except ValueError as error:
+        raise UserError(f"--edc-version {edc_version}: {error}") from None
+    if edc_version != "0.15" and not demo:
+        raise UserError("--edc-version: only with --demo (it chooses the demo's simulated connector)")
     settings = load_settings(state_dir)
     program()  # on the shell's PATH, before the change below
     # Local runs start `python3` from the PATH: this installation's interpreter first, so assets written in
     # Python (the carla_standin stand-in) find the project's modules whichever shell started `gxwf up`.
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    if not asyncio.run(_up(settings, demo, show_secrets)):
+    if not asyncio.run(_up(settings, demo, show_secrets, edc_version)):
         raise typer.Exit(1)
 
 
-async def _up(settings: Settings, demo: bool, show_secrets: bool) -> bool:
+async def _up(settings: Settings, demo: bool, show_secrets: bool, edc_version: str = "0.15") -> bool:
     """Until signalled; False when the demo failed (everything is stopped by then)."""
     from gxwf.serving import serve_until_signalled
 
     stack = embedded_stack(settings)
 
     async def start(services: contextlib.AsyncExitStack) -> bool:
-        return await _start_everything(services, stack, settings, demo, show_secrets)
+        return await _start_everything(services, stack, settings, demo, show_secrets, edc_version)
 
     return await serve_until_signalled(start, stack=stack)
 
 
 async def _start_everything(
-    services: contextlib.AsyncExitStack, stack: EmbeddedStack, settings: Settings, demo: bool, show_secrets: bool
+    services: contextlib.AsyncExitStack,
+    stack: EmbeddedStack,
+    settings: Settings,
+    demo: bool,
+    show_secrets: bool,
+    edc_version: str = "0.15",
 ) -> bool:
     """Each service's stop goes onto `services` as it starts, so a failure midway stops exactly what had
     started, last first. False: the demo failed."""
     from edc_simulator.connector import SimulatedConnector
-    from edc_simulator.versions import version
+    from edc_simulator.versions import DPS_VERSIONS, version
     from gxwf.commands.dashboard import ADMIN_TOKEN_FILE, TOKEN_FILE, build_dashboard, start_dashboard
     from gxwf.commands.edc import KEY_FILE, start_for_up
     from gxwf.commands.tenant_gateway import start_for_up as start_tenant_gateway
@@ -144,10 +166,14 @@ async def _start_everything(
     management = None
     if demo:
         # The demo's connector serves its management API before the handlers start, so they can ask it.
-        connector = SimulatedConnector(version("0.15"), ingress_url="http://127.0.0.1:9", api_key="-")
+        connector = SimulatedConnector(version(edc_version), ingress_url="http://127.0.0.1:9", api_key="-")
         await connector.start()
         services.push_async_callback(connector.stop)
         management = simulator_management(connector)
+        if edc_version in DPS_VERSIONS:
+            # The data plane calls its control plane back at the signaling URL configured for the connector:
+            # for the demo, the simulator's own (unless the operator configured one).
+            os.environ.setdefault("GXWF_EDC_SIGNALING_URL", connector.signaling_url)
     ingress, generated_key = await start_for_up(settings, servers("edc_ingress"), management)
     services.push_async_callback(ingress.stop)
     endpoints["edc_ingress"] = ingress.url

@@ -60,7 +60,9 @@ async def test_up_applies_the_shipped_assets_to_an_empty_catalogue(plain_up: tup
 @pytest.mark.parametrize("edc_version", sorted(VERSIONS))
 async def test_the_trial_as_written(plain_up: tuple[Path, str], edc_version: str) -> None:
     state, _ = plain_up
-    done = await asyncio.to_thread(simulate, state, "--version", edc_version, "--callback-timeout", "30")
+    # EDC 0.18 also speaks Data Plane Signaling (its default): here its provisioner requests.
+    flow = ["--provisioning"] if edc_version == "0.18" else []
+    done = await asyncio.to_thread(simulate, state, "--version", edc_version, *flow, "--callback-timeout", "30")
     assert done.returncode == 0, done.stdout + done.stderr
     api = VERSIONS[edc_version].management_path
     assert f"EDC {edc_version} simulator: management API http://127.0.0.1:" in done.stdout
@@ -91,7 +93,7 @@ async def test_the_trial_fails_with_the_cause(plain_up: tuple[Path, str], tmp_pa
     assert re.search(r"failed \(deployment\): no site fits: local: 1000 cpu > \d", too_big.stdout), too_big.stdout
     assert "management API" not in too_big.stdout.split("registered in")[-1], too_big.stdout
 
-    unknown = await asyncio.to_thread(simulate, state, "--version", "0.18", "--asset", "nothing-here")
+    unknown = await asyncio.to_thread(simulate, state, "--version", "0.18", "--provisioning", "--asset", "nothing-here")
     assert unknown.returncode == 1, unknown.stdout + unknown.stderr
     assert "failed (asset): unknown EDC asset id 'nothing-here'" in unknown.stdout, unknown.stdout
 
@@ -155,3 +157,81 @@ async def test_the_trial_after_up_demo(tmp_path: Path) -> None:
         assert "deprovision callback received" in done.stdout, done.stdout
     finally:
         await stop(proc)
+
+
+async def _serves_dataflows(state: Path) -> bool:
+    """Whether the running ingress speaks Data Plane Signaling (an ingress without it answers 404)."""
+    import httpx
+
+    endpoints = json.loads((state / "endpoints.json").read_text())
+    key = (state / "edc-api-key").read_text().strip()
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(f"{endpoints['edc_ingress']}/dataflows/start", json={}, headers={"x-api-key": key})
+    return answer.status_code not in (404, 405)
+
+
+@pytest.mark.parametrize("edc_version", ["0.18", "main"])
+async def test_the_dps_trial_as_written(plain_up: tuple[Path, str], tmp_path: Path, edc_version: str) -> None:
+    """docs/edc.md: `gxwf up` with the simulator's signaling URL configured, then `gxwf edc simulate --version
+    0.18|main`: registration, start, the `started` callback (answered 409 once) with a token that opens the
+    WorkflowApi, suspend (401), resume (a new token that works), terminate (401)."""
+    if not await _serves_dataflows(plain_up[0]):
+        pytest.skip("this ingress has no /dataflows route (Data Plane Signaling) yet")
+    from http_serving.server import free_port
+
+    port = free_port()
+    state = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")} | {
+        "COLUMNS": "250",
+        "GXWF_EDC_SIGNALING_URL": f"http://127.0.0.1:{port}/api/signaling",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gxwf", "up", "--state-dir", str(state)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        await wait_for_line(proc, "Running.")
+        args = ["--version", edc_version, "--port", str(port), "--terminate", "--conflict-first-callback"]
+        done = await asyncio.to_thread(simulate, state, *args, "--asset", "shell-count", "--callback-timeout", "60")
+    finally:
+        await stop(proc)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "callback received: started (STARTED), answered 409" in done.stdout, done.stdout
+    assert "callback received: started (STARTED), answered 204" in done.stdout, done.stdout
+    for moment, status in (("start", 200), ("suspend", 401), ("resume (new token)", 200), ("terminate", 401)):
+        assert re.search(rf"token after {re.escape(moment)}: GET \S+/v1/assets -> {status} ", done.stdout), done.stdout
+
+
+async def test_up_demo_through_dps(plain_up: tuple[Path, str], tmp_path: Path) -> None:
+    """`gxwf up --demo --edc-version 0.18`: the demo's connector drives the ingress's /dataflows, and its
+    consumer works with the token of the `started` callback."""
+    if not await _serves_dataflows(plain_up[0]):
+        pytest.skip("this ingress has no /dataflows route (Data Plane Signaling) yet")
+    proc = start_up(tmp_path / "state", "--demo", "--edc-version", "0.18")
+    try:
+        output = "".join(await wait_for_line(proc, "Running.", timeout=240))
+    finally:
+        await stop(proc)
+    assert "a provider connector (EDC 0.18) calls the data plane signaling endpoint" in output, output
+    assert "callback received: started (STARTED)" in output, output
+    assert "demo: all 4 steps succeeded" in output, output
+
+
+def test_up_edc_version_bad_input(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")} | {"COLUMNS": "250"}
+    for args, message in (
+        (["--demo", "--edc-version", "0.7"], "--edc-version 0.7: unknown EDC version '0.7'"),
+        (["--edc-version", "0.18"], "--edc-version: only with --demo"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "gxwf", "up", "--state-dir", str(tmp_path), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2 and message in done.stderr and done.stderr.count("\n") == 1, done.stderr

@@ -132,7 +132,7 @@ async def test_a_transfer_story_of_each_generation(
 
 async def test_simulate_command_prints_the_story(ingress: RunningIngress, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")} | {"COLUMNS": "200"}
-    args = ["edc", "simulate", "--version", "0.18", "--ingress", ingress.url, "--api-key", KEY]
+    args = ["edc", "simulate", "--version", "0.18", "--provisioning", "--ingress", ingress.url, "--api-key", KEY]
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -177,7 +177,8 @@ def cli(
 
 
 def test_simulate_bad_input(cli: Callable[..., str]) -> None:
-    assert "--version 0.7: unknown EDC version '0.7': choose from 0.5, 0.10, 0.15, 0.18" in cli("--version", "0.7")
+    unknown = "--version 0.7: unknown EDC version '0.7': choose from 0.5, 0.10, 0.15, 0.18, main"
+    assert unknown in cli("--version", "0.7")
     # Nothing runs: the message names the state directory it looked in, and how to point at another.
     nothing = cli()
     assert "no ingress known in " in nothing and ".gxwf/endpoints.json" in nothing and "--state-dir" in nothing
@@ -185,3 +186,5 @@ def test_simulate_bad_input(cli: Callable[..., str]) -> None:
     assert "no API key" in no_key and ".gxwf/edc-api-key" in no_key and "--state-dir" in no_key
     assert "--keep-access and --terminate" in cli("--keep-access", "--terminate")
     assert "--transfers" in cli("--transfers", "0")
+    assert "only EDC 0.18 has both ways" in cli("--version", "main", "--provisioning")
+    assert "only with Data Plane Signaling" in cli("--version", "0.15", "--conflict-first-callback")
