@@ -79,17 +79,9 @@ class Ingress:
     async def accept(self, request: Request, model: type[W]) -> tuple[EdcConnector, W, dict[str, Any], int]:
         """Authenticated, JSON, within the size limit, and valid, in that order; a Problem otherwise.
         Returns the connector, the validated body, the body as parsed, and its size in bytes."""
-        connector = self.auth.identify(request.headers, request.query_params)
+        connector = await self.auth.authenticate(request.headers, request.query_params)
         if connector is None:
-            names = " or ".join(self.auth.header_names)
-            raise Problem(
-                401,
-                "unauthorized",
-                "Unauthorized",
-                f"missing or wrong API key: send the connector's secret in the {names} header",
-                errors=[{"field": names, "message": "missing or wrong"}],
-                headers={"WWW-Authenticate": f'ApiKey realm="edc-ingress", header="{self.auth.header_names[0]}"'},
-            )
+            raise self.auth.refusal()
         if (wait := self.rates.take(connector.name)) > 0:
             raise Problem(
                 429,
