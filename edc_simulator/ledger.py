@@ -43,6 +43,8 @@ class Callback:
     body: Any
     authorized: bool
     at: float = field(default_factory=time.time)
+    # The Authorization header it came with (a data plane's OAuth2 bearer token), if any.
+    authorization: str | None = None
 
 
 class Ledger:

@@ -57,7 +57,8 @@ def create_app(ledger: Ledger, version: EdcVersion, *, management_key: str, key_
         ok = authorized(request)
         known = tp in ledger.transfers and action in ("provision", "deprovision")
         resource = body.get("resourceDefinitionId") if isinstance(body, dict) else None
-        await ledger.record(Callback("control-plane", action, tp, resource, body, ok and known))
+        bearer = request.headers.get("authorization")
+        await ledger.record(Callback("control-plane", action, tp, resource, body, ok and known, authorization=bearer))
         if not ok:
             return _edc_error(401, "Request could not be authenticated")
         if not known:
@@ -68,7 +69,8 @@ def create_app(ledger: Ledger, version: EdcVersion, *, management_key: str, key_
     async def data_plane_callback(flow: str, resource: str, action: str, request: Request) -> Response:
         body = await _json(request)
         known = flow in ledger.transfers and action in ("provision", "deprovision")
-        await ledger.record(Callback("data-plane", action, flow, resource, body, known))
+        bearer = request.headers.get("authorization")
+        await ledger.record(Callback("data-plane", action, flow, resource, body, known, authorization=bearer))
         if not known:
             return _edc_error(404, f"Object of type DataFlow with ID={flow} was not found")
         return Response(status_code=204)
