@@ -49,6 +49,9 @@ class Callback:
 
 class Ledger:
     def __init__(self) -> None:
+        # Data planes registered at its management API (PUT v4/dataplanes), by id, and every PUT as it came.
+        self.dataplanes: dict[str, dict[str, Any]] = {}
+        self.dataplane_puts: list[dict[str, Any]] = []
         self.agreements: dict[str, Agreement] = {}
         self.transfers: dict[str, Transfer] = {}
         self.callbacks: list[Callback] = []

@@ -51,6 +51,27 @@ def create_app(ledger: Ledger, version: EdcVersion, *, management_key: str, key_
             return _edc_error(404, f"Object of type ContractAgreement with ID={agreement_id} was not found")
         return JSONResponse(shapes.management_agreement(version, agreement))
 
+    @app.put(f"{MANAGEMENT}/v4/dataplanes")
+    async def register_dataplane(request: Request) -> Response:
+        """EDC 0.18+: an external data plane registers itself; the same id again replaces it."""
+        if not authorized(request):
+            return _edc_error(401, "Request could not be authenticated")
+        body = await _json(request)
+        missing = [
+            k for k in ("dataplaneId", "endpoint", "transferTypes") if not isinstance(body, dict) or not body.get(k)
+        ]
+        if missing or not isinstance(body, dict):
+            return JSONResponse(
+                [{"message": f"mandatory value missing: {', '.join(missing)}", "type": "ValidationFailure"}], 400
+            )
+        ledger.dataplane_puts.append(body)
+        ledger.dataplanes[str(body["dataplaneId"])] = body
+        return Response(status_code=204)
+
+    @app.get("/sim/dataplanes")
+    async def dataplanes() -> dict[str, Any]:
+        return ledger.dataplanes
+
     @app.post(MANAGEMENT + "/callback/{tp}/{action}")
     async def control_plane_callback(tp: str, action: str, request: Request) -> Response:
         body = await _json(request)
