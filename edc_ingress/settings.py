@@ -101,7 +101,7 @@ def connector_registry(settings: EdcSettings) -> ConnectorRegistry:
             renamed = {"api_key": "API_KEY", "name": "CONNECTOR_NAME", "callback_urls": "CALLBACK_URL"}
             renamed |= {"scope": "TOKEN_SCOPE", "audience": "TOKEN_REQUEST_AUDIENCE", "oauth2": "*"}
             name = "GXWF_EDC_" + renamed.get(field, field.upper())
-            raise ConfigError(f"{name}: {first['msg']}") from None
+            raise ConfigError(f"{name}: {first['msg'].removeprefix('Value error, ')}") from None
     if settings.edc_connectors_file is not None:
         connectors.extend(_from_file(settings.edc_connectors_file))
     if not connectors:

@@ -25,7 +25,7 @@ from pydantic import SecretStr
 from adapters.mongo_store import MongoStateStore
 from devstack import StackEndpoints
 from edc_ingress.service import IngressService
-from edc_ingress.settings import EdcSettings
+from edc_ingress.settings import ConfigError, EdcSettings, connector_registry
 from edc_simulator.oauth2 import OAuth2Issuer, SigningKey
 from events import subjects
 from gxwf.settings import Settings
@@ -214,3 +214,17 @@ async def test_a_flood_of_unknown_kids_fetches_the_jwks_once(setup: Setup, js: J
         refused(await post(setup, stranger.sign(good), f"ev-{index}"))
     assert fetches <= 2
     assert await connectors_on_bus(js) == ["alpha"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        ({"edc_jwks_url": "http://idp.example/jwks"}, "GXWF_EDC_*: jwks_url needs token_issuer and token_audience"),
+        ({"edc_token_issuer": "http://idp.example"}, "token_issuer and token_audience need jwks_url"),
+        ({"edc_token_url": "http://idp.example/token"}, "token_url, client_id and client_secret go together"),
+    ],
+)
+def test_incomplete_oauth2_settings_are_one_line_errors(settings: dict[str, str], says: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        connector_registry(EdcSettings(_env_file=None, edc_api_key=KEY_A, **settings))  # type: ignore[call-arg, arg-type]
+    assert says in str(error.value) and "\n" not in str(error.value)
