@@ -125,18 +125,21 @@ class BearerVerifier:
 
     def __init__(self, registry: ConnectorRegistry, http: httpx.AsyncClient | None = None) -> None:
         self._connectors = tuple(c for c in registry.connectors if c.jwks_url is not None)
-        self._http = http or httpx.AsyncClient(timeout=5.0, follow_redirects=False)
+        # Only a deployment that takes tokens holds a client (and so needs closing).
+        self._http = http or (httpx.AsyncClient(timeout=5.0, follow_redirects=False) if self._connectors else None)
         self._jwks: dict[str, Jwks] = {}
         for connector in self._connectors:
             url = str(connector.jwks_url)
-            self._jwks.setdefault(url, Jwks(url, self._http))
+            if self._http is not None:
+                self._jwks.setdefault(url, Jwks(url, self._http))
 
     @property
     def enabled(self) -> bool:
         return bool(self._connectors)
 
     async def close(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.aclose()
 
     async def verify(self, token: str) -> EdcConnector:
         try:
