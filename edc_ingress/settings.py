@@ -97,11 +97,13 @@ def connector_registry(settings: EdcSettings) -> ConnectorRegistry:
             )
         except ValidationError as error:
             first = error.errors()[0]
-            field = str(first["loc"][0]) if first["loc"] else "oauth2"
+            # A check across fields (the OAuth2 ones) names the first field of its message.
+            across = first["msg"].removeprefix("Value error, ").split(" ", 1)[0].rstrip(",")
+            field = str(first["loc"][0]) if first["loc"] else across
             renamed = {"api_key": "API_KEY", "name": "CONNECTOR_NAME", "callback_urls": "CALLBACK_URL"}
-            renamed |= {"scope": "TOKEN_SCOPE", "audience": "TOKEN_REQUEST_AUDIENCE", "oauth2": "*"}
+            renamed |= {"scope": "TOKEN_SCOPE", "audience": "TOKEN_REQUEST_AUDIENCE"}
             name = "GXWF_EDC_" + renamed.get(field, field.upper())
-            raise ConfigError(f"{name}: {first['msg'].removeprefix('Value error, ')}") from None
+            raise ConfigError(f"{name}: {first['msg']}") from None
     if settings.edc_connectors_file is not None:
         connectors.extend(_from_file(settings.edc_connectors_file))
     if not connectors:

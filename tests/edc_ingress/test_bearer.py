@@ -219,9 +219,9 @@ async def test_a_flood_of_unknown_kids_fetches_the_jwks_once(setup: Setup, js: J
 @pytest.mark.parametrize(
     ("settings", "says"),
     [
-        ({"edc_jwks_url": "http://idp.example/jwks"}, "GXWF_EDC_*: jwks_url needs token_issuer and token_audience"),
-        ({"edc_token_issuer": "http://idp.example"}, "token_issuer and token_audience need jwks_url"),
-        ({"edc_token_url": "http://idp.example/token"}, "token_url, client_id and client_secret go together"),
+        ({"edc_jwks_url": "http://idp.example/jwks"}, "GXWF_EDC_JWKS_URL: Value error, jwks_url needs token_issuer"),
+        ({"edc_token_issuer": "http://idp.example"}, "GXWF_EDC_TOKEN_ISSUER: Value error, token_issuer and"),
+        ({"edc_token_url": "http://idp.example/token"}, "GXWF_EDC_TOKEN_URL: Value error, token_url, client_id and"),
     ],
 )
 def test_incomplete_oauth2_settings_are_one_line_errors(settings: dict[str, str], says: str) -> None:
