@@ -228,3 +228,11 @@ def test_incomplete_oauth2_settings_are_one_line_errors(settings: dict[str, str]
     with pytest.raises(ConfigError) as error:
         connector_registry(EdcSettings(_env_file=None, edc_api_key=KEY_A, **settings))  # type: ignore[call-arg, arg-type]
     assert says in str(error.value) and "\n" not in str(error.value)
+
+
+async def test_every_route_takes_the_token(setup: Setup) -> None:
+    bearer = {"Authorization": f"Bearer {setup.a.issue('alpha-connector')}"}
+    # Authenticated: the transfer is unknown (404), not the caller (401).
+    assert (await setup.client.get("/access/no-such-transfer", headers=bearer)).status_code == 404
+    refused(await setup.client.get("/access/no-such-transfer", headers={"Authorization": "Bearer x.y.z"}))
+    refused(await setup.client.get("/access/no-such-transfer", headers={"Authorization": "Basic YTpi"}))
