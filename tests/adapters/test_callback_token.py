@@ -155,3 +155,22 @@ async def test_the_token_is_fetched_again_shortly_before_it_expires(
         await edc.close()
     assert len(issuer.requests) == 2
     assert len({c.authorization for c in simulator.ledger.callbacks}) == 2
+
+
+async def test_a_callback_refused_with_401_drops_the_token(
+    simulator: SimulatedConnector, issuer: OAuth2Issuer, calls: MongoEdcCallLog
+) -> None:
+    secret = issuer.add_client(CLIENT_ID)
+    refusing = connector(simulator, issuer, secret).model_copy(
+        update={"management_api_key": SecretStr("not-the-management-key")}
+    )
+    edc = HttpEdcClient(ConnectorRegistry(connectors=(refusing,)), calls, backoff=[0.0])
+    try:
+        for name in ("r1", "r2"):
+            with pytest.raises(EdcError):
+                await edc.provisioned(target(simulator), ACCESS, resource_name=name)
+    finally:
+        await edc.close()
+    # The control plane said 401: the next callback asks for a fresh token rather than resend the refused one.
+    assert len(issuer.requests) == 2
+    assert len({c.authorization for c in simulator.ledger.callbacks}) == 2
