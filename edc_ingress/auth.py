@@ -1,4 +1,5 @@
-"""Which configured connector is calling, decided in constant time."""
+"""Which configured connector is calling: by its API key (compared in constant time) or by an OAuth2 bearer token
+of its token issuer (edc_ingress.bearer)."""
 
 from __future__ import annotations
 
