@@ -18,6 +18,7 @@ import httpx
 import structlog
 
 from adapters.callback_policy import CallbackRefused, check_callback, check_callback_address, origin
+from adapters.token_client import ClientCredentialsTokens
 from ports.edc import (
     AccessAddress,
     AgreementInfo,
@@ -60,6 +61,7 @@ class HttpEdcClient:
         self.backoff = tuple(backoff) or (0.0,)
         self._sleep = sleep
         self._http = httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
+        self.tokens = ClientCredentialsTokens(self._http)
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -102,7 +104,8 @@ class HttpEdcClient:
         if api is None:
             raise EdcNotConfigured(operation, f"connector {name!r} has no management_url configured")
         url = f"{api.url}/{api.api_version}/{collection}/{quote(item, safe='')}"
-        response = await self._call(connector, operation, "GET", url, headers=_management_auth(api, url), tp=item)
+        headers = _management_auth(api, url)
+        response = await self._call(connector, operation, "GET", url, headers=headers, tp=item, bearer=False)
         try:
             body = response.json()
         except ValueError:
@@ -188,6 +191,19 @@ class HttpEdcClient:
             )
             raise EdcCallbackRefused(operation, reason) from None
 
+    async def callback_headers(self, connector: EdcConnector, url: str) -> dict[str, str]:
+        """`Authorization: Bearer` with the connector's client-credentials token, when it has them configured and
+        `url` lies under its callback bases (the token never follows an address a request chose); else none.
+        `_call` adds it to every call but management API reads."""
+        if connector.client_credentials() is None:
+            return {}
+        try:
+            check_callback(url, self.callback_bases(connector))
+        except CallbackRefused:
+            return {}
+        token = await self.tokens.token(connector)
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
     def _callback_auth(self, connector: EdcConnector, url: str) -> dict[str, str]:
         """A configured key goes with every control-plane callback, as the operator set it up (with or without
         a management URL); a registered one only to callbacks below its management API. Callers have checked
@@ -214,21 +230,31 @@ class HttpEdcClient:
         json: Any = None,
         headers: dict[str, str] | None = None,
         tp: str | None = None,
+        bearer: bool = True,
     ) -> httpx.Response:
+        """`bearer`: add the connector's OAuth2 token (callback_headers) when it has one."""
         for attempt in range(1, self.attempts + 1):
             last = attempt == self.attempts
             started = time.perf_counter()
             status: int | None = None
             error: str | None = None
             response: httpx.Response | None = None
+            token_failure: str | None = None
             try:
-                response = await self._http.request(method, url, json=json, headers=headers)
+                sent = {**(headers or {}), **(await self.callback_headers(connector, url) if bearer else {})}
+                response = await self._http.request(method, url, json=json, headers=sent)
                 status = response.status_code
+                if status == 401 and "Authorization" in sent:
+                    self.tokens.forget(connector)  # a revoked or rotated token: the next attempt gets another
                 outcome: CallOutcome = "ok" if status < 300 else "client_error" if status < 500 else "server_error"
                 if outcome != "ok":
                     error = response.text[:500]
             except httpx.TransportError as failure:
                 outcome, error = "network_error", f"{type(failure).__name__}: {failure}"[:500]
+            except EdcError as failure:  # no token from the connector's token endpoint
+                status = failure.status
+                outcome = "network_error" if failure.retryable else "client_error"
+                error = token_failure = str(failure)[:500]
             retry = outcome in ("server_error", "network_error") and not last
             await self._record(
                 connector, operation, method, url, tp, attempt, not retry, outcome, status, error, started
@@ -238,7 +264,12 @@ class HttpEdcClient:
             if not retry:
                 kind = EdcNotFound if status == 404 else EdcError
                 retryable = outcome in ("server_error", "network_error")
-                raise kind(operation, f"{method} {_public(url)}: {status or error}", status=status, retryable=retryable)
+                raise kind(
+                    operation,
+                    f"{method} {_public(url)}: {token_failure or status or error}",
+                    status=status,
+                    retryable=retryable,
+                )
             await self._sleep(self.backoff[min(attempt, len(self.backoff)) - 1])
         raise AssertionError("unreachable: the last attempt returns or raises")
 

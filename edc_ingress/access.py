@@ -77,15 +77,7 @@ def add_access_route(app: FastAPI, auth: Authenticator, store: StateStore) -> No
 
     @app.get("/access/{transfer_process_id}", summary="Where the transfer's consumer reaches its WorkflowApi")
     async def access(transfer_process_id: str, request: Request) -> dict[str, Any]:
-        connector = auth.identify(request.headers, request.query_params)
+        connector = await auth.authenticate(request.headers, request.query_params)
         if connector is None:
-            names = " or ".join(auth.header_names)
-            raise Problem(
-                401,
-                "unauthorized",
-                "Unauthorized",
-                f"missing or wrong API key: send the connector's secret in the {names} header",
-                errors=[{"field": names, "message": "missing or wrong"}],
-                headers={"WWW-Authenticate": f'ApiKey realm="edc-ingress", header="{auth.header_names[0]}"'},
-            )
+            raise auth.refusal()
         return await access_info(store, transfer_process_id, connector.name)

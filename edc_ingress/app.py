@@ -79,17 +79,20 @@ class Ingress:
     async def accept(self, request: Request, model: type[W]) -> tuple[EdcConnector, W, dict[str, Any], int]:
         """Authenticated, JSON, within the size limit, and valid, in that order; a Problem otherwise.
         Returns the connector, the validated body, the body as parsed, and its size in bytes."""
-        connector = self.auth.identify(request.headers, request.query_params)
+        connector = await self.authenticate(request)
+        require_json(request)
+        raw = await read_limited(request, self.limits.body_bytes)
+        data = parse_object(raw)
+        try:
+            return connector, model.model_validate(data), data, len(raw)
+        except ValidationError as error:
+            raise invalid(error) from None
+
+    async def authenticate(self, request: Request) -> EdcConnector:
+        """The calling connector (by API key or OAuth2 bearer token), or 401; rate-limited per connector."""
+        connector = await self.auth.authenticate(request.headers, request.query_params)
         if connector is None:
-            names = " or ".join(self.auth.header_names)
-            raise Problem(
-                401,
-                "unauthorized",
-                "Unauthorized",
-                f"missing or wrong API key: send the connector's secret in the {names} header",
-                errors=[{"field": names, "message": "missing or wrong"}],
-                headers={"WWW-Authenticate": f'ApiKey realm="edc-ingress", header="{self.auth.header_names[0]}"'},
-            )
+            raise self.auth.refusal()
         if (wait := self.rates.take(connector.name)) > 0:
             raise Problem(
                 429,
@@ -99,13 +102,7 @@ class Ingress:
                 "retry after the time given",
                 headers={"Retry-After": retry_after(wait)},
             )
-        require_json(request)
-        raw = await read_limited(request, self.limits.body_bytes)
-        data = parse_object(raw)
-        try:
-            return connector, model.model_validate(data), data, len(raw)
-        except ValidationError as error:
-            raise invalid(error) from None
+        return connector
 
     async def publish(self, events: Sequence[Envelope[Any]], body_size: int) -> None:
         # An event holds the body (re-encoded, never larger) once, plus a few KiB: measure only when close.

@@ -1,4 +1,5 @@
-"""Which configured connector is calling, decided in constant time."""
+"""Which configured connector is calling: by its API key (compared in constant time) or by an OAuth2 bearer token
+of its token issuer (edc_ingress.bearer)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import structlog
+
+from edc_ingress.bearer import BearerRefused, BearerVerifier
+from edc_ingress.problems import Problem
 from schemas.connectors import ConnectorRegistry, EdcConnector
+
+log = structlog.get_logger("gxwf.edc_ingress.auth")
 
 # Compared against when nothing was presented, so a missing key costs the same as a wrong one.
 _NOTHING = hashlib.sha256(b"\x00no key presented\x00").digest()
@@ -25,7 +32,8 @@ class Authenticator:
     """Compares sha256 digests with hmac.compare_digest, against every connector, without stopping early:
     neither the secret's length nor which connector matched shows in the response time."""
 
-    def __init__(self, registry: ConnectorRegistry) -> None:
+    def __init__(self, registry: ConnectorRegistry, bearer: BearerVerifier | None = None) -> None:
+        self.bearer = bearer if bearer is not None else BearerVerifier(registry)
         self._credentials = tuple(
             _Credential(
                 c,
@@ -49,6 +57,41 @@ class Authenticator:
             if hmac.compare_digest(digest, credential.digest) and found is None:
                 found = credential.connector
         return found
+
+    async def authenticate(self, headers: Mapping[str, str], query: Mapping[str, str]) -> EdcConnector | None:
+        """The connector by its API key (as `identify`), else by an OAuth2 bearer token its issuer signed."""
+        found = self.identify(headers, query)
+        if found is not None or not self.bearer.enabled:
+            return found
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        try:
+            return await self.bearer.verify(token.strip())
+        except BearerRefused as refused:
+            log.warning("bearer token refused", reason=str(refused))
+            return None
+
+    def refusal(self) -> Problem:
+        """The 401 for a request that presented no accepted credential, naming what would be."""
+        names = " or ".join(self.header_names)
+        challenge = f'ApiKey realm="edc-ingress", header="{self.header_names[0]}"'
+        detail = f"missing or wrong API key: send the connector's secret in the {names} header"
+        if self.bearer.enabled:
+            challenge += ', Bearer realm="edc-ingress"'
+            detail += ", or a bearer token of its token issuer"
+            names += " or Authorization"
+        return Problem(
+            401,
+            "unauthorized",
+            "Unauthorized",
+            detail,
+            errors=[{"field": names, "message": "missing or wrong"}],
+            headers={"WWW-Authenticate": challenge},
+        )
+
+    async def close(self) -> None:
+        await self.bearer.close()
 
     @property
     def header_names(self) -> list[str]:

@@ -52,6 +52,7 @@ class IngressService:
             management_lookup=management_lookup,
         )
         self._served = Served("edc-ingress", self.host, self.port)
+        self._ingress: Ingress | None = None
         self.url: str | None = None
 
     async def readiness(self) -> dict[str, str]:
@@ -76,7 +77,7 @@ class IngressService:
                 f"GXWF_EDC_BODY_LIMIT_BYTES: {self.settings.edc_body_limit_bytes} leaves no room for the envelope "
                 f"in NATS's max_payload of {max_payload} bytes; lower it or raise max_payload"
             )
-        ingress = Ingress(
+        self._ingress = ingress = Ingress(
             self.registry,
             sink,
             self.store,
@@ -103,4 +104,6 @@ class IngressService:
         if self.nc is not None:
             await self.nc.close()
         await self.edc.close()
+        if self._ingress is not None:
+            await self._ingress.auth.close()
         await self.store.close()

@@ -40,6 +40,18 @@ class EdcSettings(BaseSettings):
     # Where the default connector may be called back (its provisioner callbacks); unset: the management URL's
     # origin, or a registered simulator's. A callbackAddress anywhere else is refused.
     edc_callback_url: HttpUrl | None = None
+    # OAuth2 for the default connector (docs/edc.md, "DPS authentication"). Inbound: bearer JWTs of this issuer,
+    # checked against its JWKS, are accepted like the API key.
+    edc_jwks_url: HttpUrl | None = None
+    edc_token_issuer: str | None = None
+    edc_token_audience: str | None = None
+    edc_token_subject: str | None = None
+    # Outbound: callbacks carry a token got from this endpoint with the client-credentials grant.
+    edc_token_url: HttpUrl | None = None
+    edc_client_id: str | None = None
+    edc_client_secret: SecretStr | None = None
+    edc_token_scope: str | None = None
+    edc_token_request_audience: str | None = None
 
     edc_ingress_host: str = "127.0.0.1"
     edc_ingress_port: int = Field(default=8480, ge=0, le=65535)
@@ -72,14 +84,25 @@ def connector_registry(settings: EdcSettings) -> ConnectorRegistry:
                     management_api_key_header=settings.edc_management_api_key_header,
                     management_api_key=settings.edc_management_api_key,
                     callback_urls=(settings.edc_callback_url,) if settings.edc_callback_url else (),
+                    jwks_url=settings.edc_jwks_url,
+                    token_issuer=settings.edc_token_issuer,
+                    token_audience=settings.edc_token_audience,
+                    token_subject=settings.edc_token_subject,
+                    token_url=settings.edc_token_url,
+                    client_id=settings.edc_client_id,
+                    client_secret=settings.edc_client_secret,
+                    scope=settings.edc_token_scope,
+                    audience=settings.edc_token_request_audience,
                 )
             )
         except ValidationError as error:
             first = error.errors()[0]
-            field = str(first["loc"][0]) if first["loc"] else "api_key"
-            name = "GXWF_EDC_" + {"api_key": "API_KEY", "name": "CONNECTOR_NAME", "callback_urls": "CALLBACK_URL"}.get(
-                field, field.upper()
-            )
+            # A check across fields (the OAuth2 ones) names the first field of its message.
+            across = first["msg"].removeprefix("Value error, ").split(" ", 1)[0].rstrip(",")
+            field = str(first["loc"][0]) if first["loc"] else across
+            renamed = {"api_key": "API_KEY", "name": "CONNECTOR_NAME", "callback_urls": "CALLBACK_URL"}
+            renamed |= {"scope": "TOKEN_SCOPE", "audience": "TOKEN_REQUEST_AUDIENCE"}
+            name = "GXWF_EDC_" + renamed.get(field, field.upper())
             raise ConfigError(f"{name}: {first['msg']}") from None
     if settings.edc_connectors_file is not None:
         connectors.extend(_from_file(settings.edc_connectors_file))
@@ -126,9 +149,10 @@ def _resolve_env(entry: dict[str, Any], where: str) -> dict[str, Any]:
         if not key.endswith("_env"):
             continue
         target = key.removesuffix("_env")
-        if target not in ("api_key", "management_api_key"):
+        if target not in ("api_key", "management_api_key", "client_secret"):
             raise ConfigError(
-                f"{where}.{key}: only api_key_env and management_api_key_env are read from the environment"
+                f"{where}.{key}: only api_key_env, management_api_key_env and client_secret_env are read from "
+                "the environment"
             )
         secret = os.environ.get(str(value))
         if secret is None:

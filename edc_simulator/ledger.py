@@ -43,10 +43,15 @@ class Callback:
     body: Any
     authorized: bool
     at: float = field(default_factory=time.time)
+    # The Authorization header it came with (a data plane's OAuth2 bearer token), if any.
+    authorization: str | None = None
 
 
 class Ledger:
     def __init__(self) -> None:
+        # Data planes registered at its management API (PUT v4/dataplanes), by id, and every PUT as it came.
+        self.dataplanes: dict[str, dict[str, Any]] = {}
+        self.dataplane_puts: list[dict[str, Any]] = []
         self.agreements: dict[str, Agreement] = {}
         self.transfers: dict[str, Transfer] = {}
         self.callbacks: list[Callback] = []

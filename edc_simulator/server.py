@@ -52,13 +52,35 @@ def create_app(ledger: Ledger, version: EdcVersion, *, management_key: str, key_
             return _edc_error(404, f"Object of type ContractAgreement with ID={agreement_id} was not found")
         return JSONResponse(shapes.management_agreement(version, agreement))
 
+    @app.put(f"{MANAGEMENT}/v4/dataplanes")
+    async def register_dataplane(request: Request) -> Response:
+        """EDC 0.18+: an external data plane registers itself; the same id again replaces it."""
+        if not authorized(request):
+            return _edc_error(401, "Request could not be authenticated")
+        body = await _json(request)
+        missing = [
+            k for k in ("dataplaneId", "endpoint", "transferTypes") if not isinstance(body, dict) or not body.get(k)
+        ]
+        if missing or not isinstance(body, dict):
+            return JSONResponse(
+                [{"message": f"mandatory value missing: {', '.join(missing)}", "type": "ValidationFailure"}], 400
+            )
+        ledger.dataplane_puts.append(body)
+        ledger.dataplanes[str(body["dataplaneId"])] = body
+        return Response(status_code=204)
+
+    @app.get("/sim/dataplanes")
+    async def dataplanes() -> dict[str, Any]:
+        return ledger.dataplanes
+
     @app.post(MANAGEMENT + "/callback/{tp}/{action}")
     async def control_plane_callback(tp: str, action: str, request: Request) -> Response:
         body = await _json(request)
         ok = authorized(request)
         known = tp in ledger.transfers and action in ("provision", "deprovision")
         resource = body.get("resourceDefinitionId") if isinstance(body, dict) else None
-        await ledger.record(Callback("control-plane", action, tp, resource, body, ok and known))
+        bearer = request.headers.get("authorization")
+        await ledger.record(Callback("control-plane", action, tp, resource, body, ok and known, authorization=bearer))
         if not ok:
             return _edc_error(401, "Request could not be authenticated")
         if not known:
@@ -69,7 +91,8 @@ def create_app(ledger: Ledger, version: EdcVersion, *, management_key: str, key_
     async def data_plane_callback(flow: str, resource: str, action: str, request: Request) -> Response:
         body = await _json(request)
         known = flow in ledger.transfers and action in ("provision", "deprovision")
-        await ledger.record(Callback("data-plane", action, flow, resource, body, known))
+        bearer = request.headers.get("authorization")
+        await ledger.record(Callback("data-plane", action, flow, resource, body, known, authorization=bearer))
         if not known:
             return _edc_error(404, f"Object of type DataFlow with ID={flow} was not found")
         return Response(status_code=204)

@@ -42,6 +42,18 @@ class ManagementApi(BaseModel):
         return url == self.url or url.startswith(self.url + "/")
 
 
+class ClientCredentials(BaseModel):
+    """An OAuth2 client-credentials grant at a connector's token endpoint."""
+
+    model_config = ConfigDict(frozen=True)
+
+    token_url: HttpUrl
+    client_id: str
+    client_secret: SecretStr
+    scope: str | None = None
+    audience: str | None = None
+
+
 class EdcConnector(BaseModel):
     """One connector that may call the ingress, and that the EDC client calls back."""
 
@@ -71,6 +83,23 @@ class EdcConnector(BaseModel):
         description="Bases a provision request's callbackAddress must lie under (scheme, host, port and path "
         "prefix); empty: the management URL's origin, and without a management URL nobody is called back",
     )
+    # Inbound OAuth2: a bearer JWT from the connector's token issuer stands in for the API key.
+    jwks_url: HttpUrl | None = Field(
+        default=None, description="JWKS of the connector's token issuer; unset: its bearer tokens are refused"
+    )
+    token_issuer: str | None = Field(default=None, min_length=1, description="The `iss` its tokens must carry")
+    token_audience: str | None = Field(default=None, min_length=1, description="The `aud` its tokens must carry")
+    token_subject: str | None = Field(
+        default=None, min_length=1, description="The `sub` its tokens must carry, when set"
+    )
+    # Outbound OAuth2: callbacks to this connector carry a bearer token got with the client-credentials grant.
+    token_url: HttpUrl | None = Field(default=None, description="Token endpoint of the connector's issuer")
+    client_id: str | None = Field(default=None, min_length=1, max_length=256)
+    client_secret: SecretStr | None = None
+    scope: str | None = Field(default=None, min_length=1, description="`scope` of the token request, when set")
+    audience: str | None = Field(
+        default=None, min_length=1, description="`audience` of the token request, when the issuer wants one"
+    )
 
     def management(self) -> ManagementApi | None:
         """The management API configured for this connector, if any."""
@@ -82,6 +111,30 @@ class EdcConnector(BaseModel):
             key=self.management_api_key,
             key_header=self.management_api_key_header,
         )
+
+    def client_credentials(self) -> ClientCredentials | None:
+        """How to get a token for callbacks to this connector, when configured."""
+        if self.token_url is None or self.client_id is None or self.client_secret is None:
+            return None
+        return ClientCredentials(
+            token_url=self.token_url,
+            client_id=self.client_id,
+            client_secret=self.client_secret,
+            scope=self.scope,
+            audience=self.audience,
+        )
+
+    @model_validator(mode="after")
+    def _oauth2_complete(self) -> EdcConnector:
+        # A JWKS without an expected issuer and audience would accept any token its keys ever signed.
+        if self.jwks_url is not None and (self.token_issuer is None or self.token_audience is None):
+            raise ValueError("jwks_url needs token_issuer and token_audience")
+        if (self.token_issuer is not None or self.token_audience is not None) and self.jwks_url is None:
+            raise ValueError("token_issuer and token_audience need jwks_url")
+        outbound = (self.token_url, self.client_id, self.client_secret)
+        if any(v is not None for v in outbound) and not all(v is not None for v in outbound):
+            raise ValueError("token_url, client_id and client_secret go together")
+        return self
 
     @field_validator("api_key")
     @classmethod
@@ -121,6 +174,11 @@ class ConnectorRegistry(BaseModel):
         credentials = [(c.api_key_header.lower(), c.api_key.get_secret_value()) for c in self.connectors]
         if len(set(credentials)) != len(credentials):
             raise ValueError("two connectors share a header and secret: each needs its own")
+        claims = [(c.token_issuer, c.token_audience, c.token_subject) for c in self.connectors if c.jwks_url]
+        if len(set(claims)) != len(claims):
+            raise ValueError(
+                "two connectors accept tokens of one issuer, audience and subject: give each its token_subject"
+            )
         return self
 
     def get(self, name: str) -> EdcConnector:

@@ -20,6 +20,7 @@ from gxwf.settings import Settings, load, load_settings
 from http_serving.server import port_free
 
 if TYPE_CHECKING:
+    from adapters.dataplane_registration import Registration
     from adapters.management_registration import RegisteredManagement
     from edc_ingress.service import IngressService
     from edc_ingress.settings import EdcSettings
@@ -359,3 +360,96 @@ async def _simulate(options: SimulateOptions, mongo_url: str | None, database: s
         return await run_simulation(options, provisions=provision)
     finally:
         await store.close()
+
+
+@edc_app.command("register-dataplane")
+def register_dataplane(
+    connector: Annotated[
+        str | None,
+        typer.Option("--connector", help="Connector to register at (default: GXWF_EDC_CONNECTOR_NAME's)."),
+    ] = None,
+    dataplane_id: Annotated[
+        str | None,
+        typer.Option(
+            "--dataplane-id",
+            help="Our data plane's id there (default: the connector's client_id, the sub of our callback tokens, "
+            "else gxwf).",
+        ),
+    ] = None,
+    ingress: Annotated[
+        str | None,
+        typer.Option("--ingress", help="Ingress URL the connector reaches (default: edc_ingress in endpoints.json)."),
+    ] = None,
+    transfer_types: Annotated[
+        list[str] | None,
+        typer.Option("--transfer-type", help="Transfer type served (repeatable; default HttpData-PULL)."),
+    ] = None,
+    labels: Annotated[list[str] | None, typer.Option("--label", help="Label (repeatable).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the request body, send nothing.")] = False,
+    show_secrets: Annotated[
+        bool, typer.Option("--show-secrets", help="With --dry-run: print the client secret unmasked.")
+    ] = False,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="The running system's state directory (default .gxwf).")
+    ] = None,
+) -> None:
+    """Register the ingress as an external data plane (Data Plane Signaling) at a connector's management API:
+    `PUT {management}/v4/dataplanes`. Idempotent: the same id again replaces the registration with itself."""
+    import json
+
+    from adapters.dataplane_registration import DEFAULT_TRANSFER_TYPES, Registration, dataplanes_url
+    from edc_ingress.settings import ConfigError, connector_registry
+
+    settings = load_settings(state_dir)
+    edc = load_edc_settings()
+    if edc.edc_api_key is None and edc.edc_connectors_file is None:
+        edc = trial_key(edc, stored_api_key(settings.state_dir) or secrets.token_urlsafe(32))
+    try:
+        registry = connector_registry(edc)
+    except ConfigError as error:
+        raise UserError(str(error)) from None
+    name = connector or edc.edc_connector_name
+    try:
+        chosen = registry.get(name)
+    except KeyError:
+        raise UserError(f"--connector {name}: no such connector (configured: {', '.join(registry.names)})") from None
+    try:
+        base = ingress or written_service(settings, "edc_ingress")
+    except ServersUnknown as error:
+        raise UserError(str(error)) from None
+    if not base:
+        raise UserError(
+            f"no ingress known in {endpoints_file(settings)}: start `gxwf up` (or pass --state-dir DIR of the one "
+            "running), or pass --ingress URL"
+        )
+    registration = Registration(
+        dataplane_id=dataplane_id or chosen.client_id or "gxwf",
+        endpoint=base.rstrip("/") + "/dataflows",
+        transfer_types=tuple(transfer_types or DEFAULT_TRANSFER_TYPES),
+        labels=tuple(labels or ()),
+        connector=chosen,
+    )
+    api = chosen.management() or management_lookup(settings, edc)(chosen)
+    if dry_run:
+        where = dataplanes_url(api) if api is not None else "(no management API configured)"
+        print(f"PUT {where}")
+        print(json.dumps(registration.body(show_secrets=show_secrets), indent=2))
+        return
+    if api is None:
+        raise UserError(
+            f"connector {name}: no management API configured: set GXWF_EDC_MANAGEMENT_URL (or management_url in "
+            "the connectors file)"
+        )
+    asyncio.run(_register(api, registration))
+
+
+async def _register(api: ManagementApi, registration: Registration) -> None:
+    from adapters.dataplane_registration import RegistrationFailed, register_dataplane
+
+    try:
+        answer = await register_dataplane(api, registration)
+    except RegistrationFailed as error:
+        raise UserError(f"data plane not registered: {error}") from None
+    print(
+        f"registered data plane {registration.dataplane_id} ({registration.endpoint}) at {answer.url}: {answer.status}"
+    )

@@ -28,12 +28,18 @@ def routes() -> set[str]:
 def test_the_connectors_file_loads_with_secrets_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("PROVIDER_A_KEY", "PROVIDER_A_MANAGEMENT_KEY", "PROVIDER_B_KEY", "PROVIDER_B_MANAGEMENT_KEY"):
         monkeypatch.setenv(f"GXWF_{name}", f"{name.lower()}-0123456789abcdef")
+    for name in ("PROVIDER_C_KEY", "PROVIDER_C_MANAGEMENT_KEY", "PROVIDER_C_CLIENT_SECRET"):
+        monkeypatch.setenv(f"GXWF_{name}", f"{name.lower()}-0123456789abcdef")
     settings = EdcSettings(_env_file=None, edc_connectors_file=EXAMPLES / "connectors.yaml")  # type: ignore[call-arg]
     registry = connector_registry(settings)
-    assert registry.names == ["provider-a", "provider-b"]
+    assert registry.names == ["provider-a", "provider-b", "provider-c"]
     b = registry.get("provider-b")
     assert b.api_key_header == "X-Provider-B-Key" and b.management_api_version == "v4"
     assert b.api_key.get_secret_value() == "provider_b_key-0123456789abcdef"
+    c = registry.get("provider-c")
+    credentials = c.client_credentials()
+    assert c.jwks_url and c.token_issuer and c.token_audience == "gxwf-data-plane" and credentials is not None
+    assert credentials.client_secret.get_secret_value() == "provider_c_client_secret-0123456789abcdef"
 
 
 def test_the_env_example_is_every_setting_spelled_right() -> None:
