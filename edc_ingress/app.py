@@ -16,6 +16,7 @@ from edc_ingress import normalise
 from edc_ingress.access import add_access_route, not_found
 from edc_ingress.auth import Authenticator
 from edc_ingress.body import parse_object, read_limited, require_json
+from edc_ingress.dataflows import add_dataflow_routes
 from edc_ingress.problems import Problem, invalid
 from edc_ingress.wire import ControlPlaneProvisionRequest, DataPlaneProvisionRequest, EventCallback
 from events.envelope import Envelope
@@ -66,6 +67,8 @@ class Ingress:
         readiness: ReadinessCheck,
         limits: IngressLimits,
         edc: EdcClient | None = None,
+        *,
+        dataplane_id: str = "gxwf",
     ) -> None:
         self.auth = Authenticator(registry)
         self.sink = sink
@@ -73,12 +76,37 @@ class Ingress:
         self.readiness = readiness
         self.limits = limits
         self.edc = edc
+        # How this data plane names itself to Data Plane Signaling control planes (GXWF_EDC_DATAPLANE_ID).
+        self.dataplane_id = dataplane_id
         # Per connector: one connector flooding the ingress does not slow another's requests.
         self.rates = TokenBuckets(limits.rate_per_second, limits.burst)
 
     async def accept(self, request: Request, model: type[W]) -> tuple[EdcConnector, W, dict[str, Any], int]:
         """Authenticated, JSON, within the size limit, and valid, in that order; a Problem otherwise.
         Returns the connector, the validated body, the body as parsed, and its size in bytes."""
+        connector = self.authenticate(request)
+        require_json(request)
+        raw = await read_limited(request, self.limits.body_bytes)
+        data = parse_object(raw)
+        try:
+            return connector, model.model_validate(data), data, len(raw)
+        except ValidationError as error:
+            raise invalid(error) from None
+
+    async def accept_optional(self, request: Request, model: type[W]) -> tuple[EdcConnector, W, dict[str, Any], int]:
+        """Like accept, for messages whose body is optional: an empty body (of any content type) is `{}`."""
+        connector = self.authenticate(request)
+        raw = await read_limited(request, self.limits.body_bytes)
+        if raw.strip():
+            require_json(request)
+        data = parse_object(raw) if raw.strip() else {}
+        try:
+            return connector, model.model_validate(data), data, len(raw)
+        except ValidationError as error:
+            raise invalid(error) from None
+
+    def authenticate(self, request: Request) -> EdcConnector:
+        """The calling connector, or 401; rate-limited per connector. Every route authenticates here."""
         connector = self.auth.identify(request.headers, request.query_params)
         if connector is None:
             names = " or ".join(self.auth.header_names)
@@ -99,13 +127,7 @@ class Ingress:
                 "retry after the time given",
                 headers={"Retry-After": retry_after(wait)},
             )
-        require_json(request)
-        raw = await read_limited(request, self.limits.body_bytes)
-        data = parse_object(raw)
-        try:
-            return connector, model.model_validate(data), data, len(raw)
-        except ValidationError as error:
-            raise invalid(error) from None
+        return connector
 
     async def publish(self, events: Sequence[Envelope[Any]], body_size: int) -> None:
         # An event holds the body (re-encoded, never larger) once, plus a few KiB: measure only when close.
@@ -251,6 +273,7 @@ def create_app(ingress: Ingress) -> FastAPI:
         return _accepted(result.events, result.warnings)
 
     add_access_route(app, ingress.auth, ingress.store)
+    add_dataflow_routes(app, ingress)
 
     @app.get("/healthz", summary="The process answers")
     async def healthz() -> dict[str, str]:

@@ -40,6 +40,10 @@ class EdcSettings(BaseSettings):
     # Where the default connector may be called back (its provisioner callbacks); unset: the management URL's
     # origin, or a registered simulator's. A callbackAddress anywhere else is refused.
     edc_callback_url: HttpUrl | None = None
+    # Data Plane Signaling: the default connector's control-plane signaling base (its `signaling_url`).
+    edc_signaling_url: HttpUrl | None = None
+    # How this data plane names itself in Data Plane Signaling answers (dataplaneId).
+    edc_dataplane_id: str = Field(default="gxwf", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
 
     edc_ingress_host: str = "127.0.0.1"
     edc_ingress_port: int = Field(default=8480, ge=0, le=65535)
@@ -72,6 +76,7 @@ def connector_registry(settings: EdcSettings) -> ConnectorRegistry:
                     management_api_key_header=settings.edc_management_api_key_header,
                     management_api_key=settings.edc_management_api_key,
                     callback_urls=(settings.edc_callback_url,) if settings.edc_callback_url else (),
+                    signaling_url=settings.edc_signaling_url,
                 )
             )
         except ValidationError as error:

@@ -21,6 +21,7 @@ from handlers.provisioning.failure import fail_provision
 from handlers.provisioning.teardown import teardown_if_due
 from ports.edc import AccessAddress, EdcCallbackRefused, EdcError
 from ports.store import Outcome
+from schemas.dataflows import DataFlowDocument, DataFlowState
 from schemas.provisioning import (
     AccessGrantDocument,
     AccessState,
@@ -86,7 +87,9 @@ async def on_asset_registered(event: Envelope[AssetRegistered], ctx: HandlerCont
         extra={"consumerId": doc.edc_consumer_id or doc.consumer_id, "assetId": registered.asset_id},
     )
     try:
-        await ctx.require_edc().provisioned(target, access, resource_name=f"gxwf-{tp}")
+        if target.generation != "dps" or await _flow_starting(ctx, tp):
+            await ctx.require_edc().provisioned(target, access, resource_name=f"gxwf-{tp}")
+            await _flow_moved(ctx, tp, DataFlowState.STARTED, event.id)
     except EdcError as error:
         refused = isinstance(error, EdcCallbackRefused)
         await fail_provision(tp, ctx, step="callback", reason=str(error), cause=event.id, tell=not refused)
@@ -106,3 +109,15 @@ async def _granted(
         about=tp,
         cause=cause,
     )
+
+
+async def _flow_starting(ctx: HandlerContext, tp: str) -> bool:
+    """A Data Plane Signaling flow the control plane ended before it started is not told it started: its
+    teardown follows once the provisioning settles."""
+    flow = await ctx.store.get(DataFlowDocument, tp)
+    return flow is not None and flow.state == DataFlowState.STARTING
+
+
+async def _flow_moved(ctx: HandlerContext, tp: str, state: DataFlowState, event_id: str) -> None:
+    if await ctx.store.get(DataFlowDocument, tp) is not None:
+        await ctx.store.transition(DataFlowDocument, tp, state, event_id=event_id)
