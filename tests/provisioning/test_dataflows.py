@@ -16,7 +16,9 @@ from nats.js import JetStreamContext
 from pydantic import SecretStr
 
 from adapters.mongo_assets import MongoAssetCatalogue
+from adapters.mongo_queries import MongoOpsQueries
 from adapters.mongo_store import MongoStateStore
+from dashboard.timeline import transfer_timeline
 from devstack import StackEndpoints
 from edc_ingress.service import IngressService
 from edc_ingress.settings import EdcSettings
@@ -218,6 +220,15 @@ async def test_start_suspend_resume_terminate(
     flow = await store.get(DataFlowDocument, "tp-dps")
     assert flow is not None
     assert [h.to for h in flow.history] == ["STARTING", "STARTED", "SUSPENDED", "STARTED", "TERMINATED"]
+
+    # The operator's timeline shows the data flow's states and the callbacks.
+    timeline = await transfer_timeline(MongoOpsQueries(store), "tp-dps")
+    assert timeline is not None
+    (phase,) = [p for p in timeline.phases if p.key == "dataflow"]
+    labels = [e.label for e in phase.entries]
+    for label in ("start received, starting", "started", "suspended: the token opens nothing", "terminated"):
+        assert label in labels, labels
+    assert "control plane told: started" in labels and phase.status == "ok"
 
 
 async def test_a_failing_deployment_is_called_back_as_errored(
