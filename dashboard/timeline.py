@@ -98,7 +98,7 @@ async def transfer_timeline(queries: OpsQueries, transfer_id: str) -> Timeline |
     ]
     phases += [_run(run, found.results.get(run["_id"])) for run in found.runs]
     phases.append(_deprovisioning(provision, deployment, grant, calls))
-    phases.append(_dataflow(found.dataflow, calls))
+    phases.append(_dataflow(found.dataflow, provision, calls))
     shown = [p for p in phases if p.entries]
     shown.sort(key=lambda p: (p.started is None, p.started or datetime.max))
     return Timeline(transfer_id, provision, shown)
@@ -253,7 +253,7 @@ _FLOW_LABELS = {
 }
 
 
-def _dataflow(flow: Doc | None, calls: list[Doc]) -> Phase:
+def _dataflow(flow: Doc | None, provision: Doc, calls: list[Doc]) -> Phase:
     """Each state the control plane's data flow went through, and each callback it was sent."""
     phase = Phase("dataflow", "Data flow (Data Plane Signaling)")
     if flow is None:
@@ -263,7 +263,7 @@ def _dataflow(flow: Doc | None, calls: list[Doc]) -> Phase:
         state = str(step.get("to"))
         last = i == len(history) - 1
         status = _FLOW_STATUS.get(state, "ok") if last else "ok"
-        if state == "TERMINATED" and not (flow.get("reason") or "").startswith(("deployment:", "asset:", "negotiation:")):
+        if state == "TERMINATED" and not provision.get("failed_step"):
             status = "ok"  # ended by the control plane, not by a failure here
         detail = step.get("reason") or (flow.get("reason") if last and state == "TERMINATED" else "") or ""
         phase.entries.append(Entry(_FLOW_LABELS.get(state, state.lower()), step.get("at"), status, detail))

@@ -87,9 +87,8 @@ async def on_asset_registered(event: Envelope[AssetRegistered], ctx: HandlerCont
         extra={"consumerId": doc.edc_consumer_id or doc.consumer_id, "assetId": registered.asset_id},
     )
     try:
-        if target.generation != "dps" or await _flow_starting(ctx, tp):
+        if target.generation != "dps" or await _flow_started(ctx, tp, event.id):
             await ctx.require_edc().provisioned(target, access, resource_name=f"gxwf-{tp}")
-            await _flow_moved(ctx, tp, DataFlowState.STARTED, event.id)
     except EdcError as error:
         refused = isinstance(error, EdcCallbackRefused)
         await fail_provision(tp, ctx, step="callback", reason=str(error), cause=event.id, tell=not refused)
@@ -111,13 +110,9 @@ async def _granted(
     )
 
 
-async def _flow_starting(ctx: HandlerContext, tp: str) -> bool:
-    """A Data Plane Signaling flow the control plane ended before it started is not told it started: its
-    teardown follows once the provisioning settles."""
-    flow = await ctx.store.get(DataFlowDocument, tp)
-    return flow is not None and flow.state == DataFlowState.STARTING
-
-
-async def _flow_moved(ctx: HandlerContext, tp: str, state: DataFlowState, event_id: str) -> None:
-    if await ctx.store.get(DataFlowDocument, tp) is not None:
-        await ctx.store.transition(DataFlowDocument, tp, state, event_id=event_id)
+async def _flow_started(ctx: HandlerContext, tp: str, event_id: str) -> bool:
+    """The data flow is STARTED before the control plane hears of it, so a suspend sent right after the callback
+    finds it so (a failed callback ends it TERMINATED). A flow the control plane ended before it started is not
+    told: its teardown follows once the provisioning settles. Redelivered: started by this event already."""
+    moved = await ctx.store.transition(DataFlowDocument, tp, DataFlowState.STARTED, event_id=event_id)
+    return moved.settled

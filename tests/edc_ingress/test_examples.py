@@ -26,11 +26,13 @@ def routes() -> set[str]:
 
 
 def test_the_connectors_file_loads_with_secrets_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("PROVIDER_A_KEY", "PROVIDER_A_MANAGEMENT_KEY", "PROVIDER_B_KEY", "PROVIDER_B_MANAGEMENT_KEY"):
-        monkeypatch.setenv(f"GXWF_{name}", f"{name.lower()}-0123456789abcdef")
+    for provider in "ABC":
+        for name in (f"PROVIDER_{provider}_KEY", f"PROVIDER_{provider}_MANAGEMENT_KEY"):
+            monkeypatch.setenv(f"GXWF_{name}", f"{name.lower()}-0123456789abcdef")
     settings = EdcSettings(_env_file=None, edc_connectors_file=EXAMPLES / "connectors.yaml")  # type: ignore[call-arg]
     registry = connector_registry(settings)
-    assert registry.names == ["provider-a", "provider-b"]
+    assert registry.names == ["provider-a", "provider-b", "provider-c"]
+    assert registry.get("provider-c").signaling_url == "http://provider-c-controlplane:8181/api/signaling"
     b = registry.get("provider-b")
     assert b.api_key_header == "X-Provider-B-Key" and b.management_api_version == "v4"
     assert b.api_key.get_secret_value() == "provider_b_key-0123456789abcdef"

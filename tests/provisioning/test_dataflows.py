@@ -250,6 +250,10 @@ async def test_a_failing_deployment_is_called_back_as_errored(
     assert provider.cp.callbacks("started") == []
     flow = await store.get(DataFlowDocument, "tp-gpu")
     assert flow is not None and (flow.reason or "").startswith("deployment: no site fits")
+    timeline = await transfer_timeline(MongoOpsQueries(store), "tp-gpu")
+    assert timeline is not None
+    (phase,) = [p for p in timeline.phases if p.key == "dataflow"]
+    assert phase.status == "failed" and "control plane told: errored" in [e.label for e in phase.entries]
 
 
 async def test_an_unknown_dataset_is_called_back_as_errored(site: Callable[..., Awaitable[Site]]) -> None:
