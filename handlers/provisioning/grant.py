@@ -10,6 +10,7 @@ import secrets
 
 import structlog
 
+from events.attempt import AheadOfState
 from events.envelope import Envelope
 from events.payloads.access import AccessGranted
 from events.payloads.asset import AssetRegistered, AssetRegistrationFailed
@@ -115,4 +116,7 @@ async def _flow_started(ctx: HandlerContext, tp: str, event_id: str) -> bool:
     finds it so (a failed callback ends it TERMINATED). A flow the control plane ended before it started is not
     told: its teardown follows once the provisioning settles. Redelivered: started by this event already."""
     moved = await ctx.store.transition(DataFlowDocument, tp, DataFlowState.STARTED, event_id=event_id)
+    if moved.outcome is Outcome.MISSING:
+        # The ingress stores the flow right after publishing its start: this came first, so try again later.
+        raise AheadOfState(f"data flow {tp} not stored yet")
     return moved.settled

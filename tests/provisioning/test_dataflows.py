@@ -265,3 +265,25 @@ async def test_an_unknown_dataset_is_called_back_as_errored(site: Callable[..., 
     await provider.reaches("tp-x", "TERMINATED")
     (message,) = provider.cp.callbacks("errored")
     assert "unknown EDC asset id 'no-such-asset'" in message["error"]
+
+
+async def test_completed_tears_down_and_is_final(site: Callable[..., Awaitable[Site]], store: MongoStateStore) -> None:
+    provider = await site()
+    assert (await provider.http.post("/dataflows/start", json=start_main("tp-done"))).status_code == 202
+    await provider.reaches("tp-done", "STARTED")
+    token = token_of(provider.cp.callbacks("started")[0]["dataAddress"])
+    assert await provider.runs(token) == 200
+
+    # The spec's name for it, without a body.
+    response = await provider.http.post("/dataflows/tp-done/complete")
+    assert response.status_code == 200 and response.json()["state"] == "COMPLETED"
+
+    async def deleted() -> bool:
+        deployments = await store.find(DeploymentDocument)
+        return bool(deployments) and all(d.state == "deleted" for d in deployments)
+
+    await eventually(deleted, timeout=20)
+    assert await provider.runs(token) == 401
+    assert (await provider.http.post("/dataflows/tp-done/terminate")).status_code == 409
+    assert await provider.state("tp-done") == "COMPLETED"
+    assert [path.rsplit("/", 1)[1] for path, _ in provider.cp.received] == ["started"]
