@@ -105,6 +105,10 @@ class Ingress:
         except ValidationError as error:
             raise invalid(error) from None
 
+    @property
+    def publish_timeout(self) -> float:
+        return self.limits.publish_timeout
+
     def authenticate(self, request: Request) -> EdcConnector:
         """The calling connector, or 401; rate-limited per connector. Every route authenticates here."""
         connector = self.auth.identify(request.headers, request.query_params)

@@ -13,27 +13,50 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Sequence
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from adapters.callback_policy import CallbackRefused, check_callback, check_callback_address
 from edc_ingress import dps
 from edc_ingress.problems import Problem
+from events.envelope import Envelope
 from events.payloads.edc import DataFlowMessageType
+from ports.store import Outcome, StateStore
 from schemas.connectors import EdcConnector
 from schemas.dataflows import DATAFLOW_MACHINE, DataFlowDocument, DataFlowState
 from schemas.provisioning import AccessGrantDocument, AccessState, ProvisionDocument
 
-if TYPE_CHECKING:
-    from edc_ingress.app import Ingress
-
 log = structlog.get_logger("gxwf.edc_ingress.dataflows")
 
 T = TypeVar("T")
+W = TypeVar("W", bound=BaseModel)
+
+
+class Ingress(Protocol):
+    """What the routes use of edc_ingress.app.Ingress (declared here: that module adds these routes)."""
+
+    store: StateStore
+    dataplane_id: str
+
+    @property
+    def publish_timeout(self) -> float: ...
+
+    def authenticate(self, request: Request) -> EdcConnector: ...
+
+    async def accept(self, request: Request, model: type[W]) -> tuple[EdcConnector, W, dict[str, Any], int]: ...
+
+    async def accept_optional(
+        self, request: Request, model: type[W]
+    ) -> tuple[EdcConnector, W, dict[str, Any], int]: ...
+
+    async def publish(self, events: Sequence[Envelope[Any]], body_size: int) -> None: ...
+
+
 F = DataFlowState
 _TARGETS: dict[str, DataFlowState] = {
     "suspend": F.SUSPENDED,
@@ -110,7 +133,7 @@ def signaling_base(connector: EdcConnector, callback_address: str | None) -> str
 def add_dataflow_routes(app: FastAPI, ingress: Ingress) -> None:
     async def bounded(call: Awaitable[T]) -> T:
         try:
-            async with asyncio.timeout(ingress.limits.publish_timeout):
+            async with asyncio.timeout(ingress.publish_timeout):
                 return await call
         except Problem:
             raise
@@ -227,7 +250,11 @@ def add_dataflow_routes(app: FastAPI, ingress: Ingress) -> None:
             grant = await bounded(ingress.store.get(AccessGrantDocument, tp))
             if grant is None or grant.state != AccessState.ACTIVE:
                 raise _forbidden_transition(tp, flow.state, kind)
-        key = dps.signalled(connector.name, kind, tp, target, message_id=message.message_id).id
+        # One transition per message: a re-sent message (same messageId) changes nothing again; without a
+        # messageId, the flow's position in its history tells a second suspend from a re-sent first one.
+        key = dps.signalled(
+            connector.name, kind, tp, target, message_id=message.message_id, key=f"#{len(flow.history)}"
+        ).id
         reason = message.reason
         moved = await bounded(
             ingress.store.transition(
@@ -236,6 +263,9 @@ def add_dataflow_routes(app: FastAPI, ingress: Ingress) -> None:
         )
         if not moved.settled:
             raise _forbidden_transition(tp, str(moved.state), kind)
+        if moved.outcome is Outcome.ALREADY_APPLIED:
+            # Applied when it was first sent; its token is not handed out (or taken away) twice.
+            return _response(tp, str(moved.state), ingress.dataplane_id)
         address: dict[str, Any] | None = None
         # A token nobody holds replaces the consumer's (suspend), or a fresh one that goes back in the answer.
         token = secrets.token_urlsafe(32)

@@ -155,7 +155,7 @@ def signalled(
         profile=profile,
         extra=extra or {},
     )
-    # A re-sent message (same messageId) is one event; without a messageId, one per transition it made.
+    # A re-sent message (same messageId) is one event; without a messageId, `key` tells them apart.
     return _event(s.EDC_DATAFLOW_SIGNALLED, payload, tp, ("dps", connector, tp, kind, message_id or key or state))
 
 

@@ -169,8 +169,12 @@ async def test_start_suspend_resume_terminate(
     assert response.status_code == 202 and response.json()["state"] == "STARTING"
 
     await provider.reaches("tp-dps", "STARTED")
-    started = provider.cp.callbacks("started")
-    assert len(started) == 2  # the 409, then the one accepted
+
+    async def told() -> list[dict[str, Any]]:
+        found = provider.cp.callbacks("started")
+        return found if len(found) == 2 else []
+
+    started = await eventually(told)  # the 409, then the one accepted
     message = started[-1]
     assert message["dataFlowId"] == "tp-dps" and message["state"] == "STARTED"
     address = message["dataAddress"]
@@ -192,6 +196,13 @@ async def test_start_suspend_resume_terminate(
     assert response.json()["state"] == "STARTED"
     fresh = token_of(response.json()["dataAddress"])
     assert fresh != token and await provider.runs(fresh) == 200 and await provider.runs(token) == 401
+
+    # Once more, without message ids: a second suspend is not mistaken for a re-sent first one.
+    assert (await provider.http.post("/dataflows/tp-dps/suspend")).json()["state"] == "SUSPENDED"
+    assert await provider.runs(fresh) == 401
+    response = await provider.http.post("/dataflows/tp-dps/resume")
+    fresh = token_of(response.json()["dataAddress"])
+    assert await provider.runs(fresh) == 200
 
     # Terminated: everything torn down, the state final.
     response = await provider.http.post("/dataflows/tp-dps/terminate", json={"reason": "transfer terminated"})
@@ -215,11 +226,21 @@ async def test_start_suspend_resume_terminate(
         ("start", "STARTING"),
         ("suspend", "SUSPENDED"),
         ("resume", "STARTED"),
+        ("suspend", "SUSPENDED"),
+        ("resume", "STARTED"),
         ("terminate", "TERMINATED"),
     ]
     flow = await store.get(DataFlowDocument, "tp-dps")
     assert flow is not None
-    assert [h.to for h in flow.history] == ["STARTING", "STARTED", "SUSPENDED", "STARTED", "TERMINATED"]
+    assert [h.to for h in flow.history] == [
+        "STARTING",
+        "STARTED",
+        "SUSPENDED",
+        "STARTED",
+        "SUSPENDED",
+        "STARTED",
+        "TERMINATED",
+    ]
 
     # The operator's timeline shows the data flow's states and the callbacks.
     timeline = await transfer_timeline(MongoOpsQueries(store), "tp-dps")
@@ -263,7 +284,11 @@ async def test_an_unknown_dataset_is_called_back_as_errored(site: Callable[..., 
     )
     assert response.status_code == 202
     await provider.reaches("tp-x", "TERMINATED")
-    (message,) = provider.cp.callbacks("errored")
+
+    async def errored() -> list[dict[str, Any]]:
+        return provider.cp.callbacks("errored")
+
+    (message,) = await eventually(errored)
     assert "unknown EDC asset id 'no-such-asset'" in message["error"]
 
 
@@ -271,7 +296,11 @@ async def test_completed_tears_down_and_is_final(site: Callable[..., Awaitable[S
     provider = await site()
     assert (await provider.http.post("/dataflows/start", json=start_main("tp-done"))).status_code == 202
     await provider.reaches("tp-done", "STARTED")
-    token = token_of(provider.cp.callbacks("started")[0]["dataAddress"])
+
+    async def told() -> list[dict[str, Any]]:
+        return provider.cp.callbacks("started")
+
+    token = token_of((await eventually(told))[0]["dataAddress"])
     assert await provider.runs(token) == 200
 
     # The spec's name for it, without a body.
