@@ -22,6 +22,8 @@ from dashboard.timeline import transfer_timeline
 from devstack import StackEndpoints
 from edc_ingress.service import IngressService
 from edc_ingress.settings import EdcSettings
+from edc_simulator.connector import SimulatedConnector
+from edc_simulator.versions import version
 from events import subjects as s
 from gxwf.definitions import load_assets
 from gxwf.runtime import Endpoints, HandlerService
@@ -101,7 +103,7 @@ async def site(
 ) -> AsyncIterator[Callable[..., Awaitable[Site]]]:
     stops: list[Callable[[], Awaitable[object]]] = []
 
-    async def start(conflicts: int = 0, **overrides: object) -> Site:
+    async def start(conflicts: int = 0, management: SimulatedConnector | None = None, **overrides: object) -> Site:
         cp = ControlPlane(conflicts)
         server = await asyncio.start_server(cp.handle, "127.0.0.1", 0)
         cp.port = server.sockets[0].getsockname()[1]
@@ -113,8 +115,18 @@ async def site(
 
         stops.append(close)
         # No management API: the start message alone says which agreement, asset and consumer.
+        # With `management`: the agreement is cross-checked at that (simulated) connector's management API.
+        extra: dict[str, Any] = {}
+        if management is not None:
+            await management.start()
+            stops.append(management.stop)
+            extra = {
+                "management_url": management.management_url,
+                "management_api_version": management.version.management_path,
+                "management_api_key": SecretStr(management.management_key),
+            }
         registry = ConnectorRegistry(
-            connectors=(EdcConnector(name="default", api_key=SecretStr(KEY), signaling_url=cp.signaling),)
+            connectors=(EdcConnector(name="default", api_key=SecretStr(KEY), signaling_url=cp.signaling, **extra),)
         )
         ingress = IngressService(
             EdcSettings(_env_file=None),  # type: ignore[call-arg]
@@ -316,3 +328,29 @@ async def test_completed_tears_down_and_is_final(site: Callable[..., Awaitable[S
     assert (await provider.http.post("/dataflows/tp-done/terminate")).status_code == 409
     assert await provider.state("tp-done") == "COMPLETED"
     assert [path.rsplit("/", 1)[1] for path, _ in provider.cp.received] == ["started"]
+
+
+async def test_the_agreement_is_cross_checked_when_a_management_api_is_configured(
+    site: Callable[..., Awaitable[Site]], store: MongoStateStore
+) -> None:
+    sim = SimulatedConnector(version("0.18"), ingress_url="http://127.0.0.1:9", api_key=KEY)
+    provider = await site(management=sim)
+    transfer = sim.ledger.new_transfer("shell-count", "did:web:consumer.example")
+    agreement = transfer.agreement.id
+
+    # The agreement is the consumer's: started.
+    matching = {**start_main(transfer.id), "agreementId": agreement}
+    assert (await provider.http.post("/dataflows/start", json=matching)).status_code == 202
+    await provider.reaches(transfer.id, "STARTED")
+
+    # Another consumer naming it, or an agreement the connector does not know: errored, nothing deployed for them.
+    for tp, changes in (
+        ("tp-thief", {"agreementId": agreement, "counterPartyId": "did:web:thief.example"}),
+        ("tp-unknown", {"agreementId": "agreement-nobody-signed"}),
+    ):
+        assert (await provider.http.post("/dataflows/start", json={**start_main(tp), **changes})).status_code == 202
+        await provider.reaches(tp, "TERMINATED")
+        flow = await store.get(DataFlowDocument, tp)
+        assert flow is not None and (flow.reason or "").startswith("negotiation:"), flow
+    deployments = await store.find(DeploymentDocument)
+    assert [d.transfer_process_id for d in deployments] == [transfer.id]
