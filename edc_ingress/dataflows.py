@@ -290,7 +290,7 @@ def add_dataflow_routes(app: FastAPI, ingress: Ingress) -> None:
                 key=key,
             )
         ]
-        if kind in ("terminate", "completed"):
+        if kind in ("terminate", "completed") and flow.state != F.PREPARED:  # a prepared flow provisioned nothing
             events.insert(0, dps.deprovision_requested(connector.name, tp, kind, reason))
         await ingress.publish(events, size)
         log.info("data flow signalled", connector=connector.name, flow=tp, message=kind, state=target)

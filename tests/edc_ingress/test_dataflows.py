@@ -210,8 +210,11 @@ async def test_a_transition_the_state_machine_forbids_is_409_naming_the_state(
     assert len(await stream_events(js, "edc.>")) == len(before)
 
 
-async def test_prepare_answers_prepared(dps: httpx.AsyncClient) -> None:
+async def test_prepare_answers_prepared(dps: httpx.AsyncClient, js: JetStreamContext) -> None:
     response = await dps.post("/dataflows/prepare", json={"processId": "tp-c", "messageId": "m1", "new": 1})
     assert response.status_code == 200 and response.json()["state"] == "PREPARED"
     assert (await dps.get("/dataflows/tp-c")).json() == {"dataflowId": "tp-c", "state": "PREPARED"}
     assert problem(await dps.post("/dataflows/start", json=start_018("tp-c")), 409)
+    # Terminated: nothing was provisioned for it, so nothing is torn down.
+    assert (await dps.post("/dataflows/tp-c/terminate")).json()["state"] == "TERMINATED"
+    assert [e["type"] for e in await stream_events(js, "edc.>")] == [s.EDC_DATAFLOW_SIGNALLED] * 2
