@@ -36,6 +36,7 @@ from schemas.edc_calls import CallOutcome, EdcCall
 log = structlog.get_logger("gxwf.edc_client")
 
 EDC_NAMESPACE = "https://w3id.org/edc/v0.0.1/ns/"
+DPS_HTTP_PULL = "https://w3id.org/dspace-sig/profile/http-pull"
 Sleep = Callable[[float], Awaitable[None]]
 # Where the management API of a connector configured without one is at the moment (a trial's simulator).
 ManagementLookup = Callable[[EdcConnector], ManagementApi | None]
@@ -120,6 +121,18 @@ class HttpEdcClient:
         connector = self._connector(target.connector)
         base = target.callback_address.rstrip("/")
         tp = target.transfer_process_id
+        if target.generation == "dps":
+            address = {
+                "@type": "DataAddress",
+                "endpointType": DPS_HTTP_PULL,
+                "endpoint": access.base_url,
+                "endpointProperties": [
+                    {"@type": "EndpointProperty", "name": "authorization", "value": access.token},
+                    {"@type": "EndpointProperty", "name": "authType", "value": "bearer"},
+                ],
+            }
+            await self._signal(connector, target, "started", {"state": "STARTED", "dataAddress": address})
+            return
         if target.generation == "data-plane-provision-http":
             # The data plane's provision API has no auth filter; its path names the flow and the resource.
             url = f"{base}/{quote(target.flow_id or tp, safe='')}/{quote(_resource(target), safe='')}/provision"
@@ -148,6 +161,12 @@ class HttpEdcClient:
         connector = self._connector(target.connector)
         base = target.callback_address.rstrip("/")
         tp = target.transfer_process_id
+        if target.generation == "dps":
+            # The control plane ended the flow itself (terminate, completed): it waits for no answer. Only a
+            # provisioning that failed is told, as the flow's error.
+            if error is not None:
+                await self._signal(connector, target, "errored", {"state": "TERMINATED", "error": error})
+            return
         if target.generation == "data-plane-provision-http":
             url = f"{base}/{quote(target.flow_id or tp, safe='')}/{quote(_resource(target), safe='')}/deprovision"
             await self._allowed(connector, "deprovisioned", target, url)
@@ -164,13 +183,24 @@ class HttpEdcClient:
         headers = self._callback_auth(connector, url)
         await self._call(connector, "deprovisioned", "POST", url, json=body, headers=headers, tp=tp)
 
+    async def _signal(self, connector: EdcConnector, target: ProvisionTarget, kind: str, body: dict[str, Any]) -> None:
+        """A Data Plane Signaling callback: `POST {signaling}/transfers/{id}/dataflow/{kind}`. A 409 is retried
+        like a 5xx: the control plane answers it while its side of the transfer is not ready yet."""
+        tp = target.transfer_process_id
+        url = f"{target.callback_address.rstrip('/')}/transfers/{quote(tp, safe='')}/dataflow/{kind}"
+        await self._allowed(connector, kind, target, url)
+        message = {"messageId": str(uuid.uuid4()), "dataFlowId": tp, **body}
+        await self._call(connector, kind, "POST", url, json=message, tp=tp, retry_conflict=True)
+
     def callback_bases(self, connector: EdcConnector) -> tuple[str, ...]:
         """Where this connector may be called back: its configured bases, else its management API's origin
-        (configured or registered); none when neither is known, and then nobody is called back."""
+        (configured or registered); none when neither is known, and then nobody is called back. Its signaling
+        URL (Data Plane Signaling) always."""
+        signaling = (connector.signaling_url,) if connector.signaling_url else ()
         if connector.callback_urls:
-            return connector.callback_urls
+            return (*connector.callback_urls, *signaling)
         api = self.management_api(connector)
-        return (origin(api.url),) if api is not None else ()
+        return ((origin(api.url),) if api is not None else ()) + signaling
 
     async def verify_callback(self, target: ProvisionTarget) -> None:
         """EdcCallbackRefused (recorded) when the target's address could never be called back."""
@@ -231,6 +261,7 @@ class HttpEdcClient:
         headers: dict[str, str] | None = None,
         tp: str | None = None,
         bearer: bool = True,
+        retry_conflict: bool = False,
     ) -> httpx.Response:
         """`bearer`: add the connector's OAuth2 token (callback_headers) when it has one."""
         for attempt in range(1, self.attempts + 1):
@@ -255,7 +286,8 @@ class HttpEdcClient:
                 status = failure.status
                 outcome = "network_error" if failure.retryable else "client_error"
                 error = token_failure = str(failure)[:500]
-            retry = outcome in ("server_error", "network_error") and not last
+            conflict = retry_conflict and status == 409
+            retry = (outcome in ("server_error", "network_error") or conflict) and not last
             await self._record(
                 connector, operation, method, url, tp, attempt, not retry, outcome, status, error, started
             )

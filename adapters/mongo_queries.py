@@ -12,6 +12,7 @@ from pymongo.errors import DuplicateKeyError
 
 from adapters.mongo_store import MongoStateStore
 from ports.queries import OverviewRows, Page, PageKey, Row, RunFilter, TransferRecords
+from schemas.dataflows import DataFlowDocument
 from schemas.documents import StatefulDocument
 from schemas.edc_calls import EdcCall
 from schemas.inputs import InputDocument
@@ -116,7 +117,8 @@ class MongoOpsQueries:
         runs = await self._runs_of(provision, max_runs)
         results_cursor = self.db[ResultDocument.collection].find({"_id": {"$in": [run["_id"] for run in runs]}})
         results = {r["_id"]: r async for r in results_cursor.limit(max_runs)}
-        return TransferRecords(provision, deployment, grant, calls, runs, results)
+        dataflow = await self.db[DataFlowDocument.collection].find_one({"_id": transfer_id})
+        return TransferRecords(provision, deployment, grant, calls, runs, results, dataflow)
 
     async def _runs_of(self, provision: Row, limit: int) -> list[Row]:
         runs = self.db[RunDocument.collection]

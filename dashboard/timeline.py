@@ -98,6 +98,7 @@ async def transfer_timeline(queries: OpsQueries, transfer_id: str) -> Timeline |
     ]
     phases += [_run(run, found.results.get(run["_id"])) for run in found.runs]
     phases.append(_deprovisioning(provision, deployment, grant, calls))
+    phases.append(_dataflow(found.dataflow, provision, calls))
     shown = [p for p in phases if p.entries]
     shown.sort(key=lambda p: (p.started is None, p.started or datetime.max))
     return Timeline(transfer_id, provision, shown)
@@ -238,6 +239,41 @@ def _run(run: Doc, result: Doc | None) -> Phase:
             detail = str(result.get("reason") or "publishing failed")
         phase.entries.append(Entry(f"result {state}", _at(result, state) or result.get("updated_at"), status, detail))
         phase.links.append(("result", f"/runs/{run_id}/result"))
+    return phase
+
+
+_FLOW_STATUS = {"STARTING": "active", "SUSPENDED": "waiting", "TERMINATED": "failed"}
+_FLOW_LABELS = {
+    "PREPARED": "prepared",
+    "STARTING": "start received, starting",
+    "STARTED": "started",
+    "SUSPENDED": "suspended: the token opens nothing",
+    "COMPLETED": "completed",
+    "TERMINATED": "terminated",
+}
+
+
+def _dataflow(flow: Doc | None, provision: Doc, calls: list[Doc]) -> Phase:
+    """Each state the control plane's data flow went through, and each callback it was sent."""
+    phase = Phase("dataflow", "Data flow (Data Plane Signaling)")
+    if flow is None:
+        return phase
+    history = _history(flow)
+    for i, step in enumerate(history):
+        state = str(step.get("to"))
+        last = i == len(history) - 1
+        status = _FLOW_STATUS.get(state, "ok") if last else "ok"
+        if state == "TERMINATED" and not provision.get("failed_step"):
+            status = "ok"  # ended by the control plane, not by a failure here
+        detail = step.get("reason") or (flow.get("reason") if last and state == "TERMINATED" else "") or ""
+        phase.entries.append(Entry(_FLOW_LABELS.get(state, state.lower()), step.get("at"), status, detail))
+    for call in calls:
+        if call.get("operation") in ("started", "errored") and call.get("final"):
+            failed = call.get("outcome") != "ok"
+            detail = f"{call.get('method')} {call.get('url')} -> {call.get('status') or call.get('error') or ''}"
+            label = f"control plane told: {call['operation']}"
+            phase.entries.append(Entry(label, call.get("at"), "failed" if failed else "ok", detail))
+    phase.entries.sort(key=lambda e: (e.at is None, e.at or datetime.max))
     return phase
 
 

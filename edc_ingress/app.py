@@ -16,6 +16,7 @@ from edc_ingress import normalise
 from edc_ingress.access import add_access_route, not_found
 from edc_ingress.auth import Authenticator
 from edc_ingress.body import parse_object, read_limited, require_json
+from edc_ingress.dataflows import add_dataflow_routes
 from edc_ingress.problems import Problem, invalid
 from edc_ingress.wire import ControlPlaneProvisionRequest, DataPlaneProvisionRequest, EventCallback
 from events.envelope import Envelope
@@ -66,6 +67,8 @@ class Ingress:
         readiness: ReadinessCheck,
         limits: IngressLimits,
         edc: EdcClient | None = None,
+        *,
+        dataplane_id: str = "gxwf",
     ) -> None:
         self.auth = Authenticator(registry)
         self.sink = sink
@@ -73,6 +76,8 @@ class Ingress:
         self.readiness = readiness
         self.limits = limits
         self.edc = edc
+        # How this data plane names itself to Data Plane Signaling control planes (GXWF_EDC_DATAPLANE_ID).
+        self.dataplane_id = dataplane_id
         # Per connector: one connector flooding the ingress does not slow another's requests.
         self.rates = TokenBuckets(limits.rate_per_second, limits.burst)
 
@@ -88,8 +93,25 @@ class Ingress:
         except ValidationError as error:
             raise invalid(error) from None
 
+    async def accept_optional(self, request: Request, model: type[W]) -> tuple[EdcConnector, W, dict[str, Any], int]:
+        """Like accept, for messages whose body is optional: an empty body (of any content type) is `{}`."""
+        connector = await self.authenticate(request)
+        raw = await read_limited(request, self.limits.body_bytes)
+        if raw.strip():
+            require_json(request)
+        data = parse_object(raw) if raw.strip() else {}
+        try:
+            return connector, model.model_validate(data), data, len(raw)
+        except ValidationError as error:
+            raise invalid(error) from None
+
+    @property
+    def publish_timeout(self) -> float:
+        return self.limits.publish_timeout
+
     async def authenticate(self, request: Request) -> EdcConnector:
-        """The calling connector (by API key or OAuth2 bearer token), or 401; rate-limited per connector."""
+        """The calling connector (by API key or OAuth2 bearer token), or 401; rate-limited per connector. Every
+        route authenticates here."""
         connector = await self.auth.authenticate(request.headers, request.query_params)
         if connector is None:
             raise self.auth.refusal()
@@ -248,6 +270,7 @@ def create_app(ingress: Ingress) -> FastAPI:
         return _accepted(result.events, result.warnings)
 
     add_access_route(app, ingress.auth, ingress.store)
+    add_dataflow_routes(app, ingress)
 
     @app.get("/healthz", summary="The process answers")
     async def healthz() -> dict[str, str]:

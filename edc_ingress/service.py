@@ -90,6 +90,7 @@ class IngressService:
                 burst=self.settings.edc_rate_limit_burst,
             ),
             self.edc,
+            dataplane_id=self.settings.edc_dataplane_id,
         )
         try:
             self.url = await self._served.start(create_app(ingress))

@@ -52,6 +52,10 @@ class EdcSettings(BaseSettings):
     edc_client_secret: SecretStr | None = None
     edc_token_scope: str | None = None
     edc_token_request_audience: str | None = None
+    # Data Plane Signaling: the default connector's control-plane signaling base (its `signaling_url`).
+    edc_signaling_url: HttpUrl | None = None
+    # How this data plane names itself in Data Plane Signaling answers (dataplaneId).
+    edc_dataplane_id: str = Field(default="gxwf", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
 
     edc_ingress_host: str = "127.0.0.1"
     edc_ingress_port: int = Field(default=8480, ge=0, le=65535)
@@ -93,6 +97,7 @@ def connector_registry(settings: EdcSettings) -> ConnectorRegistry:
                     client_secret=settings.edc_client_secret,
                     scope=settings.edc_token_scope,
                     audience=settings.edc_token_request_audience,
+                    signaling_url=settings.edc_signaling_url,
                 )
             )
         except ValidationError as error:

@@ -49,8 +49,7 @@ class Callback:
 
 class Ledger:
     def __init__(self) -> None:
-        # Data planes registered at its management API (PUT v4/dataplanes), by id, and every PUT as it came.
-        self.dataplanes: dict[str, dict[str, Any]] = {}
+        # Every PUT v4/dataplanes body as it came (the registered data planes are `dataplanes`, by id).
         self.dataplane_puts: list[dict[str, Any]] = []
         self.agreements: dict[str, Agreement] = {}
         self.transfers: dict[str, Transfer] = {}

@@ -65,13 +65,16 @@ def create_app(ledger: Ledger, version: EdcVersion, *, management_key: str, key_
             return JSONResponse(
                 [{"message": f"mandatory value missing: {', '.join(missing)}", "type": "ValidationFailure"}], 400
             )
+        plane = dps.registration(body)
+        if isinstance(plane, str):
+            return JSONResponse([{"message": plane, "type": "ValidationFailure"}], 400)
         ledger.dataplane_puts.append(body)
-        ledger.dataplanes[str(body["dataplaneId"])] = body
+        ledger.dataplanes[plane.dataplane_id] = plane
         return Response(status_code=204)
 
     @app.get("/sim/dataplanes")
-    async def dataplanes() -> dict[str, Any]:
-        return ledger.dataplanes
+    async def registered_dataplanes() -> dict[str, Any]:
+        return {name: plane.body for name, plane in ledger.dataplanes.items()}
 
     @app.post(MANAGEMENT + "/callback/{tp}/{action}")
     async def control_plane_callback(tp: str, action: str, request: Request) -> Response:
@@ -95,16 +98,6 @@ def create_app(ledger: Ledger, version: EdcVersion, *, management_key: str, key_
         await ledger.record(Callback("data-plane", action, flow, resource, body, known, authorization=bearer))
         if not known:
             return _edc_error(404, f"Object of type DataFlow with ID={flow} was not found")
-        return Response(status_code=204)
-
-    @app.put(f"{MANAGEMENT}/v4/dataplanes")
-    async def register_dataplane(request: Request) -> Response:
-        if not authorized(request):
-            return _edc_error(401, "Request could not be authenticated")
-        plane = dps.registration(await _json(request))
-        if isinstance(plane, str):
-            return JSONResponse([{"message": plane, "type": "ValidationFailure"}], 400)
-        ledger.dataplanes[plane.dataplane_id] = plane
         return Response(status_code=204)
 
     @app.get(f"{MANAGEMENT}/v4/dataplanes")

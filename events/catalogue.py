@@ -25,6 +25,7 @@ from events.payloads.deployment import (
 from events.payloads.edc import (
     ContractAgreement,
     EdcCallbackReceived,
+    EdcDataFlowSignalled,
     EdcDeprovisionRequested,
     EdcNegotiationFinalized,
     EdcNegotiationTerminated,
@@ -162,6 +163,19 @@ CATALOGUE: tuple[EventSpec, ...] = (
                 ),
             )
         )
+    ),
+    EventSpec(
+        EdcDataFlowSignalled,
+        "A Data Plane Signaling message from a connector's control plane (EDC 0.18 and later), with the data "
+        "flow's state after it.",
+        EdcDataFlowSignalled(
+            connector="default",
+            message_type="start",
+            process_id=_TP,
+            message_id="7d1c9f0e-2b8a-4f4e-9a51-0c3d2e1f4a5b",
+            state="STARTING",
+            profile="HttpData-PULL",
+        ),
     ),
     EventSpec(
         DeploymentRequested,

@@ -20,6 +20,7 @@ from events.payloads.deployment import (
 )
 from events.payloads.edc import (
     EdcCallbackReceived,
+    EdcDataFlowSignalled,
     EdcDeprovisionRequested,
     EdcNegotiationFinalized,
     EdcNegotiationTerminated,
@@ -60,6 +61,7 @@ EDC_NEGOTIATION_TERMINATED: Final = EdcNegotiationTerminated.subject
 EDC_TRANSFER_STARTED: Final = EdcTransferStarted.subject
 EDC_TRANSFER_COMPLETED: Final = EdcTransferCompleted.subject
 EDC_TRANSFER_TERMINATED: Final = EdcTransferTerminated.subject
+EDC_DATAFLOW_SIGNALLED: Final = EdcDataFlowSignalled.subject
 
 DEPLOYMENT_REQUESTED: Final = DeploymentRequested.subject
 DEPLOYMENT_READY: Final = DeploymentReady.subject

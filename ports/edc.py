@@ -40,6 +40,11 @@ class AccessAddress:
     auth_key: str = "Authorization"
     extra: Mapping[str, str] = field(default_factory=dict)
 
+    @property
+    def token(self) -> str:
+        """The bare token (Data Plane Signaling sends it with authType bearer, not as a header value)."""
+        return self.auth_code.removeprefix("Bearer ")
+
     def properties(self) -> dict[str, str]:
         return {
             **self.extra,

@@ -65,6 +65,8 @@ class TransferRecords:
     # Its runs, oldest first, and the results of those that have one, by run id.
     runs: list[Row]
     results: dict[str, Row] = field(default_factory=dict)
+    # Its Data Plane Signaling data flow, when a DPS control plane started it (EDC 0.18 and later).
+    dataflow: Row | None = None
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,13 @@ class EdcConnector(BaseModel):
         default=None, min_length=1, description="`audience` of the token request, when the issuer wants one"
     )
 
+    signaling_url: HttpUrl | None = Field(
+        default=None,
+        description="Data Plane Signaling (EDC 0.18 and later): the control plane's signaling API base, e.g. "
+        "http://provider:8181/api/signaling; the data flow callbacks go below it, and a start message's "
+        "callbackAddress must lie under it",
+    )
+
     def management(self) -> ManagementApi | None:
         """The management API configured for this connector, if any."""
         if self.management_url is None:
@@ -142,6 +149,16 @@ class EdcConnector(BaseModel):
         if len(value.get_secret_value()) < MIN_SECRET_LENGTH:
             raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters")
         return value
+
+    @field_validator("signaling_url")
+    @classmethod
+    def _plain_signaling(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        netloc = value.split("//", 1)[1].split("/", 1)[0]
+        if "@" in netloc or any(ch in value for ch in "?#%\\"):
+            raise ValueError(f"{value}: a signaling URL has no user info, query, fragment or percent-escapes")
+        return value.rstrip("/")
 
     @field_validator("management_url")
     @classmethod

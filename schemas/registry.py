@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from schemas.dataflows import DataFlowDocument
 from schemas.documents import StatefulDocument
 from schemas.inputs import InputDocument
 from schemas.provisioning import AccessGrantDocument, DeploymentDocument, ProvisionDocument, ResultDocument
@@ -14,4 +15,5 @@ DOCUMENT_KINDS: tuple[type[StatefulDocument], ...] = (
     AccessGrantDocument,
     ResultDocument,
     InputDocument,
+    DataFlowDocument,
 )

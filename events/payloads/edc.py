@@ -35,6 +35,12 @@ class EdcProvisionRequested(Payload):
     policy: dict[str, Any] | None = None
     declared_type: RequestType | None = Field(default=None, description=_DECLARED)
     unmapped: dict[str, Any] = Field(default_factory=dict, description=_UNMAPPED)
+    agreement_id: Id | None = Field(
+        default=None, description="DPS: the contract agreement the start message names (agreementId)"
+    )
+    counter_party_id: Id | None = Field(
+        default=None, description="DPS: the consumer participant the start message names (counterPartyId)"
+    )
 
 
 class EdcDeprovisionRequested(Payload):
@@ -123,3 +129,22 @@ class EdcTransferTerminated(EdcTransferEvent):
     deprovisioned."""
 
     subject: ClassVar[str] = "edc.transfer.terminated"
+
+
+DataFlowMessageType = Literal["prepare", "start", "started", "suspend", "resume", "terminate", "completed"]
+
+
+class EdcDataFlowSignalled(Payload):
+    """A Data Plane Signaling message a connector's control plane sent, as accepted, with the data flow's state
+    after it: the record the dashboard's timeline shows."""
+
+    subject: ClassVar[str] = "edc.dataflow.signalled"
+
+    connector: Id
+    message_type: DataFlowMessageType
+    process_id: Id
+    message_id: Id | None = None
+    state: str = Field(max_length=40, description="The data flow's state after the message, e.g. STARTING")
+    reason: Reason | None = None
+    profile: str | None = Field(default=None, max_length=400, description="transferType or profile, as sent")
+    extra: dict[str, Any] = Field(default_factory=dict, description="The message's other fields, as sent")

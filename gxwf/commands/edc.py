@@ -373,7 +373,7 @@ def register_dataplane(
         typer.Option(
             "--dataplane-id",
             help="Our data plane's id there (default: the connector's client_id, the sub of our callback tokens, "
-            "else gxwf).",
+            "else GXWF_EDC_DATAPLANE_ID).",
         ),
     ] = None,
     ingress: Annotated[
@@ -423,7 +423,7 @@ def register_dataplane(
             "running), or pass --ingress URL"
         )
     registration = Registration(
-        dataplane_id=dataplane_id or chosen.client_id or "gxwf",
+        dataplane_id=dataplane_id or chosen.client_id or edc.edc_dataplane_id,
         endpoint=base.rstrip("/") + "/dataflows",
         transfer_types=tuple(transfer_types or DEFAULT_TRANSFER_TYPES),
         labels=tuple(labels or ()),

@@ -9,6 +9,7 @@ from events.payloads.consumer import ConsumerProvisioningFailed
 from handlers.context import HandlerContext
 from handlers.provisioning.common import target_from_store
 from handlers.provisioning.teardown import release, teardown_if_due, tell_deprovisioned
+from schemas.dataflows import DataFlowDocument, DataFlowState
 from schemas.provisioning import ProvisionDocument, ProvisionState
 
 log = structlog.get_logger("gxwf.provisioning")
@@ -39,6 +40,16 @@ async def fail_provision(
         about=tp,
         cause=cause,
     )
+    if await ctx.store.get(DataFlowDocument, tp) is not None:
+        # The control plane hears of it through the `errored` callback (below) and reads it as TERMINATED.
+        await ctx.store.transition(
+            DataFlowDocument,
+            tp,
+            DataFlowState.TERMINATED,
+            event_id=cause,
+            reason=reason,
+            fields={"reason": f"{step}: {reason}"},
+        )
     target = target_from_store(doc.target) if tell else None
     if target is not None:
         # Neither provisioner generation has a failure answer to a provision request; the deprovision

@@ -10,6 +10,7 @@ import secrets
 
 import structlog
 
+from events.attempt import AheadOfState
 from events.envelope import Envelope
 from events.payloads.access import AccessGranted
 from events.payloads.asset import AssetRegistered, AssetRegistrationFailed
@@ -21,6 +22,7 @@ from handlers.provisioning.failure import fail_provision
 from handlers.provisioning.teardown import teardown_if_due
 from ports.edc import AccessAddress, EdcCallbackRefused, EdcError
 from ports.store import Outcome
+from schemas.dataflows import DataFlowDocument, DataFlowState
 from schemas.provisioning import (
     AccessGrantDocument,
     AccessState,
@@ -86,7 +88,8 @@ async def on_asset_registered(event: Envelope[AssetRegistered], ctx: HandlerCont
         extra={"consumerId": doc.edc_consumer_id or doc.consumer_id, "assetId": registered.asset_id},
     )
     try:
-        await ctx.require_edc().provisioned(target, access, resource_name=f"gxwf-{tp}")
+        if target.generation != "dps" or await _flow_started(ctx, tp, event.id):
+            await ctx.require_edc().provisioned(target, access, resource_name=f"gxwf-{tp}")
     except EdcError as error:
         refused = isinstance(error, EdcCallbackRefused)
         await fail_provision(tp, ctx, step="callback", reason=str(error), cause=event.id, tell=not refused)
@@ -106,3 +109,14 @@ async def _granted(
         about=tp,
         cause=cause,
     )
+
+
+async def _flow_started(ctx: HandlerContext, tp: str, event_id: str) -> bool:
+    """The data flow is STARTED before the control plane hears of it, so a suspend sent right after the callback
+    finds it so (a failed callback ends it TERMINATED). A flow the control plane ended before it started is not
+    told: its teardown follows once the provisioning settles. Redelivered: started by this event already."""
+    moved = await ctx.store.transition(DataFlowDocument, tp, DataFlowState.STARTED, event_id=event_id)
+    if moved.outcome is Outcome.MISSING:
+        # The ingress stores the flow right after publishing its start: this came first, so try again later.
+        raise AheadOfState(f"data flow {tp} not stored yet")
+    return moved.settled

@@ -18,7 +18,9 @@ from handlers.provisioning.teardown import tell_deprovisioned
 from ports.edc import (
     AgreementInfo,
     EdcCallbackRefused,
+    EdcClient,
     EdcError,
+    EdcNotConfigured,
     EdcNotFound,
     ProvisionTarget,
     TransferProcessInfo,
@@ -144,11 +146,15 @@ def _agreed_asset(request: EdcProvisionRequested, transfer: TransferProcessInfo,
 
 async def _learn(ctx: HandlerContext, request: EdcProvisionRequested) -> tuple[TransferProcessInfo, AgreementInfo]:
     """The transfer and its agreement from the connector's management API. An agreement exists only for a
-    finalized negotiation, so finding it is what allows the provisioning."""
+    finalized negotiation, so finding it is what allows the provisioning. A Data Plane Signaling start names
+    them itself (the control plane sends it only for a finalized agreement): the management API, when one is
+    configured, only cross-checks it."""
     edc = ctx.edc
     tp = request.transfer_process_id
     if edc is None:
         raise _Refused("negotiation", "no EDC connector is configured here to ask about the transfer")
+    if request.generation == "dps":
+        return await _from_start_message(edc, request)
     try:
         transfer = await edc.transfer_process(request.connector, tp)
         if not transfer.contract_id:
@@ -160,3 +166,32 @@ async def _learn(ctx: HandlerContext, request: EdcProvisionRequested) -> tuple[T
         # The client retried 5xx and network errors already; what is left will not heal by itself.
         raise _Refused("negotiation", f"connector's management API: {error}") from None
     return transfer, agreement
+
+
+async def _from_start_message(
+    edc: EdcClient, request: EdcProvisionRequested
+) -> tuple[TransferProcessInfo, AgreementInfo]:
+    tp = request.transfer_process_id
+    if not request.agreement_id or not request.counter_party_id:
+        raise _Refused("negotiation", "the start message names no agreement or no consumer")
+    named = (
+        TransferProcessInfo(id=tp, state="STARTING", asset_id=request.asset_id, contract_id=request.agreement_id),
+        AgreementInfo(
+            id=request.agreement_id, asset_id=request.asset_id, consumer_id=request.counter_party_id, provider_id=None
+        ),
+    )
+    try:
+        agreement = await edc.contract_agreement(request.connector, request.agreement_id)
+    except EdcNotConfigured:
+        return named
+    except EdcNotFound as error:
+        raise _Refused("negotiation", f"not finalized at the connector: {error}") from None
+    except EdcError as error:
+        raise _Refused("negotiation", f"connector's management API: {error}") from None
+    if agreement.consumer_id and agreement.consumer_id != request.counter_party_id:
+        raise _Refused(
+            "negotiation",
+            f"the start names consumer {request.counter_party_id!r} but agreement {agreement.id} is "
+            f"{agreement.consumer_id!r}'s",
+        )
+    return named[0], agreement

@@ -33,6 +33,7 @@ def test_the_connectors_file_loads_with_secrets_from_the_environment(monkeypatch
     settings = EdcSettings(_env_file=None, edc_connectors_file=EXAMPLES / "connectors.yaml")  # type: ignore[call-arg]
     registry = connector_registry(settings)
     assert registry.names == ["provider-a", "provider-b", "provider-c"]
+    assert registry.get("provider-c").signaling_url == "https://provider-c.example.org/api/signaling"
     b = registry.get("provider-b")
     assert b.api_key_header == "X-Provider-B-Key" and b.management_api_version == "v4"
     assert b.api_key.get_secret_value() == "provider_b_key-0123456789abcdef"
