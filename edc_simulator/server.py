@@ -58,16 +58,9 @@ def create_app(ledger: Ledger, version: EdcVersion, *, management_key: str, key_
         if not authorized(request):
             return _edc_error(401, "Request could not be authenticated")
         body = await _json(request)
-        missing = [
-            k for k in ("dataplaneId", "endpoint", "transferTypes") if not isinstance(body, dict) or not body.get(k)
-        ]
-        if missing or not isinstance(body, dict):
-            return JSONResponse(
-                [{"message": f"mandatory value missing: {', '.join(missing)}", "type": "ValidationFailure"}], 400
-            )
         plane = dps.registration(body)
-        if isinstance(plane, str):
-            return JSONResponse([{"message": plane, "type": "ValidationFailure"}], 400)
+        if isinstance(plane, str) or not isinstance(body, dict):
+            return JSONResponse([{"message": str(plane), "type": "ValidationFailure"}], 400)
         ledger.dataplane_puts.append(body)
         ledger.dataplanes[plane.dataplane_id] = plane
         return Response(status_code=204)
