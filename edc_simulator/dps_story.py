@@ -4,6 +4,7 @@ opens at the WorkflowApi the data address names."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     from edc_simulator.connector import Sent, SimulatedConnector
 
 DATAPLANE_ID = "gxwf-dataplane"
+# How long a token check waits for the answer it expects before it reports the one it got.
+CHECK_SECONDS = 10.0
 
 
 @dataclass
@@ -26,6 +29,9 @@ class TokenCheck:
     url: str
     status: int | None
     expected: int
+    # How long until the answer was the expected one (or the last answer came): a revocation reaches the data
+    # plane's API asynchronously (its teardown, its cache of tokens).
+    waited: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -195,9 +201,16 @@ async def _check(
     connector: SimulatedConnector, report: DpsReport, moment: str, address: tuple[str, str], expected: int
 ) -> None:
     url = address[0].rstrip("/") + "/v1/assets"
-    try:
-        response = await connector.http.get(url, headers={"authorization": f"Bearer {address[1]}"})
-        status: int | None = response.status_code
-    except httpx.TransportError:
-        status = None
-    report.checks.append(TokenCheck(moment, url, status, expected))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while True:
+        try:
+            response = await connector.http.get(url, headers={"authorization": f"Bearer {address[1]}"})
+            status: int | None = response.status_code
+        except httpx.TransportError:
+            status = None
+        waited = loop.time() - started
+        if status == expected or waited >= CHECK_SECONDS:
+            break
+        await asyncio.sleep(0.1)
+    report.checks.append(TokenCheck(moment, url, status, expected, round(waited, 2)))

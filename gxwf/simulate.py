@@ -199,7 +199,8 @@ def print_dps(out: Console, report: DpsReport) -> None:
     for check in report.checks:
         colour = "green" if check.ok else "red"
         out.print(
-            f"token {check.moment}: GET {check.url} -> [{colour}]{check.status}[/{colour}] (expected {check.expected})"
+            f"token {check.moment}: GET {check.url} -> [{colour}]{check.status}[/{colour}] (expected {check.expected}, "
+            f"after {check.waited:.1f} s)"
         )
 
 
