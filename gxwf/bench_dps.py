@@ -139,10 +139,12 @@ async def run_started_latency(transfers: int, concurrency: int, consumers: int, 
 
 
 def _report(console: Console, figures: StartedFigures, concurrency: int, consumers: int) -> None:
-    table = Table(
-        title=f"start -> started callback: {figures.transfers} transfers of {consumers} consumers on the local "
-        f"site, {concurrency} at a time"
+    # The heading on a line of its own: a table's title wraps at the table's width.
+    console.print(
+        f"start -> started callback: {figures.transfers} transfers of {consumers} consumers on the local site, "
+        f"{concurrency} at a time"
     )
+    table = Table()
     for column in ("started", "p50 ms", "p99 ms", "errored", "refused", "no callback", "seconds"):
         table.add_column(column, justify="right")
     table.add_row(

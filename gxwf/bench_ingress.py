@@ -281,7 +281,9 @@ def _report(
 ) -> None:
     bare, ingress = results
     route = "POST /dataflows/start (until 202)" if dps else "POST /edc/events"
-    table = Table(title=f"{route}: {total} requests from {concurrency} concurrent clients")
+    # The heading on a line of its own: a table's title wraps at the table's width.
+    console.print(f"{route}: {total} requests from {concurrency} concurrent clients")
+    table = Table()
     for column in ("server", "req/s", "p50 ms", "p99 ms", "non-202" if dps else "non-200"):
         table.add_column(column, justify="left" if column == "server" else "right")
     for row in results:

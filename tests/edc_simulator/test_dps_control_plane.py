@@ -280,7 +280,7 @@ async def test_simulate_command_tells_the_dps_story(generation: str, tmp_path: P
     assert "callback received: started (STARTED), answered 409" in text
     assert "callback received: started (STARTED), answered 204" in text
     assert f"data address (started): {plane.url} (bearer: " in text
-    assert "token after suspend: GET " in text and "-> 401 (expected 401)" in text
+    assert "token after suspend: GET " in text and "-> 401 (expected 401," in text
     assert "token after resume (new token): GET " in text
     # The story's tokens are not printed: only their length.
     assert not any(token in text for token in plane.tokens.values())
