@@ -16,6 +16,7 @@ import aioboto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from adapters.servers import Servers
 from ports.objects import StoredObject
 
 _CHUNK = 8 * 1024 * 1024
@@ -66,6 +67,17 @@ class S3ObjectStore:
         )
         self._stack = contextlib.AsyncExitStack()
         self._client: Any = None
+
+    @classmethod
+    def of(cls, servers: Servers) -> S3ObjectStore:
+        """The object store `servers` names, with its bucket, keys and region."""
+        return cls(
+            servers.s3,
+            servers.s3_bucket,
+            access_key=servers.s3_access_key,
+            secret_key=servers.s3_secret_key,
+            region=servers.s3_region,
+        )
 
     async def _s3(self) -> Any:
         # One client for the process: creating one per call costs more than most small uploads.

@@ -43,13 +43,7 @@ class TenantGatewayService:
         self.servers = servers
         self.settings = settings
         self.store = MongoStateStore.connect(servers.mongo, servers.mongo_database)
-        self.objects = S3ObjectStore(
-            servers.s3,
-            servers.s3_bucket,
-            access_key=servers.s3_access_key,
-            secret_key=servers.s3_secret_key,
-            region=servers.s3_region,
-        )
+        self.objects = S3ObjectStore.of(servers)
         self.nc: Client | None = None
         self._served = Served("tenant-gateway", host, port)
         self.url: str | None = None

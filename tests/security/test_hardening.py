@@ -265,8 +265,14 @@ async def test_run_pods_reach_only_dns_and_the_object_store_and_are_limited_on_d
     endpoints: Endpoints,  # noqa: F811
 ) -> None:
     await start_kube_run(kube_jobs, js, kube, "fenced")
-    await eventually(lambda: finished(store, "fenced"))
     ns = m.namespace_name(CONSUMER)
+
+    async def created() -> list[dict[str, Any]]:
+        return kube.objects("jobs", ns)
+
+    # Read while it exists: once its results are out, the run's Job is removed.
+    (job,) = await eventually(created)
+    await eventually(lambda: finished(store, "fenced"))
     store_url = httpx.URL(endpoints.s3)
 
     egress = [p["spec"] for p in kube.objects("networkpolicies", ns) if "Egress" in p["spec"]["policyTypes"]]
@@ -287,7 +293,6 @@ async def test_run_pods_reach_only_dns_and_the_object_store_and_are_limited_on_d
         map(str, [(dns, ("UDP", 53)), (dns, ("TCP", 53)), (object_store, ("TCP", store_url.port))])
     )
 
-    (job,) = kube.objects("jobs", ns)
     pod = job["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False
     for volume in pod["volumes"]:
