@@ -27,7 +27,6 @@ from edc_simulator.dps_story import dps_story
 from edc_simulator.versions import version
 from http_serving.server import Served, free_port
 from tests.edc_fixtures import KEY as INGRESS_KEY
-from tests.edc_fixtures import RunningIngress
 
 KEY = "standin-key-0123456789"
 # Every field a control plane puts in a start message, whatever its generation.
@@ -286,30 +285,28 @@ async def test_simulate_command_tells_the_dps_story(generation: str, tmp_path: P
     assert not any(token in text for token in plane.tokens.values())
 
 
-async def has_dataflows(url: str) -> bool:
-    """Whether the ingress serves Data Plane Signaling: an empty start is refused as bad input there, and an
-    ingress without the route answers 404."""
-    async with httpx.AsyncClient() as http:
-        answer = await http.post(f"{url}/dataflows/start", json={}, headers={"x-api-key": INGRESS_KEY})
-    return answer.status_code not in (404, 405)
-
-
-async def test_an_ingress_without_dataflows_is_named(ingress: RunningIngress, tmp_path: Path) -> None:
-    if await has_dataflows(ingress.url):
-        pytest.skip("the ingress serves /dataflows: test_the_real_data_plane covers it")
+async def test_an_ingress_without_dataflows_is_named(tmp_path: Path) -> None:
+    # An ingress of a release before Data Plane Signaling: it serves its other routes, not /dataflows.
+    older = FastAPI()
+    older.add_api_route("/provisioning", lambda: {}, methods=["POST"])
+    served = Served("older-ingress", "127.0.0.1", 0)
+    url = await served.start(older)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")} | {"COLUMNS": "250"}
-    args = ["--version", "main", "--ingress", ingress.url, "--api-key", INGRESS_KEY, "--state-dir", str(tmp_path)]
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "gxwf", "edc", "simulate", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    args = ["--version", "main", "--ingress", url, "--api-key", INGRESS_KEY, "--state-dir", str(tmp_path)]
+    try:
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "gxwf", "edc", "simulate", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        await served.stop()
     assert done.returncode == 1, done.stdout + done.stderr
-    assert f"{ingress.url}/dataflows/start answered 404: no Data Plane Signaling endpoint there" in done.stdout
+    assert f"{url}/dataflows/start answered 404: no Data Plane Signaling endpoint there" in done.stdout
     assert "Traceback" not in done.stderr
 
 
