@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 PROVIDER_ID = "did:web:provider.example"
+T = TypeVar("T")
 
 
 @dataclass
@@ -96,6 +98,10 @@ class Ledger:
                 None,
             )
 
+        return await self._first(found, timeout)
+
+    async def _first(self, found: Callable[[], T | None], timeout: float) -> T | None:
+        """What `found` finds once something has arrived that it finds, or None after `timeout` seconds."""
         async with self._arrived:
             try:
                 async with asyncio.timeout(timeout):
@@ -129,10 +135,4 @@ class Ledger:
                 None,
             )
 
-        async with self._arrived:
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._arrived.wait_for(lambda: found() is not None)
-            except TimeoutError:
-                return None
-            return found()
+        return await self._first(found, timeout)
