@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 import structlog
@@ -64,6 +64,15 @@ _TARGETS: dict[str, DataFlowState] = {
     "terminate": F.TERMINATED,
     "completed": F.COMPLETED,
 }
+_TRANSITION_ROUTES: tuple[tuple[str, DataFlowMessageType, str], ...] = (
+    ("suspend", "suspend", "DPS DataFlowSuspendMessage: the token stops working"),
+    ("resume", "resume", "DPS resume: a fresh token, in the answer's dataAddress"),
+    ("terminate", "terminate", "DPS DataFlowTerminateMessage: everything torn down"),
+    ("completed", "completed", "DPS completed (EDC): everything torn down"),
+    ("complete", "completed", "DPS complete (the spec's name of completed)"),
+    # Sent to a consumer's data plane once the provider's started; this data plane is the provider's: refused.
+    ("started", "started", "DPS started: a consumer-side message, refused here"),
+)
 _SIGNALING_SETTING = "GXWF_EDC_SIGNALING_URL (or signaling_url in the connectors file)"
 
 
@@ -296,30 +305,15 @@ def add_dataflow_routes(app: FastAPI, ingress: Ingress) -> None:
         log.info("data flow signalled", connector=connector.name, flow=tp, message=kind, state=target)
         return _response(tp, target, ingress.dataplane_id, address)
 
-    @app.post("/dataflows/{process_id}/suspend", summary="DPS DataFlowSuspendMessage: the token stops working")
-    async def suspend(process_id: str, request: Request) -> dict[str, Any]:
-        return await transition(request, process_id, "suspend")
+    def transition_route(kind: DataFlowMessageType) -> Callable[[str, Request], Awaitable[dict[str, Any]]]:
+        async def route(process_id: str, request: Request) -> dict[str, Any]:
+            return await transition(request, process_id, kind)
 
-    @app.post("/dataflows/{process_id}/resume", summary="DPS resume: a fresh token, in the answer's dataAddress")
-    async def resume(process_id: str, request: Request) -> dict[str, Any]:
-        return await transition(request, process_id, "resume")
+        return route
 
-    @app.post("/dataflows/{process_id}/terminate", summary="DPS DataFlowTerminateMessage: everything torn down")
-    async def terminate(process_id: str, request: Request) -> dict[str, Any]:
-        return await transition(request, process_id, "terminate")
-
-    @app.post("/dataflows/{process_id}/completed", summary="DPS completed (EDC): everything torn down")
-    async def completed(process_id: str, request: Request) -> dict[str, Any]:
-        return await transition(request, process_id, "completed")
-
-    @app.post("/dataflows/{process_id}/complete", summary="DPS complete (the spec's name of completed)")
-    async def complete(process_id: str, request: Request) -> dict[str, Any]:
-        return await transition(request, process_id, "completed")
-
-    @app.post("/dataflows/{process_id}/started", summary="DPS started: a consumer-side message, refused here")
-    async def started(process_id: str, request: Request) -> dict[str, Any]:
-        # Sent to a consumer's data plane once the provider's started; this data plane is the provider's.
-        return await transition(request, process_id, "started")
+    for path, kind, summary in _TRANSITION_ROUTES:
+        route = transition_route(kind)
+        app.add_api_route(f"/dataflows/{{process_id}}/{path}", route, methods=["POST"], summary=summary)
 
     @app.get("/dataflows/{process_id}", name="dataflow_state", summary="DPS: the data flow's state")
     async def state(process_id: str, request: Request) -> dict[str, Any]:
