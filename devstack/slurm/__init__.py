@@ -4,7 +4,7 @@ munged, slurmctld, slurmd and slurmrestd run as child processes of the caller on
 node declares GPUs as a counted generic resource, so GPU placement is exercised on machines without one.
 """
 
-from devstack.slurm.cluster import SlurmCluster, start_slurm
+from devstack.slurm.cluster import SlurmCluster, closed_ancestor, start_slurm
 from devstack.slurm.packages import REQUIRED_PACKAGES, SlurmUnavailable
 
-__all__ = ["REQUIRED_PACKAGES", "SlurmCluster", "SlurmUnavailable", "start_slurm"]
+__all__ = ["REQUIRED_PACKAGES", "SlurmCluster", "SlurmUnavailable", "closed_ancestor", "start_slurm"]

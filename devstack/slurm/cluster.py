@@ -184,14 +184,24 @@ def _fresh_directory(directory: Path) -> Path:
         raise StackError(f"{directory} is not empty: a Slurm cluster starts only in a new or empty directory")
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o755)
-    # slurmrestd runs as nobody and reads slurm.conf, and jobs may run as other users.
-    for parent in directory.parents:
-        if not parent.stat().st_mode & 0o001:
-            raise StackError(
-                f"{parent} is not searchable by other users: slurmrestd (user nobody) could not read "
-                f"{directory}/etc/slurm.conf; use a directory below one that is (for example under /tmp)"
-            )
+    closed = closed_ancestor(directory)
+    if closed is not None:
+        raise StackError(
+            f"{closed} is not searchable by other users: slurmrestd (user nobody) could not read "
+            f"{directory}/etc/slurm.conf; use a directory below one that is (for example under /tmp)"
+        )
     return directory
+
+
+def closed_ancestor(directory: Path) -> Path | None:
+    """The first directory above `directory` that other users may not enter, or None.
+
+    slurmrestd runs as nobody and reads the cluster's slurm.conf, and jobs may run as other users.
+    """
+    for parent in directory.absolute().parents:
+        if parent.exists() and not parent.stat().st_mode & 0o001:
+            return parent
+    return None
 
 
 def _machine_memory_mb() -> int:
