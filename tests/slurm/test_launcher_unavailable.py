@@ -1,0 +1,29 @@
+"""Without Debian's Slurm packages the launcher says, in one message, what to install."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from devstack.slurm import SlurmUnavailable
+from devstack.slurm.packages import find_programs
+
+
+def test_missing_packages_are_named_with_the_command_that_installs_them(tmp_path: Path) -> None:
+    with pytest.raises(SlurmUnavailable) as raised:
+        find_programs(search_path=str(tmp_path), plugin_globs=(str(tmp_path / "*.so"),))
+
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "missing Debian packages: slurmctld slurmd slurm-client munge slurmrestd slurm-wlm-jwt-plugin" in message
+    assert "apt-get install --no-install-recommends slurmctld slurmd slurm-client munge slurmrestd" in message
+
+
+def test_only_the_missing_plugin_is_named_when_the_programs_are_there(tmp_path: Path) -> None:
+    for program in ("munged", "slurmctld", "slurmd", "slurmrestd", "scontrol", "sinfo", "squeue", "scancel"):
+        (tmp_path / program).write_text("#!/bin/sh\n")
+        (tmp_path / program).chmod(0o755)
+
+    with pytest.raises(SlurmUnavailable, match=r"missing Debian packages: slurm-wlm-jwt-plugin\)"):
+        find_programs(search_path=str(tmp_path), plugin_globs=(str(tmp_path / "*.so"),))
