@@ -70,3 +70,14 @@ async def keep_token_fresh(cluster: SlurmCluster) -> None:
     while True:
         await asyncio.sleep(TOKEN_LIFESPAN_SECONDS / 2)
         await asyncio.to_thread(cluster.mint_token, TOKEN_LIFESPAN_SECONDS)
+
+
+def check_installed() -> None:
+    """Before anything starts: Slurm's packages are there (UserError naming the missing ones otherwise)."""
+    from devstack.slurm import SlurmUnavailable
+    from devstack.slurm.packages import find_programs
+
+    try:
+        find_programs()
+    except SlurmUnavailable as error:
+        raise UserError(str(error)) from None

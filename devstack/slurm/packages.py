@@ -33,11 +33,11 @@ class SlurmUnavailable(Exception):
     """Slurm cannot run here: packages are missing or the caller is not root. The message says what to do."""
 
 
-def find_programs(search_path: str = _SEARCH_PATH, plugin_globs: tuple[str, ...] = _JWT_PLUGIN_GLOBS) -> dict[str, str]:
+def find_programs(search_path: str | None = None, plugin_globs: tuple[str, ...] | None = None) -> dict[str, str]:
     """Program name -> path of every program the cluster runs; raises SlurmUnavailable naming what to install."""
-    found = {program: shutil.which(program, path=search_path) for program in _PROGRAMS}
+    found = {program: shutil.which(program, path=search_path or _SEARCH_PATH) for program in _PROGRAMS}
     missing = {_PROGRAMS[program] for program, path in found.items() if path is None}
-    if not any(glob.glob(pattern) for pattern in plugin_globs):
+    if not any(glob.glob(pattern) for pattern in plugin_globs or _JWT_PLUGIN_GLOBS):
         missing.add(_JWT_PLUGIN_PACKAGE)
     if missing:
         names = " ".join(package for package in REQUIRED_PACKAGES if package in missing)

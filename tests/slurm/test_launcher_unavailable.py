@@ -27,3 +27,23 @@ def test_only_the_missing_plugin_is_named_when_the_programs_are_there(tmp_path: 
 
     with pytest.raises(SlurmUnavailable, match=r"missing Debian packages: slurm-wlm-jwt-plugin\)"):
         find_programs(search_path=str(tmp_path), plugin_globs=(str(tmp_path / "*.so"),))
+
+
+@pytest.mark.parametrize("command", [["up", "--slurm"], ["up", "--demo", "--slurm"], ["slurm", "up"]])
+def test_the_commands_say_in_one_line_what_to_install_and_exit_2(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from devstack.slurm import packages
+    from gxwf.cli import main
+
+    monkeypatch.setattr(packages, "_SEARCH_PATH", str(tmp_path))
+    monkeypatch.setattr(packages, "_JWT_PLUGIN_GLOBS", (str(tmp_path / "*.so"),))
+
+    with pytest.raises(SystemExit) as exited:
+        main([*command, "--state-dir", str(tmp_path / "state")])
+
+    assert exited.value.code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("gxwf: error: Slurm is not installed (missing Debian packages: slurmctld slurmd ")
+    assert "apt-get install --no-install-recommends" in line
+    assert not (tmp_path / "state" / "slurm").exists(), "nothing was started"
