@@ -195,8 +195,10 @@ def batch_script(
         assert spec.image is not None
         lines += enroot_lines(spec.image, job_name(run_id, attempt), attempt_dir, command, env_names, inputs=inputs)
     if stage_out:
+        # Nothing written, nothing to upload (and no interpreter to start): the run then has no outputs.
         lines += [
-            f'if ! {stage} stage out --plan "$A/plan.json" --src "$A/outputs" --now >>"$A/stage.log" 2>&1',
+            'if [ -n "$(ls -A "$A/outputs")" ] &&',
+            f'  ! {stage} stage out --plan "$A/plan.json" --src "$A/outputs" --now >>"$A/stage.log" 2>&1',
             "then",
             '  echo "gxwf: uploading the outputs failed:"; tail -n 5 "$A/stage.log"',
             '  if [ "$rc" -eq 0 ]; then rc=1; fi',

@@ -220,7 +220,7 @@ def test_a_bare_command_runs_as_it_is() -> None:
     text = script.batch_script("r-1", 1, spec, ATTEMPT, runtime="apptainer", gxwf=["gxwf"], stage_out=True)
     assert "python3 drive.py --town 'Town 01' </dev/null" in text
     assert "apptainer" not in text
-    assert 'gxwf stage out --plan "$A/plan.json" --src "$A/outputs" --now' in text
+    assert '! gxwf stage out --plan "$A/plan.json" --src "$A/outputs" --now' in text
     assert "stage in" not in text, "no inputs, no stage-in step"
 
 
