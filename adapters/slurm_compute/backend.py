@@ -8,6 +8,7 @@ the handlers read on the filesystem they share with the nodes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import shutil
@@ -37,6 +38,8 @@ log = structlog.get_logger("gxwf.slurm.compute")
 # How often a followed log looks for more output, and how often it asks whether the job has ended meanwhile.
 _LOG_POLL_SECONDS = 0.2
 _LOG_STATE_SECONDS = 1.0
+# How long a start waits for the job of a concurrent start of the same attempt.
+_CLAIM_GRACE_SECONDS = 5.0
 
 
 def tokens_for(target: SlurmTarget) -> TokenSource:
@@ -199,6 +202,14 @@ class SlurmJobBackend:
             return f"slurm:{existing.job_id}"
         directory = self.attempt_dir(run_id, attempt)
         await asyncio.to_thread(self._prepare, directory)
+        if not await asyncio.to_thread(_claim, directory / "claimed"):
+            # Another start of this attempt (a redelivery while the first still runs) is submitting: its job
+            # turns up in a moment. A claimer that died before submitting leaves none, and this start goes on.
+            deadline = time.monotonic() + _CLAIM_GRACE_SECONDS
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+                if (job := await self._find(run_id, attempt)) is not None:
+                    return f"slurm:{job.job_id}"
         stage_out = await self._write_plan(run_id, spec, attempt, directory)
         runtime = self.container_runtime if contained else "none"
         environment = script.environment(
@@ -245,7 +256,13 @@ class SlurmJobBackend:
             if _refused(error):
                 raise StartRefused(str(error)) from None
             raise
-        except (SlurmUnreachable, TokenUnavailable) as error:
+        except SlurmUnreachable as error:
+            # The submit may have arrived: a job found now is this attempt's; none, and the start is retried.
+            if (job := await self._find(run_id, attempt)) is not None:
+                job_id = job.job_id
+            else:
+                raise RuntimeError(str(error)) from None
+        except TokenUnavailable as error:
             raise RuntimeError(str(error)) from None
         self._job_ids[(run_id, attempt)] = job_id
         await asyncio.to_thread(_write_atomically, directory / script.JOB_ID_NAME, str(job_id))
@@ -259,7 +276,8 @@ class SlurmJobBackend:
         # Assets name relative output paths (`outputs/count.txt`): from the working directory they land in outputs.
         link = directory / "work" / "outputs"
         if not link.exists() and not link.is_symlink():
-            link.symlink_to(Path("..") / "outputs", target_is_directory=True)
+            with contextlib.suppress(FileExistsError):  # a concurrent start of the attempt made it
+                link.symlink_to(Path("..") / "outputs", target_is_directory=True)
 
     async def _write_plan(self, run_id: str, spec: RunSpec, attempt: int, directory: Path) -> bool:
         """The attempt's presigned URLs, readable by the job's user only; whether the job uploads its outputs."""
@@ -401,6 +419,15 @@ class SlurmJobBackend:
     async def _remove_local(self, run_id: str) -> None:
         await asyncio.to_thread(self._saved_log(run_id).unlink, True)
         await asyncio.to_thread(shutil.rmtree, self._outputs_dir(run_id), True)
+
+
+def _claim(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -70,7 +70,11 @@ class SlurmRest:
     async def close(self) -> None:
         await self.client.aclose()
 
-    async def _send(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, Any]:
+    async def _send(
+        self, method: str, path: str, body: dict[str, Any] | None, *, idempotent: bool = True
+    ) -> tuple[int, Any]:
+        """`idempotent` False (a submit): sent again only when it surely never arrived (no connection); after
+        any other transport error SlurmUnreachable, for the caller to look for what it may have made first."""
         deadline = time.monotonic() + self.patience_seconds
         pause = 0.1
         refused_once = False
@@ -80,6 +84,8 @@ class SlurmRest:
             try:
                 response = await self.client.request(method, path, json=body, headers=headers)
             except httpx.TransportError as error:
+                if not idempotent and not isinstance(error, httpx.ConnectError | httpx.ConnectTimeout):
+                    raise SlurmUnreachable(f"slurmrestd {method} {path}: {error!r} (it may have arrived)") from None
                 # Restarted or briefly overloaded: its jobs run on, so wait for it rather than fail the run.
                 if time.monotonic() + pause > deadline:
                     raise SlurmUnreachable(f"slurmrestd {method} {path}: {error!r}") from None
@@ -104,7 +110,7 @@ class SlurmRest:
             raise SlurmError("ping", status, errors_of(answer))
 
     async def submit(self, job: JobRequest) -> int:
-        status, answer = await self._send("POST", self.api.submit_path(), self.api.submit_body(job))
+        status, answer = await self._send("POST", self.api.submit_path(), self.api.submit_body(job), idempotent=False)
         job_id = self.api.submitted_job_id(answer) if isinstance(answer, dict) else None
         if status != 200 or job_id is None:
             raise SlurmError(f"submitting {job.name}", status, errors_of(answer))

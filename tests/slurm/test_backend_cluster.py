@@ -207,6 +207,14 @@ async def test_a_dropped_backend_finds_the_submitted_job_again(slurm_cluster: Sl
         await second.close()
 
 
+async def test_concurrent_starts_of_an_attempt_submit_one_job(backend: SlurmJobBackend) -> None:
+    run = run_id()
+    spec = RunSpec(command=["sleep", "1"])
+    handles = await asyncio.gather(*(backend.start(run, spec, {}) for _ in range(3)))
+    assert len(set(handles)) == 1
+    assert await gxwf_jobs(backend, run) == [int(handles[0].split(":")[1])]
+
+
 _KILLED_AFTER_SUBMIT = """
 import asyncio, os, signal, sys
 from pathlib import Path
