@@ -19,7 +19,7 @@ from adapters.slurm_compute import script
 from devstack.slurm import SlurmCluster
 from events import subjects as s
 from events.envelope import new_event
-from events.payloads.run import RetryPolicy, RunRequested, RunSpec, StagedInput
+from events.payloads.run import RetryPolicy, RunRequested, RunSpec, RunStopRequested, StagedInput
 from gxwf.runtime import Endpoints, HandlerService
 from gxwf.settings import Settings
 from schemas.names import MANIFEST_FILE
@@ -183,3 +183,52 @@ async def test_a_run_over_its_running_limit_is_cancelled_and_ends_timed_out(
     log = await service.objects.get_bytes(result.log_key)
     # What the job wrote, then what Slurm says about the cancel: the consumer sees why it ended there.
     assert log.startswith(b"started\n") and b"CANCELLED" in log
+
+
+async def test_a_run_that_slurm_keeps_pending_ends_timed_out_with_slurms_reason(
+    service: HandlerService,
+    store: MongoStateStore,  # noqa: F811
+    slurm_cluster: SlurmCluster,
+) -> None:
+    assert service.slurm_compute is not None
+    # Every GPU of the cluster held by a job of someone else's: a GPU run waits for resources.
+    holder = "gpu-holder-" + uuid.uuid4().hex[:6]
+    await service.slurm_compute.start(holder, RunSpec(command=["sleep", "60"], gpu_count=slurm_cluster.gpus), {})
+    try:
+        spec = RunSpec(command=["true"], gpu_count=1, pending_timeout_seconds=3)
+        await request(service, "hpc-6", spec)
+        run = await eventually(lambda: finished(store, "hpc-6"), timeout=30)
+        assert run.state == RunState.TIMED_OUT
+        assert run.reason is not None and run.reason.startswith("pending longer than 3s: Slurm job")
+        assert "(Resources)" in run.reason
+        job = await service.slurm_compute.rest.job(int(str(run.handle).split(":")[1]))
+        assert job is not None and job.state == "CANCELLED"
+    finally:
+        await service.slurm_compute.stop(holder)
+
+
+async def test_a_stopped_run_cancels_its_running_job(
+    service: HandlerService,
+    store: MongoStateStore,  # noqa: F811
+) -> None:
+    assert service.slurm_compute is not None and service.bus is not None
+    await request(service, "hpc-7", RunSpec(command=["/bin/sh", "-c", "echo working; sleep 120"]))
+
+    async def running() -> RunDocument | None:
+        doc = await store.get(RunDocument, "hpc-7")
+        if doc is None or doc.state != RunState.RUNNING:
+            return None
+        status = await service.slurm_compute.status("hpc-7")  # type: ignore[union-attr]
+        return doc if not status.waiting else None
+
+    await eventually(running, timeout=20)
+    await service.bus.publish(
+        new_event(s.RUN_STOP_REQUESTED, RunStopRequested(run_id="hpc-7", consumer_id=CONSUMER, reason="by the test"))
+    )
+    run = await eventually(lambda: finished(store, "hpc-7"), timeout=20)
+    assert (run.state, run.reason) == (RunState.STOPPED, "by the test")
+    job = await service.slurm_compute.rest.job(int(str(run.handle).split(":")[1]))
+    assert job is not None and job.state == "CANCELLED"
+    result = await published(store, "hpc-7")
+    assert result.log_key is not None
+    assert (await service.objects.get_bytes(result.log_key)).startswith(b"working\n")
