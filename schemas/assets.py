@@ -48,7 +48,19 @@ RESERVED_ENV_NAMES = frozenset(
         "_JAVA_OPTIONS",
     }
 )
-RESERVED_ENV_PREFIXES = ("GXWF_", "LD_", "DYLD_")
+# SLURM_/SBATCH_/SRUN_ steer Slurm's tools, APPTAINER*/SINGULARITY*/ENROOT_ the container runtimes of Slurm
+# sites (APPTAINER_BIND would mount more of the node into the container).
+RESERVED_ENV_PREFIXES = (
+    "GXWF_",
+    "LD_",
+    "DYLD_",
+    "SLURM_",
+    "SBATCH_",
+    "SRUN_",
+    "APPTAINER",
+    "SINGULARITY",
+    "ENROOT_",
+)
 
 
 def reserved_env_name(name: str) -> bool:

@@ -317,3 +317,11 @@ async def test_a_missing_token_says_where_it_was_looked_for(monkeypatch: pytest.
         await EnvTokens("GXWF_TEST_SLURM_JWT").token()
     with pytest.raises(TokenUnavailable, match="nothing-here"):
         await FileTokens(tmp_path / "nothing-here").token()
+
+
+def test_parameters_cannot_steer_slurm_or_the_container_runtime() -> None:
+    spec = RunSpec(image="carla:0.9", command=["drive"], env={"TOWN": "Town01"})
+    parameters = {"APPTAINER_BIND": "/:/host", "SLURM_JOB_ID": "1", "ENROOT_MOUNT_HOME": "y", "SPEED": "3"}
+    env = script.environment("r-1", 1, spec, parameters, ATTEMPT, path="/usr/bin", container="apptainer")
+    assert env["SPEED"] == "3" and env["TOWN"] == "Town01"
+    assert not {"APPTAINER_BIND", "SLURM_JOB_ID", "ENROOT_MOUNT_HOME", "APPTAINERENV_APPTAINER_BIND"} & set(env)
