@@ -1,7 +1,7 @@
 """`gxwf bench runs --site NAME`: what orchestration costs per run on a Slurm site.
 
-N short jobs through the whole pipeline (request -> queue -> dispatcher -> batch job through slurmrestd, staged
-in and out -> watcher -> tracker), beside the same jobs submitted by a bare loop of `POST /job/submit` and
+N short jobs through the whole pipeline (request -> queue -> dispatcher -> batch job through slurmrestd ->
+watcher -> tracker -> results), beside the same jobs submitted by a bare loop of `POST /job/submit` and
 polling `GET /job/{id}` with httpx against the same slurmrestd, in the same run and with the same concurrency.
 Each job writes the time it ends into a file of its own, so exit -> recorded is measured to the millisecond
 (Slurm's own times are whole seconds). Without a site of that name in the sites file, `hpc` is a local Slurm
@@ -133,9 +133,8 @@ class _BareClient:
         jobs = self.api.jobs(response.json()) if response.status_code == 200 else []
         return jobs[0].state if jobs else "UNKNOWN"
 
-    async def one(self, name: str) -> tuple[float | None, float | None, bool]:
-        """Submit, follow to its end: (submit -> running seen, exit -> end seen, succeeded)."""
-        asked = time.time()
+    async def one(self, name: str, asked: float) -> tuple[float | None, float | None, bool]:
+        """Submit, follow to its end: (asked -> running seen, exit -> end seen, succeeded)."""
         job_id = await self.submit(name)
         running: float | None = None
         while True:
@@ -153,11 +152,14 @@ class _BareClient:
 
 
 async def _bare_loop(client: _BareClient, n: int, concurrency: int) -> Measured:
+    """All N asked for at once, as the pipeline's requests are, and submitted `concurrency` at a time: request ->
+    running includes the wait for a slot on both paths."""
     gate = asyncio.Semaphore(concurrency)
+    asked = time.time()
 
     async def one(i: int) -> tuple[float | None, float | None, bool]:
         async with gate:
-            return await client.one(f"bare-{i}")
+            return await client.one(f"bare-{i}", asked)
 
     start = time.perf_counter()
     results = await asyncio.gather(*(one(i) for i in range(n)))
@@ -219,7 +221,7 @@ async def run_slurm_benchmark(
         bare = _BareClient(target, marks)
         try:
             # A fresh slurmctld schedules nothing in its first seconds: both paths start after one job ran.
-            await bare.one("warm-up")
+            await bare.one("warm-up", time.time())
             async with EmbeddedStack(
                 None,
                 nats_url=settings.nats_url,
@@ -260,7 +262,7 @@ def _report(
     ):
         table.add_column(column, justify="left" if column == "path" else "right")
     for path, measured in (
-        ("gxwf pipeline (staged in and out)", pipeline),
+        ("gxwf pipeline (request -> batch job -> results)", pipeline),
         (f"bare httpx loop: POST /job/submit, GET /job/{{id}} ({concurrency} at once)", loop),
     ):
         table.add_row(

@@ -3,22 +3,18 @@ site, the only one with GPUs; the demo says where it ran and fails when it ran a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from rich.console import Console
 
 from edc_simulator.connector import SimulatedConnector
 from gxwf.definitions import load_assets
 from gxwf.demo import show_provisioning
 from gxwf.demo_consumer import consumer_access, run_as_consumer
+from gxwf.demo_system import DemoSystem
 from gxwf.shipped_assets import SHIPPED
 from gxwf.simulate import edc_demo
 from schemas.assets import WorkflowAssetDefinition
 from schemas.provisioning import DeploymentDocument, ProvisionState
 from schemas.run import RunDocument, RunState
-
-if TYPE_CHECKING:
-    from gxwf.demo_story import DemoSystem
 
 GPU_STEP = "a GPU run placed on the HPC site"
 GPU_ASSET_FILE = SHIPPED / "gpu" / "carla-standin-gpu.yaml"

@@ -5,20 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import shlex
-from dataclasses import dataclass
-from pathlib import Path
 
 from rich.console import Console
 
 from edc_simulator.connector import SimulatedConnector
-from events.bus import Bus
 from gxwf.demo import DEMO_ASSET, run_demo, show_provisioning
 from gxwf.demo_consumer import EDC_ASSET, carla_demo_asset, consumer_access, run_as_consumer, write_profile
+from gxwf.demo_system import DemoSystem
 from gxwf.program import program
 from gxwf.simulate import edc_demo
-from ports.assets import AssetCatalogue
 from ports.store import StateStore
-from schemas.connectors import EdcConnector
 from schemas.provisioning import ProvisionDocument, ProvisionState
 from schemas.run import RunState
 
@@ -35,22 +31,6 @@ class DemoFailed(Exception):
         super().__init__(f"step {step} of {len(steps)} ({steps[step - 1]}): {detail}")
         self.step = step
         self.detail = detail
-
-
-@dataclass(frozen=True)
-class DemoSystem:
-    """What the demo drives: the running handlers' bus, store and catalogue, the ingress, and the URLs."""
-
-    nats_url: str
-    bus: Bus
-    store: StateStore
-    assets: AssetCatalogue
-    ingress_url: str
-    connector: EdcConnector
-    dashboard_url: str | None
-    state_dir: Path
-    # Where the first step's run goes: the site of the handlers `gxwf up` started first.
-    site: str | None = None
 
 
 async def play_demo(

@@ -41,6 +41,7 @@ def start_local_slurm(state_dir: Path, *, cpus: int = 16, gpus: int = 2) -> tupl
     get SIGTERM from the kernel when the thread that started them ends)."""
     from devstack.slurm import SlurmUnavailable, start_slurm
 
+    check_installed()  # before a directory is made for it
     directory, note = cluster_directory(state_dir)
     try:
         cluster = start_slurm(directory, cpus=cpus, gpus=gpus, token_lifespan_seconds=TOKEN_LIFESPAN_SECONDS)

@@ -150,7 +150,8 @@ async def _start_everything(
     from gxwf.commands.edc import KEY_FILE, start_for_up
     from gxwf.commands.tenant_gateway import start_for_up as start_tenant_gateway
     from gxwf.commands.workflow_api import start_for_up as start_workflow_api
-    from gxwf.demo_story import DemoFailed, DemoSystem, play_demo
+    from gxwf.demo_story import DemoFailed, play_demo
+    from gxwf.demo_system import DemoSystem
     from gxwf.endpoints import CREDENTIALS_FILE, Endpoints, stack_values, write_endpoints
     from gxwf.runtime import HandlerService, prepare_streams
     from gxwf.shipped_assets import apply_shipped_if_empty

@@ -42,7 +42,7 @@ async def test_bench_runs_on_a_slurm_site_reports_both_paths_and_the_ratio(
     assert len(loop.exit_to_recorded) == 4
     text = out.getvalue()
     assert f"on site hpc ({slurm_cluster.rest_url})" in text
-    assert "gxwf pipeline (staged in and out)" in text and "bare httpx loop: POST /job/submit" in text
+    assert "gxwf pipeline (request -> batch job -> results)" in text and "bare httpx loop: POST /job/submit" in text
     assert "pipeline / bare loop: throughput" in text
 
 

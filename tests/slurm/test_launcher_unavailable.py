@@ -34,10 +34,12 @@ def test_the_commands_say_in_one_line_what_to_install_and_exit_2(
     command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from devstack.slurm import packages
+    from gxwf import slurm_local
     from gxwf.cli import main
 
     monkeypatch.setattr(packages, "_SEARCH_PATH", str(tmp_path))
     monkeypatch.setattr(packages, "_JWT_PLUGIN_GLOBS", (str(tmp_path / "*.so"),))
+    monkeypatch.setattr(slurm_local, "cluster_directory", _no_directory_for_it)
 
     with pytest.raises(SystemExit) as exited:
         main([*command, "--state-dir", str(tmp_path / "state")])
@@ -47,3 +49,7 @@ def test_the_commands_say_in_one_line_what_to_install_and_exit_2(
     assert line.startswith("gxwf: error: Slurm is not installed (missing Debian packages: slurmctld slurmd ")
     assert "apt-get install --no-install-recommends" in line
     assert not (tmp_path / "state" / "slurm").exists(), "nothing was started"
+
+
+def _no_directory_for_it(state_dir: Path) -> None:
+    raise AssertionError("a directory was made for a cluster that cannot start")
