@@ -9,13 +9,12 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 
 import httpx
 
-from devstack import logtail
 from devstack.errors import StackError
 from devstack.netports import LOOPBACK, reserve_ports
 from devstack.slurm.config import PARTITION, Layout, NodeShape, fake_gpu_devices, gres_conf, slurm_conf
@@ -30,9 +29,15 @@ _STOP_GRACE = 5.0
 _JOBS_GONE_TIMEOUT = 15.0
 _POLL = 0.05
 _TOKEN = re.compile(r"SLURM_JWT=(\S+)")
+_BIND_ATTEMPTS = 3
+_ADDRESS_IN_USE = re.compile(r".*address already in use.*", re.IGNORECASE)
 # slurmstepd leaves a socket n1_<job>.<step> in the spool directory while a step runs: it detaches from
 # slurmd and would outlive it, so the cluster stops only once these are gone.
 _STEP_SOCKET = re.compile(r"^n1_\d+")
+
+
+class _AddressInUse(Exception):
+    pass
 
 
 @dataclass
@@ -93,7 +98,10 @@ class SlurmCluster:
             if rest is not None:
                 rest.stop(_STOP_GRACE)
             _start_rest(self._processes)
-            _wait_rest(self, self._processes, time.monotonic() + _START_TIMEOUT)
+            try:
+                _wait_rest(self, self._processes, time.monotonic() + _START_TIMEOUT)
+            except _AddressInUse as taken:
+                raise StackError(f"slurmrestd could not listen on {self.rest_url} again: {taken}") from None
 
     def stop(self) -> None:
         """Cancel every job, wait until their steps are gone, then stop the daemons. Safe to call twice."""
@@ -135,15 +143,13 @@ def start_slurm(
     _write_private(layout.jwt_key, secrets.token_bytes(32))
     _write_private(layout.munge_key, secrets.token_bytes(1024), mode=0o400)
     shape = NodeShape(cpus, gpus, memory_mb or _machine_memory_mb(), default_memory_per_cpu_mb)
-    controller_port, node_port, rest_port = reserve_ports(3)
-    layout.slurm_conf.write_text(slurm_conf(layout, shape, controller_port=controller_port, node_port=node_port))
     (layout.etc / "gres.conf").write_text(gres_conf(layout, shape))
     fake_gpu_devices(layout, shape)
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "SLURM_CONF": str(layout.slurm_conf)}
-    processes = _Processes(programs, layout, env, rest_port)
+    processes = _Processes(programs, layout, env, rest_port=0)
     cluster = SlurmCluster(
         directory=layout.root,
-        rest_url=f"http://{LOOPBACK}:{rest_port}",
+        rest_url="",
         api_version=API_VERSION,
         user=USER,
         token_file=layout.token_file,
@@ -165,17 +171,39 @@ def start_slurm(
             f"--seed-file={layout.munge / 'munged.seed'}",
         ])  # fmt: skip
         _wait(lambda: layout.munge_socket.is_socket(), processes, deadline, "munged to open its socket")
-        # -i: a fresh cluster, whatever state a previous one saved
-        _spawn(processes, "slurmctld", [programs["slurmctld"], "-D", "-i", "-f", str(layout.slurm_conf)])
-        _spawn(processes, "slurmd", [programs["slurmd"], "-D", "-N", "n1", "-f", str(layout.slurm_conf)])
-        _wait(lambda: _node_idle(processes), processes, deadline, "the node to become idle")
-        cluster.mint_token(token_lifespan_seconds)
-        _start_rest(processes)
-        _wait_rest(cluster, processes, deadline)
+        for attempt in range(1, _BIND_ATTEMPTS + 1):
+            controller_port, node_port, rest_port = reserve_ports(3)
+            processes.rest_port = rest_port
+            conf = slurm_conf(layout, shape, controller_port=controller_port, node_port=node_port)
+            layout.slurm_conf.write_text(conf)
+            cluster = replace(cluster, rest_url=f"http://{LOOPBACK}:{rest_port}")
+            try:
+                _start_daemons(cluster, processes, token_lifespan_seconds, deadline)
+                break
+            except _AddressInUse as taken:
+                # The ports were free when chosen but released before the daemons bound them: new ones.
+                for name in ("slurmrestd", "slurmd", "slurmctld"):
+                    daemon = processes.daemons.pop(name, None)
+                    if daemon is not None:
+                        # No job ran yet; slurmd, still registering, would ignore SIGTERM for MessageTimeout.
+                        daemon.stop(grace=0.5)
+                if attempt == _BIND_ATTEMPTS:
+                    raise StackError(f"{taken} on {_BIND_ATTEMPTS} sets of ports in a row") from None
     except BaseException:
         cluster.stop()
         raise
     return cluster
+
+
+def _start_daemons(cluster: SlurmCluster, processes: _Processes, token_lifespan: int, deadline: float) -> None:
+    programs, conf = processes.programs, str(processes.layout.slurm_conf)
+    # -i: a fresh cluster, whatever state a previous one saved
+    _spawn(processes, "slurmctld", [programs["slurmctld"], "-D", "-i", "-f", conf])
+    _spawn(processes, "slurmd", [programs["slurmd"], "-D", "-N", "n1", "-f", conf])
+    _wait(lambda: _node_idle(processes), processes, deadline, "the node to become idle")
+    cluster.mint_token(token_lifespan)
+    _start_rest(processes)
+    _wait_rest(cluster, processes, deadline)
 
 
 def _fresh_directory(directory: Path) -> Path:
@@ -234,6 +262,7 @@ def _spawn(processes: _Processes, name: str, argv: list[str], *, user: tuple[str
             argv,
             cwd=layout.root,
             log_path=layout.log / f"{name}.stdout",
+            own_log=layout.log / f"{name}.log",
             env=env,
             user=user[0] if user else None,
             group=user[1] if user else None,
@@ -272,30 +301,32 @@ def _wait_rest(cluster: SlurmCluster, processes: _Processes, deadline: float) ->
 
 
 def _wait(ready: Callable[[], bool], processes: _Processes, deadline: float, what: str) -> None:
-    while not ready():
+    while True:
+        # The daemons first: a port another program took is retried at once, not after a client's timeout.
         for daemon in processes.daemons.values():
+            taken = _ADDRESS_IN_USE.search(daemon.log_text())
+            if taken is not None:
+                raise _AddressInUse(f"{daemon.name}: {taken.group(0)}")
             code = daemon.exited()
             if code is not None:
                 raise StackError(
                     f"{daemon.name} exited with code {code} while waiting for {what}: {_logs(processes, daemon)}"
                 )
+        if ready():
+            return
         if time.monotonic() > deadline:
             raise StackError(f"timed out waiting for {what}; logs in {processes.layout.log}")
         time.sleep(_POLL)
 
 
 def _logs(processes: _Processes, daemon: Daemon) -> str:
-    own_log = processes.layout.log / f"{daemon.name}.log"
-    summary = daemon.log_summary()
-    if own_log.exists() and own_log != daemon.log_path:
-        summary = f"{summary} | {logtail.summarize(logtail.read_from(own_log, 0))}"
-    return f"{summary} (logs in {processes.layout.log})"
+    return f"{daemon.log_summary()} (logs in {processes.layout.log})"
 
 
-def _run(argv: list[str], processes: _Processes, *, check: bool = True) -> str:
+def _run(argv: list[str], processes: _Processes, *, check: bool = True, timeout: float = 20) -> str:
     program = processes.programs.get(argv[0], argv[0])
     result = subprocess.run(
-        [program, *argv[1:]], env=processes.env, capture_output=True, text=True, timeout=20, check=False
+        [program, *argv[1:]], env=processes.env, capture_output=True, text=True, timeout=timeout, check=False
     )
     if check and result.returncode != 0:
         raise StackError(f"{' '.join(argv)} failed: {(result.stderr or result.stdout).strip()}")
@@ -303,7 +334,12 @@ def _run(argv: list[str], processes: _Processes, *, check: bool = True) -> str:
 
 
 def _node_idle(processes: _Processes) -> bool:
-    state = _run(["sinfo", "-h", "-N", "-o", "%T"], processes, check=False).strip()
+    try:
+        # Short: a controller port taken by a program that accepts and never answers would hold it for
+        # MessageTimeout (10 s), while the daemon's log already says why.
+        state = _run(["sinfo", "-h", "-N", "-o", "%T"], processes, check=False, timeout=2).strip()
+    except subprocess.TimeoutExpired:
+        return False
     # A node whose configuration slurmctld rejects never becomes idle: say why at once.
     if state.startswith(("inval", "drain")):
         reason = _run(["sinfo", "-h", "-N", "-o", "%E"], processes, check=False).strip()

@@ -15,9 +15,10 @@ from devstack.process import death_signal_setter
 
 
 class Daemon:
-    def __init__(self, name: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    def __init__(self, name: str, process: subprocess.Popen[bytes], logs: dict[Path, int]) -> None:
         self.name = name
-        self.log_path = log_path
+        # Each log file the daemon writes, from where this run of it began.
+        self.logs = logs
         self._process = process
 
     @classmethod
@@ -31,7 +32,10 @@ class Daemon:
         env: Mapping[str, str],
         user: str | None = None,
         group: str | None = None,
+        own_log: Path | None = None,
     ) -> Daemon:
+        """`own_log`: the file the daemon logs to itself (besides its output, which goes to `log_path`)."""
+        logs = {path: path.stat().st_size if path.exists() else 0 for path in (log_path, own_log) if path}
         with log_path.open("ab") as log:
             process = subprocess.Popen(
                 list(argv),
@@ -48,7 +52,7 @@ class Daemon:
                 # switch to `user`, which would clear it.
                 preexec_fn=death_signal_setter(signal.SIGTERM),
             )
-        return cls(name, process, log_path)
+        return cls(name, process, logs)
 
     @property
     def pid(self) -> int:
@@ -57,8 +61,12 @@ class Daemon:
     def exited(self) -> int | None:
         return self._process.poll()
 
+    def log_text(self) -> str:
+        """What this run of the daemon printed and logged."""
+        return "".join(logtail.read_from(path, offset) for path, offset in self.logs.items())
+
     def log_summary(self) -> str:
-        return logtail.summarize(logtail.read_from(self.log_path, 0))
+        return logtail.summarize(self.log_text())
 
     def stop(self, grace: float) -> None:
         """SIGTERM to the daemon's process group, SIGKILL after `grace` seconds; the process is reaped."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import psutil
 import pytest
 
 from devstack.errors import StackError
+from devstack.netports import reserve_ports
 from devstack.slurm import SlurmCluster, start_slurm
 from tests.slurm.conftest import slurm_directory
 from tests.slurm.rest_calls import headers, job, output, submit, submit_response, url, wait_for
@@ -189,3 +191,33 @@ def _alive(process: psutil.Process) -> bool:
         return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+@pytest.mark.parametrize("taken", [0, 2], ids=["slurmctld", "slurmrestd"])
+def test_a_port_taken_after_it_was_chosen_is_replaced_by_another(taken: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ports are free when chosen but released before the daemons bind them: another program may take one."""
+    from devstack.slurm import cluster as cluster_module
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    chosen: list[list[int]] = []
+
+    def reserve(count: int) -> list[int]:
+        ports = reserve_ports(count)
+        if not chosen:
+            ports[taken] = squatter.getsockname()[1]
+        chosen.append(ports)
+        return ports
+
+    monkeypatch.setattr(cluster_module, "reserve_ports", reserve)
+    base = slurm_directory()
+    try:
+        with start_slurm(base / "cluster", cpus=2, gpus=0) as cluster:
+            assert len(chosen) == 2
+            assert cluster.rest_url == f"http://127.0.0.1:{chosen[1][2]}"
+            assert httpx.get(url(cluster, "ping"), headers=headers(cluster), timeout=10).status_code == 200
+            assert sorted(cluster.pids) == ["munged", "slurmctld", "slurmd", "slurmrestd"]
+    finally:
+        squatter.close()
+        shutil.rmtree(base, ignore_errors=True)
