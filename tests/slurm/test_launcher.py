@@ -46,7 +46,7 @@ def test_the_node_offers_the_configured_cpus_memory_and_gpus(slurm_cluster: Slur
 
 
 def test_cpu_jobs_run_side_by_side(slurm_cluster: SlurmCluster) -> None:
-    jobs = [submit(slurm_cluster, "sleep 2") for _ in range(4)]
+    jobs = [submit(slurm_cluster, "sleep 1.5") for _ in range(4)]
 
     finished = [wait_for(slurm_cluster, job_id, "COMPLETED") for job_id in jobs]
 
@@ -72,8 +72,8 @@ def test_more_gpus_than_the_node_has_are_refused(slurm_cluster: SlurmCluster) ->
 
 
 def test_two_jobs_wanting_both_gpus_run_one_after_the_other(slurm_cluster: SlurmCluster) -> None:
-    first = submit(slurm_cluster, "sleep 2", name="gpu-both", gres="gpu:2")
-    second = submit(slurm_cluster, "sleep 1", name="gpu-both", gres="gpu:2")
+    first = submit(slurm_cluster, "sleep 1", name="gpu-both", gres="gpu:2")
+    second = submit(slurm_cluster, "true", name="gpu-both", gres="gpu:2")
 
     wait_for(slurm_cluster, first, "RUNNING")
     waiting = job(slurm_cluster, second)
@@ -206,7 +206,7 @@ def test_a_port_taken_after_it_was_chosen_is_replaced_by_another(taken: int, mon
     def reserve(count: int) -> list[int]:
         ports = reserve_ports(count)
         if not chosen:
-            ports[taken] = squatter.getsockname()[1]
+            ports[0] = squatter.getsockname()[1]  # slurmctld's
         chosen.append(ports)
         return ports
 
