@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -150,3 +153,39 @@ def _wait_for_pid(path: Path) -> int:
         assert time.monotonic() < deadline, f"{path} was not written"
         time.sleep(0.05)
     return int(path.read_text())
+
+
+def test_the_daemons_do_not_outlive_a_parent_killed_without_cleanup() -> None:
+    base = slurm_directory()
+    starter = (
+        "import json, sys, time\n"
+        "from pathlib import Path\n"
+        "from devstack.slurm import start_slurm\n"
+        "cluster = start_slurm(Path(sys.argv[1]), cpus=2, gpus=0)\n"
+        "print(json.dumps(cluster.pids), flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", starter, str(base / "cluster")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        daemons = [psutil.Process(pid) for pid in json.loads(proc.stdout.readline()).values()]
+        assert len(daemons) == 4
+
+        proc.kill()
+        proc.wait(timeout=10)
+
+        deadline = time.monotonic() + 15
+        while [daemon for daemon in daemons if _alive(daemon)] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [daemon.name() for daemon in daemons if _alive(daemon)]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -55,6 +55,20 @@ def test_up_demo_slurm_runs_the_gpu_asset_on_hpc_only_and_stops_the_cluster() ->
         assert [re.search(r"Name=(\S+)", job).group(1) for job in jobs] == [job_name(gpu_run, 1)]  # type: ignore[union-attr]
         assert not (state / "runs" / gpu_run).exists()
         assert (state / "demo-results" / gpu_run / "trajectory.png").read_bytes()[:4] == b"\x89PNG"
+        # An operator's command, sent to the Slurm site by name, becomes a job there.
+        submitted = subprocess.run(
+            [sys.executable, "-m", "gxwf", "runs", "submit", "--site", "hpc", "--state-dir", str(state), "--", "true"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        operator_job = job_name(submitted.stdout.strip(), 1)
+        deadline = time.monotonic() + 30
+        while operator_job not in (cluster / "log" / "jobcomp.txt").read_text():
+            assert time.monotonic() < deadline, "the operator's run did not become a job on hpc"
+            time.sleep(0.2)
         daemons = [child for child in psutil.Process(proc.pid).children(recursive=True) if child.name() in _DAEMONS]
         assert sorted(daemon.name() for daemon in daemons) == sorted(_DAEMONS)
 
