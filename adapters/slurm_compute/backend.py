@@ -40,6 +40,7 @@ _LOG_POLL_SECONDS = 0.2
 _LOG_STATE_SECONDS = 1.0
 # How long a start waits for the job of a concurrent start of the same attempt.
 _CLAIM_GRACE_SECONDS = 5.0
+_CLAIM_NAME = "claimed"
 
 
 def tokens_for(target: SlurmTarget) -> TokenSource:
@@ -159,12 +160,22 @@ class SlurmJobBackend:
         if job_id is not None:
             self._job_ids[(run_id, attempt)] = job_id
             return await self.rest.job(job_id)
+        if not await asyncio.to_thread((self.attempt_dir(run_id, attempt) / _CLAIM_NAME).exists):
+            return None  # never claimed, so never submitted: no need to list the cluster's jobs
         found = await self._run_jobs(run_id, attempt)
         if not found:
             return None
         job = max(found, key=lambda j: j.job_id)
         self._job_ids[(run_id, attempt)] = job.job_id
         return job
+
+    async def _jobs_of(self, run_id: str) -> list[SlurmJob]:
+        """The jobs of the run's attempts that slurmctld still knows."""
+        found = []
+        for attempt in await asyncio.to_thread(self._attempts, run_id):
+            if (job := await self._find(run_id, attempt)) is not None:
+                found.append(job)
+        return found
 
     async def _run_jobs(self, run_id: str, attempt: int | None = None) -> list[SlurmJob]:
         """Every job slurmctld still knows of the run (of one attempt), told by name and comment."""
@@ -202,7 +213,7 @@ class SlurmJobBackend:
             return f"slurm:{existing.job_id}"
         directory = self.attempt_dir(run_id, attempt)
         await asyncio.to_thread(self._prepare, directory)
-        if not await asyncio.to_thread(_claim, directory / "claimed"):
+        if not await asyncio.to_thread(_claim, directory / _CLAIM_NAME):
             # Another start of this attempt (a redelivery while the first still runs) is submitting: its job
             # turns up in a moment. A claimer that died before submitting leaves none, and this start goes on.
             deadline = time.monotonic() + _CLAIM_GRACE_SECONDS
@@ -311,7 +322,9 @@ class SlurmJobBackend:
     async def stop(self, run_id: str) -> bool:
         """Cancel every job of the run still pending or running and wait, bounded, until slurmctld says each
         has ended (a running job gets SIGTERM, then SIGKILL after the cluster's KillWait)."""
-        live = [job for job in await self._run_jobs(run_id) if not ended(job)]
+        # By the attempts' records; none (the job root lost), by slurmctld's job list.
+        jobs = await self._jobs_of(run_id) or await self._run_jobs(run_id)
+        live = [job for job in jobs if not ended(job)]
         for job in live:
             await self.rest.cancel(job.job_id)
         deadline = time.monotonic() + self.stop_timeout_seconds
@@ -411,7 +424,7 @@ class SlurmJobBackend:
     async def release(self, consumer_id: str, run_ids: list[str]) -> bool:
         """Remove the ended runs' job directories; a run with a job still pending or running keeps its own."""
         for run_id in run_ids:
-            if any(not ended(job) for job in await self._run_jobs(run_id)):
+            if any(not ended(job) for job in await self._jobs_of(run_id)):
                 return False
             await self.discard(run_id)
         return True

@@ -214,14 +214,14 @@ async def test_a_stopped_run_cancels_its_running_job(
     assert service.slurm_compute is not None and service.bus is not None
     await request(service, "hpc-7", RunSpec(command=["/bin/sh", "-c", "echo working; sleep 120"]))
 
-    async def running() -> RunDocument | None:
-        doc = await store.get(RunDocument, "hpc-7")
-        if doc is None or doc.state != RunState.RUNNING:
-            return None
-        status = await service.slurm_compute.status("hpc-7")  # type: ignore[union-attr]
-        return doc if not status.waiting else None
+    log = service.slurm_compute.log_path("hpc-7", 1)
 
-    await eventually(running, timeout=20)
+    async def working() -> RunDocument | None:
+        doc = await store.get(RunDocument, "hpc-7")
+        running = doc is not None and doc.state == RunState.RUNNING
+        return doc if running and log.exists() and log.read_bytes().startswith(b"working") else None
+
+    await eventually(working, timeout=20)
     await service.bus.publish(
         new_event(s.RUN_STOP_REQUESTED, RunStopRequested(run_id="hpc-7", consumer_id=CONSUMER, reason="by the test"))
     )
