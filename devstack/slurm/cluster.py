@@ -210,14 +210,14 @@ def _fresh_directory(directory: Path) -> Path:
     directory = directory.absolute()
     if directory.exists() and any(directory.iterdir()):
         raise StackError(f"{directory} is not empty: a Slurm cluster starts only in a new or empty directory")
-    directory.mkdir(parents=True, exist_ok=True)
-    directory.chmod(0o755)
     closed = closed_ancestor(directory)
     if closed is not None:
         raise StackError(
             f"{closed} is not searchable by other users: slurmrestd (user nobody) could not read "
             f"{directory}/etc/slurm.conf; use a directory below one that is (for example under /tmp)"
         )
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o755)
     return directory
 
 

@@ -221,3 +221,10 @@ def test_a_port_taken_after_it_was_chosen_is_replaced_by_another(taken: int, mon
     finally:
         squatter.close()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_directory_other_users_cannot_reach_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    # pytest's own temporary directories lie below one only root may enter; slurmrestd runs as nobody.
+    with pytest.raises(StackError, match="is not searchable by other users: slurmrestd"):
+        start_slurm(tmp_path / "cluster")
+    assert not (tmp_path / "cluster").exists()
