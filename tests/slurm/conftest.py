@@ -28,6 +28,14 @@ def slurm_directory() -> Path:
     return directory
 
 
+def start_or_fail(directory: Path) -> SlurmCluster:
+    """The cluster; missing Debian packages fail the test with the message that names them (CI installs them)."""
+    try:
+        return start_slurm(directory)
+    except SlurmUnavailable as error:
+        pytest.fail(str(error), pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster() -> Iterator[SlurmCluster]:
     """One cluster for the whole run: 16 CPUs, 2 GPUs (counted, no device), REST on a free loopback port.
@@ -39,10 +47,10 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
         pytest.fail("the fast tier starts no servers: a test using slurm_cluster is marked `servers`")
     base = slurm_directory()
     try:
-        cluster = start_slurm(base / "cluster")
-    except SlurmUnavailable as error:
+        cluster = start_or_fail(base / "cluster")
+    except BaseException:
         shutil.rmtree(base, ignore_errors=True)
-        pytest.fail(str(error), pytrace=False)
+        raise
     try:
         yield cluster
     finally:

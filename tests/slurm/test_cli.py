@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -14,6 +15,8 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+
+from devstack.slurm import SlurmCluster
 
 pytestmark = pytest.mark.servers
 
@@ -77,3 +80,25 @@ def _read_until(proc: subprocess.Popen[str], marker: str, timeout: float = 60) -
         if marker in line:
             return "".join(seen)
     raise AssertionError(f"{marker!r} not printed; output:\n{''.join(seen)}")
+
+
+async def test_slurm_up_rewrites_the_token_file_before_the_token_expires(
+    slurm_cluster: SlurmCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gxwf import slurm_local
+
+    monkeypatch.setattr(slurm_local, "TOKEN_LIFESPAN_SECONDS", 2)
+    before = slurm_cluster.token_file.read_text()
+    renewing = asyncio.create_task(slurm_local.keep_token_fresh(slurm_cluster))
+    try:
+        deadline = time.monotonic() + 10
+        while slurm_cluster.token_file.read_text() == before:
+            assert time.monotonic() < deadline, "the token file was not rewritten"
+            await asyncio.sleep(0.1)
+    finally:
+        renewing.cancel()
+    token = slurm_cluster.token_file.read_text().strip()
+    headers = {"X-SLURM-USER-NAME": slurm_cluster.user, "X-SLURM-USER-TOKEN": token}
+    ping = f"{slurm_cluster.rest_url}/slurm/{slurm_cluster.api_version}/ping"
+    assert httpx.get(ping, headers=headers, timeout=10).status_code == 200
+    slurm_cluster.mint_token()  # the other tests' token lives an hour again

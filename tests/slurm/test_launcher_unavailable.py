@@ -53,3 +53,15 @@ def test_the_commands_say_in_one_line_what_to_install_and_exit_2(
 
 def _no_directory_for_it(state_dir: Path) -> None:
     raise AssertionError("a directory was made for a cluster that cannot start")
+
+
+def test_the_slurm_cluster_fixture_fails_naming_the_packages_never_skips(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from devstack.slurm import packages
+    from tests.slurm.conftest import start_or_fail
+
+    monkeypatch.setattr(packages, "_SEARCH_PATH", str(tmp_path))
+
+    with pytest.raises(pytest.fail.Exception, match=r"missing Debian packages: slurmctld slurmd slurm-client munge"):
+        start_or_fail(tmp_path / "cluster")
