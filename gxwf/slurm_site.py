@@ -84,6 +84,19 @@ class HpcSite:
             f"{c.cpus} CPUs, {c.gpus} GPUs{where}"
         )
 
+    def endpoints(self) -> dict[str, str]:
+        """What endpoints.json records of the cluster, for scripts and the commands run later."""
+        c = self.cluster
+        return {
+            "site": self.site,
+            "rest_url": c.rest_url,
+            "api_version": c.api_version,
+            "user": c.user,
+            "token_file": str(c.token_file),
+            "slurm_conf": str(c.slurm_conf),
+            "directory": str(c.directory),
+        }
+
     async def start_handlers(
         self, services: contextlib.AsyncExitStack, settings: Settings, endpoints: Endpoints
     ) -> None:

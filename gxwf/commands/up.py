@@ -217,6 +217,8 @@ async def _start_everything(
     if cluster is not None:
         await cluster.start_handlers(services, settings, servers("handlers"))
     applied = await apply_shipped_if_empty(service.assets)
+    if cluster is not None:
+        written["slurm"] = cluster.endpoints()
     path = write_endpoints(settings.state_dir, {**written, **endpoints})
     table = Table(title="gaiax-workflows is up", show_header=False)
     for key in ("nats", "mongo", "s3"):

@@ -50,6 +50,9 @@ def test_up_demo_slurm_runs_the_gpu_asset_on_hpc_only_and_stops_the_cluster() ->
         ]
         [cluster] = (state / "slurm").iterdir()
         assert sites[1]["slurm"]["job_root"] == str(cluster / "jobs")
+        recorded = json.loads((state / "endpoints.json").read_text())["slurm"]
+        assert recorded["rest_url"] == sites[1]["slurm"]["url"] and recorded["directory"] == str(cluster)
+        assert recorded["slurm_conf"] == str(cluster / "etc" / "slurm.conf")
         # Only the GPU run became a Slurm job; the demo's other runs stayed on the local site.
         jobs = (cluster / "log" / "jobcomp.txt").read_text().splitlines()
         assert [re.search(r"Name=(\S+)", job).group(1) for job in jobs] == [job_name(gpu_run, 1)]  # type: ignore[union-attr]
