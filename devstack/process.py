@@ -19,7 +19,7 @@ from devstack.errors import StackError
 _PR_SET_PDEATHSIG = 1
 
 
-def _death_signal_setter(death_signal: signal.Signals) -> Callable[[], None] | None:
+def death_signal_setter(death_signal: signal.Signals) -> Callable[[], None] | None:
     """A preexec_fn that makes the kernel signal the child when its parent dies, or None off Linux.
 
     This is what keeps servers from outliving a parent killed with SIGKILL, which runs no cleanup. The
@@ -83,7 +83,7 @@ class ServerProcess:
                     # Its own process group: a Ctrl-C in the terminal reaches only us, and we stop the
                     # servers in order, instead of every server getting SIGINT at once.
                     process_group=0,
-                    preexec_fn=_death_signal_setter(death_signal),
+                    preexec_fn=death_signal_setter(death_signal),
                 )
             except OSError as error:
                 reason = error.strerror or str(error)

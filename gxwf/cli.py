@@ -20,6 +20,7 @@ from gxwf.commands.edc import edc_app, edc_ingress_command
 from gxwf.commands.events import events_app
 from gxwf.commands.handlers import handlers_app
 from gxwf.commands.runs import runs_app
+from gxwf.commands.slurm import slurm_app
 from gxwf.commands.stage import stage_app
 from gxwf.commands.tenant_gateway import tenant_gateway_command
 from gxwf.commands.up import stack_app, up
@@ -48,6 +49,7 @@ app.command("workflow-api")(workflow_api_command)
 app.command("tenant-gateway")(tenant_gateway_command)
 app.command("dashboard")(dashboard_command)
 app.add_typer(stage_app, name="stage")
+app.add_typer(slurm_app, name="slurm")
 app.command()(up)
 app.command()(asyncapi)
 

@@ -39,8 +39,10 @@ STEPS_ASSET = WorkflowAssetDefinition(
 
 
 async def run_demo(
-    console: Console, nats_url: str, bus: Bus, store: StateStore, assets: AssetCatalogue
+    console: Console, nats_url: str, bus: Bus, store: StateStore, assets: AssetCatalogue, site: str | None = None
 ) -> RunDocument | None:
+    """The first step's run, on `site` (named where there are several: each site's handlers take a run that
+    names none)."""
     run_id = f"demo-{uuid.uuid4().hex[:8]}"
     stored, _ = await assets.apply(STEPS_ASSET)
     request = RunRequested(
@@ -48,6 +50,7 @@ async def run_demo(
         consumer_id="did:web:demo-consumer",
         asset_id=stored.asset_id,
         asset_version=stored.version,
+        site=site,
         spec=spec_for_asset(stored, []),
     )
     console.rule(f"[bold]demo: run {run_id}")

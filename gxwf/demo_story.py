@@ -5,20 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import shlex
-from dataclasses import dataclass
-from pathlib import Path
 
 from rich.console import Console
 
 from edc_simulator.connector import SimulatedConnector
-from events.bus import Bus
 from gxwf.demo import DEMO_ASSET, run_demo, show_provisioning
 from gxwf.demo_consumer import EDC_ASSET, carla_demo_asset, consumer_access, run_as_consumer, write_profile
+from gxwf.demo_system import DemoSystem
 from gxwf.program import program
 from gxwf.simulate import edc_demo
-from ports.assets import AssetCatalogue
 from ports.store import StateStore
-from schemas.connectors import EdcConnector
 from schemas.provisioning import ProvisionDocument, ProvisionState
 from schemas.run import RunState
 
@@ -31,33 +27,29 @@ STEPS = (
 
 
 class DemoFailed(Exception):
-    def __init__(self, step: int, detail: str) -> None:
-        super().__init__(f"step {step} of {len(STEPS)} ({STEPS[step - 1]}): {detail}")
+    def __init__(self, step: int, detail: str, steps: tuple[str, ...] = STEPS) -> None:
+        super().__init__(f"step {step} of {len(steps)} ({steps[step - 1]}): {detail}")
         self.step = step
         self.detail = detail
 
 
-@dataclass(frozen=True)
-class DemoSystem:
-    """What the demo drives: the running handlers' bus, store and catalogue, the ingress, and the URLs."""
+async def play_demo(
+    console: Console, system: DemoSystem, simulated: SimulatedConnector, *, gpu_site: str | None = None
+) -> None:
+    """Every step in turn; raises DemoFailed at the first that did not do what it shows. With `gpu_site` (the
+    Slurm site of `gxwf up --slurm`), a last step runs a GPU asset, which placement must put on that site."""
+    from gxwf.demo_gpu import GPU_STEP, GpuStepFailed, play_gpu_step
 
-    nats_url: str
-    bus: Bus
-    store: StateStore
-    assets: AssetCatalogue
-    ingress_url: str
-    connector: EdcConnector
-    dashboard_url: str | None
-    state_dir: Path
+    steps = (*STEPS, GPU_STEP) if gpu_site else STEPS
 
+    def failed(step: int, detail: str) -> DemoFailed:
+        return DemoFailed(step, detail, steps)
 
-async def play_demo(console: Console, system: DemoSystem, simulated: SimulatedConnector) -> None:
-    """Every step in turn; raises DemoFailed at the first that did not do what it shows."""
-    run = await run_demo(console, system.nats_url, system.bus, system.store, system.assets)
+    run = await run_demo(console, system.nats_url, system.bus, system.store, system.assets, system.site)
     if run is None:
-        raise DemoFailed(1, "the run was not recorded (see the handler log above)")
+        raise failed(1, "the run was not recorded (see the handler log above)")
     if run.state != RunState.SUCCEEDED:
-        raise DemoFailed(1, f"run {run.id} ended {run.state}" + (f": {run.reason}" if run.reason else ""))
+        raise failed(1, f"run {run.id} ended {run.state}" + (f": {run.reason}" if run.reason else ""))
 
     await system.assets.apply(DEMO_ASSET)
     carla = carla_demo_asset()
@@ -72,39 +64,42 @@ async def play_demo(console: Console, system: DemoSystem, simulated: SimulatedCo
     )
     transfers = list(simulated.ledger.transfers)
     if not transfers:
-        raise DemoFailed(2, "the connector started no transfer")
+        raise failed(2, "the connector started no transfer")
     # A provisioning that failed is the cause to report, even though the connector saw it as a refusal too.
     for transfer_id in transfers:
         if consumer_access(simulated, transfer_id) is not None:
             await _granted_after_callback(system.store, transfer_id)
         provision = await show_provisioning(console, system.store, transfer_id)
         if provision is None:
-            raise DemoFailed(2 if not accepted else 3, f"no provisioning was recorded for transfer {transfer_id}")
+            raise failed(2 if not accepted else 3, f"no provisioning was recorded for transfer {transfer_id}")
         if provision.state != ProvisionState.GRANTED:
             why = provision.reason or next((h.reason for h in reversed(provision.history) if h.reason), None)
-            raise DemoFailed(3, f"transfer {transfer_id} is {provision.state}" + (f": {why}" if why else ""))
+            raise failed(3, f"transfer {transfer_id} is {provision.state}" + (f": {why}" if why else ""))
     if not accepted:
-        raise DemoFailed(2, "the ingress refused a message of the connector (see the table above)")
+        raise failed(2, "the ingress refused a message of the connector (see the table above)")
     for transfer_id in transfers:
         access = consumer_access(simulated, transfer_id)
         if access is None:
-            raise DemoFailed(3, f"the connector was not called back with the consumer's access to {transfer_id}")
+            raise failed(3, f"the connector was not called back with the consumer's access to {transfer_id}")
         profile = write_profile(system.state_dir, *access)
         console.print(f"the demo consumer's client profile (url, token): {profile}")
         outcome = await run_as_consumer(console, *access, system.state_dir, carla.id, system.dashboard_url)
         if outcome.status is None:
-            raise DemoFailed(4, f"the consumer could not use the WorkflowApi: {outcome.error}")
+            raise failed(4, f"the consumer could not use the WorkflowApi: {outcome.error}")
         status = outcome.status
         if status.state != RunState.SUCCEEDED:
-            raise DemoFailed(
-                4, f"run {status.id} ended {status.state}" + (f": {status.reason}" if status.reason else "")
-            )
+            raise failed(4, f"run {status.id} ended {status.state}" + (f": {status.reason}" if status.reason else ""))
         if not outcome.downloaded:
-            raise DemoFailed(4, f"run {status.id} succeeded but no result could be downloaded")
+            raise failed(4, f"run {status.id} succeeded but no result could be downloaded")
         console.print(f"the transfer's timeline: {system.dashboard_url}/transfers/{transfer_id}")
         command = f"{program()} client --profile {shlex.quote(str(profile))} run list"
         console.print(f"go on as that consumer: {command}", markup=False, soft_wrap=True)
-    console.print(f"[green]demo: all {len(STEPS)} steps succeeded")
+    if gpu_site:
+        try:
+            await play_gpu_step(console, system, simulated, gpu_site)
+        except GpuStepFailed as error:
+            raise failed(len(steps), str(error)) from None
+    console.print(f"[green]demo: all {len(steps)} steps succeeded")
 
 
 async def _granted_after_callback(store: StateStore, transfer_id: str, timeout: float = 10.0) -> None:

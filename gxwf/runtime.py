@@ -28,6 +28,7 @@ from adapters.mongo_call_log import MongoEdcCallLog
 from adapters.mongo_leases import MongoLeases
 from adapters.mongo_store import MongoStateStore
 from adapters.s3_objects import S3ObjectStore
+from adapters.slurm_compute import SlurmJobBackend
 from events.bus import Bus
 from events.delivery import DeliveryPolicy
 from events.envelope import Envelope
@@ -133,9 +134,10 @@ class HandlerService:
         self.store = MongoStateStore.connect(endpoints.mongo, settings.mongo_database)
         self.assets = MongoAssetCatalogue(self.store.db)
         self.sites = tuple(load_sites(settings.sites_file).sites)
-        self.deployments: dict[str, DeploymentBackend] = {
-            "local": LocalDeploymentBackend(settings.state_dir / "consumers", settings.workflow_api_url)
-        }
+        local_deployments = LocalDeploymentBackend(settings.state_dir / "consumers", settings.workflow_api_url)
+        # A Slurm site's consumers reach the WorkflowApi that runs as a process beside the handlers (on the
+        # cluster's login or service host), as a local site's do.
+        self.deployments: dict[str, DeploymentBackend] = {"local": local_deployments, "slurm": local_deployments}
         self.kubernetes: KubernetesDeploymentBackend | None = None
         # Only the deployment handlers deploy per-consumer WorkflowApis, so only they need the gateway settings.
         deploys = self.groups is None or "deployment" in self.groups
@@ -189,6 +191,10 @@ class HandlerService:
                 outputs_max_entries=settings.run_outputs_max_files,
             )
             self.compute = self.kubernetes_compute
+        self.slurm_compute: SlurmJobBackend | None = None
+        if settings.compute_backend == "slurm":
+            self.slurm_compute = self._slurm_backend(settings)
+            self.compute = self.slurm_compute
         # Runs on the local backend are staged in from the object store (their uploaded inputs).
         self.local_compute.objects = self.objects
         self.bus: Bus | None = None
@@ -235,6 +241,24 @@ class HandlerService:
             self._start_loop(declared, loop_ctx.acting_as(source_of(declared.name)))
         self.ready.set()
         log.info("handlers started", groups=sorted(self.groups) if self.groups else "all")
+
+    def _slurm_backend(self, settings: Settings) -> SlurmJobBackend:
+        name = settings.compute_site
+        site = next((site for site in self.sites if site.name == name), None)
+        if site is None or site.slurm is None:
+            raise UserError(
+                f"GXWF_COMPUTE_BACKEND=slurm needs GXWF_COMPUTE_SITE to name a site with backend slurm in the sites "
+                f"file (got {name!r})"
+            )
+        return SlurmJobBackend.for_site(
+            site.name,
+            site.slurm,
+            objects=self.objects,
+            artifacts_dir=settings.state_dir / "slurm-artifacts",
+            stop_timeout_seconds=settings.stop_timeout_seconds,
+            outputs_max_bytes=settings.run_outputs_max_bytes,
+            outputs_max_entries=settings.run_outputs_max_files,
+        )
 
     def consumer_quota(self) -> ConsumerQuota:
         """The quota of the site whose runs this process dispatches (the compute backend's site), if configured."""
@@ -285,6 +309,8 @@ class HandlerService:
             await self.kubernetes.close()
         if self.kubernetes_compute is not None:
             await self.kubernetes_compute.close()
+        if self.slurm_compute is not None:
+            await self.slurm_compute.close()
         await self.store.close()
         await self.objects.close()
 

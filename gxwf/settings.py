@@ -62,8 +62,9 @@ class Settings(BaseSettings):
     # The key tenant gateway tokens are minted with (the deployment handler) and checked with (the gateway).
     gateway_key: SecretStr | None = None
 
-    # Where runs execute: processes on this machine, or a Job each on a Kubernetes cluster.
-    compute_backend: Literal["local", "kubernetes"] = "local"
+    # Where runs execute: processes on this machine, a Job each on a Kubernetes cluster, or a batch job each on a
+    # Slurm cluster (the site GXWF_COMPUTE_SITE names in the sites file, with its `slurm:` section).
+    compute_backend: Literal["local", "kubernetes", "slurm"] = "local"
     # For the kubernetes compute backend; unset: in-cluster config inside a pod, else ~/.kube/config.
     kubeconfig: Path | None = None
     kube_context: str | None = None

@@ -32,6 +32,8 @@ class WorkloadStatus:
     # Admitted but not started yet (image pull, scheduling): the run's pending time limit applies, and
     # `detail` says what it waits for.
     waiting: bool = False
+    # Ended by the backend's own time limit (a Slurm job's TIMEOUT): the run timed out, whatever the exit status.
+    timed_out: bool = False
 
 
 @dataclass(frozen=True)

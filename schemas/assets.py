@@ -48,7 +48,19 @@ RESERVED_ENV_NAMES = frozenset(
         "_JAVA_OPTIONS",
     }
 )
-RESERVED_ENV_PREFIXES = ("GXWF_", "LD_", "DYLD_")
+# SLURM_/SBATCH_/SRUN_ steer Slurm's tools, APPTAINER*/SINGULARITY*/ENROOT_ the container runtimes of Slurm
+# sites (APPTAINER_BIND would mount more of the node into the container).
+RESERVED_ENV_PREFIXES = (
+    "GXWF_",
+    "LD_",
+    "DYLD_",
+    "SLURM_",
+    "SBATCH_",
+    "SRUN_",
+    "APPTAINER",
+    "SINGULARITY",
+    "ENROOT_",
+)
 
 
 def reserved_env_name(name: str) -> bool:
@@ -154,6 +166,11 @@ class WorkflowAssetDefinition(_Strict):
     )
     image: str | None = Field(default=None, max_length=512, description="None: a command on the local backend")
     command: list[str] = Field(min_length=1)
+    bare_command: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="With an image: what runs instead, without a container, on sites that have no container runtime",
+    )
     inputs: list[Input] = Field(default_factory=list)
     outputs: list[Output] = Field(default_factory=list)
     resources: Resources = Field(default_factory=Resources)
@@ -171,7 +188,12 @@ class WorkflowAssetDefinition(_Strict):
 
     def digest(self) -> str:
         """Identifies the content: applying an unchanged definition again makes no new version."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        content = self.model_dump(mode="json")
+        if content.get("bare_command") is None:
+            # Unset, it leaves the digest as it was before the field existed: applying an unchanged definition
+            # again makes no new version.
+            content.pop("bare_command", None)
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def answers_to(self, edc_asset_id: str) -> bool:

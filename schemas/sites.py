@@ -40,6 +40,59 @@ class KubernetesTarget(_Strict):
         return value
 
 
+class SlurmTokenSource(_Strict):
+    """Where the JWT for slurmrestd comes from: exactly one of a file, an environment variable, or Slurm's own
+    HS256 key (AuthAltParameters=jwt_key=...), with which the backend mints short-lived tokens itself."""
+
+    token_file: str | None = Field(default=None, description="A file holding the token (SLURM_JWT=... or bare)")
+    token_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="A variable")
+    jwt_key_file: str | None = Field(default=None, description="Slurm's jwt_key file: tokens are minted here")
+    # Minted tokens live this long and are renewed once less than a third of it is left.
+    token_lifespan_seconds: int = Field(default=1800, ge=60, le=24 * 3600)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SlurmTokenSource:
+        given = [name for name in ("token_file", "token_env", "jwt_key_file") if getattr(self, name)]
+        if len(given) != 1:
+            raise ValueError(
+                "the `slurm:` section needs exactly one token source (token_file, token_env or jwt_key_file), "
+                f"got {', '.join(given) or 'none'}"
+            )
+        return self
+
+
+class SlurmTarget(SlurmTokenSource):
+    """A Slurm cluster reached through slurmrestd; runs are batch jobs, their directories under `job_root` on a
+    filesystem the handlers and the compute nodes share."""
+
+    url: str = Field(pattern=r"^https?://\S+$", description="slurmrestd, e.g. http://login1:6820")
+    api_version: Literal["v0.0.38", "v0.0.39", "v0.0.40", "v0.0.41", "v0.0.42"] = "v0.0.38"
+    user: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$")
+    partition: str | None = Field(default=None, max_length=128, description="None: the cluster's default")
+    account: str | None = Field(default=None, max_length=128)
+    qos: str | None = Field(default=None, max_length=128)
+    max_time_limit_minutes: int | None = Field(
+        default=None,
+        ge=1,
+        description="The partition's MaxTime: a job's limit is its asset's running limit in whole minutes, "
+        "refused at start beyond this",
+    )
+    gpu_gres: str = Field(default="gpu", pattern=r"^[A-Za-z0-9_]+$", description="The GRES name of GPUs")
+    job_root: str = Field(min_length=1, description="Absolute; shared by the handlers and the compute nodes")
+    container_runtime: Literal["apptainer", "enroot", "none"] = "none"
+    gxwf_command: list[str] | None = Field(
+        default=None, description="How a job runs gxwf on a node (its stage steps); None: this interpreter's"
+    )
+    job_path: str = Field(default="/usr/local/bin:/usr/bin:/bin", description="PATH of the batch script")
+
+    @field_validator("job_root")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must be an absolute path")
+        return value
+
+
 class Capabilities(_Strict):
     cpu: float = Field(gt=0, description="Cores one deployment or run may use at most")
     memory: str = Field(description="Memory one deployment or run may use at most, e.g. 64Gi")
@@ -91,8 +144,9 @@ class ConsumerQuota(_Strict):
 class Site(_Strict):
     name: SiteName
     description: str = ""
-    backend: Literal["local", "kubernetes"]
+    backend: Literal["local", "kubernetes", "slurm"]
     kubernetes: KubernetesTarget | None = None
+    slurm: SlurmTarget | None = None
     capabilities: Capabilities
     consumer_quota: ConsumerQuota = Field(default_factory=ConsumerQuota)
 
@@ -100,6 +154,8 @@ class Site(_Strict):
     def _target(self) -> Site:
         if self.backend == "kubernetes" and self.kubernetes is None:
             raise ValueError(f"site {self.name}: backend kubernetes needs a `kubernetes:` section")
+        if self.backend == "slurm" and self.slurm is None:
+            raise ValueError(f"site {self.name}: backend slurm needs a `slurm:` section")
         return self
 
     def shortfalls(self, needs: Resources, labels: list[str]) -> list[str]:

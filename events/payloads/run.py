@@ -53,6 +53,12 @@ class RunSpec(Payload):
 
     image: str | None = Field(default=None, max_length=512)
     command: list[Annotated[str, StringConstraints(max_length=8192)]] = Field(min_length=1, max_length=256)
+    bare_command: list[Annotated[str, StringConstraints(max_length=8192)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="With an image: the command to run without a container (sites without a container runtime)",
+    )
     env: dict[EnvName, Annotated[str, StringConstraints(max_length=8192)]] = Field(default_factory=dict)
     timeout_seconds: float = Field(default=3600, gt=0, le=7 * 24 * 3600, description="Running time limit")
     pending_timeout_seconds: float = Field(
@@ -89,6 +95,7 @@ def spec_for_asset(asset: StoredAsset, inputs: list[StagedInput]) -> RunSpec:
     return RunSpec(
         image=d.image,
         command=list(d.command),
+        bare_command=list(d.bare_command) if d.bare_command is not None else None,
         timeout_seconds=d.time_limits.running_seconds,
         pending_timeout_seconds=d.time_limits.pending_seconds,
         memory_mb=memory_mb,

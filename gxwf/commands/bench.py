@@ -60,14 +60,30 @@ def bench_ingress(
 
 @bench_app.command("runs")
 def bench_runs(
-    runs: Annotated[int, typer.Option("--runs", min=1, max=100_000, help="Runs to orchestrate.")] = 500,
+    runs: Annotated[
+        int | None, typer.Option("--runs", min=1, max=100_000, help="Runs to orchestrate (500; 100 with --site).")
+    ] = None,
     consumers: Annotated[int, typer.Option("--consumers", min=1, max=10_000, help="Consumers they belong to.")] = 20,
+    site: Annotated[
+        str | None,
+        typer.Option(
+            "--site",
+            help="A Slurm site of the sites file, or `hpc` alone: a local Slurm cluster started for it; the "
+            "pipeline beside a bare httpx loop against its slurmrestd.",
+        ),
+    ] = None,
 ) -> None:
-    """Runs per minute and orchestration latency on the local backend, beside a bare subprocess loop."""
-    from gxwf.bench_runs import run_benchmark
-
+    """Runs per minute and orchestration latency on the local backend, beside a bare subprocess loop; with --site,
+    on a Slurm site, beside a bare loop of REST calls."""
     settings = load_settings()
-    asyncio.run(run_benchmark(settings, runs, consumers, console=Console()))
+    if site is None:
+        from gxwf.bench_runs import run_benchmark
+
+        asyncio.run(run_benchmark(settings, runs or 500, consumers, console=Console()))
+        return
+    from gxwf.bench_runs_slurm import run_slurm_benchmark
+
+    asyncio.run(run_slurm_benchmark(settings, runs or 100, consumers, site, console=Console()))
 
 
 @bench_app.command("dashboard")

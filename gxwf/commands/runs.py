@@ -38,6 +38,14 @@ def runs_submit(
     consumer: Annotated[str, typer.Option("--consumer", help="Consumer id the run belongs to.")] = "operator",
     run_id: Annotated[str | None, typer.Option("--run-id", help="Run id (default: a new one).")] = None,
     timeout_seconds: Annotated[float, typer.Option("--timeout", min=1, help="Running time limit.")] = 3600,
+    site: Annotated[
+        str | None,
+        typer.Option(
+            "--site",
+            help="The site whose handlers run it, e.g. hpc beside local under `gxwf up --slurm` (unset: whichever "
+            "site's handlers take it first).",
+        ),
+    ] = None,
     state_dir: StateDir = None,
 ) -> None:
     """Put the command into the catalogue as an ad-hoc asset, publish wf.run.requested for it, print the run id."""
@@ -63,6 +71,7 @@ def runs_submit(
             run_id=run_id or f"run-{uuid.uuid4().hex[:12]}",
             consumer_id=consumer,
             asset_id=definition.id,
+            site=site,
             spec=spec_for_asset(definition_version(definition), []),
         )
         endpoints = Endpoints.resolve(settings)

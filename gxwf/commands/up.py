@@ -88,6 +88,14 @@ def up(
         ),
     ] = "0.15",
     show_secrets: ShowSecrets = False,
+    slurm: Annotated[
+        bool,
+        typer.Option(
+            "--slurm",
+            help="Also start a local Slurm cluster (Debian's Slurm packages; root) in STATE_DIR/slurm and add it "
+            "as the site `hpc` (16 CPUs, 2 GPUs); with --demo, a GPU run is placed there.",
+        ),
+    ] = False,
 ) -> None:
     """Start the stack (what is not configured externally), every handler, and the HTTP services."""
     from edc_simulator.versions import version
@@ -99,22 +107,28 @@ def up(
     if edc_version != "0.15" and not demo:
         raise UserError("--edc-version: only with --demo (it chooses the demo's simulated connector)")
     settings = load_settings(state_dir)
+    if slurm:
+        from gxwf.slurm_local import check_installed
+
+        check_installed()
     program()  # on the shell's PATH, before the change below
     # Local runs start `python3` from the PATH: this installation's interpreter first, so assets written in
     # Python (the carla_standin stand-in) find the project's modules whichever shell started `gxwf up`.
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    if not asyncio.run(_up(settings, demo, show_secrets, edc_version)):
+    if not asyncio.run(_up(settings, demo, show_secrets, edc_version, slurm)):
         raise typer.Exit(1)
 
 
-async def _up(settings: Settings, demo: bool, show_secrets: bool, edc_version: str = "0.15") -> bool:
+async def _up(
+    settings: Settings, demo: bool, show_secrets: bool, edc_version: str = "0.15", slurm: bool = False
+) -> bool:
     """Until signalled; False when the demo failed (everything is stopped by then)."""
     from gxwf.serving import serve_until_signalled
 
     stack = embedded_stack(settings)
 
     async def start(services: contextlib.AsyncExitStack) -> bool:
-        return await _start_everything(services, stack, settings, demo, show_secrets, edc_version)
+        return await _start_everything(services, stack, settings, demo, show_secrets, edc_version, slurm)
 
     return await serve_until_signalled(start, stack=stack)
 
@@ -126,6 +140,7 @@ async def _start_everything(
     demo: bool,
     show_secrets: bool,
     edc_version: str = "0.15",
+    slurm: bool = False,
 ) -> bool:
     """Each service's stop goes onto `services` as it starts, so a failure midway stops exactly what had
     started, last first. False: the demo failed."""
@@ -135,11 +150,13 @@ async def _start_everything(
     from gxwf.commands.edc import KEY_FILE, start_for_up
     from gxwf.commands.tenant_gateway import start_for_up as start_tenant_gateway
     from gxwf.commands.workflow_api import start_for_up as start_workflow_api
-    from gxwf.demo_story import DemoFailed, DemoSystem, play_demo
+    from gxwf.demo_story import DemoFailed, play_demo
+    from gxwf.demo_system import DemoSystem
     from gxwf.endpoints import CREDENTIALS_FILE, Endpoints, stack_values, write_endpoints
     from gxwf.runtime import HandlerService, prepare_streams
     from gxwf.shipped_assets import apply_shipped_if_empty
     from gxwf.simulate import simulator_management
+    from gxwf.slurm_site import start_hpc_site
     from handlers.subscriptions import GROUPS
 
     eps = await stack.start()
@@ -152,6 +169,10 @@ async def _start_everything(
         return Endpoints.of_stack(eps, component).with_s3(settings)
 
     state = settings.state_dir
+    # Before every component that reads the sites: they read the ones in effect, `hpc` among them.
+    cluster = await start_hpc_site(services, settings) if slurm else None
+    if cluster is not None:
+        settings = settings.model_copy(update={"sites_file": cluster.sites_file})
     # The dashboard first, so an operator can watch everything that follows live.
     await prepare_streams(eps.nats, settings)
     board, dashboard_tokens = build_dashboard(settings, servers("dashboard"), nats_monitor=eps.nats_monitor)
@@ -193,7 +214,11 @@ async def _start_everything(
     # Pushed before its start: its stop also undoes a start that failed halfway (streams, loops, clients).
     services.push_async_callback(service.stop)
     await service.start()
+    if cluster is not None:
+        await cluster.start_handlers(services, settings, servers("handlers"))
     applied = await apply_shipped_if_empty(service.assets)
+    if cluster is not None:
+        written["slurm"] = cluster.endpoints()
     path = write_endpoints(settings.state_dir, {**written, **endpoints})
     table = Table(title="gaiax-workflows is up", show_header=False)
     for key in ("nats", "mongo", "s3"):
@@ -214,6 +239,8 @@ async def _start_everything(
     if not show_secrets:
         table.add_row("secrets", "--show-secrets prints them")
     table.add_row("assets", applied.summary())
+    if cluster is not None:
+        table.add_row(f"site {cluster.site} (slurm)", cluster.summary())
     console.print(table)
     if demo and service.bus is not None and connector is not None:
         system = DemoSystem(
@@ -226,9 +253,10 @@ async def _start_everything(
             connector=ingress.registry.connectors[0],
             dashboard_url=endpoints["dashboard"],
             state_dir=settings.state_dir,
+            site=service.compute.site,
         )
         try:
-            await play_demo(console, system, connector)
+            await play_demo(console, system, connector, gpu_site=cluster.site if cluster is not None else None)
         except DemoFailed as failed:
             console.print(f"[red bold]the demo failed at {failed}[/red bold]")
             console.print(f"stopping everything; the state stays in {settings.state_dir}", markup=False)

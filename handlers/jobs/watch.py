@@ -35,6 +35,10 @@ def _judge_running(run: RunDocument, status: WorkloadStatus, elapsed: float) -> 
     if run.stop_requested and status.phase is not WorkloadPhase.RUNNING:
         # The stop handler killed it (or is doing so): the end is a stop, whatever the exit status says.
         return RunStopped(**ids, reason=run.stop_requested)
+    if status.phase is WorkloadPhase.EXITED and status.timed_out:
+        # The backend's scheduler ended it at its time limit before this watcher did.
+        limit = float(run.spec.get("timeout_seconds") or 0) or elapsed or 1.0
+        return RunTimedOut(**ids, phase="running", limit_seconds=limit, detail=status.detail)
     if status.phase is WorkloadPhase.EXITED and status.exit_code == 0:
         return RunSucceeded(**ids, duration_seconds=elapsed)
     if status.phase in (WorkloadPhase.EXITED, WorkloadPhase.MISSING):

@@ -33,6 +33,7 @@ def test_no_site_fits_names_each_shortfall() -> None:
         "no site fits: gpu-hpc: 100 cpu > 64; memory 1Ti > 512Gi; gpu type nvidia-h100 not in nvidia-a100"
         " | cloud: 100 cpu > 16; memory 1Ti > 64Gi; 2 gpu > 0"
         " | data-centric: 100 cpu > 32; memory 1Ti > 128Gi; 2 gpu > 0"
+        " | hpc-slurm: 100 cpu > 64; memory 1Ti > 512Gi"
     )
 
 
