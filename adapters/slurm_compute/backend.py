@@ -8,9 +8,7 @@ the handlers read on the filesystem they share with the nodes."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
-import os
 import shutil
 import sys
 import time
@@ -20,8 +18,9 @@ from pathlib import Path, PurePosixPath
 import structlog
 
 from adapters import staged_outputs
-from adapters.slurm_compute import script
+from adapters.slurm_compute import job_dirs, script
 from adapters.slurm_compute.api import JobRequest, SlurmApi, SlurmJob
+from adapters.slurm_compute.job_dirs import JobDirs
 from adapters.slurm_compute.rest import SlurmError, SlurmRest, SlurmUnreachable
 from adapters.slurm_compute.status import classify, ended
 from adapters.slurm_compute.tokens import EnvTokens, FileTokens, MintedTokens, TokenSource, TokenUnavailable
@@ -30,7 +29,7 @@ from events.payloads.run import RunSpec
 from events.subjects import LOG_CHUNK_BYTES
 from ports.compute import RunArtifacts, RunOwner, StartRefused, WorkloadPhase, WorkloadStatus
 from ports.objects import ObjectStore
-from schemas.names import attempt_separator, outputs_key
+from schemas.names import outputs_key
 from schemas.sites import SlurmTarget
 
 log = structlog.get_logger("gxwf.slurm.compute")
@@ -61,13 +60,6 @@ def _refused(error: SlurmError) -> bool:
     return any(2000 <= number < 3000 for number in error.numbers)
 
 
-def _read_int(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
 class SlurmJobBackend:
     def __init__(
         self,
@@ -93,7 +85,7 @@ class SlurmJobBackend:
         self.name = "slurm"
         self.site = site
         self.rest = rest
-        self.job_root = job_root.absolute()
+        self.dirs = JobDirs(job_root.absolute(), (artifacts_dir or job_root / ".artifacts").absolute())
         self.partition = partition
         self.account = account
         self.qos = qos
@@ -105,7 +97,6 @@ class SlurmJobBackend:
         self.job_path = job_path
         # With it, a job fetches its inputs and uploads its outputs itself, by presigned URLs.
         self.objects = objects
-        self.artifacts_dir = (artifacts_dir or self.job_root / ".artifacts").absolute()
         self.stop_timeout_seconds = stop_timeout_seconds
         self.poll_seconds = poll_seconds
         self.outputs_max_bytes = outputs_max_bytes
@@ -133,34 +124,19 @@ class SlurmJobBackend:
     async def close(self) -> None:
         await self.rest.close()
 
-    # --- where things are
-
-    def run_dir(self, run_id: str) -> Path:
-        return self.job_root / script.run_label(run_id)
-
-    def attempt_dir(self, run_id: str, attempt: int) -> Path:
-        return self.run_dir(run_id) / str(attempt)
-
-    def log_path(self, run_id: str, attempt: int) -> Path:
-        return self.attempt_dir(run_id, attempt) / script.LOG_NAME
-
-    def _saved_log(self, run_id: str) -> Path:
-        return self.artifacts_dir / f"{script.run_label(run_id)}.log"
-
-    def _outputs_dir(self, run_id: str) -> Path:
-        return self.artifacts_dir / f"{script.run_label(run_id)}-outputs"
-
     # --- finding a run's jobs
 
     async def _find(self, run_id: str, attempt: int) -> SlurmJob | None:
         """The attempt's job as slurmctld knows it: by the id this backend recorded, else by name and comment."""
         job_id = self._job_ids.get((run_id, attempt))
         if job_id is None:
-            job_id = await asyncio.to_thread(_read_int, self.attempt_dir(run_id, attempt) / script.JOB_ID_NAME)
+            job_id = await asyncio.to_thread(
+                job_dirs.read_int, self.dirs.attempt_dir(run_id, attempt) / script.JOB_ID_NAME
+            )
         if job_id is not None:
             self._job_ids[(run_id, attempt)] = job_id
             return await self.rest.job(job_id)
-        if not await asyncio.to_thread((self.attempt_dir(run_id, attempt) / _CLAIM_NAME).exists):
+        if not await asyncio.to_thread((self.dirs.attempt_dir(run_id, attempt) / _CLAIM_NAME).exists):
             return None  # never claimed, so never submitted: no need to list the cluster's jobs
         found = await self._run_jobs(run_id, attempt)
         if not found:
@@ -172,7 +148,7 @@ class SlurmJobBackend:
     async def _jobs_of(self, run_id: str) -> list[SlurmJob]:
         """The jobs of the run's attempts that slurmctld still knows."""
         found = []
-        for attempt in await asyncio.to_thread(self._attempts, run_id):
+        for attempt in await asyncio.to_thread(self.dirs.attempts, run_id):
             if (job := await self._find(run_id, attempt)) is not None:
                 found.append(job)
         return found
@@ -211,9 +187,9 @@ class SlurmJobBackend:
             raise RuntimeError(str(error)) from None
         if existing is not None:
             return f"slurm:{existing.job_id}"
-        directory = self.attempt_dir(run_id, attempt)
-        await asyncio.to_thread(self._prepare, directory)
-        if not await asyncio.to_thread(_claim, directory / _CLAIM_NAME):
+        directory = self.dirs.attempt_dir(run_id, attempt)
+        await asyncio.to_thread(self.dirs.prepare, directory)
+        if not await asyncio.to_thread(job_dirs.claim, directory / _CLAIM_NAME):
             # Another start of this attempt (a redelivery while the first still runs) is submitting: its job
             # turns up in a moment. A claimer that died before submitting leaves none, and this start goes on.
             deadline = time.monotonic() + _CLAIM_GRACE_SECONDS
@@ -276,19 +252,9 @@ class SlurmJobBackend:
         except TokenUnavailable as error:
             raise RuntimeError(str(error)) from None
         self._job_ids[(run_id, attempt)] = job_id
-        await asyncio.to_thread(_write_atomically, directory / script.JOB_ID_NAME, str(job_id))
+        await asyncio.to_thread(job_dirs.write_atomically, directory / script.JOB_ID_NAME, str(job_id))
         log.info("job submitted", run_id=run_id, attempt=attempt, job_id=job_id)
         return f"slurm:{job_id}"
-
-    @staticmethod
-    def _prepare(directory: Path) -> None:
-        for sub in ("work", "outputs", "inputs"):
-            (directory / sub).mkdir(parents=True, exist_ok=True)
-        # Assets name relative output paths (`outputs/count.txt`): from the working directory they land in outputs.
-        link = directory / "work" / "outputs"
-        if not link.exists() and not link.is_symlink():
-            with contextlib.suppress(FileExistsError):  # a concurrent start of the attempt made it
-                link.symlink_to(Path("..") / "outputs", target_is_directory=True)
 
     async def _write_plan(self, run_id: str, spec: RunSpec, attempt: int, directory: Path) -> bool:
         """The attempt's presigned URLs, readable by the job's user only; whether the job uploads its outputs."""
@@ -301,7 +267,7 @@ class SlurmJobBackend:
             "PUT", outputs_key(run_id, attempt), expires_seconds=valid, content_type="application/x-tar"
         )
         plan = await stage_plan(self.objects, spec.inputs, valid_seconds=valid, outputs_url=outputs_url)
-        await asyncio.to_thread(_write_private, directory / script.PLAN_NAME, plan.model_dump_json())
+        await asyncio.to_thread(job_dirs.write_private, directory / script.PLAN_NAME, plan.model_dump_json())
         return True
 
     async def status(self, run_id: str, *, attempt: int = 1) -> WorkloadStatus:
@@ -309,8 +275,8 @@ class SlurmJobBackend:
         if job is not None:
             return classify(job)
         # slurmctld forgets finished jobs after MinJobAge; the script recorded how its workload ended.
-        directory = self.attempt_dir(run_id, attempt)
-        code = await asyncio.to_thread(_read_int, directory / script.EXIT_CODE_NAME)
+        directory = self.dirs.attempt_dir(run_id, attempt)
+        code = await asyncio.to_thread(job_dirs.read_int, directory / script.EXIT_CODE_NAME)
         if code is not None:
             return WorkloadStatus(WorkloadPhase.EXITED, code, failure=None if code == 0 else "exit_code")
         if await asyncio.to_thread((directory / script.JOB_ID_NAME).exists):
@@ -346,56 +312,34 @@ class SlurmJobBackend:
     async def artifacts(self, run_id: str) -> RunArtifacts:
         """The run's log (every attempt's output file in order, separated as on other backends) and the last
         attempt's outputs: the archive its job uploaded, or without an object store its outputs directory."""
-        attempts = await asyncio.to_thread(self._attempts, run_id)
+        attempts = await asyncio.to_thread(self.dirs.attempts, run_id)
         if not attempts:
             return RunArtifacts([], None)
-        saved = await asyncio.to_thread(self._save_log, run_id, attempts)
+        saved = await asyncio.to_thread(self.dirs.save_log, run_id, attempts)
         last = attempts[-1]
         if self.objects is not None:
             outputs = await staged_outputs.fetch_outputs(
                 self.objects,
                 run_id,
                 last,
-                self._outputs_dir(run_id),
+                self.dirs.outputs_dir(run_id),
                 max_bytes=self.outputs_max_bytes,
                 max_entries=self.outputs_max_entries,
             )
         else:
-            outputs = await asyncio.to_thread(_regular_files, self.attempt_dir(run_id, last) / "outputs")
+            outputs = await asyncio.to_thread(job_dirs.regular_files, self.dirs.attempt_dir(run_id, last) / "outputs")
         return RunArtifacts(outputs, saved)
-
-    def _attempts(self, run_id: str) -> list[int]:
-        run_dir = self.run_dir(run_id)
-        if not run_dir.is_dir():
-            return []
-        return sorted(int(d.name) for d in run_dir.iterdir() if d.name.isdigit() and d.is_dir())
-
-    def _save_log(self, run_id: str, attempts: list[int]) -> Path:
-        target = self._saved_log(run_id)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        with partial.open("wb") as out:
-            for attempt in attempts:
-                if attempt > 1:
-                    out.write(attempt_separator(attempt).encode())
-                try:
-                    with self.log_path(run_id, attempt).open("rb") as log_file:
-                        shutil.copyfileobj(log_file, out, 1 << 20)
-                except FileNotFoundError:
-                    continue
-        partial.replace(target)
-        return target
 
     async def follow_log(self, run_id: str, *, attempt: int, offset: int = 0) -> AsyncIterator[bytes]:
         """The attempt's output file from `offset` on, polled until its job has ended and all of it is read."""
-        path = self.log_path(run_id, attempt)
-        if not await asyncio.to_thread((self.attempt_dir(run_id, attempt) / script.JOB_ID_NAME).exists):
+        path = self.dirs.log_path(run_id, attempt)
+        if not await asyncio.to_thread((self.dirs.attempt_dir(run_id, attempt) / script.JOB_ID_NAME).exists):
             return  # not submitted yet
         position = offset
         asked = 0.0
         finished = False
         while True:
-            data = await asyncio.to_thread(_read_span, path, position, LOG_CHUNK_BYTES)
+            data = await asyncio.to_thread(job_dirs.read_span, path, position, LOG_CHUNK_BYTES)
             if data:
                 position += len(data)
                 yield data
@@ -414,7 +358,7 @@ class SlurmJobBackend:
     async def discard(self, run_id: str) -> None:
         """The run's results are published: its job directories (staged inputs, work, outputs, logs), the log and
         outputs kept here and the archives its jobs uploaded go."""
-        await asyncio.to_thread(shutil.rmtree, self.run_dir(run_id), True)
+        await asyncio.to_thread(shutil.rmtree, self.dirs.run_dir(run_id), True)
         await self._remove_local(run_id)
         if self.objects is not None:
             await staged_outputs.remove_staged(self.objects, run_id)
@@ -430,44 +374,5 @@ class SlurmJobBackend:
         return True
 
     async def _remove_local(self, run_id: str) -> None:
-        await asyncio.to_thread(self._saved_log(run_id).unlink, True)
-        await asyncio.to_thread(shutil.rmtree, self._outputs_dir(run_id), True)
-
-
-def _claim(path: Path) -> bool:
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except FileExistsError:
-        return False
-    os.close(fd)
-    return True
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".tmp")
-    partial.write_text(text)
-    partial.replace(path)
-
-
-def _write_private(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".tmp")
-    fd = os.open(partial, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    partial.replace(path)
-
-
-def _read_span(path: Path, start: int, limit: int) -> bytes:
-    try:
-        with path.open("rb") as handle:
-            handle.seek(start)
-            return handle.read(limit)
-    except FileNotFoundError:
-        return b""
-
-
-def _regular_files(root: Path) -> list[tuple[str, Path]]:
-    if not root.is_dir():
-        return []
-    # Links could point anywhere on the cluster: only regular files inside the outputs.
-    return sorted((str(p.relative_to(root)), p) for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+        await asyncio.to_thread(self.dirs.saved_log(run_id).unlink, True)
+        await asyncio.to_thread(shutil.rmtree, self.dirs.outputs_dir(run_id), True)

@@ -157,7 +157,7 @@ async def test_stopping_a_running_job_ends_its_processes(backend: SlurmJobBacken
     run = run_id()
     await backend.start(run, RunSpec(command=["/bin/sh", "-c", "echo $$ > outputs/pid; exec sleep 120"]), {})
     await running(backend, run)
-    pid_file = backend.attempt_dir(run, 1) / "outputs" / "pid"
+    pid_file = backend.dirs.attempt_dir(run, 1) / "outputs" / "pid"
     deadline = time.monotonic() + 10
     while not pid_file.exists() and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
@@ -187,7 +187,7 @@ async def test_stopping_a_pending_job_cancels_it_before_it_starts(
     assert await backend.stop(waiter)
     assert (await backend.status(waiter)).detail is not None
     assert await backend.stop(holder)
-    assert not (backend.attempt_dir(waiter, 1) / "outputs" / "ran").exists()
+    assert not (backend.dirs.attempt_dir(waiter, 1) / "outputs" / "ran").exists()
 
 
 async def test_a_dropped_backend_finds_the_submitted_job_again(slurm_cluster: SlurmCluster, job_root: Path) -> None:

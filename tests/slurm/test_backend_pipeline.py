@@ -115,7 +115,7 @@ async def test_a_run_stages_its_inputs_runs_as_a_job_and_publishes_its_results(
     assert await service.objects.get_bytes(result.log_key) == b"route has 3 lines\n"
 
     # Published: the job's directory (its plan of presigned URLs, inputs, work, outputs) is removed.
-    run_dir = service.slurm_compute.run_dir("hpc-1")
+    run_dir = service.slurm_compute.dirs.run_dir("hpc-1")
 
     async def removed() -> bool:
         return not run_dir.exists()
@@ -129,7 +129,7 @@ async def test_the_job_holds_presigned_urls_and_no_credentials(
 ) -> None:
     assert service.slurm_compute is not None
     await request(service, "hpc-2", RunSpec(command=["sleep", "3"]))
-    plan = service.slurm_compute.attempt_dir("hpc-2", 1) / script.PLAN_NAME
+    plan = service.slurm_compute.dirs.attempt_dir("hpc-2", 1) / script.PLAN_NAME
 
     async def written() -> bool:
         return plan.exists()
@@ -214,7 +214,7 @@ async def test_a_stopped_run_cancels_its_running_job(
     assert service.slurm_compute is not None and service.bus is not None
     await request(service, "hpc-7", RunSpec(command=["/bin/sh", "-c", "echo working; sleep 120"]))
 
-    log = service.slurm_compute.log_path("hpc-7", 1)
+    log = service.slurm_compute.dirs.log_path("hpc-7", 1)
 
     async def working() -> RunDocument | None:
         doc = await store.get(RunDocument, "hpc-7")
