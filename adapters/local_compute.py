@@ -17,6 +17,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from adapters import run_files
 from adapters.input_layout import input_env
 from adapters.stager import StageError, link_paths, stage_in, stage_plan
 from events.payloads.run import RunSpec, StagedInput
@@ -84,7 +85,7 @@ class LocalProcessBackend:
         state.mkdir(parents=True, exist_ok=True)
         (run_dir / "work").mkdir(exist_ok=True)
         (run_dir / "outputs").mkdir(exist_ok=True)
-        pgid = _read_int(state / "pgid")
+        pgid = run_files.read_int(state / "pgid")
         if pgid is not None:
             return f"pgid:{pgid}"
         await self._stage_in(run_dir, spec.inputs)
@@ -93,11 +94,11 @@ class LocalProcessBackend:
         outputs_link = run_dir / "work" / "outputs"
         if not outputs_link.exists() and not outputs_link.is_symlink():
             outputs_link.symlink_to(run_dir / "outputs", target_is_directory=True)
-        if not _claim(state):
+        if not run_files.claim(state / "claimed"):
             deadline = time.monotonic() + _CLAIM_GRACE_SECONDS
             while time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
-                if (pgid := _read_int(state / "pgid")) is not None:
+                if (pgid := run_files.read_int(state / "pgid")) is not None:
                     return f"pgid:{pgid}"
         (state / "spec.json").write_text(json.dumps({"spec": spec.model_dump(mode="json"), "parameters": parameters}))
         if attempt > 1:
@@ -139,7 +140,7 @@ class LocalProcessBackend:
                 start_new_session=True,
             )
             await proc.wait()
-        pgid = _read_int(state / "pgid")
+        pgid = run_files.read_int(state / "pgid")
         if pgid is None:
             said = complaints.read_text(errors="replace").strip().splitlines()
             why = f": {said[-1][:300]}" if said else ""
@@ -182,13 +183,13 @@ class LocalProcessBackend:
     def _status_now(self, run_id: str, attempt: int) -> WorkloadStatus:
         state = self.attempt_dir(run_id, attempt)
         exit_file = state / "exit_code"
-        if (code := _read_int(exit_file)) is not None:
+        if (code := run_files.read_int(exit_file)) is not None:
             return _exited(code)
-        pgid = _read_int(state / "pgid")
+        pgid = run_files.read_int(state / "pgid")
         if pgid is not None and _run_processes(run_id, pgid):
             return WorkloadStatus(WorkloadPhase.RUNNING)
         # The group may have written its exit status between our two looks.
-        if (code := _read_int(exit_file)) is not None:
+        if (code := run_files.read_int(exit_file)) is not None:
             return _exited(code)
         if pgid is None:
             return WorkloadStatus(WorkloadPhase.MISSING, detail="the workload was never started", failure="vanished")
@@ -243,7 +244,7 @@ class LocalProcessBackend:
     async def follow_log(self, run_id: str, *, attempt: int, offset: int = 0) -> AsyncIterator[bytes]:
         """The attempt's part of the run's log.txt from `offset` on, polled while the attempt's processes live."""
         state = self.attempt_dir(run_id, attempt)
-        start = await asyncio.to_thread(_read_int, state / "log_start")
+        start = await asyncio.to_thread(run_files.read_int, state / "log_start")
         if start is None:
             return  # not started yet
         log = self.log_path(run_id)
@@ -263,10 +264,10 @@ class LocalProcessBackend:
     def _next_span(cls, log: Path, state: Path, position: int) -> tuple[bytes, bool]:
         """The attempt's output from `position` on (at most one chunk), and whether the attempt had ended before it
         was read (so nothing more will come once this is shipped)."""
-        end = _read_int(state / "log_end")
+        end = run_files.read_int(state / "log_end")
         ended = end is not None or (state / "exit_code").exists() or not cls._alive(state)
-        data = _read_span(log, position, end, LOG_CHUNK_BYTES)
-        if end is None and (end := _read_int(state / "log_end")) is not None:
+        data = run_files.read_span(log, position, LOG_CHUNK_BYTES, end)
+        if end is None and (end := run_files.read_int(state / "log_end")) is not None:
             # The attempt ended while this was read: a next attempt's separator may follow its end.
             data = data[: max(0, end - position)]
         return data, ended
@@ -275,7 +276,7 @@ class LocalProcessBackend:
     def _alive(state: Path) -> bool:
         """Cheaply, for a follower polling often: the attempt's process group still exists (the wrapper writes the
         exit status when the workload ends; this only notices a workload that vanished without one)."""
-        pgid = _read_int(state / "pgid")
+        pgid = run_files.read_int(state / "pgid")
         if pgid is None:
             return True  # starting
         try:
@@ -306,42 +307,13 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _read_span(path: Path, start: int, end: int | None, limit: int) -> bytes:
-    """Up to `limit` bytes of the file from `start`, not beyond `end`; nothing when it does not exist yet."""
-    size = limit if end is None else min(limit, end - start)
-    if size <= 0:
-        return b""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(start)
-            return handle.read(size)
-    except FileNotFoundError:
-        return b""
-
-
 def _exited(code: int) -> WorkloadStatus:
     return WorkloadStatus(WorkloadPhase.EXITED, code, failure=None if code == 0 else "exit_code")
 
 
-def _claim(state: Path) -> bool:
-    try:
-        fd = os.open(state / "claimed", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except FileExistsError:
-        return False
-    os.close(fd)
-    return True
-
-
-def _read_int(path: Path) -> int | None:
-    try:
-        return int(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-
-
 def _groups(attempts: Path) -> set[int]:
     """The process group of every attempt of a run that recorded one."""
-    return {pgid for d in attempts.glob("*") if (pgid := _read_int(d / "pgid")) is not None}
+    return {pgid for d in attempts.glob("*") if (pgid := run_files.read_int(d / "pgid")) is not None}
 
 
 def _victims(run_id: str, groups: set[int]) -> set[int]:

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 
 import structlog
 
-from adapters import staged_outputs
+from adapters import run_files, staged_outputs
 from adapters.slurm_compute import job_dirs, script
 from adapters.slurm_compute.api import JobRequest, SlurmApi, SlurmJob
 from adapters.slurm_compute.job_dirs import JobDirs
@@ -131,7 +131,7 @@ class SlurmJobBackend:
         job_id = self._job_ids.get((run_id, attempt))
         if job_id is None:
             job_id = await asyncio.to_thread(
-                job_dirs.read_int, self.dirs.attempt_dir(run_id, attempt) / script.JOB_ID_NAME
+                run_files.read_int, self.dirs.attempt_dir(run_id, attempt) / script.JOB_ID_NAME
             )
         if job_id is not None:
             self._job_ids[(run_id, attempt)] = job_id
@@ -189,7 +189,7 @@ class SlurmJobBackend:
             return f"slurm:{existing.job_id}"
         directory = self.dirs.attempt_dir(run_id, attempt)
         await asyncio.to_thread(self.dirs.prepare, directory)
-        if not await asyncio.to_thread(job_dirs.claim, directory / _CLAIM_NAME):
+        if not await asyncio.to_thread(run_files.claim, directory / _CLAIM_NAME):
             # Another start of this attempt (a redelivery while the first still runs) is submitting: its job
             # turns up in a moment. A claimer that died before submitting leaves none, and this start goes on.
             deadline = time.monotonic() + _CLAIM_GRACE_SECONDS
@@ -252,7 +252,7 @@ class SlurmJobBackend:
         except TokenUnavailable as error:
             raise RuntimeError(str(error)) from None
         self._job_ids[(run_id, attempt)] = job_id
-        await asyncio.to_thread(job_dirs.write_atomically, directory / script.JOB_ID_NAME, str(job_id))
+        await asyncio.to_thread(run_files.write_atomically, directory / script.JOB_ID_NAME, str(job_id))
         log.info("job submitted", run_id=run_id, attempt=attempt, job_id=job_id)
         return f"slurm:{job_id}"
 
@@ -267,7 +267,7 @@ class SlurmJobBackend:
             "PUT", outputs_key(run_id, attempt), expires_seconds=valid, content_type="application/x-tar"
         )
         plan = await stage_plan(self.objects, spec.inputs, valid_seconds=valid, outputs_url=outputs_url)
-        await asyncio.to_thread(job_dirs.write_private, directory / script.PLAN_NAME, plan.model_dump_json())
+        await asyncio.to_thread(run_files.write_private, directory / script.PLAN_NAME, plan.model_dump_json())
         return True
 
     async def status(self, run_id: str, *, attempt: int = 1) -> WorkloadStatus:
@@ -276,7 +276,7 @@ class SlurmJobBackend:
             return classify(job)
         # slurmctld forgets finished jobs after MinJobAge; the script recorded how its workload ended.
         directory = self.dirs.attempt_dir(run_id, attempt)
-        code = await asyncio.to_thread(job_dirs.read_int, directory / script.EXIT_CODE_NAME)
+        code = await asyncio.to_thread(run_files.read_int, directory / script.EXIT_CODE_NAME)
         if code is not None:
             return WorkloadStatus(WorkloadPhase.EXITED, code, failure=None if code == 0 else "exit_code")
         if await asyncio.to_thread((directory / script.JOB_ID_NAME).exists):
@@ -339,7 +339,7 @@ class SlurmJobBackend:
         asked = 0.0
         finished = False
         while True:
-            data = await asyncio.to_thread(job_dirs.read_span, path, position, LOG_CHUNK_BYTES)
+            data = await asyncio.to_thread(run_files.read_span, path, position, LOG_CHUNK_BYTES)
             if data:
                 position += len(data)
                 yield data

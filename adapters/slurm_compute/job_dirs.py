@@ -5,7 +5,6 @@ after the job (the run's whole log, its fetched outputs) beside it."""
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,46 +65,6 @@ class JobDirs:
                     continue
         partial.replace(target)
         return target
-
-
-def claim(path: Path) -> bool:
-    """True for the one caller that created `path`."""
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except FileExistsError:
-        return False
-    os.close(fd)
-    return True
-
-
-def read_int(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def write_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".tmp")
-    partial.write_text(text)
-    partial.replace(path)
-
-
-def write_private(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".tmp")
-    fd = os.open(partial, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    partial.replace(path)
-
-
-def read_span(path: Path, start: int, limit: int) -> bytes:
-    try:
-        with path.open("rb") as handle:
-            handle.seek(start)
-            return handle.read(limit)
-    except FileNotFoundError:
-        return b""
 
 
 def regular_files(root: Path) -> list[tuple[str, Path]]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from adapters import local_compute
+from adapters import local_compute, run_files
 from adapters.local_compute import LocalProcessBackend
 from events.payloads.run import RunSpec
 from ports.compute import WorkloadPhase
@@ -30,8 +30,9 @@ async def test_status_follow_stop_and_release_do_their_file_and_proc_io_off_the_
 ) -> None:
     loop_thread = threading.get_ident()
     calls: list[tuple[str, int]] = []
-    for name in ("_run_processes", "_read_int", "_read_span"):
-        monkeypatch.setattr(local_compute, name, _spy(calls, name, getattr(local_compute, name)))
+    monkeypatch.setattr(local_compute, "_run_processes", _spy(calls, "_run_processes", local_compute._run_processes))
+    for name in ("read_int", "read_span"):
+        monkeypatch.setattr(run_files, name, _spy(calls, name, getattr(run_files, name)))
     monkeypatch.setattr(LocalProcessBackend, "_alive", staticmethod(_spy(calls, "_alive", LocalProcessBackend._alive)))
     backend = LocalProcessBackend(tmp_path / "runs", stop_grace_seconds=1.0)
     await backend.start("busy", RunSpec(command=["/bin/sh", "-c", "echo started; sleep 60"]), {})
@@ -47,7 +48,7 @@ async def test_status_follow_stop_and_release_do_their_file_and_proc_io_off_the_
     assert await backend.release("consumer", ["busy"])
 
     looked = {name for name, _ in calls}
-    assert looked == {"_run_processes", "_read_int", "_read_span", "_alive"}, "the spies saw every kind of look"
+    assert looked == {"_run_processes", "read_int", "read_span", "_alive"}, "the spies saw every kind of look"
     on_loop = sorted({name for name, thread in calls if thread == loop_thread})
     assert not on_loop, f"blocking I/O on the event loop: {on_loop}"
 
