@@ -166,9 +166,10 @@ async def _start_everything(
     management = None
     if demo:
         # The demo's connector serves its management API before the handlers start, so they can ask it.
-        # EDC main deployments authenticate Data Plane Signaling with OAuth2 (data-plane-signaling-oauth2): the
-        # demo's connector of that generation has an issuer, unless the operator configured OAuth2 already.
-        oauth2 = edc_version == "main" and not any(os.environ.get(name) for name in OAUTH2_SETTINGS)
+        # EDC (0.18 and main) authenticates its calls to a data plane only through the registration's OAuth2
+        # profile (data-plane-signaling-oauth2), never with a key: the demo's connector of these generations has
+        # an issuer, unless the operator configured OAuth2 already.
+        oauth2 = edc_version in DPS_VERSIONS and not any(os.environ.get(name) for name in OAUTH2_SETTINGS)
         connector = SimulatedConnector(
             version(edc_version), ingress_url="http://127.0.0.1:9", api_key="-", oauth2=oauth2
         )
