@@ -66,7 +66,7 @@ async def system(
             )
         )
         ingress = IngressService(
-            EdcSettings(_env_file=None),
+            EdcSettings(_env_file=None),  # type: ignore[call-arg]
             registry,
             nats_url=stack.nats_for("edc_ingress"),
             mongo_url=stack.mongo,
@@ -174,7 +174,7 @@ async def test_simulate_command_prints_the_settings_and_reports_the_refusal(
     printed (the client secret written into the state directory), and the refused start is reported."""
     registry = ConnectorRegistry(connectors=(EdcConnector(name="default", api_key=SecretStr(KEY)),))
     ingress = IngressService(
-        EdcSettings(_env_file=None),
+        EdcSettings(_env_file=None),  # type: ignore[call-arg]
         registry,
         nats_url=stack.nats_for("edc_ingress"),
         mongo_url=stack.mongo,
