@@ -334,12 +334,14 @@ def add_dataflow_routes(app: FastAPI, ingress: Ingress) -> None:
         # Sent to a consumer's data plane once the provider's started; this data plane is the provider's.
         return await transition(request, process_id, "started")
 
+    def status_of(flow: DataFlowDocument) -> dict[str, Any]:
+        # The spec's examples answer `dataplaneId` and `state`, the conformance kit reads `dataFlowId`: all of them.
+        return {"dataflowId": flow.id, "dataFlowId": flow.id, "dataplaneId": ingress.dataplane_id, "state": flow.state}
+
     @app.get("/dataflows/{process_id}", name="dataflow_state", summary="DPS: the data flow's state")
     async def state(process_id: str, request: Request) -> dict[str, Any]:
-        flow = await flow_of(await ingress.authenticate(request), process_id)
-        return {"dataflowId": flow.id, "state": flow.state}
+        return status_of(await flow_of(await ingress.authenticate(request), process_id))
 
     @app.get("/dataflows/{process_id}/status", summary="DPS: the data flow's state (the spec's path)")
     async def status(process_id: str, request: Request) -> dict[str, Any]:
-        flow = await flow_of(await ingress.authenticate(request), process_id)
-        return {"dataflowId": flow.id, "state": flow.state}
+        return status_of(await flow_of(await ingress.authenticate(request), process_id))

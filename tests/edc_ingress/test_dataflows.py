@@ -97,7 +97,8 @@ async def test_a_start_in_each_shape_answers_starting_and_publishes_the_provisio
         "state": "STARTING",
     }
     assert response.headers["location"].endswith("/dataflows/tp-1")
-    assert (await dps.get(response.headers["location"])).json() == {"dataflowId": "tp-1", "state": "STARTING"}
+    status = {"dataflowId": "tp-1", "dataFlowId": "tp-1", "dataplaneId": "gxwf", "state": "STARTING"}
+    assert (await dps.get(response.headers["location"])).json() == status
     assert (await dps.get("/dataflows/tp-1/status")).json()["state"] == "STARTING"
 
     events = await stream_events(js, "edc.>")
@@ -251,7 +252,12 @@ async def test_a_transition_the_state_machine_forbids_is_409_naming_the_state(
 async def test_prepare_answers_prepared(dps: httpx.AsyncClient, js: JetStreamContext) -> None:
     response = await dps.post("/dataflows/prepare", json={"processId": "tp-c", "messageId": "m1", "new": 1})
     assert response.status_code == 200 and response.json()["state"] == "PREPARED"
-    assert (await dps.get("/dataflows/tp-c")).json() == {"dataflowId": "tp-c", "state": "PREPARED"}
+    assert (await dps.get("/dataflows/tp-c")).json() == {
+        "dataflowId": "tp-c",
+        "dataFlowId": "tp-c",
+        "dataplaneId": "gxwf",
+        "state": "PREPARED",
+    }
     assert problem(await dps.post("/dataflows/start", json=start_018("tp-c")), 409)
     # Terminated: nothing was provisioned for it, so nothing is torn down.
     assert (await dps.post("/dataflows/tp-c/terminate")).json()["state"] == "TERMINATED"
