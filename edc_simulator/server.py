@@ -65,7 +65,8 @@ def create_app(ledger: Ledger, version: EdcVersion, *, management_key: str, key_
             return JSONResponse([{"message": str(plane), "type": "ValidationFailure"}], 400)
         ledger.dataplane_puts.append(body)
         ledger.dataplanes[plane.dataplane_id] = plane
-        return Response(status_code=204)
+        # 200 with no body, as EDC answers (DataPlaneRegistrationApiV4Controller.register: Response.ok()).
+        return Response(status_code=200)
 
     @app.get("/sim/dataplanes")
     async def registered_dataplanes() -> dict[str, Any]:
