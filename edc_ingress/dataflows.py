@@ -84,8 +84,10 @@ def _response(tp: str, state: str, dataplane_id: str, address: dict[str, Any] | 
 
 
 def _digest(message: dict[str, Any]) -> str:
-    """The message as sent, whatever the order of its fields: tells a re-sent message from another one."""
-    return hashlib.sha256(json.dumps(message, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    """What the message asks, whatever the order of its fields: tells a re-sent message from another one. Without
+    its messageId: EDC builds the message anew, with a new id, for each attempt at the same transfer."""
+    asked = {k: v for k, v in message.items() if k != "messageId"}
+    return hashlib.sha256(json.dumps(asked, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _bad(field: str, message: str, slug: str = "invalid-request", title: str = "Invalid request") -> Problem:
@@ -178,9 +180,10 @@ def add_dataflow_routes(app: FastAPI, ingress: Ingress) -> None:
 
     async def claimed(connector: EdcConnector, flow: DataFlowDocument, event_id: str) -> None:
         """Stores the flow before its events are published: the insert is the check that no flow exists (one
-        store operation, not a lookup and an insert). A flow that exists already answers 409, unless it is
-        this very message again (same body, flow still where it left it): its events are published again,
-        under the same ids (JetStream keeps one copy), so a start whose publishing failed can be re-sent."""
+        store operation, not a lookup and an insert). A flow that exists already answers 409, unless this is
+        the same message again (the same fields but for its messageId; the flow still where it left it): its
+        events are published again (the provisioning request under the same id, which JetStream keeps once), so
+        a start whose publishing failed can be sent again."""
         if await bounded(ingress.store.create(flow, event_id=event_id)):
             return
         existing = await bounded(ingress.store.get(DataFlowDocument, flow.id))

@@ -135,11 +135,16 @@ async def test_a_start_the_bus_could_not_take_is_503_and_the_same_start_resent_i
         assert response.status_code == 202 and response.json()["state"] == "STARTING", response.text
     events = await stream_events(js, "edc.>")
     assert [e["type"] for e in events] == [s.EDC_PROVISION_REQUESTED, s.EDC_DATAFLOW_SIGNALLED]
+    # EDC makes a new messageId for each attempt: the same start still, its provisioning request the same event.
+    again = {**start_018("tp-1"), "messageId": "m-second-attempt"}
+    assert (await dps.post("/dataflows/start", json=again)).status_code == 202
+    events = await stream_events(js, "edc.>")
+    assert [e["type"] for e in events] == [s.EDC_PROVISION_REQUESTED] + [s.EDC_DATAFLOW_SIGNALLED] * 2
     # Another start for the same process (not the same message) is still refused.
     assert fields(problem(await dps.post("/dataflows/start", json=start_main("tp-1")), 409)) == ["processId"]
     flow = await store.get(DataFlowDocument, "tp-1")
     assert flow is not None and [h.to for h in flow.history] == ["STARTING"]
-    assert len(await stream_events(js, "edc.>")) == 2
+    assert len(await stream_events(js, "edc.>")) == 3
 
 
 async def test_a_start_for_a_transfer_provisioned_through_another_interface_is_refused(
