@@ -126,7 +126,8 @@ class Ingress:
             )
         return connector
 
-    async def publish(self, events: Sequence[Envelope[Any]], body_size: int) -> None:
+    def check_size(self, events: Sequence[Envelope[Any]], body_size: int) -> None:
+        """413 for events larger than the bus takes; `publish` checks too, this is for checking before storing."""
         # An event holds the body (re-encoded, never larger) once, plus a few KiB: measure only when close.
         if 2 * body_size + _ENVELOPE_ROOM > self.limits.event_bytes:
             size = max(len(e.model_dump_json(by_alias=True).encode()) for e in events)
@@ -138,6 +139,9 @@ class Ingress:
                     f"body: as an event it would be {size} bytes, over the bus's {self.limits.event_bytes}",
                     errors=[{"field": "body", "message": "too large for the event bus"}],
                 )
+
+    async def publish(self, events: Sequence[Envelope[Any]], body_size: int) -> None:
+        self.check_size(events, body_size)
         try:
             async with asyncio.timeout(self.limits.publish_timeout):
                 await asyncio.gather(*(self.sink.publish(e) for e in events))

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
+from urllib.parse import quote
 
 import structlog
 from fastapi import FastAPI, Request
@@ -54,6 +56,8 @@ class Ingress(Protocol):
         self, request: Request, model: type[W]
     ) -> tuple[EdcConnector, W, dict[str, Any], int]: ...
 
+    def check_size(self, events: Sequence[Envelope[Any]], body_size: int) -> None: ...
+
     async def publish(self, events: Sequence[Envelope[Any]], body_size: int) -> None: ...
 
 
@@ -86,6 +90,13 @@ def _response(tp: str, state: str, dataplane_id: str, address: dict[str, Any] | 
     if address is not None:
         body["dataAddress"] = address
     return body
+
+
+def _digest(message: dict[str, Any]) -> str:
+    """What the message asks, whatever the order of its fields: tells a re-sent message from another one. Without
+    its messageId: EDC builds the message anew, with a new id, for each attempt at the same transfer."""
+    asked = {k: v for k, v in message.items() if k != "messageId"}
+    return hashlib.sha256(json.dumps(asked, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _bad(field: str, message: str, slug: str = "invalid-request", title: str = "Invalid request") -> Problem:
@@ -161,19 +172,9 @@ def add_dataflow_routes(app: FastAPI, ingress: Ingress) -> None:
             raise _unknown(tp)
         return flow
 
-    async def begin(connector: EdcConnector, tp: str) -> None:
-        """A start or prepare for a process that has a data flow or a provisioning already: 409."""
-        existing = await bounded(ingress.store.get(DataFlowDocument, tp))
-        if existing is not None and existing.connector == connector.name:
-            raise Problem(
-                409,
-                "dataflow-exists",
-                "Data flow exists",
-                f"processId: data flow {tp} exists already, in state {existing.state}",
-                errors=[{"field": "processId", "message": f"exists, state {existing.state}"}],
-            )
-        if existing is not None:
-            raise _unknown(tp)
+    async def not_provisioned(connector: EdcConnector, tp: str) -> None:
+        """A transfer provisioned through the provisioning interfaces has no data flow to start: 409 (404 when
+        it is another connector's)."""
         provision = await bounded(ingress.store.get(ProvisionDocument, tp))
         if provision is not None and provision.connector != connector.name:
             raise _unknown(tp)
@@ -186,27 +187,37 @@ def add_dataflow_routes(app: FastAPI, ingress: Ingress) -> None:
                 errors=[{"field": "processId", "message": "provisioned already"}],
             )
 
-    async def created(flow: DataFlowDocument, event_id: str) -> None:
-        if not await bounded(ingress.store.create(flow, event_id=event_id)):
-            # A concurrent start won the race: its events are the same (same ids), this one answers 409.
-            raise Problem(
-                409,
-                "dataflow-exists",
-                "Data flow exists",
-                f"processId: data flow {flow.id} exists already",
-                errors=[{"field": "processId", "message": "exists"}],
-            )
+    async def claimed(connector: EdcConnector, flow: DataFlowDocument, event_id: str) -> None:
+        """Stores the flow before its events are published: the insert is the check that no flow exists (one
+        store operation, not a lookup and an insert). A flow that exists already answers 409, unless this is
+        the same message again (the same fields but for its messageId; the flow still where it left it): its
+        events are published again (the provisioning request under the same id, which JetStream keeps once), so
+        a start whose publishing failed can be sent again."""
+        if await bounded(ingress.store.create(flow, event_id=event_id)):
+            return
+        existing = await bounded(ingress.store.get(DataFlowDocument, flow.id))
+        if existing is None or existing.connector != connector.name:
+            raise _unknown(flow.id)
+        if existing.state == flow.state and existing.message_sha256 == flow.message_sha256:
+            return
+        raise Problem(
+            409,
+            "dataflow-exists",
+            "Data flow exists",
+            f"processId: data flow {flow.id} exists already, in state {existing.state}",
+            errors=[{"field": "processId", "message": f"exists, state {existing.state}"}],
+        )
 
     @app.post("/dataflows/start", summary="DPS DataFlowStartMessage (provider side)", status_code=202)
     async def start(request: Request) -> JSONResponse:
-        connector, message, _, size = await ingress.accept(request, dps.StartMessage)
+        connector, message, data, size = await ingress.accept(request, dps.StartMessage)
         tp = message.process_id
         if message.flow_type() == "PUSH":
             raise _bad("transferType", "this data plane serves pull transfers only (HttpData-PULL)")
         if message.data_address is not None:
             raise _bad("dataAddress", "a pull transfer's start carries no data address: the data plane makes it")
         signaling = signaling_base(connector, message.callback_address)
-        await begin(connector, tp)
+        await not_provisioned(connector, tp)
         provision = dps.provision_requested(connector.name, message, signaling)
         record = dps.signalled(
             connector.name,
@@ -217,36 +228,41 @@ def add_dataflow_routes(app: FastAPI, ingress: Ingress) -> None:
             profile=message.profile_name(),
             extra=message.unmapped(),
         )
-        await ingress.publish([provision, record], size)
-        await created(
-            DataFlowDocument(
-                id=tp,
-                state=F.STARTING,
-                connector=connector.name,
-                signaling_url=signaling,
-                dataset_id=message.dataset_id,
-                agreement_id=message.agreement_id,
-                counter_party_id=message.counter_party_id,
-            ),
-            provision.id,
+        events = [provision, record]
+        ingress.check_size(events, size)
+        # Stored, then published; 202 only once both happened (the provisioning handler finds the flow stored).
+        flow = DataFlowDocument(
+            id=tp,
+            state=F.STARTING,
+            connector=connector.name,
+            signaling_url=signaling,
+            dataset_id=message.dataset_id,
+            agreement_id=message.agreement_id,
+            counter_party_id=message.counter_party_id,
+            message_sha256=_digest(data),
         )
+        await claimed(connector, flow, provision.id)
+        await ingress.publish(events, size)
         log.info("data flow starting", connector=connector.name, flow=tp, dataset=message.dataset_id)
-        location = str(request.url_for("dataflow_state", process_id=tp))
         return JSONResponse(
-            _response(tp, F.STARTING, ingress.dataplane_id), status_code=202, headers={"Location": location}
+            _response(tp, F.STARTING, ingress.dataplane_id),
+            status_code=202,
+            headers={"Location": f"{request.base_url}dataflows/{quote(tp, safe='')}"},
         )
 
     @app.post("/dataflows/prepare", summary="DPS DataFlowPrepareMessage (consumer side)")
     async def prepare(request: Request) -> dict[str, Any]:
         # A consumer pulling from our WorkflowApi needs nothing from its own data plane: prepared at once.
-        connector, message, _, size = await ingress.accept(request, dps.PrepareMessage)
+        connector, message, data, size = await ingress.accept(request, dps.PrepareMessage)
         tp = message.process_id
-        await begin(connector, tp)
+        await not_provisioned(connector, tp)
         record = dps.signalled(
             connector.name, "prepare", tp, F.PREPARED, message_id=message.message_id, extra=message.unmapped()
         )
+        ingress.check_size([record], size)
+        flow = DataFlowDocument(id=tp, state=F.PREPARED, connector=connector.name, message_sha256=_digest(data))
+        await claimed(connector, flow, record.id)
         await ingress.publish([record], size)
-        await created(DataFlowDocument(id=tp, state=F.PREPARED, connector=connector.name), record.id)
         return _response(tp, F.PREPARED, ingress.dataplane_id)
 
     async def transition(request: Request, tp: str, kind: DataFlowMessageType) -> dict[str, Any]:
@@ -315,12 +331,14 @@ def add_dataflow_routes(app: FastAPI, ingress: Ingress) -> None:
         route = transition_route(kind)
         app.add_api_route(f"/dataflows/{{process_id}}/{path}", route, methods=["POST"], summary=summary)
 
+    def status_of(flow: DataFlowDocument) -> dict[str, Any]:
+        # The spec's examples answer `dataplaneId` and `state`, the conformance kit reads `dataFlowId`: all of them.
+        return {"dataflowId": flow.id, "dataFlowId": flow.id, "dataplaneId": ingress.dataplane_id, "state": flow.state}
+
     @app.get("/dataflows/{process_id}", name="dataflow_state", summary="DPS: the data flow's state")
     async def state(process_id: str, request: Request) -> dict[str, Any]:
-        flow = await flow_of(await ingress.authenticate(request), process_id)
-        return {"dataflowId": flow.id, "state": flow.state}
+        return status_of(await flow_of(await ingress.authenticate(request), process_id))
 
     @app.get("/dataflows/{process_id}/status", summary="DPS: the data flow's state (the spec's path)")
     async def status(process_id: str, request: Request) -> dict[str, Any]:
-        flow = await flow_of(await ingress.authenticate(request), process_id)
-        return {"dataflowId": flow.id, "state": flow.state}
+        return status_of(await flow_of(await ingress.authenticate(request), process_id))

@@ -13,8 +13,10 @@ import httpx
 import uvicorn
 
 from edc_simulator import shapes
-from edc_simulator.dps import SIGNALING
+from edc_simulator.dps import DATAPLANE_ID, SIGNALING, SIGNALING_AUDIENCE, DataPlane
+from edc_simulator.dps_auth import ProfileTokens, oauth2_profile
 from edc_simulator.ledger import Callback, Ledger, Transfer
+from edc_simulator.oauth2 import OAuth2Issuer, SigningKey
 from edc_simulator.server import DATA_PLANE_PROVISIONING, MANAGEMENT, create_app
 from edc_simulator.versions import EdcVersion
 
@@ -49,7 +51,12 @@ class SimulatedConnector:
         management_key: str | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        oauth2: bool = False,
+        oauth2_port: int = 0,
+        dataplane_secret: str | None = None,
     ) -> None:
+        """`oauth2`: Data Plane Signaling with OAuth2 both ways, through an issuer of its own (on `oauth2_port`):
+        the data plane registers as its client (`dataplane_secret`, else a random one)."""
         self.version = version
         self.ingress_url = ingress_url.rstrip("/")
         self.api_key = api_key
@@ -61,10 +68,18 @@ class SimulatedConnector:
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
         self._http = httpx.AsyncClient(timeout=30)
+        self.issuer = OAuth2Issuer(audience=SIGNALING_AUDIENCE, host=host, port=oauth2_port) if oauth2 else None
+        self.dataplane_secret = dataplane_secret or secrets.token_urlsafe(24)
+        self.tokens = ProfileTokens(self._http)
+        # Sign the tokens sent to data planes with a key the issuer does not publish: what a data plane must refuse.
+        self.forge_tokens = False
 
     # -- its own server ------------------------------------------------------------------------------------
 
     async def start(self) -> str:
+        if self.issuer is not None:
+            await self.issuer.start()
+            self.issuer.add_client(DATAPLANE_ID, self.dataplane_secret)
         app = create_app(self.ledger, self.version, management_key=self.management_key)
         # IPPROTO_TCP given, or asyncio leaves TCP_NODELAY off and each answer waits for a delayed ACK.
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -88,6 +103,54 @@ class SimulatedConnector:
             self._server.should_exit = True
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self.issuer is not None:
+            await self.issuer.stop()
+
+    # -- Data Plane Signaling with OAuth2 ------------------------------------------------------------------
+
+    def dataplane_authorization(self) -> dict[str, Any]:
+        """The `authorization` of the data plane's registration: how this control plane gets tokens for its
+        messages to it, and checks the tokens on its callbacks."""
+        issuer = self._issuer()
+        return {
+            "type": "oauth2_client_credentials",
+            "tokenEndpoint": issuer.token_url,
+            "clientId": DATAPLANE_ID,
+            "clientSecret": self.dataplane_secret,
+            "jwksUri": issuer.jwks_url,
+        }
+
+    def oauth2_settings(self) -> dict[str, str]:
+        """What the data plane's connector entry needs for this control plane, in both directions: its tokens
+        are verified against the issuer's JWKS (iss, aud, sub), and its callbacks carry the data plane's own
+        token from the issuer's token endpoint (whose `sub`, the client id, is the registered data plane id)."""
+        issuer = self._issuer()
+        return {
+            "jwks_url": issuer.jwks_url,
+            "token_issuer": issuer.issuer,
+            "token_audience": issuer.audience,
+            "token_subject": DATAPLANE_ID,
+            "token_url": issuer.token_url,
+            "client_id": DATAPLANE_ID,
+            "client_secret": self.dataplane_secret,
+        }
+
+    async def dataplane_headers(self, plane: DataPlane) -> dict[str, str]:
+        """How a message to the data plane authenticates: a bearer token when the plane registered an OAuth2
+        profile (as EDC does), else the connector's API key."""
+        profile = oauth2_profile(plane.authorization)
+        if profile is None:
+            return {self.api_key_header: self.api_key}
+        if self.forge_tokens and self.issuer is not None:
+            forged = OAuth2Issuer(audience=self.issuer.audience, keys=[SigningKey.generate()])
+            forged.url = self.issuer.issuer  # claims as the real issuer's; signed with a key it never published
+            return {"Authorization": f"Bearer {forged.issue(DATAPLANE_ID)}"}
+        return {"Authorization": f"Bearer {await self.tokens.token(profile)}"}
+
+    def _issuer(self) -> OAuth2Issuer:
+        if self.issuer is None or self.issuer.url is None:
+            raise RuntimeError("start a simulator made with oauth2=True first")
+        return self.issuer
 
     @property
     def management_url(self) -> str:

@@ -22,6 +22,10 @@ HTTP_PULL = "HttpData-PULL"
 PULL_PROFILE = "https://w3id.org/dspace-sig/profile/http-pull"
 CALLBACK_KINDS = ("prepared", "started", "completed", "errored")
 DATASPACE_CONTEXT = "dspace-2025-1"
+# The id the data plane registers under; with OAuth2 also its client id at the issuer, so the `sub` of its tokens.
+DATAPLANE_ID = "gxwf-dataplane"
+# The `aud` of the tokens the simulated issuer hands out for Data Plane Signaling.
+SIGNALING_AUDIENCE = "dataplane-signaling"
 
 
 @dataclass
@@ -46,6 +50,8 @@ class SignalingCallback:
     status: int
     authorization: str | None
     at: float = field(default_factory=time.time)
+    # Why its token was refused (answered 401), when the data plane registered an OAuth2 profile.
+    refused: str | None = None
 
 
 def registration(body: Any) -> DataPlane | str:

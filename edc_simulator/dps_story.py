@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from edc_simulator import dps
+from edc_simulator.dps_auth import TokenUnavailable
 from edc_simulator.ledger import Transfer
 
 if TYPE_CHECKING:
     from edc_simulator.connector import Sent, SimulatedConnector
 
-DATAPLANE_ID = "gxwf-dataplane"
+DATAPLANE_ID = dps.DATAPLANE_ID
 # How long a token check waits for the answer it expects before it reports the one it got.
 CHECK_SECONDS = 10.0
 
@@ -72,12 +73,14 @@ async def ensure_registered(connector: SimulatedConnector, sent: list[Sent]) -> 
     if connector.ledger.dataplanes:
         plane: dps.DataPlane = next(iter(connector.ledger.dataplanes.values()))
         return plane
-    body = {
+    body: dict[str, Any] = {
         "dataplaneId": DATAPLANE_ID,
         "endpoint": f"{connector.ingress_url}/dataflows",
         "transferTypes": [dps.HTTP_PULL],
         "labels": ["gxwf"],
     }
+    if connector.issuer is not None:
+        body["authorization"] = connector.dataplane_authorization()
     response = await connector.http.put(
         connector.management_url + "/v4/dataplanes", json=body, headers={"x-api-key": connector.management_key}
     )
@@ -106,6 +109,7 @@ async def dps_story(
     base = connector.signaling_url
 
     transfer.state = "STARTING"
+    transfer.dataplane_id = plane.dataplane_id
     report.address = await _until_started(
         connector, report, plane, "start", "/start", dps.start_message(generation, transfer, base), callback_timeout
     )
@@ -155,9 +159,12 @@ async def _send(
 ) -> httpx.Response:
     from edc_simulator.connector import Sent, _answer
 
-    response = await connector.http.post(
-        plane.endpoint + path, json=body, headers={connector.api_key_header: connector.api_key}
-    )
+    try:
+        headers = await connector.dataplane_headers(plane)
+    except TokenUnavailable as error:
+        report.sent.append(Sent(what, path, 0, f"no token for the data plane: {error}"))
+        return httpx.Response(0)
+    response = await connector.http.post(plane.endpoint + path, json=body, headers=headers)
     report.sent.append(Sent(what, path, response.status_code, _answer(response)))
     return response
 

@@ -32,6 +32,8 @@ class Transfer:
     resource_definition_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     provision_resource_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     state_timestamp: int = field(default_factory=lambda: int(time.time() * 1000))
+    # Data Plane Signaling: the registered data plane that was sent its start.
+    dataplane_id: str | None = None
 
 
 @dataclass

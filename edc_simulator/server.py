@@ -6,10 +6,12 @@ import dataclasses
 import hmac
 from typing import Any
 
+import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from edc_simulator import dps, shapes
+from edc_simulator.dps_auth import oauth2_profile, refusal
 from edc_simulator.ledger import Callback, Ledger
 from edc_simulator.versions import EdcVersion
 from http_serving.problems import install_problem_handlers
@@ -63,7 +65,8 @@ def create_app(ledger: Ledger, version: EdcVersion, *, management_key: str, key_
             return JSONResponse([{"message": str(plane), "type": "ValidationFailure"}], 400)
         ledger.dataplane_puts.append(body)
         ledger.dataplanes[plane.dataplane_id] = plane
-        return Response(status_code=204)
+        # 200 with no body, as EDC answers (DataPlaneRegistrationApiV4Controller.register: Response.ok()).
+        return Response(status_code=200)
 
     @app.get("/sim/dataplanes")
     async def registered_dataplanes() -> dict[str, Any]:
@@ -103,13 +106,18 @@ def create_app(ledger: Ledger, version: EdcVersion, *, management_key: str, key_
     async def signaling_callback(tp: str, kind: str, request: Request) -> Response:
         body = await _json(request)
         authorization = request.headers.get("authorization")
-        if tp not in ledger.transfers or kind not in dps.CALLBACK_KINDS:
+        refused = await _refusal(ledger, tp, authorization)
+        if refused is not None:
+            status = 401
+        elif tp not in ledger.transfers or kind not in dps.CALLBACK_KINDS:
             status = 404
         elif ledger.conflict_once(tp):
             status = 409
         else:
             status = 204
-        await ledger.signal(dps.SignalingCallback(tp, kind, body, status, authorization))
+        await ledger.signal(dps.SignalingCallback(tp, kind, body, status, authorization, refused=refused))
+        if status == 401:
+            return _edc_error(401, "Not authorized")
         if status == 404:
             return _edc_error(404, f"Object of type TransferProcess with ID={tp} was not found")
         if status == 409:
@@ -129,6 +137,18 @@ def create_app(ledger: Ledger, version: EdcVersion, *, management_key: str, key_
         return [dataclasses.asdict(t) for t in ledger.transfers.values()]
 
     return app
+
+
+async def _refusal(ledger: Ledger, tp: str, authorization: str | None) -> str | None:
+    """Why the callback is not authorized: the transfer's data plane registered an OAuth2 profile and the
+    callback's token does not satisfy it (EDC's DataPlaneTransferAuthorizationFilter); None when accepted."""
+    transfer = ledger.transfers.get(tp)
+    plane = ledger.dataplanes.get(transfer.dataplane_id) if transfer is not None and transfer.dataplane_id else None
+    profile = oauth2_profile(plane.authorization) if plane is not None else None
+    if plane is None or profile is None:
+        return None
+    async with httpx.AsyncClient(timeout=5) as http:
+        return await refusal(http, profile, authorization, plane.dataplane_id)
 
 
 async def _json(request: Request) -> Any:

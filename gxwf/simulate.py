@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from rich.table import Table
 from adapters.management_registration import register, unregister
 from edc_simulator.connector import SimulatedConnector, StoryReport
 from edc_simulator.dps import Generation
+from edc_simulator.dps_auth import oauth2_profile
 from edc_simulator.dps_story import DpsReport, dps_story
 from edc_simulator.versions import EdcVersion
 from gxwf.demo_consumer import consumer_access, write_profile
@@ -50,6 +52,10 @@ class SimulateOptions:
     # provisioner requests; with it, answer the first signaling callback of each transfer 409 (a retry test).
     signaling: bool = False
     conflict_first: bool = False
+    # OAuth2 both ways through the simulator's own issuer (on `oauth2_port`); the data plane's client secret.
+    oauth2: bool = False
+    oauth2_port: int = 0
+    dataplane_secret: str | None = None
 
 
 def simulator_management(connector: SimulatedConnector) -> ManagementApi:
@@ -81,6 +87,9 @@ async def run_simulation(
             api_key_header=options.api_key_header,
             management_key=options.management_key,
             port=options.port,
+            oauth2=options.oauth2,
+            oauth2_port=options.oauth2_port,
+            dataplane_secret=options.dataplane_secret,
         )
         await connector.start()
     else:
@@ -99,6 +108,8 @@ async def run_simulation(
             f"({options.version.management_path}, x-api-key: {connector.management_key}){where}; "
             f"calling {options.ingress_url}"
         )
+        if connector.issuer is not None:
+            _print_oauth2_settings(out, connector, options)
         if options.signaling:
             ok = await _signaling_stories(options, connector, out, provisions)
             if options.serve:
@@ -178,10 +189,60 @@ async def _signaling_stories(
     return ok
 
 
+OAUTH2_ENV = "edc-simulator-oauth2.env"
+# The default connector's OAuth2 settings, either direction.
+OAUTH2_SETTINGS = (
+    "GXWF_EDC_JWKS_URL",
+    "GXWF_EDC_TOKEN_ISSUER",
+    "GXWF_EDC_TOKEN_AUDIENCE",
+    "GXWF_EDC_TOKEN_SUBJECT",
+    "GXWF_EDC_TOKEN_URL",
+    "GXWF_EDC_CLIENT_ID",
+    "GXWF_EDC_CLIENT_SECRET",
+)
+
+
+def oauth2_environment(connector: SimulatedConnector) -> dict[str, str]:
+    """The simulated control plane's OAuth2 as the default connector's settings (GXWF_EDC_*) of the ingress."""
+    names = {"token_url": "TOKEN_URL", "client_id": "CLIENT_ID", "client_secret": "CLIENT_SECRET"}
+    return {f"GXWF_EDC_{names.get(k, k.upper())}": v for k, v in connector.oauth2_settings().items()}
+
+
+def _print_oauth2_settings(out: Console, connector: SimulatedConnector, options: SimulateOptions) -> None:
+    """What the ingress needs to take this control plane's tokens and to call it back with its own: printed, the
+    client secret only written (mode 0600) into the state directory, or named when it came from the setting."""
+    assert connector.issuer is not None
+    environment = oauth2_environment(connector)
+    out.print(f"OAuth2 issuer: {connector.issuer.issuer} (token endpoint and JWKS)", markup=False, soft_wrap=True)
+    out.print("the ingress takes its tokens and calls it back with these settings of the connector:", markup=False)
+    for name, value in environment.items():
+        if name == "GXWF_EDC_CLIENT_SECRET":
+            continue
+        out.print(f"  {name}={value}", markup=False, soft_wrap=True)
+    if options.dataplane_secret is not None:
+        out.print("  GXWF_EDC_CLIENT_SECRET: the one set (the data plane's client secret)", markup=False)
+    elif options.state_dir is not None:
+        path = options.state_dir / OAUTH2_ENV
+        options.state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # an older file keeps its mode through O_CREAT
+        with os.fdopen(fd, "w") as handle:
+            handle.writelines(f"{name}={value}\n" for name, value in environment.items())
+        out.print(f"  GXWF_EDC_CLIENT_SECRET: generated; all of them in {path} (mode 0600)", markup=False)
+
+
 def print_dps(out: Console, report: DpsReport) -> None:
     plane = report.dataplane
     if plane is not None:
         out.print(f"data plane {plane.dataplane_id} at {plane.endpoint}", markup=False, soft_wrap=True)
+        profile = oauth2_profile(plane.authorization)
+        if profile is not None:
+            out.print(
+                f"OAuth2 both ways: messages carry tokens of {profile.get('tokenEndpoint')} (client "
+                f"{profile.get('clientId')}); callbacks need a token its JWKS verifies with sub {plane.dataplane_id}",
+                markup=False,
+                soft_wrap=True,
+            )
     table = Table(title=f"EDC {report.version} (Data Plane Signaling): transfer {report.transfer.id}")
     for column in ("sent", "route", "status", "answer"):
         table.add_column(column)
@@ -192,7 +253,8 @@ def print_dps(out: Console, report: DpsReport) -> None:
     out.print(table)
     for callback in report.callbacks:
         state = callback.body.get("state") if isinstance(callback.body, dict) else None
-        out.print(f"callback received: {callback.kind} ({state}), answered {callback.status}", markup=False)
+        why = f" (token refused: {callback.refused})" if callback.refused else ""
+        out.print(f"callback received: {callback.kind} ({state}), answered {callback.status}{why}", markup=False)
     for address, moment in ((report.address, "started"), (report.resumed, "resumed")):
         if address is not None:
             out.print(f"data address ({moment}): {address[0]} (bearer: {len(address[1])}-character token)")
@@ -221,8 +283,20 @@ async def _why_not_started(report: DpsReport, provisions: ProvisionReader | None
             f"transfer {tp}: {where}/start answered {refused.status}: no Data Plane Signaling endpoint there "
             "(an ingress without /dataflows? with --version 0.18, --provisioning plays its provisioner requests)"
         )
+    if refused is not None and refused.status == 401:
+        return (
+            f"transfer {tp}: the data plane refused this control plane's credentials on {refused.what} (401): "
+            "is it configured with this connector's key, or with its token issuer (jwks_url, token_issuer, "
+            "token_audience)?"
+        )
     if refused is not None:
         return f"transfer {tp}: the data plane answered {refused.what} with {refused.status}: {refused.answer}"
+    unauthorized = [c for c in report.callbacks if c.status == 401]
+    if unauthorized:
+        return (
+            f"transfer {tp}: this control plane refused the data plane's callbacks (401: {unauthorized[0].refused}): "
+            "its token must come from this connector's token endpoint as the registered client"
+        )
     failed = [c for c in report.checks if not c.ok]
     return "; ".join(f"token {c.moment}: {c.status}, expected {c.expected}" for c in failed) or f"transfer {tp}"
 

@@ -48,5 +48,7 @@ class DataFlowDocument(StatefulDocument):
     dataset_id: str | None = None
     agreement_id: str | None = None
     counter_party_id: str | None = None
+    # sha256 of the prepare or start message that created it (but its messageId): a re-sent one is told from another.
+    message_sha256: str | None = None
     # Why the flow ended (terminate reason, or the failure the `errored` callback named).
     reason: str | None = None

@@ -224,6 +224,18 @@ def simulate(
             help="Data Plane Signaling: answer the first callback of each transfer 409, so the data plane retries.",
         ),
     ] = False,
+    oauth2: Annotated[
+        bool,
+        typer.Option(
+            "--oauth2",
+            help="Data Plane Signaling with OAuth2 both ways, as EDC's data-plane-signaling-oauth2 does it: the "
+            "simulator's own issuer; the data plane registers as its client (secret GXWF_EDC_CLIENT_SECRET, else "
+            "random), messages carry its tokens, callbacks need one. Prints the ingress's settings for it.",
+        ),
+    ] = False,
+    oauth2_port: Annotated[
+        int, typer.Option("--oauth2-port", min=0, max=65535, help="With --oauth2: the issuer's port (default free).")
+    ] = 0,
     ingress: Annotated[
         str | None, typer.Option("--ingress", help="Ingress URL (default: edc_ingress in endpoints.json).")
     ] = None,
@@ -285,6 +297,8 @@ def simulate(
     signaling = chosen.name in DPS_VERSIONS and not provisioning
     if conflict_first_callback and not signaling:
         raise UserError("--conflict-first-callback: only with Data Plane Signaling (--version 0.18 or main)")
+    if (oauth2 or oauth2_port) and not signaling:
+        raise UserError("--oauth2: only with Data Plane Signaling (--version 0.18 or main)")
     if keep_access and terminate:
         raise UserError("--keep-access and --terminate: give one (a kept transfer is neither ended nor terminated)")
     settings = load_settings(state_dir)
@@ -325,6 +339,9 @@ def simulate(
         state_dir=settings.state_dir,
         signaling=signaling,
         conflict_first=conflict_first_callback,
+        oauth2=oauth2 or bool(oauth2_port),
+        oauth2_port=oauth2_port,
+        dataplane_secret=edc.edc_client_secret.get_secret_value() if edc.edc_client_secret else None,
     )
     if edc.edc_management_url is not None:
         print(

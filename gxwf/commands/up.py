@@ -155,7 +155,7 @@ async def _start_everything(
     from gxwf.endpoints import CREDENTIALS_FILE, Endpoints, stack_values, write_endpoints
     from gxwf.runtime import HandlerService, prepare_streams
     from gxwf.shipped_assets import apply_shipped_if_empty
-    from gxwf.simulate import simulator_management
+    from gxwf.simulate import OAUTH2_SETTINGS, oauth2_environment, simulator_management
     from gxwf.slurm_site import start_hpc_site
     from handlers.subscriptions import GROUPS
 
@@ -187,7 +187,13 @@ async def _start_everything(
     management = None
     if demo:
         # The demo's connector serves its management API before the handlers start, so they can ask it.
-        connector = SimulatedConnector(version(edc_version), ingress_url="http://127.0.0.1:9", api_key="-")
+        # EDC (0.18 and main) authenticates its calls to a data plane only through the registration's OAuth2
+        # profile (data-plane-signaling-oauth2), never with a key: the demo's connector of these generations has
+        # an issuer, unless the operator configured OAuth2 already.
+        oauth2 = edc_version in DPS_VERSIONS and not any(os.environ.get(name) for name in OAUTH2_SETTINGS)
+        connector = SimulatedConnector(
+            version(edc_version), ingress_url="http://127.0.0.1:9", api_key="-", oauth2=oauth2
+        )
         await connector.start()
         services.push_async_callback(connector.stop)
         management = simulator_management(connector)
@@ -195,6 +201,10 @@ async def _start_everything(
             # The data plane calls its control plane back at the signaling URL configured for the connector:
             # for the demo, the simulator's own (unless the operator configured one).
             os.environ.setdefault("GXWF_EDC_SIGNALING_URL", connector.signaling_url)
+        if connector.issuer is not None:
+            # Its tokens are taken (JWKS, iss, aud, sub) and the callbacks carry the data plane's own.
+            os.environ.update(oauth2_environment(connector))
+            console.print(f"demo connector's OAuth2 issuer: {connector.issuer.issuer}", markup=False)
     ingress, generated_key = await start_for_up(settings, servers("edc_ingress"), management)
     services.push_async_callback(ingress.stop)
     endpoints["edc_ingress"] = ingress.url

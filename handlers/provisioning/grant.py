@@ -117,6 +117,6 @@ async def _flow_started(ctx: HandlerContext, tp: str, event_id: str) -> bool:
     told: its teardown follows once the provisioning settles. Redelivered: started by this event already."""
     moved = await ctx.store.transition(DataFlowDocument, tp, DataFlowState.STARTED, event_id=event_id)
     if moved.outcome is Outcome.MISSING:
-        # The ingress stores the flow right after publishing its start: this came first, so try again later.
+        # The ingress stores the flow before it publishes the start; an older ingress stored it right after.
         raise AheadOfState(f"data flow {tp} not stored yet")
     return moved.settled

@@ -205,19 +205,88 @@ async def test_the_dps_trial_as_written(plain_up: tuple[Path, str], tmp_path: Pa
         assert re.search(rf"token after {re.escape(moment)}: GET \S+/v1/assets -> {status} ", done.stdout), done.stdout
 
 
-async def test_up_demo_through_dps(plain_up: tuple[Path, str], tmp_path: Path) -> None:
-    """`gxwf up --demo --edc-version 0.18`: the demo's connector drives the ingress's /dataflows, and its
-    consumer works with the token of the `started` callback."""
+async def test_the_dps_trial_with_oauth2_as_written(plain_up: tuple[Path, str], tmp_path: Path) -> None:
+    """docs/edc.md: `gxwf up` configured with the simulator's issuer (its fixed port) and the data plane's client
+    secret, then `gxwf edc simulate --version main --oauth2`: every message carries the issuer's token, every
+    callback the data plane's, and the story goes through."""
     if not await _serves_dataflows(plain_up[0]):
         pytest.skip("this ingress has no /dataflows route (Data Plane Signaling) yet")
-    proc = start_up(tmp_path / "state", "--demo", "--edc-version", "0.18")
+    from http_serving.server import free_port
+
+    port, issuer_port = free_port(), free_port()
+    issuer, secret = f"http://127.0.0.1:{issuer_port}", "trial-client-secret-0123456789"
+    state = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")} | {"COLUMNS": "250"}
+    env |= {
+        "GXWF_EDC_SIGNALING_URL": f"http://127.0.0.1:{port}/api/signaling",
+        "GXWF_EDC_JWKS_URL": f"{issuer}/.well-known/jwks.json",
+        "GXWF_EDC_TOKEN_ISSUER": issuer,
+        "GXWF_EDC_TOKEN_AUDIENCE": "dataplane-signaling",
+        "GXWF_EDC_TOKEN_SUBJECT": "gxwf-dataplane",
+        "GXWF_EDC_TOKEN_URL": f"{issuer}/oauth2/token",
+        "GXWF_EDC_CLIENT_ID": "gxwf-dataplane",
+        "GXWF_EDC_CLIENT_SECRET": secret,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gxwf", "up", "--state-dir", str(state)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    args = ["--version", "main", "--oauth2", "--oauth2-port", str(issuer_port), "--port", str(port), "--terminate"]
+    args += ["--state-dir", str(state), "--asset", "shell-count"]
+    try:
+        await wait_for_line(proc, "Running.")
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [
+                sys.executable,
+                "-m",
+                "gxwf",
+                "edc",
+                "simulate",
+                "--state-dir",
+                str(state),
+                *args,
+                "--asset",
+                "shell-count",
+            ],
+            env={k: v for k, v in os.environ.items() if not k.startswith("GXWF_")}
+            | {"COLUMNS": "250", "GXWF_EDC_CLIENT_SECRET": secret},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        await stop(proc)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"OAuth2 issuer: {issuer}" in done.stdout and "GXWF_EDC_CLIENT_SECRET: the one set" in done.stdout
+    assert "OAuth2 both ways: messages carry tokens of" in done.stdout, done.stdout
+    assert "callback received: started (STARTED), answered 204" in done.stdout, done.stdout
+    for moment, status in (("start", 200), ("suspend", 401), ("resume (new token)", 200), ("terminate", 401)):
+        assert re.search(rf"token after {re.escape(moment)}: GET \S+/v1/assets -> {status} ", done.stdout), done.stdout
+    assert secret not in done.stdout
+
+
+@pytest.mark.parametrize("edc_version", ["0.18", "main"])
+async def test_up_demo_through_dps(plain_up: tuple[Path, str], tmp_path: Path, edc_version: str) -> None:
+    """`gxwf up --demo --edc-version 0.18|main`: the demo's connector drives the ingress's /dataflows, and its
+    consumer works with the token of the `started` callback, with OAuth2 both ways as EDC does it: its messages
+    carry its issuer's tokens, our callbacks the data plane's own, which it verifies."""
+    if not await _serves_dataflows(plain_up[0]):
+        pytest.skip("this ingress has no /dataflows route (Data Plane Signaling) yet")
+    proc = start_up(tmp_path / "state", "--demo", "--edc-version", edc_version)
     try:
         output = "".join(await wait_for_line(proc, "Running.", timeout=240))
     finally:
         await stop(proc)
-    assert "a provider connector (EDC 0.18) calls the data plane signaling endpoint" in output, output
-    assert "callback received: started (STARTED)" in output, output
+    assert f"a provider connector (EDC {edc_version}) calls the data plane signaling endpoint" in output, output
+    assert "callback received: started (STARTED), answered 204" in output, output
     assert "demo: all 4 steps succeeded" in output, output
+    assert "OAuth2 both ways: messages carry tokens of http://127.0.0.1:" in output, output
+    assert "demo connector's OAuth2 issuer: http://127.0.0.1:" in output, output
 
 
 def test_up_edc_version_bad_input(tmp_path: Path) -> None:

@@ -16,9 +16,11 @@ from devstack import StackEndpoints
 from edc_ingress.service import IngressService
 from edc_ingress.settings import EdcSettings
 from events import subjects as s
+from events.streams import StreamSettings, ensure_streams
 from gxwf.settings import Settings
 from schemas.connectors import ConnectorRegistry, EdcConnector
 from schemas.dataflows import DataFlowDocument
+from schemas.provisioning import ProvisionDocument, ProvisionState
 from tests.backbone.conftest import stream_events
 from tests.edc_fixtures import BODY_LIMIT, KEY, OTHER_KEY
 from tests.edc_ingress.dps_messages import SHAPES, SIGNALING, start_018, start_main
@@ -95,7 +97,8 @@ async def test_a_start_in_each_shape_answers_starting_and_publishes_the_provisio
         "state": "STARTING",
     }
     assert response.headers["location"].endswith("/dataflows/tp-1")
-    assert (await dps.get(response.headers["location"])).json() == {"dataflowId": "tp-1", "state": "STARTING"}
+    status = {"dataflowId": "tp-1", "dataFlowId": "tp-1", "dataplaneId": "gxwf", "state": "STARTING"}
+    assert (await dps.get(response.headers["location"])).json() == status
     assert (await dps.get("/dataflows/tp-1/status")).json()["state"] == "STARTING"
 
     events = await stream_events(js, "edc.>")
@@ -116,6 +119,47 @@ async def test_a_second_start_for_the_same_process_is_409(dps: httpx.AsyncClient
     body = problem(await dps.post("/dataflows/start", json=start_main("tp-1")), 409)
     assert fields(body) == ["processId"] and "STARTING" in body["detail"]
     assert len(await stream_events(js, "edc.>")) == 2
+
+
+async def test_a_start_the_bus_could_not_take_is_503_and_the_same_start_resent_is_202_once(
+    dps: httpx.AsyncClient, js: JetStreamContext, settings: Settings, store: MongoStateStore
+) -> None:
+    await js.delete_stream(s.STREAM)
+    refused = await dps.post("/dataflows/start", json=start_018("tp-1"))
+    assert refused.status_code == 503 and refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["type"].endswith("bus-unavailable") and refused.headers["retry-after"]
+    await ensure_streams(js, StreamSettings(duplicate_window_seconds=settings.duplicate_window_seconds))
+    # The control plane sends it again: accepted, its events published now; re-sent once more, nothing new.
+    for _ in range(2):
+        response = await dps.post("/dataflows/start", json=start_018("tp-1"))
+        assert response.status_code == 202 and response.json()["state"] == "STARTING", response.text
+    events = await stream_events(js, "edc.>")
+    assert [e["type"] for e in events] == [s.EDC_PROVISION_REQUESTED, s.EDC_DATAFLOW_SIGNALLED]
+    # EDC makes a new messageId for each attempt: the same start still, its provisioning request the same event.
+    again = {**start_018("tp-1"), "messageId": "m-second-attempt"}
+    assert (await dps.post("/dataflows/start", json=again)).status_code == 202
+    events = await stream_events(js, "edc.>")
+    assert [e["type"] for e in events] == [s.EDC_PROVISION_REQUESTED] + [s.EDC_DATAFLOW_SIGNALLED] * 2
+    # Another start for the same process (not the same message) is still refused.
+    assert fields(problem(await dps.post("/dataflows/start", json=start_main("tp-1")), 409)) == ["processId"]
+    flow = await store.get(DataFlowDocument, "tp-1")
+    assert flow is not None and [h.to for h in flow.history] == ["STARTING"]
+    assert len(await stream_events(js, "edc.>")) == 3
+
+
+async def test_a_start_for_a_transfer_provisioned_through_another_interface_is_refused(
+    dps: httpx.AsyncClient, js: JetStreamContext, store: MongoStateStore
+) -> None:
+    for tp, connector in (("tp-own", "default"), ("tp-theirs", "other")):
+        doc = ProvisionDocument(id=tp, state=ProvisionState.REQUESTED, connector=connector)
+        assert await store.create(doc, event_id=f"e-{tp}")
+    body = problem(await dps.post("/dataflows/start", json=start_018("tp-own")), 409)
+    assert "another interface" in body["detail"]
+    # Another connector's transfer: answered as an unknown one.
+    assert fields(problem(await dps.post("/dataflows/start", json=start_018("tp-theirs")), 404)) == ["processId"]
+    assert problem(await dps.post("/dataflows/prepare", json={"processId": "tp-theirs"}), 404)
+    assert await stream_events(js, "edc.>") == []
+    assert await store.db[DataFlowDocument.collection].count_documents({}) == 0
 
 
 @pytest.mark.usefixtures("untouched")
@@ -213,7 +257,12 @@ async def test_a_transition_the_state_machine_forbids_is_409_naming_the_state(
 async def test_prepare_answers_prepared(dps: httpx.AsyncClient, js: JetStreamContext) -> None:
     response = await dps.post("/dataflows/prepare", json={"processId": "tp-c", "messageId": "m1", "new": 1})
     assert response.status_code == 200 and response.json()["state"] == "PREPARED"
-    assert (await dps.get("/dataflows/tp-c")).json() == {"dataflowId": "tp-c", "state": "PREPARED"}
+    assert (await dps.get("/dataflows/tp-c")).json() == {
+        "dataflowId": "tp-c",
+        "dataFlowId": "tp-c",
+        "dataplaneId": "gxwf",
+        "state": "PREPARED",
+    }
     assert problem(await dps.post("/dataflows/start", json=start_018("tp-c")), 409)
     # Terminated: nothing was provisioned for it, so nothing is torn down.
     assert (await dps.post("/dataflows/tp-c/terminate")).json()["state"] == "TERMINATED"

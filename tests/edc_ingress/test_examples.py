@@ -9,8 +9,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from adapters.dataplane_registration import DEFAULT_TRANSFER_TYPES, Registration
 from edc_ingress.app import Ingress, IngressLimits, create_app
 from edc_ingress.settings import EdcSettings, connector_registry
+from schemas.connectors import EdcConnector
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "edc"
 
@@ -51,12 +53,31 @@ def test_the_env_example_is_every_setting_spelled_right() -> None:
     assert {n for n in names if n.startswith("GXWF_")} <= fields
 
 
-@pytest.mark.parametrize(
-    "name", ["edc-0.10-provider.properties", "edc-0.15-provider.properties", "edc-0.18-provider.properties"]
-)
+PROPERTIES = [
+    "edc-0.10-provider.properties",
+    "edc-0.15-provider.properties",
+    "edc-0.18-provider.properties",
+    "edc-0.18-dps-provider.properties",
+    "edc-main-provider.properties",
+]
+
+
+def properties_of(name: str) -> dict[str, str]:
+    return dict(re.findall(r"^([\w.-]+)=(.*)$", (EXAMPLES / name).read_text(), flags=re.MULTILINE))
+
+
+def provider_c(monkeypatch: pytest.MonkeyPatch) -> EdcConnector:
+    for name in ("PROVIDER_A_KEY", "PROVIDER_A_MANAGEMENT_KEY", "PROVIDER_B_KEY", "PROVIDER_B_MANAGEMENT_KEY"):
+        monkeypatch.setenv(f"GXWF_{name}", f"{name.lower()}-0123456789abcdef")
+    for name in ("PROVIDER_C_KEY", "PROVIDER_C_MANAGEMENT_KEY", "PROVIDER_C_CLIENT_SECRET"):
+        monkeypatch.setenv(f"GXWF_{name}", f"{name.lower()}-0123456789abcdef")
+    settings = EdcSettings(_env_file=None, edc_connectors_file=EXAMPLES / "connectors.yaml")  # type: ignore[call-arg]
+    return connector_registry(settings).get("provider-c")
+
+
+@pytest.mark.parametrize("name", PROPERTIES)
 def test_connector_properties_point_at_ingress_routes(name: str) -> None:
-    text = (EXAMPLES / name).read_text()
-    properties = dict(re.findall(r"^([\w.-]+)=(.*)$", text, flags=re.MULTILINE))
+    properties = properties_of(name)
     paths = routes()
     assert urlsplit(properties["edc.callback.gxwf.uri"]).path in paths
     assert properties["edc.callback.gxwf.auth-key"] == "x-api-key"
@@ -75,3 +96,45 @@ def test_asset_examples() -> None:
     address = data_plane["dataAddress"]
     assert address["type"] == "ProvisionHttp"
     assert urlsplit(address["baseUrl"]).path == "/edc/dataplane/provision" in routes()
+
+
+@pytest.mark.parametrize("name", ["edc-0.18-dps-provider.properties", "edc-main-provider.properties"])
+def test_dps_connector_properties(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """EDC's own setting names (cited in the file) for the signaling API and the data plane selection."""
+    properties = properties_of(name)
+    assert properties["edc.dataplane.client.selector.strategy"] == "random"  # the one strategy EDC registers
+    path = properties["web.http.signaling.path"]
+    assert path == "/api/signaling" and properties["web.http.signaling.port"].isdigit()
+    public = properties["web.http.signaling.public.uri"]
+    assert urlsplit(public).path == path
+    if name == "edc-main-provider.properties":
+        # Main sends no callbackAddress: the ingress calls the configured signaling URL, this API's.
+        assert provider_c(monkeypatch).signaling_url == public
+    text = (EXAMPLES / name).read_text()
+    for source in ("SignalingApiConfiguration.java", "selector.strategy"):
+        assert source in text
+
+
+def test_the_registration_example_is_what_register_dataplane_sends(monkeypatch: pytest.MonkeyPatch) -> None:
+    c = provider_c(monkeypatch)
+    example = json.loads((EXAMPLES / "dataplane-registration.json").read_text())
+    assert c.client_id is not None
+    registration = Registration(
+        dataplane_id=c.client_id,  # register-dataplane's default: the client id, the sub of our callback tokens
+        endpoint="https://gxwf.example.org/dataflows",
+        transfer_types=DEFAULT_TRANSFER_TYPES,
+        labels=("gxwf",),
+        connector=c,
+    )
+    body = registration.body()
+    assert body["authorization"].pop("clientSecret") == "********"
+    assert example["authorization"].pop("clientSecret").startswith("<")
+    assert body == example
+    # The control plane's tokens are got with this client: their sub is the one the ingress expects.
+    assert c.token_subject == c.client_id == example["dataplaneId"]
+    assert urlsplit(example["endpoint"]).path + "/start" in routes()
+    # EDC picks this data plane for the asset: its transfer types and labels cover the asset's dataplaneMetadata.
+    asset = json.loads((EXAMPLES / "asset-dps.json").read_text())
+    assert set(asset["dataplaneMetadata"]["labels"]) <= set(example["labels"])
+    assert set(asset["dataplaneMetadata"]["profiles"]) <= set(example["transferTypes"])
+    assert asset["@id"] == "shell-count" and "dataAddress" not in asset

@@ -150,7 +150,7 @@ async def test_a_dps_story_in_each_generations_shapes(
     )
     assert report.ok, report
     # Nothing was registered: the simulator registered `{ingress}/dataflows` at its own management API.
-    assert report.sent[0].what == "register data plane" and report.sent[0].status == 204
+    assert report.sent[0].what == "register data plane" and report.sent[0].status == 200
     plane = simulator.ledger.dataplanes["gxwf-dataplane"]
     assert plane.endpoint == f"{standin.url}/dataflows" and plane.transfer_types == ["HttpData-PULL"]
 
@@ -190,7 +190,7 @@ async def test_the_registered_data_plane_is_the_one_driven(simulator: SimulatedC
     management = httpx.AsyncClient(base_url=simulator.management_url, headers={"x-api-key": simulator.management_key})
     async with management:
         body = {"dataplaneId": "dp-1", "endpoint": f"{standin.url}/dataflows", "transferTypes": ["HttpData-PULL"]}
-        assert (await management.put("/v4/dataplanes", json=body)).status_code == 204
+        assert (await management.put("/v4/dataplanes", json=body)).status_code == 200
         assert (await management.get("/v4/dataplanes")).json() == [body]
         bad = await management.put("/v4/dataplanes", json={"dataplaneId": "dp-2", "endpoint": "ftp://x"})
         assert bad.status_code == 400 and "endpoint" in bad.json()[0]["message"]

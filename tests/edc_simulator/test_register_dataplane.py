@@ -57,7 +57,7 @@ async def test_registers_once_however_often_it_runs(connector: SimulatedConnecto
     second = await gxwf(tmp_path, env, *args)
     for run in (first, second):
         assert run.returncode == 0, run.stderr
-        assert run.stdout.strip().endswith(f"{connector.management_url}/v4/dataplanes: 204")
+        assert run.stdout.strip().endswith(f"{connector.management_url}/v4/dataplanes: 200")
     assert len(connector.ledger.dataplane_puts) == 2
     assert {k: p.body for k, p in connector.ledger.dataplanes.items()} == {
         "gxwf-data-plane": {
