@@ -19,8 +19,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import pytest
-
 from tests.backbone.conftest import endpoints, eventually
 from tests.provisioning.test_dataflows import Site, site, token_of
 
@@ -144,13 +142,3 @@ async def test_dp_p_http_pull_01_01_the_data_address_is_http_pull(site: Callable
     assert address["endpointType"] == HTTP_PULL and address["endpoint"].startswith(("http://", "https://"))
     properties = {p["name"]: p["value"] for p in address["endpointProperties"]}
     assert properties["authType"] == "bearer" and properties["authorization"]
-
-
-@pytest.mark.xfail(strict=True, reason="the Token Renewal profile (refreshToken, refreshEndpoint) is not implemented")
-async def test_dp_p_http_pull_01_01_the_data_address_is_renewable(site: Callable[..., Awaitable[Site]]) -> None:
-    """DP_P_HTTP_PULL:01-01, its Token Renewal part: refreshToken, a numeric expiresIn and a refreshEndpoint."""
-    provider = await site()
-    _, address = await started(provider, HTTP_PULL)
-    properties = {p["name"]: p["value"] for p in address["endpointProperties"]}
-    assert properties.get("refreshToken") and str(properties.get("expiresIn", "")).isdigit()
-    assert properties.get("refreshEndpoint")
