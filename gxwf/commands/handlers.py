@@ -84,7 +84,7 @@ def _connectors(settings: Settings) -> ConnectorRegistry | None:
     from pydantic import SecretStr
 
     from edc_ingress.settings import ConfigError, connector_registry
-    from gxwf.commands.edc import load_edc_settings, stored_api_key
+    from gxwf.edc_ingress_setup import load_edc_settings, stored_api_key
 
     edc = load_edc_settings()
     kept = stored_api_key(settings.state_dir)
@@ -98,6 +98,6 @@ def _connectors(settings: Settings) -> ConnectorRegistry | None:
 
 def _trial_lookup(settings: Settings) -> RegisteredManagement:
     """Where the handlers find a running `gxwf edc simulate` when GXWF_EDC_MANAGEMENT_URL is unset."""
-    from gxwf.commands.edc import load_edc_settings, management_lookup
+    from gxwf.edc_ingress_setup import load_edc_settings, management_lookup
 
     return management_lookup(settings, load_edc_settings())

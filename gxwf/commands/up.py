@@ -147,11 +147,11 @@ async def _start_everything(
     from edc_simulator.connector import SimulatedConnector
     from edc_simulator.versions import DPS_VERSIONS, version
     from gxwf.commands.dashboard import ADMIN_TOKEN_FILE, TOKEN_FILE, build_dashboard, start_dashboard
-    from gxwf.commands.edc import KEY_FILE, start_for_up
     from gxwf.commands.tenant_gateway import start_for_up as start_tenant_gateway
     from gxwf.commands.workflow_api import start_for_up as start_workflow_api
     from gxwf.demo_story import DemoFailed, play_demo
     from gxwf.demo_system import DemoSystem
+    from gxwf.edc_ingress_setup import KEY_FILE, start_for_up
     from gxwf.endpoints import CREDENTIALS_FILE, Endpoints, stack_values, write_endpoints
     from gxwf.runtime import HandlerService, prepare_streams
     from gxwf.shipped_assets import apply_shipped_if_empty
