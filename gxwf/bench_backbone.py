@@ -210,16 +210,9 @@ async def _bench_gxwf(nats_url: str, mongo_url: str, database: str, n: int) -> R
 
 
 async def run_benchmark(settings: Settings, n: int, *, console: Console) -> list[Row]:
-    from devstack import EmbeddedStack
-    from gxwf.stack_users import nats_users
+    from gxwf.stack_users import bench_stack
 
-    async with EmbeddedStack(
-        None,
-        nats_url=settings.nats_url,
-        mongo_url=settings.mongo_url,
-        s3_endpoint=settings.s3_endpoint,
-        nats_users=nats_users(),
-    ) as eps:
+    async with bench_stack(settings) as eps:
         nc = await nats.connect(eps.nats)
         js = nc.jetstream()
         await ensure_streams(js)

@@ -227,17 +227,10 @@ async def _sample(pid: int, cpu: list[float], rss: list[int], stop: asyncio.Even
 async def run_benchmark(
     settings: Settings, rate: int, seconds: float, clients: int, *, console: Console, settle: float = 30.0
 ) -> Report:
-    from devstack import EmbeddedStack
-    from gxwf.stack_users import nats_users
+    from gxwf.stack_users import bench_stack
 
     token, admin = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
-    async with EmbeddedStack(
-        None,
-        nats_url=settings.nats_url,
-        mongo_url=settings.mongo_url,
-        s3_endpoint=settings.s3_endpoint,
-        nats_users=nats_users(),
-    ) as eps:
+    async with bench_stack(settings) as eps:
         nc = await nats.connect(eps.nats)
         js = nc.jetstream()
         await ensure_streams(js)

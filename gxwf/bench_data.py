@@ -127,8 +127,7 @@ async def _rps(url: str, path: str, token: str, total: int, concurrency: int = 3
 
 
 async def run_benchmark(settings: Settings, size: int, requests: int, *, console: Console) -> dict[str, float]:
-    from devstack import EmbeddedStack
-    from gxwf.stack_users import nats_users
+    from gxwf.stack_users import bench_stack
 
     database = f"bench_{uuid.uuid4().hex[:8]}"
     token = secrets.token_urlsafe(32)
@@ -137,13 +136,7 @@ async def run_benchmark(settings: Settings, size: int, requests: int, *, console
         root = Path(scratch)
         source = root / "source.bin"
         await asyncio.to_thread(_make_file, source, size)
-        async with EmbeddedStack(
-            None,
-            nats_url=settings.nats_url,
-            mongo_url=settings.mongo_url,
-            s3_endpoint=settings.s3_endpoint,
-            nats_users=nats_users(),
-        ) as eps:
+        async with bench_stack(settings) as eps:
             servers = Endpoints.of_stack(eps, "workflow_api").with_s3(settings)
             store = MongoStateStore.connect(eps.mongo, database)
             await store.create(

@@ -221,18 +221,11 @@ async def run_benchmark(
     settings: Settings, total: int, concurrency: int, *, console: Console, dps: bool = False
 ) -> list[Figures]:
     """POST /edc/events (or with `dps`, POST /dataflows/start until 202) on the ingress and on a bare route."""
-    from devstack import EmbeddedStack
-    from gxwf.stack_users import nats_users
+    from gxwf.stack_users import bench_stack
 
     key = secrets.token_urlsafe(24)
     database = f"bench_{uuid.uuid4().hex[:8]}"
-    async with EmbeddedStack(
-        None,
-        nats_url=settings.nats_url,
-        mongo_url=settings.mongo_url,
-        s3_endpoint=settings.s3_endpoint,
-        nats_users=nats_users(),
-    ) as eps:
+    async with bench_stack(settings) as eps:
         nc = await nats.connect(eps.nats)
         await ensure_streams(nc.jetstream())
         env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")}

@@ -88,16 +88,9 @@ async def _pipeline(
 
 
 async def run_benchmark(settings: Settings, n: int, consumers: int, *, console: Console) -> None:
-    from devstack import EmbeddedStack
-    from gxwf.stack_users import nats_users
+    from gxwf.stack_users import bench_stack
 
-    async with EmbeddedStack(
-        None,
-        nats_url=settings.nats_url,
-        mongo_url=settings.mongo_url,
-        s3_endpoint=settings.s3_endpoint,
-        nats_users=nats_users(),
-    ) as eps:
+    async with bench_stack(settings) as eps:
         with tempfile.TemporaryDirectory(prefix="gxwf-bench-runs-") as tmp:
             bench_settings = settings.model_copy(
                 update={"state_dir": Path(tmp), "mongo_database": f"bench_runs_{uuid.uuid4().hex[:8]}"}

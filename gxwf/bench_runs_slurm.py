@@ -211,8 +211,7 @@ async def run_slurm_benchmark(
     settings: Settings, n: int, consumers: int, site: str, *, console: Console
 ) -> tuple[Measured, Measured]:
     """The pipeline's and the bare loop's figures, also printed."""
-    from devstack import EmbeddedStack
-    from gxwf.stack_users import nats_users
+    from gxwf.stack_users import bench_stack
 
     concurrency = settings.runs_per_site
     with _site(settings, site) as (target, sites_file, described):
@@ -222,13 +221,7 @@ async def run_slurm_benchmark(
         try:
             # A fresh slurmctld schedules nothing in its first seconds: both paths start after one job ran.
             await bare.one("warm-up", time.time())
-            async with EmbeddedStack(
-                None,
-                nats_url=settings.nats_url,
-                mongo_url=settings.mongo_url,
-                s3_endpoint=settings.s3_endpoint,
-                nats_users=nats_users(),
-            ) as eps:
+            async with bench_stack(settings) as eps:
                 with tempfile.TemporaryDirectory(prefix="gxwf-bench-runs-") as tmp:
                     update = {
                         "state_dir": Path(tmp),
