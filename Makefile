@@ -34,8 +34,9 @@ typecheck: venv
 contracts: venv
 	$(BIN)/lint-imports
 
+# Two workers, each taking whole test files (their module fixtures and servers stay in one process).
 pytest: venv
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 asyncapi: venv
 	$(BIN)/gxwf asyncapi --output asyncapi.yaml
