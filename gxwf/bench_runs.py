@@ -49,33 +49,47 @@ async def _bare_loop(n: int, concurrency: int) -> tuple[float, list[float]]:
     return time.perf_counter() - start, launch
 
 
+async def drive_runs(
+    service: HandlerService, requests: list[RunRequested]
+) -> tuple[float, dict[str, float], list[RunDocument]]:
+    """Publish the runs and wait until each has ended: the wall time, when each was asked for, the ended runs."""
+    assert service.bus is not None
+    asked: dict[str, float] = {}
+    start = time.perf_counter()
+    for request in requests:
+        asked[request.run_id] = time.time()
+        await service.bus.publish(new_event(s.RUN_REQUESTED, request, subject=request.run_id))
+    while await service.store.count(RunDocument, states=sorted(RUN_MACHINE.terminal)) < len(requests):
+        await asyncio.sleep(0.2)
+    seconds = time.perf_counter() - start
+    return seconds, asked, await service.store.find(RunDocument, limit=len(requests) + 1)
+
+
+def running_at(run: RunDocument) -> float | None:
+    return next((h.at.timestamp() for h in run.history if h.to == "running"), None)
+
+
 async def _pipeline(
     settings: Settings, endpoints: Endpoints, n: int, consumers: int
 ) -> tuple[float, list[float], list[float]]:
     # The benchmark measures the pipeline, not the catalogue: its runs carry their own command.
     service = HandlerService(settings.model_copy(update={"adhoc_runs": True}), endpoints)
     await service.start()
-    assert service.bus is not None
-    run_ids = [f"bench-{uuid.uuid4().hex[:8]}-{i}" for i in range(n)]
-    asked: dict[str, float] = {}
-    start = time.perf_counter()
+    requests = [
+        RunRequested(
+            run_id=f"bench-{uuid.uuid4().hex[:8]}-{i}",
+            consumer_id=f"consumer-{i % consumers}",
+            asset_id="bench",
+            spec=RunSpec(command=COMMAND),
+        )
+        for i in range(n)
+    ]
     try:
-        for i, run_id in enumerate(run_ids):
-            request = RunRequested(
-                run_id=run_id, consumer_id=f"consumer-{i % consumers}", asset_id="bench", spec=RunSpec(command=COMMAND)
-            )
-            asked[run_id] = time.time()
-            await service.bus.publish(new_event(s.RUN_REQUESTED, request, subject=run_id))
-        while True:
-            done = await service.store.count(RunDocument, states=sorted(RUN_MACHINE.terminal))
-            if done >= n:
-                break
-            await asyncio.sleep(0.2)
-        seconds = time.perf_counter() - start
+        seconds, asked, runs = await drive_runs(service, requests)
         to_running: list[float] = []
         exit_to_recorded: list[float] = []
-        for run in await service.store.find(RunDocument, limit=n + 1):
-            running = next((h.at.timestamp() for h in run.history if h.to == "running"), None)
+        for run in runs:
+            running = running_at(run)
             ended = run.history[-1].at.timestamp()
             exit_file = service.local_compute.attempt_dir(run.id, run.attempt) / "exit_code"
             if running is not None:

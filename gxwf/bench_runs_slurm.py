@@ -27,16 +27,14 @@ from rich.table import Table
 
 from adapters.slurm_compute.api import JobRequest, SlurmApi
 from adapters.slurm_compute.backend import tokens_for
-from events import subjects as s
-from events.envelope import new_event
 from events.payloads.run import RunRequested, RunSpec
-from gxwf.bench_runs import _pct
+from gxwf.bench_runs import _pct, drive_runs, running_at
 from gxwf.definitions import load_sites
 from gxwf.errors import UserError
 from gxwf.runtime import Endpoints, HandlerService
 from gxwf.settings import Settings
 from gxwf.slurm_site import HPC_SITE, hpc_site
-from schemas.run import RUN_MACHINE, RunDocument, RunState
+from schemas.run import RunState
 from schemas.sites import SitesConfig, SlurmTarget
 
 _POLL_SECONDS = 0.05
@@ -178,24 +176,18 @@ async def _pipeline(
     # The benchmark measures the pipeline, not the catalogue: its runs carry their own command.
     service = HandlerService(settings.model_copy(update={"adhoc_runs": True}), endpoints)
     await service.start()
-    assert service.bus is not None
-    run_ids = [f"bench-{uuid.uuid4().hex[:8]}-{i}" for i in range(n)]
-    asked: dict[str, float] = {}
-    start = time.perf_counter()
+    requests = []
+    for i in range(n):
+        run_id = f"bench-{uuid.uuid4().hex[:8]}-{i}"
+        spec = RunSpec(command=["/bin/sh", "-c", _mark_command(marks, run_id)], timeout_seconds=300)
+        requests.append(
+            RunRequested(run_id=run_id, consumer_id=f"consumer-{i % consumers}", asset_id="bench", site=site, spec=spec)
+        )
     try:
-        for i, run_id in enumerate(run_ids):
-            spec = RunSpec(command=["/bin/sh", "-c", _mark_command(marks, run_id)], timeout_seconds=300)
-            request = RunRequested(
-                run_id=run_id, consumer_id=f"consumer-{i % consumers}", asset_id="bench", site=site, spec=spec
-            )
-            asked[run_id] = time.time()
-            await service.bus.publish(new_event(s.RUN_REQUESTED, request, subject=run_id))
-        while await service.store.count(RunDocument, states=sorted(RUN_MACHINE.terminal)) < n:
-            await asyncio.sleep(0.2)
-        seconds = time.perf_counter() - start
+        seconds, asked, runs = await drive_runs(service, requests)
         measured = Measured(seconds, [], [], 0)
-        for run in await service.store.find(RunDocument, limit=n + 1):
-            running = next((h.at.timestamp() for h in run.history if h.to == "running"), None)
+        for run in runs:
+            running = running_at(run)
             exited = _mark(marks, run.id)
             if running is not None:
                 measured.to_running.append(running - asked[run.id])
