@@ -15,6 +15,7 @@ from typer.exceptions import TyperException
 from gxwf.commands.assets import assets_app
 from gxwf.commands.asyncapi import asyncapi
 from gxwf.commands.bench import bench_app
+from gxwf.commands.chaos import chaos_command
 from gxwf.commands.dashboard import dashboard_command
 from gxwf.commands.edc import edc_app, edc_ingress_command
 from gxwf.commands.events import events_app
@@ -52,6 +53,7 @@ app.add_typer(stage_app, name="stage")
 app.add_typer(slurm_app, name="slurm")
 app.command()(up)
 app.command()(asyncapi)
+app.command("chaos")(chaos_command)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -1,0 +1,1 @@
+"""`gxwf chaos`: the whole system on loopback under seeded faults, checked from the outside afterwards."""
