@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import structlog
 
+from events.attempt import AheadOfState
 from events.envelope import Envelope, derived_id
 from events.payloads.access import AccessRevoked
 from events.payloads.consumer import ConsumerDeprovisioned
@@ -37,6 +38,15 @@ from schemas.provisioning import (
 from schemas.run import RunDocument
 
 log = structlog.get_logger("gxwf.provisioning")
+
+# How long one replica has to answer the connector and record the transfer deprovisioned before another may. Longer
+# than the EDC client's retries of one callback; shorter than the bus's retries of an event that waits for it
+# (0.5 + 2 + 5 + 15 s by default), so a replica that died holding it is taken over before its event is given up.
+FINISH_LEASE_SECONDS = 15.0
+
+
+class TeardownFinishing(AheadOfState):
+    """Another replica is answering the connector for this transfer: retried, then finds it deprovisioned."""
 
 _GONE = {ProvisionState.DEPROVISIONING, ProvisionState.DEPROVISIONED}
 
@@ -132,6 +142,10 @@ def teardown_key(tp: str) -> str:
     return derived_id(tp, "teardown")
 
 
+def finish_lease(tp: str) -> str:
+    return f"deprovision-finish:{tp}"
+
+
 @on(DeploymentDeleted, durable="provisioning-deployment-deleted")
 async def on_deployment_deleted(event: Envelope[DeploymentDeleted], ctx: HandlerContext) -> None:
     deleted = event.data
@@ -146,6 +160,14 @@ async def finish_teardown(tp: str, ctx: HandlerContext) -> None:
     fresh = await ctx.store.get(ProvisionDocument, tp)
     if fresh is None or fresh.state != ProvisionState.DEPROVISIONING:
         return
+    # Two triggers may finish at once (the deployment's deletion, a second end of the transfer, an event
+    # redelivered while its first replica was paused): one answers the connector, the others wait and find it done.
+    if ctx.leases is not None:
+        if not await ctx.leases.hold(finish_lease(tp), ctx.holder, FINISH_LEASE_SECONDS):
+            raise TeardownFinishing(f"transfer {tp}: another replica is answering the connector")
+        fresh = await ctx.store.get(ProvisionDocument, tp)
+        if fresh is None or fresh.state != ProvisionState.DEPROVISIONING:
+            return
     reason = fresh.deprovision_reason or "deprovisioned"
     callback = target_from_store(fresh.deprovision_callback)
     if callback is not None:

@@ -1,0 +1,72 @@
+"""Two replicas finishing the same teardown at once (the deployment's deletion and a second end of the transfer,
+or an event redelivered while its first replica was paused) answer the connector once, against the real store."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from adapters.mongo_leases import MongoLeases
+from adapters.mongo_store import MongoStateStore
+from devstack import StackEndpoints
+from events.envelope import Envelope
+from handlers.context import HandlerContext
+from handlers.provisioning.common import target_to_store
+from handlers.provisioning.teardown import TeardownFinishing, finish_teardown
+from inprocess.doubles import FakeEdc
+from ports.edc import ProvisionTarget
+from schemas.provisioning import ProvisionDocument
+
+
+class SlowEdc(FakeEdc):
+    """A connector that takes a moment to answer: long enough for a second replica to arrive meanwhile."""
+
+    async def deprovisioned(
+        self, target: ProvisionTarget, *, provisioned_resource_id: str | None = None, error: str | None = None
+    ) -> None:
+        await asyncio.sleep(0.3)
+        await super().deprovisioned(target, provisioned_resource_id=provisioned_resource_id, error=error)
+
+
+class Published:
+    def __init__(self) -> None:
+        self.events: list[Envelope[Any]] = []
+
+    async def publish(self, event: Envelope[Any]) -> None:
+        self.events.append(event)
+
+
+@pytest.fixture
+async def store(stack: StackEndpoints) -> AsyncIterator[MongoStateStore]:
+    mongo = MongoStateStore.connect(stack.mongo, f"finish_{uuid.uuid4().hex[:8]}")
+    yield mongo
+    await mongo.close()
+
+
+async def test_two_replicas_finishing_one_teardown_call_the_connector_once(store: MongoStateStore) -> None:
+    tp = f"tp-{uuid.uuid4()}"
+    target = ProvisionTarget("default", "control-plane-http", tp, "http://connector.example/callback")
+    doc = ProvisionDocument(
+        id=tp, state="requested", connector="default", deprovision_callback=target_to_store(target)
+    )
+    await store.create(doc, event_id="e-1")
+    await store.transition(ProvisionDocument, tp, "deprovisioning", event_id="e-2")
+    edc, events, leases = SlowEdc(), Published(), MongoLeases(store.db)
+    replicas = [
+        HandlerContext(store=store, events=events, leases=leases, holder=name, edc=edc) for name in ("a", "b")
+    ]
+
+    outcomes = await asyncio.gather(*(finish_teardown(tp, ctx) for ctx in replicas), return_exceptions=True)
+
+    assert len(edc.deprovisioned_calls) == 1
+    # The other replica's event goes back to the bus; its retry finds the transfer deprovisioned and does nothing.
+    assert sum(isinstance(o, TeardownFinishing) for o in outcomes) == 1
+    await finish_teardown(tp, replicas[1])
+    assert len(edc.deprovisioned_calls) == 1
+    stored = await store.get(ProvisionDocument, tp)
+    assert stored is not None and stored.state == "deprovisioned"
+    assert [e.type for e in events.events] == ["wf.consumer.deprovisioned"]
