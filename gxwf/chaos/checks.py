@@ -168,7 +168,11 @@ class Checker:
     # -- transfers ----------------------------------------------------------------------------------------------
 
     async def transfers(
-        self, transfers: list[Transfer], callbacks: list[Callback], access: dict[str, tuple[str, str]]
+        self,
+        transfers: list[Transfer],
+        callbacks: list[Callback],
+        access: dict[str, tuple[str, str]],
+        requests: Counter[tuple[str, str]] | None = None,
     ) -> None:
         """Every transfer deprovisioned, with nothing left behind, and called back exactly once each way."""
         self.findings.transfers_checked = len(transfers)
@@ -181,7 +185,9 @@ class Checker:
                     if n == 0:
                         self.findings.add(LOST, tp, f"no {action} callback to the connector")
                     elif n > 1:
-                        self.findings.add(DOUBLED, tp, f"{n} {action} callbacks to the connector")
+                        sent = (requests or Counter()).get((tp, action), 0)
+                        why = f"{n} {action} callbacks to the connector ({sent} requests sent)"
+                        self.findings.add(DOUBLED, tp, why)
                 doc = await self.store.get(ProvisionDocument, tp)
                 if doc is None:
                     self.findings.add(LOST, tp, "no provisioning recorded")

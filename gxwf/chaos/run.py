@@ -158,7 +158,7 @@ async def run_chaos(options: ChaosOptions, settings: Settings) -> Report:
         checked = time.monotonic()
         checker = Checker(store, eps.nats, state_dir, markers)
         await checker.runs(workload.accepted())
-        await checker.transfers(workload.transfers, connector.ledger.callbacks, _access(workload))
+        await checker.transfers(workload.transfers, connector.ledger.callbacks, _access(workload), workload.requests)
         await checker.dead_letters()
         durations["checks"] = time.monotonic() - checked
         report.findings = checker.findings

@@ -10,6 +10,7 @@ import asyncio
 import random
 import shlex
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,8 @@ ASSET_ID = "chaos-marker"
 ASSET_FILE = "chaos-asset.yaml"
 T = TypeVar("T")
 # How long a connector waits for a provision or deprovision callback before it sends its request again.
-RESEND_SECONDS = 20.0
+# Longer than any recovery a fault needs, so a callback that comes late is not answered twice to two requests.
+RESEND_SECONDS = 45.0
 
 
 def marker_asset_yaml(markers: Path) -> str:
@@ -109,6 +111,8 @@ class Workload:
         self.seed = seed
         self.deadline = deadline
         self.transfers: list[Transfer] = []
+        # Provisioner requests sent, by (transfer, action): a callback per request is what a connector may expect.
+        self.requests: Counter[tuple[str, str]] = Counter()
         self.consumers: list[Consumer] = []
         self.failed: list[str] = []  # what the workload could not even ask for, with the reason
         self.provisioned_at: float | None = None
@@ -163,6 +167,7 @@ class Workload:
 
         while time.monotonic() < self.deadline:
             await until_answered(send, self.deadline, f"transfer {transfer.id} {action} request")
+            self.requests[(transfer.id, action)] += 1
             wait = min(RESEND_SECONDS, max(0.0, self.deadline - time.monotonic()))
             answer = await sim.ledger.wait_for(transfer.id, answers, wait)
             if answer is not None:

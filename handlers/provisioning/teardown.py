@@ -48,6 +48,7 @@ FINISH_LEASE_SECONDS = 15.0
 class TeardownFinishing(AheadOfState):
     """Another replica is answering the connector for this transfer: retried, then finds it deprovisioned."""
 
+
 _GONE = {ProvisionState.DEPROVISIONING, ProvisionState.DEPROVISIONED}
 
 

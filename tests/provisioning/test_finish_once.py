@@ -50,15 +50,11 @@ async def store(stack: StackEndpoints) -> AsyncIterator[MongoStateStore]:
 async def test_two_replicas_finishing_one_teardown_call_the_connector_once(store: MongoStateStore) -> None:
     tp = f"tp-{uuid.uuid4()}"
     target = ProvisionTarget("default", "control-plane-http", tp, "http://connector.example/callback")
-    doc = ProvisionDocument(
-        id=tp, state="requested", connector="default", deprovision_callback=target_to_store(target)
-    )
+    doc = ProvisionDocument(id=tp, state="requested", connector="default", deprovision_callback=target_to_store(target))
     await store.create(doc, event_id="e-1")
     await store.transition(ProvisionDocument, tp, "deprovisioning", event_id="e-2")
     edc, events, leases = SlowEdc(), Published(), MongoLeases(store.db)
-    replicas = [
-        HandlerContext(store=store, events=events, leases=leases, holder=name, edc=edc) for name in ("a", "b")
-    ]
+    replicas = [HandlerContext(store=store, events=events, leases=leases, holder=name, edc=edc) for name in ("a", "b")]
 
     outcomes = await asyncio.gather(*(finish_teardown(tp, ctx) for ctx in replicas), return_exceptions=True)
 
