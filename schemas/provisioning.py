@@ -72,6 +72,10 @@ class ProvisionDocument(StatefulDocument):
     # A deprovision request (not just the transfer's end) arrived: the connector waits for our callback.
     deprovision_callback: dict[str, Any] | None = None
     deprovision_reason: str | None = None
+    # The deprovision request that callback answers, and the last request answered: a redelivered request is not
+    # answered twice, one that came while (or after) the teardown finished without it is answered late.
+    deprovision_request_id: str | None = None
+    deprovision_answered: str | None = None
 
 
 class DeploymentState(StrEnum):

@@ -7,6 +7,10 @@ overtakes a provisioning in flight is honoured as soon as that provisioning ends
 
 from __future__ import annotations
 
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
+
 import structlog
 
 from events.attempt import AheadOfState
@@ -69,6 +73,7 @@ async def on_deprovision_requested(event: Envelope[EdcDeprovisionRequested], ctx
         "deprovision_requested": True,
         "deprovision_reason": request.reason or "deprovision requested by the connector",
         "deprovision_callback": target_to_store(callback) if callback else None,
+        "deprovision_request_id": event.id if callback else None,
     }
     if doc is None:
         # Before any provision request: recorded so that a late provision request finds it ended.
@@ -76,14 +81,21 @@ async def on_deprovision_requested(event: Envelope[EdcDeprovisionRequested], ctx
             ProvisionDocument(id=tp, state=ProvisionState.REQUESTED, connector=request.connector, **fields),
             event_id=event.id,
         )
-    elif doc.state == ProvisionState.DEPROVISIONED:
-        # Torn down already (the transfer's end came first): the connector still waits for this answer.
-        if callback is not None:
-            await tell_deprovisioned(ctx, callback)
+        await teardown_if_due(tp, ctx)
         return
-    else:
+    if doc.state != ProvisionState.DEPROVISIONED:
         await ctx.store.set_fields(ProvisionDocument, tp, fields)
-    await teardown_if_due(tp, ctx)
+        await teardown_if_due(tp, ctx)
+    elif callback is not None and doc.deprovision_request_id != event.id:
+        # A new request for a transfer torn down already: its answer goes where this one says.
+        await ctx.store.set_fields(
+            ProvisionDocument,
+            tp,
+            {"deprovision_callback": target_to_store(callback), "deprovision_request_id": event.id},
+        )
+    # Torn down already (the transfer's end came first), or its last step ran before this request was recorded:
+    # the connector still waits for this answer.
+    await answer_if_waiting(tp, ctx)
 
 
 @on(EdcTransferCompleted, durable="provisioning-transfer-completed")
@@ -147,6 +159,54 @@ def finish_lease(tp: str) -> str:
     return f"deprovision-finish:{tp}"
 
 
+@contextlib.asynccontextmanager
+async def _answering(tp: str, ctx: HandlerContext) -> AsyncIterator[None]:
+    """One handler at a time answers the connector for a transfer: two triggers may finish at once (the deployment's
+    deletion, a second end of the transfer, a deprovision request), also in one process, and an event is redelivered
+    while the replica that had it is paused. The others' events are retried and find the answer given."""
+    if ctx.leases is None:
+        yield
+        return
+    claimant = f"{ctx.holder}/{secrets.token_hex(6)}"
+    name = finish_lease(tp)
+    if not await ctx.leases.hold(name, claimant, FINISH_LEASE_SECONDS):
+        raise TeardownFinishing(f"transfer {tp}: another handler is answering the connector")
+    try:
+        yield
+    finally:
+        # Given back at once (expiring now), so the next in line finds the outcome without waiting the lease out.
+        with contextlib.suppress(Exception):
+            await ctx.leases.hold(name, claimant, 0.0)
+
+
+async def answer_if_waiting(tp: str, ctx: HandlerContext) -> None:
+    """Answer the recorded deprovision request of a transfer already deprovisioned, unless it was answered."""
+    doc = await ctx.store.get(ProvisionDocument, tp)
+    if not _waiting(doc):
+        return
+    async with _answering(tp, ctx):
+        await _answer_late(tp, ctx)
+
+
+async def _answer_late(tp: str, ctx: HandlerContext) -> None:
+    fresh = await ctx.store.get(ProvisionDocument, tp)
+    if fresh is None or not _waiting(fresh):
+        return
+    callback = target_from_store(fresh.deprovision_callback)
+    if callback is not None:
+        await tell_deprovisioned(ctx, callback)
+    await ctx.store.set_fields(ProvisionDocument, tp, {"deprovision_answered": fresh.deprovision_request_id})
+
+
+def _waiting(doc: ProvisionDocument | None) -> bool:
+    return (
+        doc is not None
+        and doc.state == ProvisionState.DEPROVISIONED
+        and doc.deprovision_request_id is not None
+        and doc.deprovision_answered != doc.deprovision_request_id
+    )
+
+
 @on(DeploymentDeleted, durable="provisioning-deployment-deleted")
 async def on_deployment_deleted(event: Envelope[DeploymentDeleted], ctx: HandlerContext) -> None:
     deleted = event.data
@@ -161,19 +221,21 @@ async def finish_teardown(tp: str, ctx: HandlerContext) -> None:
     fresh = await ctx.store.get(ProvisionDocument, tp)
     if fresh is None or fresh.state != ProvisionState.DEPROVISIONING:
         return
-    # Two triggers may finish at once (the deployment's deletion, a second end of the transfer, an event
-    # redelivered while its first replica was paused): one answers the connector, the others wait and find it done.
-    if ctx.leases is not None:
-        if not await ctx.leases.hold(finish_lease(tp), ctx.holder, FINISH_LEASE_SECONDS):
-            raise TeardownFinishing(f"transfer {tp}: another replica is answering the connector")
+    async with _answering(tp, ctx):
         fresh = await ctx.store.get(ProvisionDocument, tp)
         if fresh is None or fresh.state != ProvisionState.DEPROVISIONING:
             return
-    reason = fresh.deprovision_reason or "deprovisioned"
-    callback = target_from_store(fresh.deprovision_callback)
-    if callback is not None:
-        await tell_deprovisioned(ctx, callback)
-    done = await ctx.store.transition(ProvisionDocument, tp, ProvisionState.DEPROVISIONED, event_id=key, reason=reason)
+        reason = fresh.deprovision_reason or "deprovisioned"
+        callback = target_from_store(fresh.deprovision_callback)
+        if callback is not None:
+            await tell_deprovisioned(ctx, callback)
+            await ctx.store.set_fields(ProvisionDocument, tp, {"deprovision_answered": fresh.deprovision_request_id})
+        done = await ctx.store.transition(
+            ProvisionDocument, tp, ProvisionState.DEPROVISIONED, event_id=key, reason=reason
+        )
+        # A request recorded after this teardown read the document: answered here, or by its own handler once it
+        # sees the transfer deprovisioned.
+        await _answer_late(tp, ctx)
     if done.settled:
         await ctx.emit(
             ConsumerDeprovisioned(transfer_process_id=tp, consumer_id=fresh.consumer_id, reason=reason),

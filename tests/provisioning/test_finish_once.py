@@ -16,7 +16,7 @@ from devstack import StackEndpoints
 from events.envelope import Envelope
 from handlers.context import HandlerContext
 from handlers.provisioning.common import target_to_store
-from handlers.provisioning.teardown import TeardownFinishing, finish_teardown
+from handlers.provisioning.teardown import TeardownFinishing, answer_if_waiting, finish_teardown
 from inprocess.doubles import FakeEdc
 from ports.edc import ProvisionTarget
 from schemas.provisioning import ProvisionDocument
@@ -66,3 +66,43 @@ async def test_two_replicas_finishing_one_teardown_call_the_connector_once(store
     stored = await store.get(ProvisionDocument, tp)
     assert stored is not None and stored.state == "deprovisioned"
     assert [e.type for e in events.events] == ["wf.consumer.deprovisioned"]
+
+
+class RequestArrivesMeanwhile:
+    """The store as a teardown sees it while the connector's deprovision request is recorded between its read of
+    the transfer and its last transition (the transfer's end and the request come together, as EDC sends them)."""
+
+    def __init__(self, store: MongoStateStore, fields: dict[str, Any]) -> None:
+        self.store = store
+        self.fields = fields
+        self.db = store.db
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def transition(self, kind: Any, doc_id: str, to: str, **kwargs: Any) -> Any:
+        if to == "deprovisioned" and self.fields:
+            await self.store.set_fields(ProvisionDocument, doc_id, self.fields)
+            self.fields = {}
+        return await self.store.transition(kind, doc_id, to, **kwargs)
+
+
+async def test_a_request_recorded_while_the_teardown_finishes_is_answered_once(store: MongoStateStore) -> None:
+    tp = f"tp-{uuid.uuid4()}"
+    target = ProvisionTarget("default", "control-plane-http", tp, "http://connector.example/callback")
+    await store.create(ProvisionDocument(id=tp, state="requested", connector="default"), event_id="e-1")
+    await store.transition(ProvisionDocument, tp, "deprovisioning", event_id="e-2")
+    request = {"deprovision_callback": target_to_store(target), "deprovision_request_id": "request-1"}
+    edc, events, leases = SlowEdc(), Published(), MongoLeases(store.db)
+    racing = RequestArrivesMeanwhile(store, request)
+    ctx = HandlerContext(store=racing, events=events, leases=leases, holder="a", edc=edc)
+
+    await finish_teardown(tp, ctx)
+    # The request's own handler then finds the transfer deprovisioned, and its event may come twice.
+    other = HandlerContext(store=store, events=events, leases=leases, holder="b", edc=edc)
+    await answer_if_waiting(tp, other)
+    await answer_if_waiting(tp, other)
+
+    assert len(edc.deprovisioned_calls) == 1
+    stored = await store.get(ProvisionDocument, tp)
+    assert stored is not None and stored.state == "deprovisioned" and stored.deprovision_answered == "request-1"
