@@ -120,8 +120,8 @@ class SecantusServer(ServerSpec):
     # killed parent holds the state directory forever; a parent killed with SIGKILL crashed anyway.
     death_signal = signal.SIGKILL
     # Every commit fsyncs the log before it is acknowledged. Without it a SIGKILL loses the last acknowledged
-    # writes (about 1-2% of 2,000 in `gxwf bench store-crash`, w=1 and w=majority alike); with it none were
-    # lost, at roughly half the write rate on a contended 2-core machine (docs/durability.md).
+    # writes (about 1% of them in `gxwf bench store-crash`, w=1 and w=majority alike, up to 28 in one kill);
+    # with it none of 8,000 were lost, for 10-20% fewer writes per second (docs/durability.md).
     durability_flags: ClassVar[tuple[str, ...]] = ("--sync-on-commit",)
 
     def __init__(self, credentials: StackCredentials) -> None:
