@@ -92,8 +92,9 @@ class Figures:
         return sum(rates) / len(rates) if rates else 0.0
 
 
-class _Server:
-    """secantusd on one data directory, without users (the measurement is about storage, not access)."""
+class StoreProcess:
+    """secantusd on one data directory, without users (the measurement is about storage, not access); started
+    again after a kill on the same port and data, as a supervisor would."""
 
     def __init__(self, home: Path, durability: Durability) -> None:
         self.home = home
@@ -111,7 +112,8 @@ class _Server:
     async def start(self, timeout: float = 60.0) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "secantusd.toml").touch()
-        (self.port,) = reserve_ports(1)
+        if not self.port:
+            (self.port,) = reserve_ports(1)
         argv = [
             *SecantusServer.command(find_binary(SecantusServer.program), self.home, self.port),
             *self.durability.server_flags,
@@ -133,7 +135,7 @@ class _Server:
 
 async def crash_trial(home: Path, durability: Durability, *, kill_after: int, writers: int = WRITERS) -> Trial:
     """Write until `kill_after` writes are acknowledged, SIGKILL the server, restart it, count what is gone."""
-    server = _Server(home, durability)
+    server = StoreProcess(home, durability)
     await server.start()
     # A short server selection: the client's close after the kill would otherwise wait for the server 10 s.
     store = MongoStateStore(AsyncMongoClient(server.url, tz_aware=True, serverSelectionTimeoutMS=500), DATABASE)

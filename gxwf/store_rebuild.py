@@ -17,6 +17,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
+from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from adapters.mongo_assets import MongoAssetCatalogue
@@ -78,8 +79,14 @@ def placement(settings: Settings) -> Placement:
 async def run_facts(nats_url: str, *, wait: float = 10.0) -> AsyncIterator[Envelope[Any]]:
     """The run events of stream WF, oldest first, typed; events of other kinds or unreadable ones are skipped."""
     try:
+        # One more try, then the error (0 would mean: try forever); the failure is reported once, below.
         nc = await nats.connect(
-            nats_url, connect_timeout=5, max_reconnect_attempts=0, allow_reconnect=False, **connect_options(nats_url)
+            nats_url,
+            connect_timeout=5,
+            max_reconnect_attempts=1,
+            allow_reconnect=False,
+            error_cb=_quiet,
+            **connect_options(nats_url),
         )
     except (NoServersError, OSError, NatsTimeout) as error:
         raise RebuildFailed(f"NATS at {_where(nats_url)} not reachable ({type(error).__name__})") from None
@@ -94,7 +101,8 @@ async def run_facts(nats_url: str, *, wait: float = 10.0) -> AsyncIterator[Envel
         )
         try:
             info = await sub.consumer_info()
-            if info.num_pending == 0:
+            # Pushed already (delivered) or still to push (pending): none of either is an empty history.
+            if info.num_pending == 0 and info.delivered.consumer_seq == 0:
                 return
             while True:
                 try:
@@ -112,6 +120,10 @@ async def run_facts(nats_url: str, *, wait: float = 10.0) -> AsyncIterator[Envel
         await nc.close()
 
 
+async def _quiet(error: Exception) -> None:
+    """nats-py would print each failed connection attempt with its traceback."""
+
+
 def _decode(subject: str, data: bytes) -> Envelope[Any] | None:
     payload = _PAYLOADS.get(subject)
     if payload is None:
@@ -123,10 +135,14 @@ def _decode(subject: str, data: bytes) -> Envelope[Any] | None:
 
 
 async def rebuild(settings: Settings, nats_url: str, mongo_url: str) -> RebuildReport:
-    store = MongoStateStore.connect(mongo_url, settings.mongo_database)
+    # A few seconds to find the store: the rebuild is for a store that is back, not one still starting.
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        mongo_url, tz_aware=True, serverSelectionTimeoutMS=3000, appname="gxwf-store-rebuild"
+    )
+    store = MongoStateStore(client, settings.mongo_database)
     try:
         try:
-            async with asyncio.timeout(15):
+            async with asyncio.timeout(10):
                 await store.ping()
             await store.ensure_indexes()
         except (PyMongoError, TimeoutError) as error:
