@@ -102,7 +102,8 @@ async def run_facts(nats_url: str, *, wait: float = 10.0) -> AsyncIterator[Envel
         try:
             info = await sub.consumer_info()
             # Pushed already (delivered) or still to push (pending): none of either is an empty history.
-            if info.num_pending == 0 and info.delivered.consumer_seq == 0:
+            delivered = info.delivered.consumer_seq if info.delivered is not None else 0
+            if info.num_pending == 0 and not delivered:
                 return
             while True:
                 try:
