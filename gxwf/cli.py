@@ -23,6 +23,7 @@ from gxwf.commands.handlers import handlers_app
 from gxwf.commands.runs import runs_app
 from gxwf.commands.slurm import slurm_app
 from gxwf.commands.stage import stage_app
+from gxwf.commands.store import store_app
 from gxwf.commands.tenant_gateway import tenant_gateway_command
 from gxwf.commands.up import stack_app, up
 from gxwf.commands.workflow_api import workflow_api_command
@@ -51,6 +52,7 @@ app.command("tenant-gateway")(tenant_gateway_command)
 app.command("dashboard")(dashboard_command)
 app.add_typer(stage_app, name="stage")
 app.add_typer(slurm_app, name="slurm")
+app.add_typer(store_app, name="store")
 app.command()(up)
 app.command()(asyncapi)
 app.command("chaos")(chaos_command)

@@ -123,3 +123,27 @@ def bench_data(
 
     settings = load_settings()
     asyncio.run(run_benchmark(settings, parse_size(size), requests, console=Console()))
+
+
+@bench_app.command("store-crash")
+def bench_store_crash(
+    trials: Annotated[int, typer.Option("--trials", min=1, max=1000, help="SIGKILLs per setting.")] = 5,
+    writes: Annotated[
+        int, typer.Option("--writes", min=10, max=1_000_000, help="Acknowledged writes at most before each kill.")
+    ] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Chooses the kill points.")] = 1,
+    setting: Annotated[
+        list[str] | None,
+        typer.Option("--setting", help="Durability settings to measure (repeatable); default: all of them."),
+    ] = None,
+) -> None:
+    """Acknowledged writes the embedded MongoDB-wire server loses on SIGKILL, and the write rate, per write concern
+    and server flag: writes as the handlers make them, a kill at a random point, a restart on the same data."""
+    from gxwf.bench_store_crash import SETTINGS, measure, report
+
+    chosen = setting or list(SETTINGS)
+    unknown = [name for name in chosen if name not in SETTINGS]
+    if unknown:
+        raise UserError(f"--setting {unknown[0]}: choose from {', '.join(SETTINGS)}")
+    results = asyncio.run(measure(chosen, trials=trials, writes=writes, seed=seed))
+    report(Console(), results, seed=seed)

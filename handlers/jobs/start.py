@@ -6,6 +6,7 @@ from typing import Any
 
 import structlog
 
+from events.attempt import AheadOfState
 from events.envelope import Envelope
 from events.payloads.run import RunFailed, RunPending, RunRunning, RunSpec
 from handlers.context import HandlerContext
@@ -17,15 +18,24 @@ from schemas.run import RunDocument, RunState
 log = structlog.get_logger("gxwf.jobs")
 
 
+class RunNotAdmittedYet(AheadOfState):
+    """wf.run.pending arrived and the store does not hold the admission it announces."""
+
+
 @on(RunPending, durable="jobs-start-pending", per_site=True)
 async def on_run_pending(event: Envelope[RunPending], ctx: HandlerContext) -> None:
     pending = event.data
     compute = ctx.require_compute()
-    run = await ctx.store.get(RunDocument, pending.run_id)
-    if run is None or run.state != RunState.PENDING or run.stop_requested:
-        # Already running or finished (a redelivery), stopped while waiting, or unknown: nothing to start.
+    if pending.site != compute.site:
         return
-    if pending.site != compute.site or pending.attempt != run.attempt:
+    run = await ctx.store.get(RunDocument, pending.run_id)
+    if run is None or (run.state == RunState.QUEUED and run.attempt <= pending.attempt):
+        # The dispatcher records the admission before it announces it, so this is a store behind its facts (it
+        # lost acknowledged writes): retried with backoff while `gxwf store rebuild` brings the run forward,
+        # instead of being acked as nothing to do and leaving the rebuilt run pending for good.
+        raise RunNotAdmittedYet(f"run {pending.run_id} attempt {pending.attempt} not recorded as pending yet")
+    if run.state != RunState.PENDING or run.stop_requested or pending.attempt != run.attempt:
+        # Already running or finished (a redelivery), stopped while waiting: nothing to start.
         return
     await ctx.faults.reach("jobs.before_start")
     parameters = {name: _env_value(value) for name, value in run.parameters.items()}

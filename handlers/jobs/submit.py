@@ -21,24 +21,12 @@ async def on_run_requested(event: Envelope[RunRequested], ctx: HandlerContext) -
     compute = ctx.require_compute()
     if request.site is not None and request.site != compute.site:
         return  # another site's jobs handlers take it (each site has its own durable consumer)
-    spec, refused = await _resolve(ctx, request)
+    spec, refused = await resolve(ctx, request)
     if spec is None:
         # Whoever published this could not have had it from the WorkflowApi: nothing of it runs.
         log.warning("run request refused", run_id=request.run_id, event_id=event.id, reason=refused)
         return
-    run = RunDocument(
-        id=request.run_id,
-        state=RunState.QUEUED,
-        consumer_id=request.consumer_id,
-        transfer_process_id=request.transfer_process_id,
-        asset_id=request.asset_id,
-        asset_version=request.asset_version,
-        backend=compute.name,
-        site=compute.site,
-        spec=spec.model_dump(mode="json"),
-        parameters=dict(request.parameters),
-        announced=False,
-    )
+    run = queued_run(request, spec, backend=compute.name, site=compute.site, announced=False)
     if not await ctx.store.create(run, event_id=event.id):
         existing = await ctx.store.get(RunDocument, request.run_id)
         if existing is None or not existing.history or existing.history[0].event_id != event.id:
@@ -57,7 +45,24 @@ async def on_run_requested(event: Envelope[RunRequested], ctx: HandlerContext) -
     await ctx.store.set_fields(RunDocument, request.run_id, {"announced": True})
 
 
-async def _resolve(ctx: HandlerContext, request: RunRequested) -> tuple[RunSpec | None, str]:
+def queued_run(request: RunRequested, spec: RunSpec, *, backend: str, site: str, announced: bool) -> RunDocument:
+    """The run document an accepted request becomes (also what `gxwf store rebuild` recreates)."""
+    return RunDocument(
+        id=request.run_id,
+        state=RunState.QUEUED,
+        consumer_id=request.consumer_id,
+        transfer_process_id=request.transfer_process_id,
+        asset_id=request.asset_id,
+        asset_version=request.asset_version,
+        backend=backend,
+        site=site,
+        spec=spec.model_dump(mode="json"),
+        parameters=dict(request.parameters),
+        announced=announced,
+    )
+
+
+async def resolve(ctx: HandlerContext, request: RunRequested) -> tuple[RunSpec | None, str]:
     """What the run executes: the catalogue's version of its asset (image, command, resources, limits), never what
     the event says, and only parameters that version declares, none of a reserved name. With ad-hoc runs allowed
     (development and tests), an asset the catalogue does not know runs the event's own spec."""
