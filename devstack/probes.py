@@ -28,6 +28,26 @@ async def http_ok(url: str) -> str | None:
     return None if response.status_code == 200 else f"GET {url}: HTTP {response.status_code}"
 
 
+async def jetstream_cluster(monitor: str, name: str, size: int) -> str | None:
+    """None once the server of `monitor` is in JetStream cluster `name` of `size` servers that has a meta leader
+    (its /jsz), i.e. once the cluster can place replicated streams."""
+    import httpx
+
+    url = f"{monitor}/jsz"
+    async with httpx.AsyncClient(timeout=_TIMEOUT, trust_env=False) as client:
+        try:
+            response = await client.get(url)
+            meta = response.json().get("meta_cluster") or {}
+        except (httpx.HTTPError, ValueError, AttributeError) as error:
+            return f"GET {url}: {error!r}"
+    if meta.get("name") != name or not meta.get("leader"):
+        return f"GET {url}: no JetStream meta leader in cluster {name} yet"
+    # With /healthz (contact with the meta leader) this is each node's own view of the whole cluster.
+    if meta.get("cluster_size") != size:
+        return f"GET {url}: cluster {name} of {meta.get('cluster_size')} servers, not {size}"
+    return None
+
+
 async def mongo_ping(url: str) -> str | None:
     from pymongo import AsyncMongoClient
     from pymongo.errors import PyMongoError
