@@ -14,10 +14,8 @@ from typing import Any
 import httpx
 import nats
 import pytest
-from nats.aio.client import Client
-from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
-from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
+from nats.js.errors import ServiceUnavailableError
 
 from devstack import EmbeddedStack, StackEndpoints, StackError
 from events.permissions import connect_options
@@ -27,7 +25,7 @@ from events.subjects import DLQ_STREAM, LOG_STREAM, STREAM
 from gxwf.runtime import prepare_streams
 from gxwf.settings import Settings
 from gxwf.stack_users import nats_users
-from tests.devstack.helpers import child_pids
+from tests.devstack.helpers import child_pids, connect, node_of, publish_until_acked
 
 
 @pytest.fixture
@@ -50,41 +48,6 @@ def varz(monitor: str) -> dict[str, Any]:
     response.raise_for_status()
     found: dict[str, Any] = response.json()
     return found
-
-
-async def connect(url: str, first: int) -> Client:
-    """A client of the cluster given every node, trying node `first` (0-based) first."""
-    options = connect_options(url)
-    servers = options.pop("servers")
-    servers = servers[first:] + servers[:first]
-    return await nats.connect(servers=servers, dont_randomize=True, reconnect_time_wait=0.2, **options)
-
-
-def node_of(nc: Client, cluster: StackEndpoints) -> int:
-    """The 0-based node the client is connected to."""
-    assert nc.connected_url is not None
-    ports = [int(server.rsplit(":", 1)[1]) for server in nats_servers(cluster.nats)]
-    return ports.index(nc.connected_url.port or 0)
-
-
-async def publish_until_acked(js: JetStreamContext, subject: str, data: bytes, msg_id: str) -> int:
-    """Publish as a careful client does while the cluster fails over: again on no answer (same message id, so
-    JetStream keeps one). Returns the stream sequence."""
-    deadline = asyncio.get_running_loop().time() + 60
-    while True:
-        try:
-            ack = await js.publish(subject, data, timeout=2, headers={"Nats-Msg-Id": msg_id})
-            return ack.seq
-        except (
-            TimeoutError,
-            nats.errors.TimeoutError,
-            nats.errors.NoRespondersError,
-            NoStreamResponseError,
-            ServiceUnavailableError,
-        ):
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            await asyncio.sleep(0.2)
 
 
 async def test_every_node_is_in_one_cluster_on_loopback(cluster: StackEndpoints) -> None:
