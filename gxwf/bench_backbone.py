@@ -27,19 +27,14 @@ from adapters.mongo_store import MongoStateStore
 from events.bus import Bus
 from events.delivery import DeliveryPolicy
 from events.envelope import Envelope, new_event
-from events.payloads.common import Payload
 from events.permissions import connect_options
 from events.streams import ensure_streams
+from gxwf.bench_backbone_worker import Tick
 from gxwf.settings import Settings
 from schemas.documents import utcnow
 from schemas.run import RunDocument, RunState
 
 LATENCY_SAMPLES = 200
-
-
-class Tick(Payload):
-    doc_id: str
-    sent: float
 
 
 @dataclass
