@@ -90,7 +90,6 @@ class DashboardService:
     async def start(self) -> str:
         listener = self._served.bind()
         self.nc = await nats.connect(
-            self.servers.nats,
             name="gxwf-dashboard",
             connect_timeout=5,
             max_reconnect_attempts=-1,

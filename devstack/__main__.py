@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mongo-url", help="use this MongoDB-wire server instead of starting one")
     parser.add_argument("--s3-endpoint", help="use this S3 endpoint instead of starting one")
     parser.add_argument("--s3-bucket", default="gxwf", help="bucket created in the embedded S3 (default gxwf)")
+    parser.add_argument(
+        "--nats-nodes", type=int, default=1, help="NATS servers, as one JetStream cluster when more than 1 (default 1)"
+    )
     parser.add_argument("--ready-timeout", type=float, default=60.0, help="seconds per server (default 60)")
     args = parser.parse_args(argv)
     return asyncio.run(
@@ -30,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
             s3_endpoint=args.s3_endpoint,
             s3_bucket=args.s3_bucket,
             ready_timeout=args.ready_timeout,
+            nats_nodes=args.nats_nodes,
         )
     )
 

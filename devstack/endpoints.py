@@ -21,6 +21,8 @@ class StackEndpoints:
     nats_users: dict[str, str] = field(default_factory=dict)
     # The embedded S3's keys; None for an outside server.
     s3_credentials: S3Keys | None = None
+    # Each embedded NATS node's monitoring URL (`nats_monitor` is the first's); `nats` lists their client URLs.
+    nats_monitors: list[str] = field(default_factory=list)
 
     @property
     def s3_access_key(self) -> str | None:
@@ -39,6 +41,7 @@ class StackEndpoints:
         return {
             "nats": self.nats,
             "nats_monitor": self.nats_monitor,
+            "nats_monitors": list(self.nats_monitors),
             "nats_users": dict(self.nats_users),
             "mongo": self.mongo,
             "s3": self.s3,
@@ -60,6 +63,9 @@ class StackEndpoints:
             users = data.get("nats_users") or {}
             if not isinstance(users, Mapping):
                 raise TypeError("nats_users")
+            monitors = data.get("nats_monitors") or []
+            if not isinstance(monitors, list):
+                raise TypeError("nats_monitors")
             keys = data.get("s3_credentials")
             if keys is not None and not isinstance(keys, Mapping):
                 raise TypeError("s3_credentials")
@@ -72,6 +78,7 @@ class StackEndpoints:
                 pids={str(role): int(pid) for role, pid in pids.items()},
                 nats_users={str(user): str(url) for user, url in users.items()},
                 s3_credentials=S3Keys(_text(keys, "access_key"), _text(keys, "secret_key")) if keys else None,
+                nats_monitors=[str(monitor) for monitor in monitors],
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"not a stack endpoints document: bad or missing {error}") from None

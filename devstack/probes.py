@@ -28,6 +28,33 @@ async def http_ok(url: str) -> str | None:
     return None if response.status_code == 200 else f"GET {url}: HTTP {response.status_code}"
 
 
+async def jetstream_cluster(monitor: str, name: str, size: int) -> str | None:
+    """None once the server of `monitor` is in JetStream cluster `name` of `size` servers that has a meta leader,
+    and every stream it holds has a leader (its /jsz): the cluster can place streams and answers for its own."""
+    import httpx
+
+    url = f"{monitor}/jsz?accounts=true&streams=true"
+    async with httpx.AsyncClient(timeout=_TIMEOUT, trust_env=False) as client:
+        try:
+            found = (await client.get(url)).json()
+            meta = found.get("meta_cluster") or {}
+            streams = [
+                stream
+                for account in found.get("account_details") or []
+                for stream in account.get("stream_detail") or []
+            ]
+        except (httpx.HTTPError, ValueError, AttributeError, KeyError, TypeError) as error:
+            return f"GET {url}: {error!r}"
+    if meta.get("name") != name or not meta.get("leader"):
+        return f"GET {url}: no JetStream meta leader in cluster {name} yet"
+    # With /healthz (contact with the meta leader) this is each node's own view of the whole cluster.
+    if meta.get("cluster_size") != size:
+        return f"GET {url}: cluster {name} of {meta.get('cluster_size')} servers, not {size}"
+    # After a restart: the streams this node holds answer only once each has elected its leader again.
+    leaderless = [str(stream.get("name")) for stream in streams if not (stream.get("cluster") or {}).get("leader")]
+    return f"GET {url}: streams without a leader yet: {', '.join(leaderless)}" if leaderless else None
+
+
 async def mongo_ping(url: str) -> str | None:
     from pymongo import AsyncMongoClient
     from pymongo.errors import PyMongoError

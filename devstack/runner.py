@@ -26,7 +26,11 @@ async def run_stack(state_dir: Path, **kwargs: Any) -> int:
     stopped before everything was ready. stack.json is removed on a clean stop, so its presence means
     running (or killed without a chance to clean up: check the pids).
     """
-    stack = EmbeddedStack(state_dir, **kwargs)
+    try:
+        stack = EmbeddedStack(state_dir, **kwargs)
+    except StackError as error:
+        _say(f"error: {error}")
+        return 1
     signals = StopSignals()
     signals.install()
     try:
@@ -75,15 +79,21 @@ def _remove(path: Path) -> None:
 
 def _report(stack: EmbeddedStack, endpoints: StackEndpoints, stack_file: Path) -> None:
     _say(f"stack ready in {stack.startup_seconds or 0.0:.1f}s")
-    rows = [
-        ("nats", endpoints.nats, f"monitor {endpoints.nats_monitor}" if endpoints.nats_monitor else ""),
-        ("mongo", endpoints.mongo, ""),
-        ("s3", endpoints.s3, f"bucket {endpoints.s3_bucket}"),
-    ]
+    nats_urls = endpoints.nats.split(",")
+    if len(nats_urls) > 1 and len(endpoints.nats_monitors) == len(nats_urls):
+        # The nodes of the embedded cluster, each on its own line.
+        nats_rows = [
+            (f"nats-{node}", url, f"monitor {monitor}")
+            for node, (url, monitor) in enumerate(zip(nats_urls, endpoints.nats_monitors, strict=True), start=1)
+        ]
+    else:
+        nats_rows = [("nats", endpoints.nats, f"monitor {endpoints.nats_monitor}" if endpoints.nats_monitor else "")]
+    rows = [*nats_rows, ("mongo", endpoints.mongo, ""), ("s3", endpoints.s3, f"bucket {endpoints.s3_bucket}")]
     for role, url, extra in rows:
         pid = endpoints.pids.get(role)
         origin = f"pid {pid}" if pid is not None else "external"
-        _say(f"  {role:<5} {without_user(url)}  {extra}  ({origin})".replace("    ", "  "))
+        shown = ",".join(without_user(part) for part in url.split(","))
+        _say(f"  {role:<7} {shown}  {extra}  ({origin})".replace("    ", "  "))
     _say(f"endpoints and credentials in {stack_file}; Ctrl-C or SIGTERM stops the stack")
 
 

@@ -10,6 +10,7 @@ import shutil
 import signal
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -33,8 +34,9 @@ from devstack.process import ServerProcess
 class ServerSpec(ABC):
     """One kind of server. `home` is STATE_DIR/<name>: its data, config and working directory."""
 
-    name: ClassVar[str]  # data directory, log file and messages
-    role: ClassVar[str]  # what it is to callers: the key in StackEndpoints.pids
+    # Plain attributes, not ClassVars: one kind may run as several servers (the nodes of a NATS cluster).
+    name: str  # data directory, log file and messages
+    role: str  # what it is to callers: the key in StackEndpoints.pids
     program: ClassVar[str]
     port_count: ClassVar[int]
     stop_grace: ClassVar[float] = 10.0
@@ -59,26 +61,76 @@ class ServerSpec(ABC):
         """Called once before the server is started, for set-up that needs the server itself running."""
 
 
+@dataclass(frozen=True)
+class NatsCluster:
+    """The plan of a JetStream cluster on loopback, fixed before any node starts: each node is told the
+    route port of every node. Routes are a way in too: a route must give the cluster's own credentials."""
+
+    size: int
+    route_ports: tuple[int, ...]
+    route_password: str
+    name: str = "gxwf"
+    route_user: str = "route"
+
+    @classmethod
+    def plan(cls, credentials: StackCredentials, size: int) -> NatsCluster:
+        return cls(size, tuple(reserve_ports(size)), credentials.secret("nats-cluster:route"))
+
+    def node_name(self, node: int) -> str:
+        return f"nats-{node}"
+
+    def block(self, node: int) -> dict[str, object]:
+        """The `cluster` section of node `node`'s configuration (nodes count from 1)."""
+        credentials = f"{self.route_user}:{self.route_password}"
+        return {
+            "name": self.name,
+            "listen": f"{LOOPBACK}:{self.route_ports[node - 1]}",
+            "authorization": {"user": self.route_user, "password": self.route_password},
+            # Every node, itself included (nats-server recognises and skips itself): one list for all.
+            "routes": [f"nats-route://{credentials}@{LOOPBACK}:{port}" for port in self.route_ports],
+            # Clients are given every node; announced ones would come without the credentials of the given.
+            "no_advertise": True,
+        }
+
+
 class NatsServer(ServerSpec):
+    """One NATS server with JetStream; with `cluster`, node `node` of that cluster (STATE_DIR/nats-<node>)."""
+
     name = "nats"
     role = "nats"
     program = "nats-server"
     port_count = 2  # clients, monitoring
 
-    def __init__(self, credentials: StackCredentials, users: Sequence[NatsUser] = ()) -> None:
+    def __init__(
+        self,
+        credentials: StackCredentials,
+        users: Sequence[NatsUser] = (),
+        *,
+        cluster: NatsCluster | None = None,
+        node: int = 1,
+    ) -> None:
         self.users = [NatsUser(ADMIN), *(user for user in users if user.name != ADMIN)]
         self.credentials = credentials
+        self.cluster = cluster
+        self.node = node
+        if cluster is not None:
+            self.name = self.role = cluster.node_name(node)
         # Made now, so that the caller saves them before anything uses them.
         for user in self.users:
             nats_password(credentials, user.name)
 
     def prepare(self, home: Path, ports: Sequence[int]) -> None:
         super().prepare(home, ports)
-        # Only the users: ports and the rest stay command-line flags. The format is a superset of JSON.
+        # Only the users (and a cluster's names and routes): ports and the rest stay command-line flags. The
+        # format is a superset of JSON.
         authorization = {
             "users": [user.authorization(nats_password(self.credentials, user.name)) for user in self.users]
         }
-        write_private(home / "nats.conf", json.dumps({"authorization": authorization}, indent=2) + "\n")
+        config: dict[str, object] = {"authorization": authorization}
+        if self.cluster is not None:
+            # JetStream in a cluster tells its peers apart by server name: the same on every start of a node.
+            config |= {"server_name": self.name, "cluster": self.cluster.block(self.node)}
+        write_private(home / "nats.conf", json.dumps(config, indent=2) + "\n")
 
     def argv(self, executable: str, home: Path, ports: Sequence[int]) -> list[str]:
         # The monitoring port listens on the -a address too; nats-server has no flag for it.
@@ -100,7 +152,12 @@ class NatsServer(ServerSpec):
 
     async def probe(self, ports: Sequence[int]) -> str | None:
         # /healthz answers 200 only once JetStream is up, not merely the client port.
-        return await probes.http_ok(f"{self.monitor_url(ports)}/healthz")
+        if (failure := await probes.http_ok(f"{self.monitor_url(ports)}/healthz")) is not None:
+            return failure
+        if self.cluster is None:
+            return None
+        # A node alone answers /healthz too: ready means the cluster formed and has a JetStream meta leader.
+        return await probes.jetstream_cluster(self.monitor_url(ports), self.cluster.name, self.cluster.size)
 
 
 class SecantusServer(ServerSpec):

@@ -21,10 +21,13 @@ from devstack.endpoints import StackEndpoints
 from devstack.errors import StackError
 from devstack.launcher import RunningServer, launch
 from devstack.process import describe_exit
-from devstack.servers import NatsServer, SeaweedServer, SecantusServer, ServerSpec
+from devstack.servers import NatsCluster, NatsServer, SeaweedServer, SecantusServer, ServerSpec
 from devstack.signals import StopSignals
 
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# Raft wants an odd count to be worth its nodes; beyond 7 a loopback cluster only burns the machine.
+MAX_NATS_NODES = 7
+_NATS_NODE_DIR = re.compile(r"nats-([0-9]+)")
 
 
 class EmbeddedStack:
@@ -39,6 +42,10 @@ class EmbeddedStack:
     (mode 0600) and reused afterwards: NATS has the unrestricted user `admin` plus `nats_users` with their
     permissions, the MongoDB-wire server the users of devstack.access, S3 one identity. The endpoints carry them:
     URLs with `user:password@`, the S3 keys beside the S3 URL.
+
+    `nats_nodes` > 1 starts that many NATS servers as one JetStream cluster (STATE_DIR/nats-1, nats-2, ...;
+    one node keeps STATE_DIR/nats), and every NATS URL of the endpoints lists every node, comma-separated.
+    A state directory keeps the node count it was first started with.
     """
 
     def __init__(
@@ -53,7 +60,10 @@ class EmbeddedStack:
         ports: Mapping[str, int] | None = None,
         binaries: Mapping[str, str | Path] | None = None,
         nats_users: Sequence[NatsUser] = (),
+        nats_nodes: int = 1,
     ) -> None:
+        if not 1 <= nats_nodes <= MAX_NATS_NODES:
+            raise StackError(f"invalid NATS node count {nats_nodes}: 1 to {MAX_NATS_NODES}")
         if not _BUCKET_NAME.fullmatch(s3_bucket):
             raise StackError(
                 f"invalid S3 bucket name {s3_bucket!r}: 3 to 63 lower-case letters, digits, dots and hyphens"
@@ -67,6 +77,7 @@ class EmbeddedStack:
         self._ports = dict(ports or {})
         self._binaries = {role: str(path) for role, path in (binaries or {}).items()}
         self._nats_users = tuple(nats_users)
+        self._nats_nodes = nats_nodes
         self._servers: list[RunningServer] = []
         self._endpoints: StackEndpoints | None = None
         self._active_dir: Path | None = None
@@ -93,10 +104,14 @@ class EmbeddedStack:
             raise StackError("the stack is already running")
         began = time.monotonic()
         # Before any directory or process exists: a missing program is the most common first-run error.
-        executables = {kind.role: self._binaries.get(kind.role) or find_binary(kind.program) for kind in self._kinds()}
+        executables = {
+            kind.program: self._binaries.get(kind.role) or find_binary(kind.program) for kind in self._kinds()
+        }
         state_dir = self._open_state_dir()
         tasks: list[asyncio.Task[RunningServer]] = []
         try:
+            if self._nats_url is None and self._state_dir is not None:
+                _check_nats_layout(state_dir, self._nats_nodes)
             credentials = StackCredentials.load(state_dir)
             specs = self._specs(credentials)
             credentials.save()
@@ -104,7 +119,7 @@ class EmbeddedStack:
                 for spec in specs:
                     coroutine = launch(
                         spec,
-                        executable=executables[spec.role],
+                        executable=executables[spec.program],
                         state_dir=state_dir,
                         ready_timeout=self._ready_timeout,
                         fixed_port=self._ports.get(spec.role),
@@ -173,8 +188,12 @@ class EmbeddedStack:
 
     def _specs(self, credentials: StackCredentials) -> list[ServerSpec]:
         specs: list[ServerSpec] = []
-        if self._nats_url is None:
+        if self._nats_url is None and self._nats_nodes == 1:
             specs.append(NatsServer(credentials, self._nats_users))
+        elif self._nats_url is None:
+            cluster = NatsCluster.plan(credentials, self._nats_nodes)
+            nodes = range(1, self._nats_nodes + 1)
+            specs.extend(NatsServer(credentials, self._nats_users, cluster=cluster, node=node) for node in nodes)
         if self._mongo_url is None:
             specs.append(SecantusServer(credentials))
         if self._s3_endpoint is None:
@@ -183,23 +202,27 @@ class EmbeddedStack:
 
     def _describe(self) -> StackEndpoints:
         running = {server.spec.role: server for server in self._servers}
-        nats = running.get("nats")
         mongo = running.get("mongo")
         s3 = running.get("s3")
-        monitor = None
+        nodes = [(server.spec, server.ports) for server in self._servers if isinstance(server.spec, NatsServer)]
+        monitors = [spec.monitor_url(ports) for spec, ports in nodes]
         nats_url = str(self._nats_url)
         nats_users: dict[str, str] = {}
-        if nats is not None and isinstance(nats.spec, NatsServer):
-            monitor = nats.spec.monitor_url(nats.ports)
-            nats_url = nats.spec.user_url(nats.ports, ADMIN)
-            nats_users = {user.name: nats.spec.user_url(nats.ports, user.name) for user in nats.spec.users}
+        if nodes:
+            # Every node's URL, comma-separated (as the nats CLI's --server takes them): clients fail over.
+            def urls(user: str) -> str:
+                return ",".join(spec.user_url(ports, user) for spec, ports in nodes)
+
+            nats_url = urls(ADMIN)
+            nats_users = {user.name: urls(user.name) for user in nodes[0][0].users}
         mongo_url = str(self._mongo_url)
         if mongo is not None and isinstance(mongo.spec, SecantusServer):
             mongo_url = mongo.spec.user_url(mongo.ports, MONGO_APP)
         keys = s3.spec.keys if s3 is not None and isinstance(s3.spec, SeaweedServer) else None
         return StackEndpoints(
             nats=nats_url,
-            nats_monitor=monitor,
+            nats_monitor=monitors[0] if monitors else None,
+            nats_monitors=monitors,
             mongo=mongo_url,
             s3=s3.url if s3 is not None else str(self._s3_endpoint),
             s3_bucket=self._s3_bucket,
@@ -247,6 +270,24 @@ class EmbeddedStack:
     async def _stop_servers(servers: list[RunningServer]) -> None:
         for server in reversed(servers):
             await server.stop()
+
+
+def _check_nats_layout(state_dir: Path, nodes: int) -> None:
+    """Refuse to start `nodes` NATS servers on JetStream data written by another count: a single server's
+    streams are not a cluster's, and a cluster's nodes expect their peers back."""
+    single = (state_dir / NatsServer.name / "jetstream").is_dir()
+    clustered = sorted(
+        int(match.group(1))
+        for entry in state_dir.glob("nats-*")
+        if (match := _NATS_NODE_DIR.fullmatch(entry.name)) and (entry / "jetstream").is_dir()
+    )
+    found = len(clustered) if clustered else (1 if single else 0)
+    if found and (found != nodes or (single and clustered)):
+        where = f"{state_dir}/nats" if not clustered else f"{state_dir}/nats-1..{clustered[-1]}"
+        raise StackError(
+            f"state directory {state_dir} holds the JetStream data of {found} NATS node{'s' if found > 1 else ''} "
+            f"({where}), not {nodes}: start it with --nats-nodes {found}, or use another state directory"
+        )
 
 
 def _single(error: BaseException) -> BaseException:

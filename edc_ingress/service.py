@@ -63,7 +63,6 @@ class IngressService:
     async def start(self) -> str:
         # Reconnect for ever: while NATS is away the ingress answers 503 (EDC retries) and /readyz says so.
         self.nc = await nats.connect(
-            self.nats_url,
             name="gxwf-edc-ingress",
             connect_timeout=5,
             max_reconnect_attempts=-1,

@@ -14,6 +14,8 @@ import structlog
 from faststream import AckPolicy
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, NatsMessage, PullSub
 from faststream.nats.annotations import NatsMessage as NatsMessageParam
+from faststream.nats.security import NatsToken
+from faststream.security import SASLPlaintext
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import DeliverPolicy
 
@@ -39,15 +41,25 @@ DLQ_JSTREAM = JStream(DLQ_STREAM, declare=False)
 EventHandler = Callable[[Envelope[Any]], Awaitable[None]]
 
 
+def _broker_options(nats_url: str) -> dict[str, Any]:
+    """`connect_options` in FastStream's terms: the credentials as its `security`."""
+    options = connect_options(nats_url)
+    user, password, token = (options.pop(key, None) for key in ("user", "password", "token"))
+    if user is not None:
+        options["security"] = SASLPlaintext(username=user, password=password or "")
+    elif token is not None:
+        options["security"] = NatsToken(token)
+    return options
+
+
 class Bus:
     """A FastStream NATS broker with our delivery policy, plus typed publishing of envelopes."""
 
     def __init__(self, nats_url: str, policy: DeliveryPolicy | None = None, *, name: str = "gxwf") -> None:
         self.policy = policy or DeliveryPolicy()
         self.broker = NatsBroker(
-            nats_url,
             name=name,
-            **connect_options(nats_url),
+            **_broker_options(nats_url),
             middlewares=[DeadLetterMiddleware(self.policy, self._publish_dead_letter)],
             ack_policy=AckPolicy.NACK_ON_ERROR,
             description="gaiax-workflows event bus",

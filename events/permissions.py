@@ -19,8 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import unquote, urlsplit
 
+from events.servers import credentials, nats_servers, without_credentials
 from events.subjects import DLQ_STREAM, LOG_STREAM, RUN_REQUESTED, RUN_STOP_REQUESTED, STREAM, STREAM_SUBJECTS
 
 INBOX: Final = "_INBOX"
@@ -87,7 +87,8 @@ COMPONENTS: Final[dict[str, BusPermissions]] = {
 
 def manages_streams(url: str) -> bool:
     """Whether the user of `url` may create and update streams: not one of the restricted components' users."""
-    rules = COMPONENTS.get(unquote(urlsplit(url).username or ""))
+    found = credentials(url)
+    rules = COMPONENTS.get(found[0] if found else "")
     return rules is None or rules.publish is None
 
 
@@ -96,10 +97,22 @@ def inbox_prefix(user: str) -> str:
 
 
 def connect_options(url: str) -> dict[str, Any]:
-    """nats.connect / NatsBroker options for `url`: a URL naming a user gets that user's own inbox prefix."""
-    user = unquote(urlsplit(url).username or "")
+    """nats.connect / NatsBroker options for `url`, one server or a comma-separated list: `servers`, the
+    credentials, and for a URL naming a user that user's own inbox prefix.
+
+    The credentials go as options, not inside each server URL: the client also tries the servers a cluster
+    announces (INFO connect_urls), and would try those without them.
+    """
+    options: dict[str, Any] = {"servers": [without_credentials(server) for server in nats_servers(url)]}
+    found = credentials(url)
+    if found is None:
+        return options
+    user, password = found
+    options |= {"token": user} if password is None else {"user": user, "password": password}
     # A name that is no subject token (an outside server's user may be called anything) keeps the default inbox.
-    return {"inbox_prefix": inbox_prefix(user)} if _TOKEN.fullmatch(user) else {}
+    if password is not None and _TOKEN.fullmatch(user):
+        options["inbox_prefix"] = inbox_prefix(user)
+    return options
 
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")

@@ -9,6 +9,7 @@ from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from events.servers import nats_servers
 from events.subjects import (
     DLQ_PREFIX,
     DLQ_STREAM,
@@ -31,7 +32,18 @@ class StreamSettings:
     # Live logs are a convenience while runs run: the archive in the object store is the record.
     log_max_age_days: float = 7.0
     log_max_bytes: int = 4 * 2**30
+    # Copies of each stream on the servers of a cluster (1 on a single server); see `replicas_for`.
     replicas: int = 1
+
+
+# Three copies survive the loss of one server with a quorum left; more only cost writes.
+MAX_DEFAULT_REPLICAS = 3
+
+
+def replicas_for(nats_url: str, configured: int | None = None) -> int:
+    """The streams' replica count: `configured` (GXWF_STREAM_REPLICAS), else one per server listed in the NATS
+    URL up to three. A cluster reached through one URL needs the setting."""
+    return configured if configured is not None else min(MAX_DEFAULT_REPLICAS, len(nats_servers(nats_url)))
 
 
 def stream_configs(settings: StreamSettings) -> list[StreamConfig]:
@@ -77,7 +89,8 @@ def stream_configs(settings: StreamSettings) -> list[StreamConfig]:
 
 
 async def ensure_streams(js: JetStreamContext, settings: StreamSettings | None = None) -> None:
-    """Create the streams, or bring an existing one to this configuration (idempotent, at every start)."""
+    """Create the streams, or bring an existing one to this configuration (idempotent, at every start). On a
+    cluster that includes the replica count: JetStream scales an existing stream's copies up or down."""
     for config in stream_configs(settings or StreamSettings()):
         try:
             await js.stream_info(config.name or "")

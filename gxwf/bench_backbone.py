@@ -27,18 +27,14 @@ from adapters.mongo_store import MongoStateStore
 from events.bus import Bus
 from events.delivery import DeliveryPolicy
 from events.envelope import Envelope, new_event
-from events.payloads.common import Payload
+from events.permissions import connect_options
 from events.streams import ensure_streams
+from gxwf.bench_backbone_worker import Tick
 from gxwf.settings import Settings
 from schemas.documents import utcnow
 from schemas.run import RunDocument, RunState
 
 LATENCY_SAMPLES = 200
-
-
-class Tick(Payload):
-    doc_id: str
-    sent: float
 
 
 @dataclass
@@ -213,7 +209,7 @@ async def run_benchmark(settings: Settings, n: int, *, console: Console) -> list
     from gxwf.stack_users import bench_stack
 
     async with bench_stack(settings) as eps:
-        nc = await nats.connect(eps.nats)
+        nc = await nats.connect(**connect_options(eps.nats))
         js = nc.jetstream()
         await ensure_streams(js)
         database = f"bench_{uuid.uuid4().hex[:8]}"

@@ -34,6 +34,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from rich.console import Console
 from rich.table import Table
 
+from events.permissions import connect_options
 from events.streams import ensure_streams
 from events.subjects import STREAM
 from gxwf.settings import Settings
@@ -231,7 +232,7 @@ async def run_benchmark(
 
     token, admin = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
     async with bench_stack(settings) as eps:
-        nc = await nats.connect(eps.nats)
+        nc = await nats.connect(**connect_options(eps.nats))
         js = nc.jetstream()
         await ensure_streams(js)
         port = free_port()

@@ -27,6 +27,7 @@ from fastapi import FastAPI, Response
 from rich.console import Console
 from rich.table import Table
 
+from events.permissions import connect_options
 from events.streams import ensure_streams
 from gxwf.settings import Settings
 from http_serving.server import free_port
@@ -226,7 +227,7 @@ async def run_benchmark(
     key = secrets.token_urlsafe(24)
     database = f"bench_{uuid.uuid4().hex[:8]}"
     async with bench_stack(settings) as eps:
-        nc = await nats.connect(eps.nats)
+        nc = await nats.connect(**connect_options(eps.nats))
         await ensure_streams(nc.jetstream())
         env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")}
         env |= {"GXWF_NATS_URL": eps.nats_for("edc_ingress"), "GXWF_MONGO_URL": eps.mongo, "GXWF_S3_ENDPOINT": eps.s3}

@@ -33,7 +33,7 @@ from events.bus import Bus
 from events.delivery import DeliveryPolicy
 from events.envelope import Envelope
 from events.permissions import connect_options, manages_streams
-from events.streams import StreamSettings, ensure_streams
+from events.streams import StreamSettings, ensure_streams, replicas_for
 from gxwf.definitions import load_sites
 from gxwf.endpoints import Endpoints as Endpoints  # re-exported: the composition root hands it out
 from gxwf.errors import UserError
@@ -103,12 +103,14 @@ async def prepare_streams(nats_url: str, settings: Settings) -> None:
     (`gxwf up`, `gxwf stack up`) or the handlers did."""
     if not manages_streams(nats_url):
         return
-    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=3, **connect_options(nats_url))
+    nc = await nats.connect(connect_timeout=5, max_reconnect_attempts=3, **connect_options(nats_url))
     try:
         await ensure_streams(
             nc.jetstream(),
             StreamSettings(
-                duplicate_window_seconds=settings.duplicate_window_seconds, max_bytes=settings.stream_max_bytes
+                duplicate_window_seconds=settings.duplicate_window_seconds,
+                max_bytes=settings.stream_max_bytes,
+                replicas=replicas_for(nats_url, settings.stream_replicas),
             ),
         )
     finally:

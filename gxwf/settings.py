@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     # The WF event stream's size limit; when full, publishes are refused (the EDC ingress answers 503) and no
     # acknowledged event is dropped.
     stream_max_bytes: int = Field(default=8 * 2**30, ge=1024 * 1024)
+    # Copies of each stream in a NATS cluster; unset: one per server listed in GXWF_NATS_URL, up to 3.
+    stream_replicas: int | None = Field(default=None, ge=1, le=5)
+    # The embedded NATS servers `gxwf up` and `gxwf stack up` start (one JetStream cluster when more than 1).
+    nats_nodes: int = Field(default=1, ge=1, le=7)
     watch_interval_seconds: float = Field(default=0.25, gt=0)
     dispatch_interval_seconds: float = Field(default=0.25, gt=0)
     # How soon a run that started running gets its live log followed into the log stream.

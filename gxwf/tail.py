@@ -204,7 +204,7 @@ async def tail(
         if filters:
             sources.append((stream, filters, sorted(filters) == sorted(held)))
 
-    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=-1, **connect_options(nats_url))
+    nc = await nats.connect(connect_timeout=5, max_reconnect_attempts=-1, **connect_options(nats_url))
     queue: asyncio.Queue[tuple[int, Msg]] = asyncio.Queue()
     merge: TimeMerge[Tailed] = TimeMerge(len(sources))
     newest: deque[Tailed] | None = deque(maxlen=last) if last is not None else None

@@ -59,7 +59,6 @@ class TenantGatewayService:
         await self.store.ensure_indexes()
         await self.objects.ensure_bucket()
         self.nc = await nats.connect(
-            self.servers.nats,
             name="gxwf-tenant-gateway",
             connect_timeout=5,
             max_reconnect_attempts=-1,

@@ -148,7 +148,6 @@ class WorkflowApiService:
         await self.objects.ensure_bucket()
         # Reconnect for ever: while NATS is away starts and stops answer 503 and /readyz says so.
         self.nc = await nats.connect(
-            servers.nats,
             name="gxwf-workflow-api",
             connect_timeout=5,
             max_reconnect_attempts=-1,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
@@ -17,12 +19,44 @@ bench_app = typer.Typer(help="Benchmarks that print figures.", no_args_is_help=T
 @bench_app.command("backbone")
 def bench_backbone(
     events: Annotated[int, typer.Option("--events", min=10, max=1_000_000, help="Events per measurement.")] = 2000,
+    nats_nodes: Annotated[
+        int | None,
+        typer.Option(
+            "--nats-nodes",
+            help="Also on an N-node JetStream cluster (streams at min(3, N) replicas), beside a single server.",
+            show_default=False,
+        ),
+    ] = None,
+    replicas: Annotated[
+        str | None,
+        typer.Option(
+            "--replicas",
+            help="Replica processes sharing the durable consumer, comma-separated (e.g. 1,2,4): throughput and p99 "
+            "for each, and how throughput grows with them.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Also print the figures as one JSON object, last.")] = False,
 ) -> None:
-    """Events/s and publish-to-handled latency through the pipeline, beside raw nats-py on the same servers."""
-    from gxwf.bench_backbone import run_benchmark
+    """Events/s and publish-to-handled latency through the pipeline, beside raw nats-py on the same servers; with
+    --nats-nodes or --replicas, the bus path on one server and on a cluster, with replicas sharing the work."""
+    if nats_nodes is None and replicas is None:
+        from gxwf.bench_backbone import run_benchmark
 
-    settings = load_settings()
-    asyncio.run(run_benchmark(settings, events, console=Console()))
+        settings = load_settings()
+        rows = asyncio.run(run_benchmark(settings, events, console=Console()))
+        if as_json:
+            print(json.dumps({"events": events, "rows": [asdict(row) for row in rows]}))
+        return
+    from gxwf.bench_backbone_scaling import parse_replicas, run_scaling
+    from gxwf.commands.up import MAX_NATS_NODES
+
+    counts = parse_replicas(replicas or "1")
+    nodes = 1 if nats_nodes is None else nats_nodes
+    if not 1 <= nodes <= MAX_NATS_NODES:
+        raise UserError(f"--nats-nodes {nodes}: give 1 to {MAX_NATS_NODES} NATS servers")
+    load_settings()  # logging as configured
+    asyncio.run(run_scaling(nodes, counts, events, console=Console(), as_json=as_json))
 
 
 @bench_app.command("ingress")

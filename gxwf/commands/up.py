@@ -19,6 +19,8 @@ from gxwf.errors import UserError
 from gxwf.program import program
 from gxwf.settings import Settings, load_settings
 
+MAX_NATS_NODES = 7  # devstack.stack.MAX_NATS_NODES, kept here so that --help imports no server code
+
 if TYPE_CHECKING:
     from devstack import EmbeddedStack
     from gxwf.endpoints import Component, Endpoints
@@ -29,6 +31,28 @@ StateDir = Annotated[
     Path | None,
     typer.Option("--state-dir", help="Where servers keep data and endpoints.json (default .gxwf)."),
 ]
+
+
+NatsNodes = Annotated[
+    int | None,
+    typer.Option(
+        "--nats-nodes",
+        help="NATS servers to start, as one JetStream cluster with every stream on min(3, N) of them "
+        "(1 to 7; default GXWF_NATS_NODES, else 1). A state directory keeps its first count.",
+        show_default=False,
+    ),
+]
+
+
+def with_nats_nodes(settings: Settings, nats_nodes: int | None) -> Settings:
+    """The settings with --nats-nodes, checked here so a bad count is one line, not a usage box."""
+    if nats_nodes is None:
+        return settings
+    if not 1 <= nats_nodes <= MAX_NATS_NODES:
+        raise UserError(f"--nats-nodes {nats_nodes}: give 1 to {MAX_NATS_NODES} NATS servers")
+    if settings.nats_url is not None and nats_nodes > 1:
+        raise UserError("--nats-nodes: only for the embedded NATS servers, and GXWF_NATS_URL names a server to use")
+    return settings.model_copy(update={"nats_nodes": nats_nodes})
 
 
 ShowSecrets = Annotated[
@@ -53,19 +77,24 @@ def embedded_stack(settings: Settings) -> EmbeddedStack:
         s3_endpoint=settings.s3_endpoint,
         s3_bucket=settings.s3_bucket,
         nats_users=nats_users(),
+        nats_nodes=settings.nats_nodes if settings.nats_url is None else 1,
     )
 
 
 def shown_url(url: str | None) -> str | None:
-    """`url` without the password of its `user:password@`, for output."""
+    """`url` without the password of its `user:password@`, for output; each of a comma-separated list."""
     from urllib.parse import urlsplit, urlunsplit
 
     if not url:
         return url
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{parts.netloc.rpartition('@')[2]}"))
+
+    def masked(one: str) -> str:
+        parts = urlsplit(one)
+        if parts.password is None:
+            return one
+        return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{parts.netloc.rpartition('@')[2]}"))
+
+    return ",".join(masked(one) for one in url.split(","))
 
 
 def up(
@@ -88,6 +117,7 @@ def up(
         ),
     ] = "0.15",
     show_secrets: ShowSecrets = False,
+    nats_nodes: NatsNodes = None,
     slurm: Annotated[
         bool,
         typer.Option(
@@ -106,7 +136,7 @@ def up(
         raise UserError(f"--edc-version {edc_version}: {error}") from None
     if edc_version != "0.15" and not demo:
         raise UserError("--edc-version: only with --demo (it chooses the demo's simulated connector)")
-    settings = load_settings(state_dir)
+    settings = with_nats_nodes(load_settings(state_dir), nats_nodes)
     if slurm:
         from gxwf.slurm_local import check_installed
 
@@ -233,6 +263,8 @@ async def _start_everything(
     table = Table(title="gaiax-workflows is up", show_header=False)
     for key in ("nats", "mongo", "s3"):
         table.add_row(key, written[key] if show_secrets else shown_url(written[key]))
+    if len(eps.nats_monitors) > 1:
+        table.add_row("nats nodes", nats_nodes_summary(eps, settings))
     for key, value in endpoints.items():
         table.add_row(key, value or "[dim]not in this version[/dim]")
     table.add_row("endpoints file", f"{path} (mode 0600: URLs with credentials, S3 keys, each component's NATS user)")
@@ -275,10 +307,23 @@ async def _start_everything(
     return True
 
 
+def nats_nodes_summary(eps: Any, settings: Settings) -> str:
+    """The embedded JetStream cluster in one line: its nodes (client and monitoring URL) and the streams' copies."""
+    from events.servers import nats_servers, without_credentials
+    from events.streams import replicas_for
+
+    nodes = [
+        f"nats-{node} {without_credentials(url)} (monitor {monitor})"
+        for node, (url, monitor) in enumerate(zip(nats_servers(eps.nats), eps.nats_monitors, strict=True), start=1)
+    ]
+    replicas = replicas_for(eps.nats, settings.stream_replicas)
+    return f"{len(nodes)} in JetStream cluster gxwf, streams at {replicas} replicas: " + ", ".join(nodes)
+
+
 @stack_app.command("up")
-def stack_up(state_dir: StateDir = None, show_secrets: ShowSecrets = False) -> None:
+def stack_up(state_dir: StateDir = None, show_secrets: ShowSecrets = False, nats_nodes: NatsNodes = None) -> None:
     """Start only the servers; their URLs and credentials go to STATE_DIR/endpoints.json (mode 0600)."""
-    settings = load_settings(state_dir)
+    settings = with_nats_nodes(load_settings(state_dir), nats_nodes)
 
     async def main() -> None:
         from gxwf.endpoints import stack_values, write_endpoints
@@ -296,7 +341,10 @@ def stack_up(state_dir: StateDir = None, show_secrets: ShowSecrets = False) -> N
             await prepare_streams(eps.nats, settings)
             if not show_secrets:
                 values = {key: shown_url(values[key]) for key in ("nats", "mongo", "s3")} | {"credentials": str(path)}
-            print(json.dumps({**values, "pids": eps.pids}), flush=True)
+            nodes = {"nats_nodes": len(eps.nats_monitors)} if eps.nats_monitors else {}
+            print(json.dumps({**values, **nodes, "pids": eps.pids}), flush=True)
+            if len(eps.nats_monitors) > 1:
+                console.print(f"nats nodes: {nats_nodes_summary(eps, settings)}", markup=False)
 
         await serve_until_signalled(start, stack=stack)
 

@@ -65,7 +65,7 @@ async def _connect(url: str, errors: list[Exception] | None = None) -> Client:
         if errors is not None:
             errors.append(error)
 
-    return await nats.connect(url, connect_timeout=2, allow_reconnect=False, error_cb=collect, **connect_options(url))
+    return await nats.connect(connect_timeout=2, allow_reconnect=False, error_cb=collect, **connect_options(url))
 
 
 @pytest.mark.parametrize("how", ["no credentials", "wrong password", "unknown user"])
