@@ -29,6 +29,7 @@ from adapters.mongo_leases import MongoLeases
 from adapters.mongo_store import MongoStateStore
 from adapters.s3_objects import S3ObjectStore
 from adapters.slurm_compute import SlurmJobBackend
+from adapters.unreachable import server_unreachable
 from events.bus import Bus
 from events.delivery import DeliveryPolicy
 from events.envelope import Envelope
@@ -73,6 +74,7 @@ def delivery_policy(settings: Settings) -> DeliveryPolicy:
         backoff=tuple(settings.backoff_seconds),
         ack_wait=settings.ack_wait_seconds,
         concurrency=settings.handler_concurrency,
+        unreachable=server_unreachable,
     )
 
 
@@ -283,11 +285,19 @@ class HandlerService:
         self._loops.append(asyncio.create_task(self._every(interval, loop, declared.name), name=declared.name))
 
     async def _every(self, interval: float, loop: Loop, name: str) -> None:
+        failing = False
         while True:
             try:
                 await loop.pass_once()
             except Exception as error:  # a transient store or bus error must not end the loop
-                log.warning("periodic pass failed", step=name, error=repr(error))
+                # Said once while a server is away, not at every pass; other failures every time.
+                if not (failing and server_unreachable(error)):
+                    log.warning("periodic pass failed", step=name, error=repr(error))
+                failing = server_unreachable(error)
+            else:
+                if failing:
+                    log.info("periodic pass works again", step=name)
+                failing = False
             await asyncio.sleep(interval)
 
     async def stop(self) -> None:

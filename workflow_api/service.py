@@ -33,6 +33,7 @@ from adapters.tenant_gateway_client import (
     TenantGateway,
 )
 from events.permissions import connect_options
+from events.reconnect import reconnecting
 from http_serving.server import ListenError, Served
 from ports.events import EventSink
 from ports.logs import LogReader
@@ -151,8 +152,8 @@ class WorkflowApiService:
             servers.nats,
             name="gxwf-workflow-api",
             connect_timeout=5,
-            max_reconnect_attempts=-1,
             **connect_options(servers.nats),
+            **reconnecting("workflow-api"),
         )
         return self._context(
             store=self.store,
