@@ -271,11 +271,12 @@ class HandlerService:
         return site.consumer_quota if site is not None else ConsumerQuota()
 
     async def readiness(self) -> dict[str, str]:
-        """What /readyz reports: subscribers started, NATS connected, MongoDB answering."""
+        """What /readyz reports: subscribers started, NATS connected, MongoDB and S3 answering."""
         checks = {"handlers": "ok" if self.ready.is_set() else "starting"}
         connection = self.bus.broker.config.connection_state.connection if self.bus else None
         checks["nats"] = "ok" if connection is not None and connection.is_connected else "disconnected"
         checks["mongo"] = await self.store.health()
+        checks["s3"] = await self.objects.health()
         return checks
 
     def _start_loop(self, declared: Periodic, ctx: HandlerContext) -> None:
@@ -312,7 +313,11 @@ class HandlerService:
         for loop in self._running:
             await _bounded(loop.close(), f"closing {type(loop).__name__}")
         if self.bus is not None:
-            await _bounded(self.bus.broker.stop(), "stopping the subscribers (handlers still busy)")
+            stopped = await _bounded(self.bus.broker.stop(), "stopping the subscribers (handlers still busy)")
+            connection = self.bus.broker.config.connection_state.connection
+            if not stopped and connection is not None:
+                # Its drain needs the server; without one the connection would go on reconnecting.
+                await _bounded(connection.close(), "closing the NATS connection")
         if self.edc is not None:
             await self.edc.close()
         if self.kubernetes is not None:
@@ -348,8 +353,17 @@ def _gateway_key(settings: Settings) -> str:
 _STOP_SECONDS = 10.0
 
 
-async def _bounded(step: Awaitable[Any], what: str) -> None:
+async def _bounded(step: Awaitable[Any], what: str) -> bool:
+    """Whether `step` finished. A step that fails does not stop the others; one that failed only because a server
+    is away (a stop after the embedded stack gave up on it) says nothing: that was said already."""
     try:
         await asyncio.wait_for(step, _STOP_SECONDS)
     except TimeoutError:
         log.warning("stop step abandoned after its time", step=what, seconds=_STOP_SECONDS)
+        return False
+    except Exception as error:
+        inner = error.exceptions if isinstance(error, ExceptionGroup) else (error,)
+        if not all(server_unreachable(one) for one in inner):
+            log.warning("stop step failed", step=what, error=repr(error))
+        return False
+    return True

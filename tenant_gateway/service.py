@@ -52,6 +52,7 @@ class TenantGatewayService:
     async def readiness(self) -> dict[str, str]:
         checks = {"nats": "ok" if self.nc is not None and self.nc.is_connected else "disconnected"}
         checks["mongo"] = await self.store.health()
+        checks["s3"] = await self.objects.health()
         return checks
 
     async def start(self) -> str:

@@ -96,6 +96,8 @@ class WorkflowApiService:
         assert self.store is not None
         checks = {"nats": "ok" if self.nc is not None and self.nc.is_connected else "disconnected"}
         checks["mongo"] = await self.store.health()
+        if self.objects is not None:
+            checks["s3"] = await self.objects.health()
         return checks
 
     def _context(
