@@ -29,6 +29,7 @@ from adapters.mongo_leases import MongoLeases
 from adapters.mongo_store import MongoStateStore
 from adapters.s3_objects import S3ObjectStore
 from adapters.slurm_compute import SlurmJobBackend
+from adapters.unreachable import server_unreachable
 from events.bus import Bus
 from events.delivery import DeliveryPolicy
 from events.envelope import Envelope
@@ -73,6 +74,7 @@ def delivery_policy(settings: Settings) -> DeliveryPolicy:
         backoff=tuple(settings.backoff_seconds),
         ack_wait=settings.ack_wait_seconds,
         concurrency=settings.handler_concurrency,
+        unreachable=server_unreachable,
     )
 
 
@@ -271,11 +273,12 @@ class HandlerService:
         return site.consumer_quota if site is not None else ConsumerQuota()
 
     async def readiness(self) -> dict[str, str]:
-        """What /readyz reports: subscribers started, NATS connected, MongoDB answering."""
+        """What /readyz reports: subscribers started, NATS connected, MongoDB and S3 answering."""
         checks = {"handlers": "ok" if self.ready.is_set() else "starting"}
         connection = self.bus.broker.config.connection_state.connection if self.bus else None
         checks["nats"] = "ok" if connection is not None and connection.is_connected else "disconnected"
         checks["mongo"] = await self.store.health()
+        checks["s3"] = await self.objects.health()
         return checks
 
     def _start_loop(self, declared: Periodic, ctx: HandlerContext) -> None:
@@ -285,11 +288,19 @@ class HandlerService:
         self._loops.append(asyncio.create_task(self._every(interval, loop, declared.name), name=declared.name))
 
     async def _every(self, interval: float, loop: Loop, name: str) -> None:
+        failing = False
         while True:
             try:
                 await loop.pass_once()
             except Exception as error:  # a transient store or bus error must not end the loop
-                log.warning("periodic pass failed", step=name, error=repr(error))
+                # Said once while a server is away, not at every pass; other failures every time.
+                if not (failing and server_unreachable(error)):
+                    log.warning("periodic pass failed", step=name, error=repr(error))
+                failing = server_unreachable(error)
+            else:
+                if failing:
+                    log.info("periodic pass works again", step=name)
+                failing = False
             await asyncio.sleep(interval)
 
     async def stop(self) -> None:
@@ -304,7 +315,11 @@ class HandlerService:
         for loop in self._running:
             await _bounded(loop.close(), f"closing {type(loop).__name__}")
         if self.bus is not None:
-            await _bounded(self.bus.broker.stop(), "stopping the subscribers (handlers still busy)")
+            stopped = await _bounded(self.bus.broker.stop(), "stopping the subscribers (handlers still busy)")
+            connection = self.bus.broker.config.connection_state.connection
+            if not stopped and connection is not None:
+                # Its drain needs the server; without one the connection would go on reconnecting.
+                await _bounded(connection.close(), "closing the NATS connection")
         if self.edc is not None:
             await self.edc.close()
         if self.kubernetes is not None:
@@ -340,8 +355,17 @@ def _gateway_key(settings: Settings) -> str:
 _STOP_SECONDS = 10.0
 
 
-async def _bounded(step: Awaitable[Any], what: str) -> None:
+async def _bounded(step: Awaitable[Any], what: str) -> bool:
+    """Whether `step` finished. A step that fails does not stop the others; one that failed only because a server
+    is away (a stop after the embedded stack gave up on it) says nothing: that was said already."""
     try:
         await asyncio.wait_for(step, _STOP_SECONDS)
     except TimeoutError:
         log.warning("stop step abandoned after its time", step=what, seconds=_STOP_SECONDS)
+        return False
+    except Exception as error:
+        inner = error.exceptions if isinstance(error, ExceptionGroup) else (error,)
+        if not all(server_unreachable(one) for one in inner):
+            log.warning("stop step failed", step=what, error=repr(error))
+        return False
+    return True
