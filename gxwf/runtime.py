@@ -16,6 +16,7 @@ import structlog
 
 from adapters.edc_client import HttpEdcClient, ManagementLookup
 from adapters.faults import ConfiguredFaults
+from adapters.fencing import FencedCompute, FencedEvents, FencedLogSink, LeaseGuard
 from adapters.jetstream_logs import JetStreamLogSink
 from adapters.kube_deployments import KubernetesDeploymentBackend
 from adapters.kube_manifests import WorkflowApiImage
@@ -25,6 +26,7 @@ from adapters.local_compute import LocalProcessBackend
 from adapters.local_deployments import LocalDeploymentBackend
 from adapters.mongo_assets import MongoAssetCatalogue
 from adapters.mongo_call_log import MongoEdcCallLog
+from adapters.mongo_fencing import MongoFencedStore
 from adapters.mongo_leases import MongoLeases
 from adapters.mongo_store import MongoStateStore
 from adapters.s3_objects import S3ObjectStore
@@ -43,6 +45,7 @@ from handlers.declare import Loop, Periodic, source_of
 from handlers.subscriptions import HandlerFn, for_groups, periodic_for_groups
 from ports.compute import ComputeBackend
 from ports.deployments import DeploymentBackend
+from ports.leases import LeaseLost
 from schemas.connectors import ConnectorRegistry
 from schemas.sites import ConsumerQuota
 
@@ -200,6 +203,7 @@ class HandlerService:
         self.bus: Bus | None = None
         self._running: list[Loop] = []
         self._loops: list[asyncio.Task[None]] = []
+        self._guards: list[LeaseGuard] = []
         self.ready = asyncio.Event()
 
     async def start(self) -> None:
@@ -238,7 +242,7 @@ class HandlerService:
         # The live-log stream is reachable only once the broker is connected.
         loop_ctx = replace(ctx, logs=JetStreamLogSink(js)) if js is not None else ctx
         for declared in periodic_for_groups(self.groups):
-            self._start_loop(declared, loop_ctx.acting_as(source_of(declared.name)))
+            self._start_loop(declared, self._fenced(loop_ctx).acting_as(source_of(declared.name)))
         self.ready.set()
         log.info("handlers started", groups=sorted(self.groups) if self.groups else "all")
 
@@ -276,6 +280,19 @@ class HandlerService:
         checks["mongo"] = await self.store.health()
         return checks
 
+    def _fenced(self, ctx: HandlerContext) -> HandlerContext:
+        """The loop's own lease guard, and its writes through views that check it (adapters/fencing.py)."""
+        guard = LeaseGuard(MongoLeases(self.store.db))
+        self._guards.append(guard)
+        return replace(
+            ctx,
+            leases=guard,
+            store=MongoFencedStore(self.store, guard),
+            events=FencedEvents(ctx.events, guard),
+            compute=FencedCompute(ctx.compute, guard) if ctx.compute is not None else None,
+            logs=FencedLogSink(ctx.logs, guard) if ctx.logs is not None else None,
+        )
+
     def _start_loop(self, declared: Periodic, ctx: HandlerContext) -> None:
         interval = float(getattr(self.settings, declared.interval))
         loop = declared.start(ctx)
@@ -286,6 +303,9 @@ class HandlerService:
         while True:
             try:
                 await loop.pass_once()
+            except LeaseLost as lost:
+                # Another replica acts now: this pass's remaining writes are not ours to make.
+                log.info("periodic pass ended: its lease was lost", step=name, reason=str(lost))
             except Exception as error:  # a transient store or bus error must not end the loop
                 log.warning("periodic pass failed", step=name, error=repr(error))
             await asyncio.sleep(interval)
@@ -301,6 +321,9 @@ class HandlerService:
         # it again (to this service's next start or another replica). A stop must never hang a pod's shutdown.
         for loop in self._running:
             await _bounded(loop.close(), f"closing {type(loop).__name__}")
+        # Handed over at once rather than at expiry: a rolling restart does not leave the dispatcher idle.
+        for guard in self._guards:
+            await _bounded(guard.release_all(), "releasing the leases")
         if self.bus is not None:
             await _bounded(self.bus.broker.stop(), "stopping the subscribers (handlers still busy)")
         if self.edc is not None:
