@@ -24,6 +24,7 @@ pass asks for the lease again.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 from events.envelope import Envelope
@@ -42,6 +43,10 @@ class LeaseGuard:
     def __init__(self, leases: Leases) -> None:
         self.leases = leases
         self.taken: dict[str, Lease] = {}
+        # What this loop did under each lease and epoch, for the replica's figures: acts allowed, the wall-clock
+        # time of the last one (taken when its check passed), and writes refused.
+        self.acts: dict[tuple[str, int], tuple[int, datetime]] = {}
+        self.refused = 0
 
     async def hold(self, name: str, holder: str, ttl_seconds: float) -> Lease | None:
         lease = await self.leases.hold(name, holder, ttl_seconds)
@@ -70,6 +75,7 @@ class LeaseGuard:
         """LeaseLost when a lease's local deadline has passed: no round trip."""
         for lease in self.taken.values():
             if lease.expired():
+                self.refused += 1
                 raise LeaseLost(lease, "expired before this write")
 
     async def check(self) -> None:
@@ -77,7 +83,15 @@ class LeaseGuard:
         self.check_local()
         for lease in list(self.taken.values()):
             if not await self.leases.confirm(lease):
+                self.refused += 1
                 raise LeaseLost(lease, "is another holder's now")
+        self.acted()
+
+    def acted(self) -> None:
+        now = datetime.now(UTC)
+        for lease in self.taken.values():
+            count, _ = self.acts.get((lease.name, lease.epoch), (0, now))
+            self.acts[(lease.name, lease.epoch)] = (count + 1, now)
 
 
 class FencedStore:

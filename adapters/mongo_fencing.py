@@ -1,8 +1,9 @@
 """Fenced writes on MongoDB: the lease check is part of the write.
 
 Each write of a loop that holds a lease runs in a transaction that first updates the lease document on the
-condition that it still names this holder with this epoch (counting the write into `fenced_writes`), then makes
-the write. Not matched: the transaction is aborted and the write refused (LeaseLost). Matched: the transaction
+condition that it still names this holder with this epoch (counting the write into `writes.<epoch>` and its time
+into `last_write.<epoch>`, which an operator or a test compares with `taken_at`), then makes the write. Not
+matched: the transaction is aborted and the write refused (LeaseLost). Matched: the transaction
 holds the lease document, so a takeover (which updates that document) waits until this write committed or was
 aborted: no write of the old holder can land after its successor took the lease. A paused process holding such a
 transaction open delays the takeover until the server aborts the transaction (its transaction lifetime limit);
@@ -22,7 +23,7 @@ from adapters.fencing import LeaseGuard
 from adapters.mongo_store import MongoStateStore
 from ports.leases import LeaseLost
 from ports.store import D, TransitionResult
-from schemas.documents import StatefulDocument
+from schemas.documents import StatefulDocument, utcnow
 
 T = TypeVar("T")
 
@@ -43,15 +44,18 @@ class MongoFencedStore:
             for lease in taken:
                 touched = await self.leases.update_one(
                     {"_id": lease.name, "holder": lease.holder, "epoch": lease.epoch},
-                    {"$inc": {"fenced_writes": 1}},
+                    {"$inc": {f"writes.{lease.epoch}": 1}, "$max": {f"last_write.{lease.epoch}": utcnow()}},
                     session=session,
                 )
                 if touched.matched_count != 1:
+                    self.guard.refused += 1
                     raise LeaseLost(lease, "is another holder's now")
             return await write(session)
 
         async with self.store.client.start_session() as session:
-            return await session.with_transaction(in_transaction)
+            done = await session.with_transaction(in_transaction)
+        self.guard.acted()
+        return done
 
     async def create(self, doc: StatefulDocument, *, event_id: str) -> bool:
         return await self._fenced(lambda session: self.store.create(doc, event_id=event_id, session=session))

@@ -25,19 +25,16 @@ class MongoLeases:
     async def hold(self, name: str, holder: str, ttl_seconds: float) -> Lease | None:
         asked_at = time.monotonic()
         now = utcnow()
+        same = {"$eq": ["$holder", {"$literal": holder}]}
         try:
             doc = await self.coll.find_one_and_update(
                 {"_id": name, "$or": [{"holder": holder}, {"expires_at": {"$lt": now}}]},
                 [
                     {
                         "$set": {
-                            "epoch": {
-                                "$cond": [
-                                    {"$eq": ["$holder", {"$literal": holder}]},
-                                    "$epoch",
-                                    {"$add": [{"$ifNull": ["$epoch", 0]}, 1]},
-                                ]
-                            },
+                            "epoch": {"$cond": [same, "$epoch", {"$add": [{"$ifNull": ["$epoch", 0]}, 1]}]},
+                            # When this epoch began: what a fenced write's time is compared with.
+                            "taken_at": {"$cond": [same, "$taken_at", {"$literal": now}]},
                             "holder": {"$literal": holder},
                             "expires_at": {"$literal": now + timedelta(seconds=ttl_seconds)},
                         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 import uuid
@@ -28,6 +29,7 @@ from adapters.mongo_assets import MongoAssetCatalogue
 from adapters.mongo_call_log import MongoEdcCallLog
 from adapters.mongo_fencing import MongoFencedStore
 from adapters.mongo_leases import MongoLeases
+from adapters.mongo_replica_stats import MongoReplicaStats
 from adapters.mongo_store import MongoStateStore
 from adapters.s3_objects import S3ObjectStore
 from adapters.slurm_compute import SlurmJobBackend
@@ -39,6 +41,8 @@ from events.streams import StreamSettings, ensure_streams
 from gxwf.definitions import load_sites
 from gxwf.endpoints import Endpoints as Endpoints  # re-exported: the composition root hands it out
 from gxwf.errors import UserError
+from gxwf.replica_stats import ReplicaFigures
+from gxwf.replicas import replica_label
 from gxwf.settings import Settings
 from handlers.context import HandlerContext, RunLimits
 from handlers.declare import Loop, Periodic, source_of
@@ -83,20 +87,25 @@ async def _unwired(event: Envelope[Any]) -> None:
     raise RuntimeError("handler not wired: this bus was built for documentation only")
 
 
-def _bind(handle: HandlerFn, ctx: HandlerContext) -> Callable[[Envelope[Any]], Awaitable[None]]:
+def _bind(
+    handle: HandlerFn, ctx: HandlerContext, counted: Callable[[], None] | None = None
+) -> Callable[[Envelope[Any]], Awaitable[None]]:
     async def bound(event: Envelope[Any]) -> None:
         await handle(event, ctx)
+        if counted is not None:
+            counted()
 
     return bound
 
 
-def wire(bus: Bus, groups: set[str] | None, ctx: HandlerContext | None) -> Bus:
+def wire(bus: Bus, groups: set[str] | None, ctx: HandlerContext | None, figures: ReplicaFigures | None = None) -> Bus:
     """Declare a durable subscriber per declared subscription of the chosen handler groups; a site's own
     handlers get a durable of that site (`jobs-start-pending-<site>`), so every site sees every event."""
     site = ctx.compute.site if ctx is not None and ctx.compute is not None else None
     for sub in for_groups(groups):
-        handler = _bind(sub.handle, ctx.acting_as(source_of(sub.group))) if ctx is not None else _unwired
         durable = f"{sub.durable}-{site}" if sub.per_site and site else sub.durable
+        counted = functools.partial(figures.handled, durable) if figures is not None else None
+        handler = _bind(sub.handle, ctx.acting_as(source_of(sub.group)), counted) if ctx is not None else _unwired
         bus.subscribe(subject=sub.subject, durable=durable, payload=sub.payload, handler=handler)
     return bus
 
@@ -201,6 +210,10 @@ class HandlerService:
         # Runs on the local backend are staged in from the object store (their uploaded inputs).
         self.local_compute.objects = self.objects
         self.bus: Bus | None = None
+        # Who this process is among the replicas: its leases' holder and its replica_stats document's id.
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.figures = ReplicaFigures(replica_label(), self.holder)
+        self.replica_stats = MongoReplicaStats(self.store.db)
         self._running: list[Loop] = []
         self._loops: list[asyncio.Task[None]] = []
         self._guards: list[LeaseGuard] = []
@@ -224,7 +237,7 @@ class HandlerService:
                 per_site=self.settings.runs_per_site,
                 quota=self.consumer_quota(),
             ),
-            holder=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
+            holder=self.holder,
             edc=self.edc,
             assets=self.assets,
             adhoc_runs=self.settings.adhoc_runs,
@@ -234,7 +247,7 @@ class HandlerService:
             result_retention_days=self.settings.result_retention_days,
             ahead_wait=2.0,
         )
-        wire(bus, self.groups, ctx)
+        wire(bus, self.groups, ctx, self.figures)
         await bus.broker.start()
         await bus.forward_exhausted_deliveries()
         self.bus = bus
@@ -243,6 +256,7 @@ class HandlerService:
         loop_ctx = replace(ctx, logs=JetStreamLogSink(js)) if js is not None else ctx
         for declared in periodic_for_groups(self.groups):
             self._start_loop(declared, self._fenced(loop_ctx).acting_as(source_of(declared.name)))
+        self._loops.append(asyncio.create_task(self._record_figures(), name="replica-stats"))
         self.ready.set()
         log.info("handlers started", groups=sorted(self.groups) if self.groups else "all")
 
@@ -284,6 +298,7 @@ class HandlerService:
         """The loop's own lease guard, and its writes through views that check it (adapters/fencing.py)."""
         guard = LeaseGuard(MongoLeases(self.store.db))
         self._guards.append(guard)
+        self.figures.guards.append(guard)
         return replace(
             ctx,
             leases=guard,
@@ -302,13 +317,22 @@ class HandlerService:
     async def _every(self, interval: float, loop: Loop, name: str) -> None:
         while True:
             try:
-                await loop.pass_once()
+                self.figures.passed(name, await loop.pass_once())
             except LeaseLost as lost:
                 # Another replica acts now: this pass's remaining writes are not ours to make.
+                self.figures.lost(name)
                 log.info("periodic pass ended: its lease was lost", step=name, reason=str(lost))
             except Exception as error:  # a transient store or bus error must not end the loop
                 log.warning("periodic pass failed", step=name, error=repr(error))
             await asyncio.sleep(interval)
+
+    async def _record_figures(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.replica_stats_interval_seconds)
+            try:
+                await self.replica_stats.record(self.holder, self.figures.document())
+            except Exception as error:  # figures are best effort: a store outage must not end the handlers
+                log.debug("replica figures not recorded", error=repr(error))
 
     async def stop(self) -> None:
         self.ready.clear()
@@ -326,6 +350,9 @@ class HandlerService:
             await _bounded(guard.release_all(), "releasing the leases")
         if self.bus is not None:
             await _bounded(self.bus.broker.stop(), "stopping the subscribers (handlers still busy)")
+            # Started: its last figures, with the events its handlers finished while stopping.
+            with contextlib.suppress(Exception):
+                await _bounded(self.replica_stats.record(self.holder, self.figures.document(stopped=True)), "figures")
         if self.edc is not None:
             await self.edc.close()
         if self.kubernetes is not None:
