@@ -1,13 +1,20 @@
-"""Leases in MongoDB: a document per lease whose holder may renew it until it expires."""
+"""Leases in MongoDB: a document per lease whose holder may renew it until it expires.
+
+The document keeps an epoch that grows every time the holder changes (one compare-and-set, so two replicas taking
+an expired lease at once cannot both get the same epoch): what fenced writes are checked against
+(adapters/mongo_fencing.py)."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
+from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from ports.leases import Lease
 from schemas.documents import utcnow
 
 
@@ -15,18 +22,41 @@ class MongoLeases:
     def __init__(self, db: AsyncDatabase[dict[str, Any]], collection: str = "leases") -> None:
         self.coll = db[collection]
 
-    async def hold(self, name: str, holder: str, ttl_seconds: float) -> bool:
+    async def hold(self, name: str, holder: str, ttl_seconds: float) -> Lease | None:
+        asked_at = time.monotonic()
         now = utcnow()
+        same = {"$eq": ["$holder", {"$literal": holder}]}
         try:
-            result = await self.coll.update_one(
+            doc = await self.coll.find_one_and_update(
                 {"_id": name, "$or": [{"holder": holder}, {"expires_at": {"$lt": now}}]},
-                {"$set": {"holder": holder, "expires_at": now + timedelta(seconds=ttl_seconds)}},
+                [
+                    {
+                        "$set": {
+                            "epoch": {"$cond": [same, "$epoch", {"$add": [{"$ifNull": ["$epoch", 0]}, 1]}]},
+                            # When this epoch began: what a fenced write's time is compared with.
+                            "taken_at": {"$cond": [same, "$taken_at", {"$literal": now}]},
+                            "holder": {"$literal": holder},
+                            "expires_at": {"$literal": now + timedelta(seconds=ttl_seconds)},
+                        }
+                    }
+                ],
                 upsert=True,
+                return_document=ReturnDocument.AFTER,
             )
         except DuplicateKeyError:
             # The document exists with another, unexpired holder: the upsert's insert lost the race.
-            return False
-        return result.matched_count == 1 or result.upserted_id is not None
+            return None
+        if doc is None or doc.get("holder") != holder:
+            return None
+        return Lease.taken(name, holder, int(doc.get("epoch") or 0), ttl_seconds, asked_at)
 
     async def held(self, name: str) -> bool:
         return await self.coll.count_documents({"_id": name, "expires_at": {"$gte": utcnow()}}, limit=1) > 0
+
+    async def confirm(self, lease: Lease) -> bool:
+        query = {"_id": lease.name, "holder": lease.holder, "epoch": lease.epoch}
+        return await self.coll.count_documents(query, limit=1) > 0
+
+    async def release(self, name: str, holder: str) -> None:
+        # Expired rather than deleted: the epoch stays, so whoever takes it next gets a greater one.
+        await self.coll.update_one({"_id": name, "holder": holder}, {"$set": {"expires_at": utcnow() - timedelta(1)}})

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import structlog
 from pymongo import ASCENDING, AsyncMongoClient
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -55,13 +56,14 @@ class MongoStateStore:
                 if key in kind.model_fields:
                     await coll.create_index([(key, ASCENDING), ("state", ASCENDING)], name=f"{key}_state")
 
-    async def create(self, doc: StatefulDocument, *, event_id: str) -> bool:
+    # `session`: the writes also take part in a transaction (a fenced write, adapters/mongo_fencing.py).
+    async def create(self, doc: StatefulDocument, *, event_id: str, session: AsyncClientSession | None = None) -> bool:
         type(doc).machine.check(None, doc.state)
         now = utcnow()
         entry = HistoryEntry(from_=None, to=doc.state, at=now, event_id=event_id)
         stored = doc.model_copy(update={"history": [entry], "created_at": now, "updated_at": now})
         try:
-            await self.db[doc.collection].insert_one(stored.to_store())
+            await self.db[doc.collection].insert_one(stored.to_store(), session=session)
         except DuplicateKeyError:
             return False
         return True
@@ -70,12 +72,19 @@ class MongoStateStore:
         raw = await self.db[kind.collection].find_one({"_id": doc_id})
         return kind.from_store(raw) if raw is not None else None
 
-    async def set_fields(self, kind: type[StatefulDocument], doc_id: str, fields: Mapping[str, Any]) -> bool:
+    async def set_fields(
+        self,
+        kind: type[StatefulDocument],
+        doc_id: str,
+        fields: Mapping[str, Any],
+        *,
+        session: AsyncClientSession | None = None,
+    ) -> bool:
         if "state" in fields or "history" in fields:
             raise ValueError("state and history change only through transition()")
         kind.check_fields(fields)
         result = await self.db[kind.collection].update_one(
-            {"_id": doc_id}, {"$set": {**fields, "updated_at": utcnow()}}
+            {"_id": doc_id}, {"$set": {**fields, "updated_at": utcnow()}}, session=session
         )
         return result.matched_count == 1
 
@@ -105,6 +114,7 @@ class MongoStateStore:
         event_id: str,
         reason: str | None = None,
         fields: Mapping[str, Any] | None = None,
+        session: AsyncClientSession | None = None,
     ) -> TransitionResult:
         kind.check_fields(fields or {})
         coll = self.db[kind.collection]
@@ -136,10 +146,13 @@ class MongoStateStore:
                     }
                 }
             ],
+            session=session,
         )
         if result.modified_count == 1:
             return TransitionResult(Outcome.APPLIED, to)
-        current = await coll.find_one({"_id": doc_id}, {"state": 1, "history.event_id": 1, "history.to": 1})
+        current = await coll.find_one(
+            {"_id": doc_id}, {"state": 1, "history.event_id": 1, "history.to": 1}, session=session
+        )
         if current is None:
             return TransitionResult(Outcome.MISSING, None)
         state = str(current["state"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 import uuid
@@ -16,6 +17,7 @@ import structlog
 
 from adapters.edc_client import HttpEdcClient, ManagementLookup
 from adapters.faults import ConfiguredFaults
+from adapters.fencing import FencedCompute, FencedEvents, FencedLogSink, LeaseGuard
 from adapters.jetstream_logs import JetStreamLogSink
 from adapters.kube_deployments import KubernetesDeploymentBackend
 from adapters.kube_manifests import WorkflowApiImage
@@ -25,7 +27,9 @@ from adapters.local_compute import LocalProcessBackend
 from adapters.local_deployments import LocalDeploymentBackend
 from adapters.mongo_assets import MongoAssetCatalogue
 from adapters.mongo_call_log import MongoEdcCallLog
+from adapters.mongo_fencing import MongoFencedStore
 from adapters.mongo_leases import MongoLeases
+from adapters.mongo_replica_stats import MongoReplicaStats
 from adapters.mongo_store import MongoStateStore
 from adapters.s3_objects import S3ObjectStore
 from adapters.slurm_compute import SlurmJobBackend
@@ -38,12 +42,15 @@ from events.streams import StreamSettings, ensure_streams, replicas_for
 from gxwf.definitions import load_sites
 from gxwf.endpoints import Endpoints as Endpoints  # re-exported: the composition root hands it out
 from gxwf.errors import UserError
+from gxwf.replica_stats import ReplicaFigures
+from gxwf.replicas import replica_label
 from gxwf.settings import Settings
 from handlers.context import HandlerContext, RunLimits
 from handlers.declare import Loop, Periodic, source_of
 from handlers.subscriptions import HandlerFn, for_groups, periodic_for_groups
 from ports.compute import ComputeBackend
 from ports.deployments import DeploymentBackend
+from ports.leases import LeaseLost
 from schemas.connectors import ConnectorRegistry
 from schemas.sites import ConsumerQuota
 
@@ -82,20 +89,25 @@ async def _unwired(event: Envelope[Any]) -> None:
     raise RuntimeError("handler not wired: this bus was built for documentation only")
 
 
-def _bind(handle: HandlerFn, ctx: HandlerContext) -> Callable[[Envelope[Any]], Awaitable[None]]:
+def _bind(
+    handle: HandlerFn, ctx: HandlerContext, counted: Callable[[], None] | None = None
+) -> Callable[[Envelope[Any]], Awaitable[None]]:
     async def bound(event: Envelope[Any]) -> None:
         await handle(event, ctx)
+        if counted is not None:
+            counted()
 
     return bound
 
 
-def wire(bus: Bus, groups: set[str] | None, ctx: HandlerContext | None) -> Bus:
+def wire(bus: Bus, groups: set[str] | None, ctx: HandlerContext | None, figures: ReplicaFigures | None = None) -> Bus:
     """Declare a durable subscriber per declared subscription of the chosen handler groups; a site's own
     handlers get a durable of that site (`jobs-start-pending-<site>`), so every site sees every event."""
     site = ctx.compute.site if ctx is not None and ctx.compute is not None else None
     for sub in for_groups(groups):
-        handler = _bind(sub.handle, ctx.acting_as(source_of(sub.group))) if ctx is not None else _unwired
         durable = f"{sub.durable}-{site}" if sub.per_site and site else sub.durable
+        counted = functools.partial(figures.handled, durable) if figures is not None else None
+        handler = _bind(sub.handle, ctx.acting_as(source_of(sub.group)), counted) if ctx is not None else _unwired
         bus.subscribe(subject=sub.subject, durable=durable, payload=sub.payload, handler=handler)
     return bus
 
@@ -202,8 +214,13 @@ class HandlerService:
         # Runs on the local backend are staged in from the object store (their uploaded inputs).
         self.local_compute.objects = self.objects
         self.bus: Bus | None = None
+        # Who this process is among the replicas: its leases' holder and its replica_stats document's id.
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.figures = ReplicaFigures(replica_label(), self.holder)
+        self.replica_stats = MongoReplicaStats(self.store.db)
         self._running: list[Loop] = []
         self._loops: list[asyncio.Task[None]] = []
+        self._guards: list[LeaseGuard] = []
         self.ready = asyncio.Event()
 
     async def start(self) -> None:
@@ -224,7 +241,7 @@ class HandlerService:
                 per_site=self.settings.runs_per_site,
                 quota=self.consumer_quota(),
             ),
-            holder=f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}",
+            holder=self.holder,
             edc=self.edc,
             assets=self.assets,
             adhoc_runs=self.settings.adhoc_runs,
@@ -234,7 +251,7 @@ class HandlerService:
             result_retention_days=self.settings.result_retention_days,
             ahead_wait=2.0,
         )
-        wire(bus, self.groups, ctx)
+        wire(bus, self.groups, ctx, self.figures)
         await bus.broker.start()
         await bus.forward_exhausted_deliveries()
         self.bus = bus
@@ -242,7 +259,8 @@ class HandlerService:
         # The live-log stream is reachable only once the broker is connected.
         loop_ctx = replace(ctx, logs=JetStreamLogSink(js)) if js is not None else ctx
         for declared in periodic_for_groups(self.groups):
-            self._start_loop(declared, loop_ctx.acting_as(source_of(declared.name)))
+            self._start_loop(declared, self._fenced(loop_ctx).acting_as(source_of(declared.name)))
+        self._loops.append(asyncio.create_task(self._record_figures(), name="replica-stats"))
         self.ready.set()
         log.info("handlers started", groups=sorted(self.groups) if self.groups else "all")
 
@@ -281,6 +299,20 @@ class HandlerService:
         checks["s3"] = await self.objects.health()
         return checks
 
+    def _fenced(self, ctx: HandlerContext) -> HandlerContext:
+        """The loop's own lease guard, and its writes through views that check it (adapters/fencing.py)."""
+        guard = LeaseGuard(MongoLeases(self.store.db))
+        self._guards.append(guard)
+        self.figures.guards.append(guard)
+        return replace(
+            ctx,
+            leases=guard,
+            store=MongoFencedStore(self.store, guard),
+            events=FencedEvents(ctx.events, guard),
+            compute=FencedCompute(ctx.compute, guard) if ctx.compute is not None else None,
+            logs=FencedLogSink(ctx.logs, guard) if ctx.logs is not None else None,
+        )
+
     def _start_loop(self, declared: Periodic, ctx: HandlerContext) -> None:
         interval = float(getattr(self.settings, declared.interval))
         loop = declared.start(ctx)
@@ -291,7 +323,11 @@ class HandlerService:
         failing = False
         while True:
             try:
-                await loop.pass_once()
+                self.figures.passed(name, await loop.pass_once())
+            except LeaseLost as lost:
+                # Another replica acts now: this pass's remaining writes are not ours to make.
+                self.figures.lost(name)
+                log.info("periodic pass ended: its lease was lost", step=name, reason=str(lost))
             except Exception as error:  # a transient store or bus error must not end the loop
                 # Said once while a server is away, not at every pass; other failures every time.
                 if not (failing and server_unreachable(error)):
@@ -302,6 +338,14 @@ class HandlerService:
                     log.info("periodic pass works again", step=name)
                 failing = False
             await asyncio.sleep(interval)
+
+    async def _record_figures(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.replica_stats_interval_seconds)
+            try:
+                await self.replica_stats.record(self.holder, self.figures.document())
+            except Exception as error:  # figures are best effort: a store outage must not end the handlers
+                log.debug("replica figures not recorded", error=repr(error))
 
     async def stop(self) -> None:
         self.ready.clear()
@@ -314,12 +358,18 @@ class HandlerService:
         # it again (to this service's next start or another replica). A stop must never hang a pod's shutdown.
         for loop in self._running:
             await _bounded(loop.close(), f"closing {type(loop).__name__}")
+        # Handed over at once rather than at expiry: a rolling restart does not leave the dispatcher idle.
+        for guard in self._guards:
+            await _bounded(guard.release_all(), "releasing the leases")
         if self.bus is not None:
             stopped = await _bounded(self.bus.broker.stop(), "stopping the subscribers (handlers still busy)")
             connection = self.bus.broker.config.connection_state.connection
             if not stopped and connection is not None:
                 # Its drain needs the server; without one the connection would go on reconnecting.
                 await _bounded(connection.close(), "closing the NATS connection")
+            # Started: its last figures, with the events its handlers finished while stopping.
+            with contextlib.suppress(Exception):
+                await _bounded(self.replica_stats.record(self.holder, self.figures.document(stopped=True)), "figures")
         if self.edc is not None:
             await self.edc.close()
         if self.kubernetes is not None:

@@ -105,6 +105,12 @@ class Settings(BaseSettings):
 
     # Where `handlers run --health-port` listens: loopback unless a platform's probes need more.
     health_host: str = "127.0.0.1"
+    # `handlers run --replicas N`: a replica that died more than this many times within the window is given up
+    # on, and the parent stops with one line saying which.
+    replica_restart_limit: int = Field(default=10, ge=0, le=1000)
+    replica_restart_window_seconds: float = Field(default=120.0, gt=0)
+    # How often a replica records its figures (events handled, loop passes) in the store's replica_stats.
+    replica_stats_interval_seconds: float = Field(default=2.0, gt=0)
 
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -34,6 +34,10 @@ def dispatcher_lease(site: str) -> str:
     return f"jobs-dispatcher:{site}"
 
 
+def watcher_lease(site: str) -> str:
+    return f"jobs-watcher:{site}"
+
+
 def log_shipper_lease(site: str) -> str:
     return f"jobs-logs:{site}"
 

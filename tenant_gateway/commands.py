@@ -149,7 +149,7 @@ async def hold(name: str, request: Request, tenant: Tenant = TENANT) -> dict[str
     await _owned_run(context, tenant, name.removeprefix(prefix))
     ttl = min(body.ttl_seconds, float(context.settings.tenant_gateway_presign_max_seconds))
     # Holders are namespaced by tenant: one tenant's WorkflowApi cannot pass for another's.
-    return {"held": await context.leases.hold(name, f"{tenant.deployment_id}/{body.holder}", ttl)}
+    return {"held": await context.leases.hold(name, f"{tenant.deployment_id}/{body.holder}", ttl) is not None}
 
 
 @router.get("/assets/{asset_id}/versions/{version}", summary="One version of a WorkflowAsset")

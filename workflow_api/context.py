@@ -58,7 +58,9 @@ class AssetVersions(Protocol):
 
 
 class LeaseHolder(Protocol):
-    async def hold(self, name: str, holder: str, ttl_seconds: float) -> bool: ...
+    async def hold(self, name: str, holder: str, ttl_seconds: float) -> object:
+        """Truthy when taken or renewed (a lease, or True through the tenant gateway)."""
+        ...
 
 
 @dataclass

@@ -126,6 +126,14 @@ def up(
             "as the site `hpc` (16 CPUs, 2 GPUs); with --demo, a GPU run is placed there.",
         ),
     ] = False,
+    replicas: Annotated[
+        int,
+        typer.Option(
+            "--replicas",
+            help="Run the handlers as this many processes (1-16; `gxwf handlers run --replicas`), their pids in "
+            "STATE_DIR/handlers-replicas.json; 1 runs them inside this process.",
+        ),
+    ] = 1,
 ) -> None:
     """Start the stack (what is not configured externally), every handler, and the HTTP services."""
     from edc_simulator.versions import version
@@ -136,6 +144,9 @@ def up(
         raise UserError(f"--edc-version {edc_version}: {error}") from None
     if edc_version != "0.15" and not demo:
         raise UserError("--edc-version: only with --demo (it chooses the demo's simulated connector)")
+    from gxwf.commands.handlers import check_replicas
+
+    check_replicas(replicas)
     settings = with_nats_nodes(load_settings(state_dir), nats_nodes)
     if slurm:
         from gxwf.slurm_local import check_installed
@@ -145,12 +156,17 @@ def up(
     # Local runs start `python3` from the PATH: this installation's interpreter first, so assets written in
     # Python (the carla_standin stand-in) find the project's modules whichever shell started `gxwf up`.
     os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    if not asyncio.run(_up(settings, demo, show_secrets, edc_version, slurm)):
+    if not asyncio.run(_up(settings, demo, show_secrets, edc_version, slurm, replicas)):
         raise typer.Exit(1)
 
 
 async def _up(
-    settings: Settings, demo: bool, show_secrets: bool, edc_version: str = "0.15", slurm: bool = False
+    settings: Settings,
+    demo: bool,
+    show_secrets: bool,
+    edc_version: str = "0.15",
+    slurm: bool = False,
+    replicas: int = 1,
 ) -> bool:
     """Until signalled; False when the demo failed (everything is stopped by then)."""
     from gxwf.serving import serve_until_signalled
@@ -158,7 +174,7 @@ async def _up(
     stack = embedded_stack(settings)
 
     async def start(services: contextlib.AsyncExitStack) -> bool:
-        return await _start_everything(services, stack, settings, demo, show_secrets, edc_version, slurm)
+        return await _start_everything(services, stack, settings, demo, show_secrets, edc_version, slurm, replicas)
 
     return await serve_until_signalled(start, stack=stack)
 
@@ -171,6 +187,7 @@ async def _start_everything(
     show_secrets: bool,
     edc_version: str = "0.15",
     slurm: bool = False,
+    replicas: int = 1,
 ) -> bool:
     """Each service's stop goes onto `services` as it starts, so a failure midway stops exactly what had
     started, last first. False: the demo failed."""
@@ -183,6 +200,7 @@ async def _start_everything(
     from gxwf.demo_system import DemoSystem
     from gxwf.edc_ingress_setup import KEY_FILE, start_for_up
     from gxwf.endpoints import CREDENTIALS_FILE, Endpoints, stack_values, write_endpoints
+    from gxwf.replicated_handlers import ReplicatedHandlers, start_replicated
     from gxwf.runtime import HandlerService, prepare_streams
     from gxwf.shipped_assets import apply_shipped_if_empty
     from gxwf.simulate import OAUTH2_SETTINGS, oauth2_environment, simulator_management
@@ -248,15 +266,21 @@ async def _start_everything(
     if gateway is not None:
         services.push_async_callback(gateway.stop)
         endpoints["tenant_gateway"] = gateway.url
-    service = HandlerService(
-        settings, servers("handlers"), connectors=ingress.registry, management_lookup=ingress.edc.management_lookup
-    )
-    # Pushed before its start: its stop also undoes a start that failed halfway (streams, loops, clients).
-    services.push_async_callback(service.stop)
-    await service.start()
+    handlers: HandlerService | ReplicatedHandlers
+    if replicas > 1:
+        handlers = await start_replicated(
+            services, settings, servers("handlers"), {**written, **endpoints}, replicas, management=management
+        )
+    else:
+        handlers = service = HandlerService(
+            settings, servers("handlers"), connectors=ingress.registry, management_lookup=ingress.edc.management_lookup
+        )
+        # Pushed before its start: its stop also undoes a start that failed halfway (streams, loops, clients).
+        services.push_async_callback(service.stop)
+        await service.start()
     if cluster is not None:
         await cluster.start_handlers(services, settings, servers("handlers"))
-    applied = await apply_shipped_if_empty(service.assets)
+    applied = await apply_shipped_if_empty(handlers.assets)
     if cluster is not None:
         written["slurm"] = cluster.endpoints()
     path = write_endpoints(settings.state_dir, {**written, **endpoints})
@@ -273,7 +297,7 @@ async def _start_everything(
     if show_secrets and written["s3_credentials"]:
         keys = written["s3_credentials"]
         table.add_row("s3 keys", f"access key {keys['access_key']}, secret key {keys['secret_key']}")
-    table.add_row("handlers", ", ".join(GROUPS))
+    table.add_row("handlers", ", ".join(GROUPS) + (f" ({replicas} replicas)" if replicas > 1 else ""))
     if generated_key is not None:
         header = ingress.registry.connectors[0].api_key_header
         shown_key = generated_key if show_secrets else f"in {state / KEY_FILE}"
@@ -284,18 +308,18 @@ async def _start_everything(
     if cluster is not None:
         table.add_row(f"site {cluster.site} (slurm)", cluster.summary())
     console.print(table)
-    if demo and service.bus is not None and connector is not None:
+    if demo and handlers.bus is not None and connector is not None:
         system = DemoSystem(
             # The operator's view: the unrestricted user, like `gxwf events tail`.
             nats_url=eps.nats,
-            bus=service.bus,
-            store=service.store,
-            assets=service.assets,
+            bus=handlers.bus,
+            store=handlers.store,
+            assets=handlers.assets,
             ingress_url=str(ingress.url),
             connector=ingress.registry.connectors[0],
             dashboard_url=endpoints["dashboard"],
             state_dir=settings.state_dir,
-            site=service.compute.site,
+            site=handlers.site if isinstance(handlers, ReplicatedHandlers) else handlers.compute.site,
         )
         try:
             await play_demo(console, system, connector, gpu_site=cluster.site if cluster is not None else None)

@@ -119,6 +119,8 @@ async def dispatch_once(ctx: HandlerContext) -> int:
             queued.append(run)
     admitted = 0
     for run in pick_fair(queued, active, ctx.limits, held):
+        # Where a rehearsal holds the dispatcher mid-pass, under its lease (the fencing tests pause it there).
+        await ctx.faults.reach("jobs.before_admit")
         pending_id = attempt_fact_id(run.id, RunPending, run.attempt)
         result = await ctx.store.transition(RunDocument, run.id, RunState.PENDING, event_id=pending_id)
         if not result.settled:

@@ -16,6 +16,7 @@ import structlog
 from events.subjects import LOG_CHUNK_BYTES
 from handlers.context import HandlerContext
 from handlers.declare import every_loop
+from ports.leases import LeaseLost
 from ports.logs import LogSink
 from schemas.names import log_shipper_lease
 from schemas.run import RunDocument, RunState
@@ -61,7 +62,9 @@ class LogShipper:
             if task.done():
                 del self.follows[key]
                 shipped = 0
-                if not task.cancelled() and (error := task.exception()) is not None:
+                if not task.cancelled() and isinstance(task.exception(), LeaseLost):
+                    log.info("log follow ended: the lease moved", run_id=key[0], attempt=key[1])
+                elif not task.cancelled() and (error := task.exception()) is not None:
                     log.warning("log follow failed; it starts again", run_id=key[0], attempt=key[1], error=repr(error))
                 elif not task.cancelled():
                     shipped = task.result()

@@ -1,8 +1,13 @@
 """The watcher: compare admitted runs with their workloads and report what the backend knows.
 
-It publishes facts with ids derived from the run, so every replica may watch: JetStream drops the
-duplicates and the tracker applies each fact once. A run is never left pending or running after its
-workload is gone, and neither phase lasts longer than its time limit.
+One replica watches a site at a time (a lease), so N replicas do not ask the backend N times about every run.
+It publishes facts with ids derived from the run, so two watchers during a handover report a fact once:
+JetStream drops the duplicates and the tracker applies each fact once. A run is never left pending or running
+after its workload is gone, and neither phase lasts longer than its time limit.
+
+A run pending for long without a start is announced again (the same derived id): a dispatcher that recorded the
+admission and then died or lost its lease (fencing refuses its publish) before announcing it would otherwise
+leave it pending for ever.
 """
 
 from __future__ import annotations
@@ -13,14 +18,28 @@ import structlog
 
 from events.envelope import utcnow
 from events.payloads.common import Payload
-from events.payloads.run import RetryPolicy, RunFailed, RunRetrying, RunStopped, RunSucceeded, RunTimedOut
+from events.payloads.run import (
+    RetryPolicy,
+    RunFailed,
+    RunPending,
+    RunRetrying,
+    RunStopped,
+    RunSucceeded,
+    RunTimedOut,
+)
 from handlers.context import HandlerContext
 from handlers.declare import every
 from handlers.jobs.ids import attempt_fact_id
 from ports.compute import WorkloadPhase, WorkloadStatus
+from schemas.names import watcher_lease
 from schemas.run import RunDocument, RunState
 
 log = structlog.get_logger("gxwf.jobs.watch")
+LEASE_SECONDS = 10.0
+# A run pending this long has its admission announced again, in the first second of every such period (the
+# start handler normally takes it within milliseconds; its event in a dead replica's hands comes back after the
+# ack wait anyway).
+REANNOUNCE_SECONDS = 15.0
 
 
 def _entered(run: RunDocument, state: str, default: float) -> float:
@@ -87,6 +106,8 @@ def _retry(run: RunDocument, status: WorkloadStatus, reason: str) -> RunRetrying
 async def reconcile_once(ctx: HandlerContext, *, limit: int = 500) -> int:
     """One pass over this backend's pending and running runs; returns how many facts it reported."""
     compute = ctx.require_compute()
+    if ctx.leases is not None and not await ctx.leases.hold(watcher_lease(compute.site), ctx.holder, LEASE_SECONDS):
+        return 0
     reported = 0
     runs = await ctx.store.find(
         RunDocument,
@@ -119,6 +140,8 @@ async def reconcile_once(ctx: HandlerContext, *, limit: int = 500) -> int:
                 verdict = RunTimedOut(
                     run_id=run.id, consumer_id=run.consumer_id, phase="pending", limit_seconds=pending_limit
                 )
+            elif waited >= REANNOUNCE_SECONDS and waited % REANNOUNCE_SECONDS < 1.0:
+                await _announce_again(ctx, run)
         if verdict is None:
             continue
         if isinstance(verdict, RunTimedOut):
@@ -131,3 +154,20 @@ async def reconcile_once(ctx: HandlerContext, *, limit: int = 500) -> int:
         )
         reported += 1
     return reported
+
+
+async def _announce_again(ctx: HandlerContext, run: RunDocument) -> None:
+    """The run's wf.run.pending once more, with the id its dispatcher gave it: dropped by JetStream when it is
+    there already."""
+    compute = ctx.require_compute()
+    pending_id = attempt_fact_id(run.id, RunPending, run.attempt)
+    # Caused by what the dispatcher named: the transition before the admission.
+    admitted = max((i for i, h in enumerate(run.history) if h.to == RunState.PENDING), default=0)
+    await ctx.emit(
+        RunPending(
+            run_id=run.id, consumer_id=run.consumer_id, backend=compute.name, site=compute.site, attempt=run.attempt
+        ),
+        about=run.id,
+        cause=run.history[admitted - 1].event_id if admitted > 0 else None,
+        event_id=pending_id,
+    )
