@@ -99,14 +99,18 @@ class Injector:
         self.pause_seconds = pause_seconds
         self.began = began
         self.recovery_timeout = recovery_timeout
-        roles = set(servers.roles())
         self.kinds = tuple(
-            k
-            for k in kinds
-            if (k in (REPLICA_KILL, REPLICA_PAUSE) and replicas.replicas) or _SERVER_ROLE.get(k) in roles
+            k for k in kinds if (k in (REPLICA_KILL, REPLICA_PAUSE) and replicas.replicas) or self._roles(k)
         )
         self.records: list[FaultRecord] = []
         self._deck: list[str] = []
+
+    def _roles(self, kind: str) -> list[str]:
+        """The servers a kind of fault may hit: any one NATS node of a cluster, the store, the object store."""
+        wanted = _SERVER_ROLE.get(kind)
+        if wanted is None:
+            return []
+        return [r for r in self.servers.roles() if r == wanted or (wanted == "nats" and r.startswith("nats-"))]
 
     def next_kind(self) -> str:
         """Every kind once in a shuffled round before any repeats: a short run still meets each of them."""
@@ -129,7 +133,7 @@ class Injector:
                     back = await self.replicas.pause(replica, self.pause_seconds)
                     detail = f"SIGSTOP for {self.pause_seconds:g}s"
             else:
-                role = _SERVER_ROLE[kind]
+                role = self.rng.choice(self._roles(kind))
                 target = f"{role} (pid {self.servers.pid(role)})"
                 kill = kind == NATS_KILL
                 back = await self.servers.restart(role, kill=kill)

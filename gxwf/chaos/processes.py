@@ -128,7 +128,8 @@ class Replica(ServiceProcess):
         self.index = index
         self.health_port = reserve_ports(1)[0]
         argv = gxwf_argv("handlers", "run", "--state-dir", str(state_dir), "--health-port", str(self.health_port))
-        super().__init__(f"handlers-{index}", argv, env, log_dir, "handlers ready")
+        # Its number as a replicas parent would give it: the `replica` label of its figures.
+        super().__init__(f"handlers-{index}", argv, {**env, "GXWF_REPLICA": str(index)}, log_dir, "handlers ready")
         # Events handled, summed over the incarnations this replica had (a restart starts its counters at 0).
         self.handled_before = 0
         self.handled_now = 0

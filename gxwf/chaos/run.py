@@ -29,7 +29,7 @@ from gxwf.chaos.checks import Checker
 from gxwf.chaos.faults import KINDS, Injector, Progress
 from gxwf.chaos.processes import ReplicaSet, ServiceProcess, gxwf_argv
 from gxwf.chaos.report import Report
-from gxwf.chaos.servers import StackServers
+from gxwf.chaos.servers import CHAOS_RESTARTS, StackServers
 from gxwf.chaos.workload import Workload, register_asset
 from gxwf.edc_ingress_setup import generated_api_key
 from gxwf.endpoints import stack_values, write_endpoints
@@ -73,9 +73,17 @@ async def run_chaos(options: ChaosOptions, settings: Settings) -> Report:
     logs = state_dir / "logs"
     durations: dict[str, float] = {}
     async with contextlib.AsyncExitStack() as stack:
-        servers_stack = EmbeddedStack(state_dir, nats_users=nats_users())
+        servers_stack = EmbeddedStack(
+            state_dir,
+            nats_users=nats_users(),
+            nats_nodes=options.nats_nodes,
+            restarts=CHAOS_RESTARTS,
+            say=lambda line: log.info("devstack: " + line),
+        )
         eps = await servers_stack.start()
         stack.push_async_callback(servers_stack.stop)
+        servers = StackServers(servers_stack)
+        await stack.enter_async_context(servers.supervising())
         write_endpoints(state_dir, stack_values(eps))
         await prepare_streams(eps.nats, settings)
         store = MongoStateStore.connect(eps.mongo, settings.mongo_database)
@@ -124,7 +132,7 @@ async def run_chaos(options: ChaosOptions, settings: Settings) -> Report:
         injector = Injector(
             rng,
             replicas,
-            StackServers(servers_stack),
+            servers,
             progress,
             pause_seconds=max(options.ack_wait_seconds, LEASE_SECONDS) + 2.0,
             began=began,

@@ -40,12 +40,13 @@ def chaos_command(
     """Run the system under seeded faults (handler replicas killed and paused, NATS killed, the store and the
     object store restarted) with a workload of EDC transfers and runs, then check that nothing was lost or done
     twice; writes STATE_DIR/chaos.json and prints one line. Exit status 1 when anything was."""
+    from devstack.stack import MAX_NATS_NODES
     from gxwf.chaos.run import ChaosOptions, run_chaos
 
     if consumers > transfers:
         raise UserError(f"--consumers {consumers}: at most --transfers ({transfers}), a consumer per transfer")
-    if nats_nodes != 1:
-        raise UserError(f"--nats-nodes {nats_nodes}: this build runs a single NATS server (1)")
+    if not 1 <= nats_nodes <= MAX_NATS_NODES:
+        raise UserError(f"--nats-nodes {nats_nodes}: 1 to {MAX_NATS_NODES}")
     if state_dir.exists() and (not state_dir.is_dir() or any(state_dir.iterdir())):
         raise UserError(f"--state-dir {state_dir}: must be new or empty (a chaos run checks all its servers hold)")
     settings = load_settings(state_dir)

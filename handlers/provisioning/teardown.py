@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import structlog
 
@@ -160,23 +160,30 @@ def finish_lease(tp: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _answering(tp: str, ctx: HandlerContext) -> AsyncIterator[None]:
+async def _answering(tp: str, ctx: HandlerContext) -> AsyncIterator[Callable[[], None]]:
     """One handler at a time answers the connector for a transfer: two triggers may finish at once (the deployment's
     deletion, a second end of the transfer, a deprovision request), also in one process, and an event is redelivered
-    while the replica that had it is paused. The others' events are retried and find the answer given."""
+    while the replica that had it is paused. The others' events are retried and find the answer given. Yields the
+    check to make right before answering: a handler paused past its lease gives way instead."""
     if ctx.leases is None:
-        yield
+        yield lambda: None
         return
     claimant = f"{ctx.holder}/{secrets.token_hex(6)}"
     name = finish_lease(tp)
-    if not await ctx.leases.hold(name, claimant, FINISH_LEASE_SECONDS):
+    lease = await ctx.leases.hold(name, claimant, FINISH_LEASE_SECONDS)
+    if not lease:
         raise TeardownFinishing(f"transfer {tp}: another handler is answering the connector")
+
+    def still_ours() -> None:
+        if lease.expired():
+            raise TeardownFinishing(f"transfer {tp}: this handler's turn to answer expired")
+
     try:
-        yield
+        yield still_ours
     finally:
-        # Given back at once (expiring now), so the next in line finds the outcome without waiting the lease out.
+        # Given back at once, so the next in line finds the outcome without waiting the lease out.
         with contextlib.suppress(Exception):
-            await ctx.leases.hold(name, claimant, 0.0)
+            await ctx.leases.release(name, claimant)
 
 
 async def answer_if_waiting(tp: str, ctx: HandlerContext) -> None:
@@ -184,16 +191,17 @@ async def answer_if_waiting(tp: str, ctx: HandlerContext) -> None:
     doc = await ctx.store.get(ProvisionDocument, tp)
     if not _waiting(doc):
         return
-    async with _answering(tp, ctx):
-        await _answer_late(tp, ctx)
+    async with _answering(tp, ctx) as still_ours:
+        await _answer_late(tp, ctx, still_ours)
 
 
-async def _answer_late(tp: str, ctx: HandlerContext) -> None:
+async def _answer_late(tp: str, ctx: HandlerContext, still_ours: Callable[[], None]) -> None:
     fresh = await ctx.store.get(ProvisionDocument, tp)
     if fresh is None or not _waiting(fresh):
         return
     callback = target_from_store(fresh.deprovision_callback)
     if callback is not None:
+        still_ours()
         await tell_deprovisioned(ctx, callback)
     await ctx.store.set_fields(ProvisionDocument, tp, {"deprovision_answered": fresh.deprovision_request_id})
 
@@ -221,13 +229,14 @@ async def finish_teardown(tp: str, ctx: HandlerContext) -> None:
     fresh = await ctx.store.get(ProvisionDocument, tp)
     if fresh is None or fresh.state != ProvisionState.DEPROVISIONING:
         return
-    async with _answering(tp, ctx):
+    async with _answering(tp, ctx) as still_ours:
         fresh = await ctx.store.get(ProvisionDocument, tp)
         if fresh is None or fresh.state != ProvisionState.DEPROVISIONING:
             return
         reason = fresh.deprovision_reason or "deprovisioned"
         callback = target_from_store(fresh.deprovision_callback)
         if callback is not None:
+            still_ours()
             await tell_deprovisioned(ctx, callback)
             await ctx.store.set_fields(ProvisionDocument, tp, {"deprovision_answered": fresh.deprovision_request_id})
         done = await ctx.store.transition(
@@ -235,7 +244,7 @@ async def finish_teardown(tp: str, ctx: HandlerContext) -> None:
         )
         # A request recorded after this teardown read the document: answered here, or by its own handler once it
         # sees the transfer deprovisioned.
-        await _answer_late(tp, ctx)
+        await _answer_late(tp, ctx, still_ours)
     if done.settled:
         await ctx.emit(
             ConsumerDeprovisioned(transfer_process_id=tp, consumer_id=fresh.consumer_id, reason=reason),
