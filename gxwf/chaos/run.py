@@ -55,7 +55,7 @@ class ChaosOptions:
     transfers: int = 50
     faults: int | None = None  # None: one every fault_interval seconds until the runs are done
     fault_interval: float = 10.0
-    nats_nodes: int = 1
+    nats_nodes: int = 3
     replicas: int = 2
     timeout: float = 600.0
     # Shorter than the default 30 s, so a paused replica's events move on within a fault's span.

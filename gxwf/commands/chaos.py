@@ -31,7 +31,7 @@ def chaos_command(
     fault_interval: Annotated[
         float, typer.Option("--fault-interval", min=0.5, help="Seconds between faults, on average.")
     ] = 10.0,
-    nats_nodes: Annotated[int, typer.Option("--nats-nodes", min=1, help="NATS servers (a cluster above 1).")] = 1,
+    nats_nodes: Annotated[int, typer.Option("--nats-nodes", help="NATS servers, one JetStream cluster above 1.")] = 3,
     replicas: Annotated[int, typer.Option("--replicas", min=1, help="Handler processes.")] = 2,
     timeout: Annotated[
         float, typer.Option("--timeout", min=60, help="Seconds the whole run may take; then it stops and reports.")
