@@ -68,6 +68,7 @@ def _processes_naming(path: Path) -> list[str]:
         (["--consumers", "10", "--transfers", "5"], "--consumers 10: at most --transfers (5)"),
         (["--runs", "-1"], "--runs"),
         (["--timeout", "5"], "--timeout"),
+        (["--nats-nodes", "9"], "--nats-nodes 9: 1 to 7"),
     ],
 )
 def test_bad_options_are_one_line(tmp_path: Path, args: list[str], says: str) -> None:
