@@ -146,14 +146,18 @@ async def run_chaos(options: ChaosOptions, settings: Settings) -> Report:
                 injector.loop(options.faults, options.fault_interval, runs_done.is_set), name="chaos-faults"
             )
             try:
-                await _drive(workload, options, progress, store, runs_done, durations, deadline)
-                await faults
+                # Bounded: what has not happened by then is what the checks report.
+                async with asyncio.timeout(max(1.0, deadline - 20 - time.monotonic())):
+                    await _drive(workload, options, progress, store, runs_done, durations, deadline)
+                    await faults
+            except TimeoutError:
+                workload.failed.append(f"the workload and its faults did not end within --timeout {options.timeout:g}s")
             finally:
                 faults.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await faults
             quiet = time.monotonic()
-            await _quiesce(eps.nats, store, workload, min(deadline, time.monotonic() + 120))
+            await _quiesce(eps.nats, min(deadline, time.monotonic() + 120))
             durations["quiescence"] = time.monotonic() - quiet
         finally:
             for task in background:
@@ -214,7 +218,7 @@ async def _drive(
     durations["deprovision"] = time.monotonic() - ended
 
 
-async def _quiesce(nats_url: str, store: MongoStateStore, workload: Workload, deadline: float) -> None:
+async def _quiesce(nats_url: str, deadline: float) -> None:
     """Until every durable consumer has nothing pending or unacknowledged twice in a row, or `deadline`."""
     calm = 0
     while time.monotonic() < deadline and calm < 2:

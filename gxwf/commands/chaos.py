@@ -41,6 +41,7 @@ def chaos_command(
     object store restarted) with a workload of EDC transfers and runs, then check that nothing was lost or done
     twice; writes STATE_DIR/chaos.json and prints one line. Exit status 1 when anything was."""
     from devstack.stack import MAX_NATS_NODES
+    from gxwf.chaos.processes import ServiceFailed
     from gxwf.chaos.run import ChaosOptions, run_chaos
 
     if consumers > transfers:
@@ -62,7 +63,12 @@ def chaos_command(
         replicas=replicas,
         timeout=timeout,
     )
-    report = asyncio.run(run_chaos(options, settings))
+    try:
+        report = asyncio.run(run_chaos(options, settings))
+    except ServiceFailed as error:
+        # Everything it had started is stopped by now; the log named says why.
+        print(f"gxwf: chaos: {error}", file=sys.stderr)
+        raise typer.Exit(1) from None
     path = report.write(settings.state_dir)
     print(f"report: {path}", file=sys.stderr)
     print(report.line(), flush=True)
