@@ -76,6 +76,9 @@ class ProvisionDocument(StatefulDocument):
     # answered twice, one that came while (or after) the teardown finished without it is answered late.
     deprovision_request_id: str | None = None
     deprovision_answered: str | None = None
+    # The request being answered (written before the callback): a handler that takes over from one that died or
+    # stalled after calling back asks the connector before answering again.
+    deprovision_answering: str | None = None
 
 
 class DeploymentState(StrEnum):

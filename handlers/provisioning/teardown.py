@@ -201,9 +201,33 @@ async def _answer_late(tp: str, ctx: HandlerContext, still_ours: Callable[[], No
         return
     callback = target_from_store(fresh.deprovision_callback)
     if callback is not None:
-        still_ours()
-        await tell_deprovisioned(ctx, callback)
+        await _answer(ctx, fresh, callback, still_ours)
     await ctx.store.set_fields(ProvisionDocument, tp, {"deprovision_answered": fresh.deprovision_request_id})
+
+
+async def _answer(
+    ctx: HandlerContext, doc: ProvisionDocument, callback: ProvisionTarget, still_ours: Callable[[], None]
+) -> None:
+    """Tell the connector, unless a handler before this one did and died (or stalled past its turn) before it could
+    record so: its intent is recorded first, and the connector, asked, says whether the answer arrived."""
+    taken_over = doc.deprovision_answering is not None and doc.deprovision_answering == doc.deprovision_request_id
+    if taken_over and await _connector_has_it(ctx, doc):
+        log.info("deprovisioning already answered before a takeover", transfer=doc.id)
+        return
+    still_ours()
+    await ctx.store.set_fields(ProvisionDocument, doc.id, {"deprovision_answering": doc.deprovision_request_id})
+    still_ours()
+    await tell_deprovisioned(ctx, callback)
+
+
+async def _connector_has_it(ctx: HandlerContext, doc: ProvisionDocument) -> bool:
+    if ctx.edc is None:
+        return False
+    try:
+        info = await ctx.edc.transfer_process(doc.connector, doc.id)
+    except EdcError:
+        return False  # answered once more rather than never
+    return (info.state or "").upper() == "DEPROVISIONED"
 
 
 def _waiting(doc: ProvisionDocument | None) -> bool:
@@ -236,8 +260,7 @@ async def finish_teardown(tp: str, ctx: HandlerContext) -> None:
         reason = fresh.deprovision_reason or "deprovisioned"
         callback = target_from_store(fresh.deprovision_callback)
         if callback is not None:
-            still_ours()
-            await tell_deprovisioned(ctx, callback)
+            await _answer(ctx, fresh, callback, still_ours)
             await ctx.store.set_fields(ProvisionDocument, tp, {"deprovision_answered": fresh.deprovision_request_id})
         done = await ctx.store.transition(
             ProvisionDocument, tp, ProvisionState.DEPROVISIONED, event_id=key, reason=reason

@@ -18,7 +18,7 @@ from handlers.context import HandlerContext
 from handlers.provisioning.common import target_to_store
 from handlers.provisioning.teardown import TeardownFinishing, answer_if_waiting, finish_teardown
 from inprocess.doubles import FakeEdc
-from ports.edc import ProvisionTarget
+from ports.edc import ProvisionTarget, TransferProcessInfo
 from schemas.provisioning import ProvisionDocument
 
 
@@ -104,5 +104,34 @@ async def test_a_request_recorded_while_the_teardown_finishes_is_answered_once(s
     await answer_if_waiting(tp, other)
 
     assert len(edc.deprovisioned_calls) == 1
+    stored = await store.get(ProvisionDocument, tp)
+    assert stored is not None and stored.state == "deprovisioned" and stored.deprovision_answered == "request-1"
+
+
+@pytest.mark.parametrize(("connector_state", "answers"), [("DEPROVISIONED", 0), ("DEPROVISIONING", 1)])
+async def test_a_handler_taking_over_after_one_died_having_answered_asks_the_connector_first(
+    store: MongoStateStore, connector_state: str, answers: int
+) -> None:
+    tp = f"tp-{uuid.uuid4()}"
+    target = ProvisionTarget("default", "control-plane-http", tp, "http://connector.example/callback")
+    await store.create(ProvisionDocument(id=tp, state="requested", connector="default"), event_id="e-1")
+    await store.transition(ProvisionDocument, tp, "deprovisioning", event_id="e-2")
+    # The handler before called the connector back (its intent recorded) and was killed before recording it.
+    await store.set_fields(
+        ProvisionDocument,
+        tp,
+        {
+            "deprovision_callback": target_to_store(target),
+            "deprovision_request_id": "request-1",
+            "deprovision_answering": "request-1",
+        },
+    )
+    edc = SlowEdc()
+    edc.transfers[tp] = TransferProcessInfo(tp, connector_state, "chaos-marker", "agreement-1")
+    ctx = HandlerContext(store=store, events=Published(), leases=MongoLeases(store.db), holder="b", edc=edc)
+
+    await finish_teardown(tp, ctx)
+
+    assert len(edc.deprovisioned_calls) == answers
     stored = await store.get(ProvisionDocument, tp)
     assert stored is not None and stored.state == "deprovisioned" and stored.deprovision_answered == "request-1"
