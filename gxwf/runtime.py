@@ -363,10 +363,12 @@ class HandlerService:
             await _bounded(guard.release_all(), "releasing the leases")
         if self.bus is not None:
             stopped = await _bounded(self.bus.broker.stop(), "stopping the subscribers (handlers still busy)")
-            connection = self.bus.broker.config.connection_state.connection
-            if not stopped and connection is not None:
-                # Its drain needs the server; without one the connection would go on reconnecting.
-                await _bounded(connection.close(), "closing the NATS connection")
+            if not stopped:
+                # Its drain needs the server; without one the connection would go on reconnecting. (A stopped
+                # broker has no connection left to ask for: FastStream raises then.)
+                with contextlib.suppress(Exception):
+                    connection = self.bus.broker.config.connection_state.connection
+                    await _bounded(connection.close(), "closing the NATS connection")
             # Started: its last figures, with the events its handlers finished while stopping.
             with contextlib.suppress(Exception):
                 await _bounded(self.replica_stats.record(self.holder, self.figures.document(stopped=True)), "figures")
