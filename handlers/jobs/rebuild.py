@@ -13,7 +13,7 @@ facts say was started is not started again.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,15 +78,13 @@ class _Run:
     facts: list[tuple[str, RunFact]] = field(default_factory=list)
 
 
-async def rebuild_runs(
-    events: AsyncIterable[Envelope[Any]], ctx: HandlerContext, placement: Placement
-) -> RebuildReport:
+async def rebuild_runs(events: Iterable[Envelope[Any]], ctx: HandlerContext, placement: Placement) -> RebuildReport:
     """Apply the run facts of `events` (stream order) to the store in `ctx`; what changed.
 
     `ctx` needs the store, and the catalogue (with `adhoc_runs` as the handlers have it) to resolve a recreated
     run's spec; its event sink is never used."""
     runs: dict[str, _Run] = {}
-    async for event in events:
+    for event in events:
         data = event.data
         if isinstance(data, RunRequested):
             run = runs.setdefault(data.run_id, _Run())

@@ -167,7 +167,7 @@ async def _collect(
     artifacts = await compute.artifacts(run.id)
     files: list[dict[str, Any]] = []
     for name, path in artifacts.outputs:
-        stored = await objects.put_file(prefix + "outputs/" + name, path)
+        stored = await objects.put_file(output_key(prefix, name), path)
         files.append(
             {
                 "name": name,
@@ -195,6 +195,11 @@ async def _collect(
     manifest_key = prefix + MANIFEST_FILE
     await objects.put_bytes(manifest_key, json.dumps(manifest, indent=2).encode(), content_type="application/json")
     return manifest_key, files, log_key
+
+
+def output_key(prefix: str, name: str) -> str:
+    """Where an output of the run whose results are under `prefix` is kept."""
+    return prefix + "outputs/" + name
 
 
 async def _give_up(ctx: HandlerContext, run: RunDocument, cause: Envelope[RunFact], error: Exception) -> None:

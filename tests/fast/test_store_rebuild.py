@@ -4,7 +4,6 @@ everything, one that lost its last writes, and the start handler waiting for an 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,16 +14,13 @@ from events.envelope import Envelope
 from events.payloads.run import RetryPolicy
 from handlers.jobs.rebuild import Placement, rebuild_runs
 from handlers.jobs.start import RunNotAdmittedYet, on_run_pending
+from handlers.results.rebuild import rebuild_results
 from inprocess.system import InProcessSystem
+from schemas.provisioning import ResultDocument
 from schemas.run import RunDocument, RunState
 from tests.fast.conftest import request_run
 
 PLACEMENT = Placement(backend="fake", site="local")
-
-
-async def replay(events: list[Envelope[Any]]) -> AsyncIterator[Envelope[Any]]:
-    for event in events:
-        yield event
 
 
 def summary(doc: RunDocument | None) -> tuple[Any, ...]:
@@ -52,15 +48,29 @@ async def test_an_empty_store_gets_every_run_back_as_the_handlers_left_it(system
     empty = MemoryStateStore()
     ctx = dataclasses.replace(system.ctx, store=empty, events=_Refuses())
 
-    report = await rebuild_runs(replay(system.bus.of("wf.run.>")), ctx, PLACEMENT)
+    report = await rebuild_runs(system.bus.of("wf.run.>"), ctx, PLACEMENT)
 
     assert (report.runs, report.created, report.unresolved) == (4, 4, [])
     for run_id in run_ids:
         assert summary(await empty.get(RunDocument, run_id)) == summary(await system.store.get(RunDocument, run_id))
     retried = await empty.get(RunDocument, "retried")
     assert retried is not None and retried.attempt == 2 and retried.state == RunState.SUCCEEDED
-    again = await rebuild_runs(replay(system.bus.of("wf.run.>")), ctx, PLACEMENT)
+    again = await rebuild_runs(system.bus.of("wf.run.>"), ctx, PLACEMENT)
     assert not again.changed and again.runs == 4
+
+    results = await rebuild_results(system.bus.of("wf.result.>"), empty)
+    assert (results.results, results.created) == (3, 3)
+    for run_id in ("ok", "retried", "bad"):
+        original, rebuilt = await system.store.get(ResultDocument, run_id), await empty.get(ResultDocument, run_id)
+        assert original is not None and rebuilt is not None
+        assert rebuilt.state == original.state == "published"
+        assert [(h.to, h.event_id) for h in rebuilt.history] == [(h.to, h.event_id) for h in original.history]
+        assert (rebuilt.manifest_key, rebuilt.log_key) == (original.manifest_key, original.log_key)
+        # The in-memory object store leaves outputs untyped; S3 types them by name, as the rebuild does.
+        untyped = [{k: v for k, v in f.items() if k != "content_type"} for f in rebuilt.files]
+        assert untyped == [{k: v for k, v in f.items() if k != "content_type"} for f in original.files]
+    twice = await rebuild_results(system.bus.of("wf.result.>"), empty)
+    assert (twice.created, twice.transitions) == (0, 0)
 
 
 @pytest.mark.parametrize("system", [False], indirect=True)
@@ -76,7 +86,7 @@ async def test_a_store_that_lost_its_last_writes_is_brought_forward(system: InPr
     await behind.transition(RunDocument, "ok", RunState.PENDING, event_id=ok.history[1].event_id)
     ctx = dataclasses.replace(system.ctx, store=behind, events=_Refuses())
 
-    report = await rebuild_runs(replay(facts), ctx, PLACEMENT)
+    report = await rebuild_runs(facts, ctx, PLACEMENT)
 
     brought = await behind.get(RunDocument, "ok")
     assert summary(brought) == summary(ok)
@@ -101,7 +111,7 @@ async def test_the_start_handler_waits_for_an_admission_its_store_lost(system: I
     with pytest.raises(RunNotAdmittedYet):
         await on_run_pending(pending, ctx)  # still queued: the admission is what was lost
     starts = list(system.compute.starts)
-    await rebuild_runs(replay(system.bus.of("wf.run.>")), dataclasses.replace(ctx, events=_Refuses()), PLACEMENT)
+    await rebuild_runs(system.bus.of("wf.run.>"), dataclasses.replace(ctx, events=_Refuses()), PLACEMENT)
     await on_run_pending(pending, ctx)  # brought forward: a no-op now (it runs already), no second start
     assert system.compute.starts == starts
 
