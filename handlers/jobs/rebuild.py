@@ -23,7 +23,7 @@ from events.envelope import Envelope
 from events.payloads.run import RunFact, RunPending, RunQueued, RunRequested
 from handlers.context import HandlerContext
 from handlers.jobs.submit import queued_run, resolve
-from handlers.jobs.track import apply_fact
+from handlers.jobs.track import apply_fact, change_of
 from ports.store import Outcome
 from schemas.run import RunDocument, RunState
 
@@ -123,7 +123,13 @@ async def rebuild_runs(events: Iterable[Envelope[Any]], ctx: HandlerContext, pla
             doc = queued_run(run.request.data, spec, backend=backend, site=site, announced=True)
             if await ctx.store.create(doc, event_id=run.request.id):
                 report.created += 1
+        # What the document already records needs no round trip: a store that agrees costs one read per run.
+        recorded = {(h.event_id, h.to) for h in stored.history} if stored is not None else set()
         for event_id, fact in run.facts:
+            change = change_of(fact)
+            target = RunState.PENDING if isinstance(fact, RunPending) else change[0] if change else None
+            if target is None or (event_id, target) in recorded:
+                continue
             if isinstance(fact, RunPending):
                 result = await ctx.store.transition(RunDocument, run_id, RunState.PENDING, event_id=event_id)
             else:
