@@ -178,7 +178,8 @@ class SecantusServer(ServerSpec):
     death_signal = signal.SIGKILL
     # Every commit fsyncs the log before it is acknowledged. Without it a SIGKILL loses the last acknowledged
     # writes (about 1% of them in `gxwf bench store-crash`, w=1 and w=majority alike, up to 28 in one kill);
-    # with it none of 8,000 were lost, for 10-20% fewer writes per second (docs/durability.md).
+    # with it none of 8,000 were lost, for 10-20% fewer writes per second from 8 writers and about a third less
+    # throughput through the event pipeline, whose writes each wait for their sync (docs/durability.md).
     durability_flags: ClassVar[tuple[str, ...]] = ("--sync-on-commit",)
 
     def __init__(self, credentials: StackCredentials) -> None:

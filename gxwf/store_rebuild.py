@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import nats
@@ -24,6 +25,7 @@ from adapters.mongo_assets import MongoAssetCatalogue
 from adapters.mongo_store import MongoStateStore
 from events.envelope import Envelope
 from events.payloads.common import Payload
+from events.payloads.result import ResultExpired, ResultPublished, ResultPublishFailed
 from events.payloads.run import (
     RunFailed,
     RunPending,
@@ -41,8 +43,10 @@ from gxwf.definitions import load_sites
 from gxwf.settings import Settings
 from handlers.context import HandlerContext
 from handlers.jobs.rebuild import Placement, RebuildReport, rebuild_runs
+from handlers.results.rebuild import ResultsRebuilt, rebuild_results
 
-RUN_SUBJECTS = "wf.run.>"
+# Runs' and results' facts; the rest of wf.> (deployments, assets) is skipped as it arrives.
+FACT_SUBJECTS = "wf.>"
 _PAYLOADS: dict[str, type[Payload]] = {
     cls.subject: cls
     for cls in (
@@ -55,6 +59,9 @@ _PAYLOADS: dict[str, type[Payload]] = {
         RunFailed,
         RunStopped,
         RunTimedOut,
+        ResultPublished,
+        ResultPublishFailed,
+        ResultExpired,
     )
 }
 
@@ -77,7 +84,7 @@ def placement(settings: Settings) -> Placement:
 
 
 async def run_facts(nats_url: str, *, wait: float = 10.0) -> AsyncIterator[Envelope[Any]]:
-    """The run events of stream WF, oldest first, typed; events of other kinds or unreadable ones are skipped."""
+    """The run and result events of stream WF, oldest first, typed; others and unreadable ones are skipped."""
     try:
         # One more try, then the error (0 would mean: try forever); the failure is reported once, below.
         nc = await nats.connect(
@@ -97,7 +104,7 @@ async def run_facts(nats_url: str, *, wait: float = 10.0) -> AsyncIterator[Envel
         except NotFoundError:
             raise RebuildFailed(f"no stream {STREAM} on NATS at {_where(nats_url)}: nothing to rebuild from") from None
         sub = await js.subscribe(
-            RUN_SUBJECTS, ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+            FACT_SUBJECTS, ordered_consumer=True, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
         )
         try:
             info = await sub.consumer_info()
@@ -135,7 +142,24 @@ def _decode(subject: str, data: bytes) -> Envelope[Any] | None:
         return None
 
 
-async def rebuild(settings: Settings, nats_url: str, mongo_url: str) -> RebuildReport:
+@dataclass(frozen=True)
+class Rebuilt:
+    runs: RebuildReport
+    results: ResultsRebuilt
+
+    def line(self) -> str:
+        results = self.results
+        return (
+            f"{self.runs.line()} results={results.results} results_created={results.created} "
+            f"results_transitions={results.transitions}"
+        )
+
+    @property
+    def changed(self) -> bool:
+        return self.runs.changed or bool(self.results.created or self.results.transitions)
+
+
+async def rebuild(settings: Settings, nats_url: str, mongo_url: str) -> Rebuilt:
     # A few seconds to find the store: the rebuild is for a store that is back, not one still starting.
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
         mongo_url, tz_aware=True, serverSelectionTimeoutMS=3000, appname="gxwf-store-rebuild"
@@ -155,7 +179,10 @@ async def rebuild(settings: Settings, nats_url: str, mongo_url: str) -> RebuildR
             adhoc_runs=settings.adhoc_runs,
         )
         try:
-            return await rebuild_runs(run_facts(nats_url), ctx, placement(settings))
+            # Read whole first: a run's facts are applied together, and the results' after the runs'.
+            events = [event async for event in run_facts(nats_url)]
+            runs = await rebuild_runs(events, ctx, placement(settings))
+            return Rebuilt(runs, await rebuild_results(events, store))
         except PyMongoError as error:
             raise RebuildFailed(
                 f"store at {_where(mongo_url)} failed during the rebuild ({type(error).__name__})"

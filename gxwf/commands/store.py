@@ -1,4 +1,4 @@
-"""`gxwf store rebuild`: re-derive the run documents a store lost from the facts in the event stream."""
+"""`gxwf store rebuild`: re-derive the run and result documents a store lost from the facts in the event stream."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ StateDir = Annotated[
 
 @store_app.command("rebuild")
 def store_rebuild(state_dir: StateDir = None) -> None:
-    """Replay the run facts of stream WF into the store: runs missing or behind their facts are brought forward
-    with the handlers' own conditional steps. Idempotent; never publishes, never calls a backend."""
+    """Replay the run and result facts of stream WF into the store: documents missing or behind their facts are
+    brought forward with the handlers' own conditional steps. Idempotent; never publishes, never calls a backend."""
     from gxwf.endpoints import known_servers
     from gxwf.store_rebuild import RebuildFailed, rebuild
 

@@ -13,7 +13,7 @@ facts say was started is not started again.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,7 @@ from events.envelope import Envelope
 from events.payloads.run import RunFact, RunPending, RunQueued, RunRequested
 from handlers.context import HandlerContext
 from handlers.jobs.submit import queued_run, resolve
-from handlers.jobs.track import apply_fact
+from handlers.jobs.track import apply_fact, change_of
 from ports.store import Outcome
 from schemas.run import RunDocument, RunState
 
@@ -78,15 +78,13 @@ class _Run:
     facts: list[tuple[str, RunFact]] = field(default_factory=list)
 
 
-async def rebuild_runs(
-    events: AsyncIterable[Envelope[Any]], ctx: HandlerContext, placement: Placement
-) -> RebuildReport:
+async def rebuild_runs(events: Iterable[Envelope[Any]], ctx: HandlerContext, placement: Placement) -> RebuildReport:
     """Apply the run facts of `events` (stream order) to the store in `ctx`; what changed.
 
     `ctx` needs the store, and the catalogue (with `adhoc_runs` as the handlers have it) to resolve a recreated
     run's spec; its event sink is never used."""
     runs: dict[str, _Run] = {}
-    async for event in events:
+    for event in events:
         data = event.data
         if isinstance(data, RunRequested):
             run = runs.setdefault(data.run_id, _Run())
@@ -125,7 +123,13 @@ async def rebuild_runs(
             doc = queued_run(run.request.data, spec, backend=backend, site=site, announced=True)
             if await ctx.store.create(doc, event_id=run.request.id):
                 report.created += 1
+        # What the document already records needs no round trip: a store that agrees costs one read per run.
+        recorded = {(h.event_id, h.to) for h in stored.history} if stored is not None else set()
         for event_id, fact in run.facts:
+            change = change_of(fact)
+            target = RunState.PENDING if isinstance(fact, RunPending) else change[0] if change else None
+            if target is None or (event_id, target) in recorded:
+                continue
             if isinstance(fact, RunPending):
                 result = await ctx.store.transition(RunDocument, run_id, RunState.PENDING, event_id=event_id)
             else:

@@ -89,8 +89,12 @@ async def publish_results(
     """Publish the outputs and log of the run this fact ended in `target`."""
     run_id = event.data.run_id
     run = await ctx.store.get(RunDocument, run_id)
-    if run is None or run.consumer_id != event.data.consumer_id:
-        log.warning("finished fact for an unknown run", run_id=run_id, fact=event.type)
+    if run is None:
+        # Every run's document exists before any end of it is reported: a store that lost it (acknowledged writes
+        # lost) has it back after `gxwf store rebuild`, so this is retried, not acked as nothing to publish.
+        raise RunNotEndedYet(f"run {run_id} is not in the store; {event.type} waits for it")
+    if run.consumer_id != event.data.consumer_id:
+        log.warning("finished fact for another consumer's run", run_id=run_id, fact=event.type)
         return
     ctx.require_objects()
     compute = ctx.require_compute()
@@ -167,7 +171,7 @@ async def _collect(
     artifacts = await compute.artifacts(run.id)
     files: list[dict[str, Any]] = []
     for name, path in artifacts.outputs:
-        stored = await objects.put_file(prefix + "outputs/" + name, path)
+        stored = await objects.put_file(output_key(prefix, name), path)
         files.append(
             {
                 "name": name,
@@ -195,6 +199,11 @@ async def _collect(
     manifest_key = prefix + MANIFEST_FILE
     await objects.put_bytes(manifest_key, json.dumps(manifest, indent=2).encode(), content_type="application/json")
     return manifest_key, files, log_key
+
+
+def output_key(prefix: str, name: str) -> str:
+    """Where an output of the run whose results are under `prefix` is kept."""
+    return prefix + "outputs/" + name
 
 
 async def _give_up(ctx: HandlerContext, run: RunDocument, cause: Envelope[RunFact], error: Exception) -> None:

@@ -24,6 +24,7 @@ from events.envelope import new_event
 from events.payloads.run import RunRequested, RunSpec
 from gxwf.bench_store_crash import SETTINGS, StoreProcess
 from gxwf.settings import Settings
+from schemas.provisioning import ResultDocument
 from schemas.run import RunDocument
 from tests.backbone.conftest import eventually, quiet, stream_events
 
@@ -56,9 +57,10 @@ def gxwf_env(settings: Settings, mongo_url: str, database: str | None = None) ->
     return env
 
 
-async def start_handlers(env: dict[str, str]) -> subprocess.Popen[bytes]:
+async def start_handlers(env: dict[str, str], *groups: str) -> subprocess.Popen[bytes]:
+    only = [arg for group in groups or ("jobs",) for arg in ("--only", group)]
     proc = subprocess.Popen(
-        [*GXWF, "handlers", "run", "--only", "jobs"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        [*GXWF, "handlers", "run", *only], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
     )
     assert proc.stdout is not None
     line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout=30)
@@ -193,18 +195,19 @@ async def test_rebuild_recreates_every_run_from_the_stream_into_an_empty_store(
 ) -> None:
     env = gxwf_env(settings, own_store.url)
     markers = tmp_path / "markers"
-    handlers = await start_handlers(env)
+    handlers = await start_handlers(env, "jobs", "results")
     store = MongoStateStore.connect(own_store.url, settings.mongo_database)
     try:
         run_ids = await request_runs(js, markers, 6, "empty")
 
-        async def all_ended() -> bool:
-            return await store.count(RunDocument, states=sorted(RunDocument.machine.terminal)) == len(run_ids)
+        async def all_published() -> bool:
+            return await store.count(ResultDocument, states=["published"]) == len(run_ids)
 
-        await eventually(all_ended, timeout=60, interval=0.2)
+        await eventually(all_published, timeout=60, interval=0.2)
     finally:
         stop(handlers)
     originals = {run_id: await store.get(RunDocument, run_id) for run_id in run_ids}
+    results = {run_id: await store.get(ResultDocument, run_id) for run_id in run_ids}
 
     fresh = f"{settings.mongo_database}_rebuilt"
     empty_env = gxwf_env(settings, own_store.url, database=fresh)
@@ -221,8 +224,15 @@ async def test_rebuild_recreates_every_run_from_the_stream_into_an_empty_store(
             ]
             same = ("consumer_id", "asset_id", "spec", "parameters", "backend", "site", "attempt", "exit_code")
             assert {k: getattr(rebuilt, k) for k in same} == {k: getattr(original, k) for k in same}
+            # Its results as the consumer downloads them: the same manifest, files (keys, sizes, digests, types), log.
+            result, rebuilt_result = results[run_id], await rebuilt_store.get(ResultDocument, run_id)
+            assert result is not None and rebuilt_result is not None
+            same = ("state", "consumer_id", "manifest_key", "files", "log_key")
+            assert {k: getattr(rebuilt_result, k) for k in same} == {k: getattr(result, k) for k in same}
+        assert f"results={len(run_ids)} results_created={len(run_ids)}" in report, report
         # Twice changes nothing.
-        assert "created=0 announced=0 transitions=0" in await rebuild(empty_env)
+        second = await rebuild(empty_env)
+        assert "created=0 announced=0 transitions=0" in second and "results_created=0 results_transitions=0" in second
         # Nothing was run again: each run's command ran once.
         assert Counter((markers / r).read_text() for r in run_ids) == Counter({"once\n": len(run_ids)})
     finally:
