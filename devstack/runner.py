@@ -89,11 +89,12 @@ def _report(stack: EmbeddedStack, endpoints: StackEndpoints, stack_file: Path) -
     else:
         nats_rows = [("nats", endpoints.nats, f"monitor {endpoints.nats_monitor}" if endpoints.nats_monitor else "")]
     rows = [*nats_rows, ("mongo", endpoints.mongo, ""), ("s3", endpoints.s3, f"bucket {endpoints.s3_bucket}")]
+    width = max(len(role) for role, _, _ in rows)
     for role, url, extra in rows:
         pid = endpoints.pids.get(role)
         origin = f"pid {pid}" if pid is not None else "external"
         shown = ",".join(without_user(part) for part in url.split(","))
-        _say(f"  {role:<7} {shown}  {extra}  ({origin})".replace("    ", "  "))
+        _say("  ".join(part for part in (f"  {role:<{width}}", shown, extra, f"({origin})") if part))
     _say(f"endpoints and credentials in {stack_file}; Ctrl-C or SIGTERM stops the stack")
 
 

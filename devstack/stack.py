@@ -47,8 +47,9 @@ class EmbeddedStack:
     URLs with `user:password@`, the S3 keys beside the S3 URL.
 
     `nats_nodes` > 1 starts that many NATS servers as one JetStream cluster (STATE_DIR/nats-1, nats-2, ...;
-    one node keeps STATE_DIR/nats), and every NATS URL of the endpoints lists every node, comma-separated.
-    A state directory keeps the node count it was first started with.
+    one node keeps STATE_DIR/nats), and every NATS URL of the endpoints lists every node, comma-separated. The
+    nodes' roles (in `pids`, and to pin a node's client port in `ports`) are nats-1, nats-2, ... A state
+    directory keeps the node count it was first started with.
 
     While `wait_until_signalled` runs, a server that exits unasked is started again on its ports with its data,
     as `restarts` allows (None: a death ends the wait at once); each event is one line to `say` (stderr).
@@ -347,7 +348,7 @@ def _check_nats_layout(state_dir: Path, nodes: int) -> None:
         if (match := _NATS_NODE_DIR.fullmatch(entry.name)) and (entry / "jetstream").is_dir()
     )
     found = len(clustered) if clustered else (1 if single else 0)
-    if found and (found != nodes or (single and clustered)):
+    if found and found != nodes:
         where = f"{state_dir}/nats" if not clustered else f"{state_dir}/nats-1..{clustered[-1]}"
         raise StackError(
             f"state directory {state_dir} holds the JetStream data of {found} NATS node{'s' if found > 1 else ''} "

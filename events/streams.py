@@ -3,6 +3,7 @@ WF_LOGS."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
@@ -92,9 +93,26 @@ async def ensure_streams(js: JetStreamContext, settings: StreamSettings | None =
     """Create the streams, or bring an existing one to this configuration (idempotent, at every start). On a
     cluster that includes the replica count: JetStream scales an existing stream's copies up or down."""
     for config in stream_configs(settings or StreamSettings()):
+        name = config.name or ""
         try:
-            await js.stream_info(config.name or "")
+            before = await js.stream_info(name)
         except NotFoundError:
             await js.add_stream(config)
         else:
             await js.update_stream(config)
+            if before.config.num_replicas != config.num_replicas:
+                await _until_replicated(js, name, config.num_replicas or 1)
+
+
+async def _until_replicated(js: JetStreamContext, name: str, replicas: int, timeout: float = 30.0) -> None:
+    """Wait (bounded) until a re-scaled stream has a leader and its copies are current: until then it answers no
+    publish, and the components about to start would begin with failures. After `timeout`, go on: they retry."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        cluster = (await js.stream_info(name)).cluster
+        if cluster is not None and cluster.leader:
+            peers = cluster.replicas or []
+            if len(peers) == replicas - 1 and all(peer.current for peer in peers):
+                return
+        await asyncio.sleep(0.1)

@@ -63,10 +63,34 @@ async def test_stack_up_with_three_nodes_lists_every_node(stack: StackEndpoints,
         assert all(len(nats_servers(url)) == 3 for url in endpoints["nats_users"].values())
         assert await replicas_of_wf(endpoints["nats"]) == 3
         assert sorted(path.name for path in state.glob("nats*")) == ["nats-1", "nats-2", "nats-3"]
+        nc = await nats.connect(**connect_options(endpoints["nats"]))
+        await nc.jetstream().publish("wf.test.kept", b"kept", headers={"Nats-Msg-Id": "kept"})
+        await nc.close()
     finally:
         proc.send_signal(signal.SIGTERM)
         await asyncio.to_thread(proc.wait, 60)
     assert proc.returncode == 0
+
+    # Again with the same count (here from GXWF_NATS_NODES): the cluster comes back with its events.
+    same = subprocess.Popen(
+        [sys.executable, "-m", "gxwf", "stack", "up", "--state-dir", str(state)],
+        env=env_with_outside_stores(stack, GXWF_NATS_NODES="3"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert same.stdout is not None
+        await asyncio.wait_for(asyncio.to_thread(same.stdout.readline), timeout=120)
+        endpoints = json.loads((state / "endpoints.json").read_text())
+        nc = await nats.connect(**connect_options(endpoints["nats"]))
+        info = await nc.jetstream().stream_info(STREAM)
+        await nc.close()
+        assert info.config.num_replicas == 3 and info.state.messages == 1
+    finally:
+        same.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(same.wait, 60)
+    assert same.returncode == 0
 
     # The same state directory with another count: one line, nothing started.
     again = subprocess.run(

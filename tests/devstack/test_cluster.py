@@ -79,17 +79,21 @@ async def test_a_route_without_the_cluster_credentials_is_refused(cluster: Stack
     assert answer.startswith(b"-ERR 'Authorization Violation'")
 
 
-async def test_streams_get_three_replicas(cluster: StackEndpoints, tmp_path: Path) -> None:
-    settings = Settings(nats_url=cluster.nats, state_dir=tmp_path)
+async def test_streams_get_three_replicas_also_when_they_had_fewer(cluster: StackEndpoints, tmp_path: Path) -> None:
+    """Streams made with one copy (GXWF_STREAM_REPLICAS=1) are scaled to three at the next start, their events kept."""
     assert replicas_for(cluster.nats) == 3
-    await prepare_streams(cluster.nats, settings)
+    await prepare_streams(cluster.nats, Settings(nats_url=cluster.nats, state_dir=tmp_path, stream_replicas=1))
     nc = await nats.connect(**connect_options(cluster.nats))
     try:
+        assert (await nc.jetstream().stream_info(STREAM)).config.num_replicas == 1
+        await publish_until_acked(nc.jetstream(), "wf.test.kept", b"kept", "kept")
+        await prepare_streams(cluster.nats, Settings(nats_url=cluster.nats, state_dir=tmp_path))
         for name in (STREAM, DLQ_STREAM, LOG_STREAM):
             info = await nc.jetstream().stream_info(name)
             assert info.config.num_replicas == 3
             assert info.cluster is not None and info.cluster.leader
             assert len(info.cluster.replicas or []) == 2
+        assert (await nc.jetstream().stream_info(STREAM)).state.messages == 1
     finally:
         await nc.close()
 
