@@ -13,6 +13,7 @@ from typing import Any
 
 import nats
 import structlog
+from faststream.exceptions import IncorrectState
 
 from adapters.edc_client import HttpEdcClient, ManagementLookup
 from adapters.faults import ConfiguredFaults
@@ -313,11 +314,11 @@ class HandlerService:
         for loop in self._running:
             await _bounded(loop.close(), f"closing {type(loop).__name__}")
         if self.bus is not None:
-            stopped = await _bounded(self.bus.broker.stop(), "stopping the subscribers (handlers still busy)")
-            connection = self.bus.broker.config.connection_state.connection
-            if not stopped and connection is not None:
+            broker = self.bus.broker
+            if not await _bounded(broker.stop(), "stopping the subscribers (handlers still busy)"):
                 # Its drain needs the server; without one the connection would go on reconnecting.
-                await _bounded(connection.close(), "closing the NATS connection")
+                with contextlib.suppress(IncorrectState):
+                    await _bounded(broker.config.connection_state.connection.close(), "closing the NATS connection")
         if self.edc is not None:
             await self.edc.close()
         if self.kubernetes is not None:
