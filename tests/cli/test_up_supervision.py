@@ -80,7 +80,7 @@ class Up:
         for child in psutil.Process(self.proc.pid).children(recursive=True):
             with_args = child.cmdline()
             if any(arg.endswith(PROGRAMS[role]) for arg in with_args[:2]):
-                return child.pid
+                return int(child.pid)
         raise AssertionError(f"no {PROGRAMS[role]} among the children of gxwf up")
 
     async def stop(self) -> int:
@@ -311,3 +311,53 @@ async def test_a_server_that_cannot_come_back_ends_up_with_one_line(tmp_path: Pa
     )
     assert str(port) in last, output
     no_traceback(output)
+
+
+async def test_stack_up_restarts_a_killed_server_and_exits_1_when_it_cannot(tmp_path: Path) -> None:
+    state = tmp_path / "servers"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GXWF_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gxwf", "stack", "up", "--state-dir", str(state)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        printed = json.loads(await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), timeout=120))
+        nats_url = json.loads((state / "endpoints.json").read_text())["nats"]
+        port = urlsplit(nats_url).port
+        assert port is not None
+        # Killed once: it comes back with its streams.
+        os.kill(printed["pids"]["nats"], signal.SIGKILL)
+        nc = await nats.connect(nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+        try:
+            info = await asyncio.wait_for(nc.jetstream().stream_info(s.STREAM), 60)
+        finally:
+            await nc.close()
+        assert info.config.name == s.STREAM
+        # Killed again with its port taken meanwhile: it cannot come back, and the rest stops.
+        nats_pid = next(c.pid for c in psutil.Process(proc.pid).children() if "nats-server" in c.name())
+        with socket.socket() as squatter:
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            os.kill(nats_pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while True:
+                try:
+                    squatter.bind(("127.0.0.1", port))
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.02)
+            squatter.listen()
+            _, errors = await asyncio.to_thread(proc.communicate, timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, errors
+    lines = [line for line in errors.splitlines() if line.strip()]
+    assert "devstack: nats is back after" in errors, errors
+    assert lines[-1].startswith("gxwf: the embedded stack failed: nats could not be brought back: "), errors
+    no_traceback(errors)
