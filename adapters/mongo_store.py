@@ -40,6 +40,10 @@ class MongoStateStore:
 
     async def health(self, timeout: float = 2.0) -> str:
         """The string "ok", or what went wrong, for readiness endpoints (never raises)."""
+        if not self.client.topology_description.has_writable_server():
+            # The driver has lost its server (or not met it yet): a ping would wait for it until the timeout and
+            # answer "ok" if it came back meanwhile, hiding a short outage. A server that is there answers at once.
+            timeout = min(timeout, 0.25)
         try:
             async with asyncio.timeout(timeout):
                 await self.ping()

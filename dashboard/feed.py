@@ -156,6 +156,7 @@ class Feed:
         This consumer has no flow control; the consumer sequence, which counts every delivery, shows a lost
         message (a slow-consumer drop), and the feed then starts a new consumer after the last event it has.
         """
+        interrupted = False
         while True:
             start = self.sequences[-1] + 1 if self.sequences else self.floor
             inbox = self.nc.new_inbox()
@@ -178,11 +179,17 @@ class Feed:
                     inactive_threshold=60.0,
                 )
                 consumer = (await self.js.add_consumer(STREAM, config)).name
+                if interrupted:
+                    log.info("dashboard feed resumed", at=start)
+                    interrupted = False
                 await self._pump(sub)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # NATS away or the stream recreated: start again where we were
-                log.warning("dashboard feed interrupted", error=repr(error))
+                # Once per outage, not at every attempt while NATS is away.
+                if not interrupted:
+                    log.warning("dashboard feed interrupted", error=repr(error))
+                interrupted = True
                 await asyncio.sleep(1.0)
             finally:
                 with contextlib.suppress(Exception):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import sys
 from pathlib import Path
@@ -49,6 +50,8 @@ async def run_stack(state_dir: Path, **kwargs: Any) -> int:
             return 1
         signals.clear_callbacks()
         stack_file = _write_stack_file(state_dir, endpoints)
+        # A restarted server has a new pid: the file keeps naming the live ones.
+        stack.on_restarted = functools.partial(_rewrite_stack_file, state_dir)
         try:
             _report(stack, endpoints, stack_file)
             await stack.wait_until_signalled(signals)
@@ -70,6 +73,10 @@ def _write_stack_file(state_dir: Path, endpoints: StackEndpoints) -> Path:
     # Readers poll for this file: write_private renames it into place, never half written; 0600, it has secrets.
     write_private(path, json.dumps(endpoints.to_json(), indent=2) + "\n")
     return path
+
+
+def _rewrite_stack_file(state_dir: Path, endpoints: StackEndpoints) -> None:
+    _write_stack_file(state_dir, endpoints)
 
 
 def _remove(path: Path) -> None:

@@ -90,6 +90,8 @@ class EmbeddedStack:
         self._restarts = restarts
         self._say = say or _say
         self._executables: dict[str, str] = {}
+        # Told the endpoints after each restart (their pids change), e.g. to rewrite a file that lists them.
+        self.on_restarted: Callable[[StackEndpoints], None] | None = None
         self._servers: list[RunningServer] = []
         self._endpoints: StackEndpoints | None = None
         self._active_dir: Path | None = None
@@ -214,6 +216,8 @@ class EmbeddedStack:
         def replaced(successor: RunningServer) -> None:
             self._servers = [successor if server.spec is successor.spec else server for server in self._servers]
             self._endpoints = self._describe()
+            if self.on_restarted is not None:
+                self.on_restarted(self._endpoints)
 
         supervisors = [
             asyncio.ensure_future(

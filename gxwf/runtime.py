@@ -14,6 +14,7 @@ from typing import Any
 
 import nats
 import structlog
+from faststream.exceptions import IncorrectState
 
 from adapters.edc_client import HttpEdcClient, ManagementLookup
 from adapters.faults import ConfiguredFaults
@@ -362,13 +363,11 @@ class HandlerService:
         for guard in self._guards:
             await _bounded(guard.release_all(), "releasing the leases")
         if self.bus is not None:
-            stopped = await _bounded(self.bus.broker.stop(), "stopping the subscribers (handlers still busy)")
-            if not stopped:
-                # Its drain needs the server; without one the connection would go on reconnecting. (A stopped
-                # broker has no connection left to ask for: FastStream raises then.)
-                with contextlib.suppress(Exception):
-                    connection = self.bus.broker.config.connection_state.connection
-                    await _bounded(connection.close(), "closing the NATS connection")
+            broker = self.bus.broker
+            if not await _bounded(broker.stop(), "stopping the subscribers (handlers still busy)"):
+                # Its drain needs the server; without one the connection would go on reconnecting.
+                with contextlib.suppress(IncorrectState):
+                    await _bounded(broker.config.connection_state.connection.close(), "closing the NATS connection")
             # Started: its last figures, with the events its handlers finished while stopping.
             with contextlib.suppress(Exception):
                 await _bounded(self.replica_stats.record(self.holder, self.figures.document(stopped=True)), "figures")

@@ -60,3 +60,23 @@ async def test_sigkill_of_the_launcher_leaves_no_server_behind(tmp_path: Path) -
     process.kill()
     await process.wait()
     assert await asyncio.to_thread(still_running, servers, 10.0) == []
+
+
+async def test_a_killed_server_comes_back_and_stack_json_names_its_new_pid(tmp_path: Path) -> None:
+    process, pids, output = await start_devstack(tmp_path)
+    try:
+        os.kill(pids["s3"], signal.SIGKILL)
+        stack_file = tmp_path / "state" / "stack.json"
+        for _ in range(600):
+            now: dict[str, int] = json.loads(stack_file.read_text())["pids"]
+            if now["s3"] != pids["s3"]:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"stack.json still names the dead server:\n{output.read_text()}")
+        assert {child.pid for child in psutil.Process(process.pid).children()} == set(now.values())
+        assert "devstack: seaweedfs is back after " in output.read_text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        returncode = await asyncio.wait_for(process.wait(), timeout=40)
+    assert returncode == 0, output.read_text()
