@@ -91,6 +91,16 @@ class S3ObjectStore:
         await self._stack.aclose()
         self._client = None
 
+    async def health(self, timeout: float = 2.0) -> str:
+        """The string "ok" once the bucket answers, or what went wrong, for readiness endpoints (never raises)."""
+        try:
+            async with asyncio.timeout(timeout):
+                s3 = await self._s3()
+                await s3.head_bucket(Bucket=self.bucket)
+        except Exception as error:
+            return f"error: {type(error).__name__}"
+        return "ok"
+
     async def ensure_bucket(self) -> None:
         s3 = await self._s3()
         try:

@@ -20,6 +20,7 @@ from dashboard.app import Dashboard, create_app
 from dashboard.auth import Sessions, Tokens
 from dashboard.tail import RING_EVENTS, TailHub
 from events.permissions import connect_options
+from events.reconnect import reconnecting
 from http_serving.server import ListenError, Served
 from schemas.sites import Site
 
@@ -93,8 +94,8 @@ class DashboardService:
             self.servers.nats,
             name="gxwf-dashboard",
             connect_timeout=5,
-            max_reconnect_attempts=-1,
             **connect_options(self.servers.nats),
+            **reconnecting("dashboard"),
         )
         js = self.nc.jetstream()
         self.hub = TailHub(self.nc, js, max_clients=self.max_clients, ring_events=self.ring_events)

@@ -116,3 +116,42 @@ async def _wait_ready(server: RunningServer, timeout: float, where: str) -> None
             await asyncio.wait({exited}, timeout=_POLL_SECONDS)
     finally:
         exited.cancel()
+
+
+class PortTaken(StackError):
+    """A restart found one of the server's own ports in use by another program: its clients cannot reach it."""
+
+
+async def relaunch(
+    previous: RunningServer,
+    *,
+    executable: str,
+    state_dir: Path,
+    ready_timeout: float,
+    mention_log: bool = True,
+) -> RunningServer:
+    """Start the server of `previous`, which has exited, again on the same ports with the same data directory:
+    its clients keep their URLs. On any failure no process is left."""
+    spec, ports = previous.spec, previous.ports
+    home = state_dir / spec.name
+    log_path = state_dir / "logs" / f"{spec.name}.log"
+    where = f" (log: {log_path})" if mention_log else ""
+    # A killed server leaves behind what cleanup removes (SeaweedFS's sockets).
+    spec.cleanup(ports)
+    spec.prepare(home, ports)
+    process = await ServerProcess.spawn(
+        spec.name, spec.argv(executable, home, ports), cwd=home, log_path=log_path, death_signal=spec.death_signal
+    )
+    server = RunningServer(spec, process, ports)
+    try:
+        await _wait_ready(server, ready_timeout, where)
+    except _AddressInUse:
+        spec.cleanup(ports)
+        raise PortTaken(
+            f"{spec.name}: one of its ports ({', '.join(map(str, ports))}) is taken by another program:"
+            f" {process.log_summary()}{where}"
+        ) from None
+    except BaseException:
+        await server.stop()
+        raise
+    return server

@@ -8,9 +8,10 @@ import fcntl
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -19,10 +20,12 @@ from devstack.binaries import find_binary
 from devstack.credentials import StackCredentials
 from devstack.endpoints import StackEndpoints
 from devstack.errors import StackError
-from devstack.launcher import RunningServer, launch
+from devstack.launcher import RunningServer, launch, relaunch
 from devstack.process import describe_exit
+from devstack.restarts import RestartPolicy
 from devstack.servers import NatsServer, SeaweedServer, SecantusServer, ServerSpec
 from devstack.signals import StopSignals
+from devstack.supervisor import supervise
 
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
@@ -39,6 +42,9 @@ class EmbeddedStack:
     (mode 0600) and reused afterwards: NATS has the unrestricted user `admin` plus `nats_users` with their
     permissions, the MongoDB-wire server the users of devstack.access, S3 one identity. The endpoints carry them:
     URLs with `user:password@`, the S3 keys beside the S3 URL.
+
+    While `wait_until_signalled` runs, a server that exits unasked is started again on its ports with its data,
+    as `restarts` allows (None: a death ends the wait at once); each event is one line to `say` (stderr).
     """
 
     def __init__(
@@ -53,6 +59,8 @@ class EmbeddedStack:
         ports: Mapping[str, int] | None = None,
         binaries: Mapping[str, str | Path] | None = None,
         nats_users: Sequence[NatsUser] = (),
+        restarts: RestartPolicy | None = RestartPolicy(),  # noqa: B008 - frozen, so one shared default is safe
+        say: Callable[[str], None] | None = None,
     ) -> None:
         if not _BUCKET_NAME.fullmatch(s3_bucket):
             raise StackError(
@@ -67,6 +75,9 @@ class EmbeddedStack:
         self._ports = dict(ports or {})
         self._binaries = {role: str(path) for role, path in (binaries or {}).items()}
         self._nats_users = tuple(nats_users)
+        self._restarts = restarts
+        self._say = say or _say
+        self._executables: dict[str, str] = {}
         self._servers: list[RunningServer] = []
         self._endpoints: StackEndpoints | None = None
         self._active_dir: Path | None = None
@@ -95,6 +106,7 @@ class EmbeddedStack:
         # Before any directory or process exists: a missing program is the most common first-run error.
         executables = {kind.role: self._binaries.get(kind.role) or find_binary(kind.program) for kind in self._kinds()}
         state_dir = self._open_state_dir()
+        self._executables = executables
         tasks: list[asyncio.Task[RunningServer]] = []
         try:
             credentials = StackCredentials.load(state_dir)
@@ -141,6 +153,13 @@ class EmbeddedStack:
         if signals is None:
             signals = StopSignals()
             signals.install()
+        if self._restarts is not None:
+            try:
+                await self._supervise_until_signalled(signals, self._restarts)
+            finally:
+                if owned:
+                    signals.remove()
+            return
         exits = {asyncio.ensure_future(server.process.wait()): server for server in self._servers}
         stop_requested = asyncio.ensure_future(signals.received.wait())
         try:
@@ -160,6 +179,52 @@ class EmbeddedStack:
                 waiter.cancel()
             if owned:
                 signals.remove()
+
+    async def _supervise_until_signalled(self, signals: StopSignals, policy: RestartPolicy) -> None:
+        """One supervisor per server, so that servers die and come back independently; the first that gives up
+        ends the wait with its GaveUp (a StackError)."""
+        state_dir = self.state_dir
+        assert state_dir is not None  # running, so a directory is in use
+
+        async def restart(previous: RunningServer) -> RunningServer:
+            return await relaunch(
+                previous,
+                executable=self._executables[previous.spec.role],
+                state_dir=state_dir,
+                ready_timeout=self._ready_timeout,
+                mention_log=self._state_dir is not None,
+            )
+
+        def replaced(successor: RunningServer) -> None:
+            self._servers = [successor if server.spec is successor.spec else server for server in self._servers]
+            self._endpoints = self._describe()
+
+        supervisors = [
+            asyncio.ensure_future(
+                supervise(
+                    server,
+                    policy=policy,
+                    restart=restart,
+                    replaced=replaced,
+                    say=self._say,
+                    data_dir=str(state_dir / server.spec.name),
+                )
+            )
+            for server in self._servers
+        ]
+        stop_requested = asyncio.ensure_future(signals.received.wait())
+        try:
+            await asyncio.wait({stop_requested, *supervisors}, return_when="FIRST_COMPLETED")
+            if signals.received.is_set():
+                return
+            for supervisor in supervisors:
+                if supervisor.done():
+                    supervisor.result()
+        finally:
+            for waiter in (stop_requested, *supervisors):
+                waiter.cancel()
+            # A restart in progress stops what it had started before the stack's stop runs.
+            await asyncio.gather(*supervisors, return_exceptions=True)
 
     def _kinds(self) -> list[type[ServerSpec]]:
         kinds: list[type[ServerSpec]] = []
@@ -258,3 +323,7 @@ def _single(error: BaseException) -> BaseException:
                 return found[0]
             return StackError("; ".join(str(inner) for inner in found))
     return error
+
+
+def _say(message: str) -> None:
+    print(f"devstack: {message}", file=sys.stderr, flush=True)

@@ -13,6 +13,7 @@ from adapters.mongo_store import MongoStateStore
 from edc_ingress.app import Ingress, IngressLimits, create_app
 from edc_ingress.settings import ConfigError, EdcSettings
 from events.permissions import connect_options
+from events.reconnect import reconnecting
 from http_serving.server import ListenError, Served
 from schemas.connectors import ConnectorRegistry
 
@@ -66,8 +67,8 @@ class IngressService:
             self.nats_url,
             name="gxwf-edc-ingress",
             connect_timeout=5,
-            max_reconnect_attempts=-1,
             **connect_options(self.nats_url),
+            **reconnecting("edc-ingress"),
         )
         sink = JetStreamSink(self.nc, timeout=self.settings.edc_publish_timeout_seconds)
         max_payload = sink.max_payload

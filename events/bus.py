@@ -22,9 +22,11 @@ from events.catalogue import BY_SUBJECT, CATALOGUE, DEAD_LETTER, EventSpec
 from events.delivery import DeadLetterMiddleware, DeliveryPolicy
 from events.envelope import Envelope
 from events.exhausted import forward_exhausted_deliveries
+from events.outages import ServerOutages
 from events.payloads.common import Payload
 from events.payloads.dead_letter import DeadLetter
 from events.permissions import connect_options
+from events.reconnect import quiet_broken_connections, reconnecting
 from events.subjects import DLQ_STREAM, STREAM
 from events.wire import publish_to_jetstream
 
@@ -44,10 +46,13 @@ class Bus:
 
     def __init__(self, nats_url: str, policy: DeliveryPolicy | None = None, *, name: str = "gxwf") -> None:
         self.policy = policy or DeliveryPolicy()
+        quiet_broken_connections(logging.getLogger(FASTSTREAM_LOGGER))
+        self._outages = ServerOutages(self.policy.unreachable, self.policy.unreachable_patience)
         self.broker = NatsBroker(
             nats_url,
             name=name,
             **connect_options(nats_url),
+            **reconnecting(name),
             middlewares=[DeadLetterMiddleware(self.policy, self._publish_dead_letter)],
             ack_policy=AckPolicy.NACK_ON_ERROR,
             description="gaiax-workflows event bus",
@@ -97,7 +102,7 @@ class Bus:
 
         async def consume(event: Any, message: Any) -> None:
             async with _heartbeat(message, interval):
-                await handler(event)
+                await self._outages.wait_out(lambda: handler(event), durable)
 
         # FastStream reads the signature to validate the body and to document it in AsyncAPI.
         consume.__signature__ = inspect.Signature(  # type: ignore[attr-defined]

@@ -46,6 +46,11 @@ class DeliveryPolicy:
     ack_wait: float = 30.0
     concurrency: int = 8
     permanent_errors: tuple[type[BaseException], ...] = field(default=(ValidationError, json.JSONDecodeError))
+    # Errors that only say a server was away (the composition root knows the drivers'): the event is retried in
+    # place, its message kept alive, until the server is back, without spending a delivery; for at most
+    # `unreachable_patience` seconds, after which the error counts as any other.
+    unreachable: Callable[[BaseException], bool] | None = None
+    unreachable_patience: float = 600.0
 
     def delay_after(self, attempt: int) -> float:
         if not self.backoff:

@@ -16,9 +16,10 @@ from typing import Any
 from adapters.management_registration import register, unregister
 from adapters.mongo_assets import MongoAssetCatalogue
 from adapters.mongo_store import MongoStateStore
+from devstack.restarts import RestartPolicy
 from events.bus import Bus
 from gxwf.endpoints import Endpoints, write_endpoints
-from gxwf.replicas import ReplicaSet, RestartPolicy, pids_file, replica_command
+from gxwf.replicas import ReplicaSet, pids_file, replica_command
 from gxwf.settings import Settings
 from schemas.connectors import ManagementApi
 

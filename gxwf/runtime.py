@@ -14,6 +14,7 @@ from typing import Any
 
 import nats
 import structlog
+from faststream.exceptions import IncorrectState
 
 from adapters.edc_client import HttpEdcClient, ManagementLookup
 from adapters.faults import ConfiguredFaults
@@ -33,6 +34,7 @@ from adapters.mongo_replica_stats import MongoReplicaStats
 from adapters.mongo_store import MongoStateStore
 from adapters.s3_objects import S3ObjectStore
 from adapters.slurm_compute import SlurmJobBackend
+from adapters.unreachable import server_unreachable
 from events.bus import Bus
 from events.delivery import DeliveryPolicy
 from events.envelope import Envelope
@@ -80,6 +82,7 @@ def delivery_policy(settings: Settings) -> DeliveryPolicy:
         backoff=tuple(settings.backoff_seconds),
         ack_wait=settings.ack_wait_seconds,
         concurrency=settings.handler_concurrency,
+        unreachable=server_unreachable,
     )
 
 
@@ -287,11 +290,12 @@ class HandlerService:
         return site.consumer_quota if site is not None else ConsumerQuota()
 
     async def readiness(self) -> dict[str, str]:
-        """What /readyz reports: subscribers started, NATS connected, MongoDB answering."""
+        """What /readyz reports: subscribers started, NATS connected, MongoDB and S3 answering."""
         checks = {"handlers": "ok" if self.ready.is_set() else "starting"}
         connection = self.bus.broker.config.connection_state.connection if self.bus else None
         checks["nats"] = "ok" if connection is not None and connection.is_connected else "disconnected"
         checks["mongo"] = await self.store.health()
+        checks["s3"] = await self.objects.health()
         return checks
 
     def _fenced(self, ctx: HandlerContext) -> HandlerContext:
@@ -315,6 +319,7 @@ class HandlerService:
         self._loops.append(asyncio.create_task(self._every(interval, loop, declared.name), name=declared.name))
 
     async def _every(self, interval: float, loop: Loop, name: str) -> None:
+        failing = False
         while True:
             try:
                 self.figures.passed(name, await loop.pass_once())
@@ -323,7 +328,14 @@ class HandlerService:
                 self.figures.lost(name)
                 log.info("periodic pass ended: its lease was lost", step=name, reason=str(lost))
             except Exception as error:  # a transient store or bus error must not end the loop
-                log.warning("periodic pass failed", step=name, error=repr(error))
+                # Said once while a server is away, not at every pass; other failures every time.
+                if not (failing and server_unreachable(error)):
+                    log.warning("periodic pass failed", step=name, error=repr(error))
+                failing = server_unreachable(error)
+            else:
+                if failing:
+                    log.info("periodic pass works again", step=name)
+                failing = False
             await asyncio.sleep(interval)
 
     async def _record_figures(self) -> None:
@@ -349,10 +361,17 @@ class HandlerService:
         for guard in self._guards:
             await _bounded(guard.release_all(), "releasing the leases")
         if self.bus is not None:
-            await _bounded(self.bus.broker.stop(), "stopping the subscribers (handlers still busy)")
+            stopped = await _bounded(self.bus.broker.stop(), "stopping the subscribers (handlers still busy)")
+            connection = None
+            if not stopped:
+                # A broker whose stop got as far as dropping its connection state has none to close.
+                with contextlib.suppress(IncorrectState):
+                    connection = self.bus.broker.config.connection_state.connection
+            if connection is not None:
+                # Its drain needs the server; without one the connection would go on reconnecting.
+                await _bounded(connection.close(), "closing the NATS connection")
             # Started: its last figures, with the events its handlers finished while stopping.
-            with contextlib.suppress(Exception):
-                await _bounded(self.replica_stats.record(self.holder, self.figures.document(stopped=True)), "figures")
+            await _bounded(self.replica_stats.record(self.holder, self.figures.document(stopped=True)), "figures")
         if self.edc is not None:
             await self.edc.close()
         if self.kubernetes is not None:
@@ -388,8 +407,17 @@ def _gateway_key(settings: Settings) -> str:
 _STOP_SECONDS = 10.0
 
 
-async def _bounded(step: Awaitable[Any], what: str) -> None:
+async def _bounded(step: Awaitable[Any], what: str) -> bool:
+    """Whether `step` finished. A step that fails does not stop the others; one that failed only because a server
+    is away (a stop after the embedded stack gave up on it) says nothing: that was said already."""
     try:
         await asyncio.wait_for(step, _STOP_SECONDS)
     except TimeoutError:
         log.warning("stop step abandoned after its time", step=what, seconds=_STOP_SECONDS)
+        return False
+    except Exception as error:
+        inner = error.exceptions if isinstance(error, ExceptionGroup) else (error,)
+        if not all(server_unreachable(one) for one in inner):
+            log.warning("stop step failed", step=what, error=repr(error))
+        return False
+    return True

@@ -23,6 +23,7 @@ from rich.text import Text
 
 from events.filters import EventFilter, StartAt
 from events.permissions import connect_options
+from events.reconnect import reconnecting
 from events.redaction import may_hold_secret, redact
 from events.subjects import DLQ_PREFIX, DLQ_STREAM, STREAM, STREAM_SUBJECTS
 from gxwf.time_merge import TimeMerge
@@ -204,7 +205,7 @@ async def tail(
         if filters:
             sources.append((stream, filters, sorted(filters) == sorted(held)))
 
-    nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=-1, **connect_options(nats_url))
+    nc = await nats.connect(nats_url, connect_timeout=5, **connect_options(nats_url), **reconnecting("events-tail"))
     queue: asyncio.Queue[tuple[int, Msg]] = asyncio.Queue()
     merge: TimeMerge[Tailed] = TimeMerge(len(sources))
     newest: deque[Tailed] | None = deque(maxlen=last) if last is not None else None

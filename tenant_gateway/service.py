@@ -15,6 +15,7 @@ from adapters.mongo_store import MongoStateStore
 from adapters.s3_objects import S3ObjectStore
 from adapters.servers import Servers
 from events.permissions import connect_options
+from events.reconnect import reconnecting
 from http_serving.server import ListenError, Served
 from tenant_gateway.app import create_app
 from tenant_gateway.context import GatewayContext
@@ -51,6 +52,7 @@ class TenantGatewayService:
     async def readiness(self) -> dict[str, str]:
         checks = {"nats": "ok" if self.nc is not None and self.nc.is_connected else "disconnected"}
         checks["mongo"] = await self.store.health()
+        checks["s3"] = await self.objects.health()
         return checks
 
     async def start(self) -> str:
@@ -62,8 +64,8 @@ class TenantGatewayService:
             self.servers.nats,
             name="gxwf-tenant-gateway",
             connect_timeout=5,
-            max_reconnect_attempts=-1,
             **connect_options(self.servers.nats),
+            **reconnecting("tenant-gateway"),
         )
         context = GatewayContext(
             store=self.store,

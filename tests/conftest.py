@@ -46,6 +46,7 @@ _OWN_SERVERS = (
     "tests/devstack/",
     "tests/readme/",
     "tests/cli/test_up.py",
+    "tests/cli/test_up_supervision.py",
     "tests/cli/test_events_tail.py",
     "tests/cli/test_edc_trial.py",
     "tests/cli/test_live_commands.py",

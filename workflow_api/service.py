@@ -33,6 +33,7 @@ from adapters.tenant_gateway_client import (
     TenantGateway,
 )
 from events.permissions import connect_options
+from events.reconnect import reconnecting
 from http_serving.server import ListenError, Served
 from ports.events import EventSink
 from ports.logs import LogReader
@@ -95,6 +96,8 @@ class WorkflowApiService:
         assert self.store is not None
         checks = {"nats": "ok" if self.nc is not None and self.nc.is_connected else "disconnected"}
         checks["mongo"] = await self.store.health()
+        if self.objects is not None:
+            checks["s3"] = await self.objects.health()
         return checks
 
     def _context(
@@ -151,8 +154,8 @@ class WorkflowApiService:
             servers.nats,
             name="gxwf-workflow-api",
             connect_timeout=5,
-            max_reconnect_attempts=-1,
             **connect_options(servers.nats),
+            **reconnecting("workflow-api"),
         )
         return self._context(
             store=self.store,

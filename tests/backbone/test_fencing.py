@@ -118,9 +118,10 @@ def pid_of(holder: str) -> int:
 async def test_a_paused_leader_resumed_after_a_takeover_writes_nothing(
     settings: Settings, js: JetStreamContext, store: MongoStateStore, tmp_path: Path
 ) -> None:
-    run_ids = [f"fence-{n}" for n in range(16)]
-    # The dispatcher sits half a second before each admission, under its lease: a pause lands mid-pass.
-    env = {"GXWF_FAULT_POINTS": "jobs.before_admit=sleep:0.5", "GXWF_RUNS_PER_SITE": "2"}
+    run_ids = [f"fence-{n}" for n in range(6)]
+    # The dispatcher sits two seconds before each admission, under its lease: paused after its first admission,
+    # it is mid-pass, and resumes with admissions left to make.
+    env = {"GXWF_FAULT_POINTS": "jobs.before_admit=sleep:2"}
     replicas = await start_replicas(settings, 2, env=env, groups=("jobs",))
     leases = store.db["leases"]
     paused: int | None = None
@@ -129,7 +130,8 @@ async def test_a_paused_leader_resumed_after_a_takeover_writes_nothing(
 
         async def dispatching() -> dict[str, Any] | None:
             doc = await leases.find_one({"_id": dispatcher_lease("local")})
-            return doc if doc is not None and (await store.count(RunDocument, states=[RunState.SUCCEEDED])) else None
+            admitted = len(run_ids) - await store.count(RunDocument, states=[RunState.QUEUED])
+            return doc if doc is not None and admitted >= 1 and await store.count(RunDocument) == len(run_ids) else None
 
         before = await eventually(dispatching, timeout=30)
         paused = pid_of(before["holder"])

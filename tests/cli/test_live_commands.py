@@ -98,7 +98,10 @@ async def test_handlers_serve_health_readiness_and_metrics(stack: StackEndpoints
             assert (await client.get("/healthz")).status_code == 200
             ready = await client.get("/readyz")
             assert ready.status_code == 200
-            assert ready.json() == {"ready": True, "checks": {"handlers": "ok", "nats": "ok", "mongo": "ok"}}
+            assert ready.json() == {
+                "ready": True,
+                "checks": {"handlers": "ok", "nats": "ok", "mongo": "ok", "s3": "ok"},
+            }
             metrics = await client.get("/metrics")
             assert metrics.status_code == 200
             assert "gxwf_events_handled_total" in metrics.text and "gxwf_handler_seconds" in metrics.text

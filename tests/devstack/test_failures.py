@@ -75,7 +75,8 @@ async def test_missing_program_names_the_fix(stack: StackEndpoints, monkeypatch:
 
 
 async def test_server_dying_ends_the_wait_with_its_name(stack: StackEndpoints) -> None:
-    embedded = EmbeddedStack(None, mongo_url=stack.mongo, s3_endpoint=stack.s3)
+    # Without restarts (tests/devstack/test_supervision.py has them).
+    embedded = EmbeddedStack(None, mongo_url=stack.mongo, s3_endpoint=stack.s3, restarts=None)
     async with embedded as endpoints:
         os.kill(endpoints.pids["nats"], signal.SIGKILL)
         with pytest.raises(StackError) as error:
