@@ -18,7 +18,7 @@ from faststream.exceptions import IncorrectState
 
 from adapters.edc_client import HttpEdcClient, ManagementLookup
 from adapters.faults import ConfiguredFaults
-from adapters.fencing import FencedCompute, FencedEvents, FencedLogSink, LeaseGuard
+from adapters.fencing import FencedCompute, FencedEvents, FencedLogSink, FencedObjects, LeaseGuard
 from adapters.jetstream_logs import JetStreamLogSink
 from adapters.kube_deployments import KubernetesDeploymentBackend
 from adapters.kube_manifests import WorkflowApiImage
@@ -309,6 +309,7 @@ class HandlerService:
             store=MongoFencedStore(self.store, guard),
             events=FencedEvents(ctx.events, guard),
             compute=FencedCompute(ctx.compute, guard) if ctx.compute is not None else None,
+            objects=FencedObjects(ctx.objects, guard) if ctx.objects is not None else None,
             logs=FencedLogSink(ctx.logs, guard) if ctx.logs is not None else None,
         )
 
