@@ -1,9 +1,9 @@
 """Fencing: what a periodic loop writes while acting under a lease is refused once the lease is no longer its.
 
 The composition root gives each periodic loop its own LeaseGuard as `ctx.leases`, and views of the ports it writes
-through (the store, the event sink, the compute backend, the log sink) that ask the guard first. The loop's code
-is unchanged: it takes its lease through `ctx.leases.hold` as before, and the guard remembers the lease (holder,
-epoch, local deadline). A write is then refused with LeaseLost
+through (the store, the event sink, the compute backend, the object store, the log sink) that ask the guard
+first. The loop's code is unchanged: it takes its lease through `ctx.leases.hold` as before, and the guard
+remembers the lease (holder, epoch, local deadline). A write is then refused with LeaseLost
 
 - when the local deadline has passed (renewal time + ttl - a safety margin, on this process's monotonic clock):
   a process paused past its lease (SIGSTOP, a stalled VM) notices on resume, before any round trip;
@@ -23,8 +23,9 @@ pass asks for the lease again.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from events.envelope import Envelope
@@ -33,6 +34,7 @@ from ports.compute import ComputeBackend, RunArtifacts, RunOwner, WorkloadStatus
 from ports.events import EventSink
 from ports.leases import Lease, LeaseLost, Leases
 from ports.logs import LogSink
+from ports.objects import ObjectStore, StoredObject
 from ports.store import D, StateStore, TransitionResult
 from schemas.documents import StatefulDocument
 
@@ -186,6 +188,65 @@ class FencedCompute:
     async def release(self, consumer_id: str, run_ids: list[str]) -> bool:
         await self.guard.check()
         return await self.compute.release(consumer_id, run_ids)
+
+
+class FencedObjects:
+    """Objects written or deleted under the lease (retention deleting expired results) checked first."""
+
+    def __init__(self, objects: ObjectStore, guard: LeaseGuard) -> None:
+        self.objects = objects
+        self.guard = guard
+
+    async def put_file(self, key: str, path: Path, *, content_type: str | None = None) -> StoredObject:
+        await self.guard.check()
+        return await self.objects.put_file(key, path, content_type=content_type)
+
+    async def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> StoredObject:
+        await self.guard.check()
+        return await self.objects.put_bytes(key, data, content_type=content_type)
+
+    async def get_bytes(self, key: str) -> bytes:
+        return await self.objects.get_bytes(key)
+
+    async def list(self, prefix: str) -> list[StoredObject]:
+        return await self.objects.list(prefix)
+
+    async def put_stream(
+        self,
+        key: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        content_type: str | None = None,
+        sha256: str | None = None,
+    ) -> StoredObject:
+        await self.guard.check()
+        return await self.objects.put_stream(key, chunks, content_type=content_type, sha256=sha256)
+
+    async def head(self, key: str) -> StoredObject | None:
+        return await self.objects.head(key)
+
+    def read_range(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        return self.objects.read_range(key, start, end)
+
+    async def get_file(self, key: str, path: Path) -> int:
+        return await self.objects.get_file(key, path)
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        await self.guard.check()
+        await self.objects.delete(keys)
+
+    async def presigned_url(
+        self,
+        method: str,
+        key: str,
+        *,
+        expires_seconds: int,
+        content_type: str | None = None,
+        sha256: str | None = None,
+    ) -> str:
+        return await self.objects.presigned_url(
+            method, key, expires_seconds=expires_seconds, content_type=content_type, sha256=sha256
+        )
 
 
 class FencedLogSink:

@@ -10,7 +10,7 @@ the process (a killed replica's last figures stay):
      "stopped": false, "events_handled": 812, "events_by_handler": {"jobs-start-pending-local": 97, ...},
      "passes": {"jobs-dispatcher": 301, ...}, "pass_work": {"jobs-dispatcher": 97, ...},
      "lease_lost": {"jobs-dispatcher": 1},
-     "fenced": [{"lease": "jobs-dispatcher:local", "epoch": 3, "acts": 194, "last_at": ...}], "refused": 1}
+     "fenced": [{"lease": "<lease name>", "epoch": 3, "acts": 194, "last_at": ...}], "refused": 1}
 """
 
 from __future__ import annotations

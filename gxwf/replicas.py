@@ -29,6 +29,7 @@ from pathlib import Path
 import structlog
 
 from devstack.process import death_signal_setter, describe_exit
+from devstack.restarts import RestartBudget, RestartPolicy
 
 log = structlog.get_logger("gxwf.replicas")
 
@@ -48,21 +49,6 @@ def pids_file(state_dir: Path, groups: Sequence[str] | None) -> Path:
     return state_dir / f"handlers-replicas{suffix}.json"
 
 
-@dataclass(frozen=True)
-class RestartPolicy:
-    """How a dead replica comes back: after backoff[n] seconds for its n-th restart in a row (the last value
-    repeats); more than `limit` restarts within `window_seconds` is a replica that cannot run, and the parent
-    gives up. A replica that ran `stable_seconds` starts again from the first backoff."""
-
-    backoff: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0)
-    limit: int = 10
-    window_seconds: float = 120.0
-    stable_seconds: float = 30.0
-
-    def delay(self, attempt: int) -> float:
-        return self.backoff[min(attempt, len(self.backoff) - 1)]
-
-
 class ReplicasFailed(Exception):
     """A replica died more often than the restart policy allows; the message says which and how."""
 
@@ -71,12 +57,10 @@ class ReplicasFailed(Exception):
 class _Replica:
     index: int
     health_port: int | None
+    budget: RestartBudget
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
-    in_a_row: int = 0
-    started_at: float = 0.0
     started_wall: str = ""
-    deaths: list[float] = field(default_factory=list)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -102,7 +86,8 @@ class ReplicaSet:
         self.policy = policy or RestartPolicy()
         self.stop_seconds = stop_seconds
         self.replicas = [
-            _Replica(index, health_port + index if health_port is not None else None) for index in range(count)
+            _Replica(index, health_port + index if health_port is not None else None, RestartBudget(self.policy))
+            for index in range(count)
         ]
         self._stopping = False
         self._watchers: list[asyncio.Task[None]] = []
@@ -172,7 +157,6 @@ class ReplicaSet:
             start_new_session=True,
             preexec_fn=death_signal_setter(signal.SIGTERM),
         )
-        replica.started_at = time.monotonic()
         replica.started_wall = datetime.now(UTC).isoformat()
         self._write_pids()
         log.info("replica started", replica=replica.index, pid=replica.process.pid, health_port=replica.health_port)
@@ -185,19 +169,15 @@ class ReplicaSet:
             code = await process.wait()
             if self._stopping:
                 return
-            now = time.monotonic()
-            if now - replica.started_at >= self.policy.stable_seconds:
-                replica.in_a_row = 0
-            replica.deaths = [t for t in replica.deaths if now - t < self.policy.window_seconds] + [now]
-            if len(replica.deaths) > self.policy.limit:
+            delay = replica.budget.next_delay(time.monotonic())
+            if delay is None:
                 reason = (
-                    f"handler replica {replica.index} {describe_exit(code)} {len(replica.deaths)} times within "
-                    f"{self.policy.window_seconds:g}s; not restarted again"
+                    f"handler replica {replica.index} {describe_exit(code)}; restarted {self.policy.limit} times "
+                    f"within {self.policy.window_seconds:g}s, not again"
                 )
                 if not self.failed.done():
                     self.failed.set_result(reason)
                 return
-            delay = self.policy.delay(replica.in_a_row)
             log.warning(
                 "replica died; restarting it",
                 replica=replica.index,
@@ -208,7 +188,6 @@ class ReplicaSet:
             await asyncio.sleep(delay)
             if self._stopping:
                 return
-            replica.in_a_row += 1
             replica.restarts += 1
             await self._spawn(replica)
 
@@ -219,6 +198,7 @@ class ReplicaSet:
             line = raw.decode(errors="replace").rstrip("\n")
             if line.startswith(READY_LINE):
                 replica.ready.set()
+                replica.budget.succeeded()  # its next death starts again from the first delay
                 continue
             print(f"[replica {replica.index}] {line}", flush=True)
 

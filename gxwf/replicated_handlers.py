@@ -9,16 +9,23 @@ with the local Slurm site, the tenant gateway) goes to them as GXWF_* variables.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
+import signal
+import sys
 from dataclasses import dataclass
 from typing import Any
+
+import typer
 
 from adapters.management_registration import register, unregister
 from adapters.mongo_assets import MongoAssetCatalogue
 from adapters.mongo_store import MongoStateStore
+from devstack.restarts import RestartPolicy
 from events.bus import Bus
 from gxwf.endpoints import Endpoints, write_endpoints
-from gxwf.replicas import ReplicaSet, RestartPolicy, pids_file, replica_command
+from gxwf.replicas import ReplicaSet, ReplicasFailed, pids_file, replica_command
 from gxwf.settings import Settings
 from schemas.connectors import ManagementApi
 
@@ -63,10 +70,24 @@ async def start_replicated(
         ),
     )
     services.push_async_callback(replicas.stop)
-    await replicas.start()
+    try:
+        await replicas.start()
+    except ReplicasFailed as failed:
+        # Everything started so far is stopped as the exit unwinds; not bad input: exit 1.
+        print(f"gxwf: error: {failed}", file=sys.stderr, flush=True)
+        raise typer.Exit(1) from None
+    watcher = asyncio.ensure_future(_stop_when_given_up(replicas))
+    services.callback(watcher.cancel)
     store = MongoStateStore.connect(endpoints.mongo, settings.mongo_database)
     services.push_async_callback(store.close)
     bus = Bus(endpoints.nats, name="gxwf-up")
     await bus.broker.connect()
     services.push_async_callback(bus.broker.stop)
     return ReplicatedHandlers(replicas, bus, store, MongoAssetCatalogue(store.db), settings.compute_site or "local")
+
+
+async def _stop_when_given_up(replicas: ReplicaSet) -> None:
+    """A replica the restart policy gave up on stops `gxwf up` as a signal would, after one line saying why."""
+    reason = await replicas.wait_failed()
+    print(f"gxwf: {reason}; stopping everything", file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)

@@ -18,7 +18,7 @@ from faststream.exceptions import IncorrectState
 
 from adapters.edc_client import HttpEdcClient, ManagementLookup
 from adapters.faults import ConfiguredFaults
-from adapters.fencing import FencedCompute, FencedEvents, FencedLogSink, LeaseGuard
+from adapters.fencing import FencedCompute, FencedEvents, FencedLogSink, FencedObjects, LeaseGuard
 from adapters.jetstream_logs import JetStreamLogSink
 from adapters.kube_deployments import KubernetesDeploymentBackend
 from adapters.kube_manifests import WorkflowApiImage
@@ -311,6 +311,7 @@ class HandlerService:
             store=MongoFencedStore(self.store, guard),
             events=FencedEvents(ctx.events, guard),
             compute=FencedCompute(ctx.compute, guard) if ctx.compute is not None else None,
+            objects=FencedObjects(ctx.objects, guard) if ctx.objects is not None else None,
             logs=FencedLogSink(ctx.logs, guard) if ctx.logs is not None else None,
         )
 
@@ -363,14 +364,17 @@ class HandlerService:
         for guard in self._guards:
             await _bounded(guard.release_all(), "releasing the leases")
         if self.bus is not None:
-            broker = self.bus.broker
-            if not await _bounded(broker.stop(), "stopping the subscribers (handlers still busy)"):
-                # Its drain needs the server; without one the connection would go on reconnecting.
+            stopped = await _bounded(self.bus.broker.stop(), "stopping the subscribers (handlers still busy)")
+            connection = None
+            if not stopped:
+                # A broker whose stop got as far as dropping its connection state has none to close.
                 with contextlib.suppress(IncorrectState):
-                    await _bounded(broker.config.connection_state.connection.close(), "closing the NATS connection")
+                    connection = self.bus.broker.config.connection_state.connection
+            if connection is not None:
+                # Its drain needs the server; without one the connection would go on reconnecting.
+                await _bounded(connection.close(), "closing the NATS connection")
             # Started: its last figures, with the events its handlers finished while stopping.
-            with contextlib.suppress(Exception):
-                await _bounded(self.replica_stats.record(self.holder, self.figures.document(stopped=True)), "figures")
+            await _bounded(self.replica_stats.record(self.holder, self.figures.document(stopped=True)), "figures")
         if self.edc is not None:
             await self.edc.close()
         if self.kubernetes is not None:

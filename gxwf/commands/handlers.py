@@ -76,8 +76,9 @@ async def _replicated(
     settings: Settings, only: list[str] | None, health_port: int | None, replicas: int, state_dir: Path | None
 ) -> None:
     """The parent of `replicas` processes of `gxwf handlers run` (each with --replicas 1)."""
+    from devstack.restarts import RestartPolicy
     from gxwf.endpoints import Endpoints
-    from gxwf.replicas import ReplicaSet, ReplicasFailed, RestartPolicy, pids_file, replica_command
+    from gxwf.replicas import ReplicaSet, ReplicasFailed, pids_file, replica_command
     from gxwf.serving import serve_until_signalled
 
     try:

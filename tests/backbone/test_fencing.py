@@ -36,7 +36,9 @@ from tests.backbone.test_replicas import request_runs
 
 
 def queued_run(run_id: str) -> RunDocument:
-    return RunDocument(id=run_id, consumer_id="c-1", asset_id="shell", state=RunState.QUEUED, spec={}, site="local")
+    return RunDocument(
+        id=run_id, consumer_id="c-1", asset_id="shell", state=RunState.QUEUED, spec={}, site="local", backend="local"
+    )
 
 
 async def test_a_write_under_a_lease_another_holder_took_is_refused_in_the_store(store: MongoStateStore) -> None:
@@ -118,9 +120,10 @@ def pid_of(holder: str) -> int:
 async def test_a_paused_leader_resumed_after_a_takeover_writes_nothing(
     settings: Settings, js: JetStreamContext, store: MongoStateStore, tmp_path: Path
 ) -> None:
-    run_ids = [f"fence-{n}" for n in range(16)]
-    # The dispatcher sits half a second before each admission, under its lease: a pause lands mid-pass.
-    env = {"GXWF_FAULT_POINTS": "jobs.before_admit=sleep:0.5", "GXWF_RUNS_PER_SITE": "2"}
+    run_ids = [f"fence-{n}" for n in range(6)]
+    # The dispatcher sits two seconds before each admission, under its lease: paused after its first admission,
+    # it is mid-pass, and resumes with admissions left to make.
+    env = {"GXWF_FAULT_POINTS": "jobs.before_admit=sleep:2"}
     replicas = await start_replicas(settings, 2, env=env, groups=("jobs",))
     leases = store.db["leases"]
     paused: int | None = None
@@ -129,7 +132,8 @@ async def test_a_paused_leader_resumed_after_a_takeover_writes_nothing(
 
         async def dispatching() -> dict[str, Any] | None:
             doc = await leases.find_one({"_id": dispatcher_lease("local")})
-            return doc if doc is not None and (await store.count(RunDocument, states=[RunState.SUCCEEDED])) else None
+            admitted = len(run_ids) - await store.count(RunDocument, states=[RunState.QUEUED])
+            return doc if doc is not None and admitted >= 1 and await store.count(RunDocument) == len(run_ids) else None
 
         before = await eventually(dispatching, timeout=30)
         paused = pid_of(before["holder"])
@@ -181,3 +185,36 @@ async def test_a_paused_leader_resumed_after_a_takeover_writes_nothing(
         assert (tmp_path / "markers" / run_id).read_text() == f"{run_id}\n"
     pending = [e["subject"] for e in await stream_events(js, s.RUN_PENDING)]
     assert sorted(pending) == sorted(run_ids)
+
+
+async def test_an_admission_recorded_but_never_announced_is_announced_by_the_watcher(
+    settings: Settings, endpoints: Endpoints, js: JetStreamContext, store: MongoStateStore, monkeypatch: Any
+) -> None:
+    """A dispatcher refused (or killed) between recording an admission and announcing it leaves the run pending
+    without its wf.run.pending: the watcher announces it, with the dispatcher's event id, so it is there once."""
+    import handlers.jobs.watch as watch
+    from events.payloads.run import RunPending
+    from handlers.jobs.ids import attempt_fact_id
+
+    monkeypatch.setattr(watch, "REANNOUNCE_SECONDS", 0.5)
+    await store.create(queued_run("unannounced"), event_id="q-1")
+    pending_id = attempt_fact_id("unannounced", RunPending, 1)
+    assert (await store.transition(RunDocument, "unannounced", RunState.PENDING, event_id=pending_id)).changed
+    bus = Bus(endpoints.nats)
+    await bus.broker.connect()
+    try:
+        guard = LeaseGuard(MongoLeases(store.db))
+        ctx = HandlerContext(
+            store=MongoFencedStore(store, guard),
+            events=FencedEvents(bus, guard),
+            compute=LocalProcessBackend(settings.state_dir / "runs", site="local"),
+            leases=guard,
+            holder="watcher",
+        )
+        await asyncio.sleep(0.6)
+        await watch.reconcile_once(ctx)
+        await watch.reconcile_once(ctx)
+    finally:
+        await bus.broker.stop()
+    announced = await stream_events(js, s.RUN_PENDING, wait=False)
+    assert [(e["id"], e["subject"], e["data"]["site"]) for e in announced] == [(pending_id, "unannounced", "local")]

@@ -216,3 +216,38 @@ async def test_a_start_that_fails_midway_stops_what_had_started(tmp_path: Path) 
     assert not (state / "endpoints.json").exists()
     # NATS, SecantusDB and SeaweedFS keep their data under the state directory: none of them is left running.
     assert processes_using(state) == []
+
+
+async def test_up_demo_with_handler_replicas(tmp_path: Path) -> None:
+    """`gxwf up --demo --replicas 2`: the handlers as two processes of their own (pids in the state directory),
+    which find the servers, the connector and the demo's management API themselves; the whole demo passes."""
+    state = tmp_path / "state"
+    proc = start_up(state, "--demo", "--replicas", "2")
+    try:
+        output = "".join(await wait_for_line(proc, "Running."))
+        assert "demo: all 4 steps succeeded" in output, output
+        record = json.loads((state / "handlers-replicas.json").read_text())
+        assert record["parent"] == proc.pid
+        pids = [replica["pid"] for replica in record["replicas"]]
+        assert len(set(pids)) == 2
+        children = {child.pid for child in psutil.Process(proc.pid).children(recursive=True)}
+        assert set(pids) <= children
+        assert all("handlers" in psutil.Process(pid).cmdline() for pid in pids)
+        # Both replicas recorded their figures; together they handled the demo's events.
+        endpoints = json.loads((state / "endpoints.json").read_text())
+        client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(endpoints["mongo"])
+        deadline = time.monotonic() + 20
+        while True:
+            stats = await client["gxwf"]["replica_stats"].find({}).to_list()
+            if len(stats) == 2 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        await client.close()
+        assert sorted(str(doc["replica"]) for doc in stats) == ["0", "1"], stats
+        servers = list(children)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(proc.wait, 90)
+    assert proc.returncode == 0
+    assert gone(servers, 10) == []
+    assert not (state / "handlers-replicas.json").exists()

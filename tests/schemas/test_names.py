@@ -29,6 +29,7 @@ SPELLED_ONCE = {
     "result download lease": re.compile(r"[\"']result-download:"),
     "dispatcher lease": re.compile(r"[\"']jobs-dispatcher:"),
     "log shipper lease": re.compile(r"[\"']jobs-logs:"),
+    "watcher lease": re.compile(r"[\"']jobs-watcher:"),
     "lease spelled at its use": re.compile(r"\.hold\(\s*f?[\"']"),
     "input keys": re.compile(r"[\"']inputs/\{"),
     "result keys": re.compile(r"[\"']results/\{quote"),
