@@ -71,6 +71,9 @@ class ProvisionDocument(StatefulDocument):
     failed_step: str | None = None
     # A deprovision request (not just the transfer's end) arrived: the connector waits for our callback.
     deprovision_callback: dict[str, Any] | None = None
+    # The event whose provision callback is being made (written before the call): a handler that takes over from
+    # one that died after calling asks the connector before calling again (handlers.provisioning.answering).
+    provision_answering: str | None = None
     deprovision_reason: str | None = None
     # The deprovision request that callback answers, and the last request answered: a redelivered request is not
     # answered twice, one that came while (or after) the teardown finished without it is answered late.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 
 import structlog
 
@@ -17,10 +18,11 @@ from events.payloads.asset import AssetRegistered, AssetRegistrationFailed
 from events.payloads.deployment import DeploymentFailed
 from handlers.context import HandlerContext
 from handlers.declare import on
+from handlers.provisioning.answering import answering
 from handlers.provisioning.common import target_from_store
 from handlers.provisioning.failure import fail_provision
 from handlers.provisioning.teardown import teardown_if_due
-from ports.edc import AccessAddress, EdcCallbackRefused, EdcError
+from ports.edc import AccessAddress, EdcCallbackRefused, EdcError, ProvisionTarget
 from ports.store import Outcome
 from schemas.dataflows import DataFlowDocument, DataFlowState
 from schemas.provisioning import (
@@ -67,6 +69,39 @@ async def on_asset_registered(event: Envelope[AssetRegistered], ctx: HandlerCont
     if dep is None or dep.workflow_api_url is None or target is None or doc.consumer_id is None:
         await fail_provision(tp, ctx, step="callback", reason="deployment or callback address missing", cause=event.id)
         return
+    async with answering(ctx, f"provision-answer:{tp}", f"transfer {tp}") as still_ours:
+        fresh = await ctx.store.get(ProvisionDocument, tp)
+        if fresh is None or fresh.state != ProvisionState.GRANTING:
+            return
+        grant_now = await ctx.store.get(AccessGrantDocument, tp)
+        if fresh.provision_answering == event.id and grant_now is not None and await _connector_has_it(ctx, fresh):
+            # A handler before this one called back and died before recording it: its token is the one sent.
+            log.info("provisioning already answered before a takeover", transfer=tp)
+            digest = grant_now.token_sha256
+        else:
+            sent = await _call_back(ctx, event, fresh, dep.workflow_api_url, target, still_ours)
+            if sent is None:
+                return
+            digest = sent
+        granted = await ctx.store.transition(ProvisionDocument, tp, ProvisionState.GRANTED, event_id=event.id)
+    if granted.settled:
+        await _granted(ctx, tp, doc.consumer_id, dep.workflow_api_url, digest, event)
+        log.info("access granted", transfer=tp, consumer=doc.consumer_id)
+    await teardown_if_due(tp, ctx)
+
+
+async def _call_back(
+    ctx: HandlerContext,
+    event: Envelope[AssetRegistered],
+    doc: ProvisionDocument,
+    url: str,
+    target: ProvisionTarget,
+    still_ours: Callable[[], None],
+) -> str | None:
+    """A new token stored (hashed) and sent to the connector: its digest, or None when the provisioning failed."""
+    registered = event.data
+    tp = doc.id
+    assert doc.consumer_id is not None
     # A fresh token on every attempt: one that never reached the connector is worth nothing, and only its
     # hash is kept, so a redelivered event could not resend the old one anyway.
     token = secrets.token_urlsafe(32)
@@ -77,28 +112,44 @@ async def on_asset_registered(event: Envelope[AssetRegistered], ctx: HandlerCont
         transfer_process_id=tp,
         consumer_id=doc.consumer_id,
         token_sha256=digest,
-        workflow_api_url=dep.workflow_api_url,
+        workflow_api_url=url,
         asset_ids=[registered.asset_id],
     )
+    still_ours()
     if not await ctx.store.create(grant, event_id=event.id):
         await ctx.store.set_fields(AccessGrantDocument, tp, {"token_sha256": digest})
     access = AccessAddress(
-        base_url=dep.workflow_api_url,
+        base_url=url,
         auth_code=f"Bearer {token}",
         extra={"consumerId": doc.edc_consumer_id or doc.consumer_id, "assetId": registered.asset_id},
     )
     try:
         if target.generation != "dps" or await _flow_started(ctx, tp, event.id):
+            await ctx.store.set_fields(ProvisionDocument, tp, {"provision_answering": event.id})
+            still_ours()
             await ctx.require_edc().provisioned(target, access, resource_name=f"gxwf-{tp}")
     except EdcError as error:
         refused = isinstance(error, EdcCallbackRefused)
         await fail_provision(tp, ctx, step="callback", reason=str(error), cause=event.id, tell=not refused)
-        return
-    granted = await ctx.store.transition(ProvisionDocument, tp, ProvisionState.GRANTED, event_id=event.id)
-    if granted.settled:
-        await _granted(ctx, tp, doc.consumer_id, dep.workflow_api_url, digest, event)
-        log.info("access granted", transfer=tp, consumer=doc.consumer_id)
-    await teardown_if_due(tp, ctx)
+        return None
+    return digest
+
+
+# Where a connector's transfer is once our provision callback reached it.
+_ANSWERED = frozenset(
+    {"PROVISIONED", "REQUESTING", "REQUESTED", "STARTING", "STARTED", "SUSPENDING", "SUSPENDED", "RESUMING",
+     "COMPLETING", "COMPLETED", "TERMINATING", "TERMINATED", "DEPROVISIONING", "DEPROVISIONED"}
+)  # fmt: skip
+
+
+async def _connector_has_it(ctx: HandlerContext, doc: ProvisionDocument) -> bool:
+    if ctx.edc is None:
+        return False
+    try:
+        info = await ctx.edc.transfer_process(doc.connector, doc.id)
+    except EdcError:
+        return False  # answered once more rather than never
+    return (info.state or "").upper() in _ANSWERED
 
 
 async def _granted(

@@ -8,12 +8,10 @@ overtakes a provisioning in flight is honoured as soon as that provisioning ends
 from __future__ import annotations
 
 import contextlib
-import secrets
 from collections.abc import AsyncIterator, Callable
 
 import structlog
 
-from events.attempt import AheadOfState
 from events.envelope import Envelope, derived_id
 from events.payloads.access import AccessRevoked
 from events.payloads.consumer import ConsumerDeprovisioned
@@ -27,6 +25,7 @@ from events.payloads.edc import (
 from events.payloads.run import RunStopRequested
 from handlers.context import HandlerContext
 from handlers.declare import on
+from handlers.provisioning.answering import AnswerInProgress, answering
 from handlers.provisioning.common import target_from_store, target_to_store
 from ports.edc import EdcError, ProvisionTarget
 from schemas.provisioning import (
@@ -43,14 +42,8 @@ from schemas.run import RunDocument
 
 log = structlog.get_logger("gxwf.provisioning")
 
-# How long one replica has to answer the connector and record the transfer deprovisioned before another may. Longer
-# than the EDC client's retries of one callback; shorter than the bus's retries of an event that waits for it
-# (0.5 + 2 + 5 + 15 s by default), so a replica that died holding it is taken over before its event is given up.
-FINISH_LEASE_SECONDS = 15.0
-
-
-class TeardownFinishing(AheadOfState):
-    """Another replica is answering the connector for this transfer: retried, then finds it deprovisioned."""
+# Another handler is answering the connector for this transfer: retried, then finds it deprovisioned.
+TeardownFinishing = AnswerInProgress
 
 
 _GONE = {ProvisionState.DEPROVISIONING, ProvisionState.DEPROVISIONED}
@@ -161,29 +154,8 @@ def finish_lease(tp: str) -> str:
 
 @contextlib.asynccontextmanager
 async def _answering(tp: str, ctx: HandlerContext) -> AsyncIterator[Callable[[], None]]:
-    """One handler at a time answers the connector for a transfer: two triggers may finish at once (the deployment's
-    deletion, a second end of the transfer, a deprovision request), also in one process, and an event is redelivered
-    while the replica that had it is paused. The others' events are retried and find the answer given. Yields the
-    check to make right before answering: a handler paused past its lease gives way instead."""
-    if ctx.leases is None:
-        yield lambda: None
-        return
-    claimant = f"{ctx.holder}/{secrets.token_hex(6)}"
-    name = finish_lease(tp)
-    lease = await ctx.leases.hold(name, claimant, FINISH_LEASE_SECONDS)
-    if not lease:
-        raise TeardownFinishing(f"transfer {tp}: another handler is answering the connector")
-
-    def still_ours() -> None:
-        if lease.expired():
-            raise TeardownFinishing(f"transfer {tp}: this handler's turn to answer expired")
-
-    try:
+    async with answering(ctx, finish_lease(tp), f"transfer {tp}") as still_ours:
         yield still_ours
-    finally:
-        # Given back at once, so the next in line finds the outcome without waiting the lease out.
-        with contextlib.suppress(Exception):
-            await ctx.leases.release(name, claimant)
 
 
 async def answer_if_waiting(tp: str, ctx: HandlerContext) -> None:

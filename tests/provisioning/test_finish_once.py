@@ -1,9 +1,11 @@
-"""Two replicas finishing the same teardown at once (the deployment's deletion and a second end of the transfer,
-or an event redelivered while its first replica was paused) answer the connector once, against the real store."""
+"""The connector is answered once per request: two handlers finishing the same teardown or grant at once (the
+deployment's deletion and a second end of the transfer, or an event redelivered while its first replica was
+paused), or one taking over from a handler killed right after calling back. Against the real store and leases."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,13 +15,15 @@ import pytest
 from adapters.mongo_leases import MongoLeases
 from adapters.mongo_store import MongoStateStore
 from devstack import StackEndpoints
-from events.envelope import Envelope
+from events.envelope import Envelope, new_event
+from events.payloads.asset import AssetRegistered
 from handlers.context import HandlerContext
 from handlers.provisioning.common import target_to_store
+from handlers.provisioning.grant import on_asset_registered
 from handlers.provisioning.teardown import TeardownFinishing, answer_if_waiting, finish_teardown
 from inprocess.doubles import FakeEdc
-from ports.edc import ProvisionTarget, TransferProcessInfo
-from schemas.provisioning import ProvisionDocument
+from ports.edc import AccessAddress, ProvisionTarget, TransferProcessInfo
+from schemas.provisioning import AccessGrantDocument, DeploymentDocument, ProvisionDocument
 
 
 class SlowEdc(FakeEdc):
@@ -135,3 +139,91 @@ async def test_a_handler_taking_over_after_one_died_having_answered_asks_the_con
     assert len(edc.deprovisioned_calls) == answers
     stored = await store.get(ProvisionDocument, tp)
     assert stored is not None and stored.state == "deprovisioned" and stored.deprovision_answered == "request-1"
+
+
+async def _granting(store: MongoStateStore) -> tuple[str, Envelope[AssetRegistered]]:
+    """A transfer whose consumer's WorkflowApi is ready and its asset registered: what the grant answers."""
+    tp = f"tp-{uuid.uuid4()}"
+    target = ProvisionTarget("default", "control-plane-http", tp, "http://connector.example/callback")
+    doc = ProvisionDocument(
+        id=tp,
+        state="requested",
+        connector="default",
+        consumer_id="default/did:web:c.example",
+        target=target_to_store(target),
+        deployment_id=f"dep-{tp}",
+    )
+    await store.create(doc, event_id="e-1")
+    await store.transition(ProvisionDocument, tp, "deploying", event_id="e-2")
+    deployment = DeploymentDocument(
+        id=f"dep-{tp}",
+        state="requested",
+        transfer_process_id=tp,
+        consumer_id="default/did:web:c.example",
+        workflow_api_url="http://127.0.0.1:9/api",
+    )
+    await store.create(deployment, event_id="e-3")
+    registered = AssetRegistered(
+        transfer_process_id=tp,
+        consumer_id="default/did:web:c.example",
+        deployment_id=f"dep-{tp}",
+        asset_id="chaos-marker",
+        asset_version=1,
+    )
+    return tp, new_event(registered.subject, registered, subject=tp)
+
+
+async def test_the_same_grant_handled_twice_at_once_calls_the_connector_once(store: MongoStateStore) -> None:
+    tp, event = await _granting(store)
+    edc = SlowSentEdc()
+    leases = MongoLeases(store.db)
+    replicas = [
+        HandlerContext(store=store, events=Published(), leases=leases, holder=name, edc=edc) for name in ("a", "b")
+    ]
+
+    # The event redelivered to a second replica while the first still answers (paused past the ack wait).
+    outcomes = await asyncio.gather(*(on_asset_registered(event, ctx) for ctx in replicas), return_exceptions=True)
+
+    assert len(edc.provisioned_calls) == 1
+    assert sum(isinstance(o, TeardownFinishing) for o in outcomes) == 1
+    stored = await store.get(ProvisionDocument, tp)
+    grant = await store.get(AccessGrantDocument, tp)
+    assert stored is not None and stored.state == "granted"
+    # The token the connector got is the one whose hash is kept.
+    (call,) = edc.provisioned_calls
+    token = call.access.auth_code.removeprefix("Bearer ")
+    assert grant is not None and grant.token_sha256 == hashlib.sha256(token.encode()).hexdigest()
+
+
+async def test_a_grant_taken_over_after_its_handler_died_having_called_back_is_not_sent_again(
+    store: MongoStateStore,
+) -> None:
+    tp, event = await _granting(store)
+    edc = SlowSentEdc()
+    first = HandlerContext(store=store, events=Published(), leases=MongoLeases(store.db), holder="a", edc=edc)
+    edc.die_after_call = True
+    with pytest.raises(Died):
+        await on_asset_registered(event, first)
+    edc.transfers[tp] = TransferProcessInfo(tp, "PROVISIONED", "chaos-marker", "agreement-1")
+    edc.die_after_call = False
+    second = HandlerContext(store=store, events=Published(), leases=MongoLeases(store.db), holder="b", edc=edc)
+
+    await on_asset_registered(event, second)
+
+    assert len(edc.provisioned_calls) == 1
+    stored = await store.get(ProvisionDocument, tp)
+    assert stored is not None and stored.state == "granted"
+
+
+class Died(Exception):
+    """The handler's process killed right after the connector answered."""
+
+
+class SlowSentEdc(FakeEdc):
+    die_after_call = False
+
+    async def provisioned(self, target: ProvisionTarget, access: AccessAddress, *, resource_name: str) -> None:
+        await asyncio.sleep(0.3)
+        await super().provisioned(target, access, resource_name=resource_name)
+        if self.die_after_call:
+            raise Died
