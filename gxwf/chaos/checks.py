@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -212,6 +213,15 @@ class Checker:
                         if answer.status_code < 400:
                             self.findings.add(STUCK, tp, f"the consumer's token still works ({answer.status_code})")
 
+    def leftovers(self) -> None:
+        """Nothing of the runs is left on this machine once their consumers were released: no run directory, no
+        process of a run (the local backend keeps each attempt's process group in its directory)."""
+        runs = self.state_dir / "runs"
+        for run_dir in sorted(runs.iterdir()) if runs.is_dir() else []:
+            alive = [pgid for pgid in _process_groups(run_dir) if _alive(pgid)]
+            why = f"processes still running (groups {', '.join(map(str, alive))})" if alive else "its directory is left"
+            self.findings.add(STUCK, f"run directory {run_dir.name}", why)
+
     # -- dead letters -------------------------------------------------------------------------------------------
 
     async def dead_letters(self) -> None:
@@ -226,3 +236,21 @@ class Checker:
                 f"{data.get('handler', '?')} after {data.get('delivery_count', '?')} deliveries: "
                 f"{error.get('type', '?')}: {error.get('message', '?')}",
             )
+
+
+def _process_groups(run_dir: Path) -> list[int]:
+    groups = []
+    for pgid_file in run_dir.glob("attempts/*/pgid"):
+        with contextlib.suppress(OSError, ValueError):
+            groups.append(int(pgid_file.read_text().strip()))
+    return groups
+
+
+def _alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -171,6 +171,7 @@ async def run_chaos(options: ChaosOptions, settings: Settings) -> Report:
         checker = Checker(store, eps.nats, state_dir, markers)
         await checker.runs(workload.accepted())
         await checker.transfers(workload.transfers, connector.ledger.callbacks, _access(workload), workload.requests)
+        checker.leftovers()
         await checker.dead_letters()
         durations["checks"] = time.monotonic() - checked
         report.findings = checker.findings

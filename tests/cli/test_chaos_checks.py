@@ -4,6 +4,7 @@ published twice and a dead letter, each named with why; a clean run passes. Agai
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -110,3 +111,23 @@ async def test_a_dead_letter_is_reported_with_its_error(
     (mine,) = [f for f in checker.findings.items if event_id in f.about]
     assert mine.category == DEAD_LETTER
     assert mine.why == "jobs-run-requested after 5 deliveries: ServerSelectionTimeoutError: store down"
+
+
+async def test_a_run_left_on_the_machine_is_found(
+    store: MongoStateStore, stack: StackEndpoints, tmp_path: Path
+) -> None:
+    attempt = tmp_path / "runs" / "r-left" / "attempts" / "1"
+    attempt.mkdir(parents=True)
+    left = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        (attempt / "pgid").write_text(str(left.pid))
+        checker = Checker(store, stack.nats, tmp_path, tmp_path / "markers")
+
+        checker.leftovers()
+
+        (found,) = checker.findings.items
+        assert (found.category, found.about) == (STUCK, "run directory r-left")
+        assert found.why == f"processes still running (groups {left.pid})"
+    finally:
+        left.kill()
+        left.wait()
