@@ -1,9 +1,11 @@
 """Fenced writes on MongoDB: the lease check is part of the write.
 
 Each write of a loop that holds a lease runs in a transaction that first updates the lease document on the
-condition that it still names this holder with this epoch (counting the write into `writes.<epoch>` and its time
-into `last_write.<epoch>`, which an operator or a test compares with `taken_at`), then makes the write. Not
-matched: the transaction is aborted and the write refused (LeaseLost). Matched: the transaction
+condition that it still names this holder with this epoch, then makes the write. The lease document counts the
+epoch's writes (`writes.<epoch>`), the time of its last one (`last_write.<epoch>`), and numbers every fenced write
+and takeover in the order the store applied them (`seq`; `last_seq.<epoch>`, `taken_seq` of the current holder):
+an old epoch's `last_seq` below the current `taken_seq` is the proof that none of its writes came after the
+takeover. Not matched: the transaction is aborted and the write refused (LeaseLost). Matched: the transaction
 holds the lease document, so a takeover (which updates that document) waits until this write committed or was
 aborted: no write of the old holder can land after its successor took the lease. A paused process holding such a
 transaction open delays the takeover until the server aborts the transaction (its transaction lifetime limit);
@@ -17,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
+from pymongo import ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 
 from adapters.fencing import LeaseGuard
@@ -42,14 +45,20 @@ class MongoFencedStore:
 
         async def in_transaction(session: AsyncClientSession) -> T:
             for lease in taken:
-                touched = await self.leases.update_one(
+                touched = await self.leases.find_one_and_update(
                     {"_id": lease.name, "holder": lease.holder, "epoch": lease.epoch},
-                    {"$inc": {f"writes.{lease.epoch}": 1}, "$max": {f"last_write.{lease.epoch}": utcnow()}},
+                    {"$inc": {"seq": 1, f"writes.{lease.epoch}": 1}, "$max": {f"last_write.{lease.epoch}": utcnow()}},
+                    projection={"seq": 1},
+                    return_document=ReturnDocument.AFTER,
                     session=session,
                 )
-                if touched.matched_count != 1:
+                if touched is None:
                     self.guard.refused += 1
                     raise LeaseLost(lease, "is another holder's now")
+                # Its place in the order of every fenced write and takeover of this lease (taken_seq).
+                await self.leases.update_one(
+                    {"_id": lease.name}, {"$max": {f"last_seq.{lease.epoch}": touched["seq"]}}, session=session
+                )
             return await write(session)
 
         async with self.store.client.start_session() as session:

@@ -35,6 +35,8 @@ class MongoLeases:
                             "epoch": {"$cond": [same, "$epoch", {"$add": [{"$ifNull": ["$epoch", 0]}, 1]}]},
                             # When this epoch began: what a fenced write's time is compared with.
                             "taken_at": {"$cond": [same, "$taken_at", {"$literal": now}]},
+                            # Where the takeover falls among the fenced writes (adapters/mongo_fencing.py).
+                            "taken_seq": {"$cond": [same, "$taken_seq", {"$ifNull": ["$seq", 0]}]},
                             "holder": {"$literal": holder},
                             "expires_at": {"$literal": now + timedelta(seconds=ttl_seconds)},
                         }

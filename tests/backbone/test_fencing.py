@@ -65,8 +65,8 @@ async def test_a_write_under_a_lease_another_holder_took_is_refused_in_the_store
     assert renewed is not None and renewed.epoch == 2
     assert (await MongoFencedStore(store, new).transition(RunDocument, "r-1", RunState.PENDING, event_id="e-1")).changed
     lease_doc = await store.db["leases"].find_one({"_id": "fence-test"})
-    assert lease_doc is not None and lease_doc["writes"] == {"2": 1}
-    assert old.refused == 2
+    assert lease_doc is not None and lease_doc["writes"] == {"2": 1} and lease_doc["last_seq"] == {"2": 1}
+    assert lease_doc["taken_seq"] == 0 and old.refused == 2
 
 
 async def test_a_lease_that_expires_mid_pass_stops_the_dispatcher_before_its_first_admission(
@@ -120,10 +120,11 @@ def pid_of(holder: str) -> int:
 async def test_a_paused_leader_resumed_after_a_takeover_writes_nothing(
     settings: Settings, js: JetStreamContext, store: MongoStateStore, tmp_path: Path
 ) -> None:
-    run_ids = [f"fence-{n}" for n in range(6)]
-    # The dispatcher sits two seconds before each admission, under its lease: paused after its first admission,
-    # it is mid-pass, and resumes with admissions left to make.
-    env = {"GXWF_FAULT_POINTS": "jobs.before_admit=sleep:2"}
+    run_ids = [f"fence-{n}" for n in range(8)]
+    # The dispatcher sits two seconds before each admission, under its lease: paused just after an admission, it is
+    # mid-pass (sitting before the next one), and resumes with an admission left to make. At most two admissions a
+    # pass keep a pass well within the lease it renews at its start.
+    env = {"GXWF_FAULT_POINTS": "jobs.before_admit=sleep:2", "GXWF_RUNS_PER_SITE": "2"}
     replicas = await start_replicas(settings, 2, env=env, groups=("jobs",))
     leases = store.db["leases"]
     paused: int | None = None
@@ -136,6 +137,7 @@ async def test_a_paused_leader_resumed_after_a_takeover_writes_nothing(
             return doc if doc is not None and admitted >= 1 and await store.count(RunDocument) == len(run_ids) else None
 
         before = await eventually(dispatching, timeout=30)
+        await asyncio.sleep(0.5)  # into the next admission's two seconds
         paused = pid_of(before["holder"])
         assert paused in replicas.pids()
         pause(paused)
@@ -172,13 +174,13 @@ async def test_a_paused_leader_resumed_after_a_takeover_writes_nothing(
     lease_doc = await leases.find_one({"_id": dispatcher_lease("local")})
     assert lease_doc is not None
     old_epoch = str(before["epoch"])
-    # From the store: the old holder's last fenced write precedes the takeover; nothing of its epoch came after.
-    last_old = lease_doc.get("last_write", {}).get(old_epoch)
-    assert last_old is None or last_old < after["taken_at"], (last_old, after["taken_at"])
-    # From its own figures: every act (store write, event, backend action) under the old epoch came before the
-    # takeover, and the resumed pass was refused, quietly.
+    # From the store, in the order it applied them: every write of the old epoch came before the takeover.
+    last_old = lease_doc.get("last_seq", {}).get(old_epoch, 0)
+    assert last_old <= after["taken_seq"], (lease_doc, after)
+    # From its own figures: every act (store write, event, backend action) under the old epoch came before it was
+    # resumed, and the resumed pass was refused, quietly.
     acts = [a for a in figures["fenced"] if a["lease"] == dispatcher_lease("local") and a["epoch"] == before["epoch"]]
-    assert all(a["last_at"] < after["taken_at"] for a in acts), (acts, after["taken_at"])
+    assert all(a["last_at"] < resumed_at for a in acts), (acts, resumed_at, lease_doc, after)
     assert figures["refused"] >= 1 and figures["lease_lost"].get("jobs-dispatcher", 0) >= 1, figures
     # Nothing lost, nothing doubled: each run ran once, and was announced pending once.
     for run_id in run_ids:
