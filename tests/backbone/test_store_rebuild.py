@@ -22,6 +22,8 @@ from adapters.mongo_store import MongoStateStore
 from events import subjects as s
 from events.envelope import new_event
 from events.payloads.run import RunRequested, RunSpec
+from events.streams import StreamSettings, ensure_streams
+from events.subjects import STREAM
 from gxwf.bench_store_crash import SETTINGS, StoreProcess
 from gxwf.settings import Settings
 from schemas.provisioning import ResultDocument
@@ -279,3 +281,15 @@ def test_bad_input_is_one_line(settings: Settings, own_store: StoreProcess, tmp_
     nowhere = {k: v for k, v in env.items() if k not in ("GXWF_NATS_URL", "GXWF_MONGO_URL")}
     wrong_dir = one_line_error(nowhere, "--state-dir", str(tmp_path / "no-such-dir"))
     assert "no nats, mongo server known" in wrong_dir and str(tmp_path / "no-such-dir") in wrong_dir
+
+
+async def test_a_bus_without_the_stream_is_one_line(
+    settings: Settings, js: JetStreamContext, own_store: StoreProcess
+) -> None:
+    await js.delete_stream(STREAM)
+    try:
+        error = await asyncio.to_thread(one_line_error, gxwf_env(settings, own_store.url))
+        assert error.startswith("gxwf: error: store rebuild: no stream WF on NATS at 127.0.0.1:"), error
+        assert error.endswith(": nothing to rebuild from")
+    finally:
+        await ensure_streams(js, StreamSettings(duplicate_window_seconds=settings.duplicate_window_seconds))
