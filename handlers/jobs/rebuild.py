@@ -13,6 +13,7 @@ facts say was started is not started again.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -78,7 +79,9 @@ class _Run:
     facts: list[tuple[str, RunFact]] = field(default_factory=list)
 
 
-async def rebuild_runs(events: Iterable[Envelope[Any]], ctx: HandlerContext, placement: Placement) -> RebuildReport:
+async def rebuild_runs(
+    events: Iterable[Envelope[Any]], ctx: HandlerContext, placement: Placement, *, concurrency: int = 16
+) -> RebuildReport:
     """Apply the run facts of `events` (stream order) to the store in `ctx`; what changed.
 
     `ctx` needs the store, and the catalogue (with `adhoc_runs` as the handlers have it) to resolve a recreated
@@ -98,9 +101,8 @@ async def rebuild_runs(events: Iterable[Envelope[Any]], ctx: HandlerContext, pla
                 run.pending = data
             run.facts.append((event.id, data))
     report = RebuildReport()
-    for run_id, run in runs.items():
-        if not run.queued:
-            continue  # never accepted (refused, or its handler has not answered yet: it will create it)
+
+    async def one(run_id: str, run: _Run) -> None:
         report.runs += 1
         stored = await ctx.store.get(RunDocument, run_id)
         # Its wf.run.queued is out, so the dispatcher may admit it: the flag saying so was lost.
@@ -113,12 +115,12 @@ async def rebuild_runs(events: Iterable[Envelope[Any]], ctx: HandlerContext, pla
         if stored is None:
             if run.request is None:
                 report.unresolved.append(run_id)  # its request aged out of the stream
-                continue
+                return
             spec, refused = await resolve(ctx, run.request.data)
             if spec is None:
                 log.warning("accepted run not recreated", run_id=run_id, reason=refused)
                 report.unresolved.append(run_id)
-                continue
+                return
             backend, site = placement.of(run.request.data, run.pending)
             doc = queued_run(run.request.data, spec, backend=backend, site=site, announced=True)
             if await ctx.store.create(doc, event_id=run.request.id):
@@ -141,4 +143,11 @@ async def rebuild_runs(events: Iterable[Envelope[Any]], ctx: HandlerContext, pla
                 report.transitions += 1
             elif result.outcome is Outcome.REJECTED:
                 report.rejected += 1
+
+    # Only accepted runs (with a wf.run.queued): a request never accepted was refused, or its handler has not
+    # answered yet and will create it. Runs are independent documents, so several go at a time: a store that
+    # syncs every commit syncs theirs together. A run's own facts stay in stream order.
+    accepted = [(run_id, run) for run_id, run in runs.items() if run.queued]
+    for start in range(0, len(accepted), concurrency):
+        await asyncio.gather(*(one(run_id, run) for run_id, run in accepted[start : start + concurrency]))
     return report

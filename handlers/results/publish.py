@@ -34,14 +34,18 @@ class RunNotEndedYet(AheadOfState):
 
 
 def _ended_by(run: RunDocument, event: Envelope[RunFact], target: RunState) -> bool:
-    """Whether this fact (ending the run in `target`) is the one that ended the run. A fact the tracker refused
-    (out of order, or a second end of a run that already ended otherwise) publishes nothing: its run has no such
-    end."""
+    """Whether this fact (ending the run in `target`) is the one that ended the run. A second end of a run that
+    already ended otherwise publishes nothing: its run has no such end."""
     if run.state in RunDocument.machine.terminal:
         return run.state == target and any(entry.event_id == event.id for entry in run.history)
-    if RunDocument.machine.allows(run.state, target):
-        raise RunNotEndedYet(f"run {run.id} is {run.state}; {event.type} not applied yet")
-    return False
+    if run.state == RunState.QUEUED and run.attempt > 1:
+        # Queued for a later attempt: an end of the attempt before that the tracker refused (say a time-out
+        # reported beside the failure that retried it). That attempt has no such end.
+        return False
+    # Not ended yet. Whoever reports an end read the run first, so the tracker takes it from where the run is,
+    # unless the store lost the run's last transitions (say `running`): then `gxwf store rebuild` brings it
+    # forward and the tracker's part is re-applied. Either way the end is waited for, not dropped.
+    raise RunNotEndedYet(f"run {run.id} is {run.state}; {event.type} not applied yet")
 
 
 async def _ended_run(

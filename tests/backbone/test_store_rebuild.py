@@ -22,6 +22,8 @@ from adapters.mongo_store import MongoStateStore
 from events import subjects as s
 from events.envelope import new_event
 from events.payloads.run import RunRequested, RunSpec
+from events.streams import StreamSettings, ensure_streams
+from events.subjects import STREAM
 from gxwf.bench_store_crash import SETTINGS, StoreProcess
 from gxwf.settings import Settings
 from schemas.provisioning import ResultDocument
@@ -129,6 +131,20 @@ async def assert_runs_agree_with_facts(js: JetStreamContext, store: MongoStateSt
     return len(accepted)
 
 
+async def until(
+    check: Callable[[], Awaitable[bool]], store: MongoStateStore, js: JetStreamContext, timeout: float
+) -> None:
+    """`eventually`, saying where the runs and results are when it fails."""
+    try:
+        await eventually(check, timeout=timeout, interval=0.5)
+    except AssertionError:
+        runs = Counter(doc.state for doc in await store.find(RunDocument, limit=10_000))
+        results = Counter(doc.state for doc in await store.find(ResultDocument, limit=10_000))
+        letters = [str(letter)[:300] for letter in await stream_events(js, "dlq.>", wait=False)]
+        where = f"runs {dict(runs)}, results {dict(results)}, dead letters {letters}"
+        raise AssertionError(f"not within {timeout}s: {where}") from None
+
+
 @pytest.fixture
 async def own_store(tmp_path: Path) -> AsyncIterator[StoreProcess]:
     """A store of this test's own, killed and started again on the same port and data; without the embedded
@@ -148,7 +164,7 @@ async def test_runs_converge_after_the_store_loses_acknowledged_writes_mid_burst
     env = gxwf_env(settings, own_store.url)
     markers = tmp_path / "markers"
     snapshot = tmp_path / "snapshot"
-    handlers = await start_handlers(env)
+    handlers = await start_handlers(env, "jobs", "results")
     store = MongoStateStore.connect(own_store.url, settings.mongo_database)
     try:
         run_ids = await request_runs(js, markers, 40, "burst")
@@ -159,11 +175,11 @@ async def test_runs_converge_after_the_store_loses_acknowledged_writes_mid_burst
 
             return check
 
-        await eventually(executed(5), timeout=60)
+        await eventually(executed(5), timeout=120)
         await own_store.kill()
         shutil.copytree(own_store.home, snapshot)
         await own_store.start()
-        await eventually(executed(20), timeout=60)
+        await eventually(executed(20), timeout=120)
         await own_store.kill()
         shutil.rmtree(own_store.home)
         shutil.copytree(snapshot, own_store.home)
@@ -177,9 +193,17 @@ async def test_runs_converge_after_the_store_loses_acknowledged_writes_mid_burst
             ends = await store.count(RunDocument, states=sorted(RunDocument.machine.terminal))
             return ends == len(run_ids)
 
-        await eventually(all_ended, timeout=120, interval=0.5)
+        await until(all_ended, store, js, timeout=180)
+
+        async def all_published() -> bool:
+            return await store.count(ResultDocument, states=["published"]) == len(run_ids)
+
+        await until(all_published, store, js, timeout=120)
         await quiet(js, timeout=20)
         assert await assert_runs_agree_with_facts(js, store, markers) == len(run_ids)
+        published = Counter(e["data"]["run_id"] for e in await stream_events(js, s.RESULT_PUBLISHED, wait=False))
+        assert published == Counter(run_ids), "one wf.result.published per run"
+        assert await stream_events(js, "dlq.>", wait=False) == []
         # Every run's command ran, and once (a run that ran twice would have two lines).
         assert all((markers / run_id).read_text() == "once\n" for run_id in run_ids)
         # On a store that agrees with the facts, the rebuild changes nothing.
@@ -203,7 +227,7 @@ async def test_rebuild_recreates_every_run_from_the_stream_into_an_empty_store(
         async def all_published() -> bool:
             return await store.count(ResultDocument, states=["published"]) == len(run_ids)
 
-        await eventually(all_published, timeout=60, interval=0.2)
+        await until(all_published, store, js, timeout=120)
     finally:
         stop(handlers)
     originals = {run_id: await store.get(RunDocument, run_id) for run_id in run_ids}
@@ -257,3 +281,15 @@ def test_bad_input_is_one_line(settings: Settings, own_store: StoreProcess, tmp_
     nowhere = {k: v for k, v in env.items() if k not in ("GXWF_NATS_URL", "GXWF_MONGO_URL")}
     wrong_dir = one_line_error(nowhere, "--state-dir", str(tmp_path / "no-such-dir"))
     assert "no nats, mongo server known" in wrong_dir and str(tmp_path / "no-such-dir") in wrong_dir
+
+
+async def test_a_bus_without_the_stream_is_one_line(
+    settings: Settings, js: JetStreamContext, own_store: StoreProcess
+) -> None:
+    await js.delete_stream(STREAM)
+    try:
+        error = await asyncio.to_thread(one_line_error, gxwf_env(settings, own_store.url))
+        assert error.startswith("gxwf: error: store rebuild: no stream WF on NATS at 127.0.0.1:"), error
+        assert error.endswith(": nothing to rebuild from")
+    finally:
+        await ensure_streams(js, StreamSettings(duplicate_window_seconds=settings.duplicate_window_seconds))

@@ -14,6 +14,8 @@ from events.envelope import Envelope
 from events.payloads.run import RetryPolicy
 from handlers.jobs.rebuild import Placement, rebuild_runs
 from handlers.jobs.start import RunNotAdmittedYet, on_run_pending
+from handlers.results.publish import RunNotEndedYet
+from handlers.results.publish import on_run_succeeded as results_on_run_succeeded
 from handlers.results.rebuild import rebuild_results
 from inprocess.system import InProcessSystem
 from schemas.provisioning import ResultDocument
@@ -119,3 +121,15 @@ async def test_the_start_handler_waits_for_an_admission_its_store_lost(system: I
 class _Refuses:
     async def publish(self, event: Envelope[Any]) -> None:
         raise AssertionError(f"the rebuild published {event.type}")
+
+
+@pytest.mark.parametrize("system", [False], indirect=True)
+async def test_the_results_publisher_waits_for_a_run_its_store_lost(system: InProcessSystem) -> None:
+    await request_run(system, "gone")
+    system.compute.finish("gone", 0)
+    await system.bus.settle()
+    (end,) = [e for e in system.bus.of(s.RUN_SUCCEEDED) if e.data.run_id == "gone"]
+    behind = MemoryStateStore()
+
+    with pytest.raises(RunNotEndedYet):
+        await results_on_run_succeeded(end, dataclasses.replace(system.ctx, store=behind))
