@@ -93,8 +93,7 @@ def wire(bus: Bus, groups: set[str] | None, ctx: HandlerContext | None) -> Bus:
     site = ctx.compute.site if ctx is not None and ctx.compute is not None else None
     for sub in for_groups(groups):
         handler = _bind(sub.handle, ctx.acting_as(source_of(sub.group))) if ctx is not None else _unwired
-        durable = f"{sub.durable}-{site}" if sub.per_site and site else sub.durable
-        bus.subscribe(subject=sub.subject, durable=durable, payload=sub.payload, handler=handler)
+        bus.subscribe(subject=sub.subject, durable=sub.durable_on(site), payload=sub.payload, handler=handler)
     return bus
 
 
