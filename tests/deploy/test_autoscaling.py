@@ -230,6 +230,19 @@ def test_each_handler_deployment_has_one_scaled_object(overlay: list[Manifest]) 
         assert down["stabilizationWindowSeconds"] >= 60
 
 
+def test_no_group_scales_beyond_what_its_consumers_can_feed(overlay: list[Manifest]) -> None:
+    """A durable consumer hands out at most max_ack_pending events at once, each replica takes up to
+    GXWF_HANDLER_CONCURRENCY of them: replicas beyond the quotient would only wait."""
+    from events.delivery import DeliveryPolicy
+    from gxwf.settings import Settings
+
+    default = Settings.model_fields["handler_concurrency"].default
+    policy = DeliveryPolicy(concurrency=int(_config(overlay).get("GXWF_HANDLER_CONCURRENCY", default)))
+    ceiling = policy.max_ack_pending // policy.concurrency
+    for obj in _of_kind(overlay, "ScaledObject"):
+        assert obj["spec"]["maxReplicaCount"] <= ceiling, f"{_ident(obj)}: more than {ceiling} replicas would idle"
+
+
 def test_lag_triggers_measure_exactly_the_durables_the_code_declares(overlay: list[Manifest]) -> None:
     assert trigger_problems(overlay) == []
     site = _config(overlay)["GXWF_COMPUTE_SITE"]
