@@ -58,6 +58,7 @@ CONFIG_KEYS = {
     "GXWF_RESULT_RETENTION_DAYS",
     "GXWF_EDC_MANAGEMENT_URL",
     "GXWF_EDC_MANAGEMENT_API_VERSION",
+    "GXWF_STREAM_REPLICAS",
 }
 # Each kind of credential in a Secret of its own, and the Secrets each component mounts: no component holds a
 # key it does not use (the ingress no S3 key, the dashboard no connector key, only the provisioning handler the
