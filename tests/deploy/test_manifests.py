@@ -59,6 +59,7 @@ CONFIG_KEYS = {
     "GXWF_EDC_MANAGEMENT_URL",
     "GXWF_EDC_MANAGEMENT_API_VERSION",
     "GXWF_STREAM_REPLICAS",
+    "GXWF_NATS_MONITOR_URL",
 }
 # Each kind of credential in a Secret of its own, and the Secrets each component mounts: no component holds a
 # key it does not use (the ingress no S3 key, the dashboard no connector key, only the provisioning handler the

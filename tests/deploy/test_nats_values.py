@@ -83,3 +83,4 @@ def test_the_overlay_and_keda_expect_this_cluster(values: dict[str, Any], overla
     port = values["config"]["monitor"]["port"]
     assert values["config"]["monitor"]["enabled"] is True
     assert monitoring["natsServerMonitoringEndpoint"] == f"nats-headless.nats.svc.cluster.local:{port}"
+    assert config["GXWF_NATS_MONITOR_URL"] == f"http://nats-headless.nats.svc.cluster.local:{port}"
