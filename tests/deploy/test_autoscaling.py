@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -205,6 +207,24 @@ def test_the_base_needs_no_keda(base: list[Manifest]) -> None:
     assert not [obj for obj in base if crd_schema.is_custom(obj)]
     for name, deployment in _by_name(base, "Deployment").items():
         assert deployment["spec"]["replicas"] >= 2, name
+
+
+def test_the_component_on_the_base_alone_names_no_real_nats(tmp_path: Path) -> None:
+    """An overlay that adds the component but forgets where NATS monitoring is gets a host that never resolves
+    (KEDA reports it at once), like the base's other placeholders."""
+    component = BASE.parent / "components" / "autoscaling"
+    (tmp_path / "kustomization.yaml").write_text(
+        # kustomize takes relative paths only.
+        yaml.safe_dump(
+            {"resources": [os.path.relpath(BASE, tmp_path)], "components": [os.path.relpath(component, tmp_path)]}
+        )
+    )
+    objects = _kustomize(tmp_path)
+    (monitoring,) = [m for n, m in _by_name(objects, "ConfigMap").items() if n.startswith("gxwf-nats-monitoring-")]
+    assert monitoring["data"]["natsServerMonitoringEndpoint"].rpartition(":")[0].endswith(".invalid")
+    assert trigger_problems(objects) == []
+    for name, deployment in _by_name(objects, "Deployment").items():
+        assert ("replicas" in deployment["spec"]) is not name.startswith("gxwf-handler-"), name
 
 
 def test_each_handler_deployment_has_one_scaled_object(overlay: list[Manifest]) -> None:
