@@ -136,7 +136,7 @@ class Bus:
                 ack_policy=JsAckPolicy.EXPLICIT,
                 ack_wait=self.policy.ack_wait,
                 max_deliver=self.policy.server_max_deliver,
-                max_ack_pending=max(self.policy.concurrency * 4, 64),
+                max_ack_pending=self.policy.max_ack_pending,
                 deliver_policy=DeliverPolicy.ALL,
                 filter_subject=subject,
             ),

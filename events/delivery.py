@@ -63,6 +63,12 @@ class DeliveryPolicy:
         # once more instead of being dropped by the server.
         return self.max_attempts + 1
 
+    @property
+    def max_ack_pending(self) -> int:
+        """Events of one durable consumer in flight at once, across every replica that shares it: beyond
+        max_ack_pending / concurrency replicas, more add no throughput to that consumer."""
+        return max(self.concurrency * 4, 64)
+
 
 DeadLetterSink = Callable[[str, DeadLetter], Awaitable[None]]
 

@@ -106,7 +106,7 @@ def wire(bus: Bus, groups: set[str] | None, ctx: HandlerContext | None, figures:
     handlers get a durable of that site (`jobs-start-pending-<site>`), so every site sees every event."""
     site = ctx.compute.site if ctx is not None and ctx.compute is not None else None
     for sub in for_groups(groups):
-        durable = f"{sub.durable}-{site}" if sub.per_site and site else sub.durable
+        durable = sub.durable_on(site)
         counted = functools.partial(figures.handled, durable) if figures is not None else None
         handler = _bind(sub.handle, ctx.acting_as(source_of(sub.group)), counted) if ctx is not None else _unwired
         bus.subscribe(subject=sub.subject, durable=durable, payload=sub.payload, handler=handler)

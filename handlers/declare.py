@@ -46,6 +46,11 @@ class Subscription:
     # durable name with the site appended), so each site's handlers see every event and take their own.
     per_site: bool = False
 
+    def durable_on(self, site: str | None) -> str:
+        """The JetStream consumer name this subscription takes in a process of `site` (also what autoscalers
+        measure the lag of)."""
+        return f"{self.durable}-{site}" if self.per_site and site else self.durable
+
 
 @dataclass(frozen=True)
 class Periodic:
