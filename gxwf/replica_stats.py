@@ -20,16 +20,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client import Counter as PrometheusCounter
-
 from adapters.fencing import LeaseGuard
-
-EVENTS_HANDLED = PrometheusCounter(
-    "gxwf_replica_events_handled_total", "Events handled to the end by this replica", ["replica", "handler"]
-)
-LOOP_PASSES = PrometheusCounter(
-    "gxwf_replica_loop_passes_total", "Passes of a periodic loop in this replica", ["replica", "loop"]
-)
+from events.replica_metrics import LOOP_PASSES, REPLICA_EVENTS_HANDLED
 
 
 class ReplicaFigures:
@@ -45,7 +37,7 @@ class ReplicaFigures:
 
     def handled(self, handler: str) -> None:
         self.events[handler] += 1
-        EVENTS_HANDLED.labels(self.replica, handler).inc()
+        REPLICA_EVENTS_HANDLED.labels(self.replica, handler).inc()
 
     def passed(self, loop: str, work: int) -> None:
         self.passes[loop] += 1

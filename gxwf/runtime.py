@@ -23,7 +23,6 @@ from adapters.jetstream_logs import JetStreamLogSink
 from adapters.kube_deployments import KubernetesDeploymentBackend
 from adapters.kube_manifests import WorkflowApiImage
 from adapters.kubernetes_compute import KubernetesJobBackend
-from adapters.kubernetes_compute.egress import EgressNotConfigured, RunEgress, run_egress
 from adapters.local_compute import LocalProcessBackend
 from adapters.local_deployments import LocalDeploymentBackend
 from adapters.mongo_assets import MongoAssetCatalogue
@@ -43,6 +42,7 @@ from events.streams import StreamSettings, ensure_streams, replicas_for
 from gxwf.definitions import load_sites
 from gxwf.endpoints import Endpoints as Endpoints  # re-exported: the composition root hands it out
 from gxwf.errors import UserError
+from gxwf.kubernetes_wiring import gateway_key, run_egress_of, workflow_api_settings
 from gxwf.replica_stats import ReplicaFigures
 from gxwf.replicas import replica_label
 from gxwf.settings import Settings
@@ -56,24 +56,6 @@ from schemas.connectors import ConnectorRegistry
 from schemas.sites import ConsumerQuota
 
 log = structlog.get_logger("gxwf.runtime")
-
-
-def _run_egress(settings: Settings, object_store_url: str) -> RunEgress:
-    """Where run pods may connect to; a store named by host name without its addresses or pods is a config error."""
-    try:
-        return run_egress(
-            object_store_url,
-            cidrs=settings.run_egress_object_store_cidrs,
-            namespace=settings.run_egress_object_store_namespace,
-            pod_labels=settings.run_egress_object_store_pod_labels,
-            port=settings.run_egress_object_store_port,
-            dns_namespace=settings.run_egress_dns_namespace,
-            dns_pod_labels=settings.run_egress_dns_pod_labels,
-        )
-    except EgressNotConfigured as error:
-        raise UserError(str(error)) from None
-    except ValueError as error:
-        raise UserError(f"GXWF_RUN_EGRESS_OBJECT_STORE_CIDRS: {error}") from None
 
 
 def delivery_policy(settings: Settings) -> DeliveryPolicy:
@@ -163,7 +145,7 @@ class HandlerService:
                 WorkflowApiImage(
                     settings.workflow_api_image,
                     settings=workflow_api_settings(settings),
-                    gateway_key=_gateway_key(settings),
+                    gateway_key=gateway_key(settings),
                 )
             )
             self.deployments["kubernetes"] = self.kubernetes
@@ -202,7 +184,7 @@ class HandlerService:
                 consumer_quota=self._quota_of(settings.compute_site or "kubernetes"),
                 objects=self.objects,
                 stage_image=settings.workflow_api_image,
-                egress=_run_egress(settings, endpoints.s3),
+                egress=run_egress_of(settings, endpoints.s3),
                 scratch_size_limit=settings.run_scratch_size_limit,
                 outputs_max_bytes=settings.run_outputs_max_bytes,
                 outputs_max_entries=settings.run_outputs_max_files,
@@ -385,26 +367,6 @@ class HandlerService:
             await self.slurm_compute.close()
         await self.store.close()
         await self.objects.close()
-
-
-def workflow_api_settings(settings: Settings) -> tuple[tuple[str, str], ...]:
-    """What a per-consumer WorkflowApi on a Kubernetes site is told besides its consumer and token: where the
-    tenant gateway is. No server URL or credential: those would reach every consumer's data."""
-    if not settings.tenant_gateway_url:
-        raise UserError(
-            "GXWF_TENANT_GATEWAY_URL: required when a Kubernetes site deploys per-consumer WorkflowApis "
-            "(where they reach the tenant gateway, `gxwf tenant-gateway`)"
-        )
-    return (("GXWF_WORKFLOW_API_GATEWAY_URL", settings.tenant_gateway_url),)
-
-
-def _gateway_key(settings: Settings) -> str:
-    if settings.gateway_key is None or not settings.gateway_key.get_secret_value():
-        raise UserError(
-            "GXWF_GATEWAY_KEY: required when a Kubernetes site deploys per-consumer WorkflowApis "
-            "(the key their tenant gateway tokens are minted with; the tenant gateway needs the same)"
-        )
-    return settings.gateway_key.get_secret_value()
 
 
 _STOP_SECONDS = 10.0
