@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 
 from events.attempt import AheadOfState
 from handlers.context import HandlerContext
+from ports.edc import EdcError
+from schemas.provisioning import ProvisionDocument
 
 # Longer than the EDC client's retries of one callback; shorter than the bus's retries of an event that waits for
 # it (0.5 + 2 + 5 + 15 s by default), so a handler that died holding it is taken over before its event is given up.
@@ -46,3 +48,15 @@ async def answering(ctx: HandlerContext, name: str, what: str) -> AsyncIterator[
         # Given back at once, so the next in line finds the outcome without waiting the lease out.
         with contextlib.suppress(Exception):
             await ctx.leases.release(name, claimant)
+
+
+async def connector_is_past(ctx: HandlerContext, doc: ProvisionDocument, states: Collection[str]) -> bool:
+    """Whether the connector reports the transfer in one of `states` (it got the answer a handler that died may
+    have given); unknown when it cannot be asked, so answered once more rather than never."""
+    if ctx.edc is None:
+        return False
+    try:
+        info = await ctx.edc.transfer_process(doc.connector, doc.id)
+    except EdcError:
+        return False
+    return (info.state or "").upper() in states

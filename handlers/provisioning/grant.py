@@ -18,7 +18,7 @@ from events.payloads.asset import AssetRegistered, AssetRegistrationFailed
 from events.payloads.deployment import DeploymentFailed
 from handlers.context import HandlerContext
 from handlers.declare import on
-from handlers.provisioning.answering import answering
+from handlers.provisioning.answering import answering, connector_is_past
 from handlers.provisioning.common import target_from_store
 from handlers.provisioning.failure import fail_provision
 from handlers.provisioning.teardown import teardown_if_due
@@ -74,7 +74,11 @@ async def on_asset_registered(event: Envelope[AssetRegistered], ctx: HandlerCont
         if fresh is None or fresh.state != ProvisionState.GRANTING:
             return
         grant_now = await ctx.store.get(AccessGrantDocument, tp)
-        if fresh.provision_answering == event.id and grant_now is not None and await _connector_has_it(ctx, fresh):
+        if (
+            fresh.provision_answering == event.id
+            and grant_now is not None
+            and await connector_is_past(ctx, fresh, _ANSWERED)
+        ):
             # A handler before this one called back and died before recording it: its token is the one sent.
             log.info("provisioning already answered before a takeover", transfer=tp)
             digest = grant_now.token_sha256
@@ -140,16 +144,6 @@ _ANSWERED = frozenset(
     {"PROVISIONED", "REQUESTING", "REQUESTED", "STARTING", "STARTED", "SUSPENDING", "SUSPENDED", "RESUMING",
      "COMPLETING", "COMPLETED", "TERMINATING", "TERMINATED", "DEPROVISIONING", "DEPROVISIONED"}
 )  # fmt: skip
-
-
-async def _connector_has_it(ctx: HandlerContext, doc: ProvisionDocument) -> bool:
-    if ctx.edc is None:
-        return False
-    try:
-        info = await ctx.edc.transfer_process(doc.connector, doc.id)
-    except EdcError:
-        return False  # answered once more rather than never
-    return (info.state or "").upper() in _ANSWERED
 
 
 async def _granted(

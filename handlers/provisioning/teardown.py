@@ -25,7 +25,7 @@ from events.payloads.edc import (
 from events.payloads.run import RunStopRequested
 from handlers.context import HandlerContext
 from handlers.declare import on
-from handlers.provisioning.answering import AnswerInProgress, answering
+from handlers.provisioning.answering import AnswerInProgress, answering, connector_is_past
 from handlers.provisioning.common import target_from_store, target_to_store
 from ports.edc import EdcError, ProvisionTarget
 from schemas.provisioning import (
@@ -183,23 +183,13 @@ async def _answer(
     """Tell the connector, unless a handler before this one did and died (or stalled past its turn) before it could
     record so: its intent is recorded first, and the connector, asked, says whether the answer arrived."""
     taken_over = doc.deprovision_answering is not None and doc.deprovision_answering == doc.deprovision_request_id
-    if taken_over and await _connector_has_it(ctx, doc):
+    if taken_over and await connector_is_past(ctx, doc, {"DEPROVISIONED"}):
         log.info("deprovisioning already answered before a takeover", transfer=doc.id)
         return
     still_ours()
     await ctx.store.set_fields(ProvisionDocument, doc.id, {"deprovision_answering": doc.deprovision_request_id})
     still_ours()
     await tell_deprovisioned(ctx, callback)
-
-
-async def _connector_has_it(ctx: HandlerContext, doc: ProvisionDocument) -> bool:
-    if ctx.edc is None:
-        return False
-    try:
-        info = await ctx.edc.transfer_process(doc.connector, doc.id)
-    except EdcError:
-        return False  # answered once more rather than never
-    return (info.state or "").upper() == "DEPROVISIONED"
 
 
 def _waiting(doc: ProvisionDocument | None) -> bool:
