@@ -28,10 +28,12 @@ async def nats_health(nc: Client, monitor_url: str | None) -> ServerHealth:
     if not nc.is_connected:
         return ServerHealth("NATS", "disconnected")
     facts: dict[str, Any] = {"server": nc.connected_url.netloc if nc.connected_url else "?"}
-    if monitor_url:
+    # A cluster's monitors, comma-separated: the first that answers speaks for the cluster.
+    for url in [part.strip() for part in (monitor_url or "").split(",") if part.strip()]:
         try:
-            async with httpx.AsyncClient(base_url=monitor_url, timeout=2.0) as http:
+            async with httpx.AsyncClient(base_url=url, timeout=2.0) as http:
                 varz, jsz = (await http.get("/varz")).json(), (await http.get("/jsz")).json()
+            facts.pop("monitor", None)
             facts.update(
                 version=varz.get("version"),
                 connections=varz.get("connections"),
@@ -42,6 +44,7 @@ async def nats_health(nc: Client, monitor_url: str | None) -> ServerHealth:
                 messages=jsz.get("messages"),
                 stored_mb=round(int(jsz.get("bytes") or 0) / 2**20, 1),
             )
+            break
         except (httpx.HTTPError, ValueError) as error:
             facts["monitor"] = f"unreachable: {type(error).__name__}"
     return ServerHealth("NATS", "ok", facts)

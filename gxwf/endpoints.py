@@ -103,11 +103,13 @@ def written_service(settings: Settings, name: Service) -> str | None:
 
 
 def stack_nats_monitor(state_dir: Path) -> str | None:
-    """The embedded NATS server's monitoring URL, from the stack's own file; None when unknown."""
+    """The embedded NATS servers' monitoring URLs (comma-separated, one per node), from the stack's own file; None
+    when unknown."""
     path = state_dir / STACK_FILE
     try:
-        value = json.loads(path.read_text()).get("nats_monitor") if path.exists() else None
-    except (ValueError, UnicodeDecodeError, OSError, AttributeError):
+        written = json.loads(path.read_text()) if path.exists() else {}
+        value = ",".join(written.get("nats_monitors") or []) or written.get("nats_monitor")
+    except (ValueError, UnicodeDecodeError, OSError, AttributeError, TypeError):
         return None
     return str(value) if value else None
 

@@ -223,7 +223,9 @@ async def _start_everything(
         settings = settings.model_copy(update={"sites_file": cluster.sites_file})
     # The dashboard first, so an operator can watch everything that follows live.
     await prepare_streams(eps.nats, settings)
-    board, dashboard_tokens = build_dashboard(settings, servers("dashboard"), nats_monitor=eps.nats_monitor)
+    board, dashboard_tokens = build_dashboard(
+        settings, servers("dashboard"), nats_monitor=",".join(eps.nats_monitors) or eps.nats_monitor
+    )
     endpoints["dashboard"] = await start_dashboard(board)
     services.push_async_callback(board.stop)
     console.print(f"[bold]dashboard: {endpoints['dashboard']}[/bold]")
