@@ -88,7 +88,6 @@ async def run_facts(nats_url: str, *, wait: float = 10.0) -> AsyncIterator[Envel
     try:
         # One more try, then the error (0 would mean: try forever); the failure is reported once, below.
         nc = await nats.connect(
-            nats_url,
             connect_timeout=5,
             max_reconnect_attempts=1,
             allow_reconnect=False,

@@ -23,6 +23,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from adapters.local_deployments import consumer_key
 from adapters.mongo_store import MongoStateStore
 from edc_simulator.ledger import Callback, Transfer
+from events.permissions import connect_options
 from events.subjects import DLQ_STREAM, RESULT_PUBLISHED, STREAM
 from schemas.provisioning import AccessGrantDocument, AccessState, ProvisionDocument, ProvisionState
 from schemas.run import RUN_MACHINE, RunDocument
@@ -68,7 +69,7 @@ class StreamEvent:
 
 async def read_stream(nats_url: str, stream: str, subject: str, timeout: float = 30.0) -> list[StreamEvent]:
     """Every message of `stream` on `subject`, from the first, by an ephemeral consumer that acknowledges nothing."""
-    nc = await nats.connect(servers=nats_url.split(","), connect_timeout=5, max_reconnect_attempts=3)
+    nc = await nats.connect(connect_timeout=5, max_reconnect_attempts=3, **connect_options(nats_url))
     found: list[StreamEvent] = []
     try:
         js = nc.jetstream()

@@ -24,6 +24,7 @@ from devstack import EmbeddedStack
 from devstack.netports import reserve_ports
 from edc_simulator.connector import SimulatedConnector
 from edc_simulator.versions import version
+from events.permissions import connect_options
 from events.subjects import STREAM
 from gxwf.chaos.checks import Checker
 from gxwf.chaos.faults import KINDS, Injector, Progress
@@ -229,7 +230,7 @@ async def _quiesce(nats_url: str, deadline: float) -> None:
 
 async def _bus_quiet(nats_url: str) -> bool:
     try:
-        nc = await nats.connect(servers=nats_url.split(","), connect_timeout=3, max_reconnect_attempts=1)
+        nc = await nats.connect(connect_timeout=3, max_reconnect_attempts=1, **connect_options(nats_url))
     except Exception:
         return False
     try:
