@@ -211,7 +211,7 @@ class HandlerService:
         await self.assets.ensure_indexes()
         await self.objects.ensure_bucket()
         await prepare_streams(self.endpoints.nats, self.settings)
-        bus = Bus(self.endpoints.nats, delivery_policy(self.settings))
+        bus = Bus(self.endpoints.nats, delivery_policy(self.settings), name="handlers")
         ctx = HandlerContext(
             store=self.store,
             events=bus,
