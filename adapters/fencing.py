@@ -35,8 +35,6 @@ from ports.events import EventSink
 from ports.leases import Lease, LeaseLost, Leases
 from ports.logs import LogSink
 from ports.objects import ObjectStore, StoredObject
-from ports.store import D, StateStore, TransitionResult
-from schemas.documents import StatefulDocument
 
 
 class LeaseGuard:
@@ -94,53 +92,6 @@ class LeaseGuard:
         for lease in self.taken.values():
             count, _ = self.acts.get((lease.name, lease.epoch), (0, now))
             self.acts[(lease.name, lease.epoch)] = (count + 1, now)
-
-
-class FencedStore:
-    """A StateStore whose writes are checked against the guard first (check, then write: for a store that
-    cannot make the check part of the write; MongoFencedStore does)."""
-
-    def __init__(self, store: StateStore, guard: LeaseGuard) -> None:
-        self.store = store
-        self.guard = guard
-
-    async def create(self, doc: StatefulDocument, *, event_id: str) -> bool:
-        await self.guard.check()
-        return await self.store.create(doc, event_id=event_id)
-
-    async def get(self, kind: type[D], doc_id: str) -> D | None:
-        return await self.store.get(kind, doc_id)
-
-    async def transition(
-        self,
-        kind: type[StatefulDocument],
-        doc_id: str,
-        to: str,
-        *,
-        event_id: str,
-        reason: str | None = None,
-        fields: Any = None,
-    ) -> TransitionResult:
-        await self.guard.check()
-        return await self.store.transition(kind, doc_id, to, event_id=event_id, reason=reason, fields=fields)
-
-    async def set_fields(self, kind: type[StatefulDocument], doc_id: str, fields: Any) -> bool:
-        await self.guard.check()
-        return await self.store.set_fields(kind, doc_id, fields)
-
-    async def find(
-        self,
-        kind: type[D],
-        *,
-        states: list[str] | None = None,
-        limit: int = 1000,
-        oldest_first: bool = False,
-        **equals: Any,
-    ) -> list[D]:
-        return await self.store.find(kind, states=states, limit=limit, oldest_first=oldest_first, **equals)
-
-    async def count(self, kind: type[StatefulDocument], *, states: list[str] | None = None, **equals: Any) -> int:
-        return await self.store.count(kind, states=states, **equals)
 
 
 class FencedEvents:
